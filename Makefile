@@ -1,0 +1,41 @@
+# The two README commands: `make tiny` and `make test`. Each (re)builds .venv from
+# env/lock-cpu.txt when the lock or pyproject.toml changed, and is a no-op otherwise.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.repro-lock-stamp
+PIP := $(VENV)/bin/python -m pip
+export HF_HUB_OFFLINE ?= 1
+export TRL_EXPERIMENTAL_SILENCE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: venv tiny test lint lock clean
+
+venv: $(STAMP)
+
+$(STAMP): env/lock-cpu.txt pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check --no-deps -r env/lock-cpu.txt
+	$(PIP) install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+# The tiny end-to-end path on a CPU (grows with the project: see README).
+tiny: $(STAMP)
+	$(VENV)/bin/repro env check
+	$(VENV)/bin/repro show tiny --method simpo
+	$(VENV)/bin/repro show llama3-instruct-v0.2 --method simpo
+	$(VENV)/bin/repro published --setting llama3-instruct-v0.2
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check repro tests
+	$(VENV)/bin/python -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check repro tests
+	$(VENV)/bin/ruff format --check repro tests
+
+# Re-resolve env/requirements.in into a fresh environment and write the lock.
+lock:
+	PYTHON=$(PYTHON) env/make-lock.sh
+
+clean:
+	rm -rf $(VENV)

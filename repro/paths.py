@@ -1,0 +1,28 @@
+"""Where the project's data lives: recipes/, results/, env/, eval/ and the shared/ folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# The repository root (repro is installed editable from a checkout). REPRO_HOME overrides it.
+ROOT = Path(os.environ.get("REPRO_HOME", Path(__file__).resolve().parent.parent))
+RECIPES = ROOT / "recipes"
+SETTINGS = RECIPES / "settings"
+METHODS_FILE = RECIPES / "methods.yaml"
+PUBLISHED = ROOT / "results" / "published"
+ENV = ROOT / "env"
+LOCK_CPU = ENV / "lock-cpu.txt"
+PAPER_ENV = ENV / "paper-environment.yaml"
+
+
+def shared_dir() -> Path | None:
+    """The read-only shared/ folder (seed, reference notes, real data), if present.
+
+    REPRO_SHARED overrides; otherwise ../shared beside the checkout, then ./shared inside it.
+    """
+    candidates = [os.environ.get("REPRO_SHARED"), ROOT.parent / "shared", ROOT / "shared"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None

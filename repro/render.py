@@ -1,0 +1,72 @@
+"""Output in the formats the CLI offers: rich tables for people, JSON/YAML/CSV for programs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from repro.errors import unknown
+
+
+def console(stderr: bool = False) -> Console:
+    """A console that does not wrap tables when output is piped into a file or a test."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 200
+    return Console(file=stream, width=width, soft_wrap=False, highlight=False)
+
+
+def check_format(fmt: str, choices: Sequence[str]) -> str:
+    if fmt not in choices:
+        raise unknown("format", fmt, choices)
+    return fmt
+
+
+def number(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def table(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    title: str | None = None,
+    caption: str | None = None,
+) -> Table:
+    out = Table(title=title, caption=caption, show_lines=False, header_style="bold")
+    for column in columns:
+        out.add_column(column, overflow="fold")
+    for row in rows:
+        out.add_row(*(number(v) if not isinstance(v, str) else v for v in row))
+    return out
+
+
+def print_table(tbl: Table) -> None:
+    console().print(tbl)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def print_yaml(data: Any) -> None:
+    sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def print_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if v is None else number(v) for v in row])
+    sys.stdout.write(buffer.getvalue())

@@ -1,0 +1,101 @@
+"""The CLI through the installed entry point: outputs, and one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+ALL_METHODS = {"simpo", "dpo", "ipo", "cpo", "kto", "orpo", "rdpo", "rrhf", "slic-hf"}
+
+
+def test_recipes_lists_every_setting_and_method(cli):
+    rows = json.loads(cli("recipes", "--format", "json", check=True).stdout)
+    settings = {r["setting"] for r in rows}
+    assert settings == {
+        "mistral-base",
+        "mistral-instruct",
+        "llama3-base",
+        "llama3-instruct",
+        "llama3-instruct-v0.2",
+        "gemma2-9b-it",
+        "tiny",
+    }
+    assert {r["method"] for r in rows} == ALL_METHODS
+    assert len(rows) == 7 * 9
+    published = {(r["setting"], r["method"]) for r in rows if r["source"] == "published"}
+    assert ("gemma2-9b-it", "simpo") in published and ("gemma2-9b-it", "ipo") not in published
+    table = cli("recipes", check=True).stdout
+    assert "gamma=3" in table and "llama3-instruct-v0.2" in table
+
+
+@pytest.mark.parametrize("fmt", ["table", "yaml", "json"])
+def test_show_formats(cli, fmt):
+    out = cli("show", "gemma2-9b-it", "--method", "simpo", "--format", fmt, check=True).stdout
+    if fmt == "json":
+        assert json.loads(out)["gamma"] == 5.0
+    elif fmt == "yaml":
+        assert yaml.safe_load(out)["learning_rate"] == 8e-7
+    else:
+        assert "gemma2-9b-it x simpo" in out and "derived: gamma_beta_ratio x beta" in out
+
+
+def test_show_gpu_count(cli):
+    config = json.loads(
+        cli("show", "llama3-instruct-v0.2", "--gpus", "8", "--format", "json", check=True).stdout
+    )
+    assert config["batch"]["gradient_accumulation_steps"] == 8 and config["total_batch_size"] == 128
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["show", "lama3-instruct"], "unknown setting 'lama3-instruct': valid: "),
+        (["show", "llama3-base", "--method", "simpoo"], "did you mean 'simpo'"),
+        (["show", "llama3-base", "--fromat", "json"], "did you mean '--format'"),
+        (["shwo", "llama3-base"], "unknown command for 'repro' 'shwo': valid: "),
+        (
+            ["show", "llama3-base", "--format", "jsn"],
+            "unknown format 'jsn': valid: json, table, yaml",
+        ),
+        (["show", "llama3-base", "--set", "bta=2"], "unknown key 'bta' (did you mean 'beta'?)"),
+        (["show", "llama3-base", "--layout", "paper"], "unknown layout 'paper'"),
+        (["published", "--method", "simpoo"], "did you mean 'simpo'"),
+        (["env", "chek"], "did you mean 'check'"),
+        (["env", "diff", "--against", "conda"], "valid: paper"),
+        (["show", "llama3-base", "--gpus", "many"], "--gpus"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(cli, args, needle):
+    proc = cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("repro: error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["show", "llama3-base", "--set", "beta=-1"], "below the minimum"),
+        (["show", "llama3-base", "--gpus", "3"], "not divisible"),
+        (["show", "/nonexistent/recipe.yaml"], "no such file"),
+    ],
+)
+def test_bad_values_are_one_line_nonzero(cli, args, needle):
+    proc = cli(*args)
+    assert proc.returncode != 0
+    assert proc.stderr.count("\n") == 1 and needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_high_learning_rate_warns_but_runs(cli):
+    proc = cli("show", "tiny", "--set", "learning_rate=0.01", "--format", "json")
+    assert proc.returncode == 0
+    assert proc.stderr.startswith("repro: warning: ") and "learning rate 0.01" in proc.stderr
+
+
+def test_bare_command_prints_help(cli):
+    proc = cli()
+    assert proc.returncode == 0 and "show" in proc.stdout and "published" in proc.stdout

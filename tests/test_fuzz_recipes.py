@@ -1,0 +1,67 @@
+"""Fuzz recipe loading: whatever the YAML holds, the result is a setting or a ReproError."""
+
+from __future__ import annotations
+
+import warnings
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from repro import recipes
+from repro.errors import ReproError
+
+METHODS = recipes.load_methods()
+BASE = yaml.safe_load((recipes.paths.SETTINGS / "llama3-base.yaml").read_text())
+HANDBOOK_KEYS = [
+    "model_name_or_path",
+    "dataset_mixer",
+    "dataset_splits",
+    "beta",
+    "gamma",
+    "learning_rate",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+]
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(key=st.sampled_from(sorted(BASE) + ["max_lenght", "methods"]), value=values)
+def test_mutated_setting_loads_or_fails_cleanly(key, value):
+    data = dict(BASE)
+    data[key] = value
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            setting = recipes.parse_setting(data, "fuzz", METHODS)
+            recipes.resolve(setting, METHODS["simpo"])
+    except ReproError:
+        pass
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(data=st.dictionaries(st.sampled_from(HANDBOOK_KEYS), values, min_size=1, max_size=6))
+def test_handbook_config_loads_or_fails_cleanly(data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("hb") / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            recipes.resolve(recipes.get_setting(str(path), METHODS), METHODS["simpo"])
+    except ReproError:
+        pass

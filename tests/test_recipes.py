@@ -1,0 +1,263 @@
+"""Recipes: the seed's hyperparameter tables, the paper's training configs, and resolution.
+
+Oracles:
+- the seed README's SimPO table (beta, gamma/beta, lr) and DPO table (beta, lr), parsed
+  here; exact equality of the numbers;
+- the SimPO repo's own training configs (shared/reference/simpo-repo/training_configs),
+  read through repro's alignment-handbook reader and compared field by field with our
+  setting files: exact equality.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+
+from repro import recipes
+from repro.errors import ReproError, ReproWarning, UsageError
+
+PAPER_SETTINGS = {
+    "Mistral-Base": "mistral-base",
+    "Mistral-Instruct": "mistral-instruct",
+    "Llama3-Base": "llama3-base",
+    "Llama3-Instruct": "llama3-instruct",
+    "Llama3-Instruct v0.2": "llama3-instruct-v0.2",
+    "Gemma": "gemma2-9b-it",
+}
+CONFIGS = {
+    "mistral-7b-base-simpo.yaml": "mistral-base",
+    "mistral-7b-instruct-simpo.yaml": "mistral-instruct",
+    "llama-3-8b-base-simpo.yaml": "llama3-base",
+    "llama-3-8b-instruct-simpo.yaml": "llama3-instruct",
+    "llama-3-8b-instruct-simpo-v2.yaml": "llama3-instruct-v0.2",
+    "gemma-2-9b-it-simpo.yaml": "gemma2-9b-it",
+}
+
+
+def seed_tables(text: str) -> tuple[dict, dict]:
+    simpo, dpo = {}, {}
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split("|")]
+        if parts[0] not in PAPER_SETTINGS or parts[-1] != "":
+            continue
+        name = PAPER_SETTINGS[parts[0]]
+        numbers = [float(p) for p in parts[1:-1]]
+        if len(numbers) == 3:
+            assert name not in simpo
+            simpo[name] = dict(zip(("beta", "gamma_beta_ratio", "learning_rate"), numbers, strict=True))
+        elif len(numbers) == 2:
+            assert name not in dpo
+            dpo[name] = dict(zip(("beta", "learning_rate"), numbers, strict=True))
+    return simpo, dpo
+
+
+@pytest.fixture(scope="module")
+def seed(shared):
+    simpo, dpo = seed_tables((shared / "seed" / "SimPO-README.txt").read_text(encoding="utf-8"))
+    assert len(simpo) == 6 and len(dpo) == 6
+    return simpo, dpo
+
+
+@pytest.fixture(scope="module")
+def methods():
+    return recipes.load_methods()
+
+
+def resolved(setting: str, method: str, methods, **kw) -> dict:
+    return recipes.resolve(recipes.get_setting(setting, methods), recipes.get_method(method, methods), **kw)
+
+
+@pytest.mark.parametrize("setting", sorted(PAPER_SETTINGS.values()))
+def test_simpo_and_dpo_hyperparameters_equal_seed(setting, seed, methods):
+    simpo, dpo = seed
+    config = resolved(setting, "simpo", methods)
+    for key, value in simpo[setting].items():
+        assert config[key] == value, (setting, key)
+    assert config["gamma"] == pytest.approx(
+        simpo[setting]["beta"] * simpo[setting]["gamma_beta_ratio"], abs=0
+    )
+    config = resolved(setting, "dpo", methods)
+    for key, value in dpo[setting].items():
+        assert config[key] == value, (setting, key)
+
+
+@pytest.mark.parametrize("filename", sorted(CONFIGS))
+def test_paper_training_configs_match_our_settings(filename, shared, cli):
+    """The SimPO repo's YAML, read through `repro show FILE`, resolves to our setting's values."""
+    path = shared / "reference" / "simpo-repo" / "training_configs" / filename
+    theirs = json.loads(cli("show", str(path), "--method", "simpo", "--format", "json", check=True).stdout)
+    ours = json.loads(
+        cli("show", CONFIGS[filename], "--method", "simpo", "--format", "json", check=True).stdout
+    )
+    for key in (
+        "model_name_or_path",
+        "dataset",
+        "train_split",
+        "test_split",
+        "max_length",
+        "max_prompt_length",
+        "beta",
+        "gamma_beta_ratio",
+        "gamma",
+        "learning_rate",
+        "total_batch_size",
+        "lr_scheduler_type",
+        "warmup_ratio",
+        "num_train_epochs",
+        "optim",
+        "seed",
+        "bf16",
+        "gradient_checkpointing",
+        "attn_implementation",
+        "eval_steps",
+        "logging_steps",
+        "per_device_eval_batch_size",
+        "torch_dtype",
+    ):
+        assert theirs[key] == ours[key], (filename, key)
+    assert theirs["batch"] == ours["batch"]
+
+
+def test_done_when_llama3_v2_simpo_json(cli):
+    config = json.loads(
+        cli("show", "llama3-instruct-v0.2", "--method", "simpo", "--format", "json", check=True).stdout
+    )
+    assert config["beta"] == 10
+    assert config["gamma_beta_ratio"] == 0.3
+    assert config["gamma"] == 3.0
+    assert config["learning_rate"] == 1e-6
+    assert config["model_name_or_path"] == "meta-llama/Meta-Llama-3-8B-Instruct"
+    assert config["dataset"] == "princeton-nlp/llama3-ultrafeedback-armorm"
+    assert config["max_length"] == 2048 and config["max_prompt_length"] == 1800
+    assert config["total_batch_size"] == 128
+    assert config["batch"]["gradient_accumulation_steps"] == 16
+
+
+@pytest.mark.parametrize(
+    ("gpus", "nodes", "accumulation"), [(4, 1, 16), (8, 1, 8), (8, 2, 4), (1, 1, 64), (2, 1, 32)]
+)
+def test_accumulation_keeps_total_batch(gpus, nodes, accumulation, methods):
+    batch = resolved("llama3-base", "simpo", methods, num_processes=gpus, num_nodes=nodes)["batch"]
+    assert batch["gradient_accumulation_steps"] == accumulation
+    assert batch["per_device"] * batch["gradient_accumulation_steps"] * gpus * nodes == 128
+
+
+def test_paper_time_layout_is_8x2x8(methods):
+    batch = resolved("llama3-instruct", "simpo", methods, layout="paper-time")["batch"]
+    assert (batch["num_processes"], batch["per_device"], batch["gradient_accumulation_steps"]) == (
+        8,
+        2,
+        8,
+    )
+
+
+def test_indivisible_layout_is_an_error(methods):
+    with pytest.raises(ReproError, match="not divisible"):
+        resolved("llama3-base", "simpo", methods, num_processes=3)
+
+
+def test_every_setting_resolves_for_every_method(methods):
+    for name in recipes.list_settings():
+        for method in methods:
+            config = resolved(name, method, methods)
+            assert config["learning_rate"] > 0
+            assert set(methods[method].hyperparameters) <= set(config)
+            assert set(config["sources"]) >= set(methods[method].hyperparameters) | {"learning_rate"}
+
+
+def test_gamma_is_free_of_float_noise(methods):
+    assert resolved("llama3-instruct", "simpo", methods)["gamma"] == 1.375
+    assert resolved("mistral-instruct", "simpo", methods)["gamma"] == 0.25
+
+
+def test_v1_gamma_note(methods):
+    notes = resolved("llama3-instruct", "simpo", methods)["notes"]
+    assert any("1.4" in n and "1.375" in n for n in notes)
+
+
+def test_overrides(methods):
+    config = resolved(
+        "llama3-base",
+        "simpo",
+        methods,
+        overrides=recipes.parse_overrides(["beta=2.5", "learning_rate=1e-6", "max_length=4096"]),
+    )
+    assert config["beta"] == 2.5 and config["gamma"] == 1.25
+    assert config["learning_rate"] == 1e-6 and config["max_length"] == 4096
+    assert config["sources"]["beta"] == "command line (--set)"
+    with pytest.raises(UsageError, match="did you mean 'beta'"):
+        resolved("llama3-base", "simpo", methods, overrides={"bta": 1})
+    with pytest.raises(ReproError, match="below the minimum"):
+        resolved("llama3-base", "simpo", methods, overrides={"beta": -1})
+    with pytest.raises(ReproError, match="max_prompt_length"):
+        resolved("llama3-base", "simpo", methods, overrides={"max_length": 100})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resolved("llama3-base", "simpo", methods, overrides={"learning_rate": 1e-2})
+    assert any(issubclass(w.category, ReproWarning) for w in caught)
+
+
+def test_config_hash_changes_with_training_values_only(methods):
+    a = resolved("llama3-base", "simpo", methods)
+    b = resolved("llama3-base", "simpo", methods, overrides={"beta": 2.5})
+    assert a["config_hash"] != b["config_hash"]
+    assert a["config_hash"] == resolved("llama3-base", "simpo", methods)["config_hash"]
+
+
+def test_method_aliases_and_unknowns(methods):
+    with pytest.raises(UsageError, match="did you mean 'simpo'"):
+        recipes.get_method("simpoo", methods)
+    with pytest.raises(UsageError, match="valid: .*tiny"):
+        recipes.get_setting("nope", methods)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_user_recipe_typo_names_the_closest_key(tmp_path, methods, shared):
+    text = (shared / "reference/simpo-repo/training_configs/llama-3-8b-base-simpo.yaml").read_text()
+    path = write(tmp_path, text.replace("learning_rate:", "learning_rte:"))
+    with pytest.raises(
+        UsageError,
+        match="unknown alignment-handbook key 'learning_rte' \\(did you mean 'learning_rate'\\?\\)",
+    ):
+        recipes.get_setting(str(path), methods)
+
+
+def test_user_recipe_in_repro_format(tmp_path, methods):
+    text = (recipes.paths.SETTINGS / "tiny.yaml").read_text()
+    config = recipes.resolve(recipes.get_setting(str(write(tmp_path, text)), methods), methods["dpo"])
+    assert config["beta"] == 0.1
+    with pytest.raises(UsageError, match="did you mean 'max_length'"):
+        recipes.get_setting(str(write(tmp_path, text + "max_lenght: 5\n")), methods)
+    with pytest.raises(ReproError, match="max_length: expected int"):
+        recipes.get_setting(str(write(tmp_path, text.replace("max_length: 64", "max_length: long"))), methods)
+    with pytest.raises(ReproError, match="invalid YAML at line"):
+        recipes.get_setting(str(write(tmp_path, text + "methods: [\n")), methods)
+
+
+def test_handbook_absolute_gamma_becomes_a_ratio(tmp_path, methods, shared):
+    """Paper-time configs (release 586e5e3) gave an absolute gamma: 1.4 with beta 2.5."""
+    text = (shared / "reference/simpo-repo/training_configs/llama-3-8b-instruct-simpo.yaml").read_text()
+    text = re.sub(r"gamma_beta_ratio: .*", "gamma: 1.4", text)
+    config = recipes.resolve(recipes.get_setting(str(write(tmp_path, text)), methods), methods["simpo"])
+    assert config["gamma"] == 1.4
+    assert config["gamma_beta_ratio"] == pytest.approx(0.56)
+
+
+def test_yaml_1e_minus_6_is_a_float(tmp_path, methods):
+    """PyYAML reads `1e-6` (no dot) as a string; recipes accept it as the number users meant."""
+    text = (
+        (recipes.paths.SETTINGS / "tiny.yaml")
+        .read_text()
+        .replace("learning_rate: 1.0e-3}", "learning_rate: 1e-3}")
+    )
+    config = recipes.resolve(recipes.get_setting(str(write(tmp_path, text)), methods), methods["simpo"])
+    assert config["learning_rate"] == 1e-3
