@@ -329,13 +329,17 @@ def parse_setting(data: Any, where: str, methods: dict[str, Method]) -> Setting:
 
 def check_hyperparameters(method: Method, values: dict, where: str) -> dict[str, Any]:
     """Validate one method's hyperparameter values (plus learning_rate) against its spec."""
-    allowed = [*method.hyperparameters, "learning_rate"]
+    allowed = [*method.hyperparameters, "learning_rate", "log_probs"]
     check_keys(values, allowed, where)
     checked = {}
     for key, value in values.items():
         at = f"{where}.{key}"
         if key == "learning_rate":
             checked[key] = check_learning_rate(coerce(value, float, at), at)
+            continue
+        if key == "log_probs":
+            checked[key] = coerce(value, str, at)
+            check_choice(checked[key], ("mean", "sum"), at)
             continue
         spec = method.hyperparameters[key]
         tp = {"float": float, "int": int, "str": str}[spec.type]
@@ -480,7 +484,8 @@ def resolve(
         setting = parse_setting(data, f"{setting.name} (with --set)", load_methods())
 
     # Method hyperparameters: method default < setting value < user override.
-    hyper: dict[str, Any] = {}
+    hyper: dict[str, Any] = {"log_probs": method.log_probs}
+    sources["log_probs"] = "recipes/methods.yaml: the method's aggregation in the paper"
     for name, spec in method.hyperparameters.items():
         hyper[name] = spec.default
         sources[name] = spec.source
@@ -529,7 +534,6 @@ def resolve(
         "method_title": method.title,
         "loss": method.formula,
         "reference_model": method.reference_model,
-        "log_probs": method.log_probs,
         "model_name_or_path": setting.model_name_or_path,
         "model_revision": setting.model_revision,
         "torch_dtype": setting.torch_dtype,
