@@ -14,6 +14,8 @@ PUBLISHED = ROOT / "results" / "published"
 ENV = ROOT / "env"
 LOCK_CPU = ENV / "lock-cpu.txt"
 PAPER_ENV = ENV / "paper-environment.yaml"
+EVAL = ROOT / "eval"
+GENERATION = EVAL / "generation"
 
 
 def shared_dir() -> Path | None:

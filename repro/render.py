@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from repro.errors import unknown
 
@@ -46,8 +47,8 @@ def table(
     out = Table(title=title, caption=caption, show_lines=False, header_style="bold")
     for column in columns:
         out.add_column(column, overflow="fold")
-    for row in rows:
-        out.add_row(*(number(v) if not isinstance(v, str) else v for v in row))
+    for row in rows:  # Text: cell contents are data, never rich markup ("[masked]" stays visible)
+        out.add_row(*(Text(v if isinstance(v, str) else number(v)) for v in row))
     return out
 
 

@@ -1,0 +1,21 @@
+"""Shared pieces of the CLI: the Typer apps and option types."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="repro",
+    help="Reproduce SimPO, DPO and seven baselines on the paper's six settings.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+env_app = typer.Typer(help="Check, freeze and diff the software environment.", no_args_is_help=True)
+data_app = typer.Typer(help="See exactly what the trainer consumes.", no_args_is_help=True)
+app.add_typer(env_app, name="env")
+app.add_typer(data_app, name="data")
+
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output format.")]

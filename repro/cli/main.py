@@ -1,0 +1,78 @@
+"""The `repro` command line: a thin layer over the library. `main` turns every error into one line."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import click
+import typer
+
+from repro.cli import data, env, published, recipes  # noqa: F401  (registers the commands)
+from repro.cli.common import app
+from repro.errors import ReproError, unknown
+
+try:  # typer >= 0.22 vendors its own copy of click
+    from typer._click import exceptions as _typer_click
+except ImportError:  # pragma: no cover
+    _typer_click = click.exceptions
+
+_ClickException = (click.exceptions.ClickException, _typer_click.ClickException)
+_NoSuchOption = (click.exceptions.NoSuchOption, _typer_click.NoSuchOption)
+_UsageError = (click.exceptions.UsageError, _typer_click.UsageError)
+_Exit = (click.exceptions.Exit, typer.Exit)
+_Abort = (click.exceptions.Abort, typer.Abort)
+_NoArgsIsHelp = tuple(
+    cls
+    for cls in (
+        getattr(_typer_click, "NoArgsIsHelpError", None),
+        getattr(click.exceptions, "NoArgsIsHelpError", None),
+    )
+    if cls
+)
+
+
+def _usage_message(exc: Exception) -> str:
+    """One line for click's usage errors, with the valid choices and the closest match."""
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, _NoSuchOption) and ctx is not None:
+        options = [o for p in ctx.command.params for o in getattr(p, "opts", []) if o.startswith("-")]
+        return str(unknown(f"option for '{ctx.command_path}'", exc.option_name, options))
+    message = exc.format_message()
+    if isinstance(exc, _UsageError) and ctx is not None and "No such command" in message:
+        word = message.split("'")[1] if "'" in message else ""
+        return str(unknown(f"command for '{ctx.command_path}'", word, getattr(ctx.command, "commands", {})))
+    return " ".join(message.split())
+
+
+def _warn(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    sys.stderr.write(f"repro: warning: {message}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _warn
+    try:
+        app(args=argv, standalone_mode=False)
+    except ReproError as exc:
+        sys.stderr.write(f"repro: error: {exc}\n")
+        return exc.exit_code
+    except _Exit as exc:
+        return exc.exit_code
+    except _Abort:
+        sys.stderr.write("repro: aborted\n")
+        return 130
+    except _NoArgsIsHelp:  # bare `repro` or `repro env`: typer has printed the help
+        return 0
+    except _ClickException as exc:
+        sys.stderr.write(f"repro: error: {_usage_message(exc)}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("repro: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

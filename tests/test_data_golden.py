@@ -1,0 +1,224 @@
+"""Golden tokenization: `repro data preview` equals the ORIGINAL code's output, id for id.
+
+Oracle: tests/golden/tokenization.json holds ids recorded by running the original code
+itself, outside this repository, on the two rows stored in the same file:
+- SimPO repo HEAD 1b3e8f3: scripts/run_simpo.py `apply_chat_template` (task "simpo",
+  with its MISTRAL_CHAT_TEMPLATE swap) + alignment/data.py `maybe_insert_system_message`
+  + scripts/simpo_trainer.py `SimPOTrainer.build_tokenized_answer` / `tokenize_row`
+  (mode "simpo");
+- the same strings through trl v0.8.6 `DPOTrainer.build_tokenized_answer` / `tokenize_row`
+  (mode "paper-v1", the paper-time trainer);
+- TRL 1.16 `trl.data_utils._tokenize` + `common_prefix_length`, sequence cut to max_length
+  (mode "trl").
+The functions were taken verbatim from the fetched sources (ast), called with a stub
+`self` (tokenizer, max_length, max_prompt_length, truncation_mode keep_end, label -100),
+and the templates were the originals (shared/reference/simpo-repo/chat_templates.json,
+MISTRAL_CHAT_TEMPLATE). Tokenizers: Llama 3 from shared/data/tokenizers/llama3 (pre-update:
+no BOS post-processor, eos <|end_of_text|>; post-update: BOS post-processor, eos <|eot_id|>)
+and Mistral-7B from mistral-common. Tolerance: exact.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from repro import templates, tokenizers
+
+GOLDEN = json.loads((Path(__file__).parent / "golden" / "tokenization.json").read_text())
+
+# case prefix -> (tokenizer, setting whose templates apply, max_length, max_prompt_length by row)
+KINDS = {
+    "llama3-pre": ("llama3-pre", "llama3-instruct-v0.2", {"single": (2048, 1800), "multi": (40, 24)}),
+    "llama3-post": ("llama3-post", "llama3-instruct-v0.2", {"single": (2048, 1800), "multi": (40, 24)}),
+    "mistral-instruct": ("mistral", "mistral-instruct", {"single": (2048, 1800), "multi": (48, 32)}),
+    "zephyr": ("mistral", "zephyr-recipe", {"single": (1024, 512)}),
+}
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dirs(shared, tmp_path_factory):
+    root = tmp_path_factory.mktemp("tokenizers")
+    model = shared / "data" / "tokenizers" / "llama3" / "tokenizer.model"
+    tokenizers.save(tokenizers.build_llama3(model), root / "llama3-pre")
+    tokenizers.save(tokenizers.build_llama3(model, post_update=True), root / "llama3-post")
+    tokenizers.save(tokenizers.build_mistral(), root / "mistral")
+    zephyr = tokenizers.build_mistral()  # zephyr-7b-sft-full: Mistral tokenizer + Zephyr template
+    zephyr.chat_template = templates.ZEPHYR
+    tokenizers.save(zephyr, root / "zephyr")
+    # Mistral-Base trains with the Zephyr template of zephyr-7b-sft-full: a recipe naming it
+    recipe = (Path(__file__).parent.parent / "recipes" / "settings" / "mistral-base.yaml").read_text()
+    (root / "zephyr-recipe.yaml").write_text(
+        recipe.replace("chat_template: tokenizer", "chat_template: zephyr")
+    )
+    for name, row in GOLDEN["rows"].items():
+        (root / f"{name}.jsonl").write_text(json.dumps(row) + "\n")
+    return root
+
+
+def case_args(name: str):
+    for prefix, (tok, setting, lengths) in KINDS.items():
+        if name.startswith(prefix + "-"):
+            rest = name[len(prefix) + 1 :]
+            mode = "paper-v1" if rest.startswith("paper-v1") else rest.split("-")[0]
+            row = "single" if rest.endswith("single") else "multi"
+            return tok, setting, mode, row, lengths[row]
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN["cases"]))
+def test_preview_equals_original_code(name, tokenizer_dirs, cli):
+    tok, setting, mode, row, (max_length, max_prompt_length) = case_args(name)
+    if setting == "zephyr-recipe":
+        setting = str(tokenizer_dirs / "zephyr-recipe.yaml")
+    proc = cli(
+        "data",
+        "preview",
+        setting,
+        "--input",
+        str(tokenizer_dirs / f"{row}.jsonl"),
+        "--tokenizer",
+        str(tokenizer_dirs / tok),
+        "--tokenization",
+        mode,
+        "--max-length",
+        str(max_length),
+        "--max-prompt-length",
+        str(max_prompt_length),
+        "--format",
+        "json",
+        check=True,
+    )
+    (ours,) = json.loads(proc.stdout)
+    assert ours == GOLDEN["cases"][name]
+
+
+def test_quirks_visible_in_golden_data():
+    """What the original did, named: double BOS in paper-v1, |y| includes the assistant header."""
+    cases = GOLDEN["cases"]
+    assert cases["llama3-pre-paper-v1-single"]["prompt_input_ids"][:2] == [128000, 128000]
+    assert cases["llama3-pre-simpo-single"]["prompt_input_ids"][:2] == [128000, 128006]
+    chosen = cases["llama3-pre-simpo-single"]
+    trained = [
+        i
+        for i, label in zip(chosen["chosen_input_ids"], chosen["chosen_labels"], strict=True)
+        if label != -100
+    ]
+    assert trained[:2] == [128006, 78191]  # <|start_header_id|> assistant: the header counts in |y|
+    assert trained[-2:] == [128009, 128001]  # <|eot_id|> then an appended <|end_of_text|> (pre-update eos)
+    assert cases["mistral-instruct-paper-v1-single"]["chosen_input_ids"][-2:] == [2, 2]  # v1: second </s>
+    assert cases["zephyr-simpo-single"]["chosen_input_ids"][-2:] == [13, 2]  # "</s>\n" then </s> appended
+    truncated = cases["llama3-pre-simpo-multi-truncated"]
+    assert truncated["prompt_input_ids"][0] != 128000  # keep_end truncation drops the BOS
+    assert len(truncated["chosen_input_ids"]) - truncated["chosen_labels"].count(-100) == 40 - 24
+
+
+def test_preview_counts_bad_rows(tokenizer_dirs, cli, tmp_path):
+    good = (tokenizer_dirs / "single.jsonl").read_text()
+    same = json.loads(good)
+    same["rejected"] = same["chosen"]
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        good + "{not json\n" + json.dumps(same) + "\n" + json.dumps({"chosen": "x", "rejected": []}) + "\n"
+    )
+    proc = cli(
+        "data",
+        "preview",
+        "llama3-instruct-v0.2",
+        "--input",
+        str(rows),
+        "--tokenizer",
+        str(tokenizer_dirs / "llama3-pre"),
+        "--format",
+        "json",
+        check=True,
+    )
+    assert len(json.loads(proc.stdout)) == 1
+    assert "1 of 4 rows tokenized" in proc.stderr and "3 skipped" in proc.stderr
+    assert "chosen is identical to rejected" in proc.stderr and "not valid JSON" in proc.stderr
+
+
+def test_preview_table_marks_masked_and_trained(tokenizer_dirs, cli):
+    proc = cli(
+        "data",
+        "preview",
+        "llama3-instruct-v0.2",
+        "--input",
+        str(tokenizer_dirs / "single.jsonl"),
+        "--tokenizer",
+        str(tokenizer_dirs / "llama3-pre"),
+        check=True,
+    )
+    assert "chosen [masked]" in proc.stdout and "chosen [trained]" in proc.stdout
+    assert "1 BOS" in proc.stdout
+
+
+def test_preview_offline_hub_model_is_one_line_error(cli, tokenizer_dirs):
+    proc = cli("data", "preview", "llama3-instruct-v0.2", "--input", str(tokenizer_dirs / "single.jsonl"))
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert "cannot load tokenizer 'meta-llama/Meta-Llama-3-8B-Instruct'" in proc.stderr
+
+
+def test_non_legacy_mistral_reload_warns(tmp_path):
+    """Saved without `legacy`, transformers 5 reloads Mistral non-legacy: ids change after </s>."""
+    import warnings
+
+    from repro.errors import ReproWarning
+
+    tokenizers.build_mistral().save_pretrained(tmp_path)  # plain save: loses legacy
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tokenizers.load(str(tmp_path))
+    assert any(issubclass(w.category, ReproWarning) and "non-legacy" in str(w.message) for w in caught)
+
+
+def test_check_tokenizer_flags_double_bos(tokenizer_dirs, cli):
+    post = cli(
+        "check-tokenizer",
+        str(tokenizer_dirs / "llama3-post"),
+        "--setting",
+        "llama3-instruct-v0.2",
+        "--format",
+        "json",
+    )
+    assert post.returncode == 1 and "double BOS" in post.stderr
+    report = json.loads(post.stdout)
+    assert report["status"] == "error"
+    assert report["checks"][1]["first_ids"][:2] == [128000, 128000]
+    pre = cli(
+        "check-tokenizer",
+        str(tokenizer_dirs / "llama3-pre"),
+        "--setting",
+        "llama3-instruct-v0.2",
+        "--format",
+        "json",
+        check=True,
+    )
+    assert json.loads(pre.stdout)["status"] == "ok"
+
+
+def test_check_tokenizer_knows_mistral_base_was_scored_with_two_bos(tokenizer_dirs, cli):
+    proc = cli(
+        "check-tokenizer", str(tokenizer_dirs / "zephyr"), "--setting", "mistral-base", "--format", "json"
+    )
+    checks = {c["what"]: c for c in json.loads(proc.stdout)["checks"]}
+    alpaca = checks["generation (AlpacaEval prompt template)"]
+    assert alpaca["bos_count"] == 2 and alpaca["status"] == "ok"
+
+
+def test_eval_prompt_templates_are_byte_exact(shared):
+    """eval/generation/*.yaml prompt templates equal the SimPO repo's template files byte for byte."""
+    from repro import evalconfig
+
+    templates = shared / "reference" / "simpo-repo" / "eval" / "alpacaeval2" / "templates"
+    for setting, filename in [
+        ("mistral-base", "mistral_base.txt"),
+        ("mistral-instruct", "mistral_instruct.txt"),
+        ("llama3-base", "llama3.txt"),
+        ("llama3-instruct", "llama3.txt"),
+        ("llama3-instruct-v0.2", "llama3.txt"),
+    ]:
+        ours = evalconfig.generation(setting)["alpaca_eval"]["prompt_template"]
+        assert ours.encode() == (templates / filename).read_bytes(), setting
