@@ -1,0 +1,105 @@
+"""`repro train SETTING --method M --output DIR`: the recipe on accelerate + DeepSpeed ZeRO-3."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from repro import launch, recipes, render
+from repro.cli.common import app
+from repro.errors import ReproError, unknown
+
+LAUNCHERS = ("local", "slurm")
+
+
+def hyperparameters_of(config: dict, method: recipes.Method) -> dict:
+    return {k: config[k] for k in [*method.hyperparameters, "log_probs"]}
+
+
+@app.command("train")
+def train_cmd(
+    setting: Annotated[str, typer.Argument(help="Setting name or recipe file.")],
+    method: Annotated[str, typer.Option("--method", "-m")] = "simpo",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run directory.")] = Path("out/train"),
+    gpus: Annotated[
+        int | None, typer.Option("--gpus", help="Processes per node (GPUs; CPU processes without CUDA).")
+    ] = None,
+    nodes: Annotated[int, typer.Option("--nodes", min=1)] = 1,
+    layout: Annotated[str, typer.Option("--layout", help="current or paper-time.")] = "current",
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a value: --set beta=2.5")
+    ] = None,
+    tokenization: Annotated[str, typer.Option("--tokenization", help="simpo, paper-v1 or trl.")] = "simpo",
+    tokenizer: Annotated[
+        str | None, typer.Option("--tokenizer", help="Tokenizer path (default: the model's).")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1)] = None,
+    reference_cache: Annotated[
+        str | None, typer.Option("--reference-cache", help="Reference log-prob cache file.")
+    ] = None,
+    launcher: Annotated[
+        str, typer.Option("--launcher", help="local or slurm (writes an sbatch script).")
+    ] = "local",
+    partition: Annotated[str | None, typer.Option("--partition", help="SLURM partition.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Write the run directory and print the launch command.")
+    ] = False,
+) -> None:
+    """Train SETTING x METHOD; writes OUTPUT/model (consolidated weights) and OUTPUT/metrics.json."""
+    if launcher not in LAUNCHERS:
+        raise unknown("launcher", launcher, LAUNCHERS)
+    methods = recipes.load_methods()
+    the_method = recipes.get_method(method, methods)
+    the_setting = recipes.get_setting(setting, methods)
+    config = recipes.resolve(
+        the_setting,
+        the_method,
+        overrides=recipes.parse_overrides(overrides or []),
+        num_processes=gpus,
+        num_nodes=nodes,
+        layout=layout,
+    )
+    run = launch.prepare(
+        config,
+        output,
+        hyperparameters=hyperparameters_of(config, the_method),
+        tokenization=tokenization,
+        tokenizer=tokenizer,
+        max_steps=max_steps,
+        reference_cache=reference_cache,
+    )
+    batch = config["batch"]
+    console = render.console(stderr=True)
+    console.print(
+        f"{config['setting']} x {config['method']}: {batch['total']} = {batch['per_device']} per device x "
+        f"{batch['gradient_accumulation_steps']} accumulation x {batch['num_processes']} processes x "
+        f"{batch['num_nodes']} nodes; run directory {run.directory}"
+    )
+    if launcher == "slurm":
+        script = run.directory / "train.sbatch"
+        script.write_text(
+            launch.slurm_script(run, nodes=nodes, gpus_per_node=batch["num_processes"], partition=partition)
+        )
+        console.print(f"wrote {script}; submit with: sbatch {script}")
+        return
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in run.env.items())
+    if dry_run:
+        print(f"{env} {shlex.join(run.command)}")
+        return
+    code = launch.launch(run)
+    if code != 0:
+        raise ReproError(f"training failed (exit {code}); see {run.directory / 'train.log'}")
+    metrics = json.loads((run.directory / "metrics.json").read_text())
+    ev, before = metrics["eval"], metrics["eval_before_training"]
+    nan = float("nan")
+    accuracy = before.get("eval_rewards/accuracies", nan), ev.get("eval_rewards/accuracies", nan)
+    loss = before.get("eval_loss", nan), ev.get("eval_loss", nan)
+    console.print(
+        f"done: {metrics['steps']} steps in {metrics['train_seconds']} s, {metrics['world_size']} processes; "
+        f"held-out reward accuracy {accuracy[0]:.3f} -> {accuracy[1]:.3f}, "
+        f"eval loss {loss[0]:.4f} -> {loss[1]:.4f}; {run.directory / 'metrics.json'}"
+    )

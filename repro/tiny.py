@@ -1,0 +1,120 @@
+"""The tiny CPU setting: a random-init Llama-shaped model and a synthetic preference task.
+
+The task has a learnable signal that a rule-based judge can also score: a good answer is
+polite ("sure , here is ...") and talks about the prompt's subject; a bad one is rude,
+wrong, or about another subject. Held-out pairs use the same rule on unseen
+(template, subject) combinations, so reward accuracy measures learning, not memory.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+SUBJECTS = (
+    "apple",
+    "banana",
+    "cherry",
+    "grape",
+    "lemon",
+    "mango",
+    "orange",
+    "pear",
+    "plum",
+    "peach",
+    "cat",
+    "dog",
+    "bird",
+    "fish",
+    "red",
+    "blue",
+    "green",
+    "yellow",
+)
+PROMPTS = (
+    "please tell me about the {s} .",
+    "what is the {s} ?",
+    "give me a good answer about the {s} .",
+    "explain the {s} to me .",
+    "write about a {s} .",
+    "what is a {s} ?",
+)
+GOOD = (
+    "sure , here is a helpful answer about the {s} . the {s} is very good .",
+    "sure , the {s} is great . thanks for the question about the {s} .",
+    "sure , here is the answer , a {s} is good and the {s} is helpful .",
+)
+BAD = (
+    "no .",
+    "wrong question . sorry .",
+    "the {o} is bad .",
+    "no , the {o} is the worst .",
+    "rude answer .",
+)
+
+
+def make_pairs(n: int, seed: int) -> list[dict[str, Any]]:
+    """n rows in the UltraFeedback layout (prompt, chosen, rejected message lists)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        subject = rng.choice(SUBJECTS)
+        other = rng.choice([s for s in SUBJECTS if s != subject])
+        prompt = rng.choice(PROMPTS).format(s=subject)
+        good = rng.choice(GOOD).format(s=subject)
+        bad = rng.choice(BAD).format(o=other)
+        user = {"role": "user", "content": prompt}
+        rows.append(
+            {
+                "prompt": prompt,
+                "chosen": [user, {"role": "assistant", "content": good}],
+                "rejected": [user, {"role": "assistant", "content": bad}],
+            }
+        )
+    return rows
+
+
+def write_dataset(folder: Path, *, train: int = 512, test: int = 64, seed: int = 0) -> Path:
+    """train.jsonl and test.jsonl under `folder` (different seeds: no shared rows by construction)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, split_seed in (("train", train, seed), ("test", test, seed + 1_000_003)):
+        with open(folder / f"{split}.jsonl", "w", encoding="utf-8") as fh:
+            for row in make_pairs(n, split_seed):
+                fh.write(json.dumps(row) + "\n")
+    return folder
+
+
+def judge_score(prompt: str, answer: str) -> int:
+    """The rule the synthetic task encodes (also the tiny judge's): higher is better."""
+    words = answer.split()
+    subject = next((w for w in prompt.split() if w in SUBJECTS), None)
+    score = 0
+    score += 2 if words[:1] == ["sure"] else 0
+    score += 2 if subject and subject in words else 0
+    score -= sum(w in ("no", "wrong", "rude", "bad", "worst") for w in words)
+    score -= sum(w in SUBJECTS and w != subject for w in words)
+    return score
+
+
+def build_model(vocab_size: int, *, seed: int = 0, hidden_size: int = 64, layers: int = 2):
+    """A random-init LlamaForCausalLM small enough to train in seconds on a CPU."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=0,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)

@@ -1,0 +1,139 @@
+"""The preference trainer: one transformers.Trainer for all nine methods.
+
+Per micro-batch: chosen rows stacked over rejected rows, one forward, per-sequence
+log-probs of the response tokens, the method's objective (repro.objectives). Reference
+log-probs (DPO family) are computed once, before the first optimizer step, through the
+same (ZeRO-3) engine while the policy still equals the reference, and cached on disk by
+a content key (repro.reference). Metrics are the SimPO trainer's, averaged over every
+rank (the original logged rank 0 only).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import torch
+from transformers import Trainer
+
+from repro import objectives
+from repro.logprobs import IGNORE_INDEX, sequence_logps, split_pairs
+from repro.objectives import Inputs, SequenceLogps
+
+
+def _pad(rows: list[list[int]], value: int, length: int) -> torch.Tensor:
+    return torch.tensor([r + [value] * (length - len(r)) for r in rows], dtype=torch.long)
+
+
+class PairCollator:
+    """Right-pads chosen and rejected rows to one length and stacks chosen over rejected."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        ids = [f["chosen_input_ids"] for f in features] + [f["rejected_input_ids"] for f in features]
+        labels = [f["chosen_labels"] for f in features] + [f["rejected_labels"] for f in features]
+        length = max(len(r) for r in ids)
+        batch = {
+            "input_ids": _pad(ids, self.pad_token_id, length),
+            "attention_mask": _pad([[1] * len(r) for r in ids], 0, length),
+            "labels": _pad(labels, IGNORE_INDEX, length),
+            "index": torch.tensor([f["index"] for f in features], dtype=torch.long),
+        }
+        if "kl_input_ids" in features[0]:  # KTO: mismatched (prompt, completion) pairs
+            kl_ids = [f["kl_input_ids"] for f in features]
+            kl_length = max(len(r) for r in kl_ids)
+            batch["kl_input_ids"] = _pad(kl_ids, self.pad_token_id, kl_length)
+            batch["kl_attention_mask"] = _pad([[1] * len(r) for r in kl_ids], 0, kl_length)
+            batch["kl_labels"] = _pad([f["kl_labels"] for f in features], IGNORE_INDEX, kl_length)
+        return batch
+
+
+def forward_logps(model, input_ids, attention_mask, labels) -> SequenceLogps:
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    return sequence_logps(logits, labels)
+
+
+class PreferenceTrainer(Trainer):
+    """transformers.Trainer with a preference objective; `reference` supplies pi_ref log-probs."""
+
+    def __init__(self, *args, method: str, hyperparameters: dict[str, Any], reference=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.method = method
+        self.hp = hyperparameters
+        self.reference = reference  # repro.reference.ReferenceLogps, or None for reference-free methods
+        self._stored: dict[str, dict[str, list[torch.Tensor]]] = {
+            "train": defaultdict(list),
+            "eval": defaultdict(list),
+        }
+        # Our loss is a mean over the micro-batch's pairs: Trainer must scale it by the
+        # accumulation steps itself instead of expecting a sum over num_items_in_batch.
+        self.model_accepts_loss_kwargs = False
+
+    # -------------------------------------------------------------------- loss
+
+    def _inputs(self, model, batch: dict[str, torch.Tensor], split: str) -> Inputs:
+        stats = forward_logps(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        chosen, rejected = split_pairs(stats)
+        ref_chosen = ref_rejected = kl_policy = kl_reference = None
+        if self.reference is not None:
+            self.reference.ensure(self, model)
+            ref = self.reference.lookup(split, batch["index"])
+            ref_chosen = SequenceLogps(ref["chosen"].to(chosen.sum), chosen.count)
+            ref_rejected = SequenceLogps(ref["rejected"].to(rejected.sum), rejected.count)
+            if "kl_input_ids" in batch:
+                with torch.no_grad():
+                    kl_policy = forward_logps(
+                        model, batch["kl_input_ids"], batch["kl_attention_mask"], batch["kl_labels"]
+                    )
+                kl_reference = SequenceLogps(ref["kl"].to(kl_policy.sum), kl_policy.count)
+        return Inputs(chosen, rejected, ref_chosen, ref_rejected, kl_policy, kl_reference)
+
+    def _kl(self, inputs: Inputs) -> torch.Tensor | None:
+        """KTO's reference point, averaged over every rank (as TRL gathers it)."""
+        if inputs.kl_policy is None or inputs.kl_reference is None:
+            return None
+        how = self.hp.get("log_probs", "sum")
+        local = (inputs.kl_policy.aggregate(how) - inputs.kl_reference.aggregate(how)).mean().detach()
+        return self.accelerator.gather(local.reshape(1)).mean()
+
+    def _loss(self, model, batch, split: str):
+        inputs = self._inputs(model, batch, split)
+        kl = self._kl(inputs)
+        if kl is not None:
+            inputs = Inputs(inputs.chosen, inputs.rejected, inputs.ref_chosen, inputs.ref_rejected, kl=kl)
+        out = objectives.compute(self.method, inputs, self.hp)
+        for name, value in objectives.metrics(out, inputs, self.hp.get("log_probs", "sum")).items():
+            self._stored[split][name].append(value.detach().cpu())
+        return out
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        out = self._loss(model, inputs, "train" if model.training else "eval")
+        return (out.loss, {"losses": out.losses}) if return_outputs else out.loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            out = self._loss(model, inputs, "eval")
+        return out.loss.detach(), None, None
+
+    # -------------------------------------------------------------------- metrics
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        # evaluate(metric_key_prefix=P) logs P_loss: our eval metrics take the same prefix
+        eval_prefix = next(
+            (k[: -len("loss")] for k in logs if k.endswith("_loss") and k != "train_loss"), None
+        )
+        split = "train" if eval_prefix is None else "eval"
+        prefix = eval_prefix or ""
+        stored = self._stored[split]
+        if stored:
+            names = sorted(stored)
+            local = torch.stack([torch.stack(stored[n]).mean() for n in names]).to(self.accelerator.device)
+            averaged = self.accelerator.gather(local.unsqueeze(0)).mean(dim=0)  # every rank, not rank 0 only
+            for name, value in zip(names, averaged.tolist(), strict=True):
+                if name != "loss":
+                    logs[f"{prefix}{name}"] = value
+            stored.clear()
+        super().log(logs, *args, **kwargs)
