@@ -247,7 +247,13 @@ def main(run_file: str) -> int:
 
 if __name__ == "__main__":
     try:
-        sys.exit(main(sys.argv[1]))
+        code = main(sys.argv[1])
     except ReproError as exc:
         sys.stderr.write(f"repro: error: {exc}\n")
-        sys.exit(1)
+        code = 1
+    # Every output is written and closed by now. Leave without the interpreter's teardown:
+    # on CPU, gloo/DeepSpeed worker threads can still be joinable there and abort the
+    # process ("terminate called without an active exception"), failing a finished run.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
