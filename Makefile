@@ -22,7 +22,8 @@ $(STAMP): env/lock-cpu.txt pyproject.toml
 tiny: $(STAMP)
 	$(VENV)/bin/repro env check
 	$(VENV)/bin/repro show tiny --method simpo
-	$(VENV)/bin/repro show llama3-instruct-v0.2 --method simpo
+	$(VENV)/bin/repro train tiny --method simpo --output out/tiny-simpo
+	$(VENV)/bin/repro train tiny --method dpo --output out/tiny-dpo
 	$(VENV)/bin/repro published --setting llama3-instruct-v0.2
 
 test: $(STAMP)

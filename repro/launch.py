@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -195,11 +196,23 @@ def prepare(
     )
 
 
+_STEP = re.compile(r"^REPRO_STEP (\d+)/(\d+)$")  # printed by repro.trainer.ProgressLines
+
+
 def launch(run: Run, *, log_file: Path | None = None) -> int:
-    """Run the training processes; their output goes to the terminal and to train.log."""
+    """Run the training processes. Everything goes to train.log; the terminal gets a progress
+    bar, the logged metrics (HF's log dicts) and errors."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from repro import render
+
     env = {**os.environ, **run.env}
     log_path = log_file or run.directory / "train.log"
-    with open(log_path, "w", encoding="utf-8") as log:
+    quiet = os.environ.get("REPRO_QUIET") == "1"
+    columns = (TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    progress = Progress(*columns, console=render.console(stderr=True), disable=quiet)
+    with open(log_path, "w", encoding="utf-8") as log, progress:
+        task = progress.add_task("train", total=None)
         proc = subprocess.Popen(
             run.command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -207,8 +220,10 @@ def launch(run: Run, *, log_file: Path | None = None) -> int:
         for line in proc.stdout:
             log.write(line)
             log.flush()
-            if os.environ.get("REPRO_QUIET") != "1":
-                sys.stdout.write(line)
+            if match := _STEP.match(line.strip()):
+                progress.update(task, completed=int(match[1]), total=int(match[2]))
+            elif not quiet and (line.startswith("{'") or "repro: error" in line):
+                progress.console.print(line.rstrip(), markup=False, highlight=False)
         return proc.wait()
 
 

@@ -14,7 +14,7 @@ from collections import defaultdict
 from typing import Any
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from repro import objectives
 from repro.logprobs import IGNORE_INDEX, sequence_logps, split_pairs
@@ -53,6 +53,14 @@ class PairCollator:
 def forward_logps(model, input_ids, attention_mask, labels) -> SequenceLogps:
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
     return sequence_logps(logits, labels)
+
+
+class ProgressLines(TrainerCallback):
+    """One "REPRO_STEP n/total" line per optimizer step on rank 0, for the launcher's progress bar."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            print(f"REPRO_STEP {state.global_step}/{state.max_steps}", flush=True)
 
 
 class PreferenceTrainer(Trainer):

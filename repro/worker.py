@@ -107,7 +107,7 @@ def main(run_file: str) -> int:
     from transformers import AutoModelForCausalLM, TrainingArguments
 
     from repro import data, reference, tokenizers
-    from repro.trainer import PairCollator, PreferenceTrainer
+    from repro.trainer import PairCollator, PreferenceTrainer, ProgressLines
 
     batch = config["batch"]
     fix_cpu_deepspeed_state()
@@ -137,7 +137,7 @@ def main(run_file: str) -> int:
         deepspeed=paths_["deepspeed_config"],
         report_to=[],
         remove_unused_columns=False,
-        disable_tqdm=not sys.stderr.isatty(),
+        disable_tqdm=True,  # the launcher draws one progress bar from ProgressLines
         dataloader_num_workers=0,
         max_grad_norm=1.0,
         accelerator_config={"use_configured_state": True},  # keep the state fix_cpu_deepspeed_state corrected
@@ -209,6 +209,7 @@ def main(run_file: str) -> int:
         method=config["method"],
         hyperparameters=run["hyperparameters"],
         reference=ref,
+        callbacks=[ProgressLines()],
     )
     start = time.time()
     result = trainer.train()
