@@ -1,0 +1,69 @@
+"""`repro eval` end to end on the tiny setting: a model trained on ZeRO-3, generation with the
+setting's templates and decoding, a rule-based judge behind the local gateway on 127.0.0.1,
+all three benchmarks scored, and a rerun served from the judgment cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    import os
+
+    from tests.conftest import run_cli
+
+    out = tmp_path_factory.mktemp("eval") / "tiny-simpo"
+    env_cache = tmp_path_factory.mktemp("cache")
+    os.environ["REPRO_CACHE"] = str(env_cache)
+    os.environ["REPRO_QUIET"] = "1"
+    run_cli("train", "tiny", "--method", "simpo", "--output", str(out), check=True)
+    return out
+
+
+def test_tiny_eval_all_benchmarks_with_a_local_rule_judge(trained, cli, tmp_path):
+    cache = tmp_path / "judgments.sqlite"
+    args = [
+        "eval",
+        str(trained / "model"),
+        "--setting",
+        "tiny",
+        "--judge",
+        "rule",
+        "--reference-model",
+        str(trained / "init-model"),
+        "--judge-cache",
+        str(cache),
+        "--format",
+        "json",
+    ]
+    first = json.loads(cli(*args, "--output", str(tmp_path / "a"), check=True).stdout)["results"]
+    assert first["alpaca_eval2"]["win_rate"] > 60 and first["alpaca_eval2"]["incomplete"] is False
+    assert first["alpaca_eval2"]["n_total"] == 24
+    assert first["arena_hard"]["score"] > 50 and first["arena_hard"]["incomplete"] is False
+    assert first["mt_bench"]["n_counted"] == 48 and first["mt_bench"]["average"] > 1
+    assert (tmp_path / "a" / "arena_hard" / "judgments.jsonl").exists()
+    assert (tmp_path / "a" / "mt_bench" / "judgments.jsonl").exists()
+    second = json.loads(cli(*args, "--output", str(tmp_path / "b"), check=True).stdout)["results"]
+    assert second["judge_calls"]["backend_calls"] == 0  # everything from the cache
+    assert second["alpaca_eval2"]["judge_calls"]["backend_calls"] == 0
+    assert second["alpaca_eval2"]["win_rate"] == first["alpaca_eval2"]["win_rate"]
+    assert second["arena_hard"]["score"] == first["arena_hard"]["score"]
+
+
+def test_eval_without_a_judge_is_a_one_line_error(trained, cli, tmp_path):
+    proc = cli(
+        "eval",
+        str(trained / "model"),
+        "--setting",
+        "tiny",
+        "--reference-model",
+        str(trained / "init-model"),
+        "--bench",
+        "arena_hard",
+        "--output",
+        str(tmp_path / "x"),
+    )
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "--judge-url" in proc.stderr

@@ -1,0 +1,162 @@
+"""The judge gateway and endpoint backend against a real (fault-injecting) HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from repro.errors import ReproError
+from repro.judge import backends, client
+from repro.judge.cache import JudgmentCache
+from repro.judge.gateway import JudgeError, chat_response, serve
+
+GOOD = chat_response("judge", "[[A>B]]")
+
+
+class Upstream:
+    """Answers each request with the next scripted fault (then 200), counting calls."""
+
+    def __init__(self, script: list[str]):
+        self.script = deque(script)
+        self.calls = 0
+        self.seen_auth: list[str] = []
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802
+                upstream.calls += 1
+                upstream.seen_auth.append(self.headers.get("Authorization", ""))
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                fault = upstream.script.popleft() if upstream.script else "ok"
+                if fault == "timeout":
+                    time.sleep(1.5)
+                    fault = "ok"
+                status, body, headers = 200, json.dumps(GOOD), {}
+                if fault == "429":
+                    status, body, headers = 429, '{"error": "slow down"}', {"Retry-After": "0"}
+                elif fault == "500":
+                    status, body = 500, '{"error": "boom"}'
+                elif fault == "badjson":
+                    body = "{not json"
+                elif fault == "nologprobs":
+                    body = json.dumps(chat_response("judge", "m"))
+                elif fault == "400":
+                    status, body = 400, '{"error": "bad request"}'
+                data = body.encode()
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def key(monkeypatch):
+    monkeypatch.setenv("REPRO_TEST_JUDGE_KEY", "sk-test-secret-123")
+    return "REPRO_TEST_JUDGE_KEY"
+
+
+def endpoint(url, key, **kw):
+    return backends.OpenAIEndpoint(url, api_key_env=key, backoff=0.01, max_backoff=0.05, timeout=1.0, **kw)
+
+
+REQUEST = {
+    "model": "gpt-4-1106-preview",
+    "messages": [{"role": "user", "content": "judge this"}],
+    "temperature": 0,
+}
+
+
+@pytest.mark.parametrize("fault", ["429", "500", "badjson", "timeout"])
+def test_transient_faults_are_retried(fault, key):
+    up = Upstream([fault, fault])
+    try:
+        out = endpoint(up.url, key)(REQUEST)
+        assert out["choices"][0]["message"]["content"] == "[[A>B]]"
+        assert up.calls == 3
+        assert up.seen_auth[0] == "Bearer sk-test-secret-123"
+    finally:
+        up.close()
+
+
+def test_missing_logprobs_are_retried_then_reported(key):
+    up = Upstream(["nologprobs"] * 10)
+    try:
+        with pytest.raises(JudgeError, match="missing log-probs: gave up after 3 attempts"):
+            endpoint(up.url, key, max_retries=2)({**REQUEST, "logprobs": True, "top_logprobs": 5})
+        assert up.calls == 3
+    finally:
+        up.close()
+
+
+def test_client_errors_are_not_retried(key):
+    up = Upstream(["400"])
+    try:
+        with pytest.raises(JudgeError, match="HTTP 400"):
+            endpoint(up.url, key)(REQUEST)
+        assert up.calls == 1
+    finally:
+        up.close()
+
+
+def test_missing_key_is_a_one_line_error(monkeypatch):
+    monkeypatch.delenv("REPRO_NO_SUCH_KEY", raising=False)
+    with pytest.raises(ReproError, match="set the environment variable REPRO_NO_SUCH_KEY"):
+        backends.OpenAIEndpoint("http://127.0.0.1:9/v1", api_key_env="REPRO_NO_SUCH_KEY")
+
+
+def test_gateway_caches_successes_only_and_never_pays_twice(key, tmp_path):
+    up = Upstream(["500", "500", "500", "500"])  # the first request fails for good (max_retries 3)
+    cache = JudgmentCache(tmp_path / "judgments.sqlite")
+    try:
+        with serve(endpoint(up.url, key, max_retries=3), cache) as (base_url, gateway):
+            chat = client.chat_function(base_url, "gpt-4-1106-preview")
+            messages = REQUEST["messages"]
+            with pytest.raises(Exception, match="gave up"):
+                chat(messages)
+            assert len(cache) == 0  # an error response never enters the cache
+            assert chat(messages) == "[[A>B]]"
+            calls = up.calls
+            assert chat(messages) == "[[A>B]]"  # a rerun costs nothing
+            assert up.calls == calls and gateway.stats.cache_hits == 1
+            assert gateway.stats.failures
+    finally:
+        up.close()
+        cache.close()
+    # the key never reaches the cache file
+    assert b"sk-test-secret-123" not in (tmp_path / "judgments.sqlite").read_bytes()
+    reopened = JudgmentCache(tmp_path / "judgments.sqlite")
+    assert len(reopened) == 1
+    reopened.close()
+
+
+def test_rule_judge_speaks_each_benchmark_format():
+    judge = backends.RuleJudge()
+    prompt = (
+        "<|User Prompt|>\nwhat is the cat ?\n\n<|The Start of Assistant A's Answer|>\nno .\n"
+        "<|The End of Assistant A's Answer|>\n\n<|The Start of Assistant B's Answer|>\n"
+        "sure , the cat is good .\n<|The End of Assistant B's Answer|>"
+    )
+    ah = judge({"model": "j", "messages": [{"role": "user", "content": prompt}]})
+    assert "[[B>>A]]" in ah["choices"][0]["message"]["content"]
+    with pytest.raises(JudgeError, match="unrecognized"):
+        judge({"model": "j", "messages": [{"role": "user", "content": "hello"}]})
