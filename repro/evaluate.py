@@ -135,6 +135,20 @@ class Evaluation:
                 "the tiny setting compares against a starting model: pass --reference-model PATH"
             )
         self.timings: dict[str, float] = {}
+        self.bos_check = self._bos_check()
+
+    def _bos_check(self) -> dict[str, Any]:
+        """The BOS guard on the generation prompts (and the setting's training format)."""
+        from repro import bosguard, data
+
+        pipeline = data.Pipeline.for_setting(
+            self.tokenizer,
+            chat_template=self.setting.chat_template,
+            model_name_or_path=self.setting.model_name_or_path,
+            max_length=self.setting.max_length,
+            max_prompt_length=self.setting.max_prompt_length,
+        )
+        return bosguard.as_manifest(bosguard.run(self.tokenizer, pipeline, self.config))
 
     # -------------------------------------------------------------------- benchmarks
 

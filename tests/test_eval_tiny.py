@@ -39,7 +39,9 @@ def test_tiny_eval_all_benchmarks_with_a_local_rule_judge(trained, cli, tmp_path
         "--format",
         "json",
     ]
-    first = json.loads(cli(*args, "--output", str(tmp_path / "a"), check=True).stdout)["results"]
+    record = json.loads(cli(*args, "--output", str(tmp_path / "a"), check=True).stdout)
+    assert record["bos_check"]["status"] == "ok"
+    first = record["results"]
     assert first["alpaca_eval2"]["win_rate"] > 60 and first["alpaca_eval2"]["incomplete"] is False
     assert first["alpaca_eval2"]["n_total"] == 24
     assert first["arena_hard"]["score"] > 50 and first["arena_hard"]["incomplete"] is False

@@ -188,6 +188,7 @@ def eval_cmd(
     arena_hard_data: Annotated[Path | None, typer.Option("--arena-hard-data")] = None,
     mt_bench_data: Annotated[Path | None, typer.Option("--mt-bench-data")] = None,
     lc_data: Annotated[Path | None, typer.Option("--lc-data")] = None,
+    allow_double_bos: Annotated[bool, typer.Option("--allow-double-bos")] = False,
     fmt: FormatOpt = "table",
 ) -> None:
     """Evaluate a checkpoint with SETTING's templates and decoding; writes OUTPUT/result.json."""
@@ -218,12 +219,17 @@ def eval_cmd(
         lc_data=lc_data,
         max_new_tokens=max_new_tokens,
     )
+    if ev.bos_check["status"] == "error" and not allow_double_bos:
+        from repro import bosguard
+
+        raise ReproError(f"BOS check failed for {model}: {bosguard.FIX} (or pass --allow-double-bos)")
     results = ev.run([b.strip() for b in bench.split(",") if b.strip()])
     record = {
         "model": model,
         "setting": ev.setting.name,
         "judge": spec.describe(),
         "results": results,
+        "bos_check": ev.bos_check,
         "timings_seconds": ev.timings,
     }
     output.mkdir(parents=True, exist_ok=True)
