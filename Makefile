@@ -18,13 +18,12 @@ $(STAMP): env/lock-cpu.txt pyproject.toml
 	$(PIP) install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
-# The tiny end-to-end path on a CPU (grows with the project: see README).
+# The tiny end-to-end reproduction on a CPU: train on ZeRO-3, generate, judge, score, compare.
 tiny: $(STAMP)
 	$(VENV)/bin/repro env check
-	$(VENV)/bin/repro show tiny --method simpo
-	$(VENV)/bin/repro train tiny --method simpo --output out/tiny-simpo
-	$(VENV)/bin/repro train tiny --method dpo --output out/tiny-dpo
-	$(VENV)/bin/repro published --setting llama3-instruct-v0.2
+	$(VENV)/bin/repro run tiny --method simpo
+	$(VENV)/bin/repro run tiny --method dpo
+	$(VENV)/bin/repro compare results --only-reproduced --plot results/compare-tiny.png
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check repro tests

@@ -86,6 +86,7 @@ class Setting:
     paper_time_layout: dict[str, int] | None = None
     paper_v1: dict[str, float] | None = None
     aliases: list[str] = field(default_factory=list)
+    train_rows: int | None = None  # training pairs, where known (plans count optimizer steps with it)
     source: str = ""  # the file it was read from
 
 
@@ -561,6 +562,7 @@ def resolve(
         "eval_steps": setting.eval_steps,
         "logging_steps": setting.logging_steps,
         "recipe_file": _relative(setting.source),
+        "train_rows": setting.train_rows,
     }
     config["config_hash"] = config_hash(config)
     config["sources"] = sources

@@ -101,6 +101,20 @@ def find_lc_data(lc_data: Path | None) -> Path | None:
 
 
 @contextlib.contextmanager
+def _env(**values: str):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
 def _lc_files_from(folder: Path):
     """glm_winrate downloads its two CSVs from the hub; hand it the local files instead."""
     from alpaca_eval.metrics import glm_winrate
@@ -143,6 +157,7 @@ def evaluate(
         if lc_folder:
             stack.enter_context(_lc_files_from(lc_folder))
         logging.getLogger().setLevel(logging.WARNING)
+        stack.enter_context(_env(TQDM_DISABLE="1"))  # alpaca-eval's own progress bars
         leaderboard, annotations = ae_main.evaluate(
             model_outputs=model_outputs,
             reference_outputs=reference_outputs,

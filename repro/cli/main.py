@@ -8,7 +8,7 @@ import warnings
 import click
 import typer
 
-from repro.cli import data, env, evaluation, published, recipes, train  # noqa: F401  (registers the commands)
+from repro.cli import data, env, evaluation, published, recipes, run, train  # noqa: F401  (registers the commands)
 from repro.cli.common import app
 from repro.errors import ReproError, unknown
 
@@ -49,7 +49,18 @@ def _warn(message, category, filename, lineno, file=None, line=None) -> None:  #
     sys.stderr.write(f"repro: warning: {message}\n")
 
 
+def _quiet_accelerator_detection() -> None:
+    """Without a GPU, tell DeepSpeed (imported by transformers) so: its auto-detection prints a
+    warning to stdout, which would corrupt --format json output."""
+    import glob
+    import os
+
+    if not glob.glob("/dev/nvidia[0-9]*"):
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _quiet_accelerator_detection()
     warnings.showwarning = _warn
     try:
         app(args=argv, standalone_mode=False)
