@@ -100,3 +100,19 @@ def as_manifest(checks: list[Check]) -> dict[str, Any]:
 def worst(checks: list[Check]) -> str:
     statuses = {c.status for c in checks}
     return "error" if "error" in statuses else "warning" if "warning" in statuses else "ok"
+
+
+def check_config(config: dict[str, Any], tokenizer_path: str, tokenization: str = "simpo") -> dict[str, Any]:
+    """The guard for a resolved recipe: training format and the setting's generation prompts."""
+    from repro import evalconfig, tokenizers
+    from repro.errors import ReproError
+
+    try:
+        tokenizer = tokenizers.load(tokenizer_path, revision=config.get("model_revision", "main"))
+    except ReproError as exc:  # e.g. no hub access on the launching machine: recorded, not fatal
+        return {"status": "skipped", "reason": str(exc), "checks": []}
+    try:
+        generation = evalconfig.generation(config["setting"])
+    except ReproError:
+        generation = None
+    return as_manifest(run(tokenizer, Pipeline.for_config(tokenizer, config, tokenization), generation))

@@ -322,6 +322,31 @@ class Pipeline:
             raise ReproError("the tokenizer needs a BOS and an EOS token")
         return cls(tokenizer, max_length, max_prompt_length, tokenization, truncation_mode, notes)
 
+    @classmethod
+    def for_config(
+        cls,
+        tokenizer,
+        config: Any,
+        tokenization: str = "simpo",
+        *,
+        max_length: int | None = None,
+        max_prompt_length: int | None = None,
+    ) -> Pipeline:
+        """The pipeline of a resolved recipe (dict) or a recipes.Setting; lengths can be overridden."""
+
+        def get(key: str) -> Any:
+            return config[key] if isinstance(config, dict) else getattr(config, key)
+
+        return cls.for_setting(
+            tokenizer,
+            chat_template=get("chat_template"),
+            model_name_or_path=get("model_name_or_path"),
+            max_length=max_length or get("max_length"),
+            max_prompt_length=max_prompt_length or get("max_prompt_length"),
+            tokenization=tokenization,
+            truncation_mode=get("truncation_mode"),
+        )
+
     def tokenize(self, pair: Pair, stats: Stats | None = None) -> Tokenized:
         if self.tokenization == "trl":
             return tokenize_trl(pair, self.tokenizer, max_length=self.max_length, stats=stats)

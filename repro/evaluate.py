@@ -141,13 +141,7 @@ class Evaluation:
         """The BOS guard on the generation prompts (and the setting's training format)."""
         from repro import bosguard, data
 
-        pipeline = data.Pipeline.for_setting(
-            self.tokenizer,
-            chat_template=self.setting.chat_template,
-            model_name_or_path=self.setting.model_name_or_path,
-            max_length=self.setting.max_length,
-            max_prompt_length=self.setting.max_prompt_length,
-        )
+        pipeline = data.Pipeline.for_config(self.tokenizer, self.setting)
         return bosguard.as_manifest(bosguard.run(self.tokenizer, pipeline, self.config))
 
     # -------------------------------------------------------------------- benchmarks

@@ -39,6 +39,7 @@ class Run:
     env: dict[str, str]
     num_processes: int
     num_nodes: int
+    bos_check: dict[str, Any]  # repro.bosguard report, also written to bos_check.json
 
 
 def cuda_available() -> bool:
@@ -188,11 +189,25 @@ def prepare(
         "repro.worker",
         str(run_file),
     ]
-    env = {"TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(paths.ROOT)}
+    # repro's root first, keeping whatever the user's PYTHONPATH already holds
+    pythonpath = os.pathsep.join(p for p in (str(paths.ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {"TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": pythonpath}
     if not gpu:
         env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", ACCELERATE_USE_DEEPSPEED="true")
+    from repro import bosguard
+
+    guard = bosguard.check_config(config, tokenizer_path, tokenization)
+    (directory / "bos_check.json").write_text(json.dumps(guard, indent=2))
     return Run(
-        directory, run_file, acc_path, ds_path, command, env, batch["num_processes"], batch["num_nodes"]
+        directory,
+        run_file,
+        acc_path,
+        ds_path,
+        command,
+        env,
+        batch["num_processes"],
+        batch["num_nodes"],
+        guard,
     )
 
 

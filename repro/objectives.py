@@ -102,10 +102,16 @@ def nll(chosen: SequenceLogps, reduction: str) -> Tensor:
     raise ValueError(f"unknown nll_reduction '{reduction}' (token or sequence)")
 
 
-def _reference(inputs: Inputs, method: str) -> tuple[SequenceLogps, SequenceLogps]:
+def _with_reference(inputs: Inputs, how: str, method: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Policy chosen/rejected and reference chosen/rejected log-probs, aggregated by `how`."""
     if inputs.ref_chosen is None or inputs.ref_rejected is None:
         raise ValueError(f"{method} needs reference log-probs")
-    return inputs.ref_chosen, inputs.ref_rejected
+    return (
+        inputs.chosen.aggregate(how),
+        inputs.rejected.aggregate(how),
+        inputs.ref_chosen.aggregate(how),
+        inputs.ref_rejected.aggregate(how),
+    )
 
 
 def _output(
@@ -149,9 +155,7 @@ def simpo(inputs: Inputs, hp: dict[str, Any]) -> Output:
 def dpo(inputs: Inputs, hp: dict[str, Any]) -> Output:
     """-log s(beta*r_w - beta*r_l); rewards beta*r."""
     how = hp.get("log_probs", "sum")
-    ref_c, ref_r = _reference(inputs, "dpo")
-    c, r = inputs.chosen.aggregate(how), inputs.rejected.aggregate(how)
-    rc, rr = ref_c.aggregate(how), ref_r.aggregate(how)
+    c, r, rc, rr = _with_reference(inputs, how, "dpo")
     per_pair = losses.dpo_loss(c, r, rc, rr, beta=hp["beta"], label_smoothing=hp.get("label_smoothing", 0.0))
     return _output(per_pair, hp["beta"] * (c - rc), hp["beta"] * (r - rr))
 
@@ -160,9 +164,7 @@ def dpo(inputs: Inputs, hp: dict[str, Any]) -> Output:
 def ipo(inputs: Inputs, hp: dict[str, Any]) -> Output:
     """(r_w - r_l - 1/(2 tau))^2 on per-token averages; rewards tau*r as TRL logs them (beta = tau)."""
     how = hp.get("log_probs", "mean")
-    ref_c, ref_r = _reference(inputs, "ipo")
-    c, r = inputs.chosen.aggregate(how), inputs.rejected.aggregate(how)
-    rc, rr = ref_c.aggregate(how), ref_r.aggregate(how)
+    c, r, rc, rr = _with_reference(inputs, how, "ipo")
     per_pair = losses.ipo_loss(c, r, rc, rr, tau=hp["tau"])
     return _output(per_pair, hp["tau"] * (c - rc), hp["tau"] * (r - rr))
 
@@ -181,7 +183,6 @@ def cpo(inputs: Inputs, hp: dict[str, Any]) -> Output:
 def kto(inputs: Inputs, hp: dict[str, Any]) -> Output:
     """Paired KTO with z = max(0, mean(l_policy - l_ref)) over mismatched pairs; rewards beta*r."""
     how = hp.get("log_probs", "sum")
-    ref_c, ref_r = _reference(inputs, "kto")
     if inputs.kl is not None:
         kl = inputs.kl
     elif inputs.kl_policy is not None and inputs.kl_reference is not None:
@@ -189,8 +190,7 @@ def kto(inputs: Inputs, hp: dict[str, Any]) -> Output:
     else:
         raise ValueError("kto needs the KL reference point (kl) or mismatched-pair log-probs")
     kl = kl.detach().clamp(min=0)
-    c, r = inputs.chosen.aggregate(how), inputs.rejected.aggregate(how)
-    rc, rr = ref_c.aggregate(how), ref_r.aggregate(how)
+    c, r, rc, rr = _with_reference(inputs, how, "kto")
     per_pair = losses.kto_loss(
         c, r, rc, rr, kl, beta=hp["beta"], lambda_w=hp.get("lambda_w", 1.0), lambda_l=hp.get("lambda_l", 1.0)
     )
@@ -211,9 +211,7 @@ def orpo(inputs: Inputs, hp: dict[str, Any]) -> Output:
 def rdpo(inputs: Inputs, hp: dict[str, Any]) -> Output:
     """-log s(beta*r_w - beta*r_l + alpha*(|y_w| - |y_l|)); rewards beta*r."""
     how = hp.get("log_probs", "sum")
-    ref_c, ref_r = _reference(inputs, "rdpo")
-    c, r = inputs.chosen.aggregate(how), inputs.rejected.aggregate(how)
-    rc, rr = ref_c.aggregate(how), ref_r.aggregate(how)
+    c, r, rc, rr = _with_reference(inputs, how, "rdpo")
     per_pair = losses.rdpo_loss(
         c,
         r,

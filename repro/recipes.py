@@ -577,6 +577,34 @@ def _relative(path: str) -> str:
         return path
 
 
+def resolve_names(
+    setting: str,
+    method: str,
+    *,
+    overrides: list[str] | None = None,
+    num_processes: int | None = None,
+    num_nodes: int = 1,
+    layout: str = "current",
+) -> tuple[dict[str, Any], Method]:
+    """resolve() from what users type: a setting name or recipe file, a method name, --set pairs."""
+    methods = load_methods()
+    the_method = get_method(method, methods)
+    config = resolve(
+        get_setting(setting, methods),
+        the_method,
+        overrides=parse_overrides(overrides or []),
+        num_processes=num_processes,
+        num_nodes=num_nodes,
+        layout=layout,
+    )
+    return config, the_method
+
+
+def hyperparameters_of(config: dict[str, Any], method: Method) -> dict[str, Any]:
+    """The values a method's objective reads, from a resolved config."""
+    return {k: config[k] for k in [*method.hyperparameters, "log_probs"]}
+
+
 def config_hash(config: dict[str, Any]) -> str:
     """SHA-256 of the values that change training (not sources, notes or the file path)."""
     keep = {k: v for k, v in config.items() if k not in ("sources", "notes", "recipe_file", "title")}

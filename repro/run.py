@@ -172,8 +172,6 @@ def execute(
     eval_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) every stage; returns the result record."""
-    from repro.cli.train import bos_check, hyperparameters_of
-
     info = plan(config, results_root=results_root, benches=benches, judge=judge)
     directory = Path(info["run_dir"])
     directory.mkdir(parents=True, exist_ok=True)
@@ -191,13 +189,11 @@ def execute(
         run = launch.prepare(
             config,
             train_dir,
-            hyperparameters=hyperparameters_of(config, method),
+            hyperparameters=recipes.hyperparameters_of(config, method),
             tokenization=tokenization,
             max_steps=max_steps,
         )
-        guard = bos_check(config, json.loads(run.run_file.read_text())["paths"]["tokenizer"], tokenization)
-        _write_json(train_dir / "bos_check.json", guard)
-        if guard["status"] == "error":
+        if run.bos_check["status"] == "error":
             raise ReproError(f"BOS check failed ({train_dir / 'bos_check.json'})")
         if launch.launch(run) != 0:
             raise ReproError(f"training failed; see {train_dir / 'train.log'}")

@@ -148,15 +148,7 @@ def main(run_file: str) -> int:
     )
 
     tokenizer = tokenizers.load(paths_["tokenizer"])
-    pipeline = data.Pipeline.for_setting(
-        tokenizer,
-        chat_template=config["chat_template"],
-        model_name_or_path=config["model_name_or_path"],
-        max_length=config["max_length"],
-        max_prompt_length=config["max_prompt_length"],
-        tokenization=run.get("tokenization", "simpo"),
-        truncation_mode=config["truncation_mode"],
-    )
+    pipeline = data.Pipeline.for_config(tokenizer, config, run.get("tokenization", "simpo"))
     data_dir = Path(paths_["data_dir"])
     kto = config["method"] == "kto"
     splits, data_stats = {}, {}

@@ -26,14 +26,8 @@ def pipeline_for(
 ):
     setting = recipes.get_setting(setting_name)
     tokenizer = tokenizers.load(tokenizer_path or setting.model_name_or_path, revision=setting.model_revision)
-    pipeline = data.Pipeline.for_setting(
-        tokenizer,
-        chat_template=setting.chat_template,
-        model_name_or_path=setting.model_name_or_path,
-        max_length=max_length or setting.max_length,
-        max_prompt_length=max_prompt_length or setting.max_prompt_length,
-        tokenization=tokenization,
-        truncation_mode=setting.truncation_mode,
+    pipeline = data.Pipeline.for_config(
+        tokenizer, setting, tokenization, max_length=max_length, max_prompt_length=max_prompt_length
     )
     return setting, tokenizer, pipeline
 
@@ -124,15 +118,7 @@ def check_tokenizer(
     name = setting or "llama3-instruct-v0.2"
     the_setting = recipes.get_setting(name)
     tok = tokenizers.load(model_or_path, revision=the_setting.model_revision)
-    pipeline = data.Pipeline.for_setting(
-        tok,
-        chat_template=the_setting.chat_template,
-        model_name_or_path=the_setting.model_name_or_path,
-        max_length=the_setting.max_length,
-        max_prompt_length=the_setting.max_prompt_length,
-        tokenization=tokenization,
-        truncation_mode=the_setting.truncation_mode,
-    )
+    pipeline = data.Pipeline.for_config(tok, the_setting, tokenization)
     checks = bosguard.run(tok, pipeline, evalconfig.generation(the_setting.name))
     if fmt == "json":
         render.print_json(bosguard.as_manifest(checks))

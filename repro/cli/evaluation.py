@@ -50,19 +50,7 @@ def rescore(
     if fmt == "json":
         render.print_json(result)
         return
-    keys = [
-        "win_rate",
-        "standard_error",
-        "n_wins",
-        "n_wins_base",
-        "n_draws",
-        "n_total",
-        "discrete_win_rate",
-        "avg_length",
-        "length_controlled_winrate",
-        "n_failed",
-        "incomplete",
-    ]
+    keys = [*alpaca_eval.COLUMNS, "n_failed", "incomplete"]
     render.print_table(
         render.table(
             ["metric", "value"],

@@ -75,16 +75,8 @@ def show_cmd(
 ) -> None:
     """The fully resolved config of SETTING x METHOD, with derived values and sources."""
     render.check_format(fmt, ("table", "yaml", "json"))
-    methods = recipes.load_methods()
-    the_method = recipes.get_method(method, methods)
-    the_setting = recipes.get_setting(setting, methods)
-    config = recipes.resolve(
-        the_setting,
-        the_method,
-        overrides=recipes.parse_overrides(overrides or []),
-        num_processes=gpus,
-        num_nodes=nodes,
-        layout=layout,
+    config, _ = recipes.resolve_names(
+        setting, method, overrides=overrides, num_processes=gpus, num_nodes=nodes, layout=layout
     )
     if fmt == "json":
         render.print_json(config)

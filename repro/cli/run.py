@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from repro import render
+from repro import recipes, render
 from repro.cli.common import FormatOpt, app
 from repro.errors import ReproError, UsageError
 
@@ -27,22 +27,6 @@ def _judge(
 
         raise unknown("judge", kind, ("endpoint", "rule"))
     return evaluate.Judge(kind=kind, url=url, model=model, key_env=key_env, concurrency=concurrency)
-
-
-def _resolve(setting: str, method: str, overrides: list[str], gpus: int | None, nodes: int, layout: str):
-    from repro import recipes
-
-    methods = recipes.load_methods()
-    the_method = recipes.get_method(method, methods)
-    config = recipes.resolve(
-        recipes.get_setting(setting, methods),
-        the_method,
-        overrides=recipes.parse_overrides(overrides),
-        num_processes=gpus,
-        num_nodes=nodes,
-        layout=layout,
-    )
-    return config, the_method
 
 
 @app.command("run")
@@ -73,7 +57,9 @@ def run_cmd(
 
     render.check_format(fmt, ("table", "json"))
     benches = [b.strip() for b in bench.split(",") if b.strip()]
-    config, the_method = _resolve(setting, method, overrides or [], gpus, nodes, layout)
+    config, the_method = recipes.resolve_names(
+        setting, method, overrides=overrides, num_processes=gpus, num_nodes=nodes, layout=layout
+    )
     spec = _judge(config["setting"], judge, judge_url, judge_model, judge_key_env, concurrency)
     if dry_run:
         info = run.plan(config, results_root=results, benches=benches, judge=spec)
@@ -177,8 +163,8 @@ def sweep_cmd(
     rows = []
     for point in itertools.product(*axes.values()):
         values = dict(zip(axes, point, strict=True))
-        config, the_method = _resolve(
-            setting, method, [f"{k}={v}" for k, v in values.items()], gpus, 1, "current"
+        config, the_method = recipes.resolve_names(
+            setting, method, overrides=[f"{k}={v}" for k, v in values.items()], num_processes=gpus
         )
         spec = _judge(config["setting"], judge, judge_url, None, "OPENAI_API_KEY", 4)
         if dry_run:

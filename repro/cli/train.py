@@ -9,37 +9,11 @@ from typing import Annotated
 
 import typer
 
-from repro import bosguard, data, evalconfig, launch, recipes, render, tokenizers
+from repro import bosguard, launch, recipes, render
 from repro.cli.common import app
 from repro.errors import ReproError, unknown
 
 LAUNCHERS = ("local", "slurm")
-
-
-def bos_check(config: dict, tokenizer_path: str, tokenization: str) -> dict:
-    """The BOS guard on the run's tokenizer and templates; its report goes into the run directory."""
-    try:
-        tok = tokenizers.load(tokenizer_path, revision=config["model_revision"])
-    except ReproError as exc:  # e.g. no hub access on the launching machine: recorded, not fatal
-        return {"status": "skipped", "reason": str(exc), "checks": []}
-    pipeline = data.Pipeline.for_setting(
-        tok,
-        chat_template=config["chat_template"],
-        model_name_or_path=config["model_name_or_path"],
-        max_length=config["max_length"],
-        max_prompt_length=config["max_prompt_length"],
-        tokenization=tokenization,
-        truncation_mode=config["truncation_mode"],
-    )
-    try:
-        generation = evalconfig.generation(config["setting"])
-    except ReproError:
-        generation = None
-    return bosguard.as_manifest(bosguard.run(tok, pipeline, generation))
-
-
-def hyperparameters_of(config: dict, method: recipes.Method) -> dict:
-    return {k: config[k] for k in [*method.hyperparameters, "log_probs"]}
 
 
 @app.command("train")
@@ -77,28 +51,18 @@ def train_cmd(
     """Train SETTING x METHOD; writes OUTPUT/model (consolidated weights) and OUTPUT/metrics.json."""
     if launcher not in LAUNCHERS:
         raise unknown("launcher", launcher, LAUNCHERS)
-    methods = recipes.load_methods()
-    the_method = recipes.get_method(method, methods)
-    the_setting = recipes.get_setting(setting, methods)
-    config = recipes.resolve(
-        the_setting,
-        the_method,
-        overrides=recipes.parse_overrides(overrides or []),
-        num_processes=gpus,
-        num_nodes=nodes,
-        layout=layout,
+    config, the_method = recipes.resolve_names(
+        setting, method, overrides=overrides, num_processes=gpus, num_nodes=nodes, layout=layout
     )
     run = launch.prepare(
         config,
         output,
-        hyperparameters=hyperparameters_of(config, the_method),
+        hyperparameters=recipes.hyperparameters_of(config, the_method),
         tokenization=tokenization,
         tokenizer=tokenizer,
         max_steps=max_steps,
         reference_cache=reference_cache,
     )
-    guard = bos_check(config, json.loads(run.run_file.read_text())["paths"]["tokenizer"], tokenization)
-    (run.directory / "bos_check.json").write_text(json.dumps(guard, indent=2))
     batch = config["batch"]
     console = render.console(stderr=True)
     console.print(
@@ -117,7 +81,7 @@ def train_cmd(
     if dry_run:
         print(f"{env} {shlex.join(run.command)}")
         return
-    if guard["status"] == "error" and not allow_double_bos:
+    if run.bos_check["status"] == "error" and not allow_double_bos:
         raise ReproError(f"BOS check failed ({run.directory / 'bos_check.json'}): {bosguard.FIX}")
     code = launch.launch(run)
     if code != 0:

@@ -1,0 +1,5 @@
+"""`python -m repro ...` is the `repro` command."""
+
+from repro.cli import main
+
+raise SystemExit(main())
