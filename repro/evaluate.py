@@ -135,6 +135,7 @@ class Evaluation:
                 "the tiny setting compares against a starting model: pass --reference-model PATH"
             )
         self.timings: dict[str, float] = {}
+        self.notes: list[str] = []
         self.bos_check = self._bos_check()
 
     def _bos_check(self) -> dict[str, Any]:
@@ -231,7 +232,7 @@ class Evaluation:
         failed = sum(1 for j in judgments for g in j["games"] if g.get("score") is None)
         return {
             **scores,
-            "avg_tokens": arena_hard.answer_tokens(list(answers.values())),
+            "avg_tokens": self._tokens(list(answers.values())),
             "n_questions": len(judgments),
             "n_games_without_verdict": failed,
             "incomplete": failed > 0 or len(judgments) < len(questions),
@@ -298,6 +299,14 @@ class Evaluation:
         result["incomplete"] = result["n_dropped"] > 0
         return result
 
+    def _tokens(self, answers: list[dict]) -> int | None:
+        """Average answer tokens (cl100k); None when the encoder is not available offline."""
+        try:
+            return arena_hard.answer_tokens(answers)
+        except ReproError as exc:
+            self.notes.append(f"Arena-Hard token lengths not computed: {exc}")
+            return None
+
     def _answers(self, questions, texts, model_id) -> dict[str, dict]:
         return {
             q["question_id"]: {
@@ -345,4 +354,6 @@ class Evaluation:
                     results[bench] = self.mt_bench(chat)
                 self.timings[bench] = round(time.time() - start, 2)
             results["judge_calls"] = gateway.stats.as_dict()
+        if self.notes:
+            results["notes"] = self.notes
         return results

@@ -137,3 +137,22 @@ def test_arena_hard_verdicts_and_continuation():
     )
     # game 1 B>>A: the model wins 3 battles; game 2 A=B: one tie
     assert arena_hard.game_battles("B>>A", 1) == ["win"] * 3 and arena_hard.game_battles("A>B", 2) == ["win"]
+
+
+def test_missing_cl100k_leaves_lengths_empty_with_a_note(monkeypatch):
+    """Offline without the cl100k file, Arena-Hard still scores; the length is None and said."""
+    import types
+
+    from repro import evaluate
+    from repro.bench import arena_hard
+    from repro.errors import ReproError
+
+    def unavailable():
+        raise ReproError("cl100k_base is not cached")
+
+    monkeypatch.setattr(arena_hard, "cl100k", unavailable)
+    holder = types.SimpleNamespace(notes=[])
+    answers = [{"choices": [{"turns": [{"content": "an answer"}]}]}]
+    assert evaluate.Evaluation._tokens(holder, answers) is None
+    assert "cl100k_base is not cached" in holder.notes[0]
+    assert arena_hard.answer_tokens([{"choices": [{"turns": [{"content": "x", "token_len": 7}]}]}]) == 7
