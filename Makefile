@@ -26,11 +26,11 @@ tiny: $(STAMP)
 	$(VENV)/bin/repro compare results --only-reproduced --plot results/compare-tiny.png
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check repro tests
+	$(VENV)/bin/ruff check repro tests benchmarks
 	$(VENV)/bin/python -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check repro tests
+	$(VENV)/bin/ruff check repro tests benchmarks
 	$(VENV)/bin/ruff format --check repro tests
 
 # Re-resolve env/requirements.in into a fresh environment and write the lock.

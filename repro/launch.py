@@ -238,7 +238,7 @@ def launch(run: Run, *, log_file: Path | None = None) -> int:
             if match := _STEP.match(line.strip()):
                 progress.update(task, completed=int(match[1]), total=int(match[2]))
             elif not quiet and (line.startswith("{'") or "repro: error" in line):
-                progress.console.print(line.rstrip(), markup=False, highlight=False)
+                progress.console.print(line.rstrip(), markup=False, highlight=False, soft_wrap=True)
         return proc.wait()
 
 
