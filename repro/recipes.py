@@ -87,6 +87,9 @@ class Setting:
     paper_v1: dict[str, float] | None = None
     aliases: list[str] = field(default_factory=list)
     train_rows: int | None = None  # training pairs, where known (plans count optimizer steps with it)
+    checkpoint_steps: int = (
+        100  # resumable checkpoints (the original saved none); not part of the config hash
+    )
     source: str = ""  # the file it was read from
 
 
@@ -105,6 +108,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "seed": (0, None),
     "data_shuffle_seed": (0, None),
     "baseline_learning_rate": (0.0, None),
+    "checkpoint_steps": (1, None),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "truncation_mode": ("keep_end", "keep_start"),
@@ -563,6 +567,7 @@ def resolve(
         "logging_steps": setting.logging_steps,
         "recipe_file": _relative(setting.source),
         "train_rows": setting.train_rows,
+        "checkpoint_steps": setting.checkpoint_steps,
     }
     config["config_hash"] = config_hash(config)
     config["sources"] = sources
@@ -607,6 +612,7 @@ def hyperparameters_of(config: dict[str, Any], method: Method) -> dict[str, Any]
 
 def config_hash(config: dict[str, Any]) -> str:
     """SHA-256 of the values that change training (not sources, notes or the file path)."""
-    keep = {k: v for k, v in config.items() if k not in ("sources", "notes", "recipe_file", "title")}
+    skip = ("sources", "notes", "recipe_file", "title", "checkpoint_steps")  # do not change the trained model
+    keep = {k: v for k, v in config.items() if k not in skip}
     blob = json.dumps(keep, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()

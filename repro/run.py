@@ -10,6 +10,7 @@ config hash, so the same command finds and resumes the same run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -159,6 +160,25 @@ def scores_from(eval_results: dict[str, Any]) -> dict[str, Any]:
     return scores
 
 
+@contextlib.contextmanager
+def run_lock(directory: Path):
+    """One writer per run directory: a second `repro run` of the same run stops with one line."""
+    import fcntl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ReproError(
+                f"{directory} is being written by another repro process; wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def execute(
     config: dict[str, Any],
     method: recipes.Method,
@@ -173,8 +193,32 @@ def execute(
 ) -> dict[str, Any]:
     """Run (or resume) every stage; returns the result record."""
     info = plan(config, results_root=results_root, benches=benches, judge=judge)
-    directory = Path(info["run_dir"])
-    directory.mkdir(parents=True, exist_ok=True)
+    with run_lock(Path(info["run_dir"])):
+        return _execute(
+            config,
+            method,
+            Path(info["run_dir"]),
+            benches=benches,
+            judge=judge,
+            tokenization=tokenization,
+            max_steps=max_steps,
+            limit=limit,
+            eval_kwargs=eval_kwargs,
+        )
+
+
+def _execute(
+    config: dict[str, Any],
+    method: recipes.Method,
+    directory: Path,
+    *,
+    benches: list[str],
+    judge: evaluate.Judge,
+    tokenization: str,
+    max_steps: int | None,
+    limit: int | None,
+    eval_kwargs: dict[str, Any] | None,
+) -> dict[str, Any]:
     timings: dict[str, Any] = {}
     train_dir = directory / "train"
 

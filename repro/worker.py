@@ -67,6 +67,10 @@ def tokenize_split(pipeline, rows: list[Any], *, kto: bool) -> tuple[list[dict],
     return out, stats.as_dict()
 
 
+def trainer_is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def fix_cpu_deepspeed_state() -> None:
     """accelerate on CPU + DeepSpeed initializes the process group (via deepspeed.comm) but keeps
     backend None, so it reports one process: the sampler would not shard the data and gathers
@@ -84,6 +88,28 @@ def fix_cpu_deepspeed_state() -> None:
         state.process_index = dist.get_rank()
         state.local_process_index = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
         state.backend = dist.get_backend()
+
+
+def checkpoint_to_resume(trainer_dir: Path, config_hash: str) -> str | None:
+    """The last checkpoint of an interrupted run of this exact config, or None for a fresh start.
+
+    Checkpoints written for another config are refused: resuming them would mix two runs.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    stamp = trainer_dir / "config_hash"
+    if not trainer_dir.is_dir():
+        return None
+    last = get_last_checkpoint(str(trainer_dir))
+    if last is None:
+        return None
+    recorded = stamp.read_text().strip() if stamp.exists() else None
+    if recorded != config_hash:
+        raise ReproError(
+            f"{trainer_dir} holds checkpoints of another config ({(recorded or 'unknown')[:10]}, this run is "
+            f"{config_hash[:10]}); use another output directory or delete it"
+        )
+    return last
 
 
 def engine_info(trainer) -> dict[str, Any]:
@@ -110,6 +136,7 @@ def main(run_file: str) -> int:
     from repro.trainer import PairCollator, PreferenceTrainer, ProgressLines
 
     batch = config["batch"]
+    resume = checkpoint_to_resume(out_dir / "trainer", config["config_hash"])
     fix_cpu_deepspeed_state()
     args = TrainingArguments(
         output_dir=str(out_dir / "trainer"),
@@ -129,9 +156,11 @@ def main(run_file: str) -> int:
         gradient_checkpointing_kwargs={"use_reentrant": False} if config["gradient_checkpointing"] else None,
         logging_steps=config["logging_steps"],
         eval_strategy="steps" if run.get("eval_during_training", True) else "no",
-        eval_on_start=True,  # the starting point on the held-out split, through the training engine
+        eval_on_start=resume is None,  # the starting point on the held-out split, through the training engine
         eval_steps=config["eval_steps"],
-        save_strategy="no",
+        save_strategy="steps",  # resumable checkpoints (model, optimizer, RNG and data position)
+        save_steps=config.get("checkpoint_steps", 100),
+        save_total_limit=2,
         seed=config["seed"],
         data_seed=config["seed"],
         deepspeed=paths_["deepspeed_config"],
@@ -191,6 +220,9 @@ def main(run_file: str) -> int:
 
     from datasets import Dataset
 
+    if trainer_is_main():
+        (out_dir / "trainer").mkdir(parents=True, exist_ok=True)
+        (out_dir / "trainer" / "config_hash").write_text(config["config_hash"])
     trainer = PreferenceTrainer(
         model=model,
         args=args,
@@ -204,7 +236,7 @@ def main(run_file: str) -> int:
         callbacks=[ProgressLines()],
     )
     start = time.time()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.time() - start
     evaluation = trainer.evaluate()
     trainer.save_model(str(out_dir / "model"))  # ZeRO-3: consolidated 16-bit (fp32 on CPU) weights
@@ -224,6 +256,7 @@ def main(run_file: str) -> int:
             "engine": engine_info(trainer),
             "data": data_stats,
             "reference": {"key": ref.key, "source": ref.source} if ref else None,
+            "resumed_from": resume,
             "log_history": trainer.state.log_history,
         }
         tmp = out_dir / "metrics.json.tmp"

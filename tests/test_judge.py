@@ -21,8 +21,10 @@ GOOD = chat_response("judge", "[[A>B]]")
 class Upstream:
     """Answers each request with the next scripted fault (then 200), counting calls."""
 
-    def __init__(self, script: list[str]):
+    def __init__(self, script: list[str], delay: float = 0.0, default: str = "ok"):
         self.script = deque(script)
+        self.default = default
+        self.delay = delay
         self.calls = 0
         self.seen_auth: list[str] = []
         upstream = self
@@ -37,7 +39,9 @@ class Upstream:
                 upstream.calls += 1
                 upstream.seen_auth.append(self.headers.get("Authorization", ""))
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                fault = upstream.script.popleft() if upstream.script else "ok"
+                fault = upstream.script.popleft() if upstream.script else upstream.default
+                if upstream.delay:
+                    time.sleep(upstream.delay)
                 if fault == "timeout":
                     time.sleep(1.5)
                     fault = "ok"
@@ -50,6 +54,18 @@ class Upstream:
                     body = "{not json"
                 elif fault == "nologprobs":
                     body = json.dumps(chat_response("judge", "m"))
+                elif fault == "badtokens":
+                    lp = [
+                        {"token": "The", "logprob": -0.1, "top_logprobs": [{"token": "The", "logprob": -0.1}]}
+                    ]
+                    body = json.dumps(chat_response("judge", "The", logprobs=lp))
+                elif fault == "alpaca":
+                    top = [{"token": "M", "logprob": -0.2}, {"token": "m", "logprob": -1.7}]
+                    body = json.dumps(
+                        chat_response(
+                            "judge", "M", logprobs=[{"token": "M", "logprob": -0.2, "top_logprobs": top}]
+                        )
+                    )
                 elif fault == "400":
                     status, body = 400, '{"error": "bad request"}'
                 data = body.encode()
@@ -160,3 +176,41 @@ def test_rule_judge_speaks_each_benchmark_format():
     assert "[[B>>A]]" in ah["choices"][0]["message"]["content"]
     with pytest.raises(JudgeError, match="unrecognized"):
         judge({"model": "j", "messages": [{"role": "user", "content": "hello"}]})
+
+
+def test_alpaca_eval_judge_faults_are_counted_and_a_rerun_judges_only_the_missing_rows(key, tmp_path):
+    """Rows whose judgment keeps failing (unexpected tokens) are failed, not silently dropped: the
+    result is incomplete; nothing failed is cached; a rerun pays only for the missing rows."""
+    from repro.bench import alpaca_eval
+
+    instructions = [f"what is the {s} ?" for s in ("cat", "dog", "bird", "fish", "apple", "pear")]
+    model = [
+        {"instruction": i, "output": "sure , here it is .", "generator": "m", "dataset": "t"}
+        for i in instructions
+    ]
+    reference = [{"instruction": i, "output": "no .", "generator": "r", "dataset": "t"} for i in instructions]
+    cache = tmp_path / "judgments.sqlite"
+    faulty = Upstream(["badtokens"] * 4, default="alpaca")  # the first two rows fail twice (max_retries 1)
+    try:
+        first = alpaca_eval.evaluate(
+            model,
+            reference,
+            endpoint(faulty.url, key, max_retries=1),
+            name="m",
+            cache_path=cache,
+            concurrency=1,
+        )
+    finally:
+        faulty.close()
+    assert first["incomplete"] is True and first["n_total"] == 4 and first["n_failed"] == 2
+    assert first["judge_calls"]["failures"]
+    good = Upstream([], default="alpaca")
+    try:
+        second = alpaca_eval.evaluate(
+            model, reference, endpoint(good.url, key), name="m", cache_path=cache, concurrency=1
+        )
+    finally:
+        good.close()
+    assert second["incomplete"] is False and second["n_total"] == 6
+    assert good.calls == 2  # only the two rows that had failed
+    assert second["judge_calls"]["cache_hits"] == 4

@@ -77,7 +77,9 @@ def write_annotator_config(
 def write_client_config(folder: Path, base_url: str) -> Path:
     """alpaca-eval's client config: the local gateway; the real key never appears here."""
     path = folder / "client_config.yaml"
-    path.write_text(yaml.safe_dump({"default": [{"api_key": "repro-local-gateway", "base_url": base_url}]}))
+    # the gateway retries upstream; the openai client must not retry on top (max_retries 0)
+    entry = {"api_key": "repro-local-gateway", "base_url": base_url, "max_retries": 0}
+    path.write_text(yaml.safe_dump({"default": [entry]}))
     return path
 
 
@@ -156,7 +158,11 @@ def evaluate(
         )
         if lc_folder:
             stack.enter_context(_lc_files_from(lc_folder))
-        logging.getLogger().setLevel(logging.WARNING)
+        # alpaca-eval logs failed judgments as tracebacks on the root logger; repro counts and
+        # reports them (n_failed, incomplete), so its log is muted for the duration
+        root = logging.getLogger()
+        stack.callback(root.setLevel, root.level)
+        root.setLevel(logging.CRITICAL)
         stack.enter_context(_env(TQDM_DISABLE="1"))  # alpaca-eval's own progress bars
         leaderboard, annotations = ae_main.evaluate(
             model_outputs=model_outputs,

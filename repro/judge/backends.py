@@ -125,9 +125,18 @@ def validate(data: Any, request: dict[str, Any]) -> str | None:
         return "malformed response (no choices[0].message.content)"
     if not isinstance(content, str):
         return "malformed response (content is not a string)"
-    if request.get("logprobs") and not ((choice.get("logprobs") or {}).get("content")):
+    logprobs = (choice.get("logprobs") or {}).get("content")
+    if request.get("logprobs") and not logprobs:
         return "missing log-probs"
+    if request.get("logprobs") and request.get("max_tokens") == 1 and _is_alpaca_eval(request):
+        top = {t.get("token") for t in (logprobs[0].get("top_logprobs") or [])}
+        if not top & {"m", "M"}:  # alpaca-eval would turn this into a silent NaN preference
+            return "unexpected tokens (neither 'm' nor 'M' among the top log-probs)"
     return None
+
+
+def _is_alpaca_eval(request: dict[str, Any]) -> bool:
+    return "## Best Model Identifier" in _user_text(request)
 
 
 # ---------------------------------------------------------------------------- prompts
