@@ -45,6 +45,10 @@ class Upstream:
                 if fault == "timeout":
                     time.sleep(1.5)
                     fault = "ok"
+                if fault == "reset":  # close the connection without an answer
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 status, body, headers = 200, json.dumps(GOOD), {}
                 if fault == "429":
                     status, body, headers = 429, '{"error": "slow down"}', {"Retry-After": "0"}
@@ -102,7 +106,7 @@ REQUEST = {
 }
 
 
-@pytest.mark.parametrize("fault", ["429", "500", "badjson", "timeout"])
+@pytest.mark.parametrize("fault", ["429", "500", "badjson", "timeout", "reset"])
 def test_transient_faults_are_retried(fault, key):
     up = Upstream([fault, fault])
     try:
