@@ -29,6 +29,32 @@ def env(tmp_path_factory):
     return tmp_path_factory.mktemp("reliability")
 
 
+def eval_args(
+    out: Path, upstream, *, limit: int, cache: Path, key_env: str, extra: tuple[str, ...] = ()
+) -> list[str]:
+    """`repro eval` of a tiny run against a local endpoint judge, Arena-Hard only."""
+    return [
+        str(REPRO),
+        "eval",
+        str(out / "model"),
+        "--setting",
+        "tiny",
+        "--reference-model",
+        str(out / "init-model"),
+        "--bench",
+        "arena_hard",
+        "--limit",
+        str(limit),
+        "--judge-url",
+        upstream.url,
+        "--judge-key-env",
+        key_env,
+        "--judge-cache",
+        str(cache),
+        *extra,
+    ]
+
+
 def weights(run_root: Path):
     from safetensors.torch import load_file
 
@@ -120,23 +146,9 @@ def test_secrets_never_reach_any_file(env, tmp_path):
         evaluation = tmp_path / "eval"
         proc = subprocess.run(
             [
-                str(REPRO),
-                "eval",
-                str(out / "model"),
-                "--setting",
-                "tiny",
-                "--reference-model",
-                str(out / "init-model"),
-                "--bench",
-                "arena_hard",
-                "--limit",
-                "3",
-                "--judge-url",
-                upstream.url,
-                "--judge-key-env",
-                "REPRO_JUDGE_KEY",
-                "--judge-cache",
-                str(tmp_path / "judgments.sqlite"),
+                *eval_args(
+                    out, upstream, limit=3, cache=tmp_path / "judgments.sqlite", key_env="REPRO_JUDGE_KEY"
+                ),
                 "--output",
                 str(evaluation),
             ],
@@ -223,29 +235,14 @@ def test_killed_judging_continues_from_the_cache(env, tmp_path):
     run_cli("train", "tiny", "--method", "simpo", "--max-steps", "4", "--output", str(out), check=True)
     upstream = Upstream([], delay=0.4)
     key_env = {**os.environ, "REPRO_JUDGE_KEY": "k"}
-    args = [
-        str(REPRO),
-        "eval",
-        str(out / "model"),
-        "--setting",
-        "tiny",
-        "--reference-model",
-        str(out / "init-model"),
-        "--bench",
-        "arena_hard",
-        "--limit",
-        "6",
-        "--concurrency",
-        "1",
-        "--judge-url",
-        upstream.url,
-        "--judge-key-env",
-        "REPRO_JUDGE_KEY",
-        "--judge-cache",
-        str(tmp_path / "judgments.sqlite"),
-        "--format",
-        "json",
-    ]
+    args = eval_args(
+        out,
+        upstream,
+        limit=6,
+        cache=tmp_path / "judgments.sqlite",
+        key_env="REPRO_JUDGE_KEY",
+        extra=("--concurrency", "1", "--format", "json"),
+    )
     try:
         proc = subprocess.Popen(
             [*args, "--output", str(tmp_path / "a")],
