@@ -18,7 +18,7 @@ from typing import Any
 
 from repro import __version__, paths
 from repro.errors import ReproError
-from repro.recipes import read_yaml
+from repro.validate import read_yaml
 
 # Packages that belong to the venv machinery or to this project, not to the lock.
 _NOT_LOCKED = {"repro"}

@@ -6,7 +6,7 @@ from typing import Any
 
 from repro import paths
 from repro.errors import ReproError
-from repro.recipes import read_yaml
+from repro.validate import read_yaml
 
 
 def generation(setting: str) -> dict[str, Any]:

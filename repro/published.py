@@ -9,7 +9,7 @@ from typing import Any
 
 from repro import paths
 from repro.errors import ReproError, unknown
-from repro.recipes import read_yaml
+from repro.validate import read_yaml
 
 # Score columns in the order the seed's tables give them.
 METRICS = (

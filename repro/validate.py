@@ -1,0 +1,106 @@
+"""Checking user-supplied values: types, ranges, choices, unknown keys, and YAML files.
+
+Every failure is a ReproError (or UsageError) naming the place and, for keys, the closest
+valid one, so a typo in a recipe costs one line, not an hour.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from repro.errors import ReproError, UsageError, closest, unknown
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against a simple type annotation; accept YAML's '1e-6' strings as floats."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        inner = [t for t in options if t is not type(None)]
+        return coerce(value, inner[0], where)
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ReproError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        return dict(value)
+    if origin is list or tp is list:
+        if not isinstance(value, list):
+            raise ReproError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        return list(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ReproError(f"{where}: expected a finite number, got {value!r}")
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads 1e-6 (no dot) as a string
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+            else:
+                if math.isfinite(number):
+                    return number
+    elif tp is str:
+        if isinstance(value, str) and value:
+            return value
+    else:  # pragma: no cover - only the annotations above are used
+        return value
+    raise ReproError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+
+
+def check_range(value: Any, lo: float | None, hi: float | None, where: str) -> None:
+    if lo is not None and value < lo:
+        raise ReproError(f"{where}: {value} is below the minimum {lo}")
+    if hi is not None and value > hi:
+        raise ReproError(f"{where}: {value} is above the maximum {hi}")
+
+
+def check_choice(value: Any, choices: tuple[str, ...] | None, where: str) -> None:
+    if choices and value is not None and value not in choices:
+        raise unknown(f"value for {where}", str(value), choices)
+
+
+def check_keys(data: dict, allowed: typing.Iterable[str], where: str) -> None:
+    """Unknown keys are an error naming the closest valid key (a typo must not pass silently)."""
+    allowed = list(allowed)
+    for key in data:
+        if key not in allowed:
+            hint = closest(str(key), allowed)
+            suffix = f" (did you mean '{hint}'?)" if hint else f"; valid: {', '.join(sorted(allowed))}"
+            raise UsageError(f"{where}: unknown key '{key}'{suffix}")
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ReproError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ReproError(f"{path}: is a directory, expected a YAML file") from None
+    except UnicodeDecodeError:
+        raise ReproError(f"{path}: not a UTF-8 text file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ReproError(f"{path}: invalid YAML{at}: {problem}") from None
