@@ -50,6 +50,19 @@ class Judge:
         )
     )
 
+    KINDS = ("endpoint", "rule")
+
+    @classmethod
+    def choose(cls, kind: str | None, setting: str, **kwargs: Any) -> Judge:
+        """The judge a command asked for; without a choice: an endpoint when a URL is given, the rule
+        judge for the tiny setting, else an endpoint (which then asks for its URL)."""
+        kind = kind or ("rule" if setting == "tiny" and not kwargs.get("url") else "endpoint")
+        if kind not in cls.KINDS:
+            from repro.errors import unknown
+
+            raise unknown("judge", kind, cls.KINDS)
+        return cls(kind=kind, **{k: v for k, v in kwargs.items() if v is not None})
+
     def backend(self):
         if self.kind == "rule":
             return backends.RuleJudge()

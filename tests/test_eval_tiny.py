@@ -56,6 +56,7 @@ def test_tiny_eval_all_benchmarks_with_a_local_rule_judge(trained, cli, tmp_path
 
 
 def test_eval_without_a_judge_is_a_one_line_error(trained, cli, tmp_path):
+    """An endpoint judge without its URL (tiny defaults to the rule judge, so ask for one)."""
     proc = cli(
         "eval",
         str(trained / "model"),
@@ -65,6 +66,8 @@ def test_eval_without_a_judge_is_a_one_line_error(trained, cli, tmp_path):
         str(trained / "init-model"),
         "--bench",
         "arena_hard",
+        "--judge",
+        "endpoint",
         "--output",
         str(tmp_path / "x"),
     )

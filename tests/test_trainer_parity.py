@@ -59,6 +59,19 @@ def common(tmp_path) -> dict:
     }
 
 
+def trl_batch(trainer_cls, config, model, ref, tok, dataset):
+    """TRL's trainer built offline on the tiny model, and its first collated (unshuffled) batch."""
+    trainer = trainer_cls(
+        model=model,
+        ref_model=ref,
+        args=config,
+        train_dataset=dataset,
+        eval_dataset=dataset,
+        processing_class=tok,
+    )
+    return trainer, next(iter(trainer.get_eval_dataloader()))
+
+
 def grads_of(model, loss) -> list[torch.Tensor]:
     model.zero_grad(set_to_none=True)
     loss.backward()
@@ -95,15 +108,7 @@ def test_dpo_family_matches_trl_dpo_trainer(setup, tmp_path, loss_type, method, 
     )
     beta = hp.get("beta", hp.get("tau"))
     args = trl.DPOConfig(**common(tmp_path), beta=beta, loss_type=[loss_type])
-    trainer = trl.DPOTrainer(
-        model=model,
-        ref_model=ref,
-        args=args,
-        train_dataset=dataset,
-        eval_dataset=dataset,
-        processing_class=tok,
-    )
-    batch = next(iter(trainer.get_eval_dataloader()))
+    trainer, batch = trl_batch(trl.DPOTrainer, args, model, ref, tok, dataset)
     model.train()
     theirs = trainer._compute_loss(trainer.model, batch, False)
 
@@ -123,15 +128,7 @@ def test_kto_matches_trl_kto_trainer(setup, tmp_path):
         examples.append({"prompt": r["chosen"][:-1], "completion": r["rejected"][-1:], "label": False})
     dataset = datasets.Dataset.from_list(examples)
     args = trl.KTOConfig(**common(tmp_path), beta=0.1)
-    trainer = trl.KTOTrainer(
-        model=model,
-        ref_model=ref,
-        args=args,
-        train_dataset=dataset,
-        eval_dataset=dataset,
-        processing_class=tok,
-    )
-    batch = next(iter(trainer.get_eval_dataloader()))
+    trainer, batch = trl_batch(trl.KTOTrainer, args, model, ref, tok, dataset)
     labels = batch["label"].bool() if torch.is_tensor(batch["label"]) else torch.tensor(batch["label"])
     assert labels.sum().item() == len(labels) // 2
     model.train()

@@ -150,8 +150,9 @@ def eval_cmd(
     ] = "alpaca_eval2,arena_hard,mt_bench",
     output: Annotated[Path, typer.Option("--output", "-o")] = Path("out/eval"),
     judge: Annotated[
-        str, typer.Option("--judge", help="endpoint (an OpenAI-compatible server) or rule (tiny setting).")
-    ] = "endpoint",
+        str | None,
+        typer.Option("--judge", help="endpoint (an OpenAI-compatible server) or rule (tiny default)."),
+    ] = None,
     judge_url: Annotated[
         str | None, typer.Option("--judge-url", help="Base URL of the judge, e.g. https://api.openai.com/v1.")
     ] = None,
@@ -183,15 +184,15 @@ def eval_cmd(
     from repro import evaluate
 
     render.check_format(fmt, ("table", "json"))
-    if judge not in ("endpoint", "rule"):
-        from repro.errors import unknown
-
-        raise unknown("judge", judge, ("endpoint", "rule"))
-    spec = evaluate.Judge(
-        kind=judge, url=judge_url, model=judge_model, key_env=judge_key_env, concurrency=concurrency
+    spec = evaluate.Judge.choose(
+        judge,
+        setting,
+        url=judge_url,
+        model=judge_model,
+        key_env=judge_key_env,
+        concurrency=concurrency,
+        cache=judge_cache,
     )
-    if judge_cache:
-        spec.cache = judge_cache
     ev = evaluate.Evaluation(
         model,
         setting,

@@ -9,24 +9,11 @@ from typing import Annotated
 
 import typer
 
-from repro import recipes, render
+from repro import evaluate, recipes, render
 from repro.cli.common import FormatOpt, app
 from repro.errors import ReproError, UsageError
 
 JudgeOpt = Annotated[str | None, typer.Option("--judge", help="rule (default for tiny) or endpoint.")]
-
-
-def _judge(
-    setting: str, judge: str | None, url: str | None, model: str | None, key_env: str, concurrency: int
-):
-    from repro import evaluate
-
-    kind = judge or ("rule" if setting == "tiny" else "endpoint")
-    if kind not in ("rule", "endpoint"):
-        from repro.errors import unknown
-
-        raise unknown("judge", kind, ("endpoint", "rule"))
-    return evaluate.Judge(kind=kind, url=url, model=model, key_env=key_env, concurrency=concurrency)
 
 
 @app.command("run")
@@ -60,7 +47,14 @@ def run_cmd(
     config, the_method = recipes.resolve_names(
         setting, method, overrides=overrides, num_processes=gpus, num_nodes=nodes, layout=layout
     )
-    spec = _judge(config["setting"], judge, judge_url, judge_model, judge_key_env, concurrency)
+    spec = evaluate.Judge.choose(
+        judge,
+        config["setting"],
+        url=judge_url,
+        model=judge_model,
+        key_env=judge_key_env,
+        concurrency=concurrency,
+    )
     if dry_run:
         info = run.plan(config, results_root=results, benches=benches, judge=spec)
         batch = config["batch"]
@@ -166,7 +160,7 @@ def sweep_cmd(
         config, the_method = recipes.resolve_names(
             setting, method, overrides=[f"{k}={v}" for k, v in values.items()], num_processes=gpus
         )
-        spec = _judge(config["setting"], judge, judge_url, None, "OPENAI_API_KEY", 4)
+        spec = evaluate.Judge.choose(judge, config["setting"], url=judge_url)
         if dry_run:
             info = run.plan(config, results_root=results, benches=benches, judge=spec)
             rows.append({**values, "run_dir": info["run_dir"], "optimizer_steps": info["optimizer_steps"]})
