@@ -119,14 +119,10 @@ class ReferenceLogps:
                 )
                 parts: dict[str, list[torch.Tensor]] = {"index": [], "chosen": [], "rejected": [], "kl": []}
                 for batch in loader:
-                    chosen, rejected = split_pairs(
-                        forward_logps(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
-                    )
+                    chosen, rejected = split_pairs(forward_logps(model, batch))
                     values = {"index": batch["index"], "chosen": chosen.sum, "rejected": rejected.sum}
                     if "kl_input_ids" in batch:
-                        values["kl"] = forward_logps(
-                            model, batch["kl_input_ids"], batch["kl_attention_mask"], batch["kl_labels"]
-                        ).sum
+                        values["kl"] = forward_logps(model, batch, prefix="kl_").sum
                     gathered = accelerator.gather_for_metrics(values)
                     for name, value in gathered.items():
                         parts[name].append(value.detach().float().cpu())
@@ -153,3 +149,38 @@ class ReferenceLogps:
         columns = self.table[split]
         idx = index.cpu()
         return {name: column[idx] for name, column in columns.items()}
+
+    def for_batch(
+        self, trainer, model, split: str, batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        self.ensure(trainer, model)
+        return self.lookup(split, batch["index"])
+
+
+class LiveReference:
+    """A resident frozen reference model run on every batch, as vanilla DPO trainers do.
+
+    Not what `repro train` uses (it precomputes); kept so that `repro bench train` measures
+    what precomputation saves, on the same trainer.
+    """
+
+    def __init__(self, model: torch.nn.Module, padding_free: bool = False):
+        self.model = model.eval().requires_grad_(False)
+        if padding_free:
+            from repro import packing
+
+            packing.use_for_packed_rows(self.model)
+        self.key, self.source = None, "live"
+
+    def for_batch(
+        self, trainer, model, split: str, batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        from repro.logprobs import split_pairs
+        from repro.trainer import forward_logps
+
+        with torch.no_grad():
+            chosen, rejected = split_pairs(forward_logps(self.model, batch))
+            values = {"chosen": chosen.sum, "rejected": rejected.sum}
+            if "kl_input_ids" in batch:
+                values["kl"] = forward_logps(self.model, batch, prefix="kl_").sum
+        return values

@@ -71,3 +71,11 @@ def print_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     for row in rows:
         writer.writerow(["" if v is None else number(v) for v in row])
     sys.stdout.write(buffer.getvalue())
+
+
+def progress(label: str = "{task.description}", *, disable: bool = False):
+    """The progress bar of long work: label, bar, done/total, elapsed; drawn on stderr."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=console(stderr=True), disable=disable)

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
-from repro import objectives
-from repro.logprobs import IGNORE_INDEX, sequence_logps, split_pairs
+from repro import chunked, objectives, packing
+from repro.logprobs import IGNORE_INDEX, split_pairs
 from repro.objectives import Inputs, SequenceLogps
 
 
@@ -26,33 +26,55 @@ def _pad(rows: list[list[int]], value: int, length: int) -> torch.Tensor:
 
 
 class PairCollator:
-    """Right-pads chosen and rejected rows to one length and stacks chosen over rejected."""
+    """Stacks a micro-batch's chosen sequences over its rejected ones, padded or packed.
 
-    def __init__(self, pad_token_id: int):
+    Padded (the original's layout): rows right-padded to the longest sequence. Packed
+    (`padding_free`): every sequence in one row with no padding; `position_ids` restart at
+    each sequence (transformers then confines attention to it: FlashAttention varlen on GPU,
+    a block-diagonal mask elsewhere) and `sequence_ids` say which sequence a token is in.
+    """
+
+    def __init__(self, pad_token_id: int, padding_free: bool = False):
         self.pad_token_id = pad_token_id
+        self.padding_free = padding_free
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         ids = [f["chosen_input_ids"] for f in features] + [f["rejected_input_ids"] for f in features]
         labels = [f["chosen_labels"] for f in features] + [f["rejected_labels"] for f in features]
+        batch = self._pack(ids, labels) if self.padding_free else self._pad(ids, labels)
+        batch["index"] = torch.tensor([f["index"] for f in features], dtype=torch.long)
+        if "kl_input_ids" in features[0]:  # KTO: mismatched (prompt, completion) pairs, padded
+            kl = self._pad([f["kl_input_ids"] for f in features], [f["kl_labels"] for f in features])
+            batch.update({f"kl_{k}": v for k, v in kl.items()})
+        return batch
+
+    def _pad(self, ids: list[list[int]], labels: list[list[int]]) -> dict[str, torch.Tensor]:
         length = max(len(r) for r in ids)
-        batch = {
+        return {
             "input_ids": _pad(ids, self.pad_token_id, length),
             "attention_mask": _pad([[1] * len(r) for r in ids], 0, length),
             "labels": _pad(labels, IGNORE_INDEX, length),
-            "index": torch.tensor([f["index"] for f in features], dtype=torch.long),
         }
-        if "kl_input_ids" in features[0]:  # KTO: mismatched (prompt, completion) pairs
-            kl_ids = [f["kl_input_ids"] for f in features]
-            kl_length = max(len(r) for r in kl_ids)
-            batch["kl_input_ids"] = _pad(kl_ids, self.pad_token_id, kl_length)
-            batch["kl_attention_mask"] = _pad([[1] * len(r) for r in kl_ids], 0, kl_length)
-            batch["kl_labels"] = _pad([f["kl_labels"] for f in features], IGNORE_INDEX, kl_length)
-        return batch
+
+    @staticmethod
+    def _pack(ids: list[list[int]], labels: list[list[int]]) -> dict[str, torch.Tensor]:
+        # A sequence's first token must be unlabelled: the position before it (the previous
+        # sequence's last token) would otherwise be scored on predicting it.
+        if any(row[0] != IGNORE_INDEX for row in labels):
+            raise ValueError("padding-free packing needs every sequence to start with an unlabelled token")
+        flat = lambda rows: torch.tensor([t for r in rows for t in r], dtype=torch.long)[None]  # noqa: E731
+        return {
+            "input_ids": flat(ids),
+            "position_ids": flat([list(range(len(r))) for r in ids]),
+            "labels": flat(labels),
+            "sequence_ids": flat([[i] * len(r) for i, r in enumerate(ids)]),
+            "num_sequences": torch.tensor(len(ids)),
+        }
 
 
-def forward_logps(model, input_ids, attention_mask, labels) -> SequenceLogps:
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-    return sequence_logps(logits, labels)
+def forward_logps(model, batch: dict[str, torch.Tensor], prefix: str = "") -> SequenceLogps:
+    """Per-sequence response log-probs of a collated batch (chunked through the LM head)."""
+    return chunked.sequence_logps(model, batch, prefix=prefix)
 
 
 class ProgressLines(TrainerCallback):
@@ -88,23 +110,24 @@ class PreferenceTrainer(Trainer):
         # Our loss is a mean over the micro-batch's pairs: Trainer must scale it by the
         # accumulation steps itself instead of expecting a sum over num_items_in_batch.
         self.model_accepts_loss_kwargs = False
+        # Packed rows: attention per sequence (FlashAttention varlen, or repro.packing's)
+        self.attention = self.model.config._attn_implementation
+        if getattr(self.data_collator, "padding_free", False):
+            self.attention = packing.use_for_packed_rows(self.model)
 
     # -------------------------------------------------------------------- loss
 
     def _inputs(self, model, batch: dict[str, torch.Tensor], split: str) -> Inputs:
-        stats = forward_logps(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        stats = forward_logps(model, batch)
         chosen, rejected = split_pairs(stats)
         ref_chosen = ref_rejected = kl_policy = kl_reference = None
         if self.reference is not None:
-            self.reference.ensure(self, model)
-            ref = self.reference.lookup(split, batch["index"])
+            ref = self.reference.for_batch(self, model, split, batch)
             ref_chosen = SequenceLogps(ref["chosen"].to(chosen.sum), chosen.count)
             ref_rejected = SequenceLogps(ref["rejected"].to(rejected.sum), rejected.count)
             if "kl_input_ids" in batch:
                 with torch.no_grad():
-                    kl_policy = forward_logps(
-                        model, batch["kl_input_ids"], batch["kl_attention_mask"], batch["kl_labels"]
-                    )
+                    kl_policy = forward_logps(model, batch, prefix="kl_")
                 kl_reference = SequenceLogps(ref["kl"].to(kl_policy.sum), kl_policy.count)
         return Inputs(chosen, rejected, ref_chosen, ref_rejected, kl_policy, kl_reference)
 

@@ -200,7 +200,7 @@ def main(run_file: str) -> int:
     )
     model.config.use_cache = False
 
-    collator = PairCollator(tokenizer.pad_token_id)
+    collator = PairCollator(tokenizer.pad_token_id, padding_free=bool(config.get("padding_free")))
     ref = None
     if config["reference_model"]:
         key, meta = reference.cache_key(

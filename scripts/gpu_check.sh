@@ -6,13 +6,8 @@
 set -uo pipefail
 out=${OUT:-out/gpu-check}
 mkdir -p "$out"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/repro-site .whl/*.whl
-  export PYTHONPATH="/tmp/repro-site:$PWD"
-else
-  export PYTHONPATH="$PWD"
-fi
-export REPRO_CACHE=/tmp/repro-cache HF_HUB_OFFLINE=1 REPRO_QUIET=1 TRL_EXPERIMENTAL_SILENCE=1
+source scripts/device_env.sh
+export REPRO_CACHE=/tmp/repro-cache
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.txt" 2>&1
 python3 -c "import sys, torch, transformers, accelerate, deepspeed; print(sys.version.split()[0], torch.__version__, \
 torch.version.cuda, transformers.__version__, accelerate.__version__, deepspeed.__version__)" > "$out/versions.txt" 2>&1

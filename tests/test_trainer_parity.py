@@ -4,8 +4,9 @@ Oracle: `trl.DPOTrainer._compute_loss` (loss_type sigmoid and ipo) and
 `trl.KTOTrainer._compute_loss`, built offline with repro's tiny Llama and tokenizer, a
 reference model perturbed away from the policy (so the loss is not ln 2), and TRL's own
 collated batch. repro recomputes the loss from that batch with its own log-probs
-(repro.logprobs: full logits, fp32 log_softmax) and objectives; TRL goes through its fused,
-chunked LM head. Conventions: TRL DPO rows are [chosen..., rejected...] with summed
+(repro.logprobs: full logits, fp32 log_softmax; and repro.chunked, the trainer's path, which
+never materializes them) and objectives; TRL goes through its fused, chunked LM head.
+Conventions: TRL DPO rows are [chosen..., rejected...] with summed
 log-probs; TRL IPO divides each log-ratio by the completion length (our IPO takes mean
 log-probs, the same thing); TRL KTO is unpaired, so the dataset interleaves each pair's
 chosen (label True) and rejected (label False) and the batch holds two of each, where the
@@ -22,7 +23,7 @@ import os
 import pytest
 import torch
 
-from repro import objectives, tiny, tokenizers
+from repro import chunked, objectives, tiny, tokenizers
 from repro.logprobs import sequence_logps, split_pairs
 from repro.objectives import Inputs, SequenceLogps
 
@@ -78,9 +79,12 @@ def grads_of(model, loss) -> list[torch.Tensor]:
     return [p.grad.detach().clone() for p in model.parameters()]
 
 
-def logps(model, ids, attention, completion_mask, *, grad: bool) -> SequenceLogps:
+def logps(model, ids, attention, completion_mask, *, grad: bool, path: str = "plain") -> SequenceLogps:
     labels = ids.masked_fill(completion_mask == 0, -100)
     with torch.set_grad_enabled(grad):
+        if path == "chunked":  # 5 tokens per chunk: several chunks, the last one partial
+            batch = {"input_ids": ids, "attention_mask": attention, "labels": labels}
+            return chunked.sequence_logps(model, batch, chunk=5)
         return sequence_logps(model(input_ids=ids, attention_mask=attention, use_cache=False).logits, labels)
 
 
@@ -98,7 +102,8 @@ def assert_same(model, ours, theirs):
         ("ipo", "ipo", {"tau": 0.1, "log_probs": "mean"}),
     ],
 )
-def test_dpo_family_matches_trl_dpo_trainer(setup, tmp_path, loss_type, method, hp):
+@pytest.mark.parametrize("path", ["plain", "chunked"])
+def test_dpo_family_matches_trl_dpo_trainer(setup, tmp_path, loss_type, method, hp, path):
     tok, model, ref, rows = setup
     dataset = datasets.Dataset.from_list(
         [
@@ -113,8 +118,8 @@ def test_dpo_family_matches_trl_dpo_trainer(setup, tmp_path, loss_type, method, 
     theirs = trainer._compute_loss(trainer.model, batch, False)
 
     ids, attention, completion = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
-    chosen, rejected = split_pairs(logps(model, ids, attention, completion, grad=True))
-    ref_chosen, ref_rejected = split_pairs(logps(ref, ids, attention, completion, grad=False))
+    chosen, rejected = split_pairs(logps(model, ids, attention, completion, grad=True, path=path))
+    ref_chosen, ref_rejected = split_pairs(logps(ref, ids, attention, completion, grad=False, path=path))
     ours = objectives.compute(method, Inputs(chosen, rejected, ref_chosen, ref_rejected), hp).loss
     assert abs(ours.item() - 0.6931) > 1e-3  # not the trivial step-0 value
     assert_same(model, ours, theirs)
