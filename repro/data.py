@@ -102,8 +102,10 @@ def parse_row(row: Any) -> Pair:
     for key in ("chosen", "rejected"):
         if key not in row:
             raise RowError(f"missing '{key}'")
-    if "prompt" in row and not isinstance(row["prompt"], str):
-        raise RowError("'prompt' is not a string")
+    if "prompt" in row and not isinstance(row["prompt"], str):  # a string, or messages (on-policy data)
+        if not isinstance(row["prompt"], list):
+            raise RowError("'prompt' is neither a string nor a list of messages")
+        _messages(row["prompt"], "prompt")
     chosen, rejected = _messages(row["chosen"], "chosen"), _messages(row["rejected"], "rejected")
     if chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
         raise RowError("the last message of 'chosen' and 'rejected' must be the assistant's")

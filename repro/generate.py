@@ -108,7 +108,17 @@ class VLLMBackend:  # pragma: no cover - needs a GPU and vllm
     """vLLM: `beam1` runs beam search of width 1 as alpaca-eval 0.6.2 did (use_beam_search on
     vLLM <= 0.6.2, LLM.beam_search with beam_width 1 on newer versions)."""
 
-    def __init__(self, model_path: str, *, tensor_parallel_size: int = 1, seed: int = 0):
+    whole_set = True  # one call samples every prompt (vLLM batches internally)
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        tensor_parallel_size: int = 1,
+        seed: int = 0,
+        add_special_tokens: bool = True,
+    ):
+        self.add_special_tokens = add_special_tokens  # False: prompts go in as token ids, no BOS added
         try:
             import vllm
         except ImportError:
@@ -130,7 +140,13 @@ class VLLMBackend:  # pragma: no cover - needs a GPU and vllm
             stop_token_ids=decoding.stop_token_ids,
             seed=decoding.seed,
         )
-        return [o.outputs[0].text.strip() for o in self.llm.generate(prompts, params)]
+        inputs: list[Any] = prompts
+        if not self.add_special_tokens:  # the template wrote the BOS: tokenize without adding one
+            tokenizer = self.llm.get_tokenizer()
+            inputs = [
+                {"prompt_token_ids": tokenizer(p, add_special_tokens=False)["input_ids"]} for p in prompts
+            ]
+        return [o.outputs[0].text.strip() for o in self.llm.generate(inputs, params)]
 
 
 def backend(name: str, model_path: str, **kwargs: Any):

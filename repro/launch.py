@@ -106,19 +106,11 @@ def accelerate_yaml(ds_path: Path, num_processes: int, num_nodes: int, port: int
 
 def _materialize_tiny(config: dict[str, Any], directory: Path) -> tuple[str, str, Path]:
     """Build the tiny model and tokenizer and the synthetic data into the run directory."""
-    from repro import tiny, tokenizers
+    from repro import tiny
 
-    model_dir = directory / "init-model"
-    if not (model_dir / "config.json").exists():
-        tokenizer = tokenizers.build_tiny()
-        model = tiny.build_model(len(tokenizer), seed=config["seed"])
-        model.config.bos_token_id = tokenizer.bos_token_id
-        model.config.eos_token_id = tokenizer.eos_token_id
-        model.config.pad_token_id = tokenizer.pad_token_id
-        model.save_pretrained(model_dir)
-        tokenizer.save_pretrained(model_dir)
+    model_dir = tiny.save_policy(directory / "init-model", seed=config["seed"])
     data_dir = directory / "data"
-    if not (data_dir / "train.jsonl").exists():
+    if config["dataset"] == TINY_DATA and not (data_dir / "train.jsonl").exists():
         tiny.write_dataset(data_dir, seed=config["seed"])
     return str(model_dir), str(model_dir), data_dir
 
@@ -217,15 +209,12 @@ _STEP = re.compile(r"^REPRO_STEP (\d+)/(\d+)$")  # printed by repro.trainer.Prog
 def launch(run: Run, *, log_file: Path | None = None) -> int:
     """Run the training processes. Everything goes to train.log; the terminal gets a progress
     bar, the logged metrics (HF's log dicts) and errors."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from repro import render
 
     env = {**os.environ, **run.env}
     log_path = log_file or run.directory / "train.log"
     quiet = os.environ.get("REPRO_QUIET") == "1"
-    columns = (TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    progress = Progress(*columns, console=render.console(stderr=True), disable=quiet)
+    progress = render.progress("[bold]training", disable=quiet)
     with open(log_path, "w", encoding="utf-8") as log, progress:
         task = progress.add_task("train", total=None)
         proc = subprocess.Popen(

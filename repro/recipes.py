@@ -90,6 +90,11 @@ class Setting:
     checkpoint_steps: int = (
         100  # resumable checkpoints (the original saved none); not part of the config hash
     )
+    # Chosen and rejected sequences packed into one row without padding (repro.trainer.PairCollator).
+    # Same losses as padded rows; the original padded. Not part of the config hash.
+    padding_free: bool = False
+    # How `dataset` was generated on-policy (repro data on-policy --setting NAME), where it was.
+    on_policy: dict[str, Any] | None = None
     source: str = ""  # the file it was read from
 
 
@@ -237,7 +242,30 @@ def parse_setting(data: Any, where: str, methods: dict[str, Method]) -> Setting:
                 raise ReproError(f"{where}: paper_time_layout: missing '{key}'")
             layout[key] = coerce(layout[key], int, f"{where}: paper_time_layout.{key}")
             check_range(layout[key], 1, None, f"{where}: paper_time_layout.{key}")
+    if values.get("on_policy") is not None:
+        values["on_policy"] = check_on_policy(values["on_policy"], f"{where}: on_policy")
     return Setting(**values, source=where)
+
+
+ON_POLICY_KEYS: dict[str, Any] = {
+    "model": str,
+    "reward_model": str,
+    "prompts": str,
+    "seeds": list[int],
+    "temperature": float,
+    "top_p": float,
+    "max_tokens": int,
+    "trust_remote_code": bool,
+    "source": str,
+}
+
+
+def check_on_policy(data: Any, where: str) -> dict[str, Any]:
+    """A setting's on-policy generation recipe: known keys with the right types."""
+    if not isinstance(data, dict):
+        raise ReproError(f"{where}: expected a mapping")
+    check_keys(data, ON_POLICY_KEYS, where)
+    return {k: coerce(v, ON_POLICY_KEYS[k], f"{where}.{k}") for k, v in data.items()}
 
 
 def check_hyperparameters(method: Method, values: dict, where: str) -> dict[str, Any]:
@@ -476,6 +504,7 @@ def resolve(
         "recipe_file": _relative(setting.source),
         "train_rows": setting.train_rows,
         "checkpoint_steps": setting.checkpoint_steps,
+        "padding_free": setting.padding_free,
     }
     config["config_hash"] = config_hash(config)
     config["sources"] = sources
@@ -498,6 +527,8 @@ def resolve_names(
     num_processes: int | None = None,
     num_nodes: int = 1,
     layout: str = "current",
+    padding_free: bool | None = None,
+    dataset: str | None = None,
 ) -> tuple[dict[str, Any], Method]:
     """resolve() from what users type: a setting name or recipe file, a method name, --set pairs."""
     methods = load_methods()
@@ -510,6 +541,13 @@ def resolve_names(
         num_nodes=num_nodes,
         layout=layout,
     )
+    if padding_free is not None:  # outside the config hash: same model, another batch layout
+        config["padding_free"] = padding_free
+    if dataset is not None:  # e.g. a directory written by `repro data on-policy`
+        dataset = str(Path(dataset).resolve()) if Path(dataset).exists() else dataset
+        config["dataset"] = dataset
+        config["notes"] = [*config.get("notes", []), f"dataset replaced by --dataset {dataset}"]
+        config["config_hash"] = config_hash(config)
     return config, the_method
 
 
@@ -520,7 +558,8 @@ def hyperparameters_of(config: dict[str, Any], method: Method) -> dict[str, Any]
 
 def config_hash(config: dict[str, Any]) -> str:
     """SHA-256 of the values that change training (not sources, notes or the file path)."""
-    skip = ("sources", "notes", "recipe_file", "title", "checkpoint_steps")  # do not change the trained model
+    # These do not change the trained model (padding_free: the same losses, another layout).
+    skip = ("sources", "notes", "recipe_file", "title", "checkpoint_steps", "padding_free")
     keep = {k: v for k, v in config.items() if k not in skip}
     blob = json.dumps(keep, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()

@@ -120,6 +120,50 @@ def build_model(vocab_size: int, *, seed: int = 0, hidden_size: int = 64, layers
     return LlamaForCausalLM(config)
 
 
+def save_policy(folder: Path, *, seed: int = 0) -> Path:
+    """The tiny model and its tokenizer, saved where transformers loads them (a local "hub id")."""
+    from repro import tokenizers
+
+    folder = Path(folder)
+    if not (folder / "config.json").exists():
+        tokenizer = tokenizers.build_tiny()
+        model = build_model(len(tokenizer), seed=seed)
+        model.config.bos_token_id = tokenizer.bos_token_id
+        model.config.eos_token_id = tokenizer.eos_token_id
+        model.config.pad_token_id = tokenizer.pad_token_id
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    return folder
+
+
+def save_reward_model(folder: Path, *, seed: int = 1) -> Path:
+    """A random-init LlamaForSequenceClassification (one score) with the tiny tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from repro import tokenizers
+
+    folder = Path(folder)
+    tokenizer = tokenizers.build_tiny()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 # ---------------------------------------------------------------------------- tiny evaluation sets
 
 

@@ -19,3 +19,13 @@ app.add_typer(env_app, name="env")
 app.add_typer(data_app, name="data")
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output format.")]
+DatasetOpt = Annotated[
+    str | None,
+    typer.Option("--dataset", help="Train on this dataset (hub id or directory) instead of the setting's."),
+]
+PaddingFreeOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--padding-free/--padded", help="Pack each micro-batch into one row (default: the setting's)."
+    ),
+]

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from repro import evaluate, recipes, render
-from repro.cli.common import FormatOpt, app
+from repro.cli.common import DatasetOpt, FormatOpt, PaddingFreeOpt, app
 from repro.errors import ReproError, UsageError
 
 JudgeOpt = Annotated[str | None, typer.Option("--judge", help="rule (default for tiny) or endpoint.")]
@@ -26,6 +26,8 @@ def run_cmd(
     nodes: Annotated[int, typer.Option("--nodes", min=1)] = 1,
     layout: Annotated[str, typer.Option("--layout")] = "current",
     overrides: Annotated[list[str] | None, typer.Option("--set")] = None,
+    dataset: DatasetOpt = None,
+    padding_free: PaddingFreeOpt = None,
     tokenization: Annotated[str, typer.Option("--tokenization")] = "simpo",
     max_steps: Annotated[int | None, typer.Option("--max-steps", min=1)] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Questions per benchmark.")] = None,
@@ -45,7 +47,14 @@ def run_cmd(
     render.check_format(fmt, ("table", "json"))
     benches = [b.strip() for b in bench.split(",") if b.strip()]
     config, the_method = recipes.resolve_names(
-        setting, method, overrides=overrides, num_processes=gpus, num_nodes=nodes, layout=layout
+        setting,
+        method,
+        overrides=overrides,
+        num_processes=gpus,
+        num_nodes=nodes,
+        layout=layout,
+        padding_free=padding_free,
+        dataset=dataset,
     )
     spec = evaluate.Judge.choose(
         judge,

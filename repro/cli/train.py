@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from repro import bosguard, launch, recipes, render
-from repro.cli.common import app
+from repro.cli.common import DatasetOpt, PaddingFreeOpt, app
 from repro.errors import ReproError, unknown
 
 LAUNCHERS = ("local", "slurm")
@@ -29,6 +29,8 @@ def train_cmd(
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a value: --set beta=2.5")
     ] = None,
+    dataset: DatasetOpt = None,
+    padding_free: PaddingFreeOpt = None,
     tokenization: Annotated[str, typer.Option("--tokenization", help="simpo, paper-v1 or trl.")] = "simpo",
     tokenizer: Annotated[
         str | None, typer.Option("--tokenizer", help="Tokenizer path (default: the model's).")
@@ -52,7 +54,14 @@ def train_cmd(
     if launcher not in LAUNCHERS:
         raise unknown("launcher", launcher, LAUNCHERS)
     config, the_method = recipes.resolve_names(
-        setting, method, overrides=overrides, num_processes=gpus, num_nodes=nodes, layout=layout
+        setting,
+        method,
+        overrides=overrides,
+        num_processes=gpus,
+        num_nodes=nodes,
+        layout=layout,
+        padding_free=padding_free,
+        dataset=dataset,
     )
     run = launch.prepare(
         config,

@@ -1,0 +1,63 @@
+"""`repro bench train`: training speed and memory against TRL, measured in one run."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from repro import render
+from repro.cli.common import FormatOpt, app
+
+bench_app = typer.Typer(help="Benchmarks of repro itself against its peers.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("train")
+def bench_train_cmd(
+    preset: Annotated[
+        str, typer.Option("--preset", help="A preset of benchmarks/train-presets.yaml.")
+    ] = "cpu-small",
+    rounds: Annotated[
+        int, typer.Option("--rounds", min=1, help="Runs of every contender, alternating order.")
+    ] = 1,
+    contenders: Annotated[
+        str | None, typer.Option("--contenders", help="Comma-separated subset of the preset's contenders.")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="JSON report (default results/bench/train-PRESET-TIME.json)."),
+    ] = None,
+    fmt: FormatOpt = "table",
+) -> None:
+    """Train each contender for the preset's steps in its own process; print tokens/s, memory, ratios."""
+    from repro import trainbench
+    from repro.errors import unknown
+
+    render.check_format(fmt, ("table", "json"))
+    the_preset = trainbench.get_preset(preset)
+    subset = None
+    if contenders:
+        subset = tuple(c.strip() for c in contenders.split(",") if c.strip())
+        for c in subset:
+            if c not in the_preset.contenders:
+                raise unknown(f"contender of preset {preset}", c, the_preset.contenders)
+    with render.progress() as bar:
+        task = bar.add_task(f"bench {preset}", total=None)
+
+        def progress(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, description=f"bench {preset}: {name or 'done'}")
+
+        report = trainbench.run(the_preset, rounds=rounds, contenders=subset, progress=progress)
+    path = output or Path("results") / "bench" / f"train-{preset}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    if fmt == "json":
+        render.print_json(report)
+        return
+    for tbl in trainbench.tables(report):
+        render.print_table(tbl)
+    render.console(stderr=True).print(f"wrote {path}")

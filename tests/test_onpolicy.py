@@ -1,0 +1,247 @@
+"""On-policy preference data end to end on CPU: tiny policy, tiny reward model, real pipeline.
+
+`repro data on-policy` samples from a random-init tiny Llama (transformers backend), scores
+with a random-init LlamaForSequenceClassification, binarizes and writes a DatasetDict that
+`repro train tiny --dataset DIR` trains on (ZeRO-3, 2 processes). Oracles:
+- chosen/rejected: argmax/argmin of the recorded scores, first index on ties (the
+  original's np.argmax/np.argmin);
+- batched reward scores equal one-at-a-time scores (the original's loop) within 1e-5;
+- resuming: a run killed mid-seed (SIGKILL), then rerun, writes the same dataset as an
+  unbroken run, row for row (per-batch seeds make sampling independent of where it stopped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from repro import onpolicy, tiny
+from repro.reward import RewardModel
+
+SEEDS = "13,21,42"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("onpolicy")
+    tiny.save_policy(root / "policy")
+    tiny.save_reward_model(root / "rm")
+    rows = tiny.make_pairs(30, seed=5)  # 25 unique prompts, 5 repeats
+    rows.append({"chosen": "not messages"})  # no usable prompt: counted, not fatal
+    (root / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def args(root: Path, output: Path, *extra: str) -> list[str]:
+    return [
+        "data",
+        "on-policy",
+        "--model",
+        str(root / "policy"),
+        "--reward-model",
+        str(root / "rm"),
+        "--prompts",
+        str(root / "prompts.jsonl"),
+        "--seeds",
+        SEEDS,
+        "--max-tokens",
+        "12",
+        "--batch-size",
+        "4",
+        "--test-fraction",
+        "0.2",
+        "--output",
+        str(output),
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def dataset(workspace):
+    from tests.conftest import run_cli
+
+    out = workspace / "ds"
+    proc = run_cli(*args(workspace, out), "--format", "json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, json.loads(proc.stdout)
+
+
+def rows_of(folder: Path) -> dict[str, list[dict]]:
+    import datasets
+
+    return {split: list(datasets.load_from_disk(str(folder / split))) for split in ("train", "test")}
+
+
+def test_dataset_layout_pairs_and_manifest(workspace, dataset):
+    out, manifest = dataset
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    counts = manifest["counts"]
+    assert manifest["prompts"]["rows"] == 31 and manifest["prompts"]["unusable"] == 1
+    assert manifest["prompts"]["duplicates"] == 5 and counts["prompts"] == 25
+    assert (
+        counts["pairs"]
+        == counts["prompts"] - counts["dropped_identical_samples"] - counts["dropped_below_margin"]
+    )
+    assert counts["train"] + counts["test"] == counts["pairs"] and counts["test"] == 5
+    assert manifest["sampling"]["seeds"] == [13, 21, 42] and manifest["sampling"]["temperature"] == 0.8
+    assert manifest["bos"]["bos_count"] == 1 and manifest["bos"]["status"] == "ok"
+    assert manifest["weights_sha256"]["model"] and manifest["weights_sha256"]["reward_model"]
+    prompts = json.loads((out / "work" / "prompts.json").read_text())
+    assert prompts == sorted(set(prompts)) and len(prompts) == 25
+
+    for row in rows_of(out)["train"] + rows_of(out)["test"]:
+        scores, responses = row["all_rm_scores"], row["all_generated_responses"]
+        assert len(scores) == len(responses) == 3 and len(set(responses)) > 1
+        best = scores.index(max(scores))  # first index on ties, as np.argmax
+        worst = scores.index(min(scores))
+        user = row["prompt"][0]
+        assert row["prompt"] == [user] and user["role"] == "user"
+        assert row["chosen"] == [user, {"role": "assistant", "content": responses[best]}]
+        assert row["rejected"] == [user, {"role": "assistant", "content": responses[worst]}]
+
+
+def test_batched_reward_scores_equal_one_at_a_time(workspace, dataset):
+    out, _ = dataset
+    rows = rows_of(out)["train"][:6]
+    pairs = [(r["prompt"][0]["content"], resp) for r in rows for resp in r["all_generated_responses"]]
+    rm = RewardModel(str(workspace / "rm"))
+    alone = rm.score(pairs, batch_size=1)
+    batched = rm.score(pairs, batch_size=8)
+    assert max(abs(a - b) for a, b in zip(alone, batched, strict=True)) < 1e-5
+    recorded = [s for r in rows for s in r["all_rm_scores"]]
+    assert max(abs(a - b) for a, b in zip(alone, recorded, strict=True)) < 1e-5
+    assert len(set(alone)) > 1  # the scores are not constant
+
+
+def test_killed_run_resumes_to_the_same_dataset(workspace, dataset):
+    reference, _ = dataset
+    out = workspace / "killed"
+    env = {**os.environ, "REPRO_TEST_STEP_SLEEP": "0.5", "COLUMNS": "200"}
+    repro = Path(sys.executable).parent / "repro"
+    proc = subprocess.Popen([str(repro), *args(workspace, out)], env=env, stderr=subprocess.DEVNULL)
+    target = out / "work" / "generations-seed21.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (target.exists() and target.read_text().count("\n") >= 4):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert target.exists() and not (out / "manifest.json").exists()
+    partial = target.read_text().count("\n")
+    assert 4 <= partial < 25  # killed mid-seed
+    with open(target, "a") as fh:  # and mid-write: a torn last line
+        fh.write('{"i": 99, "te')
+
+    from tests.conftest import run_cli
+
+    resumed = run_cli(*args(workspace, out))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert rows_of(out) == rows_of(reference)
+
+
+def test_output_trains_with_repro_train_tiny(workspace, dataset, cli, tmp_path, monkeypatch):
+    out, manifest = dataset
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("REPRO_QUIET", "1")
+    run_dir = tmp_path / "train"
+    proc = cli("train", "tiny", "--dataset", str(out), "--max-steps", "2", "--output", str(run_dir))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and metrics["engine"]["zero_stage"] == 3
+    used = metrics["data"]["train"]
+    # Every row reaches the trainer; the training pipeline's own rules (e.g. an empty sampled
+    # answer) may skip some, counted by reason.
+    assert used["rows"] == manifest["counts"]["train"] and used["kept"] > 0
+    assert used["kept"] + sum(used["skipped"].values()) == used["rows"], used
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["config"]["dataset"] == str(out.resolve())
+
+
+def test_other_options_on_the_same_output_are_refused(workspace, dataset, cli):
+    out, _ = dataset
+    proc = cli(*args(workspace, out, "--temperature", "0.5"))
+    assert proc.returncode != 0
+    assert proc.stderr.strip().count("\n") == 0 and "temperature" in proc.stderr
+
+
+def test_bad_inputs_are_one_line_errors(workspace, cli, tmp_path):
+    missing = cli(
+        *[
+            a if a != str(workspace / "rm") else str(tmp_path / "nope")
+            for a in args(workspace, tmp_path / "o")
+        ]
+    )
+    assert (
+        missing.returncode != 0
+        and missing.stderr.strip().count("\n") == 0
+        and "reward model" in missing.stderr
+    )
+    no_recipe = cli("data", "on-policy", "--setting", "tiny", "--output", str(tmp_path / "o2"))
+    assert no_recipe.returncode != 0 and "on_policy" in no_recipe.stderr
+    seeds = cli(*args(workspace, tmp_path / "o3", "--samples", "5"))
+    assert seeds.returncode != 0 and "--seeds" in seeds.stderr
+
+
+def test_paper_settings_name_their_generation_recipe():
+    from repro import recipes
+
+    for name, model in (
+        ("gemma2-9b-it", "google/gemma-2-9b-it"),
+        ("llama3-instruct-v0.2", "meta-llama/Meta-Llama-3-8B-Instruct"),
+    ):
+        recipe = recipes.get_setting(name).on_policy
+        assert recipe["model"] == model and recipe["reward_model"] == "RLHFlow/ArmoRM-Llama3-8B-v0.1"
+        assert recipe["seeds"] == [13, 21, 42, 79, 100] and recipe["trust_remote_code"] is True
+
+
+def test_binarize_collect_and_prompt_rules():
+    assert onpolicy.binarize([0.1, 0.5, 0.5, -1.0, -1.0]) == (1, 3)  # ties: the earlier sample
+    assert onpolicy.binarize([2.0, 2.0]) == (0, 0)
+    rows, identical = onpolicy.collect(["a", "b"], [["x", "y"], ["x", "y"], ["x", "z"]])
+    assert identical == 1 and rows == [{"prompt": "b", "all_generated_responses": ["y", "y", "z"]}]
+    pairs, below = onpolicy.records(
+        [{"prompt": "p", "all_generated_responses": ["u", "v"]}] * 2,
+        [[0.0, 0.05], [0.0, 1.0]],
+        min_margin=0.1,
+    )
+    assert below == 1 and len(pairs) == 1 and pairs[0]["chosen"][1]["content"] == "v"
+    prompts, stats = onpolicy.unique_prompts(
+        [
+            {"prompt": "b"},
+            {"prompt": "a"},
+            {"prompt": "b"},
+            {"messages": [{"role": "user", "content": "c"}]},
+            {},
+        ]
+    )
+    assert prompts == ["a", "b", "c"] and stats == {"rows": 5, "unusable": 1, "duplicates": 1}
+    assert onpolicy.parse_source("HuggingFaceH4/ultrafeedback_binarized:train_prefs") == (
+        "HuggingFaceH4/ultrafeedback_binarized",
+        "train_prefs",
+    )
+    assert onpolicy.parse_source("some/dataset") == ("some/dataset", "train_prefs")
+    assert onpolicy.batch_seed(13, 0) != onpolicy.batch_seed(13, 4) != onpolicy.batch_seed(21, 4)
+
+
+def test_prompts_with_a_templated_bos_get_exactly_one(workspace):
+    """A template that writes BOS plus a tokenizer that adds one (Gemma, Llama 3 post-update):
+    tokenize without special tokens. The tiny template writes <bos>; make the tokenizer add one."""
+    from tokenizers import processors
+
+    from repro import tokenizers
+
+    tok = tokenizers.build_tiny()
+    tok._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", tok.bos_token_id)]
+    )
+    assert list(tok("<bos> hi")["input_ids"][:2]) == [tok.bos_token_id] * 2
+    texts, add_special, report = onpolicy.format_prompts(tok, ["what is the cat ?"])
+    assert add_special is False and report["bos_count"] == 1 and report["status"] == "ok"
+    shutil.rmtree(workspace / "unused", ignore_errors=True)
