@@ -480,7 +480,7 @@ def resolve(
         "torch_dtype": setting.torch_dtype,
         "attn_implementation": setting.attn_implementation,
         "chat_template": setting.chat_template,
-        "dataset": setting.dataset,
+        "dataset": dataset_location(setting.dataset, setting.source),
         "train_split": setting.train_split,
         "test_split": setting.test_split,
         "data_shuffle_seed": setting.data_shuffle_seed,
@@ -510,6 +510,17 @@ def resolve(
     config["sources"] = sources
     config["notes"] = notes
     return config
+
+
+def dataset_location(value: str, recipe_file: str) -> str:
+    """A hub id as it is; a path (./, ../, /, ~: e.g. a `repro data on-policy` output) made
+    absolute, relative ones against the recipe file's folder so a recipe travels with its data."""
+    if not value.startswith(("./", "../", "/", "~")):
+        return value
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = Path(recipe_file).resolve().parent / path
+    return str(path.resolve())
 
 
 def _relative(path: str) -> str:

@@ -164,6 +164,30 @@ def test_output_trains_with_repro_train_tiny(workspace, dataset, cli, tmp_path, 
     assert run["config"]["dataset"] == str(out.resolve())
 
 
+def test_a_setting_can_name_the_generated_dataset(dataset, cli, tmp_path, monkeypatch):
+    """A recipe file (the tiny setting with `dataset:` a path relative to the recipe) trains."""
+    import yaml
+
+    from repro import paths
+
+    out, _ = dataset
+    recipe = yaml.safe_load((paths.SETTINGS / "tiny.yaml").read_text())
+    folder = out.parent / "recipes"
+    folder.mkdir(exist_ok=True)
+    recipe["dataset"] = f"../{out.name}"
+    (folder / "tiny-onpolicy.yaml").write_text(yaml.safe_dump(recipe))
+    shown = cli("show", str(folder / "tiny-onpolicy.yaml"), "--method", "simpo", "--format", "json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["dataset"] == str(out.resolve())
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("REPRO_QUIET", "1")
+    trained = cli(
+        "train", str(folder / "tiny-onpolicy.yaml"), "--max-steps", "1", "--output", str(tmp_path / "t")
+    )
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert json.loads((tmp_path / "t" / "metrics.json").read_text())["data"]["train"]["rows"] > 0
+
+
 def test_other_options_on_the_same_output_are_refused(workspace, dataset, cli):
     out, _ = dataset
     proc = cli(*args(workspace, out, "--temperature", "0.5"))
