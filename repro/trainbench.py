@@ -60,6 +60,7 @@ class Preset:
     zero3: bool
     contenders: tuple[str, ...]
     lengths: dict[str, float]
+    requires_gpu: bool = False
 
 
 def load_presets(path: Path = PRESETS) -> dict[str, Preset]:
@@ -339,9 +340,18 @@ def order(contenders: tuple[str, ...], rounds: int) -> list[str]:
     return out
 
 
+def check_device(preset: Preset) -> None:
+    if preset.requires_gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ReproError(f"preset {preset.name} needs a CUDA GPU (this machine has none); try cpu-small")
+
+
 def run(preset: Preset, *, rounds: int = 1, contenders: tuple[str, ...] | None = None, progress=None) -> dict:
     """Every contender in a fresh process, alternating; returns the report (results and ratios)."""
     chosen = contenders or preset.contenders
+    check_device(preset)
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in chosen}
     env = {
         **os.environ,

@@ -25,7 +25,7 @@ import pytest
 import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from repro import chunked, losses, trainbench
+from repro import chunked, losses, packing, trainbench
 from repro.logprobs import sequence_logps as plain_logps
 from repro.trainer import PairCollator
 
@@ -174,9 +174,13 @@ def features(seed: int = 0) -> list[dict]:
     return rows
 
 
-@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("attn", ["eager", "sdpa", "gemma2"])
 def test_packed_pairs_match_padded(attn):
-    model, rows = llama(attn), features()
+    """Llama switches to repro_varlen attention; Gemma 2 (attention softcapping) keeps
+    transformers' block-diagonal mask over the packed row."""
+    model, rows = (gemma2() if attn == "gemma2" else llama(attn)), features()
+    used = packing.use_for_packed_rows(model)
+    assert used == ("eager" if attn == "gemma2" else packing.NAME)
     packed_batch = PairCollator(0, padding_free=True)(rows)
     assert packed_batch["input_ids"].shape[0] == 1 and "attention_mask" not in packed_batch
     assert packed_batch["input_ids"].shape[1] == sum(
@@ -188,6 +192,18 @@ def test_packed_pairs_match_padded(attn):
     assert torch.equal(packed.count, padded.count)
     for a, b in zip(grads(model, objective(packed)), grads(model, objective(padded)), strict=True):
         torch.testing.assert_close(a, b, **TOL)
+
+
+def test_varlen_attention_on_right_padded_rows_matches_the_masked_model():
+    """KTO's mismatched pairs stay padded under --padding-free: several right-padded rows
+    through repro_varlen (causal, no padding mask) give the real tokens what sdpa with the
+    padding mask gives them."""
+    batch = padded_batch(seed=4)
+    masked = chunked.sequence_logps(llama("sdpa"), batch)
+    varlen_model = llama("sdpa")
+    packing.use_for_packed_rows(varlen_model)
+    varlen = chunked.sequence_logps(varlen_model, batch)
+    torch.testing.assert_close(varlen.sum, masked.sum, **TOL)
 
 
 def test_packing_refuses_a_labelled_first_token():
@@ -227,3 +243,6 @@ def test_bench_train_unknown_preset_is_one_line(cli):
     proc = cli("bench", "train", "--preset", "cpu-smal")
     assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0 and "cpu-smal" in proc.stderr and "cpu-small" in proc.stderr
+    if not torch.cuda.is_available():
+        gpu = cli("bench", "train", "--preset", "gpu-1b")
+        assert gpu.returncode != 0 and gpu.stderr.strip().count("\n") == 0 and "GPU" in gpu.stderr

@@ -45,6 +45,7 @@ def bench_train_cmd(
         for c in subset:
             if c not in the_preset.contenders:
                 raise unknown(f"contender of preset {preset}", c, the_preset.contenders)
+    trainbench.check_device(the_preset)  # before the progress bar
     with render.progress() as bar:
         task = bar.add_task(f"bench {preset}", total=None)
 
