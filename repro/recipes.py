@@ -93,6 +93,9 @@ class Setting:
     # Chosen and rejected sequences packed into one row without padding (repro.trainer.PairCollator).
     # Same losses as padded rows; the original padded. Not part of the config hash.
     padding_free: bool = False
+    # Log-probs through the LM head in chunks (repro.chunked); false: full logits, as the
+    # original computed them (repro.logprobs). Same values within 1e-5; not in the config hash.
+    chunked_logprobs: bool = True
     # How `dataset` was generated on-policy (repro data on-policy --setting NAME), where it was.
     on_policy: dict[str, Any] | None = None
     source: str = ""  # the file it was read from
@@ -505,6 +508,7 @@ def resolve(
         "train_rows": setting.train_rows,
         "checkpoint_steps": setting.checkpoint_steps,
         "padding_free": setting.padding_free,
+        "chunked_logprobs": setting.chunked_logprobs,
     }
     config["config_hash"] = config_hash(config)
     config["sources"] = sources
@@ -569,8 +573,17 @@ def hyperparameters_of(config: dict[str, Any], method: Method) -> dict[str, Any]
 
 def config_hash(config: dict[str, Any]) -> str:
     """SHA-256 of the values that change training (not sources, notes or the file path)."""
-    # These do not change the trained model (padding_free: the same losses, another layout).
-    skip = ("sources", "notes", "recipe_file", "title", "checkpoint_steps", "padding_free")
+    # These do not change the trained model (padding_free, chunked_logprobs: the same losses
+    # within float rounding, another layout or another way to compute them).
+    skip = (
+        "sources",
+        "notes",
+        "recipe_file",
+        "title",
+        "checkpoint_steps",
+        "padding_free",
+        "chunked_logprobs",
+    )
     keep = {k: v for k, v in config.items() if k not in skip}
     blob = json.dumps(keep, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()

@@ -119,10 +119,14 @@ class ReferenceLogps:
                 )
                 parts: dict[str, list[torch.Tensor]] = {"index": [], "chosen": [], "rejected": [], "kl": []}
                 for batch in loader:
-                    chosen, rejected = split_pairs(forward_logps(model, batch))
+                    chosen, rejected = split_pairs(
+                        forward_logps(model, batch, chunked_head=trainer.chunked_logprobs)
+                    )
                     values = {"index": batch["index"], "chosen": chosen.sum, "rejected": rejected.sum}
                     if "kl_input_ids" in batch:
-                        values["kl"] = forward_logps(model, batch, prefix="kl_").sum
+                        values["kl"] = forward_logps(
+                            model, batch, prefix="kl_", chunked_head=trainer.chunked_logprobs
+                        ).sum
                     gathered = accelerator.gather_for_metrics(values)
                     for name, value in gathered.items():
                         parts[name].append(value.detach().float().cpu())

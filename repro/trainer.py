@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
-from repro import chunked, objectives, packing
+from repro import chunked, logprobs, objectives, packing
 from repro.logprobs import IGNORE_INDEX, split_pairs
 from repro.objectives import Inputs, SequenceLogps
 
@@ -72,9 +72,19 @@ class PairCollator:
         }
 
 
-def forward_logps(model, batch: dict[str, torch.Tensor], prefix: str = "") -> SequenceLogps:
-    """Per-sequence response log-probs of a collated batch (chunked through the LM head)."""
-    return chunked.sequence_logps(model, batch, prefix=prefix)
+def forward_logps(
+    model, batch: dict[str, torch.Tensor], prefix: str = "", chunked_head: bool = True
+) -> SequenceLogps:
+    """Per-sequence response log-probs of a collated batch: chunked through the LM head, or
+    (padded rows only) from the full logits as the original computed them."""
+    if chunked_head or f"{prefix}sequence_ids" in batch:
+        return chunked.sequence_logps(model, batch, prefix=prefix)
+    out = model(
+        input_ids=batch[f"{prefix}input_ids"],
+        attention_mask=batch[f"{prefix}attention_mask"],
+        use_cache=False,
+    )
+    return logprobs.sequence_logps(out.logits, batch[f"{prefix}labels"])
 
 
 class ProgressLines(TrainerCallback):
@@ -98,8 +108,17 @@ class ProgressLines(TrainerCallback):
 class PreferenceTrainer(Trainer):
     """transformers.Trainer with a preference objective; `reference` supplies pi_ref log-probs."""
 
-    def __init__(self, *args, method: str, hyperparameters: dict[str, Any], reference=None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        method: str,
+        hyperparameters: dict[str, Any],
+        reference=None,
+        chunked_logprobs: bool = True,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
+        self.chunked_logprobs = chunked_logprobs
         self.method = method
         self.hp = hyperparameters
         self.reference = reference  # repro.reference.ReferenceLogps, or None for reference-free methods
@@ -118,7 +137,7 @@ class PreferenceTrainer(Trainer):
     # -------------------------------------------------------------------- loss
 
     def _inputs(self, model, batch: dict[str, torch.Tensor], split: str) -> Inputs:
-        stats = forward_logps(model, batch)
+        stats = forward_logps(model, batch, chunked_head=self.chunked_logprobs)
         chosen, rejected = split_pairs(stats)
         ref_chosen = ref_rejected = kl_policy = kl_reference = None
         if self.reference is not None:
@@ -127,7 +146,7 @@ class PreferenceTrainer(Trainer):
             ref_rejected = SequenceLogps(ref["rejected"].to(rejected.sum), rejected.count)
             if "kl_input_ids" in batch:
                 with torch.no_grad():
-                    kl_policy = forward_logps(model, batch, prefix="kl_")
+                    kl_policy = forward_logps(model, batch, prefix="kl_", chunked_head=self.chunked_logprobs)
                 kl_reference = SequenceLogps(ref["kl"].to(kl_policy.sum), kl_policy.count)
         return Inputs(chosen, rejected, ref_chosen, ref_rejected, kl_policy, kl_reference)
 

@@ -233,6 +233,7 @@ def main(run_file: str) -> int:
         method=config["method"],
         hyperparameters=run["hyperparameters"],
         reference=ref,
+        chunked_logprobs=config.get("chunked_logprobs", True),
         callbacks=[ProgressLines()],
     )
     start = time.time()
