@@ -146,9 +146,15 @@ def word_tokenizer(vocab_size: int):
     )
 
 
-def tokens_per_step(preset: Preset, pairs: list[dict[str, list[int]]]) -> float:
-    total = sum(2 * len(p["prompt"]) + len(p["chosen"]) + len(p["rejected"]) + 2 for p in pairs)
-    return total / (len(pairs) / preset.pairs_per_step)
+def tokens_per_step(preset: Preset, dataset) -> float:
+    """Real tokens per step in the contender's own tokenized data (TRL adds its own BOS/EOS)."""
+    columns = dataset.column_names
+    if "chosen_input_ids" in columns:  # repro, TRL CPOTrainer: whole sequences
+        total = sum(len(r) for c in ("chosen_input_ids", "rejected_input_ids") for r in dataset[c])
+    else:  # TRL DPOTrainer: the prompt once per sequence
+        total = sum(2 * len(r) for r in dataset["prompt_ids"])
+        total += sum(len(r) for c in ("chosen_ids", "rejected_ids") for r in dataset[c])
+    return total / (len(dataset) / preset.pairs_per_step)
 
 
 def model_flops_per_token(preset: Preset, mean_length: float) -> float:
@@ -245,7 +251,7 @@ def run_contender(preset: Preset, contender: str, workdir: Path) -> dict[str, An
     else:
         peak, peak_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "peak RSS"
     step = sum(timed) / len(timed)
-    tokens = tokens_per_step(preset, pairs)
+    tokens = tokens_per_step(preset, trainer.train_dataset)
     result = {
         "contender": contender,
         "step_seconds": step,
