@@ -146,6 +146,24 @@ class _BadJson:
 # ---------------------------------------------------------------------------- formatting
 
 
+def load_rows(source: str, split: str, data_dir: Path | None = None) -> list[Any]:
+    """Rows of one split: DATA_DIR/SPLIT.jsonl (the tiny setting's), a folder of SPLIT.jsonl or
+    of saved splits (load_from_disk), or a hub dataset (datasets.load_dataset)."""
+    if data_dir is not None and (data_dir / f"{split}.jsonl").exists():
+        return read_jsonl(data_dir / f"{split}.jsonl")
+    folder = Path(source)
+    if (folder / f"{split}.jsonl").exists():
+        return read_jsonl(folder / f"{split}.jsonl")
+    import datasets
+
+    try:
+        if folder.is_dir():  # alignment-handbook: load_from_disk(path/split) fallback
+            return list(datasets.load_from_disk(str(folder / split)))
+        return list(datasets.load_dataset(source, split=split))
+    except Exception as exc:  # noqa: BLE001 - any loader failure is the user's data source
+        raise ReproError(f"cannot load dataset '{source}' split '{split}': {exc}".splitlines()[0]) from None
+
+
 def format_texts(pair: Pair, tokenizer, *, insert_system: bool = True) -> tuple[str, str, str]:
     """scripts/run_simpo.py apply_chat_template (task "simpo"): prompt, chosen and rejected strings."""
     prompt_messages = [dict(m) for m in pair.prompt]

@@ -100,16 +100,11 @@ def unique_prompts(rows: list[Any]) -> tuple[list[str], dict[str, int]]:
 
 
 def load_prompts(spec: str, limit: int | None) -> tuple[list[str], dict[str, Any]]:
-    from repro.worker import load_rows
+    from repro import data
 
     source, split = parse_source(spec)
     path = Path(source)
-    if path.is_file():  # a JSON lines file of rows
-        from repro import data
-
-        rows = data.read_jsonl(path)
-    else:
-        rows = load_rows(source, split, path)
+    rows = data.read_jsonl(path) if path.is_file() else data.load_rows(source, split)
     prompts, stats = unique_prompts(rows)
     if not prompts:
         raise ReproError(f"{spec}: no prompts found (rows need a 'prompt' string or user messages)")

@@ -129,10 +129,8 @@ class PreferenceTrainer(Trainer):
         # Our loss is a mean over the micro-batch's pairs: Trainer must scale it by the
         # accumulation steps itself instead of expecting a sum over num_items_in_batch.
         self.model_accepts_loss_kwargs = False
-        # Packed rows: attention per sequence (FlashAttention varlen, or repro.packing's)
-        self.attention = self.model.config._attn_implementation
-        if getattr(self.data_collator, "padding_free", False):
-            self.attention = packing.use_for_packed_rows(self.model)
+        if getattr(self.data_collator, "padding_free", False):  # attention per packed sequence
+            packing.use_for_packed_rows(self.model)
 
     # -------------------------------------------------------------------- loss
 

@@ -18,26 +18,6 @@ from typing import Any
 from repro.errors import ReproError
 
 
-def load_rows(source: str, split: str, data_dir: Path) -> list[Any]:
-    """Rows of one split: a local folder of SPLIT.jsonl, or a hub dataset (datasets.load_dataset)."""
-    from repro import data
-
-    local = data_dir / f"{split}.jsonl"
-    if local.exists():
-        return data.read_jsonl(local)
-    folder = Path(source)
-    if (folder / f"{split}.jsonl").exists():
-        return data.read_jsonl(folder / f"{split}.jsonl")
-    import datasets
-
-    try:
-        if folder.is_dir():  # alignment-handbook: load_from_disk(path/split) fallback
-            return list(datasets.load_from_disk(str(folder / split)))
-        return list(datasets.load_dataset(source, split=split))
-    except Exception as exc:  # noqa: BLE001 - any loader failure is the user's data source
-        raise ReproError(f"cannot load dataset '{source}' split '{split}': {exc}".splitlines()[0]) from None
-
-
 def shuffled(rows: list[Any], seed: int) -> list[Any]:
     """alignment/data.py shuffles train and test with a hard-coded seed (42) via datasets."""
     import numpy as np
@@ -182,7 +162,7 @@ def main(run_file: str) -> int:
     kto = config["method"] == "kto"
     splits, data_stats = {}, {}
     for name, split in (("train", config["train_split"]), ("eval", config["test_split"])):
-        rows = shuffled(load_rows(config["dataset"], split, data_dir), config["data_shuffle_seed"])
+        rows = shuffled(data.load_rows(config["dataset"], split, data_dir), config["data_shuffle_seed"])
         limit = run.get("limit_rows", {}).get(name)
         splits[name], data_stats[name] = tokenize_split(pipeline, rows[:limit] if limit else rows, kto=kto)
         if not splits[name]:

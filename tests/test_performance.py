@@ -32,33 +32,25 @@ from repro.trainer import PairCollator
 TOL = {"atol": 1e-5, "rtol": 0.0}
 
 
+# Both test models: 2 layers, hidden 32, vocabulary 300, grouped-query attention.
+SHAPE = {
+    "vocab_size": 300,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
+
+
 def llama(attn: str = "sdpa") -> LlamaForCausalLM:
     torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=300,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        attn_implementation=attn,
-    )
-    return LlamaForCausalLM(cfg).float()
+    return LlamaForCausalLM(LlamaConfig(**SHAPE, attn_implementation=attn)).float()
 
 
 def gemma2() -> Gemma2ForCausalLM:
     torch.manual_seed(0)
-    cfg = Gemma2Config(
-        vocab_size=300,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        final_logit_softcapping=5.0,
-        attn_implementation="eager",
-    )
+    cfg = Gemma2Config(**SHAPE, head_dim=8, final_logit_softcapping=5.0, attn_implementation="eager")
     return Gemma2ForCausalLM(cfg).float()
 
 
