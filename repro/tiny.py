@@ -122,7 +122,7 @@ def build_model(vocab_size: int, *, seed: int = 0, hidden_size: int = 64, layers
 
 def save_policy(folder: Path, *, seed: int = 0) -> Path:
     """The tiny model and its tokenizer, saved where transformers loads them (a local "hub id")."""
-    from repro import tokenizers
+    from repro.data import tokenizers
 
     folder = Path(folder)
     if not (folder / "config.json").exists():
@@ -141,7 +141,7 @@ def save_reward_model(folder: Path, *, seed: int = 1) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    from repro import tokenizers
+    from repro.data import tokenizers
 
     folder = Path(folder)
     tokenizer = tokenizers.build_tiny()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from repro import templates, tokenizers
+from repro.data import templates, tokenizers
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "tokenization.json").read_text())
 
@@ -210,7 +210,7 @@ def test_check_tokenizer_knows_mistral_base_was_scored_with_two_bos(tokenizer_di
 
 def test_eval_prompt_templates_are_byte_exact(shared):
     """eval/generation/*.yaml prompt templates equal the SimPO repo's template files byte for byte."""
-    from repro import evalconfig
+    from repro.config import evalconfig
 
     templates = shared / "reference" / "simpo-repo" / "eval" / "alpacaeval2" / "templates"
     for setting, filename in [

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from repro import environment, paths
+from repro import paths
 from repro.errors import ReproError
+from repro.runs import environment
 
 
 def test_compare_statuses():

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from repro.bench import alpaca_eval
+from repro.evaluation.scorers import alpaca_eval
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -111,7 +111,7 @@ def test_mt_bench_matches_fastchat_show_result(cli):
 def test_arena_hard_verdicts_and_continuation():
     import re
 
-    from repro.bench import arena_hard
+    from repro.evaluation.scorers import arena_hard
 
     pattern = re.compile(r"\[\[([AB<>=]+)\]\]")
     assert arena_hard.verdict("so [[A>B]]", pattern) == ("A>B", False)
@@ -143,9 +143,9 @@ def test_missing_cl100k_leaves_lengths_empty_with_a_note(monkeypatch):
     """Offline without the cl100k file, Arena-Hard still scores; the length is None and said."""
     import types
 
-    from repro import evaluate
-    from repro.bench import arena_hard
     from repro.errors import ReproError
+    from repro.evaluation import runner
+    from repro.evaluation.scorers import arena_hard
 
     def unavailable():
         raise ReproError("cl100k_base is not cached")
@@ -153,6 +153,6 @@ def test_missing_cl100k_leaves_lengths_empty_with_a_note(monkeypatch):
     monkeypatch.setattr(arena_hard, "cl100k", unavailable)
     holder = types.SimpleNamespace(notes=[])
     answers = [{"choices": [{"turns": [{"content": "an answer"}]}]}]
-    assert evaluate.Evaluation._tokens(holder, answers) is None
+    assert runner.Evaluation._tokens(holder, answers) is None
     assert "cl100k_base is not cached" in holder.notes[0]
     assert arena_hard.answer_tokens([{"choices": [{"turns": [{"content": "x", "token_len": 7}]}]}]) == 7

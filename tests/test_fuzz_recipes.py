@@ -8,7 +8,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from repro import recipes
+from repro.config import recipes
 from repro.errors import ReproError
 
 METHODS = recipes.load_methods()

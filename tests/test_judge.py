@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from repro.errors import ReproError
-from repro.judge import backends, client
-from repro.judge.cache import JudgmentCache
-from repro.judge.gateway import JudgeError, chat_response, serve
+from repro.evaluation.judge import backends, client
+from repro.evaluation.judge.cache import JudgmentCache
+from repro.evaluation.judge.gateway import JudgeError, chat_response, serve
 
 GOOD = chat_response("judge", "[[A>B]]")
 
@@ -185,7 +185,7 @@ def test_rule_judge_speaks_each_benchmark_format():
 def test_alpaca_eval_judge_faults_are_counted_and_a_rerun_judges_only_the_missing_rows(key, tmp_path):
     """Rows whose judgment keeps failing (unexpected tokens) are failed, not silently dropped: the
     result is incomplete; nothing failed is cached; a rerun pays only for the missing rows."""
-    from repro.bench import alpaca_eval
+    from repro.evaluation.scorers import alpaca_eval
 
     instructions = [f"what is the {s} ?" for s in ("cat", "dog", "bird", "fish", "apple", "pear")]
     model = [

@@ -10,7 +10,7 @@ Oracles and their conventions (tolerance 1e-5 absolute + 1e-5 relative unless no
   beta*log s(log odds); the ORPO loss is NLL - mean of that.
 - Liger-Kernel 0.8.5 chunked losses (pure PyTorch, compiled=False): given hidden states,
   LM-head weight and (already shifted) targets they compute log-probs, the loss and the
-  NLL themselves, so they also check repro.logprobs and the NLL reduction, gradients included.
+  NLL themselves, so they also check repro.train.logprobs and the NLL reduction, gradients included.
   Liger's SimPO takes the absolute gamma; `compute_nll_loss=False` gives pure SimPO.
 - R-DPO, RRHF and SLiC-HF have no library oracle in TRL or Liger: expected values are
   derived by hand with `math` from the formulas in the SimPO paper's Table 3.
@@ -26,9 +26,9 @@ import types
 import pytest
 import torch
 
-from repro import losses, objectives
-from repro.logprobs import token_logps
-from repro.objectives import Inputs, SequenceLogps
+from repro.train import losses, objectives
+from repro.train.logprobs import token_logps
+from repro.train.objectives import Inputs, SequenceLogps
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 cpo_mod = pytest.importorskip("trl.experimental.cpo")
@@ -338,6 +338,6 @@ def test_simpo_without_length_normalization_uses_sums():
 
 
 def test_every_method_in_recipes_has_an_objective():
-    from repro import recipes
+    from repro.config import recipes
 
     assert set(recipes.load_methods()) == set(objectives.OBJECTIVES)

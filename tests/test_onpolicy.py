@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from repro import onpolicy, tiny
-from repro.reward import RewardModel
+from repro import tiny
+from repro.datagen import onpolicy
+from repro.datagen.reward import RewardModel
 
 SEEDS = "13,21,42"
 
@@ -214,7 +215,7 @@ def test_bad_inputs_are_one_line_errors(workspace, cli, tmp_path):
 
 
 def test_paper_settings_name_their_generation_recipe():
-    from repro import recipes
+    from repro.config import recipes
 
     for name, model in (
         ("gemma2-9b-it", "google/gemma-2-9b-it"),
@@ -259,7 +260,7 @@ def test_prompts_with_a_templated_bos_get_exactly_one(workspace):
     tokenize without special tokens. The tiny template writes <bos>; make the tokenizer add one."""
     from tokenizers import processors
 
-    from repro import tokenizers
+    from repro.data import tokenizers
 
     tok = tokenizers.build_tiny()
     tok._tokenizer.post_processor = processors.TemplateProcessing(

@@ -1,7 +1,7 @@
 """Chunked log-probs, padding-free packed pairs and the training benchmark.
 
 Oracles and tolerances:
-- Chunked vs plain log-probs (repro.logprobs: full B x T x V logits, fp32 log_softmax, the
+- Chunked vs plain log-probs (repro.train.logprobs: full B x T x V logits, fp32 log_softmax, the
   path checked against TRL and the SimPO repo in test_trainer_parity / test_losses_parity):
   per-sequence sums and every parameter gradient within 1e-5 absolute (fp32), for chunk
   sizes that divide the token count, do not, and exceed it; with Gemma-2's final logit
@@ -25,9 +25,10 @@ import pytest
 import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from repro import chunked, losses, packing, trainbench
-from repro.logprobs import sequence_logps as plain_logps
-from repro.trainer import PairCollator
+from repro.perf import trainbench
+from repro.train import chunked, losses, packing
+from repro.train.logprobs import sequence_logps as plain_logps
+from repro.train.trainer import PairCollator
 
 TOL = {"atol": 1e-5, "rtol": 0.0}
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from repro import recipes
+from repro.config import recipes
 from repro.errors import ReproError, ReproWarning, UsageError
 
 PAPER_SETTINGS = {

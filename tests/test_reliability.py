@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from repro import data
+from repro.data import preference
 from repro.errors import ReproError
 from tests.conftest import REPRO, run_cli
 
@@ -117,7 +117,8 @@ def test_checkpoints_of_another_config_are_refused(env):
 
 
 def test_one_writer_per_run_directory(env):
-    from repro import recipes, run
+    from repro.config import recipes
+    from repro.runs import run
 
     config, _ = recipes.resolve_names("tiny", "simpo")
     directory = run.safe_child(env / "locked", "tiny", "simpo", run.run_id(config))
@@ -184,16 +185,16 @@ rows = st.recursive(
 @given(row=rows)
 def test_malformed_rows_are_counted_skips_never_tracebacks(row):
     try:
-        pair = data.parse_row(row)
-    except data.RowError:
+        pair = preference.parse_row(row)
+    except preference.RowError:
         return
     assert pair.chosen["role"] == "assistant" and pair.chosen["content"] != pair.rejected["content"]
 
 
 def test_pipeline_counts_every_skip_reason():
-    from repro import tokenizers
+    from repro.data import tokenizers
 
-    pipeline = data.Pipeline.for_setting(
+    pipeline = preference.Pipeline.for_setting(
         tokenizers.build_tiny(),
         chat_template="tiny",
         model_name_or_path="repro:tiny-llama",
@@ -223,7 +224,7 @@ def test_pipeline_counts_every_skip_reason():
         "missing 'rejected'",
     }
     with pytest.raises(ReproError):
-        data.read_jsonl(Path("/nonexistent/rows.jsonl"))
+        preference.read_jsonl(Path("/nonexistent/rows.jsonl"))
 
 
 def test_killed_judging_continues_from_the_cache(env, tmp_path):

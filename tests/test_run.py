@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from repro.errors import ReproError
-from repro.run import safe_child
+from repro.runs.run import safe_child
 
 
 @pytest.fixture(scope="module")

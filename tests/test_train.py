@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from repro import reference
 from repro.errors import ReproError
+from repro.train import reference
 
 CURVE_TOL = 1e-4
 
@@ -148,7 +148,7 @@ def test_dry_run_plans_paper_setting(gpus, cli, tmp_path):
         "--dry-run",
         check=True,
     )
-    assert "-m repro.worker" in proc.stdout and "accelerate.commands.launch" in proc.stdout
+    assert "-m repro.train.worker" in proc.stdout and "accelerate.commands.launch" in proc.stdout
     ds = json.loads((out / "deepspeed.json").read_text())
     assert ds["zero_optimization"]["stage"] == 3
     assert ds["train_micro_batch_size_per_gpu"] * ds["gradient_accumulation_steps"] * gpus == 128

@@ -4,7 +4,7 @@ Oracle: `trl.DPOTrainer._compute_loss` (loss_type sigmoid and ipo) and
 `trl.KTOTrainer._compute_loss`, built offline with repro's tiny Llama and tokenizer, a
 reference model perturbed away from the policy (so the loss is not ln 2), and TRL's own
 collated batch. repro recomputes the loss from that batch with its own log-probs
-(repro.logprobs: full logits, fp32 log_softmax; and repro.chunked, the trainer's path, which
+(repro.train.logprobs: full logits, fp32 log_softmax; and repro.train.chunked, the trainer's path, which
 never materializes them) and objectives; TRL goes through its fused, chunked LM head.
 Conventions: TRL DPO rows are [chosen..., rejected...] with summed
 log-probs; TRL IPO divides each log-ratio by the completion length (our IPO takes mean
@@ -23,9 +23,11 @@ import os
 import pytest
 import torch
 
-from repro import chunked, objectives, tiny, tokenizers
-from repro.logprobs import sequence_logps, split_pairs
-from repro.objectives import Inputs, SequenceLogps
+from repro import tiny
+from repro.data import tokenizers
+from repro.train import chunked, objectives
+from repro.train.logprobs import sequence_logps, split_pairs
+from repro.train.objectives import Inputs, SequenceLogps
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 trl = pytest.importorskip("trl")

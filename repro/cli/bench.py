@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from repro import render
+from repro.cli import render
 from repro.cli.common import FormatOpt, app
 
 bench_app = typer.Typer(help="Benchmarks of repro itself against its peers.", no_args_is_help=True)
@@ -34,8 +34,8 @@ def bench_train_cmd(
     fmt: FormatOpt = "table",
 ) -> None:
     """Train each contender for the preset's steps in its own process; print tokens/s, memory, ratios."""
-    from repro import trainbench
     from repro.errors import unknown
+    from repro.perf import trainbench
 
     render.check_format(fmt, ("table", "json"))
     the_preset = trainbench.get_preset(preset)

@@ -7,8 +7,10 @@ from typing import Annotated
 
 import typer
 
-from repro import bosguard, data, evalconfig, recipes, render, tokenizers
+from repro.cli import render
 from repro.cli.common import FormatOpt, app, data_app
+from repro.config import evalconfig, recipes
+from repro.data import bosguard, preference, tokenizers
 from repro.errors import ReproError
 
 TokenizerOpt = Annotated[
@@ -26,7 +28,7 @@ def pipeline_for(
 ):
     setting = recipes.get_setting(setting_name)
     tokenizer = tokenizers.load(tokenizer_path or setting.model_name_or_path, revision=setting.model_revision)
-    pipeline = data.Pipeline.for_config(
+    pipeline = preference.Pipeline.for_config(
         tokenizer, setting, tokenization, max_length=max_length, max_prompt_length=max_prompt_length
     )
     return setting, tokenizer, pipeline
@@ -59,14 +61,14 @@ def preview(
     """Print, per row, exactly the token ids and labels training will consume."""
     render.check_format(fmt, ("table", "json"))
     _, tok, pipeline = pipeline_for(setting, tokenizer, tokenization, max_length, max_prompt_length)
-    rows = data.read_jsonl(input_file)[:limit]
+    rows = preference.read_jsonl(input_file)[:limit]
     results, stats = pipeline.run(rows)
     if fmt == "json":
         render.print_json([r.as_dict() for r in results])
     else:
         console = render.console()
         for n, row in enumerate(results):
-            masked = sum(label == data.IGNORE_INDEX for label in row.chosen_labels)
+            masked = sum(label == preference.IGNORE_INDEX for label in row.chosen_labels)
             body = []
             for part, ids, labels in (
                 ("prompt", row.prompt_input_ids, None),
@@ -76,7 +78,7 @@ def preview(
                 if labels is None:
                     body.append((part, str(len(ids)), _pieces(tok, ids)))
                     continue
-                cut = sum(label == data.IGNORE_INDEX for label in labels)
+                cut = sum(label == preference.IGNORE_INDEX for label in labels)
                 body.append((f"{part} [masked]", str(cut), _pieces(tok, ids[:cut])))
                 body.append((f"{part} [trained]", str(len(ids) - cut), _pieces(tok, ids[cut:])))
             bos = bosguard.leading(row.chosen_input_ids, tok.bos_token_id)
@@ -118,7 +120,7 @@ def check_tokenizer(
     name = setting or "llama3-instruct-v0.2"
     the_setting = recipes.get_setting(name)
     tok = tokenizers.load(model_or_path, revision=the_setting.model_revision)
-    pipeline = data.Pipeline.for_config(tok, the_setting, tokenization)
+    pipeline = preference.Pipeline.for_config(tok, the_setting, tokenization)
     checks = bosguard.run(tok, pipeline, evalconfig.generation(the_setting.name))
     if fmt == "json":
         render.print_json(bosguard.as_manifest(checks))

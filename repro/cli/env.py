@@ -6,9 +6,10 @@ from typing import Annotated
 
 import typer
 
-from repro import environment, render
+from repro.cli import render
 from repro.cli.common import FormatOpt, env_app
 from repro.errors import ReproError, unknown
+from repro.runs import environment
 
 
 def _drift_table(rows: list[environment.Drift], title: str, show_all: bool) -> None:

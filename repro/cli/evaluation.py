@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from repro import render
+from repro.cli import render
 from repro.cli.common import FormatOpt, app
 from repro.errors import ReproError
 
@@ -43,7 +43,7 @@ def rescore(
     fmt: FormatOpt = "table",
 ) -> None:
     """Replay recorded judgments through alpaca-eval's full judging path (a local judge on 127.0.0.1)."""
-    from repro.bench import alpaca_eval
+    from repro.evaluation.scorers import alpaca_eval
 
     render.check_format(fmt, ("table", "json"))
     result = alpaca_eval.rescore(annotations, reference=reference, lc_data=lc_data, concurrency=concurrency)
@@ -74,7 +74,7 @@ def arena_score(
     fmt: FormatOpt = "table",
 ) -> None:
     """Score, 95% CI and average answer tokens per model, as arena-hard-auto's show_result.py."""
-    from repro.bench import arena_hard
+    from repro.evaluation.scorers import arena_hard
 
     render.check_format(fmt, ("table", "json"))
     scores = arena_hard.score(
@@ -114,7 +114,7 @@ def mt_score(
     fmt: FormatOpt = "table",
 ) -> None:
     """Turn 1, turn 2, average and counted ratings per model, as FastChat's show_result.py."""
-    from repro.bench import mt_bench
+    from repro.evaluation.scorers import mt_bench
 
     render.check_format(fmt, ("table", "json"))
     scores = mt_bench.score(mt_bench.load_judgments(judgments))
@@ -181,10 +181,10 @@ def eval_cmd(
     fmt: FormatOpt = "table",
 ) -> None:
     """Evaluate a checkpoint with SETTING's templates and decoding; writes OUTPUT/result.json."""
-    from repro import evaluate
+    from repro.evaluation import runner
 
     render.check_format(fmt, ("table", "json"))
-    spec = evaluate.Judge.choose(
+    spec = runner.Judge.choose(
         judge,
         setting,
         url=judge_url,
@@ -193,7 +193,7 @@ def eval_cmd(
         concurrency=concurrency,
         cache=judge_cache,
     )
-    ev = evaluate.Evaluation(
+    ev = runner.Evaluation(
         model,
         setting,
         output=output,
@@ -209,7 +209,7 @@ def eval_cmd(
         max_new_tokens=max_new_tokens,
     )
     if ev.bos_check["status"] == "error" and not allow_double_bos:
-        from repro import bosguard
+        from repro.data import bosguard
 
         raise ReproError(f"BOS check failed for {model}: {bosguard.FIX} (or pass --allow-double-bos)")
     results = ev.run([b.strip() for b in bench.split(",") if b.strip()])

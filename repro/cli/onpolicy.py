@@ -1,4 +1,4 @@
-"""`repro data on-policy`: sample, score with a reward model, binarize (repro.onpolicy)."""
+"""`repro data on-policy`: sample, score with a reward model, binarize (repro.datagen.onpolicy)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from repro import render
+from repro.cli import render
 from repro.cli.common import FormatOpt, data_app
 from repro.errors import ReproError
 
@@ -76,7 +76,8 @@ def on_policy_cmd(
     fmt: FormatOpt = "table",
 ) -> None:
     """Generate an on-policy preference dataset; a killed run resumes from OUTPUT."""
-    from repro import onpolicy, recipes
+    from repro.config import recipes
+    from repro.datagen import onpolicy
 
     render.check_format(fmt, ("table", "json"))
     recipe = {}

@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 
-from repro import published, render
+from repro.cli import render
 from repro.cli.common import FormatOpt, app
+from repro.runs import published
 
 
 @app.command("published")

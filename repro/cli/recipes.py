@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 
-from repro import recipes, render
+from repro.cli import render
 from repro.cli.common import FormatOpt, app
+from repro.config import recipes
 
 
 @app.command("recipes")

@@ -9,9 +9,11 @@ from typing import Annotated
 
 import typer
 
-from repro import evaluate, recipes, render
+from repro.cli import render
 from repro.cli.common import DatasetOpt, FormatOpt, PaddingFreeOpt, app
+from repro.config import recipes
 from repro.errors import ReproError, UsageError
+from repro.evaluation import runner
 
 JudgeOpt = Annotated[str | None, typer.Option("--judge", help="rule (default for tiny) or endpoint.")]
 
@@ -42,7 +44,8 @@ def run_cmd(
     fmt: FormatOpt = "table",
 ) -> None:
     """Train, generate, judge and score SETTING x METHOD; resumable, skipping finished stages."""
-    from repro import launch, run
+    from repro.runs import run
+    from repro.train import launch
 
     render.check_format(fmt, ("table", "json"))
     benches = [b.strip() for b in bench.split(",") if b.strip()]
@@ -56,7 +59,7 @@ def run_cmd(
         padding_free=padding_free,
         dataset=dataset,
     )
-    spec = evaluate.Judge.choose(
+    spec = runner.Judge.choose(
         judge,
         config["setting"],
         url=judge_url,
@@ -70,7 +73,7 @@ def run_cmd(
         acc = f"{info['run_dir']}/train/accelerate.yaml"
         info["train_command"] = (
             f"accelerate launch --config_file {shlex.quote(acc)} --num_processes {batch['world_size']} "
-            f"--num_machines {batch['num_nodes']} -m repro.worker "
+            f"--num_machines {batch['num_nodes']} -m repro.train.worker "
             f"{shlex.quote(info['run_dir'])}/train/run.json"
         )
         info["device (this machine)"] = (
@@ -151,7 +154,7 @@ def sweep_cmd(
     fmt: FormatOpt = "table",
 ) -> None:
     """One run per grid point (learning rate x beta x gamma/beta), summarized in one table."""
-    from repro import run
+    from repro.runs import run
 
     render.check_format(fmt, ("table", "json"))
     axes = {
@@ -169,7 +172,7 @@ def sweep_cmd(
         config, the_method = recipes.resolve_names(
             setting, method, overrides=[f"{k}={v}" for k, v in values.items()], num_processes=gpus
         )
-        spec = evaluate.Judge.choose(judge, config["setting"], url=judge_url)
+        spec = runner.Judge.choose(judge, config["setting"], url=judge_url)
         if dry_run:
             info = run.plan(config, results_root=results, benches=benches, judge=spec)
             rows.append({**values, "run_dir": info["run_dir"], "optimizer_steps": info["optimizer_steps"]})
@@ -213,7 +216,7 @@ def compare_cmd(
     fmt: Annotated[str, typer.Option("--format", "-f")] = "table",
 ) -> None:
     """Diff every reproduced score against the published tables (missing cells listed as missing)."""
-    from repro import compare
+    from repro.runs import compare
 
     render.check_format(fmt, ("table", "markdown", "csv", "json"))
     if against != "published":

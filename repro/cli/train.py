@@ -9,9 +9,12 @@ from typing import Annotated
 
 import typer
 
-from repro import bosguard, launch, recipes, render
+from repro.cli import render
 from repro.cli.common import DatasetOpt, PaddingFreeOpt, app
+from repro.config import recipes
+from repro.data import bosguard
 from repro.errors import ReproError, unknown
+from repro.train import launch
 
 LAUNCHERS = ("local", "slurm")
 

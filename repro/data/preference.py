@@ -1,0 +1,396 @@
+"""Preference rows -> exactly the token ids the trainer consumes, faithful to the original.
+
+Input rows follow the UltraFeedback layout: `prompt` (string, informational), `chosen`
+and `rejected` (OpenAI message lists ending with the assistant's answer).
+
+Tokenization modes:
+- `simpo` (default): the SimPO repo at HEAD (scripts/run_simpo.py apply_chat_template +
+  SimPOTrainer.tokenize_row). The prompt is rendered *without* the generation prompt, so
+  the assistant header belongs to the response and counts in |y|; BOS is prepended and
+  EOS appended only when missing; an empty system turn is inserted when the template text
+  mentions "system"; prompt/answer boundary from tokenizing prompt and prompt+answer
+  jointly (one token back when they merge); if prompt + longer answer > max_length the
+  prompt keeps its last max_prompt_length tokens (keep_end), and if still too long both
+  answers are cut to max_length - max_prompt_length tokens.
+- `paper-v1`: the paper-time trainer (trl 0.8.6 DPOTrainer.tokenize_row): the same, but
+  BOS is always prepended (two BOS under Llama 3 templates) and EOS always appended.
+- `trl`: TRL 1.16: prompt rendered with the generation prompt, completion = where the
+  tokenized prompt and prompt+completion diverge, no system insertion, sequence cut to
+  max_length (keep_start keeps the beginning).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from repro.data import templates
+from repro.errors import ReproError
+
+TOKENIZATIONS = ("simpo", "paper-v1", "trl")
+ROLES = ("system", "user", "assistant")
+IGNORE_INDEX = -100
+
+
+class RowError(ValueError):
+    """A preference row that cannot be trained on; the reason is counted and reported."""
+
+
+@dataclass
+class Pair:
+    prompt: list[dict[str, str]]  # the conversation before the answers
+    chosen: dict[str, str]  # the final assistant message
+    rejected: dict[str, str]
+
+
+@dataclass
+class Tokenized:
+    prompt_input_ids: list[int]
+    chosen_input_ids: list[int]
+    chosen_labels: list[int]
+    rejected_input_ids: list[int]
+    rejected_labels: list[int]
+
+    def as_dict(self) -> dict[str, list[int]]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Stats:
+    rows: int = 0
+    kept: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    prompt_truncated: int = 0
+    responses_truncated: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "kept": self.kept,
+            "skipped": dict(self.skipped),
+            "prompt_truncated": self.prompt_truncated,
+            "responses_truncated": self.responses_truncated,
+        }
+
+
+# ---------------------------------------------------------------------------- rows
+
+
+def _messages(value: Any, name: str) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not value:
+        raise RowError(f"'{name}' must be a non-empty list of messages")
+    out = []
+    for message in value:
+        if not isinstance(message, dict) or set(message) - {"role", "content"} or "role" not in message:
+            raise RowError(f"'{name}' messages must be {{role, content}} objects")
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise RowError(f"'{name}' has a message with role {role!r} (expected system, user or assistant)")
+        if not isinstance(content, str):
+            raise RowError(f"'{name}' has a message whose content is not a string")
+        out.append({"role": role, "content": content})
+    return out
+
+
+def parse_row(row: Any) -> Pair:
+    """Validate one row; RowError names what is wrong (a counted skip, never a crash)."""
+    if not isinstance(row, dict):
+        raise RowError("row is not a JSON object")
+    for key in ("chosen", "rejected"):
+        if key not in row:
+            raise RowError(f"missing '{key}'")
+    if "prompt" in row and not isinstance(row["prompt"], str):  # a string, or messages (on-policy data)
+        if not isinstance(row["prompt"], list):
+            raise RowError("'prompt' is neither a string nor a list of messages")
+        _messages(row["prompt"], "prompt")
+    chosen, rejected = _messages(row["chosen"], "chosen"), _messages(row["rejected"], "rejected")
+    if chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
+        raise RowError("the last message of 'chosen' and 'rejected' must be the assistant's")
+    if len(chosen) < 2 or chosen[-2]["role"] != "user":
+        raise RowError("the answer must follow a user message")
+    if chosen[:-1] != rejected[:-1]:
+        raise RowError("'chosen' and 'rejected' have different prompts")
+    if not chosen[-1]["content"].strip() or not rejected[-1]["content"].strip():
+        raise RowError("empty answer")
+    if chosen[-1]["content"] == rejected[-1]["content"]:
+        raise RowError("chosen is identical to rejected")
+    return Pair(prompt=chosen[:-1], chosen=chosen[-1], rejected=rejected[-1])
+
+
+def read_jsonl(path: Path) -> list[Any]:
+    """Rows of a JSON-lines file; a line that is not JSON is kept as a marker and skipped later."""
+    rows: list[Any] = []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    rows.append(_BadJson())
+    except FileNotFoundError:
+        raise ReproError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise ReproError(f"{path}: not UTF-8 text") from None
+    return rows
+
+
+class _BadJson:
+    pass
+
+
+# ---------------------------------------------------------------------------- formatting
+
+
+def load_rows(source: str, split: str, data_dir: Path | None = None) -> list[Any]:
+    """Rows of one split: DATA_DIR/SPLIT.jsonl (the tiny setting's), a folder of SPLIT.jsonl or
+    of saved splits (load_from_disk), or a hub dataset (datasets.load_dataset)."""
+    if data_dir is not None and (data_dir / f"{split}.jsonl").exists():
+        return read_jsonl(data_dir / f"{split}.jsonl")
+    folder = Path(source)
+    if (folder / f"{split}.jsonl").exists():
+        return read_jsonl(folder / f"{split}.jsonl")
+    import datasets
+
+    try:
+        if folder.is_dir():  # alignment-handbook: load_from_disk(path/split) fallback
+            return list(datasets.load_from_disk(str(folder / split)))
+        return list(datasets.load_dataset(source, split=split))
+    except Exception as exc:  # noqa: BLE001 - any loader failure is the user's data source
+        raise ReproError(f"cannot load dataset '{source}' split '{split}': {exc}".splitlines()[0]) from None
+
+
+def format_texts(pair: Pair, tokenizer, *, insert_system: bool = True) -> tuple[str, str, str]:
+    """scripts/run_simpo.py apply_chat_template (task "simpo"): prompt, chosen and rejected strings."""
+    prompt_messages = [dict(m) for m in pair.prompt]
+    if (
+        insert_system
+        and prompt_messages[0]["role"] != "system"
+        and templates.wants_system_message(tokenizer.chat_template)
+    ):
+        prompt_messages.insert(0, {"role": "system", "content": ""})
+    text_prompt = tokenizer.apply_chat_template(prompt_messages, tokenize=False)
+    text_chosen = tokenizer.apply_chat_template([pair.chosen], tokenize=False)
+    text_rejected = tokenizer.apply_chat_template([pair.rejected], tokenize=False)
+    bos = tokenizer.bos_token
+    if bos and text_chosen.startswith(bos):
+        text_chosen = text_chosen[len(bos) :]
+    if bos and text_rejected.startswith(bos):
+        text_rejected = text_rejected[len(bos) :]
+    return text_prompt, text_chosen, text_rejected
+
+
+# ---------------------------------------------------------------------------- tokenization
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _split_answer(tokenizer, prompt: str, answer: str) -> tuple[list[int], list[int]]:
+    """build_tokenized_answer: joint tokenization; the boundary moves back one token on a merge."""
+    full = _encode(tokenizer, prompt + answer)
+    prompt_ids = _encode(tokenizer, prompt)
+    start = len(prompt_ids)
+    if prompt_ids != full[:start]:
+        start -= 1
+    return full[:start], full[start:]
+
+
+def tokenize_original(
+    texts: tuple[str, str, str],
+    tokenizer,
+    *,
+    max_length: int,
+    max_prompt_length: int,
+    truncation_mode: str = "keep_end",
+    paper_v1: bool = False,
+    stats: Stats | None = None,
+) -> Tokenized:
+    """SimPOTrainer.tokenize_row (HEAD), or trl 0.8.6 DPOTrainer.tokenize_row when paper_v1."""
+    prompt, chosen, rejected = texts
+    prompt_ids = _encode(tokenizer, prompt)
+    chosen_prompt, chosen_answer = _split_answer(tokenizer, prompt, chosen)
+    rejected_prompt, rejected_answer = _split_answer(tokenizer, prompt, rejected)
+    prompt_ids = prompt_ids[: min(len(chosen_prompt), len(rejected_prompt))]
+    differing = sum(a != b for a, b in zip(chosen_prompt, rejected_prompt, strict=False))
+    if differing > 1 or abs(len(chosen_prompt) - len(rejected_prompt)) > 1:
+        raise RowError("chosen and rejected prompt ids differ beyond the last token")
+
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    prompts = [prompt_ids, chosen_prompt, rejected_prompt]
+    for i, ids in enumerate(prompts):
+        if paper_v1 or not ids or ids[0] != bos:
+            prompts[i] = [bos, *ids]
+    answers = [chosen_answer, rejected_answer]
+    for i, ids in enumerate(answers):
+        if paper_v1 or not ids or ids[-1] != eos:
+            answers[i] = [*ids, eos]
+
+    longer = max(len(a) for a in answers)
+    truncated_prompt = False
+    for i, ids in enumerate(prompts):
+        if len(ids) + longer > max_length:
+            truncated_prompt = True
+            if truncation_mode == "keep_start":
+                prompts[i] = ids[:max_prompt_length]
+            elif truncation_mode == "keep_end":
+                prompts[i] = ids[-max_prompt_length:]
+            else:
+                raise ReproError(f"unknown truncation mode '{truncation_mode}'")
+    truncated_answers = False
+    for i in range(2):
+        if len(prompts[i + 1]) + longer > max_length:
+            truncated_answers = True
+            answers[i] = answers[i][: max_length - max_prompt_length]
+    if stats is not None:
+        stats.prompt_truncated += truncated_prompt
+        stats.responses_truncated += truncated_answers
+
+    def sequence(prompt_part: list[int], answer: list[int]) -> tuple[list[int], list[int]]:
+        return prompt_part + answer, [IGNORE_INDEX] * len(prompt_part) + answer
+
+    chosen_ids, chosen_labels = sequence(prompts[1], answers[0])
+    rejected_ids, rejected_labels = sequence(prompts[2], answers[1])
+    return Tokenized(prompts[0], chosen_ids, chosen_labels, rejected_ids, rejected_labels)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def tokenize_trl(
+    pair: Pair, tokenizer, *, max_length: int, truncation_mode: str = "keep_start", stats: Stats | None = None
+) -> Tokenized:
+    """TRL 1.16 DPOTrainer: common-prefix split of prompt vs prompt+completion, cut to max_length."""
+
+    def ids(messages, generation_prompt=False) -> list[int]:
+        text = tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=generation_prompt
+        )
+        return _encode(tokenizer, text)
+
+    prompt = ids(pair.prompt, True)
+    full_chosen, full_rejected = ids([*pair.prompt, pair.chosen]), ids([*pair.prompt, pair.rejected])
+    n = min(_common_prefix(prompt, full_chosen), _common_prefix(prompt, full_rejected))
+
+    def cut(sequence: list[int], labels: list[int]) -> tuple[list[int], list[int]]:
+        if len(sequence) <= max_length:
+            return sequence, labels
+        if stats is not None:
+            stats.responses_truncated += 1
+        if truncation_mode == "keep_start":
+            return sequence[:max_length], labels[:max_length]
+        return sequence[-max_length:], labels[-max_length:]
+
+    chosen_ids, chosen_labels = cut(full_chosen, [IGNORE_INDEX] * n + full_chosen[n:])
+    rejected_ids, rejected_labels = cut(full_rejected, [IGNORE_INDEX] * n + full_rejected[n:])
+    return Tokenized(prompt[:n], chosen_ids, chosen_labels, rejected_ids, rejected_labels)
+
+
+# ---------------------------------------------------------------------------- pipeline
+
+
+@dataclass
+class Pipeline:
+    """One setting's tokenization rules, applied row by row."""
+
+    tokenizer: Any
+    max_length: int
+    max_prompt_length: int
+    tokenization: str = "simpo"
+    truncation_mode: str = "keep_end"
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def for_setting(
+        cls,
+        tokenizer,
+        *,
+        chat_template: str,
+        model_name_or_path: str,
+        max_length: int,
+        max_prompt_length: int,
+        tokenization: str = "simpo",
+        truncation_mode: str = "keep_end",
+    ) -> Pipeline:
+        if tokenization not in TOKENIZATIONS:
+            from repro.errors import unknown
+
+            raise unknown("tokenization", tokenization, TOKENIZATIONS)
+        if max_prompt_length >= max_length:
+            raise ReproError(
+                f"max_prompt_length ({max_prompt_length}) must be below max_length ({max_length})"
+            )
+        text, notes = templates.select(chat_template, model_name_or_path)
+        if text is not None:
+            tokenizer.chat_template = text
+        elif not tokenizer.chat_template:
+            raise ReproError(
+                f"tokenizer of '{model_name_or_path}' has no chat template; set chat_template in the recipe"
+            )
+        if tokenizer.bos_token_id is None or tokenizer.eos_token_id is None:
+            raise ReproError("the tokenizer needs a BOS and an EOS token")
+        return cls(tokenizer, max_length, max_prompt_length, tokenization, truncation_mode, notes)
+
+    @classmethod
+    def for_config(
+        cls,
+        tokenizer,
+        config: Any,
+        tokenization: str = "simpo",
+        *,
+        max_length: int | None = None,
+        max_prompt_length: int | None = None,
+    ) -> Pipeline:
+        """The pipeline of a resolved recipe (dict) or a recipes.Setting; lengths can be overridden."""
+
+        def get(key: str) -> Any:
+            return config[key] if isinstance(config, dict) else getattr(config, key)
+
+        return cls.for_setting(
+            tokenizer,
+            chat_template=get("chat_template"),
+            model_name_or_path=get("model_name_or_path"),
+            max_length=max_length or get("max_length"),
+            max_prompt_length=max_prompt_length or get("max_prompt_length"),
+            tokenization=tokenization,
+            truncation_mode=get("truncation_mode"),
+        )
+
+    def tokenize(self, pair: Pair, stats: Stats | None = None) -> Tokenized:
+        if self.tokenization == "trl":
+            return tokenize_trl(pair, self.tokenizer, max_length=self.max_length, stats=stats)
+        texts = format_texts(pair, self.tokenizer)
+        return tokenize_original(
+            texts,
+            self.tokenizer,
+            max_length=self.max_length,
+            max_prompt_length=self.max_prompt_length,
+            truncation_mode=self.truncation_mode,
+            paper_v1=self.tokenization == "paper-v1",
+            stats=stats,
+        )
+
+    def run(self, rows: list[Any]) -> tuple[list[Tokenized], Stats]:
+        """Tokenize every valid row; invalid rows are skipped and counted by reason."""
+        stats = Stats(rows=len(rows))
+        out = []
+        for row in rows:
+            try:
+                if isinstance(row, _BadJson):
+                    raise RowError("line is not valid JSON")
+                out.append(self.tokenize(parse_row(row), stats))
+            except RowError as exc:
+                stats.skipped[str(exc)] += 1
+        stats.kept = len(out)
+        return out, stats

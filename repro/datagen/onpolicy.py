@@ -1,0 +1,454 @@
+"""On-policy preference data: sample from the starting model, score with a reward model, binarize.
+
+The recipe behind princeton-nlp/gemma2-ultrafeedback-armorm and the Llama-3-Instruct v0.2
+data (SimPO repo, on_policy_data_gen/): every unique UltraFeedback prompt, one sample per
+seed (13, 21, 42, 79, 100) at temperature 0.8 / top-p 0.95, prompts whose samples are all
+identical dropped, every sample scored by a reward model (ArmoRM), chosen = the best and
+rejected = the worst, ties to the earlier sample. What differs from the original, on purpose:
+- prompt order is deterministic by construction (unique, sorted) - before a fix the original
+  zipped seeds' outputs by an order that varied between processes;
+- prompts carry exactly one BOS (the BOS guard; vLLM added a second to Gemma's template);
+- the reward model scores in batches (the original: one sample at a time; equal scores,
+  tested), and an optional minimum margin drops near-ties;
+- a train/test split with a recorded seed and fraction (the original wrote a single split);
+- every stage is resumable: a killed run continues where it stopped.
+
+Layout of the output directory: work/ (prompts, per-seed generations, scores: JSON lines,
+appended batch by batch), manifest.json, and the dataset (datasets.DatasetDict.save_to_disk:
+train/, test/), which `repro train --dataset DIR` and a setting's `dataset:` accept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from repro.errors import ReproError
+
+SEEDS = (13, 21, 42, 79, 100)
+DEFAULT_PROMPTS = "HuggingFaceH4/ultrafeedback_binarized:train_prefs"
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+_TEST_SLEEP = float(os.environ.get("REPRO_TEST_STEP_SLEEP", "0"))  # never set in real runs
+
+
+@dataclass
+class Options:
+    model: str
+    reward_model: str
+    output: Path
+    prompts: str = DEFAULT_PROMPTS
+    seeds: tuple[int, ...] = SEEDS
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_tokens: int = 4096
+    backend: str = "auto"
+    batch_size: int = 8
+    rm_batch_size: int = 8
+    min_margin: float = 0.0
+    test_fraction: float = 0.03  # released gemma2-ultrafeedback-armorm: 1,941 of 61,510 rows
+    split_seed: int = 42
+    limit: int | None = None
+    trust_remote_code: bool = False
+    allow_double_bos: bool = False
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the outputs: a resumed run must match it."""
+        keys = ("model", "reward_model", "prompts", "seeds", "temperature", "top_p", "max_tokens", "limit")
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if k in keys}
+
+
+# ---------------------------------------------------------------------------- prompts
+
+
+def parse_source(spec: str) -> tuple[str, str]:
+    """DATASET[:split] -> (dataset, split); the split defaults to train_prefs (UltraFeedback's)."""
+    if ":" in spec and not Path(spec).exists():
+        source, split = spec.rsplit(":", 1)
+        return source, split or "train_prefs"
+    return spec, "train_prefs"
+
+
+def prompt_text(row: Any) -> str | None:
+    """A row's user prompt: a `prompt` string, or the first user message of prompt/messages/chosen."""
+    if not isinstance(row, dict):
+        return None
+    value = row.get("prompt")
+    if isinstance(value, str):
+        return value
+    for key in ("prompt", "messages", "chosen"):
+        messages = row.get(key)
+        if isinstance(messages, list):
+            for m in messages:
+                if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str):
+                    return m["content"]
+    return None
+
+
+def unique_prompts(rows: list[Any]) -> tuple[list[str], dict[str, int]]:
+    """Unique non-empty prompts, sorted (so every seed and every process sees one order)."""
+    texts = [prompt_text(r) for r in rows]
+    unusable = sum(1 for t in texts if not t or not t.strip())
+    kept = [t for t in texts if t and t.strip()]
+    unique = sorted(set(kept))
+    return unique, {"rows": len(rows), "unusable": unusable, "duplicates": len(kept) - len(unique)}
+
+
+def load_prompts(spec: str, limit: int | None) -> tuple[list[str], dict[str, Any]]:
+    from repro.data import preference
+
+    source, split = parse_source(spec)
+    path = Path(source)
+    rows = preference.read_jsonl(path) if path.is_file() else preference.load_rows(source, split)
+    prompts, stats = unique_prompts(rows)
+    if not prompts:
+        raise ReproError(f"{spec}: no prompts found (rows need a 'prompt' string or user messages)")
+    if limit:
+        prompts = prompts[:limit]
+    return prompts, {"source": source, "split": split, **stats, "prompts": len(prompts)}
+
+
+# ---------------------------------------------------------------------------- formatting and BOS
+
+
+def format_prompts(
+    tokenizer, prompts: list[str], allow_double_bos: bool = False
+) -> tuple[list[str], bool, dict]:
+    """Chat-template each prompt; choose add_special_tokens so the model sees exactly one BOS.
+
+    The templates of Gemma and Llama 3 write the BOS themselves; tokenizing their output with
+    special tokens (vLLM's default) gives two. Returns the texts, the add_special_tokens to
+    use, and the BOS check for the manifest.
+    """
+    from repro.data import bosguard
+
+    texts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+        )
+        for p in prompts
+    ]
+    bos = tokenizer.bos_token_id
+    probe = texts[0]
+    with_special = list(tokenizer(probe, add_special_tokens=True)["input_ids"])
+    add_special = bos is None or bosguard.leading(with_special, bos) <= 1
+    ids = list(tokenizer(probe, add_special_tokens=add_special)["input_ids"])
+    expected = 0 if bos is None else 1
+    check = (
+        bosguard._check("on-policy generation prompt", ids, tokenizer, expected) if bos is not None else None
+    )
+    report = {
+        "add_special_tokens": add_special,
+        "bos_count": 0 if bos is None else bosguard.leading(ids, bos),
+        "status": check.status if check else "ok",
+        "message": check.message if check else "the tokenizer has no BOS token",
+    }
+    if check and check.status == "error" and not allow_double_bos:
+        raise ReproError(f"BOS check failed for the generation prompts: {check.message}")
+    return texts, add_special, report
+
+
+# ---------------------------------------------------------------------------- resumable JSON lines
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    """Complete lines of a JSON lines file; a torn last line (a killed write) is dropped."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return out
+
+
+def append_lines(path: Path, items: list[dict[str, Any]]) -> None:
+    with open(path, "a") as fh:
+        for item in items:
+            fh.write(json.dumps(item) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def truncate_to(path: Path, items: list[dict[str, Any]]) -> None:
+    """Rewrite `path` with only its complete lines (drops a torn tail before appending)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(i) + "\n" for i in items))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- sampling
+
+
+def batch_seed(seed: int, start: int) -> int:
+    """Each batch gets its own seed, so a resumed run samples exactly what an unbroken one would."""
+    return (seed * 1_000_003 + start) % (2**31)
+
+
+def generate_seed(
+    backend, texts: list[str], seed: int, options: Options, path: Path, progress: Progress | None = None
+) -> list[str]:
+    """One sample per prompt for `seed`, appended to `path` batch by batch; resumes from it."""
+    from repro.evaluation.generate import Decoding
+
+    done = read_lines(path)
+    if [d["i"] for d in done] != list(range(len(done))):
+        raise ReproError(f"{path}: generations out of order; delete it to regenerate this seed")
+    # vLLM samples the whole set in one call; transformers batch by batch, each with its own seed
+    size = len(texts) if getattr(backend, "whole_set", False) else options.batch_size
+    start = len(done) - len(done) % size  # resume at a batch boundary: its seed is known
+    truncate_to(path, done[:start])
+    outputs = [d["text"] for d in done[:start]]
+    while start < len(texts):
+        chunk = texts[start : start + size]
+        decoding = Decoding(
+            mode="sample",
+            temperature=options.temperature,
+            top_p=options.top_p,
+            max_new_tokens=options.max_tokens,
+            seed=batch_seed(seed, start),
+        )
+        new = backend.generate(chunk, decoding)
+        append_lines(path, [{"i": start + k, "text": t} for k, t in enumerate(new)])
+        if _TEST_SLEEP:  # kill-and-resume tests: time to kill mid-seed
+            time.sleep(_TEST_SLEEP)
+        outputs += new
+        start += len(chunk)
+        if progress:
+            progress(f"sampling, seed {seed}", start, len(texts))
+    return outputs
+
+
+# ---------------------------------------------------------------------------- binarizing
+
+
+def collect(prompts: list[str], per_seed: list[list[str]]) -> tuple[list[dict[str, Any]], int]:
+    """Each prompt with its samples in seed order; prompts whose samples are all identical dropped."""
+    rows, identical = [], 0
+    for i, prompt in enumerate(prompts):
+        responses = [outputs[i] for outputs in per_seed]
+        if len(set(responses)) == 1:
+            identical += 1
+            continue
+        rows.append({"prompt": prompt, "all_generated_responses": responses})
+    return rows, identical
+
+
+def binarize(scores: list[float]) -> tuple[int, int]:
+    """(chosen, rejected) = (first highest, first lowest): ties go to the earlier sample."""
+    chosen = max(range(len(scores)), key=lambda i: (scores[i], -i))
+    rejected = min(range(len(scores)), key=lambda i: (scores[i], i))
+    return chosen, rejected
+
+
+def records(
+    rows: list[dict[str, Any]], scores: list[list[float]], min_margin: float
+) -> tuple[list[dict[str, Any]], int]:
+    out, below = [], 0
+    for row, row_scores in zip(rows, scores, strict=True):
+        c, r = binarize(row_scores)
+        if row_scores[c] - row_scores[r] < min_margin:
+            below += 1
+            continue
+        user = {"role": "user", "content": row["prompt"]}
+        responses = row["all_generated_responses"]
+        out.append(
+            {
+                "prompt_id": hashlib.sha256(row["prompt"].encode()).hexdigest(),
+                "prompt": [user],
+                "chosen": [user, {"role": "assistant", "content": responses[c]}],
+                "rejected": [user, {"role": "assistant", "content": responses[r]}],
+                "all_generated_responses": responses,
+                "all_rm_scores": row_scores,
+            }
+        )
+    return out, below
+
+
+# ---------------------------------------------------------------------------- the pipeline
+
+
+def _backend(options: Options, tokenizer, add_special_tokens: bool):
+    import torch
+
+    from repro.evaluation import generate
+
+    name = options.backend
+    if name == "auto":
+        try:
+            import vllm  # noqa: F401
+
+            name = "vllm" if torch.cuda.is_available() else "transformers"
+        except ImportError:
+            name = "transformers"
+    if name == "transformers":
+        backend = generate.TransformersBackend(
+            options.model,
+            tokenizer=tokenizer,
+            batch_size=options.batch_size,
+            add_special_tokens=add_special_tokens,
+        )
+    elif name == "vllm":  # pragma: no cover - GPU only
+        backend = generate.VLLMBackend(options.model, add_special_tokens=add_special_tokens)
+    else:
+        raise ReproError(f"unknown generation backend '{name}' (auto, transformers or vllm)")
+    return name, backend
+
+
+def check_resume(options: Options, work: Path) -> None:
+    """A directory holding another configuration's work is refused, not mixed."""
+    path = work / "options.json"
+    identity = options.identity()
+    if path.exists():
+        previous = json.loads(path.read_text())
+        diff = sorted(k for k in identity if previous.get(k) != identity[k])
+        if diff:
+            raise ReproError(
+                f"{options.output} holds a run with other options ({', '.join(diff)} differ); "
+                "choose another --output or delete it"
+            )
+    else:
+        path.write_text(json.dumps(identity, indent=2))
+
+
+def run(options: Options, progress: Progress | None = None) -> dict[str, Any]:
+    """Prompts -> samples per seed -> reward scores -> pairs -> dataset + manifest."""
+    from repro.data import tokenizers
+    from repro.datagen import reward
+
+    if len(set(options.seeds)) != len(options.seeds) or len(options.seeds) < 2:
+        raise ReproError("--seeds needs at least two distinct seeds (one sample each)")
+    if not 0.0 <= options.test_fraction < 1.0:
+        raise ReproError(f"--test-fraction must be in [0, 1), not {options.test_fraction}")
+    work = options.output / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    check_resume(options, work)
+    started = time.time()
+    _quiet_library_bars()
+    for what, name in (("model", options.model), ("reward model", options.reward_model)):
+        preflight(what, name, options.trust_remote_code)  # before hours of sampling, not after
+
+    prompts, prompt_stats = load_prompts(options.prompts, options.limit)
+    (work / "prompts.json").write_text(json.dumps(prompts))
+    tokenizer = tokenizers.load(options.model)
+    texts, add_special, bos = format_prompts(tokenizer, prompts, options.allow_double_bos)
+
+    backend_name, backend = None, None
+    samples: dict[int, list[str]] = {}
+    for seed in options.seeds:
+        path = work / f"generations-seed{seed}.jsonl"
+        existing = read_lines(path)
+        if len(existing) == len(texts):  # this seed is finished
+            samples[seed] = [d["text"] for d in existing]
+            continue
+        if backend is None:
+            backend_name, backend = _backend(options, tokenizer, add_special)
+        samples[seed] = generate_seed(backend, texts, seed, options, path, progress)
+    del backend
+
+    rows, identical = collect(prompts, [samples[seed] for seed in options.seeds])
+    if not rows:
+        raise ReproError("every prompt's samples were identical: nothing to binarize")
+
+    rm = reward.RewardModel(options.reward_model, trust_remote_code=options.trust_remote_code)
+    scores = reward.score_all(rm, rows, options.rm_batch_size, work / "scores.jsonl", progress)
+    rm_batch = options.rm_batch_size if rm.batched else 1
+    del rm
+    pairs, below = records(rows, scores, options.min_margin)
+    if not pairs:
+        raise ReproError(f"no pair reaches the minimum margin {options.min_margin}")
+    sizes = write_dataset(pairs, options.output, options.test_fraction, options.split_seed)
+
+    manifest = {
+        "model": options.model,
+        "reward_model": options.reward_model,
+        "weights_sha256": {
+            "model": _weights_sha(options.model),
+            "reward_model": _weights_sha(options.reward_model),
+        },
+        "prompts": prompt_stats,
+        "sampling": {
+            "temperature": options.temperature,
+            "top_p": options.top_p,
+            "max_tokens": options.max_tokens,
+            "seeds": list(options.seeds),
+            "samples_per_prompt": len(options.seeds),
+            "backend": backend_name or "(all seeds resumed from disk)",
+            "batch_seed": "seed * 1000003 + first prompt index of the batch (transformers backend)",
+        },
+        "bos": bos,
+        "binarize": {
+            "chosen": "highest reward (ties: earlier sample)",
+            "rejected": "lowest reward (ties: earlier sample)",
+            "min_margin": options.min_margin,
+            "reward_batch_size": rm_batch,  # 1: the reward model has no pad token
+        },
+        "counts": {
+            "prompts": len(prompts),
+            "dropped_identical_samples": identical,
+            "dropped_below_margin": below,
+            "pairs": len(pairs),
+            **sizes,
+        },
+        "split": {"test_fraction": options.test_fraction, "seed": options.split_seed},
+        "seconds": round(time.time() - started, 1),
+    }
+    tmp = options.output / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, options.output / "manifest.json")
+    return manifest
+
+
+def preflight(what: str, name: str, trust_remote_code: bool) -> None:
+    """Fail now, in one line, if a model's config cannot be read (wrong path, no hub access)."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # noqa: BLE001 - any loader failure is the user's input
+        raise ReproError(f"cannot load {what} '{name}': {str(exc).splitlines()[0]}") from None
+
+
+def _weights_sha(name: str) -> str | None:
+    """SHA-256 of a local model directory's weights (hub ids: None; their revision pins them)."""
+    from repro.train import reference
+
+    return reference.weights_sha256(name) if Path(name).is_dir() else None
+
+
+def _quiet_library_bars() -> None:
+    """Our progress bars only: datasets' and transformers' own would interleave with them."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+
+
+def write_dataset(
+    pairs: list[dict[str, Any]], output: Path, test_fraction: float, seed: int
+) -> dict[str, int]:
+    """train/test DatasetDict saved to `output` (load_from_disk(output / split) reads a split)."""
+    from datasets import Dataset, DatasetDict
+
+    full = Dataset.from_list(pairs)
+    if test_fraction > 0 and len(pairs) >= 2:
+        split = full.train_test_split(test_size=test_fraction, seed=seed)
+        data = DatasetDict({"train": split["train"], "test": split["test"]})
+    else:
+        data = DatasetDict({"train": full, "test": full.select([])})
+    for name in ("train", "test"):  # a rerun replaces the dataset, never the work/ files
+        target = output / name
+        if target.exists():
+            import shutil
+
+            shutil.rmtree(target)
+    data.save_to_disk(str(output))
+    return {"train": len(data["train"]), "test": len(data["test"])}

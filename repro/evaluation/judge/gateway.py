@@ -1,0 +1,156 @@
+"""The judge gateway: an OpenAI-compatible HTTP server on 127.0.0.1 in front of a judge backend.
+
+POST /v1/chat/completions: cache hit -> the cached response; otherwise the backend is
+asked and only a successful answer is stored. Backend failures reach the client as HTTP
+errors with a one-line reason, and are counted. The gateway never sees or logs the
+upstream API key: backends read it from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from repro.evaluation.judge.cache import JudgmentCache, request_key
+
+
+class JudgeError(Exception):
+    """A judge call that failed for good (after the backend's own retries)."""
+
+    def __init__(self, message: str, status: int = 502):
+        super().__init__(message)
+        self.status = status
+
+
+Backend = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def chat_response(
+    model: str, content: str, *, logprobs: list[dict] | None = None, prompt_tokens: int = 0
+) -> dict[str, Any]:
+    """A chat.completion object as OpenAI returns it."""
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": {"role": "assistant", "content": content},
+        "finish_reason": "stop",
+        "logprobs": {"content": logprobs} if logprobs is not None else None,
+    }
+    completion_tokens = max(1, len(content.split()))
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [choice],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    cache_hits: int = 0
+    backend_calls: int = 0
+    failures: Counter = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "cache_hits": self.cache_hits,
+            "backend_calls": self.backend_calls,
+            "failures": dict(self.failures),
+        }
+
+
+class Gateway:
+    def __init__(self, backend: Backend, cache: JudgmentCache | None = None):
+        self.backend = backend
+        self.cache = cache
+        self.stats = Stats()
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self.stats.lock:
+            self.stats.requests += 1
+        key = request_key(request)
+        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+            with self.stats.lock:
+                self.stats.cache_hits += 1
+            return hit
+        with self.stats.lock:
+            self.stats.backend_calls += 1
+        try:
+            response = self.backend(request)
+        except JudgeError as exc:
+            with self.stats.lock:
+                self.stats.failures[str(exc).split(":")[0]] += 1
+            raise
+        if self.cache is not None:
+            self.cache.put(key, request, response)
+        return response
+
+
+def _handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:  # no request logging (and no headers in logs)
+            pass
+
+        def _send(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path.rstrip("/").endswith("/models"):
+                self._send(200, {"object": "list", "data": [{"id": "repro-judge", "object": "model"}]})
+            else:
+                self._send(404, {"error": {"message": "not found"}})
+
+        def do_POST(self) -> None:  # noqa: N802
+            if not self.path.rstrip("/").endswith("/chat/completions"):
+                self._send(404, {"error": {"message": f"unsupported path {self.path}"}})
+                return
+            try:
+                length = int(self.headers.get("Content-Length", 0))
+                request = json.loads(self.rfile.read(length))
+            except (ValueError, json.JSONDecodeError):
+                self._send(400, {"error": {"message": "request body is not JSON"}})
+                return
+            try:
+                self._send(200, gateway.handle(request))
+            except JudgeError as exc:
+                self._send(exc.status, {"error": {"message": str(exc), "type": "judge_error"}})
+
+    return Handler
+
+
+@contextmanager
+def serve(backend: Backend, cache: JudgmentCache | None = None) -> Iterator[tuple[str, Gateway]]:
+    """Run a gateway on 127.0.0.1 (an ephemeral port) for the duration of the block; yields its base URL."""
+    gateway = Gateway(backend, cache)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(gateway))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="repro-judge-gateway", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", gateway
+    finally:
+        server.shutdown()
+        server.server_close()

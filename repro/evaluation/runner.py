@@ -1,0 +1,375 @@
+"""`repro eval`: generate with a setting's templates and decoding, judge, score: AlpacaEval 2,
+Arena-Hard v0.1 and MT-Bench. Every judge call goes through one local gateway and one cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from repro import paths, tiny
+from repro.config import evalconfig
+from repro.errors import ReproError
+from repro.evaluation.generate import Decoding
+from repro.evaluation.judge import backends, client
+from repro.evaluation.judge.cache import JudgmentCache
+from repro.evaluation.judge.gateway import serve
+from repro.evaluation.scorers import alpaca_eval, arena_hard, mt_bench
+
+BENCHES = ("alpaca_eval2", "arena_hard", "mt_bench")
+# FastChat's per-category temperatures for MT-Bench answers (greedy below 1e-4)
+MT_TEMPERATURE = {
+    "writing": 0.7,
+    "roleplay": 0.7,
+    "extraction": 0.0,
+    "math": 0.0,
+    "coding": 0.0,
+    "reasoning": 0.0,
+    "stem": 0.1,
+    "humanities": 0.1,
+}
+
+
+@dataclass
+class Judge:
+    """Where judgments come from: `rule` (tiny setting) or an OpenAI-compatible endpoint."""
+
+    kind: str = "endpoint"  # endpoint | rule
+    url: str | None = None
+    model: str | None = None  # None: each benchmark's own judge (gpt-4-1106-preview, gpt-4)
+    key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 4
+    cache: Path = field(
+        default_factory=lambda: (
+            Path(os.environ.get("REPRO_CACHE", Path.home() / ".cache" / "repro")) / "judgments.sqlite"
+        )
+    )
+
+    KINDS = ("endpoint", "rule")
+
+    @classmethod
+    def choose(cls, kind: str | None, setting: str, **kwargs: Any) -> Judge:
+        """The judge a command asked for; without a choice: an endpoint when a URL is given, the rule
+        judge for the tiny setting, else an endpoint (which then asks for its URL)."""
+        kind = kind or ("rule" if setting == "tiny" and not kwargs.get("url") else "endpoint")
+        if kind not in cls.KINDS:
+            from repro.errors import unknown
+
+            raise unknown("judge", kind, cls.KINDS)
+        return cls(kind=kind, **{k: v for k, v in kwargs.items() if v is not None})
+
+    def backend(self):
+        if self.kind == "rule":
+            return backends.RuleJudge()
+        if not self.url:
+            raise ReproError("no judge: pass --judge-url URL (an OpenAI-compatible endpoint) or --judge rule")
+        return backends.OpenAIEndpoint(
+            self.url, model=self.model, api_key_env=self.key_env, max_concurrency=self.concurrency
+        )
+
+    def describe(self) -> dict[str, Any]:  # what goes into results: never the key itself
+        return {"kind": self.kind, "url": self.url, "model": self.model, "key_env": self.key_env}
+
+
+def _json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False, default=str))
+    os.replace(tmp, path)
+
+
+def _fill(template: str, instruction: str) -> str:
+    return template.replace("{instruction}", instruction)  # not str.format: instructions hold braces
+
+
+def _chat_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+class Evaluation:
+    def __init__(
+        self,
+        model_path: str,
+        setting: str,
+        *,
+        output: Path,
+        judge: Judge,
+        backend_name: str = "transformers",
+        tokenizer: str | None = None,
+        limit: int | None = None,
+        reference_model: str | None = None,
+        alpaca_reference: Path | None = None,
+        arena_hard_data: Path | None = None,
+        mt_bench_data: Path | None = None,
+        lc_data: Path | None = None,
+        max_new_tokens: int | None = None,
+    ):
+        from transformers.utils import logging as hf_logging
+
+        from repro.config import recipes
+        from repro.data import tokenizers
+        from repro.evaluation import generate
+
+        hf_logging.disable_progress_bar()  # one line per error; the CLI reports progress itself
+
+        self.setting = recipes.get_setting(setting)
+        self.config = evalconfig.generation(self.setting.name)
+        self.backend = judge.backend()  # before any model loads: a missing judge or key fails fast
+        self.output = output
+        self.judge = judge
+        self.limit = limit
+        self.lc_data = lc_data
+        self.max_new_tokens = max_new_tokens
+        self.tiny = self.setting.name == "tiny"
+        if self.tiny and not max_new_tokens:  # the tiny model has 256 positions
+            self.max_new_tokens = self.config["alpaca_eval"]["max_new_tokens"]
+        shared = paths.shared_dir()
+        data = shared / "data" if shared else None
+        self.alpaca_reference = alpaca_reference or (
+            data / "alpaca_eval" / "reference" / "gpt4_1106_preview.json" if data else None
+        )
+        self.arena_hard_data = arena_hard_data or (data / "arena_hard_v0.1" if data else None)
+        self.mt_bench_data = mt_bench_data or (data / "mt_bench" if data else None)
+        self.tokenizer = tokenizers.load(tokenizer or model_path)
+        self.model_name = Path(model_path).name if Path(model_path).exists() else model_path.split("/")[-1]
+        self.generator = generate.backend(backend_name, model_path, tokenizer=self.tokenizer)
+        self.reference_generator = (
+            generate.backend(
+                backend_name, reference_model, tokenizer=tokenizers.load(tokenizer or reference_model)
+            )
+            if reference_model
+            else None
+        )
+        if self.tiny and self.reference_generator is None:
+            raise ReproError(
+                "the tiny setting compares against a starting model: pass --reference-model PATH"
+            )
+        self.timings: dict[str, float] = {}
+        self.notes: list[str] = []
+        self.bos_check = self._bos_check()
+
+    def _bos_check(self) -> dict[str, Any]:
+        """The BOS guard on the generation prompts (and the setting's training format)."""
+        from repro.data import bosguard, preference
+
+        pipeline = preference.Pipeline.for_config(self.tokenizer, self.setting)
+        return bosguard.as_manifest(bosguard.run(self.tokenizer, pipeline, self.config))
+
+    # -------------------------------------------------------------------- benchmarks
+
+    def alpaca_eval2(self, backend) -> dict[str, Any]:
+        cfg = self.config["alpaca_eval"]
+        decoding = Decoding.alpaca_eval(cfg, max_new_tokens=self.max_new_tokens)
+        if self.tiny:
+            instructions = tiny.eval_instructions()[: self.limit]
+            reference_outputs = None
+        else:
+            if not self.alpaca_reference or not Path(self.alpaca_reference).exists():
+                raise ReproError("AlpacaEval reference outputs not found: pass --alpaca-reference FILE")
+            reference_outputs = json.loads(Path(self.alpaca_reference).read_text())[: self.limit]
+            instructions = [r["instruction"] for r in reference_outputs]
+        prompts = [_fill(cfg["prompt_template"], i) for i in instructions]
+        outputs = self.generator.generate(prompts, decoding)
+        model_outputs = [
+            {"instruction": i, "output": o, "generator": self.model_name, "dataset": "repro"}
+            for i, o in zip(instructions, outputs, strict=True)
+        ]
+        if reference_outputs is None:
+            ref = self.reference_generator.generate(prompts, decoding)
+            reference_outputs = [
+                {"instruction": i, "output": o, "generator": "reference", "dataset": "repro"}
+                for i, o in zip(instructions, ref, strict=True)
+            ]
+        _json(self.output / "alpaca_eval2" / "model_outputs.json", model_outputs)
+        _json(self.output / "alpaca_eval2" / "reference_outputs.json", reference_outputs)
+        result = alpaca_eval.evaluate(
+            model_outputs,
+            reference_outputs,
+            backend,
+            name=self.model_name,
+            cache_path=self.judge.cache,
+            lc_data=self.lc_data,
+            concurrency=self.judge.concurrency,
+            judge_model=None,
+            annotations_out=self.output / "alpaca_eval2" / "annotations.json",
+        )
+        result["decoding"] = decoding.__dict__
+        return result
+
+    def arena_hard(self, chat) -> dict[str, Any]:
+        config = self._arena_hard_config()
+        decoding = Decoding(
+            mode="greedy",
+            max_new_tokens=self.max_new_tokens or self.config["arena_hard"]["max_tokens"],
+            stop_token_ids=self.config["arena_hard"].get("stop_token_ids"),
+        )
+        if self.tiny:
+            questions = [
+                {"question_id": f"tiny-{i:03d}", "turns": [{"content": q}]}
+                for i, q in enumerate(tiny.eval_instructions()[: self.limit])
+            ]
+            baseline = None
+        else:
+            questions = arena_hard.read_jsonl(self.arena_hard_data / "question.jsonl")[: self.limit]
+            baseline = {
+                a["question_id"]: a for a in arena_hard.read_jsonl(self.arena_hard_data / "gpt-4-0314.jsonl")
+            }
+        prompts = [
+            _chat_prompt(self.tokenizer, [{"role": "user", "content": q["turns"][0]["content"]}])
+            for q in questions
+        ]
+        answers = self._answers(questions, self.generator.generate(prompts, decoding), self.model_name)
+        if baseline is None:
+            baseline = self._answers(
+                questions, self.reference_generator.generate(prompts, decoding), arena_hard.BASELINE
+            )
+        _json(self.output / "arena_hard" / "answers.json", list(answers.values()))
+        judgments = arena_hard.judge(
+            chat(config["judge_model"], config["temperature"], config["max_tokens"]),
+            config,
+            questions,
+            answers,
+            baseline,
+            concurrency=self.judge.concurrency,
+        )
+        (self.output / "arena_hard").mkdir(parents=True, exist_ok=True)
+        with open(self.output / "arena_hard" / "judgments.jsonl", "w", encoding="utf-8") as fh:
+            for row in judgments:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        scores = arena_hard.score(arena_hard.battles_from_judgments({self.model_name: judgments}))[
+            self.model_name
+        ]
+        failed = sum(1 for j in judgments for g in j["games"] if g.get("score") is None)
+        return {
+            **scores,
+            "avg_tokens": self._tokens(list(answers.values())),
+            "n_questions": len(judgments),
+            "n_games_without_verdict": failed,
+            "incomplete": failed > 0 or len(judgments) < len(questions),
+        }
+
+    def mt_bench(self, chat) -> dict[str, Any]:
+        judge_model = self.judge.model or "gpt-4"
+        if self.tiny:
+            instructions = tiny.eval_instructions()[: self.limit]
+            # "extraction": FastChat answers it greedily and grades it without a reference
+            questions = [
+                {"question_id": i, "category": "extraction", "turns": [q, "please tell me more ."]}
+                for i, q in enumerate(instructions)
+            ]
+            prompts, references = tiny.TINY_MT_PROMPTS, {}
+        else:
+            if not self.mt_bench_data:
+                raise ReproError(
+                    "MT-Bench data not found: pass --mt-bench-data DIR (FastChat llm_judge/data layout)"
+                )
+            questions, prompts, references = mt_bench.load_data(
+                self.mt_bench_data.parent
+                if (self.mt_bench_data / "question.jsonl").exists()
+                else self.mt_bench_data,
+                judge_model,
+            )
+            questions = questions[: self.limit]
+        answers = {}
+        for q in questions:
+            temperature = MT_TEMPERATURE.get(q["category"], 0.7)
+            decoding = Decoding(
+                mode="sample" if temperature >= 1e-4 else "greedy",
+                temperature=temperature,
+                max_new_tokens=self.max_new_tokens or 1024,
+            )
+            conv: list[dict[str, str]] = []
+            turns = []
+            for turn in q["turns"]:
+                conv.append({"role": "user", "content": turn})
+                text = self.generator.generate([_chat_prompt(self.tokenizer, conv)], decoding)[0]
+                conv.append({"role": "assistant", "content": text})
+                turns.append(text)
+            answers[q["question_id"]] = {
+                "question_id": q["question_id"],
+                "model_id": self.model_name,
+                "choices": [{"index": 0, "turns": turns}],
+                "tstamp": time.time(),
+            }
+        _json(self.output / "mt_bench" / "answers.json", list(answers.values()))
+        judgments = mt_bench.judge(
+            chat(judge_model, 0.0, 2048),
+            prompts,
+            questions,
+            answers,
+            references,
+            judge_model,
+            concurrency=self.judge.concurrency,
+        )
+        with open(self.output / "mt_bench" / "judgments.jsonl", "w", encoding="utf-8") as fh:
+            for row in judgments:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        result = mt_bench.score(judgments)[self.model_name]
+        result["judge_model"] = judge_model
+        result["incomplete"] = result["n_dropped"] > 0
+        return result
+
+    def _tokens(self, answers: list[dict]) -> int | None:
+        """Average answer tokens (cl100k); None when the encoder is not available offline."""
+        try:
+            return arena_hard.answer_tokens(answers)
+        except ReproError as exc:
+            self.notes.append(f"Arena-Hard token lengths not computed: {exc}")
+            return None
+
+    def _answers(self, questions, texts, model_id) -> dict[str, dict]:
+        return {
+            q["question_id"]: {
+                "question_id": q["question_id"],
+                "answer_id": f"{model_id}-{q['question_id']}",
+                "model_id": model_id,
+                "choices": [{"index": 0, "turns": [{"content": t}]}],
+                "tstamp": time.time(),
+            }
+            for q, t in zip(questions, texts, strict=True)
+        }
+
+    def _arena_hard_config(self) -> dict[str, Any]:
+        path = paths.EVAL / "judges" / "arena-hard-v0.1.yaml"
+        config = yaml.safe_load(path.read_text())
+        if self.judge.model:
+            config["judge_model"] = self.judge.model
+        return config
+
+    # -------------------------------------------------------------------- run
+
+    def run(self, benches: list[str]) -> dict[str, Any]:
+        for bench in benches:
+            if bench not in BENCHES:
+                from repro.errors import unknown
+
+                raise unknown("benchmark", bench, BENCHES)
+        results: dict[str, Any] = {}
+        with ExitStack() as stack:
+            backend = self.backend
+            cache = JudgmentCache(self.judge.cache)
+            stack.callback(cache.close)
+            base_url, gateway = stack.enter_context(serve(backend, cache))
+
+            def chat(model: str, temperature: float, max_tokens: int):
+                return client.chat_function(base_url, model, temperature=temperature, max_tokens=max_tokens)
+
+            for bench in benches:
+                start = time.time()
+                if bench == "alpaca_eval2":
+                    results[bench] = self.alpaca_eval2(backend)
+                elif bench == "arena_hard":
+                    results[bench] = self.arena_hard(chat)
+                else:
+                    results[bench] = self.mt_bench(chat)
+                self.timings[bench] = round(time.time() - start, 2)
+            results["judge_calls"] = gateway.stats.as_dict()
+        if self.notes:
+            results["notes"] = self.notes
+        return results

@@ -1,0 +1,292 @@
+"""AlpacaEval 2 through alpaca-eval 0.6.2 itself (`weighted_alpaca_eval_gpt4_turbo`).
+
+alpaca-eval builds the judge prompts, randomizes positions, calls the judge with its own
+OpenAI client and parses the log-probs; repro points that client at the local judge
+gateway (repro.evaluation.judge), always passes a local reference file and an explicit cache path
+(never inside site-packages), and supplies the two length-controlled data files
+(df_gamed.csv, instruction_difficulty.csv) from a user directory or the Hugging Face cache.
+
+Offline setup for LC: download once `tatsu-lab/alpaca_eval` (dataset) files df_gamed.csv
+and instruction_difficulty.csv (`huggingface-cli download tatsu-lab/alpaca_eval df_gamed.csv
+instruction_difficulty.csv --repo-type dataset --local-dir DIR`) and pass `--lc-data DIR`,
+or keep them in the HF cache and set HF_HUB_OFFLINE=1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from repro.errors import ReproError
+from repro.evaluation.judge import backends
+from repro.evaluation.judge.cache import JudgmentCache
+from repro.evaluation.judge.gateway import serve
+
+ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
+N_INSTRUCTIONS = 805
+LC_FILES = ("df_gamed.csv", "instruction_difficulty.csv")
+COLUMNS = (
+    "win_rate",
+    "standard_error",
+    "n_wins",
+    "n_wins_base",
+    "n_draws",
+    "n_total",
+    "discrete_win_rate",
+    "avg_length",
+    "length_controlled_winrate",
+)
+
+
+def _package_dir() -> Path:
+    import alpaca_eval
+
+    return Path(alpaca_eval.__file__).parent
+
+
+def write_annotator_config(
+    folder: Path, client_config: Path, *, concurrency: int, judge_model: str | None
+) -> Path:
+    """The package's own weighted_alpaca_eval_gpt4_turbo config, pointed at our client config.
+
+    Only transport settings change: the client config path (our gateway), concurrency, and a
+    single attempt (the gateway retries). The prompt, model, decoding and parser are untouched.
+    """
+    source = _package_dir() / "evaluators_configs" / ANNOTATOR / "configs.yaml"
+    config = yaml.safe_load(source.read_text())[ANNOTATOR]
+    template = _package_dir() / "evaluators_configs" / config["prompt_template"]
+    config["prompt_template"] = str(template)
+    kwargs = config["completions_kwargs"]
+    kwargs.update(client_config_path=str(client_config), num_procs=concurrency, n_retries=1, sleep_time=0)
+    if judge_model:
+        kwargs["model_name"] = judge_model
+        kwargs["requires_chatml"] = True
+    target = folder / ANNOTATOR / "configs.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump({ANNOTATOR: config}, sort_keys=False))
+    return target
+
+
+def write_client_config(folder: Path, base_url: str) -> Path:
+    """alpaca-eval's client config: the local gateway; the real key never appears here."""
+    path = folder / "client_config.yaml"
+    # the gateway retries upstream; the openai client must not retry on top (max_retries 0)
+    entry = {"api_key": "repro-local-gateway", "base_url": base_url, "max_retries": 0}
+    path.write_text(yaml.safe_dump({"default": [entry]}))
+    return path
+
+
+def find_lc_data(lc_data: Path | None) -> Path | None:
+    """A folder holding both LC files: the user's, or the Hugging Face cache's."""
+    if lc_data is not None:
+        missing = [f for f in LC_FILES if not (Path(lc_data) / f).exists()]
+        if missing:
+            raise ReproError(f"{lc_data}: missing {', '.join(missing)} (length-controlled win rate data)")
+        return Path(lc_data)
+    try:
+        from huggingface_hub import hf_hub_download
+
+        paths = [
+            Path(hf_hub_download("tatsu-lab/alpaca_eval", f, repo_type="dataset", local_files_only=True))
+            for f in LC_FILES
+        ]
+    except Exception:  # noqa: BLE001 - not cached: LC is reported as unavailable
+        return None
+    return paths[0].parent if paths[0].parent == paths[1].parent else None
+
+
+@contextlib.contextmanager
+def _env(**values: str):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _lc_files_from(folder: Path):
+    """glm_winrate downloads its two CSVs from the hub; hand it the local files instead."""
+    from alpaca_eval.metrics import glm_winrate
+
+    original = glm_winrate.hf_hub_download
+
+    def local(repo_id: str, filename: str, **kwargs: Any) -> str:
+        return str(folder / filename)
+
+    glm_winrate.hf_hub_download = local
+    try:
+        yield
+    finally:
+        glm_winrate.hf_hub_download = original
+
+
+def evaluate(
+    model_outputs: list[dict[str, Any]],
+    reference_outputs: list[dict[str, Any]],
+    backend,
+    *,
+    name: str,
+    cache_path: Path | None = None,
+    lc_data: Path | None = None,
+    concurrency: int = 4,
+    judge_model: str | None = None,
+    annotations_out: Path | None = None,
+) -> dict[str, Any]:
+    """Judge `model_outputs` against `reference_outputs` with alpaca-eval 0.6.2; the leaderboard row."""
+    from alpaca_eval import main as ae_main
+
+    lc_folder = find_lc_data(lc_data)
+    with tempfile.TemporaryDirectory(prefix="repro-ae-") as tmp, contextlib.ExitStack() as stack:
+        folder = Path(tmp)
+        cache = JudgmentCache(cache_path) if cache_path else None
+        base_url, gateway = stack.enter_context(serve(backend, cache))
+        config = write_annotator_config(
+            folder, write_client_config(folder, base_url), concurrency=concurrency, judge_model=judge_model
+        )
+        if lc_folder:
+            stack.enter_context(_lc_files_from(lc_folder))
+        # alpaca-eval logs failed judgments as tracebacks on the root logger; repro counts and
+        # reports them (n_failed, incomplete), so its log is muted for the duration
+        root = logging.getLogger()
+        stack.callback(root.setLevel, root.level)
+        root.setLevel(logging.CRITICAL)
+        stack.enter_context(_env(TQDM_DISABLE="1"))  # alpaca-eval's own progress bars
+        leaderboard, annotations = ae_main.evaluate(
+            model_outputs=model_outputs,
+            reference_outputs=reference_outputs,
+            annotators_config=str(config),
+            name=name,
+            output_path=None,
+            precomputed_leaderboard=None,
+            is_return_instead_of_print=True,
+            fn_metric="get_length_controlled_winrate" if lc_folder else "get_winrate",
+            metric_kwargs={"save_weights_dir": None} if lc_folder else None,
+            sort_by="win_rate",
+            caching_path=str(folder / "alpaca_eval_annotations.json"),
+        )
+        stats = gateway.stats.as_dict()
+        if cache is not None:
+            cache.close()
+    if annotations_out is not None:
+        annotations_out.write_text(json.dumps(annotations, indent=1, default=str))
+    row = leaderboard.loc[name].to_dict()
+    result = {k: _plain(row.get(k)) for k in COLUMNS}
+    if not lc_folder:
+        result["length_controlled_winrate"] = None
+    result["lc_available"] = bool(lc_folder)
+    expected = len(reference_outputs)
+    failed = sum(1 for a in annotations if a.get("preference") is None or _isnan(a.get("preference")))
+    result["n_failed"] = failed
+    result["incomplete"] = result["n_total"] is None or int(result["n_total"]) < expected
+    result["expected_total"] = expected
+    result["judge_calls"] = stats
+    return result
+
+
+def _isnan(x: Any) -> bool:
+    try:
+        return x != x  # noqa: PLR0124 - NaN check without numpy
+    except TypeError:
+        return False
+
+
+def _plain(value: Any) -> Any:
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+# ---------------------------------------------------------------------------- replay
+
+
+def load_annotations(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReproError(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ReproError(f"{path}: not a JSON annotations file ({type(exc).__name__})") from None
+    if not isinstance(data, list) or not data or not all(isinstance(r, dict) for r in data):
+        raise ReproError(f"{path}: expected a JSON list of annotation objects")
+    needed = {"instruction", "output_1", "output_2", "generator_2"}
+    for i, row in enumerate(data):
+        if missing := needed - set(row):
+            raise ReproError(f"{path}: annotation {i} lacks {', '.join(sorted(missing))}")
+    return data
+
+
+def rescore(
+    annotations_path: Path,
+    *,
+    reference: Path | None = None,
+    lc_data: Path | None = None,
+    concurrency: int = 4,
+    cache_path: Path | None = None,
+) -> dict[str, Any]:
+    """Replay an annotations file's raw judge completions through alpaca-eval's full judging path."""
+    annotations = load_annotations(annotations_path)
+    name = annotations[0]["generator_2"]
+    model_outputs = [
+        {
+            "instruction": a["instruction"],
+            "output": a["output_2"],
+            "generator": name,
+            "dataset": a.get("dataset"),
+        }
+        for a in annotations
+    ]
+    if reference is not None:
+        try:
+            reference_outputs = json.loads(Path(reference).read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError) as exc:
+            raise ReproError(f"{reference}: cannot read reference outputs ({type(exc).__name__})") from None
+    else:
+        reference_outputs = [
+            {
+                "instruction": a["instruction"],
+                "output": a["output_1"],
+                "generator": a.get("generator_1", "reference"),
+                "dataset": a.get("dataset"),
+            }
+            for a in annotations
+        ]
+    replay = backends.Replay(annotations)
+    if not replay.by_instruction:
+        raise ReproError(f"{annotations_path}: no annotation holds the judge's raw completion")
+    result = evaluate(
+        model_outputs,
+        reference_outputs,
+        replay,
+        name=name,
+        lc_data=lc_data,
+        concurrency=concurrency,
+        cache_path=cache_path,
+    )
+    result["model"] = name
+    result["replayed"] = len(replay.by_instruction)
+    return result
+
+
+def avg_length(outputs: list[dict[str, Any]]) -> int:
+    """alpaca-eval's avg_length: int(mean of len(output) in characters)."""
+    return int(sum(len(o["output"]) for o in outputs) / len(outputs))
+
+
+os.environ.setdefault("OPENAI_MAX_CONCURRENCY", "4")

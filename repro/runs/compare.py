@@ -1,0 +1,218 @@
+"""`repro compare`: every reproduced score against the published tables (or the tiny band).
+
+One row per setting x method x metric: the published value, the reproduced mean and spread
+over runs (seeds), the delta, and whether it lies within tolerance. Default tolerances are
+the maintainers' stated noise floor: +-1.0 point for AlpacaEval 2 and Arena-Hard (SimPO
+issues #21, #68). With three or more runs a one-sample t-test (scipy) of the runs against
+the published number is reported. Errata-flagged published cells are marked; published
+cells without a reproduction are listed as missing, never dropped; incomplete or corrupt
+runs are skipped and reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from repro import paths
+from repro.errors import ReproError
+from repro.runs import published
+
+METRICS = {"ae2_lc": "AE2 LC", "ae2_wr": "AE2 WR", "ah": "Arena-Hard"}
+DEFAULT_TOLERANCE = {"ae2_lc": 1.0, "ae2_wr": 1.0, "ah": 1.0}
+
+
+@dataclass
+class Row:
+    setting: str
+    method: str
+    metric: str
+    published: float | None
+    runs: list[float] = field(default_factory=list)
+    tolerance: float | None = None
+    erratum: str | None = None
+    band: tuple[float, float] | None = None
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.runs) if self.runs else None
+
+    @property
+    def spread(self) -> float | None:
+        return statistics.stdev(self.runs) if len(self.runs) > 1 else None
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.mean is None or self.published is None else self.mean - self.published
+
+    @property
+    def status(self) -> str:
+        if not self.runs:
+            return "missing"
+        if self.band is not None:
+            return "within" if self.band[0] <= self.mean <= self.band[1] else "outside"
+        if self.published is None:
+            return "no published value"
+        return "within" if abs(self.delta) <= self.tolerance else "outside"
+
+    @property
+    def p_value(self) -> float | None:
+        if len(self.runs) < 3 or self.published is None or self.spread in (None, 0.0):
+            return None
+        from scipy import stats
+
+        return float(stats.ttest_1samp(self.runs, self.published).pvalue)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "setting": self.setting,
+            "method": self.method,
+            "metric": self.metric,
+            "published": self.published,
+            "reproduced_mean": self.mean,
+            "reproduced_std": self.spread,
+            "runs": len(self.runs),
+            "delta": self.delta,
+            "tolerance": self.tolerance,
+            "band": list(self.band) if self.band else None,
+            "status": self.status,
+            "p_value": self.p_value,
+            "erratum": self.erratum,
+        }
+
+
+@dataclass
+class Comparison:
+    rows: list[Row]
+    skipped: list[tuple[str, str]]  # (path, reason)
+
+    def outside(self) -> list[Row]:
+        return [r for r in self.rows if r.status == "outside"]
+
+
+def collect(results_dir: Path) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """Complete run results under `results_dir`; anything else is skipped with its reason."""
+    results, skipped = [], []
+    root = Path(results_dir)
+    if not root.exists():
+        raise ReproError(f"{results_dir}: no such directory")
+    for path in sorted(root.rglob("result.json")):
+        if path.parent.name == "eval" or "published" in path.parts:
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            skipped.append((str(path), "corrupt JSON"))
+            continue
+        except OSError as exc:
+            skipped.append((str(path), exc.strerror or "unreadable"))
+            continue
+        if not isinstance(data, dict) or not {"setting", "method", "scores"} <= set(data):
+            skipped.append((str(path), "not a repro run result"))
+            continue
+        if not data.get("complete", False):
+            skipped.append(
+                (str(path), f"incomplete run ({', '.join(data.get('incomplete_benchmarks') or [])})")
+            )
+            continue
+        results.append(data)
+    return results, skipped
+
+
+def tiny_band() -> dict[tuple[str, str, str], tuple[float, float]]:
+    with open(paths.PUBLISHED / "tiny_band.csv", newline="") as fh:
+        return {
+            (r["setting"], r["method"], r["metric"]): (float(r["low"]), float(r["high"]))
+            for r in csv.DictReader(fh)
+        }
+
+
+def compare(results_dir: Path, tolerances: dict[str, float] | None = None) -> Comparison:
+    tolerance = {**DEFAULT_TOLERANCE, **(tolerances or {})}
+    results, skipped = collect(results_dir)
+    rows: dict[tuple[str, str, str], Row] = {}
+    for prow in published.load():
+        for metric in METRICS:
+            value = prow.scores.get(metric)
+            if value is None:
+                continue
+            flagged = [e for e in prow.errata if e["cell"] == metric]
+            note = (
+                f"erratum: {flagged[0]['note']} (alternative {flagged[0]['alternative']})"
+                if flagged
+                else None
+            )
+            rows[(prow.setting, prow.method, metric)] = Row(
+                prow.setting, prow.method, metric, value, tolerance=tolerance[metric], erratum=note
+            )
+    band = tiny_band()
+    if any(r["setting"] == "tiny" for r in results):
+        for (setting, method, metric), limits in band.items():
+            rows[(setting, method, metric)] = Row(setting, method, metric, None, band=limits)
+    for result in results:
+        for metric in METRICS:
+            value = result["scores"].get(metric)
+            key = (result["setting"], result["method"], metric)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            if key not in rows:
+                rows[key] = Row(*key, None, tolerance=tolerance[metric])
+            rows[key].runs.append(float(value))
+    ordered = sorted(rows.values(), key=lambda r: (r.setting, r.method, list(METRICS).index(r.metric)))
+    return Comparison(ordered, skipped)
+
+
+def plot(comparison: Comparison, path: Path) -> None:
+    """Published against reproduced, one panel per metric, one point per setting x method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in METRICS if any(r.metric == m and r.runs for r in comparison.rows)] or list(METRICS)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        rows = [r for r in comparison.rows if r.metric == metric and r.runs]
+        paired = [r for r in rows if r.published is not None]
+        banded = [r for r in rows if r.band is not None]
+        top = max([r.published for r in paired] + [r.mean for r in rows] + [10.0]) * 1.1
+        ax.plot([0, top], [0, top], color="grey", lw=1, label="reproduced = published")
+        tol = DEFAULT_TOLERANCE[metric]
+        ax.fill_between(
+            [0, top], [-tol, top - tol], [tol, top + tol], color="grey", alpha=0.15, label=f"+-{tol:g}"
+        )
+        for r in paired:
+            color = "tab:green" if r.status == "within" else "tab:red"
+            ax.errorbar(r.published, r.mean, yerr=r.spread or 0, fmt="o", color=color)
+            ax.annotate(
+                f"{r.setting}/{r.method}",
+                (r.published, r.mean),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+        for r in banded:
+            color = "tab:green" if r.status == "within" else "tab:red"
+            ax.errorbar(r.band[0], r.mean, yerr=r.spread or 0, fmt="s", color=color)
+            ax.annotate(
+                f"{r.setting}/{r.method} (band {r.band[0]:g}-{r.band[1]:g})",
+                (r.band[0], r.mean),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+        ax.set_title(METRICS[metric])
+        ax.set_xlabel("published (tiny: band lower edge)")
+        ax.set_ylabel("reproduced (mean over runs)")
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("repro compare: green within tolerance, red outside")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,198 @@
+"""The software environment: compare it with the lock, freeze it into a manifest, diff it with
+the paper's. Every run embeds `freeze()` so a score can be traced to the exact stack."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from repro import __version__, paths
+from repro.config.validate import read_yaml
+from repro.errors import ReproError
+
+# Packages that belong to the venv machinery or to this project, not to the lock.
+_NOT_LOCKED = {"repro"}
+
+
+def normalize(name: str) -> str:
+    """PEP 503 name normalization: Liger_Kernel == liger-kernel."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def public_version(version: str) -> str:
+    """Drop the local label: 2.13.0+cpu and 2.13.0+cu128 are both torch 2.13.0."""
+    return version.split("+", 1)[0]
+
+
+def read_lock(path: Path | None = None) -> dict[str, str]:
+    path = path or paths.LOCK_CPU
+    pins: dict[str, str] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ReproError(f"{path}: no such lockfile") from None
+    for number, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, sep, version = line.partition("==")
+        if not sep or not name.strip() or not version.strip():
+            raise ReproError(f"{path}:{number}: not a 'package==version' pin: '{line}'")
+        pins[normalize(name.strip())] = version.strip()
+    return pins
+
+
+def installed() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            found.setdefault(normalize(name), dist.version)
+    return found
+
+
+@dataclass(frozen=True)
+class Drift:
+    package: str
+    expected: str | None
+    installed: str | None
+    status: str  # ok | differs | missing | extra
+
+
+def compare(expected: dict[str, str], actual: dict[str, str], *, extras: bool = True) -> list[Drift]:
+    """One row per package: ok, differs (version), missing (locked, not installed), extra."""
+    rows = []
+    for name in sorted(set(expected) | set(actual)):
+        want, have = expected.get(name), actual.get(name)
+        if name in _NOT_LOCKED:
+            continue
+        if want is None:
+            if extras:
+                rows.append(Drift(name, None, have, "extra"))
+        elif have is None:
+            rows.append(Drift(name, want, None, "missing"))
+        elif public_version(want) == public_version(have):
+            rows.append(Drift(name, want, have, "ok"))
+        else:
+            rows.append(Drift(name, want, have, "differs"))
+    return rows
+
+
+def check(lock: Path | None = None) -> list[Drift]:
+    return compare(read_lock(lock), installed())
+
+
+def paper_pins(path: Path | None = None) -> dict[str, Any]:
+    data = read_yaml(path or paths.PAPER_ENV)
+    if not isinstance(data, dict) or not isinstance(data.get("pins"), dict):
+        raise ReproError(f"{path or paths.PAPER_ENV}: expected a 'pins' mapping")
+    return data
+
+
+def diff_paper(path: Path | None = None) -> tuple[list[Drift], dict[str, Any]]:
+    """The paper's pins against what is installed (packages the paper did not pin are left out)."""
+    data = paper_pins(path)
+    pins = {normalize(k): str(v) for k, v in data["pins"].items()}
+    rows = compare(pins, installed(), extras=False)
+    python_row = Drift("python", str(data.get("python")), platform.python_version(), "")
+    ok = public_version(python_row.expected or "") == python_row.installed
+    rows.insert(0, Drift("python", python_row.expected, python_row.installed, "ok" if ok else "differs"))
+    return rows, data
+
+
+# ---------------------------------------------------------------------------- freeze
+
+
+def sha256_file(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def _git(*args: str) -> str | None:
+    if not shutil.which("git"):
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(paths.ROOT), *args], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_state() -> dict[str, Any]:
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def accelerators() -> dict[str, Any]:
+    """GPU names, CUDA and driver versions, as torch sees them (empty on a CPU machine)."""
+    info: dict[str, Any] = {"gpus": [], "cuda": None, "cudnn": None, "torch": None}
+    try:
+        import torch
+    except ImportError:
+        return info
+    info["torch"] = torch.__version__
+    info["cuda"] = torch.version.cuda
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        info["cudnn"] = torch.backends.cudnn.version()
+    return info
+
+
+def freeze(lock: Path | None = None) -> dict[str, Any]:
+    """The environment manifest every run embeds."""
+    lock = lock or paths.LOCK_CPU
+    drift = check(lock) if lock.exists() else []
+    return {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "repro_version": __version__,
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "executable": sys.executable,
+        "os": f"{platform.system()} {platform.release()}",
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "memory_gib": memory_gib(),
+        **accelerators(),
+        "git": git_state(),
+        "lockfile": str(lock.relative_to(paths.ROOT)) if lock.is_relative_to(paths.ROOT) else str(lock),
+        "lockfile_sha256": sha256_file(lock),
+        "lock_drift": [d.__dict__ for d in drift if d.status != "ok"],
+        "packages": dict(sorted(installed().items())),
+    }

@@ -1,0 +1,136 @@
+"""The paper's published scores (results/published/scores.csv) and their known errata."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from repro import paths
+from repro.config.validate import read_yaml
+from repro.errors import ReproError, unknown
+
+# Score columns in the order the seed's tables give them.
+METRICS = (
+    "ae2_lc",
+    "ae2_wr",
+    "ae2_length",
+    "ah",
+    "ah_length",
+    "gsm",
+    "gsm_length",
+    "mmlu",
+    "mmlu_length",
+)
+METRIC_TITLES = {
+    "ae2_lc": "AE2 LC",
+    "ae2_wr": "AE2 WR",
+    "ae2_length": "AE2 len",
+    "ah": "AH",
+    "ah_length": "AH len",
+    "gsm": "GSM",
+    "gsm_length": "GSM len",
+    "mmlu": "MMLU",
+    "mmlu_length": "MMLU len",
+}
+ID_COLUMNS = ("table", "setting", "method", "model", "model_id")
+
+
+@dataclass
+class Row:
+    table: str  # which seed table: v0.1, v0.2 or gemma2
+    setting: str
+    method: str
+    model: str  # the row label as the seed prints it
+    model_id: str
+    scores: dict[str, float | None]
+    text: dict[str, str]  # each cell exactly as the seed prints it ("88.0", not 88)
+    errata: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: getattr(self, k) for k in ID_COLUMNS}
+        out.update(self.scores)
+        out["errata"] = self.errata
+        return out
+
+
+def _number(text: str, where: str) -> float | None:
+    if text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ReproError(f"{where}: '{text}' is not a number") from None
+
+
+def load(directory: Path | None = None) -> list[Row]:
+    directory = directory or paths.PUBLISHED
+    path = directory / "scores.csv"
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = set(ID_COLUMNS + METRICS) - set(reader.fieldnames or ())
+            if missing:
+                raise ReproError(f"{path}: missing columns {', '.join(sorted(missing))}")
+            rows = [
+                Row(
+                    **{k: raw[k] for k in ID_COLUMNS},
+                    scores={m: _number(raw[m], f"{path}:{i + 2} {m}") for m in METRICS},
+                    text={m: raw[m] for m in METRICS},
+                )
+                for i, raw in enumerate(reader)
+            ]
+    except FileNotFoundError:
+        raise ReproError(f"{path}: no such file") from None
+    _attach_errata(rows, directory / "errata.yaml")
+    return rows
+
+
+def _attach_errata(rows: list[Row], path: Path) -> None:
+    entries = read_yaml(path) if path.exists() else []
+    for entry in entries or []:
+        matches = [r for r in rows if r.setting == entry["setting"] and r.method == entry["method"]]
+        if len(matches) != 1:
+            raise ReproError(
+                f"{path}: erratum for {entry['setting']}/{entry['method']} matches {len(matches)} rows"
+            )
+        row = matches[0]
+        for cell, values in entry["cells"].items():
+            current = row.scores.get(cell, getattr(row, cell, None))
+            if current != values["seed"]:
+                raise ReproError(
+                    f"{path}: erratum {entry['setting']}/{entry['method']}/{cell} says the seed has "
+                    f"{values['seed']}, the table has {current}"
+                )
+            row.errata.append(
+                {
+                    "cell": cell,
+                    "seed": values["seed"],
+                    "alternative": values["alternative"],
+                    "source": entry["source"],
+                    "note": entry["note"],
+                }
+            )
+
+
+def select(rows: list[Row], setting: str | None = None, method: str | None = None) -> list[Row]:
+    if setting is not None:
+        settings = {r.setting for r in rows}
+        if setting not in settings:
+            raise unknown("setting in the published tables", setting, settings)
+        rows = [r for r in rows if r.setting == setting]
+    if method is not None:
+        methods = {r.method for r in rows}
+        if method not in methods:
+            raise unknown("method in the published tables", method, methods)
+        rows = [r for r in rows if r.method == method]
+    return rows
+
+
+def lookup(rows: list[Row], setting: str, method: str, metric: str) -> float | None:
+    """One published cell, or None when the paper has no such number."""
+    for row in rows:
+        if row.setting == setting and row.method == method:
+            return row.scores.get(metric)
+    return None

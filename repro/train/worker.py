@@ -1,0 +1,267 @@
+"""The training process: `accelerate launch -m repro.train.worker RUN_DIR/run.json` on every rank.
+
+Reads the run file written by repro.train.launch (resolved recipe + paths), builds the
+TrainingArguments first (so ZeRO-3 partitions the model as it loads), tokenizes the data
+with the setting's rules, trains, evaluates on the held-out split, saves consolidated
+weights that transformers loads, and writes metrics.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from repro.errors import ReproError
+
+
+def shuffled(rows: list[Any], seed: int) -> list[Any]:
+    """alignment/data.py shuffles train and test with a hard-coded seed (42) via datasets."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(len(rows))  # datasets.Dataset.shuffle's generator
+    return [rows[i] for i in order]
+
+
+def tokenize_split(pipeline, rows: list[Any], *, kto: bool) -> tuple[list[dict], dict]:
+    examples, stats = pipeline.run(rows)
+    out = []
+    for i, ex in enumerate(examples):
+        item = {"index": i, **ex.as_dict()}
+        out.append(item)
+    if kto:  # mismatched pairs: prompt i with the chosen completion of example i+1 (TRL's KL pairing)
+        for i, item in enumerate(out):
+            nxt = out[(i + 1) % len(out)]
+            prompt_len = item["chosen_labels"].count(-100)
+            completion = [
+                t
+                for t, label in zip(nxt["chosen_input_ids"], nxt["chosen_labels"], strict=True)
+                if label != -100
+            ]
+            ids = item["chosen_input_ids"][:prompt_len] + completion
+            item["kl_input_ids"] = ids[: pipeline.max_length]
+            item["kl_labels"] = ([-100] * prompt_len + completion)[: pipeline.max_length]
+    return out, stats.as_dict()
+
+
+def trainer_is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def fix_cpu_deepspeed_state() -> None:
+    """accelerate on CPU + DeepSpeed initializes the process group (via deepspeed.comm) but keeps
+    backend None, so it reports one process: the sampler would not shard the data and gathers
+    would fail. Its state is shared (Borg), so correcting it once fixes every later reader
+    (TrainingArguments, Trainer, Accelerator)."""
+    import torch
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    state = PartialState()
+    if torch.cuda.is_available() or not dist.is_initialized():
+        return
+    if state.num_processes != dist.get_world_size():
+        state.num_processes = dist.get_world_size()
+        state.process_index = dist.get_rank()
+        state.local_process_index = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+        state.backend = dist.get_backend()
+
+
+def checkpoint_to_resume(trainer_dir: Path, config_hash: str) -> str | None:
+    """The last checkpoint of an interrupted run of this exact config, or None for a fresh start.
+
+    Checkpoints written for another config are refused: resuming them would mix two runs.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    stamp = trainer_dir / "config_hash"
+    if not trainer_dir.is_dir():
+        return None
+    last = get_last_checkpoint(str(trainer_dir))
+    if last is None:
+        return None
+    recorded = stamp.read_text().strip() if stamp.exists() else None
+    if recorded != config_hash:
+        raise ReproError(
+            f"{trainer_dir} holds checkpoints of another config ({(recorded or 'unknown')[:10]}, this run is "
+            f"{config_hash[:10]}); use another output directory or delete it"
+        )
+    return last
+
+
+def engine_info(trainer) -> dict[str, Any]:
+    """What actually trained: the DeepSpeed engine and its ZeRO stage, or plain PyTorch."""
+    engine = trainer.model_wrapped
+    stage = engine.zero_optimization_stage() if hasattr(engine, "zero_optimization_stage") else None
+    return {
+        "class": type(engine).__name__,
+        "deepspeed": trainer.is_deepspeed_enabled,
+        "zero_stage": stage,
+        "device": str(trainer.args.device),
+    }
+
+
+def main(run_file: str) -> int:
+    run = json.loads(Path(run_file).read_text())
+    config, paths_ = run["config"], run["paths"]
+    out_dir = Path(paths_["output_dir"])
+
+    import torch
+    from transformers import AutoModelForCausalLM, TrainingArguments
+
+    from repro.data import preference, tokenizers
+    from repro.train import reference
+    from repro.train.trainer import PairCollator, PreferenceTrainer, ProgressLines
+
+    batch = config["batch"]
+    resume = checkpoint_to_resume(out_dir / "trainer", config["config_hash"])
+    fix_cpu_deepspeed_state()
+    args = TrainingArguments(
+        output_dir=str(out_dir / "trainer"),
+        per_device_train_batch_size=batch["per_device"],
+        per_device_eval_batch_size=config["per_device_eval_batch_size"],
+        gradient_accumulation_steps=batch["gradient_accumulation_steps"],
+        learning_rate=config["learning_rate"],
+        lr_scheduler_type=config["lr_scheduler_type"],
+        warmup_steps=float(
+            config["warmup_ratio"]
+        ),  # a float in [0, 1) is a ratio (warmup_ratio before transformers 5)
+        num_train_epochs=config["num_train_epochs"],
+        max_steps=run.get("max_steps") or -1,
+        optim=config["optim"],
+        bf16=config["bf16"] and torch.cuda.is_available(),
+        gradient_checkpointing=config["gradient_checkpointing"],
+        gradient_checkpointing_kwargs={"use_reentrant": False} if config["gradient_checkpointing"] else None,
+        logging_steps=config["logging_steps"],
+        eval_strategy="steps" if run.get("eval_during_training", True) else "no",
+        eval_on_start=resume is None,  # the starting point on the held-out split, through the training engine
+        eval_steps=config["eval_steps"],
+        save_strategy="steps",  # resumable checkpoints (model, optimizer, RNG and data position)
+        save_steps=config.get("checkpoint_steps", 100),
+        save_total_limit=2,
+        seed=config["seed"],
+        data_seed=config["seed"],
+        deepspeed=paths_["deepspeed_config"],
+        report_to=[],
+        remove_unused_columns=False,
+        disable_tqdm=True,  # the launcher draws one progress bar from ProgressLines
+        dataloader_num_workers=0,
+        max_grad_norm=1.0,
+        accelerator_config={"use_configured_state": True},  # keep the state fix_cpu_deepspeed_state corrected
+        adam_beta1=0.9,
+        adam_beta2=0.999,
+        adam_epsilon=1e-8,
+        weight_decay=0.0,
+    )
+
+    tokenizer = tokenizers.load(paths_["tokenizer"])
+    pipeline = preference.Pipeline.for_config(tokenizer, config, run.get("tokenization", "simpo"))
+    data_dir = Path(paths_["data_dir"])
+    kto = config["method"] == "kto"
+    splits, data_stats = {}, {}
+    for name, split in (("train", config["train_split"]), ("eval", config["test_split"])):
+        rows = shuffled(preference.load_rows(config["dataset"], split, data_dir), config["data_shuffle_seed"])
+        limit = run.get("limit_rows", {}).get(name)
+        splits[name], data_stats[name] = tokenize_split(pipeline, rows[:limit] if limit else rows, kto=kto)
+        if not splits[name]:
+            raise ReproError(f"no valid rows in the {name} split of {config['dataset']}")
+
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
+        config.get("torch_dtype") or "float32", torch.float32
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        paths_["model"],
+        dtype=dtype,
+        attn_implementation=config["attn_implementation"]
+        if config["attn_implementation"] != "flash_attention_2" or torch.cuda.is_available()
+        else "sdpa",
+    )
+    model.config.use_cache = False
+
+    collator = PairCollator(tokenizer.pad_token_id, padding_free=bool(config.get("padding_free")))
+    ref = None
+    if config["reference_model"]:
+        key, meta = reference.cache_key(
+            fingerprints={k: reference.dataset_fingerprint(v) for k, v in splits.items()},
+            tokenization={
+                "mode": run.get("tokenization", "simpo"),
+                "max_length": config["max_length"],
+                "max_prompt_length": config["max_prompt_length"],
+                "kl_pairs": kto,
+            },
+            weights=reference.weights_sha256(paths_["model"]),
+        )
+        cache = Path(paths_.get("reference_cache") or Path(paths_["cache_dir"]) / f"reference-{key[:16]}.pt")
+        ref = reference.ReferenceLogps(
+            splits, collator, key=key, meta=meta, path=cache, batch_size=config["per_device_eval_batch_size"]
+        )
+
+    from datasets import Dataset
+
+    if trainer_is_main():
+        (out_dir / "trainer").mkdir(parents=True, exist_ok=True)
+        (out_dir / "trainer" / "config_hash").write_text(config["config_hash"])
+    trainer = PreferenceTrainer(
+        model=model,
+        args=args,
+        data_collator=collator,
+        train_dataset=Dataset.from_list(splits["train"]),
+        eval_dataset=Dataset.from_list(splits["eval"]),
+        processing_class=tokenizer,
+        method=config["method"],
+        hyperparameters=run["hyperparameters"],
+        reference=ref,
+        chunked_logprobs=config.get("chunked_logprobs", True),
+        callbacks=[ProgressLines()],
+    )
+    start = time.time()
+    result = trainer.train(resume_from_checkpoint=resume)
+    train_seconds = time.time() - start
+    evaluation = trainer.evaluate()
+    trainer.save_model(str(out_dir / "model"))  # ZeRO-3: consolidated 16-bit (fp32 on CPU) weights
+
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(out_dir / "model")
+        history = [h for h in trainer.state.log_history if "loss" in h and "eval_loss" not in h]
+        before = next((h for h in trainer.state.log_history if "eval_loss" in h), {})
+        metrics = {
+            "train": {k: v for k, v in (history[-1] if history else {}).items()},
+            "train_summary": result.metrics,
+            "eval": evaluation,
+            "eval_before_training": before,
+            "steps": trainer.state.global_step,
+            "train_seconds": round(train_seconds, 2),
+            "world_size": trainer.accelerator.num_processes,
+            "engine": engine_info(trainer),
+            "data": data_stats,
+            "reference": {"key": ref.key, "source": ref.source} if ref else None,
+            "resumed_from": resume,
+            "log_history": trainer.state.log_history,
+        }
+        tmp = out_dir / "metrics.json.tmp"
+        tmp.write_text(json.dumps(metrics, indent=2))
+        os.replace(tmp, out_dir / "metrics.json")
+    trainer.accelerator.wait_for_everyone()
+    import torch.distributed as dist
+
+    if dist.is_initialized():  # without this, gloo threads can abort the interpreter at exit
+        dist.barrier()
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        code = main(sys.argv[1])
+    except ReproError as exc:
+        sys.stderr.write(f"repro: error: {exc}\n")
+        code = 1
+    # Every output is written and closed by now. Leave without the interpreter's teardown:
+    # on CPU, gloo/DeepSpeed worker threads can still be joinable there and abort the
+    # process ("terminate called without an active exception"), failing a finished run.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
