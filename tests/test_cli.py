@@ -34,7 +34,7 @@ def test_recipes_lists_every_setting_and_method(cli):
 def test_show_formats(cli, fmt):
     out = cli("show", "gemma2-9b-it", "--method", "simpo", "--format", fmt, check=True).stdout
     if fmt == "json":
-        assert json.loads(out)["gamma"] == 5.0
+        assert json.loads(out)["hyperparameters"]["gamma"] == 5.0
     elif fmt == "yaml":
         assert yaml.safe_load(out)["learning_rate"] == 8e-7
     else:
@@ -45,7 +45,7 @@ def test_show_gpu_count(cli):
     config = json.loads(
         cli("show", "llama3-instruct-v0.2", "--gpus", "8", "--format", "json", check=True).stdout
     )
-    assert config["batch"]["gradient_accumulation_steps"] == 8 and config["total_batch_size"] == 128
+    assert config["batch"]["gradient_accumulation_steps"] == 8 and config["batch"]["total"] == 128
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,11 @@ def methods():
 
 
 def resolved(setting: str, method: str, methods, **kw) -> dict:
-    return recipes.resolve(recipes.get_setting(setting, methods), recipes.get_method(method, methods), **kw)
+    """The RunConfig as JSON, with the method's hyperparameters also at the top for lookups."""
+    config = recipes.resolve(
+        recipes.get_setting(setting, methods), recipes.get_method(method, methods), **kw
+    ).to_json()
+    return {**config, **config["hyperparameters"]}
 
 
 @pytest.mark.parametrize("setting", sorted(PAPER_SETTINGS.values()))
@@ -77,7 +81,7 @@ def test_simpo_and_dpo_hyperparameters_equal_seed(setting, seed, methods):
     config = resolved(setting, "simpo", methods)
     for key, value in simpo[setting].items():
         assert config[key] == value, (setting, key)
-    assert config["gamma"] == pytest.approx(
+    assert config["hyperparameters"]["gamma"] == pytest.approx(
         simpo[setting]["beta"] * simpo[setting]["gamma_beta_ratio"], abs=0
     )
     config = resolved(setting, "dpo", methods)
@@ -93,6 +97,7 @@ def test_paper_training_configs_match_our_settings(filename, shared, cli):
     ours = json.loads(
         cli("show", CONFIGS[filename], "--method", "simpo", "--format", "json", check=True).stdout
     )
+    theirs, ours = ({**c, **c["hyperparameters"], "total_batch_size": c["batch"]["total"]} for c in (theirs, ours))
     for key in (
         "model_name_or_path",
         "dataset",
@@ -126,14 +131,14 @@ def test_done_when_llama3_v2_simpo_json(cli):
     config = json.loads(
         cli("show", "llama3-instruct-v0.2", "--method", "simpo", "--format", "json", check=True).stdout
     )
-    assert config["beta"] == 10
-    assert config["gamma_beta_ratio"] == 0.3
-    assert config["gamma"] == 3.0
+    assert config["hyperparameters"]["beta"] == 10
+    assert config["hyperparameters"]["gamma_beta_ratio"] == 0.3
+    assert config["hyperparameters"]["gamma"] == 3.0
     assert config["learning_rate"] == 1e-6
     assert config["model_name_or_path"] == "meta-llama/Meta-Llama-3-8B-Instruct"
     assert config["dataset"] == "princeton-nlp/llama3-ultrafeedback-armorm"
     assert config["max_length"] == 2048 and config["max_prompt_length"] == 1800
-    assert config["total_batch_size"] == 128
+    assert config["batch"]["total"] == 128
     assert config["batch"]["gradient_accumulation_steps"] == 16
 
 
@@ -165,7 +170,7 @@ def test_every_setting_resolves_for_every_method(methods):
         for method in methods:
             config = resolved(name, method, methods)
             assert config["learning_rate"] > 0
-            assert set(methods[method].hyperparameters) <= set(config)
+            assert set(methods[method].hyperparameters) <= set(config["hyperparameters"])
             assert set(config["sources"]) >= set(methods[method].hyperparameters) | {"learning_rate"}
 
 
@@ -186,7 +191,7 @@ def test_overrides(methods):
         methods,
         overrides=recipes.parse_overrides(["beta=2.5", "learning_rate=1e-6", "max_length=4096"]),
     )
-    assert config["beta"] == 2.5 and config["gamma"] == 1.25
+    assert config["hyperparameters"]["beta"] == 2.5 and config["hyperparameters"]["gamma"] == 1.25
     assert config["learning_rate"] == 1e-6 and config["max_length"] == 4096
     assert config["sources"]["beta"] == "command line (--set)"
     with pytest.raises(UsageError, match="did you mean 'beta'"):
@@ -233,8 +238,8 @@ def test_user_recipe_typo_names_the_closest_key(tmp_path, methods, shared):
 
 def test_user_recipe_in_repro_format(tmp_path, methods):
     text = (recipes.paths.SETTINGS / "tiny.yaml").read_text()
-    config = recipes.resolve(recipes.get_setting(str(write(tmp_path, text)), methods), methods["dpo"])
-    assert config["beta"] == 0.1
+    config = recipes.resolve(recipes.get_setting(str(write(tmp_path, text)), methods), methods["dpo"]).to_json()
+    assert config["hyperparameters"]["beta"] == 0.1
     with pytest.raises(UsageError, match="did you mean 'max_length'"):
         recipes.get_setting(str(write(tmp_path, text + "max_lenght: 5\n")), methods)
     with pytest.raises(ReproError, match="max_length: expected int"):
@@ -247,9 +252,9 @@ def test_handbook_absolute_gamma_becomes_a_ratio(tmp_path, methods, shared):
     """Paper-time configs (release 586e5e3) gave an absolute gamma: 1.4 with beta 2.5."""
     text = (shared / "reference/simpo-repo/training_configs/llama-3-8b-instruct-simpo.yaml").read_text()
     text = re.sub(r"gamma_beta_ratio: .*", "gamma: 1.4", text)
-    config = recipes.resolve(recipes.get_setting(str(write(tmp_path, text)), methods), methods["simpo"])
-    assert config["gamma"] == 1.4
-    assert config["gamma_beta_ratio"] == pytest.approx(0.56)
+    config = recipes.resolve(recipes.get_setting(str(write(tmp_path, text)), methods), methods["simpo"]).to_json()
+    assert config["hyperparameters"]["gamma"] == 1.4
+    assert config["hyperparameters"]["gamma_beta_ratio"] == pytest.approx(0.56)
 
 
 def test_yaml_1e_minus_6_is_a_float(tmp_path, methods):
@@ -259,5 +264,5 @@ def test_yaml_1e_minus_6_is_a_float(tmp_path, methods):
         .read_text()
         .replace("learning_rate: 1.0e-3}", "learning_rate: 1e-3}")
     )
-    config = recipes.resolve(recipes.get_setting(str(write(tmp_path, text)), methods), methods["simpo"])
+    config = recipes.resolve(recipes.get_setting(str(write(tmp_path, text)), methods), methods["simpo"]).to_json()
     assert config["learning_rate"] == 1e-3

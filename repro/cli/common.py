@@ -15,6 +15,23 @@ app = typer.Typer(
 )
 env_app = typer.Typer(help="Check, freeze and diff the software environment.", no_args_is_help=True)
 data_app = typer.Typer(help="See exactly what the trainer consumes.", no_args_is_help=True)
+
+
+@app.callback()
+def _global_options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show library logs and the logged training metrics.")
+    ] = False,
+) -> None:
+    """Reproduce SimPO, DPO and seven baselines on the paper's six settings."""
+    import logging
+
+    from repro.cli import render
+
+    render.VERBOSE = verbose
+    render.TERMINAL_LOG.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
 app.add_typer(env_app, name="env")
 app.add_typer(data_app, name="data")
 

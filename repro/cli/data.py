@@ -121,7 +121,9 @@ def check_tokenizer(
     the_setting = recipes.get_setting(name)
     tok = tokenizers.load(model_or_path, revision=the_setting.model_revision)
     pipeline = preference.Pipeline.for_config(tok, the_setting, tokenization)
-    checks = bosguard.run(tok, pipeline, evalconfig.generation(the_setting.name))
+    checks = bosguard.run(
+        tok, pipeline, evalconfig.generation(recipes.evaluation_plan(the_setting).generation)
+    )
     if fmt == "json":
         render.print_json(bosguard.as_manifest(checks))
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Annotated
@@ -181,12 +180,15 @@ def eval_cmd(
     fmt: FormatOpt = "table",
 ) -> None:
     """Evaluate a checkpoint with SETTING's templates and decoding; writes OUTPUT/result.json."""
+    from repro.config import recipes
     from repro.evaluation import runner
+    from repro.runs import result
 
     render.check_format(fmt, ("table", "json"))
+    the_setting = recipes.get_setting(setting)
     spec = runner.Judge.choose(
         judge,
-        setting,
+        recipes.evaluation_plan(the_setting),
         url=judge_url,
         model=judge_model,
         key_env=judge_key_env,
@@ -195,7 +197,7 @@ def eval_cmd(
     )
     ev = runner.Evaluation(
         model,
-        setting,
+        the_setting,
         output=output,
         judge=spec,
         backend_name=backend,
@@ -212,17 +214,18 @@ def eval_cmd(
         from repro.data import bosguard
 
         raise ReproError(f"BOS check failed for {model}: {bosguard.FIX} (or pass --allow-double-bos)")
-    results = ev.run([b.strip() for b in bench.split(",") if b.strip()])
-    record = {
-        "model": model,
-        "setting": ev.setting.name,
-        "judge": spec.describe(),
-        "results": results,
-        "bos_check": ev.bos_check,
-        "timings_seconds": ev.timings,
-    }
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "result.json").write_text(json.dumps(record, indent=2, default=str))
+    with render.Bars() as bars:
+        results = ev.run([b.strip() for b in bench.split(",") if b.strip()], progress=bars)
+    record = result.record(
+        model=model,
+        setting=ev.name,
+        benchmarks=results,
+        judge=spec.describe(),
+        limit=limit,
+        bos_check=ev.bos_check,
+        timings=ev.timings,
+    )
+    result.write(output / "result.json", record)
     if fmt == "json":
         render.print_json(record)
         return
@@ -244,7 +247,7 @@ def eval_cmd(
             ("MT-Bench", "average", _fmt(r["average"])),
             ("MT-Bench", "turn 1 / turn 2", f"{_fmt(r['turn_1'])} / {_fmt(r['turn_2'])}"),
         ]
-    incomplete = [b for b, r in results.items() if isinstance(r, dict) and r.get("incomplete")]
+    incomplete = record["incomplete_benchmarks"]
     caption = (
         f"incomplete: {', '.join(incomplete)} (failed judgments are counted in result.json)"
         if incomplete
@@ -252,7 +255,7 @@ def eval_cmd(
     )
     render.print_table(
         render.table(
-            ["benchmark", "metric", "value"], rows, title=f"{model} ({ev.setting.name})", caption=caption
+            ["benchmark", "metric", "value"], rows, title=f"{model} ({ev.name})", caption=caption
         )
     )
     if not rows:

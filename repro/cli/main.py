@@ -61,7 +61,14 @@ def _quiet_accelerator_detection() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _quiet_accelerator_detection()
+    import os
+
+    # Libraries' own tqdm bars (alpaca-eval's batches and chunks) would interleave with repro's bars.
+    if not {"-v", "--verbose"} & set(argv if argv is not None else sys.argv[1:]):
+        os.environ.setdefault("TQDM_DISABLE", "1")
     warnings.showwarning = _warn
+    # alpaca-eval 0.6.2 imports pkg_resources (setuptools < 81 is pinned for it): not the user's concern
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     try:
         app(args=argv, standalone_mode=False)
     except ReproError as exc:

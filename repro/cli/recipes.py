@@ -15,24 +15,7 @@ from repro.config import recipes
 def recipes_cmd(fmt: FormatOpt = "table") -> None:
     """Settings x methods with their resolved hyperparameters and where each comes from."""
     render.check_format(fmt, ("table", "json", "yaml"))
-    methods = recipes.load_methods()
-    rows = []
-    for name in recipes.list_settings():
-        setting = recipes.get_setting(name, methods)
-        for method in methods.values():
-            config = recipes.resolve(setting, method)
-            hps = {k: config[k] for k in [*method.hyperparameters, "learning_rate"]}
-            if method.name == "simpo":
-                hps["gamma"] = config["gamma"]
-            published_here = method.name in setting.methods
-            rows.append(
-                {
-                    "setting": name,
-                    "method": method.name,
-                    "hyperparameters": hps,
-                    "source": "published" if published_here else "default",
-                }
-            )
+    rows = recipes.overview()
     if fmt == "json":
         render.print_json(rows)
     elif fmt == "yaml":
@@ -79,14 +62,16 @@ def show_cmd(
     config, _ = recipes.resolve_names(
         setting, method, overrides=overrides, num_processes=gpus, num_nodes=nodes, layout=layout
     )
+    data = config.to_json()
     if fmt == "json":
-        render.print_json(config)
+        render.print_json(data)
     elif fmt == "yaml":
-        render.print_yaml(config)
+        render.print_yaml(data)
     else:
-        sources = config["sources"]
+        sources = config.sources
+        flat = {**{k: v for k, v in data.items() if k != "hyperparameters"}, **config.hyperparameters}
         rows = []
-        for key, value in config.items():
+        for key, value in flat.items():
             if key in ("sources", "notes"):
                 continue
             if key == "batch":
@@ -96,12 +81,12 @@ def show_cmd(
                     f"accumulation x {b['num_processes']} processes x {b['num_nodes']} nodes ({b['layout']})"
                 )
             rows.append((key, render.number(value), sources.get(key, "")))
-        notes = "\n".join(f"note: {n}" for n in config["notes"]) or None
+        notes = "\n".join(f"note: {n}" for n in config.notes) or None
         render.print_table(
             render.table(
                 ["key", "value", "source"],
                 rows,
-                title=f"{config['setting']} x {config['method']}",
+                title=f"{config.setting} x {config.method}",
                 caption=notes,
             )
         )

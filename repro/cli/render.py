@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -15,6 +16,15 @@ from rich.table import Table
 from rich.text import Text
 
 from repro.errors import unknown
+
+VERBOSE = False  # -v/--verbose: library logs and logged metrics on the terminal
+# Library logs reach the terminal from WARNING up (INFO with --verbose); run directories keep
+# their own full log (repro.runs.run). Installed on the root logger once, so a library's later
+# logging.basicConfig() adds no second handler (alpaca-eval's client logged every HTTP request).
+TERMINAL_LOG = logging.StreamHandler(sys.stderr)
+TERMINAL_LOG.setLevel(logging.WARNING)
+TERMINAL_LOG.setFormatter(logging.Formatter("repro: %(levelname)s: %(name)s: %(message)s"))
+logging.getLogger().addHandler(TERMINAL_LOG)
 
 
 def console(stderr: bool = False) -> Console:
@@ -73,9 +83,39 @@ def print_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     sys.stdout.write(buffer.getvalue())
 
 
+def print_markdown(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    sys.stdout.write("| " + " | ".join(columns) + " |\n" + "|" + "---|" * len(columns) + "\n")
+    for row in rows:
+        sys.stdout.write("| " + " | ".join("" if v is None else number(v) for v in row) + " |\n")
+
+
 def progress(label: str = "{task.description}", *, disable: bool = False):
     """The progress bar of long work: label, bar, done/total, elapsed; drawn on stderr."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     return Progress(*columns, console=console(stderr=True), disable=disable)
+
+
+class Bars:
+    """One progress bar per stage, driven by the library's progress callbacks (repro.progress):
+    `with Bars() as bars: run.execute(..., progress=bars, echo=bars.echo)`."""
+
+    def __init__(self, *, disable: bool = False):
+        self._progress = progress(disable=disable)
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> Bars:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._progress.__exit__(*exc)
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if stage not in self._tasks:
+            self._tasks[stage] = self._progress.add_task(stage, total=total)
+        self._progress.update(self._tasks[stage], completed=done, total=total)
+
+    def echo(self, line: str) -> None:
+        self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)

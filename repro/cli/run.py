@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -44,12 +43,12 @@ def run_cmd(
     fmt: FormatOpt = "table",
 ) -> None:
     """Train, generate, judge and score SETTING x METHOD; resumable, skipping finished stages."""
-    from repro.runs import run
+    from repro.runs import preflight, run
     from repro.train import launch
 
     render.check_format(fmt, ("table", "json"))
     benches = [b.strip() for b in bench.split(",") if b.strip()]
-    config, the_method = recipes.resolve_names(
+    config, _ = recipes.resolve_names(
         setting,
         method,
         overrides=overrides,
@@ -58,48 +57,47 @@ def run_cmd(
         layout=layout,
         padding_free=padding_free,
         dataset=dataset,
+        tokenization=tokenization,
+        max_steps=max_steps,
     )
     spec = runner.Judge.choose(
         judge,
-        config["setting"],
+        config.evaluation,
         url=judge_url,
         model=judge_model,
         key_env=judge_key_env,
         concurrency=concurrency,
     )
     if dry_run:
-        info = run.plan(config, results_root=results, benches=benches, judge=spec)
-        batch = config["batch"]
-        acc = f"{info['run_dir']}/train/accelerate.yaml"
-        info["train_command"] = (
-            f"accelerate launch --config_file {shlex.quote(acc)} --num_processes {batch['world_size']} "
-            f"--num_machines {batch['num_nodes']} -m repro.train.worker "
-            f"{shlex.quote(info['run_dir'])}/train/run.json"
-        )
+        info = run.plan(config, results_root=results, benches=benches, judge=spec, limit=limit)
+        checks = preflight.checks(config, judge=spec, results_root=results)
         info["device (this machine)"] = (
             "GPU (CUDA)" if launch.cuda_available() else "CPU processes (DS_ACCELERATOR=cpu)"
         )
+        info["preflight"] = {c.name: ("ok: " if c.ok else "FAILS: ") + c.message for c in checks}
         if fmt == "json":
             render.print_json(info)
         else:
+            rows = [(k, _describe(v)) for k, v in info.items() if k != "preflight"]
+            rows += [(f"preflight {k}", v) for k, v in info["preflight"].items()]
             render.print_table(
                 render.table(
                     ["plan", "value"],
-                    [(k, str(v)) for k, v in info.items()],
-                    title=f"repro run {config['setting']} --method {config['method']} (dry run)",
+                    rows,
+                    title=f"repro run {config.setting} --method {config.method} (dry run)",
                 )
             )
         return
-    result = run.execute(
-        config,
-        the_method,
-        results_root=results,
-        benches=benches,
-        judge=spec,
-        tokenization=tokenization,
-        max_steps=max_steps,
-        limit=limit,
-    )
+    with render.Bars() as bars:
+        result = run.execute(
+            config,
+            results_root=results,
+            benches=benches,
+            judge=spec,
+            limit=limit,
+            progress=bars,
+            echo=bars.echo,
+        )
     if fmt == "json":
         render.print_json(result)
         return
@@ -113,17 +111,36 @@ def run_cmd(
         for k, v in result["scores"].items()
     ]
     rows += [(f"training {k}", render.number(v)) for k, v in result["training"].items()]
-    rows += [(f"time {k}", str(v)) for k, v in result["timings"].items()]
+    rows += [(f"time {w['stage']}", f"{w['seconds']} s") for w in result["work_done"]]
+    if not result["work_done"]:
+        rows.append(("work", "none: every stage was already done for these inputs"))
     render.print_table(
         render.table(
             ["", "value"],
             rows,
             title=f"{result['setting']} x {result['method']}: {result['run_dir']}",
-            caption=None
-            if result["complete"]
-            else f"incomplete: {', '.join(result['incomplete_benchmarks'])}",
+            caption=("partial: --limit " + str(result["limit"]) + "; " if result["partial"] else "")
+            + (
+                "complete"
+                if result["complete"]
+                else f"incomplete: {', '.join(result['incomplete_benchmarks'])}"
+            ),
         )
     )
+
+
+def _state(result: dict) -> str:
+    partial = f"partial (--limit {result['limit']}); " if result["partial"] else ""
+    if result["complete"]:
+        return partial + "complete"
+    return partial + f"incomplete: {', '.join(result['incomplete_benchmarks'])}"
+
+
+def _describe(value: object) -> str:
+    """A plan value as text: the judge as model, URL and cost, not a dict."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items() if v is not None)
+    return str(value)
 
 
 def _grid(values: str | None, name: str) -> list[float] | None:
@@ -169,17 +186,22 @@ def sweep_cmd(
     rows = []
     for point in itertools.product(*axes.values()):
         values = dict(zip(axes, point, strict=True))
-        config, the_method = recipes.resolve_names(
-            setting, method, overrides=[f"{k}={v}" for k, v in values.items()], num_processes=gpus
+        config, _ = recipes.resolve_names(
+            setting,
+            method,
+            overrides=[f"{k}={v}" for k, v in values.items()],
+            num_processes=gpus,
+            max_steps=max_steps,
         )
-        spec = runner.Judge.choose(judge, config["setting"], url=judge_url)
+        spec = runner.Judge.choose(judge, config.evaluation, url=judge_url)
         if dry_run:
             info = run.plan(config, results_root=results, benches=benches, judge=spec)
             rows.append({**values, "run_dir": info["run_dir"], "optimizer_steps": info["optimizer_steps"]})
             continue
-        result = run.execute(
-            config, the_method, results_root=results, benches=benches, judge=spec, max_steps=max_steps
-        )
+        with render.Bars() as bars:
+            result = run.execute(
+                config, results_root=results, benches=benches, judge=spec, progress=bars, echo=bars.echo
+            )
         rows.append(
             {
                 **values,
@@ -223,18 +245,7 @@ def compare_cmd(
         from repro.errors import unknown
 
         raise unknown("--against target", against, ["published"])
-    tolerances = {}
-    for item in tolerance or []:
-        key, _, value = item.partition("=")
-        if key not in compare.METRICS:
-            from repro.errors import unknown
-
-            raise unknown("tolerance metric", key, compare.METRICS)
-        try:
-            tolerances[key] = float(value)
-        except ValueError:
-            raise UsageError(f"--tolerance expects METRIC=NUMBER, got '{item}'") from None
-    comparison = compare.compare(results_dir, tolerances)
+    comparison = compare.compare(results_dir, compare.parse_tolerances(tolerance or []))
     rows = [r for r in comparison.rows if r.runs or not only_reproduced]
     dicts = [r.as_dict() for r in rows]
     if plot:
@@ -259,10 +270,7 @@ def compare_cmd(
     elif fmt == "csv":
         render.print_csv(columns, [[d[c] for c in columns] for d in dicts])
     elif fmt == "markdown":
-        print("| " + " | ".join(columns) + " |")
-        print("|" + "---|" * len(columns))
-        for d in dicts:
-            print("| " + " | ".join("" if d[c] is None else render.number(d[c]) for c in columns) + " |")
+        render.print_markdown(columns, [[d[c] for c in columns] for d in dicts])
     else:
         body = []
         for r in rows:
@@ -302,3 +310,18 @@ def compare_cmd(
         raise ReproError(f"{len(comparison.outside())} reproduced cells are outside tolerance")
     if plot:
         render.console(stderr=True).print(f"wrote {plot}")
+
+
+@app.command("verify")
+def verify_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory (results/SETTING/METHOD/RUN-ID).")],
+) -> None:
+    """Re-hash a finished run's files against its manifest; one line per file that differs."""
+    from repro.runs import verify
+
+    checked, problems = verify.verify(run_dir)
+    for line in problems:
+        render.console(stderr=True).print(line, markup=False, highlight=False)
+    if problems:
+        raise ReproError(f"{len(problems)} of {checked} recorded files differ from the manifest")
+    print(f"all {checked} files match the manifest")

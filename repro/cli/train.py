@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from repro import io
 from repro.cli import render
 from repro.cli.common import DatasetOpt, PaddingFreeOpt, app
 from repro.config import recipes
@@ -65,20 +66,26 @@ def train_cmd(
         layout=layout,
         padding_free=padding_free,
         dataset=dataset,
+        tokenization=tokenization,
+        max_steps=max_steps,
     )
+    previous = io.read_json(output / "run.json")
+    other = previous and (previous.get("config") or {}).get("config_hash") != config.config_hash
+    if other and ((output / "model").exists() or (output / "metrics.json").exists()):
+        raise ReproError(
+            f"{output} holds a finished run of another config; choose another --output directory"
+        )
     run = launch.prepare(
         config,
         output,
-        hyperparameters=recipes.hyperparameters_of(config, the_method),
-        tokenization=tokenization,
         tokenizer=tokenizer,
-        max_steps=max_steps,
         reference_cache=reference_cache,
+        dry_run=dry_run and launcher != "slurm",
     )
-    batch = config["batch"]
+    batch = config.batch
     console = render.console(stderr=True)
     console.print(
-        f"{config['setting']} x {config['method']}: {batch['total']} = {batch['per_device']} per device x "
+        f"{config.setting} x {config.method}: {batch['total']} = {batch['per_device']} per device x "
         f"{batch['gradient_accumulation_steps']} accumulation x {batch['num_processes']} processes x "
         f"{batch['num_nodes']} nodes; run directory {run.directory}"
     )
@@ -95,7 +102,8 @@ def train_cmd(
         return
     if run.bos_check["status"] == "error" and not allow_double_bos:
         raise ReproError(f"BOS check failed ({run.directory / 'bos_check.json'}): {bosguard.FIX}")
-    code = launch.launch(run)
+    with render.Bars() as bars:
+        code = launch.launch(run, progress=bars, echo=bars.echo, verbose=render.VERBOSE)
     if code != 0:
         raise ReproError(f"training failed (exit {code}); see {run.directory / 'train.log'}")
     metrics = json.loads((run.directory / "metrics.json").read_text())

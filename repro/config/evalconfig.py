@@ -1,7 +1,9 @@
-"""Per-setting evaluation configs (eval/generation/SETTING.yaml): prompts and decoding."""
+"""Generation configs (eval/generation/NAME.yaml, or any YAML file a recipe names): prompts and
+decoding for each benchmark, as the published numbers were produced."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from repro import paths
@@ -9,10 +11,19 @@ from repro.config.validate import read_yaml
 from repro.errors import ReproError
 
 
-def generation(setting: str) -> dict[str, Any]:
-    path = paths.GENERATION / f"{setting}.yaml"
-    if not path.exists():
-        raise ReproError(f"no generation config for setting '{setting}' ({path.relative_to(paths.ROOT)})")
+def locate(ref: str | None) -> Path:
+    """A generation config by name (eval/generation/NAME.yaml) or by path."""
+    if not ref:
+        raise ReproError("the recipe names no generation config: add evaluation: {generation: NAME or FILE}")
+    path = Path(ref).expanduser() if ref.endswith((".yaml", ".yml")) else paths.GENERATION / f"{ref}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in paths.GENERATION.glob("*.yaml")))
+        raise ReproError(f"generation config '{ref}' not found ({path}); shipped configs: {known}")
+    return path
+
+
+def generation(ref: str | None) -> dict[str, Any]:
+    path = locate(ref)
     data = read_yaml(path)
     if not isinstance(data, dict) or "alpaca_eval" not in data:
         raise ReproError(f"{path}: expected an 'alpaca_eval' section")

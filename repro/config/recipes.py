@@ -10,8 +10,6 @@ gamma = gamma_beta_ratio x beta, and the gradient accumulation that keeps the to
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import typing
 import warnings
@@ -22,7 +20,9 @@ from typing import Any
 import yaml
 
 from repro import paths
+from repro.config.runconfig import EvalPlan, RunConfig, code_version
 from repro.config.validate import check_choice, check_keys, check_range, coerce, read_yaml
+from repro.data.preference import TOKENIZATIONS
 from repro.errors import ReproError, ReproWarning, UsageError, unknown
 
 LAYOUTS = ("current", "paper-time")
@@ -98,6 +98,8 @@ class Setting:
     chunked_logprobs: bool = True
     # How `dataset` was generated on-policy (repro data on-policy --setting NAME), where it was.
     on_policy: dict[str, Any] | None = None
+    # How it is evaluated (repro.config.runconfig.EvalPlan): generation config, judge, baseline.
+    evaluation: EvalPlan = field(default_factory=EvalPlan)
     source: str = ""  # the file it was read from
 
 
@@ -222,6 +224,8 @@ def parse_setting(data: Any, where: str, methods: dict[str, Method]) -> Setting:
             if required:
                 raise ReproError(f"{where}: missing required key '{name}'")
             continue
+        if name == "evaluation":
+            continue  # checked below by check_evaluation
         value = coerce(data[name], hints[name], f"{where}: {name}")
         if name in _RANGES and value is not None:
             check_range(value, *_RANGES[name], f"{where}: {name}")
@@ -247,7 +251,24 @@ def parse_setting(data: Any, where: str, methods: dict[str, Method]) -> Setting:
             check_range(layout[key], 1, None, f"{where}: paper_time_layout.{key}")
     if values.get("on_policy") is not None:
         values["on_policy"] = check_on_policy(values["on_policy"], f"{where}: on_policy")
+    if "evaluation" in data:
+        values["evaluation"] = check_evaluation(data["evaluation"], f"{where}: evaluation")
     return Setting(**values, source=where)
+
+
+def check_evaluation(data: Any, where: str) -> EvalPlan:
+    """A setting's evaluation plan: known keys and choices (defaults live in EvalPlan)."""
+    if isinstance(data, EvalPlan):
+        return data
+    if not isinstance(data, dict):
+        raise ReproError(f"{where}: expected a mapping")
+    fields = [f.name for f in dataclasses.fields(EvalPlan)]
+    check_keys(data, fields, where)
+    values = {k: coerce(v, str, f"{where}.{k}") for k, v in data.items()}
+    for key, choices in EvalPlan.CHOICES.items():
+        if key in values:
+            check_choice(values[key], choices, f"{where}.{key}")
+    return EvalPlan(**values)
 
 
 ON_POLICY_KEYS: dict[str, Any] = {
@@ -414,10 +435,13 @@ def resolve(
     num_processes: int | None = None,
     num_nodes: int = 1,
     layout: str = "current",
-) -> dict[str, Any]:
-    """The fully resolved training config for one setting x method, with each value's source."""
+    tokenization: str = "simpo",
+    max_steps: int | None = None,
+) -> RunConfig:
+    """The fully resolved run config for one setting x method, with each value's source."""
     overrides = dict(overrides or {})
     sources: dict[str, str] = {}
+    check_choice(tokenization, TOKENIZATIONS, "--tokenization")
 
     # Setting-level overrides (max_length=..., seed=...) go through the same validation.
     setting_keys = set(_SETTING_FIELDS) - {"name", "title", "methods", "method_sources", "aliases"}
@@ -426,6 +450,7 @@ def resolve(
         data = {f: getattr(setting, f) for f in _SETTING_FIELDS}
         data.update(setting_overrides)
         setting = parse_setting(data, f"{setting.name} (with --set)", load_methods())
+        setting = dataclasses.replace(setting, source=setting.source or "")
 
     # Method hyperparameters: method default < setting value < user override.
     hyper: dict[str, Any] = {"log_probs": method.log_probs}
@@ -471,49 +496,61 @@ def resolve(
             f"{setting.max_length - setting.max_prompt_length} tokens (the original's rule)"
         )
 
-    config: dict[str, Any] = {
-        "setting": setting.name,
-        "title": setting.title,
-        "method": method.name,
-        "method_title": method.title,
-        "loss": method.formula,
-        "reference_model": method.reference_model,
-        "model_name_or_path": setting.model_name_or_path,
-        "model_revision": setting.model_revision,
-        "torch_dtype": setting.torch_dtype,
-        "attn_implementation": setting.attn_implementation,
-        "chat_template": setting.chat_template,
-        "dataset": dataset_location(setting.dataset, setting.source),
-        "train_split": setting.train_split,
-        "test_split": setting.test_split,
-        "data_shuffle_seed": setting.data_shuffle_seed,
-        "max_length": setting.max_length,
-        "max_prompt_length": setting.max_prompt_length,
-        "truncation_mode": setting.truncation_mode,
-        **hyper,
-        "learning_rate": lr,
-        "lr_scheduler_type": setting.lr_scheduler_type,
-        "warmup_ratio": setting.warmup_ratio,
-        "num_train_epochs": setting.num_train_epochs,
-        "optim": setting.optim,
-        "bf16": setting.bf16,
-        "gradient_checkpointing": setting.gradient_checkpointing,
-        "seed": setting.seed,
-        "total_batch_size": batch["total"],
-        "batch": batch,
-        "per_device_eval_batch_size": setting.per_device_eval_batch_size,
-        "eval_steps": setting.eval_steps,
-        "logging_steps": setting.logging_steps,
-        "recipe_file": _relative(setting.source),
-        "train_rows": setting.train_rows,
-        "checkpoint_steps": setting.checkpoint_steps,
-        "padding_free": setting.padding_free,
-        "chunked_logprobs": setting.chunked_logprobs,
-    }
-    config["config_hash"] = config_hash(config)
-    config["sources"] = sources
-    config["notes"] = notes
-    return config
+    return RunConfig(
+        setting=setting.name,
+        title=setting.title,
+        method=method.name,
+        method_title=method.title,
+        loss=method.formula,
+        reference_model=method.reference_model,
+        model_name_or_path=setting.model_name_or_path,
+        model_revision=setting.model_revision,
+        torch_dtype=setting.torch_dtype,
+        attn_implementation=setting.attn_implementation,
+        chat_template=setting.chat_template,
+        dataset=dataset_location(setting.dataset, setting.source),
+        train_split=setting.train_split,
+        test_split=setting.test_split,
+        data_shuffle_seed=setting.data_shuffle_seed,
+        max_length=setting.max_length,
+        max_prompt_length=setting.max_prompt_length,
+        truncation_mode=setting.truncation_mode,
+        tokenization=tokenization,
+        hyperparameters=hyper,
+        learning_rate=lr,
+        lr_scheduler_type=setting.lr_scheduler_type,
+        warmup_ratio=setting.warmup_ratio,
+        num_train_epochs=setting.num_train_epochs,
+        max_steps=max_steps,
+        optim=setting.optim,
+        bf16=setting.bf16,
+        gradient_checkpointing=setting.gradient_checkpointing,
+        seed=setting.seed,
+        batch=batch,
+        per_device_eval_batch_size=setting.per_device_eval_batch_size,
+        eval_steps=setting.eval_steps,
+        logging_steps=setting.logging_steps,
+        checkpoint_steps=setting.checkpoint_steps,
+        train_rows=setting.train_rows,
+        padding_free=setting.padding_free,
+        chunked_logprobs=setting.chunked_logprobs,
+        evaluation=evaluation_plan(setting),
+        code_version=code_version(),
+        recipe_file=_relative(setting.source),
+        sources=sources,
+        notes=tuple(notes),
+    )
+
+
+def evaluation_plan(setting: Setting) -> EvalPlan:
+    """The setting's plan with its generation config as an absolute path when the recipe gave a
+    relative one, so the plan means the same wherever the run is read."""
+    plan = setting.evaluation
+    ref = plan.generation
+    if ref and ref.endswith((".yaml", ".yml")) and not Path(ref).is_absolute():
+        base = Path(setting.source).resolve().parent if setting.source else Path.cwd()
+        plan = dataclasses.replace(plan, generation=str((base / ref).resolve()))
+    return plan
 
 
 def dataset_location(value: str, recipe_file: str) -> str:
@@ -535,7 +572,7 @@ def _relative(path: str) -> str:
 
 
 def resolve_names(
-    setting: str,
+    setting: str | Setting,
     method: str,
     *,
     overrides: list[str] | None = None,
@@ -544,46 +581,50 @@ def resolve_names(
     layout: str = "current",
     padding_free: bool | None = None,
     dataset: str | None = None,
-) -> tuple[dict[str, Any], Method]:
+    tokenization: str = "simpo",
+    max_steps: int | None = None,
+) -> tuple[RunConfig, Method]:
     """resolve() from what users type: a setting name or recipe file, a method name, --set pairs."""
     methods = load_methods()
     the_method = get_method(method, methods)
     config = resolve(
-        get_setting(setting, methods),
+        setting if isinstance(setting, Setting) else get_setting(setting, methods),
         the_method,
         overrides=parse_overrides(overrides or []),
         num_processes=num_processes,
         num_nodes=num_nodes,
         layout=layout,
+        tokenization=tokenization,
+        max_steps=max_steps,
     )
-    if padding_free is not None:  # outside the config hash: same model, another batch layout
-        config["padding_free"] = padding_free
+    if padding_free is not None:
+        config = config.replace(padding_free=padding_free)
     if dataset is not None:  # e.g. a directory written by `repro data on-policy`
         dataset = str(Path(dataset).resolve()) if Path(dataset).exists() else dataset
-        config["dataset"] = dataset
-        config["notes"] = [*config.get("notes", []), f"dataset replaced by --dataset {dataset}"]
-        config["config_hash"] = config_hash(config)
+        config = config.replace(
+            dataset=dataset, notes=(*config.notes, f"dataset replaced by --dataset {dataset}")
+        )
     return config, the_method
 
 
-def hyperparameters_of(config: dict[str, Any], method: Method) -> dict[str, Any]:
-    """The values a method's objective reads, from a resolved config."""
-    return {k: config[k] for k in [*method.hyperparameters, "log_probs"]}
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    """SHA-256 of the values that change training (not sources, notes or the file path)."""
-    # These do not change the trained model (padding_free, chunked_logprobs: the same losses
-    # within float rounding, another layout or another way to compute them).
-    skip = (
-        "sources",
-        "notes",
-        "recipe_file",
-        "title",
-        "checkpoint_steps",
-        "padding_free",
-        "chunked_logprobs",
-    )
-    keep = {k: v for k, v in config.items() if k not in skip}
-    blob = json.dumps(keep, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
+def overview() -> list[dict[str, Any]]:
+    """Every setting x method with its resolved hyperparameters and whether they were published."""
+    methods = load_methods()
+    rows = []
+    for name in list_settings():
+        setting = get_setting(name, methods)
+        for method in methods.values():
+            config = resolve(setting, method)
+            hps = {k: config.hyperparameters[k] for k in method.hyperparameters}
+            hps["learning_rate"] = config.learning_rate
+            if "gamma" in config.hyperparameters:
+                hps["gamma"] = config.hyperparameters["gamma"]
+            rows.append(
+                {
+                    "setting": name,
+                    "method": method.name,
+                    "hyperparameters": hps,
+                    "source": "published" if method.name in setting.methods else "default",
+                }
+            )
+    return rows

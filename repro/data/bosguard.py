@@ -102,18 +102,19 @@ def worst(checks: list[Check]) -> str:
     return "error" if "error" in statuses else "warning" if "warning" in statuses else "ok"
 
 
-def check_config(config: dict[str, Any], tokenizer_path: str, tokenization: str = "simpo") -> dict[str, Any]:
+def check_config(config: Any, tokenizer_path: str) -> dict[str, Any]:
     """The guard for a resolved recipe: training format and the setting's generation prompts."""
     from repro.config import evalconfig
     from repro.data import tokenizers
     from repro.errors import ReproError
 
     try:
-        tokenizer = tokenizers.load(tokenizer_path, revision=config.get("model_revision", "main"))
+        tokenizer = tokenizers.load(tokenizer_path, revision=config.model_revision)
     except ReproError as exc:  # e.g. no hub access on the launching machine: recorded, not fatal
         return {"status": "skipped", "reason": str(exc), "checks": []}
     try:
-        generation = evalconfig.generation(config["setting"])
+        generation = evalconfig.generation(config.evaluation.generation)
     except ReproError:
         generation = None
-    return as_manifest(run(tokenizer, Pipeline.for_config(tokenizer, config, tokenization), generation))
+    pipeline = Pipeline.for_config(tokenizer, config, config.tokenization)
+    return as_manifest(run(tokenizer, pipeline, generation))

@@ -21,12 +21,12 @@ Tokenization modes:
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repro import io
 from repro.data import templates
 from repro.errors import ReproError
 
@@ -121,26 +121,8 @@ def parse_row(row: Any) -> Pair:
 
 
 def read_jsonl(path: Path) -> list[Any]:
-    """Rows of a JSON-lines file; a line that is not JSON is kept as a marker and skipped later."""
-    rows: list[Any] = []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    rows.append(_BadJson())
-    except FileNotFoundError:
-        raise ReproError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise ReproError(f"{path}: not UTF-8 text") from None
-    return rows
-
-
-class _BadJson:
-    pass
+    """Rows of a JSON-lines file; a line that is not JSON is kept as a BadLine and skipped later."""
+    return io.read_jsonl(path, bad="keep")
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -352,10 +334,10 @@ class Pipeline:
         max_length: int | None = None,
         max_prompt_length: int | None = None,
     ) -> Pipeline:
-        """The pipeline of a resolved recipe (dict) or a recipes.Setting; lengths can be overridden."""
+        """The pipeline of a RunConfig or a recipes.Setting; lengths can be overridden."""
 
         def get(key: str) -> Any:
-            return config[key] if isinstance(config, dict) else getattr(config, key)
+            return getattr(config, key)
 
         return cls.for_setting(
             tokenizer,
@@ -387,7 +369,7 @@ class Pipeline:
         out = []
         for row in rows:
             try:
-                if isinstance(row, _BadJson):
+                if isinstance(row, io.BadLine):
                     raise RowError("line is not valid JSON")
                 out.append(self.tokenize(parse_row(row), stats))
             except RowError as exc:

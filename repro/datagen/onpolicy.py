@@ -24,16 +24,16 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from repro import io
 from repro.errors import ReproError
+from repro.progress import Progress
 
 SEEDS = (13, 21, 42, 79, 100)
 DEFAULT_PROMPTS = "HuggingFaceH4/ultrafeedback_binarized:train_prefs"
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
 _TEST_SLEEP = float(os.environ.get("REPRO_TEST_STEP_SLEEP", "0"))  # never set in real runs
 
 
@@ -156,34 +156,6 @@ def format_prompts(
 # ---------------------------------------------------------------------------- resumable JSON lines
 
 
-def read_lines(path: Path) -> list[dict[str, Any]]:
-    """Complete lines of a JSON lines file; a torn last line (a killed write) is dropped."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return out
-
-
-def append_lines(path: Path, items: list[dict[str, Any]]) -> None:
-    with open(path, "a") as fh:
-        for item in items:
-            fh.write(json.dumps(item) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def truncate_to(path: Path, items: list[dict[str, Any]]) -> None:
-    """Rewrite `path` with only its complete lines (drops a torn tail before appending)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(i) + "\n" for i in items))
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------------------- sampling
 
 
@@ -198,13 +170,13 @@ def generate_seed(
     """One sample per prompt for `seed`, appended to `path` batch by batch; resumes from it."""
     from repro.evaluation.generate import Decoding
 
-    done = read_lines(path)
+    done = io.read_jsonl(path, bad="stop")
     if [d["i"] for d in done] != list(range(len(done))):
         raise ReproError(f"{path}: generations out of order; delete it to regenerate this seed")
     # vLLM samples the whole set in one call; transformers batch by batch, each with its own seed
     size = len(texts) if getattr(backend, "whole_set", False) else options.batch_size
     start = len(done) - len(done) % size  # resume at a batch boundary: its seed is known
-    truncate_to(path, done[:start])
+    io.rewrite_jsonl(path, done[:start])
     outputs = [d["text"] for d in done[:start]]
     while start < len(texts):
         chunk = texts[start : start + size]
@@ -216,7 +188,7 @@ def generate_seed(
             seed=batch_seed(seed, start),
         )
         new = backend.generate(chunk, decoding)
-        append_lines(path, [{"i": start + k, "text": t} for k, t in enumerate(new)])
+        io.append_jsonl(path, [{"i": start + k, "text": t} for k, t in enumerate(new)])
         if _TEST_SLEEP:  # kill-and-resume tests: time to kill mid-seed
             time.sleep(_TEST_SLEEP)
         outputs += new
@@ -344,7 +316,7 @@ def run(options: Options, progress: Progress | None = None) -> dict[str, Any]:
     samples: dict[int, list[str]] = {}
     for seed in options.seeds:
         path = work / f"generations-seed{seed}.jsonl"
-        existing = read_lines(path)
+        existing = io.read_jsonl(path, bad="stop")
         if len(existing) == len(texts):  # this seed is finished
             samples[seed] = [d["text"] for d in existing]
             continue
@@ -400,9 +372,7 @@ def run(options: Options, progress: Progress | None = None) -> dict[str, Any]:
         "split": {"test_fraction": options.test_fraction, "seed": options.split_seed},
         "seconds": round(time.time() - started, 1),
     }
-    tmp = options.output / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, options.output / "manifest.json")
+    io.write_json(options.output / "manifest.json", manifest)
     return manifest
 
 

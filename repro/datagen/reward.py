@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from repro.datagen.onpolicy import Progress, append_lines, read_lines, truncate_to
+from repro import io
 from repro.errors import ReproError
+from repro.progress import Progress
 
 
 class RewardModel:
@@ -78,8 +79,8 @@ def score_all(
     rm: RewardModel, rows: list[dict[str, Any]], batch_size: int, path: Path, progress: Progress | None = None
 ) -> list[list[float]]:
     """Every sample of every row, resumable per block of prompts; returns scores per row."""
-    done = read_lines(path)
-    truncate_to(path, done)
+    done = io.read_jsonl(path, bad="stop")
+    io.rewrite_jsonl(path, done)
     by_row = {d["i"]: d["scores"] for d in done}
     block = max(1, batch_size)
     todo = [i for i in range(len(rows)) if i not in by_row]
@@ -93,7 +94,7 @@ def score_all(
             items.append({"i": i, "scores": flat[k : k + n]})
             by_row[i] = flat[k : k + n]
             k += n
-        append_lines(path, items)
+        io.append_jsonl(path, items)
         if progress:
             progress("reward scoring", len(by_row), len(rows))
     return [by_row[i] for i in range(len(rows))]

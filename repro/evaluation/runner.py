@@ -13,14 +13,17 @@ from typing import Any
 
 import yaml
 
-from repro import paths, tiny
+from repro import io, paths, tiny
 from repro.config import evalconfig
+from repro.config.recipes import Setting
+from repro.config.runconfig import EvalPlan, RunConfig
 from repro.errors import ReproError
 from repro.evaluation.generate import Decoding
 from repro.evaluation.judge import backends, client
 from repro.evaluation.judge.cache import JudgmentCache
 from repro.evaluation.judge.gateway import serve
 from repro.evaluation.scorers import alpaca_eval, arena_hard, mt_bench
+from repro.progress import Progress
 
 BENCHES = ("alpaca_eval2", "arena_hard", "mt_bench")
 # FastChat's per-category temperatures for MT-Bench answers (greedy below 1e-4)
@@ -38,7 +41,7 @@ MT_TEMPERATURE = {
 
 @dataclass
 class Judge:
-    """Where judgments come from: `rule` (tiny setting) or an OpenAI-compatible endpoint."""
+    """Where judgments come from: an OpenAI-compatible endpoint, or `rule` (the local rule judge)."""
 
     kind: str = "endpoint"  # endpoint | rule
     url: str | None = None
@@ -54,10 +57,10 @@ class Judge:
     KINDS = ("endpoint", "rule")
 
     @classmethod
-    def choose(cls, kind: str | None, setting: str, **kwargs: Any) -> Judge:
-        """The judge a command asked for; without a choice: an endpoint when a URL is given, the rule
-        judge for the tiny setting, else an endpoint (which then asks for its URL)."""
-        kind = kind or ("rule" if setting == "tiny" and not kwargs.get("url") else "endpoint")
+    def choose(cls, kind: str | None, plan: EvalPlan, **kwargs: Any) -> Judge:
+        """The judge a command asked for; without a choice: an endpoint when a URL is given, else
+        the recipe's judge (an endpoint then asks for its URL)."""
+        kind = kind or ("endpoint" if kwargs.get("url") else plan.judge)
         if kind not in cls.KINDS:
             from repro.errors import unknown
 
@@ -77,13 +80,6 @@ class Judge:
         return {"kind": self.kind, "url": self.url, "model": self.model, "key_env": self.key_env}
 
 
-def _json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False, default=str))
-    os.replace(tmp, path)
-
-
 def _fill(template: str, instruction: str) -> str:
     return template.replace("{instruction}", instruction)  # not str.format: instructions hold braces
 
@@ -96,7 +92,7 @@ class Evaluation:
     def __init__(
         self,
         model_path: str,
-        setting: str,
+        setting: Setting | RunConfig,
         *,
         output: Path,
         judge: Judge,
@@ -118,17 +114,19 @@ class Evaluation:
 
         hf_logging.disable_progress_bar()  # one line per error; the CLI reports progress itself
 
-        self.setting = recipes.get_setting(setting)
-        self.config = evalconfig.generation(self.setting.name)
+        self.setting = setting  # its training format is what the BOS guard checks
+        if isinstance(setting, RunConfig):
+            self.name, self.plan = setting.setting, setting.evaluation
+        else:
+            self.name, self.plan = setting.name, recipes.evaluation_plan(setting)
+        self.config = evalconfig.generation(self.plan.generation)
         self.backend = judge.backend()  # before any model loads: a missing judge or key fails fast
         self.output = output
         self.judge = judge
         self.limit = limit
         self.lc_data = lc_data
         self.max_new_tokens = max_new_tokens
-        self.tiny = self.setting.name == "tiny"
-        if self.tiny and not max_new_tokens:  # the tiny model has 256 positions
-            self.max_new_tokens = self.config["alpaca_eval"]["max_new_tokens"]
+        self.toy_questions = self.plan.questions == "repro:tiny"
         shared = paths.shared_dir()
         data = shared / "data" if shared else None
         self.alpaca_reference = alpaca_reference or (
@@ -146,9 +144,9 @@ class Evaluation:
             if reference_model
             else None
         )
-        if self.tiny and self.reference_generator is None:
+        if self.plan.baseline == "init-model" and self.reference_generator is None:
             raise ReproError(
-                "the tiny setting compares against a starting model: pass --reference-model PATH"
+                f"setting '{self.name}' compares against its starting model: pass --reference-model PATH"
             )
         self.timings: dict[str, float] = {}
         self.notes: list[str] = []
@@ -166,7 +164,7 @@ class Evaluation:
     def alpaca_eval2(self, backend) -> dict[str, Any]:
         cfg = self.config["alpaca_eval"]
         decoding = Decoding.alpaca_eval(cfg, max_new_tokens=self.max_new_tokens)
-        if self.tiny:
+        if self.toy_questions:
             instructions = tiny.eval_instructions()[: self.limit]
             reference_outputs = None
         else:
@@ -186,8 +184,8 @@ class Evaluation:
                 {"instruction": i, "output": o, "generator": "reference", "dataset": "repro"}
                 for i, o in zip(instructions, ref, strict=True)
             ]
-        _json(self.output / "alpaca_eval2" / "model_outputs.json", model_outputs)
-        _json(self.output / "alpaca_eval2" / "reference_outputs.json", reference_outputs)
+        io.write_json(self.output / "alpaca_eval2" / "model_outputs.json", model_outputs)
+        io.write_json(self.output / "alpaca_eval2" / "reference_outputs.json", reference_outputs)
         result = alpaca_eval.evaluate(
             model_outputs,
             reference_outputs,
@@ -209,7 +207,7 @@ class Evaluation:
             max_new_tokens=self.max_new_tokens or self.config["arena_hard"]["max_tokens"],
             stop_token_ids=self.config["arena_hard"].get("stop_token_ids"),
         )
-        if self.tiny:
+        if self.toy_questions:
             questions = [
                 {"question_id": f"tiny-{i:03d}", "turns": [{"content": q}]}
                 for i, q in enumerate(tiny.eval_instructions()[: self.limit])
@@ -229,7 +227,7 @@ class Evaluation:
             baseline = self._answers(
                 questions, self.reference_generator.generate(prompts, decoding), arena_hard.BASELINE
             )
-        _json(self.output / "arena_hard" / "answers.json", list(answers.values()))
+        io.write_json(self.output / "arena_hard" / "answers.json", list(answers.values()))
         judgments = arena_hard.judge(
             chat(config["judge_model"], config["temperature"], config["max_tokens"]),
             config,
@@ -256,7 +254,7 @@ class Evaluation:
 
     def mt_bench(self, chat) -> dict[str, Any]:
         judge_model = self.judge.model or "gpt-4"
-        if self.tiny:
+        if self.toy_questions:
             instructions = tiny.eval_instructions()[: self.limit]
             # "extraction": FastChat answers it greedily and grades it without a reference
             questions = [
@@ -282,7 +280,8 @@ class Evaluation:
             decoding = Decoding(
                 mode="sample" if temperature >= 1e-4 else "greedy",
                 temperature=temperature,
-                max_new_tokens=self.max_new_tokens or 1024,
+                max_new_tokens=self.max_new_tokens
+                or self.config.get("mt_bench", {}).get("max_new_tokens", 1024),
             )
             conv: list[dict[str, str]] = []
             turns = []
@@ -297,7 +296,7 @@ class Evaluation:
                 "choices": [{"index": 0, "turns": turns}],
                 "tstamp": time.time(),
             }
-        _json(self.output / "mt_bench" / "answers.json", list(answers.values()))
+        io.write_json(self.output / "mt_bench" / "answers.json", list(answers.values()))
         judgments = mt_bench.judge(
             chat(judge_model, 0.0, 2048),
             prompts,
@@ -344,7 +343,7 @@ class Evaluation:
 
     # -------------------------------------------------------------------- run
 
-    def run(self, benches: list[str]) -> dict[str, Any]:
+    def run(self, benches: list[str], progress: Progress | None = None) -> dict[str, Any]:
         for bench in benches:
             if bench not in BENCHES:
                 from repro.errors import unknown
@@ -360,7 +359,9 @@ class Evaluation:
             def chat(model: str, temperature: float, max_tokens: int):
                 return client.chat_function(base_url, model, temperature=temperature, max_tokens=max_tokens)
 
-            for bench in benches:
+            for done, bench in enumerate(benches):
+                if progress:
+                    progress("evaluation (benchmarks)", done, len(benches))
                 start = time.time()
                 if bench == "alpaca_eval2":
                     results[bench] = self.alpaca_eval2(backend)
@@ -369,6 +370,8 @@ class Evaluation:
                 else:
                     results[bench] = self.mt_bench(chat)
                 self.timings[bench] = round(time.time() - start, 2)
+            if progress:
+                progress("evaluation (benchmarks)", len(benches), len(benches))
             results["judge_calls"] = gateway.stats.as_dict()
         if self.notes:
             results["notes"] = self.notes

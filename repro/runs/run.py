@@ -11,27 +11,31 @@ config hash, so the same command finds and resumes the same run.
 from __future__ import annotations
 
 import contextlib
-import json
+import getpass
+import logging
 import math
-import os
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from repro import paths
-from repro.config import recipes
+from repro import io, paths
+from repro.config import evalconfig
+from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
 from repro.evaluation import runner
-from repro.runs import environment
+from repro.progress import Progress
+from repro.runs import environment, preflight, result, verify
 from repro.train import launch
 
 DEFAULT_BENCHES = ("alpaca_eval2", "arena_hard", "mt_bench")
 
 
-def run_id(config: dict[str, Any]) -> str:
-    return f"{config['config_hash'][:10]}-seed{config['seed']}"
+def run_id(config: RunConfig) -> str:
+    return config.run_id
 
 
 def safe_child(root: Path, *parts: str) -> Path:
@@ -40,6 +44,13 @@ def safe_child(root: Path, *parts: str) -> Path:
     if not target.is_relative_to(root.resolve()):
         raise ReproError(f"run path {target} escapes the results directory {root}")
     return target
+
+
+def run_directory(config: RunConfig, results_root: Path, limit: int | None = None) -> Path:
+    """results/<setting>/<method>/<run-id>; a partial evaluation (--limit N) lives apart, in
+    partial-limitN/ under it, with the same trained model."""
+    directory = safe_child(results_root, config.setting, config.method, config.run_id)
+    return directory / f"partial-limit{limit}" if limit else directory
 
 
 def judge_plan(benches: list[str]) -> dict[str, Any]:
@@ -56,17 +67,28 @@ def judge_plan(benches: list[str]) -> dict[str, Any]:
 
 
 def plan(
-    config: dict[str, Any], *, results_root: Path, benches: list[str], judge: runner.Judge
+    config: RunConfig,
+    *,
+    results_root: Path,
+    benches: list[str],
+    judge: runner.Judge,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    batch = config["batch"]
-    rows = config.get("train_rows")
-    steps = math.ceil(rows / batch["total"]) * config["num_train_epochs"] if rows else None
-    directory = safe_child(results_root, config["setting"], config["method"], run_id(config))
+    batch = config.batch
+    rows = config.train_rows
+    steps = math.ceil(rows / batch["total"]) * config.num_train_epochs if rows else None
+    if steps and config.max_steps:
+        steps = min(steps, config.max_steps)
+    elif config.max_steps:
+        steps = config.max_steps
+    directory = run_directory(config, results_root, limit)
+    train_dir = safe_child(results_root, config.setting, config.method, config.run_id) / "train"
+    prepared = launch.prepare(config, train_dir, dry_run=True)
     return {
         "run_dir": str(directory),
-        "setting": config["setting"],
-        "method": config["method"],
-        "config_hash": config["config_hash"],
+        "setting": config.setting,
+        "method": config.method,
+        "config_hash": config.config_hash,
         "processes_per_node": batch["num_processes"],
         "nodes": batch["num_nodes"],
         "batch": (
@@ -78,27 +100,17 @@ def plan(
         "optimizer_steps_note": None
         if steps
         else "unknown until the dataset is loaded (train_rows not recorded)",
+        "train_command": " ".join(f"{k}={v}" for k, v in prepared.env.items() if k != "PYTHONPATH")
+        + " "
+        + " ".join(prepared.command),
         "judge": judge.describe()
         if judge.kind != "rule"
         else {"kind": "rule", "note": "local rule judge, no cost"},
         "judge_calls": judge_plan(benches)
         if judge.kind != "rule"
         else {"total_calls": "local", "estimated_cost_usd": 0},
+        "partial": bool(limit),
     }
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)  # atomic: a reader never sees a torn file
-
-
-def _read_json(path: Path) -> Any | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
 
 
 def curves(metrics: dict[str, Any], directory: Path) -> None:
@@ -145,25 +157,6 @@ def curves(metrics: dict[str, Any], directory: Path) -> None:
     plt.close(fig)
 
 
-def scores_from(eval_results: dict[str, Any]) -> dict[str, Any]:
-    """The published tables' metrics from a `repro eval` result."""
-    scores: dict[str, Any] = {}
-    if ae := eval_results.get("alpaca_eval2"):
-        scores.update(
-            ae2_lc=ae.get("length_controlled_winrate"),
-            ae2_wr=ae.get("win_rate"),
-            ae2_wr_se=ae.get("standard_error"),
-            ae2_length=ae.get("avg_length"),
-        )
-    if ah := eval_results.get("arena_hard"):
-        scores.update(
-            ah=ah.get("score"), ah_ci=[ah.get("lower"), ah.get("upper")], ah_length=ah.get("avg_tokens")
-        )
-    if mt := eval_results.get("mt_bench"):
-        scores.update(mt_bench=mt.get("average"))
-    return scores
-
-
 @contextlib.contextmanager
 def run_lock(directory: Path):
     """One writer per run directory: a second `repro run` of the same run stops with one line."""
@@ -184,72 +177,87 @@ def run_lock(directory: Path):
 
 
 def execute(
-    config: dict[str, Any],
-    method: recipes.Method,
+    config: RunConfig,
     *,
     results_root: Path,
     benches: list[str],
     judge: runner.Judge,
-    tokenization: str = "simpo",
-    max_steps: int | None = None,
     limit: int | None = None,
     eval_kwargs: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) every stage; returns the result record."""
-    info = plan(config, results_root=results_root, benches=benches, judge=judge)
-    with run_lock(Path(info["run_dir"])):
+    """Run (or resume) every stage; returns the result record. Library logs go to repro.log."""
+    directory = run_directory(config, results_root, limit)
+    root = safe_child(results_root, config.setting, config.method, config.run_id)
+    preflight.require(config, judge=judge, results_root=results_root)
+    with run_lock(root), _log_to(directory / "repro.log"):
         return _execute(
             config,
-            method,
-            Path(info["run_dir"]),
+            root,
+            directory,
             benches=benches,
             judge=judge,
-            tokenization=tokenization,
-            max_steps=max_steps,
             limit=limit,
             eval_kwargs=eval_kwargs,
+            progress=progress,
+            echo=echo,
         )
 
 
+@contextlib.contextmanager
+def _log_to(path: Path):
+    """The run's own log file gets every library log record (INFO and up) while it runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
+
+
 def _execute(
-    config: dict[str, Any],
-    method: recipes.Method,
+    config: RunConfig,
+    root: Path,
     directory: Path,
     *,
     benches: list[str],
     judge: runner.Judge,
-    tokenization: str,
-    max_steps: int | None,
     limit: int | None,
     eval_kwargs: dict[str, Any] | None,
+    progress: Progress | None,
+    echo: Callable[[str], None] | None,
 ) -> dict[str, Any]:
-    timings: dict[str, Any] = {}
-    train_dir = directory / "train"
+    done_work: list[dict[str, Any]] = []
+    train_dir = root / "train"
 
-    # -- train (skipped when a finished run for this exact config is there)
-    done = _read_json(train_dir / "metrics.json")
-    previous = _read_json(train_dir / "run.json")
-    same = previous is not None and previous.get("config", {}).get("config_hash") == config["config_hash"]
-    if done and same and (train_dir / "model" / "config.json").exists():
-        timings["train"] = "skipped (outputs exist for the same config)"
-    else:
+    # -- train (skipped when a finished run of this exact config is there)
+    metrics = io.read_json(train_dir / "metrics.json")
+    previous = io.read_json(train_dir / "run.json") or {}
+    same = (previous.get("config") or {}).get("config_hash") == config.config_hash
+    if not (metrics and same and (train_dir / "model" / "config.json").exists()):
+        if (train_dir / "model").exists() and not same:
+            raise ReproError(f"{train_dir} holds a model of another config; refusing to overwrite it")
         start = time.time()
-        run = launch.prepare(
-            config,
-            train_dir,
-            hyperparameters=recipes.hyperparameters_of(config, method),
-            tokenization=tokenization,
-            max_steps=max_steps,
-        )
-        if run.bos_check["status"] == "error":
+        prepared = launch.prepare(config, train_dir)
+        if prepared.bos_check["status"] == "error":
             raise ReproError(f"BOS check failed ({train_dir / 'bos_check.json'})")
-        if launch.launch(run) != 0:
+        if launch.launch(prepared, progress=progress, echo=echo) != 0:
             raise ReproError(f"training failed; see {train_dir / 'train.log'}")
-        timings["train"] = round(time.time() - start, 1)
-    metrics = _read_json(train_dir / "metrics.json")
-    curves(metrics, directory)
+        done_work.append({"stage": "train", "seconds": round(time.time() - start, 1)})
+        metrics = io.read_json(train_dir / "metrics.json")
+    if not (root / "curves.csv").exists() or done_work:
+        curves(metrics, root)
 
-    # -- generate + judge + score (skipped when done for the same weights and benchmarks)
+    # -- generate + judge + score (skipped when done for the same inputs)
     from repro.train.reference import weights_sha256
 
     weights = weights_sha256(train_dir / "model")
@@ -258,66 +266,83 @@ def _execute(
         "benches": sorted(benches),
         "judge": judge.describe(),
         "limit": limit,
+        "generation_config_sha256": environment.sha256_file(evalconfig.locate(config.evaluation.generation)),
+        "code_version": config.code_version,
     }
     eval_dir = directory / "eval"
-    cached = _read_json(eval_dir / "result.json")
-    if (
-        cached
-        and cached.get("key") == eval_key
-        and not any(isinstance(r, dict) and r.get("incomplete") for r in cached["results"].values())
-    ):
-        eval_record = cached
-        timings["eval"] = "skipped (results exist for the same weights)"
-    else:
+    cached = io.read_json(eval_dir / "result.json")
+    if not (cached and cached.get("key") == eval_key and cached.get("complete")):
         start = time.time()
-        reference_model = str(train_dir / "init-model") if config["setting"] == "tiny" else None
+        reference_model = (
+            str(train_dir / "init-model") if config.evaluation.baseline == "init-model" else None
+        )
         ev = runner.Evaluation(
             str(train_dir / "model"),
-            config["setting"],
+            config,
             output=eval_dir,
             judge=judge,
             reference_model=reference_model,
             limit=limit,
             **(eval_kwargs or {}),
         )
-        results = ev.run(benches)
-        eval_record = {"key": eval_key, "results": results, "bos_check": ev.bos_check, "timings": ev.timings}
-        _write_json(eval_dir / "result.json", eval_record)
-        timings["eval"] = round(time.time() - start, 1)
+        benchmarks = ev.run(benches, progress=progress)
+        cached = result.record(
+            model=str(train_dir / "model"),
+            setting=config.setting,
+            benchmarks=benchmarks,
+            judge=judge.describe(),
+            limit=limit,
+            bos_check=ev.bos_check,
+            timings=ev.timings,
+        )
+        cached["key"] = eval_key
+        io.write_json(eval_dir / "result.json", cached)
+        done_work.append({"stage": "evaluate", "seconds": round(time.time() - start, 1)})
 
-    incomplete = [b for b, r in eval_record["results"].items() if isinstance(r, dict) and r.get("incomplete")]
-    result = {
-        "setting": config["setting"],
-        "method": config["method"],
-        "run_id": run_id(config),
-        "seed": config["seed"],
-        "scores": scores_from(eval_record["results"]),
-        "training": {
+    record = result.record(
+        model=str(train_dir / "model"),
+        setting=config.setting,
+        method=config.method,
+        run_id=config.run_id,
+        seed=config.seed,
+        benchmarks={**cached["benchmarks"], "judge_calls": cached.get("judge_calls")},
+        judge=judge.describe(),
+        limit=limit,
+        training={
             "held_out_reward_accuracy": metrics["eval"].get("eval_rewards/accuracies"),
             "held_out_loss": metrics["eval"].get("eval_loss"),
             "steps": metrics["steps"],
         },
-        "complete": not incomplete,
-        "incomplete_benchmarks": incomplete,
-    }
-    manifest = {
-        "config": config,
-        "config_hash": config["config_hash"],
-        "environment": environment.freeze(),
-        "tokenizer_checks": {
-            "train": _read_json(train_dir / "bos_check.json"),
-            "eval": eval_record.get("bos_check"),
-        },
-        "data": metrics.get("data"),
-        "reference": metrics.get("reference"),
-        "engine": metrics.get("engine"),
-        "judge": judge.describe(),
-        "judge_calls": eval_record["results"].get("judge_calls"),
-        "weights_sha256": weights,
-        "timings_seconds": timings,
-    }
-    _write_json(directory / "manifest.json", manifest)
-    _write_json(directory / "result.json", result)  # written last: its presence means the run is complete
-    result["run_dir"] = str(directory)
-    result["timings"] = timings
-    return result
+        bos_check={"train": io.read_json(train_dir / "bos_check.json"), "eval": cached.get("bos_check")},
+        timings=cached.get("timings_seconds"),
+    )
+    if done_work or not (directory / "result.json").exists():
+        manifest = io.read_json(directory / "manifest.json") or {
+            "config": config.to_json(),
+            "config_hash": config.config_hash,
+            "environment": environment.freeze(),
+            "data": metrics.get("data"),
+            "reference": metrics.get("reference"),
+            "engine": metrics.get("engine"),
+            "weights_sha256": weights,
+            "history": [],
+        }
+        manifest["judge"] = judge.describe()
+        manifest["judge_calls"] = cached.get("judge_calls")
+        manifest["history"].append(
+            {
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                "user": getpass.getuser(),
+                "stages": done_work or [{"stage": "record", "seconds": 0}],
+                "code_version": config.code_version,
+                "git": environment.git_state(),
+            }
+        )
+        manifest["files"] = verify.file_hashes(directory, root)
+        io.write_json(directory / "manifest.json", manifest)
+        io.write_json(
+            directory / "result.json", record
+        )  # written last: its presence means the run is complete
+    record["run_dir"] = str(directory)
+    record["work_done"] = done_work
+    return record

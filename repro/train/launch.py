@@ -16,6 +16,7 @@ import shlex
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,10 @@ from typing import Any
 import yaml
 
 from repro import paths
+from repro.config.runconfig import RunConfig, RunFile, RunPaths
 from repro.errors import ReproError
+from repro.io import write_json
+from repro.progress import Progress
 
 TINY_MODEL = "repro:tiny-llama"
 TINY_DATA = "repro:synthetic-preferences"
@@ -57,10 +61,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def deepspeed_json(config: dict[str, Any], *, gpu: bool) -> dict[str, Any]:
-    batch = config["batch"]
+def deepspeed_json(config: RunConfig, *, gpu: bool) -> dict[str, Any]:
+    batch = config.batch
     return {
-        "bf16": {"enabled": bool(config["bf16"] and gpu)},
+        "bf16": {"enabled": bool(config.bf16 and gpu)},
         "zero_optimization": {
             "stage": 3,
             "offload_optimizer": {"device": "none"},
@@ -104,119 +108,139 @@ def accelerate_yaml(ds_path: Path, num_processes: int, num_nodes: int, port: int
     }
 
 
-def _materialize_tiny(config: dict[str, Any], directory: Path) -> tuple[str, str, Path]:
+def _materialize_tiny(config: RunConfig, directory: Path) -> tuple[str, str, Path]:
     """Build the tiny model and tokenizer and the synthetic data into the run directory."""
     from repro import tiny
 
-    model_dir = tiny.save_policy(directory / "init-model", seed=config["seed"])
+    model_dir = tiny.save_policy(directory / "init-model", seed=config.seed)
     data_dir = directory / "data"
-    if config["dataset"] == TINY_DATA and not (data_dir / "train.jsonl").exists():
-        tiny.write_dataset(data_dir, seed=config["seed"])
+    if config.dataset == TINY_DATA and not (data_dir / "train.jsonl").exists():
+        tiny.write_dataset(data_dir, seed=config.seed)
     return str(model_dir), str(model_dir), data_dir
 
 
-def prepare(
-    config: dict[str, Any],
-    output_dir: Path,
-    *,
-    hyperparameters: dict[str, Any],
-    tokenization: str = "simpo",
-    tokenizer: str | None = None,
-    max_steps: int | None = None,
-    reference_cache: str | None = None,
-    cache_dir: Path | None = None,
-    eval_during_training: bool = True,
-) -> Run:
-    directory = output_dir.resolve()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ReproError(f"{output_dir}: output directory is not writable ({exc.strerror})") from None
-    gpu = cuda_available()
-    batch = config["batch"]
-    data_dir = directory / "data"
-    model = config["model_name_or_path"]
-    tokenizer_path = tokenizer or model
-    if model == TINY_MODEL:
-        model, tokenizer_path, data_dir = _materialize_tiny(config, directory)
-    elif config["dataset"] == TINY_DATA:
-        raise ReproError("the synthetic dataset only goes with the tiny model")
+def cache_root() -> Path:
+    return Path(os.environ.get("REPRO_CACHE", Path.home() / ".cache" / "repro"))
 
-    ds_path = directory / "deepspeed.json"
-    ds_path.write_text(json.dumps(deepspeed_json(config, gpu=gpu), indent=2))
-    acc_path = directory / "accelerate.yaml"
-    acc_path.write_text(
-        yaml.safe_dump(accelerate_yaml(ds_path, batch["num_processes"], batch["num_nodes"], free_port()))
-    )
-    run_file = directory / "run.json"
-    run = {
-        "config": config,
-        "hyperparameters": hyperparameters,
-        "tokenization": tokenization,
-        "max_steps": max_steps,
-        "eval_during_training": eval_during_training,
-        "paths": {
-            "output_dir": str(directory),
-            "deepspeed_config": str(ds_path),
-            "model": model,
-            "tokenizer": tokenizer_path,
-            "data_dir": str(data_dir),
-            "cache_dir": str(
-                cache_dir or Path(os.environ.get("REPRO_CACHE", Path.home() / ".cache" / "repro"))
-            ),
-            "reference_cache": reference_cache,
-        },
-    }
-    run_file.write_text(json.dumps(run, indent=2, default=str))
-    command = [
+
+def command_for(accelerate_config: Path, run_file: Path) -> list[str]:
+    """The one command that trains: every launcher and every dry run prints this."""
+    return [
         sys.executable,
         "-m",
         "accelerate.commands.launch",
         "--config_file",
-        str(acc_path),
+        str(accelerate_config),
         "-m",
         "repro.train.worker",
         str(run_file),
     ]
+
+
+def environment(gpu: bool) -> dict[str, str]:
     # repro's root first, keeping whatever the user's PYTHONPATH already holds
     pythonpath = os.pathsep.join(p for p in (str(paths.ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = {"TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": pythonpath}
     if not gpu:
         env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", ACCELERATE_USE_DEEPSPEED="true")
+    return env
+
+
+def writable_directory(path: Path) -> Path:
+    """Create `path` and prove it can be written, or fail in one line."""
+    directory = path.resolve()
+    if directory.exists() and not directory.is_dir():
+        raise ReproError(f"{path}: exists and is not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ReproError(f"{path}: output directory is not writable ({exc.strerror})") from None
+    return directory
+
+
+def prepare(
+    config: RunConfig,
+    output_dir: Path,
+    *,
+    tokenizer: str | None = None,
+    reference_cache: str | None = None,
+    cache_dir: Path | None = None,
+    eval_during_training: bool = True,
+    dry_run: bool = False,
+) -> Run:
+    """Write the run directory (run.json, DeepSpeed and accelerate configs, bos_check.json).
+
+    With dry_run nothing is written: the Run holds the paths and the command that would run.
+    """
+    directory = output_dir.resolve() if dry_run else writable_directory(output_dir)
+    gpu = cuda_available()
+    batch = config.batch
+    data_dir = directory / "data"
+    model = config.model_name_or_path
+    tokenizer_path = tokenizer or model
+    if model == TINY_MODEL:
+        if dry_run:
+            model = tokenizer_path = str(directory / "init-model")
+        else:
+            model, tokenizer_path, data_dir = _materialize_tiny(config, directory)
+    elif config.dataset == TINY_DATA:
+        raise ReproError("the synthetic dataset only goes with the tiny model")
+
+    ds_path = directory / "deepspeed.json"
+    acc_path = directory / "accelerate.yaml"
+    run_file = directory / "run.json"
+    command = command_for(acc_path, run_file)
+    env = environment(gpu)
+    if dry_run:
+        guard = {"status": "skipped", "reason": "dry run", "checks": []}
+        return Run(directory, run_file, acc_path, ds_path, command, env, batch["num_processes"],
+                   batch["num_nodes"], guard)  # fmt: skip
+
+    ds_path.write_text(json.dumps(deepspeed_json(config, gpu=gpu), indent=2))
+    acc_path.write_text(
+        yaml.safe_dump(accelerate_yaml(ds_path, batch["num_processes"], batch["num_nodes"], free_port()))
+    )
+    run = RunFile(
+        config=config,
+        paths=RunPaths(
+            output_dir=str(directory),
+            deepspeed_config=str(ds_path),
+            model=model,
+            tokenizer=tokenizer_path,
+            data_dir=str(data_dir),
+            cache_dir=str(cache_dir or cache_root()),
+            reference_cache=reference_cache,
+        ),
+        eval_during_training=eval_during_training,
+    )
+    write_json(run_file, run.to_json())
     from repro.data import bosguard
 
-    guard = bosguard.check_config(config, tokenizer_path, tokenization)
-    (directory / "bos_check.json").write_text(json.dumps(guard, indent=2))
-    return Run(
-        directory,
-        run_file,
-        acc_path,
-        ds_path,
-        command,
-        env,
-        batch["num_processes"],
-        batch["num_nodes"],
-        guard,
-    )
+    guard = bosguard.check_config(config, tokenizer_path)
+    write_json(directory / "bos_check.json", guard)
+    return Run(directory, run_file, acc_path, ds_path, command, env, batch["num_processes"],
+               batch["num_nodes"], guard)  # fmt: skip
 
 
 _STEP = re.compile(r"^REPRO_STEP (\d+)/(\d+)$")  # printed by repro.train.trainer.ProgressLines
 
 
-def launch(run: Run, *, log_file: Path | None = None) -> int:
-    """Run the training processes. Everything goes to train.log; the terminal gets a progress
-    bar, the logged metrics (HF's log dicts) and errors."""
-    from repro.cli import render
-
+def launch(
+    run: Run,
+    *,
+    log_file: Path | None = None,
+    progress: Progress | None = None,
+    echo: Callable[[str], None] | None = None,
+    verbose: bool = False,
+) -> int:
+    """Run the training processes. Everything goes to train.log; `progress` gets the optimizer
+    steps, `echo` gets errors (and, when verbose, the logged metrics: HF's log dicts)."""
     env = {**os.environ, **run.env}
     log_path = log_file or run.directory / "train.log"
-    quiet = os.environ.get("REPRO_QUIET") == "1"
-    progress = render.progress("[bold]training", disable=quiet)
-    with open(log_path, "w", encoding="utf-8") as log, progress:
-        task = progress.add_task("train", total=None)
+    with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(
             run.command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -225,9 +249,10 @@ def launch(run: Run, *, log_file: Path | None = None) -> int:
             log.write(line)
             log.flush()
             if match := _STEP.match(line.strip()):
-                progress.update(task, completed=int(match[1]), total=int(match[2]))
-            elif not quiet and (line.startswith("{'") or "repro: error" in line):
-                progress.console.print(line.rstrip(), markup=False, highlight=False, soft_wrap=True)
+                if progress:
+                    progress("training", int(match[1]), int(match[2]))
+            elif echo and ("repro: error" in line or (verbose and line.startswith("{'"))):
+                echo(line.rstrip())
         return proc.wait()
 
 

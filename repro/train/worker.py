@@ -8,13 +8,14 @@ weights that transformers loads, and writes metrics.json.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from repro import io
+from repro.config.runconfig import RunFile
 from repro.errors import ReproError
 
 
@@ -104,47 +105,38 @@ def engine_info(trainer) -> dict[str, Any]:
     }
 
 
-def main(run_file: str) -> int:
-    run = json.loads(Path(run_file).read_text())
-    config, paths_ = run["config"], run["paths"]
-    out_dir = Path(paths_["output_dir"])
-
+def training_arguments(run: RunFile, resume: str | None):
+    """HF TrainingArguments first, so ZeRO-3 partitions the model as it loads."""
     import torch
-    from transformers import AutoModelForCausalLM, TrainingArguments
+    from transformers import TrainingArguments
 
-    from repro.data import preference, tokenizers
-    from repro.train import reference
-    from repro.train.trainer import PairCollator, PreferenceTrainer, ProgressLines
-
-    batch = config["batch"]
-    resume = checkpoint_to_resume(out_dir / "trainer", config["config_hash"])
-    fix_cpu_deepspeed_state()
-    args = TrainingArguments(
-        output_dir=str(out_dir / "trainer"),
+    config, batch = run.config, run.config.batch
+    return TrainingArguments(
+        output_dir=str(Path(run.paths.output_dir) / "trainer"),
         per_device_train_batch_size=batch["per_device"],
-        per_device_eval_batch_size=config["per_device_eval_batch_size"],
+        per_device_eval_batch_size=config.per_device_eval_batch_size,
         gradient_accumulation_steps=batch["gradient_accumulation_steps"],
-        learning_rate=config["learning_rate"],
-        lr_scheduler_type=config["lr_scheduler_type"],
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
         warmup_steps=float(
-            config["warmup_ratio"]
+            config.warmup_ratio
         ),  # a float in [0, 1) is a ratio (warmup_ratio before transformers 5)
-        num_train_epochs=config["num_train_epochs"],
-        max_steps=run.get("max_steps") or -1,
-        optim=config["optim"],
-        bf16=config["bf16"] and torch.cuda.is_available(),
-        gradient_checkpointing=config["gradient_checkpointing"],
-        gradient_checkpointing_kwargs={"use_reentrant": False} if config["gradient_checkpointing"] else None,
-        logging_steps=config["logging_steps"],
-        eval_strategy="steps" if run.get("eval_during_training", True) else "no",
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps or -1,
+        optim=config.optim,
+        bf16=config.bf16 and torch.cuda.is_available(),
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+        logging_steps=config.logging_steps,
+        eval_strategy="steps" if run.eval_during_training else "no",
         eval_on_start=resume is None,  # the starting point on the held-out split, through the training engine
-        eval_steps=config["eval_steps"],
+        eval_steps=config.eval_steps,
         save_strategy="steps",  # resumable checkpoints (model, optimizer, RNG and data position)
-        save_steps=config.get("checkpoint_steps", 100),
+        save_steps=config.checkpoint_steps,
         save_total_limit=2,
-        seed=config["seed"],
-        data_seed=config["seed"],
-        deepspeed=paths_["deepspeed_config"],
+        seed=config.seed,
+        data_seed=config.seed,
+        deepspeed=run.paths.deepspeed_config,
         report_to=[],
         remove_unused_columns=False,
         disable_tqdm=True,  # the launcher draws one progress bar from ProgressLines
@@ -157,53 +149,106 @@ def main(run_file: str) -> int:
         weight_decay=0.0,
     )
 
-    tokenizer = tokenizers.load(paths_["tokenizer"])
-    pipeline = preference.Pipeline.for_config(tokenizer, config, run.get("tokenization", "simpo"))
-    data_dir = Path(paths_["data_dir"])
-    kto = config["method"] == "kto"
-    splits, data_stats = {}, {}
-    for name, split in (("train", config["train_split"]), ("eval", config["test_split"])):
-        rows = shuffled(preference.load_rows(config["dataset"], split, data_dir), config["data_shuffle_seed"])
-        limit = run.get("limit_rows", {}).get(name)
-        splits[name], data_stats[name] = tokenize_split(pipeline, rows[:limit] if limit else rows, kto=kto)
-        if not splits[name]:
-            raise ReproError(f"no valid rows in the {name} split of {config['dataset']}")
 
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
-        config.get("torch_dtype") or "float32", torch.float32
-    )
+def tokenized_splits(run: RunFile, tokenizer) -> tuple[dict[str, list[dict]], dict[str, Any]]:
+    """Train and held-out splits, shuffled as the original did and tokenized by the setting's rules."""
+    from repro.data import preference
+
+    config = run.config
+    pipeline = preference.Pipeline.for_config(tokenizer, config, config.tokenization)
+    splits, stats = {}, {}
+    for name, split in (("train", config.train_split), ("eval", config.test_split)):
+        rows = preference.load_rows(config.dataset, split, Path(run.paths.data_dir))
+        splits[name], stats[name] = tokenize_split(
+            pipeline, shuffled(rows, config.data_shuffle_seed), kto=config.method == "kto"
+        )
+        if not splits[name]:
+            raise ReproError(f"no valid rows in the {name} split of {config.dataset}")
+    return splits, stats
+
+
+def load_model(run: RunFile):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = run.config
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    attention = config.attn_implementation
+    if attention == "flash_attention_2" and not torch.cuda.is_available():
+        attention = "sdpa"
     model = AutoModelForCausalLM.from_pretrained(
-        paths_["model"],
-        dtype=dtype,
-        attn_implementation=config["attn_implementation"]
-        if config["attn_implementation"] != "flash_attention_2" or torch.cuda.is_available()
-        else "sdpa",
+        run.paths.model, dtype=dtype.get(config.torch_dtype or "float32"), attn_implementation=attention
     )
     model.config.use_cache = False
+    return model
 
-    collator = PairCollator(tokenizer.pad_token_id, padding_free=bool(config.get("padding_free")))
-    ref = None
-    if config["reference_model"]:
-        key, meta = reference.cache_key(
-            fingerprints={k: reference.dataset_fingerprint(v) for k, v in splits.items()},
-            tokenization={
-                "mode": run.get("tokenization", "simpo"),
-                "max_length": config["max_length"],
-                "max_prompt_length": config["max_prompt_length"],
-                "kl_pairs": kto,
-            },
-            weights=reference.weights_sha256(paths_["model"]),
-        )
-        cache = Path(paths_.get("reference_cache") or Path(paths_["cache_dir"]) / f"reference-{key[:16]}.pt")
-        ref = reference.ReferenceLogps(
-            splits, collator, key=key, meta=meta, path=cache, batch_size=config["per_device_eval_batch_size"]
-        )
 
+def reference_logps(run: RunFile, splits: dict[str, list[dict]], collator):
+    """The DPO family's reference log-probs, computed once and cached by content."""
+    from repro.train import reference
+
+    config = run.config
+    if not config.reference_model:
+        return None
+    key, meta = reference.cache_key(
+        fingerprints={k: reference.dataset_fingerprint(v) for k, v in splits.items()},
+        tokenization={
+            "mode": config.tokenization,
+            "max_length": config.max_length,
+            "max_prompt_length": config.max_prompt_length,
+            "kl_pairs": config.method == "kto",
+        },
+        weights=reference.weights_sha256(run.paths.model),
+    )
+    cache = Path(run.paths.reference_cache or Path(run.paths.cache_dir) / f"reference-{key[:16]}.pt")
+    return reference.ReferenceLogps(
+        splits, collator, key=key, meta=meta, path=cache, batch_size=config.per_device_eval_batch_size
+    )
+
+
+def write_metrics(trainer, out_dir: Path, result, evaluation, seconds, data_stats, ref, resume) -> None:
+    history = [h for h in trainer.state.log_history if "loss" in h and "eval_loss" not in h]
+    before = next((h for h in trainer.state.log_history if "eval_loss" in h), {})
+    io.write_json(
+        out_dir / "metrics.json",
+        {
+            "train": dict(history[-1]) if history else {},
+            "train_summary": result.metrics,
+            "eval": evaluation,
+            "eval_before_training": before,
+            "steps": trainer.state.global_step,
+            "train_seconds": round(seconds, 2),
+            "world_size": trainer.accelerator.num_processes,
+            "engine": engine_info(trainer),
+            "data": data_stats,
+            "reference": {"key": ref.key, "source": ref.source} if ref else None,
+            "resumed_from": resume,
+            "log_history": trainer.state.log_history,
+        },
+    )
+
+
+def main(run_file: str) -> int:
+    """setup (arguments, data, model, reference) -> train -> evaluate -> save."""
     from datasets import Dataset
+
+    from repro.data import tokenizers
+    from repro.train.trainer import PairCollator, PreferenceTrainer, ProgressLines
+
+    run = RunFile.read(Path(run_file))
+    config, out_dir = run.config, Path(run.paths.output_dir)
+    resume = checkpoint_to_resume(out_dir / "trainer", config.config_hash)
+    fix_cpu_deepspeed_state()
+    args = training_arguments(run, resume)
+    tokenizer = tokenizers.load(run.paths.tokenizer)
+    splits, data_stats = tokenized_splits(run, tokenizer)
+    model = load_model(run)
+    collator = PairCollator(tokenizer.pad_token_id, padding_free=config.padding_free)
+    ref = reference_logps(run, splits, collator)
 
     if trainer_is_main():
         (out_dir / "trainer").mkdir(parents=True, exist_ok=True)
-        (out_dir / "trainer" / "config_hash").write_text(config["config_hash"])
+        (out_dir / "trainer" / "config_hash").write_text(config.config_hash)
     trainer = PreferenceTrainer(
         model=model,
         args=args,
@@ -211,39 +256,21 @@ def main(run_file: str) -> int:
         train_dataset=Dataset.from_list(splits["train"]),
         eval_dataset=Dataset.from_list(splits["eval"]),
         processing_class=tokenizer,
-        method=config["method"],
-        hyperparameters=run["hyperparameters"],
+        method=config.method,
+        hyperparameters=config.hyperparameters,
         reference=ref,
-        chunked_logprobs=config.get("chunked_logprobs", True),
+        chunked_logprobs=config.chunked_logprobs,
         callbacks=[ProgressLines()],
     )
     start = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
-    train_seconds = time.time() - start
+    seconds = time.time() - start
     evaluation = trainer.evaluate()
     trainer.save_model(str(out_dir / "model"))  # ZeRO-3: consolidated 16-bit (fp32 on CPU) weights
 
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(out_dir / "model")
-        history = [h for h in trainer.state.log_history if "loss" in h and "eval_loss" not in h]
-        before = next((h for h in trainer.state.log_history if "eval_loss" in h), {})
-        metrics = {
-            "train": {k: v for k, v in (history[-1] if history else {}).items()},
-            "train_summary": result.metrics,
-            "eval": evaluation,
-            "eval_before_training": before,
-            "steps": trainer.state.global_step,
-            "train_seconds": round(train_seconds, 2),
-            "world_size": trainer.accelerator.num_processes,
-            "engine": engine_info(trainer),
-            "data": data_stats,
-            "reference": {"key": ref.key, "source": ref.source} if ref else None,
-            "resumed_from": resume,
-            "log_history": trainer.state.log_history,
-        }
-        tmp = out_dir / "metrics.json.tmp"
-        tmp.write_text(json.dumps(metrics, indent=2))
-        os.replace(tmp, out_dir / "metrics.json")
+        write_metrics(trainer, out_dir, result, evaluation, seconds, data_stats, ref, resume)
     trainer.accelerator.wait_for_everyone()
     import torch.distributed as dist
 

@@ -14,7 +14,6 @@ the ratings, converted to win rates. Answer lengths: tiktoken cl100k token count
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from repro import io
 from repro.errors import ReproError
 
 BASELINE = "gpt-4-0314"
@@ -122,18 +122,7 @@ def score(battles: Battles, *, rounds: int = 100, seed: int = 42) -> dict[str, d
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        raise ReproError(f"{path}:{n}: not valid JSON") from None
-    except FileNotFoundError:
-        raise ReproError(f"{path}: no such file") from None
-    return rows
+    return io.read_jsonl(path)
 
 
 def load_judgments(paths: list[Path]) -> dict[str, list[dict[str, Any]]]:

@@ -12,7 +12,6 @@ and of all judgments together.
 from __future__ import annotations
 
 import ast
-import json
 import math
 import re
 import time
@@ -20,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from repro import io
 from repro.errors import ReproError
 
 NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")
@@ -71,19 +71,8 @@ def _mean(values: list[float]) -> float:
 # ---------------------------------------------------------------------------- data
 
 
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    try:
-        return [
-            json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()
-        ]
-    except FileNotFoundError:
-        raise ReproError(f"{path}: no such file") from None
-    except json.JSONDecodeError as exc:
-        raise ReproError(f"{path}: not valid JSON lines ({exc.msg} at line {exc.lineno})") from None
-
-
 def load_judgments(path: Path) -> list[dict[str, Any]]:
-    rows = _jsonl(path)
+    rows = io.read_jsonl(path)
     for i, row in enumerate(rows):
         if not {"model", "score", "turn"} <= set(row):
             raise ReproError(
@@ -95,12 +84,12 @@ def load_judgments(path: Path) -> list[dict[str, Any]]:
 def load_data(data_dir: Path, judge_model: str) -> tuple[list[dict], dict[str, dict], dict[int, dict]]:
     """FastChat's llm_judge/data layout: mt_bench/question.jsonl, judge_prompts.jsonl, reference answers."""
     data_dir = Path(data_dir)
-    questions = _jsonl(data_dir / "mt_bench" / "question.jsonl")
-    prompts = {p["name"]: p for p in _jsonl(data_dir / "judge_prompts.jsonl")}
+    questions = io.read_jsonl(data_dir / "mt_bench" / "question.jsonl")
+    prompts = {p["name"]: p for p in io.read_jsonl(data_dir / "judge_prompts.jsonl")}
     ref_file = (
         data_dir / "mt_bench" / "reference_answer" / REFERENCES.get(judge_model, f"{judge_model}.jsonl")
     )
-    references = {r["question_id"]: r for r in _jsonl(ref_file)} if ref_file.exists() else {}
+    references = {r["question_id"]: r for r in io.read_jsonl(ref_file)} if ref_file.exists() else {}
     return questions, prompts, references
 
 

@@ -1,0 +1,205 @@
+"""The run configuration: one typed, frozen object from recipe to loss.
+
+`recipes.resolve()` builds it from a setting, a method and the user's overrides;
+`launch.prepare()` writes it into run.json and the training worker reads it back through
+`RunConfig.from_json`, which refuses an unknown or a missing key in one line. The run's
+identity (`config_hash`) is computed here, from every field that can change the trained
+weights, and from the code that trains them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from repro.errors import ReproError
+
+# Fields that describe a run without changing what it computes. Everything else is in the hash.
+NOT_IN_IDENTITY = ("title", "method_title", "loss", "recipe_file", "sources", "notes", "checkpoint_steps")
+
+
+def code_version() -> str:
+    """SHA-256 over repro's Python source: a run made by other code is another run."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """How a setting is evaluated: its generation config, default judge, baseline and questions.
+
+    - generation: a config under eval/generation/ by name, or a YAML path (relative to the recipe);
+    - judge: `endpoint` (an OpenAI-compatible server) or `rule` (the local rule judge);
+    - baseline: `published` (each benchmark's own reference answers) or `init-model` (the
+      answers of the model training started from);
+    - questions: `benchmark` (the benchmarks' own questions) or `repro:tiny` (the toy task's).
+    """
+
+    generation: str | None = None
+    judge: str = "endpoint"
+    baseline: str = "published"
+    questions: str = "benchmark"
+
+    CHOICES = {"judge": ("endpoint", "rule"), "baseline": ("published", "init-model"),
+               "questions": ("benchmark", "repro:tiny")}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    setting: str
+    title: str
+    method: str
+    method_title: str
+    loss: str
+    reference_model: bool
+    model_name_or_path: str
+    model_revision: str
+    torch_dtype: str | None
+    attn_implementation: str
+    chat_template: str
+    dataset: str
+    train_split: str
+    test_split: str
+    data_shuffle_seed: int
+    max_length: int
+    max_prompt_length: int
+    truncation_mode: str
+    tokenization: str  # simpo | paper-v1 | trl (repro.data.preference)
+    hyperparameters: dict[str, Any]  # the method's values, log_probs included
+    learning_rate: float
+    lr_scheduler_type: str
+    warmup_ratio: float
+    num_train_epochs: float
+    max_steps: int | None
+    optim: str
+    bf16: bool
+    gradient_checkpointing: bool
+    seed: int
+    batch: dict[str, int]
+    per_device_eval_batch_size: int
+    eval_steps: int
+    logging_steps: int
+    checkpoint_steps: int
+    train_rows: int | None
+    padding_free: bool
+    chunked_logprobs: bool
+    evaluation: EvalPlan
+    code_version: str  # code_version(): the source that trains and evaluates
+    recipe_file: str
+    sources: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @cached_property
+    def config_hash(self) -> str:
+        """SHA-256 of every value that changes training (not sources, notes, titles, paths)."""
+        keep = {k: v for k, v in self.to_json(with_hash=False).items() if k not in NOT_IN_IDENTITY}
+        return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.config_hash[:10]}-seed{self.seed}"
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self, *, with_hash: bool = True) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["evaluation"] = dataclasses.asdict(self.evaluation)
+        data["notes"] = list(self.notes)
+        if with_hash:
+            data["config_hash"] = self.config_hash
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "run config") -> RunConfig:
+        """Strict: every field present, nothing else; a recorded hash must match the values."""
+        if not isinstance(data, dict):
+            raise ReproError(f"{where}: expected a mapping")
+        data = dict(data)
+        recorded = data.pop("config_hash", None)
+        optional = [f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING
+                    or f.default_factory is not dataclasses.MISSING]  # fmt: skip
+        _exact_keys(data, [f.name for f in dataclasses.fields(cls)], where, optional=tuple(optional))
+        plan = data.get("evaluation")
+        if not isinstance(plan, dict):
+            raise ReproError(f"{where}: evaluation must be a mapping")
+        _exact_keys(plan, [f.name for f in dataclasses.fields(EvalPlan)], f"{where}: evaluation",
+                    optional=tuple(f.name for f in dataclasses.fields(EvalPlan)))  # fmt: skip
+        data["evaluation"] = EvalPlan(**plan)
+        data["notes"] = tuple(data.get("notes") or ())
+        config = cls(**data)
+        if recorded is not None and recorded != config.config_hash:
+            raise ReproError(
+                f"{where}: config_hash {recorded[:10]} does not match its values "
+                f"({config.config_hash[:10]}); "
+                "the file was edited or written by another version of repro"
+            )
+        return config
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where one training run reads and writes (absolute paths, resolved by launch.prepare)."""
+
+    output_dir: str
+    deepspeed_config: str
+    model: str
+    tokenizer: str
+    data_dir: str
+    cache_dir: str
+    reference_cache: str | None
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """run.json: what the launcher hands every training process."""
+
+    config: RunConfig
+    paths: RunPaths
+    eval_during_training: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_json(),
+            "paths": dataclasses.asdict(self.paths),
+            "eval_during_training": self.eval_during_training,
+        }
+
+    @classmethod
+    def read(cls, path: Path) -> RunFile:
+        where = str(path)
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ReproError(f"{where}: not a readable run file ({exc})") from None
+        if not isinstance(data, dict):
+            raise ReproError(f"{where}: expected a mapping")
+        _exact_keys(
+            data, [f.name for f in dataclasses.fields(cls)], where, optional=("eval_during_training",)
+        )
+        paths_ = data["paths"]
+        if not isinstance(paths_, dict):
+            raise ReproError(f"{where}: paths must be a mapping")
+        _exact_keys(paths_, [f.name for f in dataclasses.fields(RunPaths)], f"{where}: paths")
+        return cls(
+            config=RunConfig.from_json(data["config"], where),
+            paths=RunPaths(**paths_),
+            eval_during_training=bool(data.get("eval_during_training", True)),
+        )
+
+
+def _exact_keys(data: dict, names: list[str], where: str, optional: tuple[str, ...] = ()) -> None:
+    for key in data:
+        if key not in names:
+            raise ReproError(f"{where}: unknown key '{key}'")
+    for key in names:
+        if key not in data and key not in optional:
+            raise ReproError(f"{where}: missing key '{key}'")

@@ -1,0 +1,79 @@
+"""result.json: one schema for `repro eval` and `repro run`, written here and nowhere else.
+
+A result says what it is: the model and setting it scores, the published-table metrics
+(`scores`), every benchmark's full output (`benchmarks`), whether every judgment came back
+(`complete`), and whether it covers only part of each benchmark (`partial`, with `limit`).
+`repro compare` averages complete, non-partial results only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from repro import io
+
+SCHEMA = "repro.result/1"
+
+
+def scores_from(benchmarks: dict[str, Any]) -> dict[str, Any]:
+    """The published tables' metrics from the benchmarks' outputs."""
+    scores: dict[str, Any] = {}
+    if ae := benchmarks.get("alpaca_eval2"):
+        scores.update(
+            ae2_lc=ae.get("length_controlled_winrate"),
+            ae2_wr=ae.get("win_rate"),
+            ae2_wr_se=ae.get("standard_error"),
+            ae2_length=ae.get("avg_length"),
+        )
+    if ah := benchmarks.get("arena_hard"):
+        scores.update(
+            ah=ah.get("score"), ah_ci=[ah.get("lower"), ah.get("upper")], ah_length=ah.get("avg_tokens")
+        )
+    if mt := benchmarks.get("mt_bench"):
+        scores.update(mt_bench=mt.get("average"))
+    return scores
+
+
+def incomplete_benchmarks(benchmarks: dict[str, Any]) -> list[str]:
+    return [b for b, r in benchmarks.items() if isinstance(r, dict) and r.get("incomplete")]
+
+
+def record(
+    *,
+    model: str,
+    setting: str,
+    benchmarks: dict[str, Any],
+    judge: dict[str, Any],
+    limit: int | None,
+    method: str | None = None,
+    run_id: str | None = None,
+    seed: int | None = None,
+    training: dict[str, Any] | None = None,
+    bos_check: dict[str, Any] | None = None,
+    timings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    incomplete = incomplete_benchmarks(benchmarks)
+    return {
+        "schema": SCHEMA,
+        "model": model,
+        "setting": setting,
+        "method": method,
+        "run_id": run_id,
+        "seed": seed,
+        "scores": scores_from(benchmarks),
+        "training": training,
+        "complete": not incomplete,
+        "incomplete_benchmarks": incomplete,
+        "partial": limit is not None,
+        "limit": limit,
+        "judge": judge,
+        "benchmarks": {k: v for k, v in benchmarks.items() if k != "judge_calls"},
+        "judge_calls": benchmarks.get("judge_calls"),
+        "bos_check": bos_check,
+        "timings_seconds": timings or {},
+    }
+
+
+def write(path: Path, data: dict[str, Any]) -> None:
+    io.write_json(path, data)
