@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRL_EXPERIMENTAL_SILENCE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv tiny test lint lock clean
+.PHONY: venv tiny test test-fast lint lock clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,11 @@ tiny: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check repro tests benchmarks
 	$(VENV)/bin/python -m pytest -q
+
+# The edit loop: parity oracles and unit tests, without the end-to-end tier (pytest -m e2e).
+test-fast: $(STAMP)
+	$(VENV)/bin/ruff check repro tests benchmarks
+	$(VENV)/bin/python -m pytest -q -m "not e2e"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check repro tests benchmarks

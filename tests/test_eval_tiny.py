@@ -41,15 +41,17 @@ def test_tiny_eval_all_benchmarks_with_a_local_rule_judge(trained, cli, tmp_path
     ]
     record = json.loads(cli(*args, "--output", str(tmp_path / "a"), check=True).stdout)
     assert record["bos_check"]["status"] == "ok"
-    first = record["results"]
+    first = record["benchmarks"]
+    assert record["schema"] == "repro.result/1" and record["complete"] and not record["partial"]
     assert first["alpaca_eval2"]["win_rate"] > 60 and first["alpaca_eval2"]["incomplete"] is False
     assert first["alpaca_eval2"]["n_total"] == 24
     assert first["arena_hard"]["score"] > 50 and first["arena_hard"]["incomplete"] is False
     assert first["mt_bench"]["n_counted"] == 48 and first["mt_bench"]["average"] > 1
     assert (tmp_path / "a" / "arena_hard" / "judgments.jsonl").exists()
     assert (tmp_path / "a" / "mt_bench" / "judgments.jsonl").exists()
-    second = json.loads(cli(*args, "--output", str(tmp_path / "b"), check=True).stdout)["results"]
-    assert second["judge_calls"]["backend_calls"] == 0  # everything from the cache
+    again = json.loads(cli(*args, "--output", str(tmp_path / "b"), check=True).stdout)
+    second = again["benchmarks"]
+    assert again["judge_calls"]["backend_calls"] == 0  # everything from the cache
     assert second["alpaca_eval2"]["judge_calls"]["backend_calls"] == 0
     assert second["alpaca_eval2"]["win_rate"] == first["alpaca_eval2"]["win_rate"]
     assert second["arena_hard"]["score"] == first["arena_hard"]["score"]

@@ -267,8 +267,8 @@ def test_killed_judging_continues_from_the_cache(env, tmp_path):
         upstream.close()
     record = json.loads(done.stdout)
     assert (
-        record["results"]["arena_hard"]["n_questions"] == 6
-        and not record["results"]["arena_hard"]["incomplete"]
+        record["benchmarks"]["arena_hard"]["n_questions"] == 6
+        and not record["benchmarks"]["arena_hard"]["incomplete"]
     )
     assert upstream.calls <= 12 + 1  # 12 distinct judgments; at most the call in flight at the kill twice
-    assert record["results"]["judge_calls"]["cache_hits"] >= before - 1
+    assert record["judge_calls"]["cache_hits"] >= before - 1

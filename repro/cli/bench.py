@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -59,6 +59,38 @@ def bench_train_cmd(
     if fmt == "json":
         render.print_json(report)
         return
-    for tbl in trainbench.tables(report):
+    for tbl in tables(report):
         render.print_table(tbl)
     render.console(stderr=True).print(f"wrote {path}")
+
+
+def tables(report: dict[str, Any]) -> list:
+    """The report as two tables: per contender, and the ratios."""
+    gib = 2**30
+    results = report["results"].values()
+    per = render.table(
+        ["contender", "engine", "step s", "tokens/s", "peak memory GiB", "kind", "MFU"],
+        [
+            (
+                r["contender"],
+                r.get("engine", "") + (f" ZeRO-{r['zero_stage']}" if "zero_stage" in r else ""),
+                f"{r['step_seconds']:.3f}",
+                f"{r['tokens_per_second']:.0f}",
+                f"{r['peak_memory_bytes'] / gib:.2f}",
+                r["peak_memory_kind"],
+                f"{r['mfu']:.1%}" if "mfu" in r else "-",
+            )
+            for r in results
+        ],
+        title=f"repro bench train --preset {report['preset']}",
+        caption=report["description"],
+    )
+    ratios = render.table(
+        ["comparison", "throughput a/b", "memory a/b"],
+        [
+            (r["comparison"], f"{r['throughput_ratio']:.2f}x", f"{r['memory_ratio']:.2f}x")
+            for r in report["ratios"]
+        ],
+        title="ratios (a/b, same run)",
+    )
+    return [per, ratios]

@@ -9,26 +9,6 @@ import typer
 
 from repro.cli import render
 from repro.cli.common import FormatOpt, data_app
-from repro.errors import ReproError
-
-
-def _seeds(seeds: str | None, samples: int | None, default: tuple[int, ...]) -> tuple[int, ...]:
-    if seeds:
-        try:
-            chosen = tuple(int(s) for s in seeds.split(",") if s.strip())
-        except ValueError:
-            raise ReproError(f"--seeds must be comma-separated integers, not '{seeds}'") from None
-    else:
-        chosen = default
-    if samples is not None:
-        if seeds and samples != len(chosen):
-            raise ReproError(
-                f"--samples {samples} but --seeds lists {len(chosen)} seeds (one sample per seed)"
-            )
-        if samples > len(chosen):
-            raise ReproError(f"--samples {samples}: give {samples} seeds with --seeds")
-        chosen = chosen[:samples]
-    return chosen
 
 
 @data_app.command("on-policy")
@@ -76,28 +56,21 @@ def on_policy_cmd(
     fmt: FormatOpt = "table",
 ) -> None:
     """Generate an on-policy preference dataset; a killed run resumes from OUTPUT."""
-    from repro.config import recipes
     from repro.datagen import onpolicy
 
     render.check_format(fmt, ("table", "json"))
-    recipe = {}
-    if setting:
-        recipe = recipes.get_setting(setting).on_policy or {}
-        if not recipe:
-            raise ReproError(f"setting '{setting}' has no on_policy recipe; give --model and --reward-model")
-    model = model or recipe.get("model")
-    reward_model = reward_model or recipe.get("reward_model")
-    if not model or not reward_model:
-        raise ReproError("give --model and --reward-model (or --setting with an on_policy recipe)")
-    options = onpolicy.Options(
+    options = onpolicy.resolve_options(
+        setting,
+        output=output,
         model=model,
         reward_model=reward_model,
-        output=output.resolve(),
-        prompts=prompts or recipe.get("prompts", onpolicy.DEFAULT_PROMPTS),
-        seeds=_seeds(seeds, samples, tuple(recipe.get("seeds", onpolicy.SEEDS))),
-        temperature=temperature if temperature is not None else recipe.get("temperature", 0.8),
-        top_p=top_p if top_p is not None else recipe.get("top_p", 0.95),
-        max_tokens=max_tokens or recipe.get("max_tokens", 4096),
+        prompts=prompts,
+        samples=samples,
+        seeds=seeds,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        trust_remote_code=trust_remote_code,
         backend=backend,
         batch_size=batch_size,
         rm_batch_size=rm_batch_size,
@@ -105,20 +78,10 @@ def on_policy_cmd(
         test_fraction=test_fraction,
         split_seed=split_seed,
         limit=limit,
-        trust_remote_code=trust_remote_code
-        if trust_remote_code is not None
-        else recipe.get("trust_remote_code", False),
         allow_double_bos=allow_double_bos,
     )
-    with render.progress() as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        manifest = onpolicy.run(options, progress)
+    with render.Bars() as bars:
+        manifest = onpolicy.run(options, bars)
     if fmt == "json":
         render.print_json(manifest)
         return

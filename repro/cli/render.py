@@ -99,20 +99,25 @@ def progress(label: str = "{task.description}", *, disable: bool = False):
 
 class Bars:
     """One progress bar per stage, driven by the library's progress callbacks (repro.progress):
-    `with Bars() as bars: run.execute(..., progress=bars, echo=bars.echo)`."""
+    `with Bars() as bars: run.execute(..., progress=bars, echo=bars.echo)`. Nothing is drawn
+    until the first report, so work that fails early prints its one error line alone."""
 
     def __init__(self, *, disable: bool = False):
         self._progress = progress(disable=disable)
         self._tasks: dict[str, Any] = {}
+        self._started = False
 
     def __enter__(self) -> Bars:
-        self._progress.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._progress.__exit__(*exc)
+        if self._started:
+            self._progress.__exit__(*exc)
 
     def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if not self._started:
+            self._progress.__enter__()
+            self._started = True
         if stage not in self._tasks:
             self._tasks[stage] = self._progress.add_task(stage, total=total)
         self._progress.update(self._tasks[stage], completed=done, total=total)

@@ -314,7 +314,7 @@ def compare_cmd(
 
 @app.command("verify")
 def verify_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run directory (results/SETTING/METHOD/RUN-ID).")],
+    run_dir: Annotated[Path, typer.Argument(help="A finished run: results/SETTING/METHOD/RUN-ID.")],
 ) -> None:
     """Re-hash a finished run's files against its manifest; one line per file that differs."""
     from repro.runs import verify

@@ -20,6 +20,7 @@ train/, test/), which `repro train --dataset DIR` and a setting's `dataset:` acc
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -422,3 +423,72 @@ def write_dataset(
             shutil.rmtree(target)
     data.save_to_disk(str(output))
     return {"train": len(data["train"]), "test": len(data["test"])}
+
+
+# ---------------------------------------------------------------------------- options
+
+
+def choose_seeds(seeds: str | None, samples: int | None, default: tuple[int, ...]) -> tuple[int, ...]:
+    if seeds:
+        try:
+            chosen = tuple(int(s) for s in seeds.split(",") if s.strip())
+        except ValueError:
+            raise ReproError(f"--seeds must be comma-separated integers, not '{seeds}'") from None
+    else:
+        chosen = default
+    if samples is not None:
+        if seeds and samples != len(chosen):
+            raise ReproError(
+                f"--samples {samples} but --seeds lists {len(chosen)} seeds (one sample per seed)"
+            )
+        if samples > len(chosen):
+            raise ReproError(f"--samples {samples}: give {samples} seeds with --seeds")
+        chosen = chosen[:samples]
+    return chosen
+
+
+def resolve_options(
+    setting: str | None,
+    *,
+    output: Path,
+    model: str | None = None,
+    reward_model: str | None = None,
+    prompts: str | None = None,
+    samples: int | None = None,
+    seeds: str | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
+    trust_remote_code: bool | None = None,
+    **rest: Any,
+) -> Options:
+    """Options from the command line over the setting's on_policy recipe over Options' defaults."""
+    from repro.config import recipes
+
+    recipe: dict[str, Any] = {}
+    if setting:
+        recipe = recipes.get_setting(setting).on_policy or {}
+        if not recipe:
+            raise ReproError(f"setting '{setting}' has no on_policy recipe; give --model and --reward-model")
+    model = model or recipe.get("model")
+    reward_model = reward_model or recipe.get("reward_model")
+    if not model or not reward_model:
+        raise ReproError("give --model and --reward-model (or --setting with an on_policy recipe)")
+
+    defaults = {f.name: f.default for f in dataclasses.fields(Options)}
+
+    def pick(given: Any, key: str) -> Any:
+        return given if given is not None else recipe.get(key, defaults[key])
+
+    return Options(
+        model=model,
+        reward_model=reward_model,
+        output=Path(output).resolve(),
+        prompts=prompts or recipe.get("prompts", DEFAULT_PROMPTS),
+        seeds=choose_seeds(seeds, samples, tuple(recipe.get("seeds", SEEDS))),
+        temperature=pick(temperature, "temperature"),
+        top_p=pick(top_p, "top_p"),
+        max_tokens=pick(max_tokens, "max_tokens"),
+        trust_remote_code=pick(trust_remote_code, "trust_remote_code"),
+        **rest,
+    )

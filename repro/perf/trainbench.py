@@ -415,40 +415,6 @@ def report(preset: Preset, runs: dict[str, list[dict[str, Any]]]) -> dict[str, A
     }
 
 
-def tables(report: dict[str, Any]) -> list:
-    """The report as two tables: per contender, and the ratios."""
-    from repro.cli import render
-
-    gib = 2**30
-    results = report["results"].values()
-    per = render.table(
-        ["contender", "engine", "step s", "tokens/s", "peak memory GiB", "kind", "MFU"],
-        [
-            (
-                r["contender"],
-                r.get("engine", "") + (f" ZeRO-{r['zero_stage']}" if "zero_stage" in r else ""),
-                f"{r['step_seconds']:.3f}",
-                f"{r['tokens_per_second']:.0f}",
-                f"{r['peak_memory_bytes'] / gib:.2f}",
-                r["peak_memory_kind"],
-                f"{r['mfu']:.1%}" if "mfu" in r else "-",
-            )
-            for r in results
-        ],
-        title=f"repro bench train --preset {report['preset']}",
-        caption=report["description"],
-    )
-    ratios = render.table(
-        ["comparison", "throughput a/b", "memory a/b"],
-        [
-            (r["comparison"], f"{r['throughput_ratio']:.2f}x", f"{r['memory_ratio']:.2f}x")
-            for r in report["ratios"]
-        ],
-        title="ratios (a/b, same run)",
-    )
-    return [per, ratios]
-
-
 def machine() -> dict[str, Any]:
     import platform
 

@@ -325,6 +325,10 @@ def _execute(
             "reference": metrics.get("reference"),
             "engine": metrics.get("engine"),
             "weights_sha256": weights,
+            "tokenizer_checks": {
+                "train": io.read_json(train_dir / "bos_check.json"),
+                "eval": cached.get("bos_check"),
+            },
             "history": [],
         }
         manifest["judge"] = judge.describe()

@@ -10,6 +10,7 @@ writes it), and returns the loss with the original trainer's metrics.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,8 +82,22 @@ def get(name: str) -> Objective:
 
 
 def compute(method: str, inputs: Inputs, hp: dict[str, Any]) -> Output:
-    """The loss and metrics of `method` (a name in recipes/methods.yaml) on one micro-batch."""
-    return get(method)(inputs, hp)
+    """The loss and metrics of `method` (a name in recipes/methods.yaml) on one micro-batch.
+    Values missing from `hp` take their default from recipes/methods.yaml, the one place
+    defaults live (a resolved RunConfig already holds them all)."""
+    return get(method)(inputs, with_defaults(method, hp))
+
+
+@functools.cache
+def _defaults(method: str) -> dict[str, Any]:
+    from repro.config import recipes
+
+    spec = recipes.get_method(method)
+    return {"log_probs": spec.log_probs, **{k: h.default for k, h in spec.hyperparameters.items()}}
+
+
+def with_defaults(method: str, hp: dict[str, Any]) -> dict[str, Any]:
+    return {**_defaults(method), **hp}
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -133,19 +148,19 @@ def _output(
 @register("simpo")
 def simpo(inputs: Inputs, hp: dict[str, Any]) -> Output:
     """-log s(beta*lbar_w - beta*lbar_l - gamma) [+ sft_weight * NLL]; rewards beta*lbar (no gamma)."""
-    how = hp.get("log_probs", "mean")
+    how = hp["log_probs"]
     chosen, rejected = inputs.chosen.aggregate(how), inputs.rejected.aggregate(how)
     per_pair = losses.simpo_loss(
         chosen,
         rejected,
         beta=hp["beta"],
         gamma_beta_ratio=hp["gamma_beta_ratio"],
-        label_smoothing=hp.get("label_smoothing", 0.0),
-        loss_type=hp.get("loss_type", "sigmoid"),
+        label_smoothing=hp["label_smoothing"],
+        loss_type=hp["loss_type"],
     )
     metrics, extra = {}, None
-    if hp.get("sft_weight", 0.0) > 0:
-        sft = nll(inputs.chosen, hp.get("nll_reduction", "token"))
+    if hp["sft_weight"] > 0:
+        sft = nll(inputs.chosen, hp["nll_reduction"])
         extra = hp["sft_weight"] * sft
         metrics["sft_loss"] = sft.detach()
     return _output(per_pair, hp["beta"] * chosen, hp["beta"] * rejected, extra, metrics)
@@ -154,16 +169,16 @@ def simpo(inputs: Inputs, hp: dict[str, Any]) -> Output:
 @register("dpo")
 def dpo(inputs: Inputs, hp: dict[str, Any]) -> Output:
     """-log s(beta*r_w - beta*r_l); rewards beta*r."""
-    how = hp.get("log_probs", "sum")
+    how = hp["log_probs"]
     c, r, rc, rr = _with_reference(inputs, how, "dpo")
-    per_pair = losses.dpo_loss(c, r, rc, rr, beta=hp["beta"], label_smoothing=hp.get("label_smoothing", 0.0))
+    per_pair = losses.dpo_loss(c, r, rc, rr, beta=hp["beta"], label_smoothing=hp["label_smoothing"])
     return _output(per_pair, hp["beta"] * (c - rc), hp["beta"] * (r - rr))
 
 
 @register("ipo")
 def ipo(inputs: Inputs, hp: dict[str, Any]) -> Output:
     """(r_w - r_l - 1/(2 tau))^2 on per-token averages; rewards tau*r as TRL logs them (beta = tau)."""
-    how = hp.get("log_probs", "mean")
+    how = hp["log_probs"]
     c, r, rc, rr = _with_reference(inputs, how, "ipo")
     per_pair = losses.ipo_loss(c, r, rc, rr, tau=hp["tau"])
     return _output(per_pair, hp["tau"] * (c - rc), hp["tau"] * (r - rr))
@@ -172,17 +187,17 @@ def ipo(inputs: Inputs, hp: dict[str, Any]) -> Output:
 @register("cpo")
 def cpo(inputs: Inputs, hp: dict[str, Any]) -> Output:
     """-log s(beta*l_w - beta*l_l) + lambda * NLL(y_w); rewards beta*l."""
-    how = hp.get("log_probs", "sum")
+    how = hp["log_probs"]
     c, r = inputs.chosen.aggregate(how), inputs.rejected.aggregate(how)
-    per_pair = losses.cpo_loss(c, r, beta=hp["beta"], label_smoothing=hp.get("label_smoothing", 0.0))
-    term = nll(inputs.chosen, hp.get("nll_reduction", "token"))
+    per_pair = losses.cpo_loss(c, r, beta=hp["beta"], label_smoothing=hp["label_smoothing"])
+    term = nll(inputs.chosen, hp["nll_reduction"])
     return _output(per_pair, hp["beta"] * c, hp["beta"] * r, hp["lambda"] * term, {"nll_loss": term.detach()})
 
 
 @register("kto")
 def kto(inputs: Inputs, hp: dict[str, Any]) -> Output:
     """Paired KTO with z = max(0, mean(l_policy - l_ref)) over mismatched pairs; rewards beta*r."""
-    how = hp.get("log_probs", "sum")
+    how = hp["log_probs"]
     if inputs.kl is not None:
         kl = inputs.kl
     elif inputs.kl_policy is not None and inputs.kl_reference is not None:
@@ -192,7 +207,7 @@ def kto(inputs: Inputs, hp: dict[str, Any]) -> Output:
     kl = kl.detach().clamp(min=0)
     c, r, rc, rr = _with_reference(inputs, how, "kto")
     per_pair = losses.kto_loss(
-        c, r, rc, rr, kl, beta=hp["beta"], lambda_w=hp.get("lambda_w", 1.0), lambda_l=hp.get("lambda_l", 1.0)
+        c, r, rc, rr, kl, beta=hp["beta"], lambda_w=hp["lambda_w"], lambda_l=hp["lambda_l"]
     )
     return _output(per_pair, hp["beta"] * (c - rc), hp["beta"] * (r - rr), metrics={"kl": kl})
 
@@ -200,17 +215,17 @@ def kto(inputs: Inputs, hp: dict[str, Any]) -> Output:
 @register("orpo")
 def orpo(inputs: Inputs, hp: dict[str, Any]) -> Output:
     """NLL(y_w) - lambda * log s(log odds_w - log odds_l) on per-token averages; rewards lambda*lbar."""
-    how = hp.get("log_probs", "mean")
+    how = hp["log_probs"]
     c, r = inputs.chosen.aggregate(how), inputs.rejected.aggregate(how)
     per_pair = losses.orpo_loss(c, r, lam=hp["lambda"])
-    term = nll(inputs.chosen, hp.get("nll_reduction", "token"))
+    term = nll(inputs.chosen, hp["nll_reduction"])
     return _output(per_pair, hp["lambda"] * c, hp["lambda"] * r, term, {"nll_loss": term.detach()})
 
 
 @register("rdpo")
 def rdpo(inputs: Inputs, hp: dict[str, Any]) -> Output:
     """-log s(beta*r_w - beta*r_l + alpha*(|y_w| - |y_l|)); rewards beta*r."""
-    how = hp.get("log_probs", "sum")
+    how = hp["log_probs"]
     c, r, rc, rr = _with_reference(inputs, how, "rdpo")
     per_pair = losses.rdpo_loss(
         c,
@@ -228,18 +243,18 @@ def rdpo(inputs: Inputs, hp: dict[str, Any]) -> Output:
 @register("rrhf")
 def rrhf(inputs: Inputs, hp: dict[str, Any]) -> Output:
     """max(0, lbar_l - lbar_w) + lambda * NLL(y_w); rewards lbar."""
-    how = hp.get("log_probs", "mean")
+    how = hp["log_probs"]
     c, r = inputs.chosen.aggregate(how), inputs.rejected.aggregate(how)
-    term = nll(inputs.chosen, hp.get("nll_reduction", "sequence"))
+    term = nll(inputs.chosen, hp["nll_reduction"])
     return _output(losses.rrhf_loss(c, r), c, r, hp["lambda"] * term, {"nll_loss": term.detach()})
 
 
 @register("slic-hf")
 def slic_hf(inputs: Inputs, hp: dict[str, Any]) -> Output:
     """max(0, delta - l_w + l_l) + lambda * NLL(y_w); rewards l."""
-    how = hp.get("log_probs", "sum")
+    how = hp["log_probs"]
     c, r = inputs.chosen.aggregate(how), inputs.rejected.aggregate(how)
-    term = nll(inputs.chosen, hp.get("nll_reduction", "sequence"))
+    term = nll(inputs.chosen, hp["nll_reduction"])
     per_pair = losses.slic_hf_loss(c, r, delta=hp["delta"])
     return _output(per_pair, c, r, hp["lambda"] * term, {"nll_loss": term.detach()})
 

@@ -120,7 +120,7 @@ class PreferenceTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.chunked_logprobs = chunked_logprobs
         self.method = method
-        self.hp = hyperparameters
+        self.hp = objectives.with_defaults(method, hyperparameters)
         self.reference = reference  # repro.train.reference.ReferenceLogps, or None for reference-free methods
         self._stored: dict[str, dict[str, list[torch.Tensor]]] = {
             "train": defaultdict(list),
@@ -152,7 +152,7 @@ class PreferenceTrainer(Trainer):
         """KTO's reference point, averaged over every rank (as TRL gathers it)."""
         if inputs.kl_policy is None or inputs.kl_reference is None:
             return None
-        how = self.hp.get("log_probs", "sum")
+        how = self.hp["log_probs"]
         local = (inputs.kl_policy.aggregate(how) - inputs.kl_reference.aggregate(how)).mean().detach()
         return self.accelerator.gather(local.reshape(1)).mean()
 
@@ -162,7 +162,7 @@ class PreferenceTrainer(Trainer):
         if kl is not None:
             inputs = Inputs(inputs.chosen, inputs.rejected, inputs.ref_chosen, inputs.ref_rejected, kl=kl)
         out = objectives.compute(self.method, inputs, self.hp)
-        for name, value in objectives.metrics(out, inputs, self.hp.get("log_probs", "sum")).items():
+        for name, value in objectives.metrics(out, inputs, self.hp["log_probs"]).items():
             self._stored[split][name].append(value.detach().cpu())
         return out
 

@@ -1,0 +1,169 @@
+"""A run is what it says it is (issue 13, findings 1-5) and any recipe file runs (issue 14).
+
+One real run of a user's own recipe file, a verbatim copy of tiny.yaml under another name in
+another folder, goes through all four stages (ZeRO-3 training on 2 CPU processes, generation,
+the rule judge, scoring). The tests then rerun, limit, dry-run and tamper with it, and check
+what each one may and may not change. Each test names the finding it guards; on the code
+before the fix each of them failed (the 2-step model reused under the full run's id, a
+--limit evaluation overwriting the full one, a dry run rewriting run.json, a no-op rerun
+rewriting manifest.json, a missing judge URL found after training).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from repro import paths
+from repro.config import recipes
+from repro.config.runconfig import RunFile
+
+pytestmark = pytest.mark.e2e
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    import os
+
+    os.environ["REPRO_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    root = tmp_path_factory.mktemp("x")
+    shutil.copy(paths.SETTINGS / "tiny.yaml", root / "mytiny.yaml")
+    text = (root / "mytiny.yaml").read_text().replace("name: tiny\n", "name: mytiny\n")
+    (root / "mytiny.yaml").write_text(text)
+    return root
+
+
+@pytest.fixture(scope="module")
+def finished(workspace):
+    """`repro run /tmp/x/mytiny.yaml --method simpo --results /tmp/x/results`, as in the issue."""
+    from tests.conftest import run_cli
+
+    proc = run_cli(
+        "run", str(workspace / "mytiny.yaml"), "--method", "simpo",
+        "--results", str(workspace / "results"), "--format", "json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def test_own_recipe_file_runs_all_stages_and_compares(finished, workspace, cli):
+    assert finished["complete"] and not finished["partial"] and finished["setting"] == "mytiny"
+    assert {w["stage"] for w in finished["work_done"]} == {"train", "evaluate"}
+    assert finished["scores"]["ae2_wr"] is not None and finished["scores"]["mt_bench"] is not None
+    out = json.loads(cli("compare", str(workspace / "results"), "--format", "json", check=True).stdout)
+    mine = [r for r in out["rows"] if r["setting"] == "mytiny"]
+    assert mine and all(r["runs"] == 1 and r["status"] == "no published value" for r in mine)
+
+
+def test_rerun_does_no_work_and_leaves_the_record_byte_identical(finished, workspace, cli):
+    """Finding 4: a rerun used to rewrite manifest.json (timings 'skipped', a new 'created')."""
+    run_dir = Path(finished["run_dir"])
+    before = {name: digest(run_dir / name) for name in ("manifest.json", "result.json")}
+    again = cli(
+        "run", str(workspace / "mytiny.yaml"), "--method", "simpo",
+        "--results", str(workspace / "results"), "--format", "json", check=True,
+    )  # fmt: skip
+    assert json.loads(again.stdout)["work_done"] == []
+    assert {name: digest(run_dir / name) for name in before} == before
+
+
+def test_dry_run_writes_nothing_into_a_finished_run(finished, cli):
+    """Finding 3: `repro train ... --method dpo --output <finished simpo dir> --dry-run` rewrote
+    run.json to DPO beside the SimPO model."""
+    train_dir = Path(finished["run_dir"]) / "train"
+    before = {p.name: digest(p) for p in train_dir.iterdir() if p.is_file()}
+    proc = cli("train", "tiny", "--method", "dpo", "--output", str(train_dir), "--dry-run")
+    assert proc.returncode == 1 and "holds a finished run of another config" in proc.stderr
+    assert {p.name: digest(p) for p in train_dir.iterdir() if p.is_file()} == before
+    assert RunFile.read(train_dir / "run.json").config.method == "simpo"
+
+
+def test_limit_lives_apart_and_is_flagged_partial(finished, workspace, cli):
+    """Finding 2: `--limit 2` on a finished run overwrote its 24-question evaluation and still
+    said complete, with no limit recorded; compare averaged it with full runs."""
+    run_dir = Path(finished["run_dir"])
+    full = digest(run_dir / "result.json")
+    part = json.loads(
+        cli(
+            "run", str(workspace / "mytiny.yaml"), "--method", "simpo", "--limit", "2",
+            "--results", str(workspace / "results"), "--format", "json", check=True,
+        ).stdout
+    )  # fmt: skip
+    assert part["partial"] and part["limit"] == 2 and Path(part["run_dir"]) == run_dir / "partial-limit2"
+    assert [w["stage"] for w in part["work_done"]] == ["evaluate"]  # the trained model is reused
+    assert digest(run_dir / "result.json") == full
+    out = json.loads(cli("compare", str(workspace / "results"), "--format", "json", check=True).stdout)
+    assert any("partial-limit2" in s["path"] and "partial" in s["reason"] for s in out["skipped"])
+    assert all(r["runs"] == 1 for r in out["rows"] if r["setting"] == "mytiny")
+
+
+def test_identity_covers_max_steps_tokenization_and_code(workspace):
+    """Finding 1: the config hash left out max_steps and tokenization, so a 2-step model was
+    reported under the full run's id (and a simpo-tokenized model reused for paper-v1)."""
+    recipe = str(workspace / "mytiny.yaml")
+    full, _ = recipes.resolve_names(recipe, "simpo")
+    short, _ = recipes.resolve_names(recipe, "simpo", max_steps=2)
+    paper, _ = recipes.resolve_names(recipe, "simpo", tokenization="paper-v1")
+    assert len({full.run_id, short.run_id, paper.run_id}) == 3
+    assert full.replace(code_version="0" * 64).run_id != full.run_id
+    assert full.replace(padding_free=True).run_id != full.run_id
+    assert full.replace(sources={}, notes=("x",)).run_id == full.run_id  # descriptions only
+
+
+def test_verify_names_an_edited_answer(finished, cli):
+    run_dir = Path(finished["run_dir"])
+    ok = cli("verify", str(run_dir), check=True)
+    assert ok.stdout.startswith("all ") and "files match" in ok.stdout
+    answers = run_dir / "eval" / "alpaca_eval2" / "model_outputs.json"
+    original = answers.read_bytes()
+    try:
+        answers.write_bytes(original.replace(b'"output": "', b'"output": "edited ', 1))
+        bad = cli("verify", str(run_dir))
+        assert bad.returncode == 1
+        assert "eval/alpaca_eval2/model_outputs.json: changed" in bad.stderr
+        assert bad.stderr.strip().splitlines()[-1].startswith("repro: error: 1 of ")
+    finally:
+        answers.write_bytes(original)
+
+
+def test_worker_refuses_unknown_and_missing_keys(finished, tmp_path):
+    """The run.json boundary: an unknown or a missing key is one line naming it, not a default."""
+    import subprocess
+
+    run = json.loads((Path(finished["run_dir"]) / "train" / "run.json").read_text())
+    for label, edit, needle in (
+        ("unknown", lambda c: c.update(limit_rows=3), "unknown key 'limit_rows'"),
+        ("missing", lambda c: c.pop("log_probs" if "log_probs" in c else "learning_rate"), "missing key"),
+    ):
+        data = json.loads(json.dumps(run))
+        edit(data["config"])
+        data["config"].pop("config_hash")
+        path = tmp_path / f"{label}.json"
+        path.write_text(json.dumps(data))
+        proc = subprocess.run(
+            [sys.executable, "-m", "repro.train.worker", str(path)], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 1 and needle in proc.stderr, proc.stderr[-1000:]
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_missing_judge_or_gpu_fails_before_training(tmp_path, cli):
+    """Finding 5: `--judge endpoint` without a URL trained 32 steps, then failed; an 8B setting
+    on a CPU machine spawned its processes and printed the Hub error once per process."""
+    proc = cli("run", "tiny", "--judge", "endpoint", "--results", str(tmp_path / "r"))
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert "preflight: judge" in proc.stderr and "--judge-url" in proc.stderr
+    assert not (tmp_path / "r" / "tiny").exists()  # nothing trained, nothing written
+    proc = cli("run", "llama3-instruct-v0.2", "--method", "simpo", "--judge-url", "http://127.0.0.1:9/v1",
+               "--results", str(tmp_path / "r"))  # fmt: skip
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "preflight:" in proc.stderr
+    assert not (tmp_path / "r" / "llama3-instruct-v0.2").exists()
