@@ -1,0 +1,1 @@
+"""Evaluation: generation, judging and the benchmarks' scoring rules."""
