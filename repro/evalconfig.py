@@ -8,6 +8,17 @@ from repro import paths
 from repro.errors import ReproError
 from repro.validate import read_yaml
 
+JUDGED_BENCHES = ("alpaca_eval2", "arena_hard", "mt_bench")
+
+
+def default_benches(setting: str) -> list[str]:
+    """The benchmarks a setting is evaluated on unless --bench says otherwise: its generation
+    config's `benches` (gemma2-9b-it adds ZeroEval's GSM and MMLU-Redux), else the judged three."""
+    try:
+        return list(generation(setting).get("benches") or JUDGED_BENCHES)
+    except ReproError:
+        return list(JUDGED_BENCHES)
+
 
 def generation(setting: str) -> dict[str, Any]:
     path = paths.GENERATION / f"{setting}.yaml"

@@ -1,5 +1,6 @@
 """`repro eval`: generate with a setting's templates and decoding, judge, score: AlpacaEval 2,
-Arena-Hard v0.1 and MT-Bench. Every judge call goes through one local gateway and one cache."""
+Arena-Hard v0.1 and MT-Bench (every judge call through one local gateway and one cache), and
+ZeroEval's GSM and MMLU-Redux (no judge: repro.evaluation.zeroeval)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from repro.judge import backends, client
 from repro.judge.cache import JudgmentCache
 from repro.judge.gateway import serve
 
-BENCHES = ("alpaca_eval2", "arena_hard", "mt_bench")
+BENCHES = ("alpaca_eval2", "arena_hard", "mt_bench", "gsm", "mmlu_redux")
+JUDGED = ("alpaca_eval2", "arena_hard", "mt_bench")
 # FastChat's per-category temperatures for MT-Bench answers (greedy below 1e-4)
 MT_TEMPERATURE = {
     "writing": 0.7,
@@ -33,6 +35,22 @@ MT_TEMPERATURE = {
     "stem": 0.1,
     "humanities": 0.1,
 }
+
+
+def parse_benches(text: str | None, setting: str) -> list[str]:
+    """--bench A,B (checked before any work starts), or the setting's default benchmarks."""
+    from repro import evalconfig
+    from repro.errors import unknown
+
+    if text is None:
+        return evalconfig.default_benches(setting)
+    benches = [b.strip() for b in text.split(",") if b.strip()]
+    for bench in benches:
+        if bench not in BENCHES:
+            raise unknown("benchmark", bench, BENCHES)
+    if not benches:
+        raise ReproError("--bench names no benchmark")
+    return benches
 
 
 @dataclass
@@ -108,6 +126,9 @@ class Evaluation:
         mt_bench_data: Path | None = None,
         lc_data: Path | None = None,
         max_new_tokens: int | None = None,
+        benches: list[str] | None = None,
+        zeroeval_data: Path | None = None,
+        zeroeval_bos: str = "single",
     ):
         from transformers.utils import logging as hf_logging
 
@@ -117,7 +138,12 @@ class Evaluation:
 
         self.setting = recipes.get_setting(setting)
         self.config = evalconfig.generation(self.setting.name)
-        self.backend = judge.backend()  # before any model loads: a missing judge or key fails fast
+        # before any model loads: a missing judge or key fails fast (ZeroEval needs no judge)
+        self.needs_judge = benches is None or any(b in JUDGED for b in benches)
+        self.backend = judge.backend() if self.needs_judge else None
+        self.backend_name = backend_name
+        self.zeroeval_data = zeroeval_data
+        self.zeroeval_bos = zeroeval_bos
         self.output = output
         self.judge = judge
         self.limit = limit
@@ -143,7 +169,7 @@ class Evaluation:
             if reference_model
             else None
         )
-        if self.tiny and self.reference_generator is None:
+        if self.tiny and self.reference_generator is None and self.needs_judge:
             raise ReproError(
                 "the tiny setting compares against a starting model: pass --reference-model PATH"
             )
@@ -312,6 +338,39 @@ class Evaluation:
         result["incomplete"] = result["n_dropped"] > 0
         return result
 
+    def zeroeval(self, bench: str) -> dict[str, Any]:
+        """ZeroEval GSM / MMLU-Redux: generate, write ZeroEval's result file, score it."""
+        from repro.evaluation import zeroeval
+        from repro.evaluation.scorers import zeroeval as scorer
+
+        task = zeroeval.BENCHES[bench]
+        if self.tiny:
+            items = zeroeval.tiny_items(task)[: self.limit]
+        else:
+            items = zeroeval.load_items(task, data_dir=self.zeroeval_data, limit=self.limit)
+        records, generation = zeroeval.generate(
+            self.generator,
+            self.tokenizer,
+            task,
+            items,
+            model_name=self.model_name,
+            engine=self.backend_name,
+            max_new_tokens=self.max_new_tokens,
+            bos=self.zeroeval_bos,
+        )
+        path = zeroeval.write_results(self.output / bench / f"{self.model_name}.json", records)
+        score = scorer.score_items(records, task, model=self.model_name)
+        if score.note:
+            self.notes.append(f"{bench}: {score.note}")
+        return {
+            **score.as_dict(),
+            "outputs": str(path),
+            "data": "tiny synthetic arithmetic" if self.tiny else "ZeroEval items",
+            "scoring": "ZeroEval 41d0bfd",
+            **generation,
+            "incomplete": False,
+        }
+
     def _tokens(self, answers: list[dict]) -> int | None:
         """Average answer tokens (cl100k); None when the encoder is not available offline."""
         try:
@@ -348,8 +407,17 @@ class Evaluation:
 
                 raise unknown("benchmark", bench, BENCHES)
         results: dict[str, Any] = {}
+        for bench in [b for b in benches if b not in JUDGED]:  # no judge, no gateway
+            start = time.time()
+            results[bench] = self.zeroeval(bench)
+            self.timings[bench] = round(time.time() - start, 2)
+        judged = [b for b in benches if b in JUDGED]
+        if not judged:
+            if self.notes:
+                results["notes"] = self.notes
+            return results
         with ExitStack() as stack:
-            backend = self.backend
+            backend = self.backend or self.judge.backend()
             cache = JudgmentCache(self.judge.cache)
             stack.callback(cache.close)
             base_url, gateway = stack.enter_context(serve(backend, cache))
@@ -357,7 +425,7 @@ class Evaluation:
             def chat(model: str, temperature: float, max_tokens: int):
                 return client.chat_function(base_url, model, temperature=temperature, max_tokens=max_tokens)
 
-            for bench in benches:
+            for bench in judged:
                 start = time.time()
                 if bench == "alpaca_eval2":
                     results[bench] = self.alpaca_eval2(backend)

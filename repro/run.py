@@ -42,7 +42,7 @@ def judge_plan(benches: list[str]) -> dict[str, Any]:
     costs = yaml.safe_load((paths.EVAL / "costs.yaml").read_text())
     price = costs["price_per_million"]
     calls, dollars = {}, 0.0
-    for bench in benches:
+    for bench in [b for b in benches if b in evaluate.JUDGED]:  # ZeroEval needs no judge
         c = costs[bench]
         calls[bench] = c["calls"]
         dollars += (
@@ -157,6 +157,10 @@ def scores_from(eval_results: dict[str, Any]) -> dict[str, Any]:
         )
     if mt := eval_results.get("mt_bench"):
         scores.update(mt_bench=mt.get("average"))
+    if gsm := eval_results.get("gsm"):
+        scores.update(gsm=gsm.get("acc"), gsm_length=gsm.get("reason_length"))
+    if mmlu := eval_results.get("mmlu_redux"):
+        scores.update(mmlu=mmlu.get("acc"), mmlu_length=mmlu.get("reason_length"))
     return scores
 
 
@@ -274,6 +278,7 @@ def _execute(
             judge=judge,
             reference_model=reference_model,
             limit=limit,
+            benches=benches,
             **(eval_kwargs or {}),
         )
         results = ev.run(benches)

@@ -13,6 +13,7 @@ from repro import evaluate, recipes, render
 from repro.cli.common import DatasetOpt, FormatOpt, PaddingFreeOpt, app
 from repro.errors import ReproError, UsageError
 
+BENCH_HELP = "Comma-separated benchmarks (default: the setting's, see eval/generation/SETTING.yaml)."
 JudgeOpt = Annotated[str | None, typer.Option("--judge", help="rule (default for tiny) or endpoint.")]
 
 
@@ -21,7 +22,7 @@ def run_cmd(
     setting: Annotated[str, typer.Argument(help="Setting name or recipe file.")],
     method: Annotated[str, typer.Option("--method", "-m")] = "simpo",
     results: Annotated[Path, typer.Option("--results", help="Results root.")] = Path("results"),
-    bench: Annotated[str, typer.Option("--bench")] = "alpaca_eval2,arena_hard,mt_bench",
+    bench: Annotated[str | None, typer.Option("--bench", help=BENCH_HELP)] = None,
     gpus: Annotated[int | None, typer.Option("--gpus")] = None,
     nodes: Annotated[int, typer.Option("--nodes", min=1)] = 1,
     layout: Annotated[str, typer.Option("--layout")] = "current",
@@ -36,6 +37,9 @@ def run_cmd(
     judge_model: Annotated[str | None, typer.Option("--judge-model")] = None,
     judge_key_env: Annotated[str, typer.Option("--judge-key-env")] = "OPENAI_API_KEY",
     concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 4,
+    zeroeval_data: Annotated[
+        Path | None, typer.Option("--zeroeval-data", help="Folder with gsm.json / mmlu-redux.json.")
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan: commands, steps, judge calls, cost.")
     ] = False,
@@ -45,7 +49,6 @@ def run_cmd(
     from repro import launch, run
 
     render.check_format(fmt, ("table", "json"))
-    benches = [b.strip() for b in bench.split(",") if b.strip()]
     config, the_method = recipes.resolve_names(
         setting,
         method,
@@ -56,6 +59,7 @@ def run_cmd(
         padding_free=padding_free,
         dataset=dataset,
     )
+    benches = evaluate.parse_benches(bench, config["setting"])
     spec = evaluate.Judge.choose(
         judge,
         config["setting"],
@@ -96,6 +100,7 @@ def run_cmd(
         tokenization=tokenization,
         max_steps=max_steps,
         limit=limit,
+        eval_kwargs={"zeroeval_data": zeroeval_data} if zeroeval_data else None,
     )
     if fmt == "json":
         render.print_json(result)
@@ -142,7 +147,7 @@ def sweep_cmd(
     beta: Annotated[str | None, typer.Option("--beta")] = None,
     gamma_beta_ratio: Annotated[str | None, typer.Option("--gamma-beta-ratio")] = None,
     results: Annotated[Path, typer.Option("--results")] = Path("results"),
-    bench: Annotated[str, typer.Option("--bench")] = "alpaca_eval2,arena_hard,mt_bench",
+    bench: Annotated[str | None, typer.Option("--bench", help=BENCH_HELP)] = None,
     gpus: Annotated[int | None, typer.Option("--gpus")] = None,
     judge: JudgeOpt = None,
     judge_url: Annotated[str | None, typer.Option("--judge-url")] = None,
@@ -162,7 +167,6 @@ def sweep_cmd(
     axes = {k: v for k, v in axes.items() if v}
     if not axes:
         raise UsageError("give at least one of --lr, --beta, --gamma-beta-ratio")
-    benches = [b.strip() for b in bench.split(",") if b.strip()]
     rows = []
     for point in itertools.product(*axes.values()):
         values = dict(zip(axes, point, strict=True))
@@ -170,6 +174,7 @@ def sweep_cmd(
             setting, method, overrides=[f"{k}={v}" for k, v in values.items()], num_processes=gpus
         )
         spec = evaluate.Judge.choose(judge, config["setting"], url=judge_url)
+        benches = evaluate.parse_benches(bench, config["setting"])
         if dry_run:
             info = run.plan(config, results_root=results, benches=benches, judge=spec)
             rows.append({**values, "run_dir": info["run_dir"], "optimizer_steps": info["optimizer_steps"]})
