@@ -184,6 +184,9 @@ def prepare(
     # repro's root first, keeping whatever the user's PYTHONPATH already holds
     pythonpath = os.pathsep.join(p for p in (str(paths.ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = {"TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": pythonpath}
+    from repro.train import trackers
+
+    env.update(trackers.environment(config.get("report_to") or [], directory, dict(os.environ)))
     if not gpu:
         env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", ACCELERATE_USE_DEEPSPEED="true")
     from repro import bosguard
@@ -210,7 +213,9 @@ def launch(run: Run, *, log_file: Path | None = None) -> int:
     """Run the training processes. Everything goes to train.log; the terminal gets a progress
     bar, the logged metrics (HF's log dicts) and errors."""
     from repro import render
+    from repro.train import trackers
 
+    trackers.check_installed(json.loads(run.run_file.read_text())["config"].get("report_to") or [])
     env = {**os.environ, **run.env}
     log_path = log_file or run.directory / "train.log"
     quiet = os.environ.get("REPRO_QUIET") == "1"

@@ -98,6 +98,8 @@ class Setting:
     chunked_logprobs: bool = True
     # How `dataset` was generated on-policy (repro data on-policy --setting NAME), where it was.
     on_policy: dict[str, Any] | None = None
+    # Experiment trackers (repro.train.trackers): wandb, tensorboard; none by default. Not in the config hash.
+    report_to: list[str] = field(default_factory=list)
     source: str = ""  # the file it was read from
 
 
@@ -247,6 +249,10 @@ def parse_setting(data: Any, where: str, methods: dict[str, Method]) -> Setting:
             check_range(layout[key], 1, None, f"{where}: paper_time_layout.{key}")
     if values.get("on_policy") is not None:
         values["on_policy"] = check_on_policy(values["on_policy"], f"{where}: on_policy")
+    if "report_to" in values:
+        from repro.train import trackers
+
+        values["report_to"] = trackers.parse(values["report_to"])
     return Setting(**values, source=where)
 
 
@@ -509,6 +515,7 @@ def resolve(
         "checkpoint_steps": setting.checkpoint_steps,
         "padding_free": setting.padding_free,
         "chunked_logprobs": setting.chunked_logprobs,
+        "report_to": list(setting.report_to),
     }
     config["config_hash"] = config_hash(config)
     config["sources"] = sources
@@ -583,6 +590,7 @@ def config_hash(config: dict[str, Any]) -> str:
         "checkpoint_steps",
         "padding_free",
         "chunked_logprobs",
+        "report_to",
     )
     keep = {k: v for k, v in config.items() if k not in skip}
     blob = json.dumps(keep, sort_keys=True, default=str).encode()

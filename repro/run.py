@@ -98,19 +98,21 @@ def _read_json(path: Path) -> Any | None:
 
 
 def curves(metrics: dict[str, Any], directory: Path) -> None:
-    """Training curves as CSV and PNG (loss, reward accuracy, margins per logged step)."""
+    """Training curves as CSV and PNG. The CSV's columns are the original trainer's W&B names
+    (train/loss, train/rewards/..., train/logps/...), so `repro compare --curves` and a W&B
+    export line up column for column."""
     import csv
 
-    history = [
-        h for h in metrics.get("log_history", []) if "loss" in h and "step" in h and "train_loss" not in h
-    ]
+    from repro.runs import curves as curve_names
+
+    history = [h for h in curve_names.training_logs(metrics.get("log_history", [])) if "loss" in h]
     evals = [h for h in metrics.get("log_history", []) if "eval_loss" in h]
-    keys = ["step", "loss", "rewards/accuracies", "rewards/margins", "learning_rate", "grad_norm"]
+    keys = ["step", "epoch", *curve_names.TRAINER_KEYS, "train/learning_rate", "train/grad_norm"]
     with open(directory / "curves.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(keys)
-        for h in history:
-            writer.writerow([h.get(k, "") for k in keys])
+        for row in curve_names.history_rows(metrics.get("log_history", [])):
+            writer.writerow([row.get(k, "") for k in keys])
     import matplotlib
 
     matplotlib.use("Agg")
@@ -312,6 +314,7 @@ def _execute(
         "data": metrics.get("data"),
         "reference": metrics.get("reference"),
         "engine": metrics.get("engine"),
+        "trackers": metrics.get("trackers"),
         "judge": judge.describe(),
         "judge_calls": eval_record["results"].get("judge_calls"),
         "weights_sha256": weights,

@@ -113,6 +113,7 @@ def main(run_file: str) -> int:
     from transformers import AutoModelForCausalLM, TrainingArguments
 
     from repro import data, reference, tokenizers
+    from repro.train import trackers
     from repro.trainer import PairCollator, PreferenceTrainer, ProgressLines
 
     batch = config["batch"]
@@ -144,7 +145,8 @@ def main(run_file: str) -> int:
         seed=config["seed"],
         data_seed=config["seed"],
         deepspeed=paths_["deepspeed_config"],
-        report_to=[],
+        report_to=(config.get("report_to") or []) if trainer_is_main() else [],  # rank 0 reports
+        run_name=trackers.run_name(config),
         remove_unused_columns=False,
         disable_tqdm=True,  # the launcher draws one progress bar from ProgressLines
         dataloader_num_workers=0,
@@ -223,6 +225,7 @@ def main(run_file: str) -> int:
     trainer.save_model(str(out_dir / "model"))  # ZeRO-3: consolidated 16-bit (fp32 on CPU) weights
 
     if trainer.accelerator.is_main_process:
+        tracked = trackers.finish(trainer)
         tokenizer.save_pretrained(out_dir / "model")
         history = [h for h in trainer.state.log_history if "loss" in h and "eval_loss" not in h]
         before = next((h for h in trainer.state.log_history if "eval_loss" in h), {})
@@ -239,6 +242,7 @@ def main(run_file: str) -> int:
             "reference": {"key": ref.key, "source": ref.source} if ref else None,
             "resumed_from": resume,
             "log_history": trainer.state.log_history,
+            "trackers": tracked,
         }
         tmp = out_dir / "metrics.json.tmp"
         tmp.write_text(json.dumps(metrics, indent=2))

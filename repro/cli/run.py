@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from repro import evaluate, recipes, render
-from repro.cli.common import DatasetOpt, FormatOpt, PaddingFreeOpt, app
+from repro.cli.common import DatasetOpt, FormatOpt, PaddingFreeOpt, ReportToOpt, app
 from repro.errors import ReproError, UsageError
 
 BENCH_HELP = "Comma-separated benchmarks (default: the setting's, see eval/generation/SETTING.yaml)."
@@ -40,6 +40,7 @@ def run_cmd(
     zeroeval_data: Annotated[
         Path | None, typer.Option("--zeroeval-data", help="Folder with gsm.json / mmlu-redux.json.")
     ] = None,
+    report_to: ReportToOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan: commands, steps, judge calls, cost.")
     ] = False,
@@ -60,6 +61,10 @@ def run_cmd(
         dataset=dataset,
     )
     benches = evaluate.parse_benches(bench, config["setting"])
+    if report_to is not None:
+        from repro.train import trackers
+
+        config["report_to"] = trackers.parse(report_to)
     spec = evaluate.Judge.choose(
         judge,
         config["setting"],
@@ -205,7 +210,10 @@ def sweep_cmd(
 
 @app.command("compare")
 def compare_cmd(
-    results_dir: Annotated[Path, typer.Argument(help="Folder with repro run results.")],
+    results_dir: Annotated[
+        Path,
+        typer.Argument(help="Folder with repro run results (with --curves: one run or train directory)."),
+    ],
     against: Annotated[str, typer.Option("--against")] = "published",
     tolerance: Annotated[
         list[str] | None, typer.Option("--tolerance", help="METRIC=VALUE, e.g. ah=2.0")
@@ -215,11 +223,43 @@ def compare_cmd(
         bool, typer.Option("--only-reproduced", help="Hide published cells without runs.")
     ] = False,
     fail_outside: Annotated[bool, typer.Option("--fail-outside-tolerance")] = False,
+    curves: Annotated[
+        Path | None,
+        typer.Option("--curves", help="Published training history (W&B CSV export or step,metric CSV)."),
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option("--metric", help="With --curves: e.g. rewards/margins,rewards/accuracies,loss"),
+    ] = None,
+    curve_tolerance: Annotated[
+        str | None,
+        typer.Option("--curve-tolerance", help="X or METRIC=X,... (default: 10% of the published span)."),
+    ] = None,
+    align: Annotated[str, typer.Option("--align", help="With --curves: auto, step or epoch.")] = "auto",
+    curve_run: Annotated[
+        str | None, typer.Option("--curve-run", help="The W&B run, when the CSV holds several.")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f")] = "table",
 ) -> None:
-    """Diff every reproduced score against the published tables (missing cells listed as missing)."""
+    """Diff every reproduced score against the published tables (missing cells listed as missing),
+    or with --curves a run's training curves against a published history."""
     from repro import compare
 
+    if curves is not None:
+        from repro.cli import curves as curve_cli
+
+        curve_cli.show(
+            results_dir,
+            curves,
+            metrics=metric,
+            run_name=curve_run,
+            tolerance=curve_tolerance,
+            align=align,
+            plot=plot,
+            fail_outside=fail_outside,
+            fmt=fmt,
+        )
+        return
     render.check_format(fmt, ("table", "markdown", "csv", "json"))
     if against != "published":
         from repro.errors import unknown

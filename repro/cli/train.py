@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from repro import bosguard, launch, recipes, render
-from repro.cli.common import DatasetOpt, PaddingFreeOpt, app
+from repro.cli.common import DatasetOpt, PaddingFreeOpt, ReportToOpt, app
 from repro.errors import ReproError, unknown
 
 LAUNCHERS = ("local", "slurm")
@@ -49,6 +49,7 @@ def train_cmd(
     allow_double_bos: Annotated[
         bool, typer.Option("--allow-double-bos", help="Train even if the BOS check fails.")
     ] = False,
+    report_to: ReportToOpt = None,
 ) -> None:
     """Train SETTING x METHOD; writes OUTPUT/model (consolidated weights) and OUTPUT/metrics.json."""
     if launcher not in LAUNCHERS:
@@ -63,6 +64,10 @@ def train_cmd(
         padding_free=padding_free,
         dataset=dataset,
     )
+    if report_to is not None:
+        from repro.train import trackers
+
+        config["report_to"] = trackers.parse(report_to)
     run = launch.prepare(
         config,
         output,
@@ -105,3 +110,6 @@ def train_cmd(
         f"held-out reward accuracy {accuracy[0]:.3f} -> {accuracy[1]:.3f}, "
         f"eval loss {loss[0]:.4f} -> {loss[1]:.4f}; {run.directory / 'metrics.json'}"
     )
+    for name, where in (metrics.get("trackers") or {}).items():
+        if isinstance(where, dict):
+            console.print(f"{name}: {where.get('url') or where.get('dir')}", markup=False, highlight=False)

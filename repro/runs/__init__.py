@@ -1,0 +1,1 @@
+"""Runs: the run pipeline, its results and manifests, and comparisons with published records."""

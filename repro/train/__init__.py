@@ -1,0 +1,1 @@
+"""Training: losses, objectives, log-probs, the trainer, its launch and its trackers."""
