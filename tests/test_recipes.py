@@ -97,7 +97,9 @@ def test_paper_training_configs_match_our_settings(filename, shared, cli):
     ours = json.loads(
         cli("show", CONFIGS[filename], "--method", "simpo", "--format", "json", check=True).stdout
     )
-    theirs, ours = ({**c, **c["hyperparameters"], "total_batch_size": c["batch"]["total"]} for c in (theirs, ours))
+    theirs, ours = (
+        {**c, **c["hyperparameters"], "total_batch_size": c["batch"]["total"]} for c in (theirs, ours)
+    )
     for key in (
         "model_name_or_path",
         "dataset",
@@ -238,7 +240,9 @@ def test_user_recipe_typo_names_the_closest_key(tmp_path, methods, shared):
 
 def test_user_recipe_in_repro_format(tmp_path, methods):
     text = (recipes.paths.SETTINGS / "tiny.yaml").read_text()
-    config = recipes.resolve(recipes.get_setting(str(write(tmp_path, text)), methods), methods["dpo"]).to_json()
+    config = recipes.resolve(
+        recipes.get_setting(str(write(tmp_path, text)), methods), methods["dpo"]
+    ).to_json()
     assert config["hyperparameters"]["beta"] == 0.1
     with pytest.raises(UsageError, match="did you mean 'max_length'"):
         recipes.get_setting(str(write(tmp_path, text + "max_lenght: 5\n")), methods)
@@ -252,7 +256,9 @@ def test_handbook_absolute_gamma_becomes_a_ratio(tmp_path, methods, shared):
     """Paper-time configs (release 586e5e3) gave an absolute gamma: 1.4 with beta 2.5."""
     text = (shared / "reference/simpo-repo/training_configs/llama-3-8b-instruct-simpo.yaml").read_text()
     text = re.sub(r"gamma_beta_ratio: .*", "gamma: 1.4", text)
-    config = recipes.resolve(recipes.get_setting(str(write(tmp_path, text)), methods), methods["simpo"]).to_json()
+    config = recipes.resolve(
+        recipes.get_setting(str(write(tmp_path, text)), methods), methods["simpo"]
+    ).to_json()
     assert config["hyperparameters"]["gamma"] == 1.4
     assert config["hyperparameters"]["gamma_beta_ratio"] == pytest.approx(0.56)
 
@@ -264,5 +270,7 @@ def test_yaml_1e_minus_6_is_a_float(tmp_path, methods):
         .read_text()
         .replace("learning_rate: 1.0e-3}", "learning_rate: 1e-3}")
     )
-    config = recipes.resolve(recipes.get_setting(str(write(tmp_path, text)), methods), methods["simpo"]).to_json()
+    config = recipes.resolve(
+        recipes.get_setting(str(write(tmp_path, text)), methods), methods["simpo"]
+    ).to_json()
     assert config["learning_rate"] == 1e-3

@@ -38,6 +38,9 @@ def test_tiny_run_beats_its_starting_point_and_resumes(method, results, cli):
     assert run_dir.parent == results / "tiny" / method
     for name in ("result.json", "manifest.json", "curves.csv", "curves.png"):
         assert (run_dir / name).exists(), name
+    # the synthetic arithmetic set went through the ZeroEval path (generate, result file, score)
+    assert first["scores"]["gsm"] is not None and first["scores"]["mmlu"] is not None
+    assert (run_dir / "eval" / "gsm" / "model.json").exists()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["config_hash"] == manifest["config"]["config_hash"]
     assert manifest["environment"]["lockfile_sha256"] and "packages" in manifest["environment"]
@@ -54,8 +57,11 @@ def test_tiny_run_beats_its_starting_point_and_resumes(method, results, cli):
 
 def test_compare_tiny_runs_against_the_band(results, cli):
     out = json.loads(cli("compare", str(results), "--format", "json", check=True).stdout)
-    tiny = [r for r in out["rows"] if r["setting"] == "tiny" and r["runs"]]
+    tiny = [r for r in out["rows"] if r["setting"] == "tiny" and r["runs"] and r["band"]]
     assert {r["method"] for r in tiny} == {"simpo", "dpo"} and all(r["status"] == "within" for r in tiny)
+    # the synthetic arithmetic set (ZeroEval path) is reported, with no band to meet
+    arithmetic = [r for r in out["rows"] if r["setting"] == "tiny" and r["metric"] in ("gsm", "mmlu")]
+    assert len(arithmetic) == 4 and all(r["status"] == "no published value" for r in arithmetic)
     missing = [r for r in out["rows"] if r["status"] == "missing"]
     assert len(missing) >= 150  # every published cell without a run is listed, not dropped
 

@@ -150,7 +150,10 @@ def test_worker_refuses_unknown_and_missing_keys(finished, tmp_path):
         path = tmp_path / f"{label}.json"
         path.write_text(json.dumps(data))
         proc = subprocess.run(
-            [sys.executable, "-m", "repro.train.worker", str(path)], capture_output=True, text=True, timeout=120
+            [sys.executable, "-m", "repro.train.worker", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert proc.returncode == 1 and needle in proc.stderr, proc.stderr[-1000:]
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

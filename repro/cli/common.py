@@ -40,6 +40,10 @@ DatasetOpt = Annotated[
     str | None,
     typer.Option("--dataset", help="Train on this dataset (hub id or directory) instead of the setting's."),
 ]
+ReportToOpt = Annotated[
+    str | None,
+    typer.Option("--report-to", help="Trackers: wandb, tensorboard or none (default: the recipe's; none)."),
+]
 PaddingFreeOpt = Annotated[
     bool | None,
     typer.Option(

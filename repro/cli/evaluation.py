@@ -145,8 +145,12 @@ def eval_cmd(
     model: Annotated[str, typer.Argument(help="Checkpoint directory or hub id.")],
     setting: Annotated[str, typer.Option("--setting", "-s", help="Whose templates and decoding to use.")],
     bench: Annotated[
-        str, typer.Option("--bench", help="Comma-separated: alpaca_eval2,arena_hard,mt_bench.")
-    ] = "alpaca_eval2,arena_hard,mt_bench",
+        str | None,
+        typer.Option(
+            "--bench",
+            help="Comma-separated: alpaca_eval2,arena_hard,mt_bench,gsm,mmlu_redux (default: the setting's).",
+        ),
+    ] = None,
     output: Annotated[Path, typer.Option("--output", "-o")] = Path("out/eval"),
     judge: Annotated[
         str | None,
@@ -177,15 +181,28 @@ def eval_cmd(
     mt_bench_data: Annotated[Path | None, typer.Option("--mt-bench-data")] = None,
     lc_data: Annotated[Path | None, typer.Option("--lc-data")] = None,
     allow_double_bos: Annotated[bool, typer.Option("--allow-double-bos")] = False,
+    zeroeval_data: Annotated[
+        Path | None,
+        typer.Option("--zeroeval-data", help="Folder with ZeroEval's gsm.json / mmlu-redux.json."),
+    ] = None,
+    zeroeval_bos: Annotated[
+        str,
+        typer.Option("--zeroeval-bos", help="single (one BOS) or zeroeval (vLLM's way: may double it)."),
+    ] = "single",
     fmt: FormatOpt = "table",
 ) -> None:
     """Evaluate a checkpoint with SETTING's templates and decoding; writes OUTPUT/result.json."""
     from repro.config import recipes
-    from repro.evaluation import runner
+    from repro.evaluation import runner, zeroeval
     from repro.runs import result
 
     render.check_format(fmt, ("table", "json"))
+    if zeroeval_bos not in zeroeval.BOS_MODES:
+        from repro.errors import unknown
+
+        raise unknown("--zeroeval-bos mode", zeroeval_bos, zeroeval.BOS_MODES)
     the_setting = recipes.get_setting(setting)
+    benches = runner.parse_benches(bench, recipes.evaluation_plan(the_setting))
     spec = runner.Judge.choose(
         judge,
         recipes.evaluation_plan(the_setting),
@@ -209,13 +226,16 @@ def eval_cmd(
         mt_bench_data=mt_bench_data,
         lc_data=lc_data,
         max_new_tokens=max_new_tokens,
+        benches=benches,
+        zeroeval_data=zeroeval_data,
+        zeroeval_bos=zeroeval_bos,
     )
     if ev.bos_check["status"] == "error" and not allow_double_bos:
         from repro.data import bosguard
 
         raise ReproError(f"BOS check failed for {model}: {bosguard.FIX} (or pass --allow-double-bos)")
     with render.Bars() as bars:
-        results = ev.run([b.strip() for b in bench.split(",") if b.strip()], progress=bars)
+        results = ev.run(benches, progress=bars)
     record = result.record(
         model=model,
         setting=ev.name,
@@ -247,6 +267,14 @@ def eval_cmd(
             ("MT-Bench", "average", _fmt(r["average"])),
             ("MT-Bench", "turn 1 / turn 2", f"{_fmt(r['turn_1'])} / {_fmt(r['turn_2'])}"),
         ]
+    for key, title in (("gsm", "GSM (ZeroEval)"), ("mmlu_redux", "MMLU-Redux (ZeroEval)")):
+        if r := results.get(key):
+            rows += [
+                (title, "accuracy", _fmt(r["acc"])),
+                (title, "no answer %", _fmt(r["no_answer"])),
+                (title, "length (reasoning chars)", _fmt(r["reason_length"])),
+                (title, "BOS", r["bos"]["note"]),
+            ]
     incomplete = record["incomplete_benchmarks"]
     caption = (
         f"incomplete: {', '.join(incomplete)} (failed judgments are counted in result.json)"

@@ -9,11 +9,12 @@ from typing import Annotated
 import typer
 
 from repro.cli import render
-from repro.cli.common import DatasetOpt, FormatOpt, PaddingFreeOpt, app
+from repro.cli.common import DatasetOpt, FormatOpt, PaddingFreeOpt, ReportToOpt, app
 from repro.config import recipes
 from repro.errors import ReproError, UsageError
 from repro.evaluation import runner
 
+BENCH_HELP = "Comma-separated benchmarks (default: the setting's, see eval/generation/SETTING.yaml)."
 JudgeOpt = Annotated[str | None, typer.Option("--judge", help="rule (default for tiny) or endpoint.")]
 
 
@@ -22,7 +23,7 @@ def run_cmd(
     setting: Annotated[str, typer.Argument(help="Setting name or recipe file.")],
     method: Annotated[str, typer.Option("--method", "-m")] = "simpo",
     results: Annotated[Path, typer.Option("--results", help="Results root.")] = Path("results"),
-    bench: Annotated[str, typer.Option("--bench")] = "alpaca_eval2,arena_hard,mt_bench",
+    bench: Annotated[str | None, typer.Option("--bench", help=BENCH_HELP)] = None,
     gpus: Annotated[int | None, typer.Option("--gpus")] = None,
     nodes: Annotated[int, typer.Option("--nodes", min=1)] = 1,
     layout: Annotated[str, typer.Option("--layout")] = "current",
@@ -37,6 +38,10 @@ def run_cmd(
     judge_model: Annotated[str | None, typer.Option("--judge-model")] = None,
     judge_key_env: Annotated[str, typer.Option("--judge-key-env")] = "OPENAI_API_KEY",
     concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 4,
+    zeroeval_data: Annotated[
+        Path | None, typer.Option("--zeroeval-data", help="Folder with gsm.json / mmlu-redux.json.")
+    ] = None,
+    report_to: ReportToOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan: commands, steps, judge calls, cost.")
     ] = False,
@@ -47,7 +52,6 @@ def run_cmd(
     from repro.train import launch
 
     render.check_format(fmt, ("table", "json"))
-    benches = [b.strip() for b in bench.split(",") if b.strip()]
     config, _ = recipes.resolve_names(
         setting,
         method,
@@ -59,7 +63,9 @@ def run_cmd(
         dataset=dataset,
         tokenization=tokenization,
         max_steps=max_steps,
+        report_to=report_to,
     )
+    benches = runner.parse_benches(bench, config.evaluation)
     spec = runner.Judge.choose(
         judge,
         config.evaluation,
@@ -97,6 +103,7 @@ def run_cmd(
             limit=limit,
             progress=bars,
             echo=bars.echo,
+            eval_kwargs={"zeroeval_data": zeroeval_data} if zeroeval_data else None,
         )
     if fmt == "json":
         render.print_json(result)
@@ -162,7 +169,7 @@ def sweep_cmd(
     beta: Annotated[str | None, typer.Option("--beta")] = None,
     gamma_beta_ratio: Annotated[str | None, typer.Option("--gamma-beta-ratio")] = None,
     results: Annotated[Path, typer.Option("--results")] = Path("results"),
-    bench: Annotated[str, typer.Option("--bench")] = "alpaca_eval2,arena_hard,mt_bench",
+    bench: Annotated[str | None, typer.Option("--bench", help=BENCH_HELP)] = None,
     gpus: Annotated[int | None, typer.Option("--gpus")] = None,
     judge: JudgeOpt = None,
     judge_url: Annotated[str | None, typer.Option("--judge-url")] = None,
@@ -182,7 +189,6 @@ def sweep_cmd(
     axes = {k: v for k, v in axes.items() if v}
     if not axes:
         raise UsageError("give at least one of --lr, --beta, --gamma-beta-ratio")
-    benches = [b.strip() for b in bench.split(",") if b.strip()]
     rows = []
     for point in itertools.product(*axes.values()):
         values = dict(zip(axes, point, strict=True))
@@ -194,6 +200,7 @@ def sweep_cmd(
             max_steps=max_steps,
         )
         spec = runner.Judge.choose(judge, config.evaluation, url=judge_url)
+        benches = runner.parse_benches(bench, config.evaluation)
         if dry_run:
             info = run.plan(config, results_root=results, benches=benches, judge=spec)
             rows.append({**values, "run_dir": info["run_dir"], "optimizer_steps": info["optimizer_steps"]})
@@ -225,7 +232,10 @@ def sweep_cmd(
 
 @app.command("compare")
 def compare_cmd(
-    results_dir: Annotated[Path, typer.Argument(help="Folder with repro run results.")],
+    results_dir: Annotated[
+        Path,
+        typer.Argument(help="Folder with repro run results (with --curves: one run or train directory)."),
+    ],
     against: Annotated[str, typer.Option("--against")] = "published",
     tolerance: Annotated[
         list[str] | None, typer.Option("--tolerance", help="METRIC=VALUE, e.g. ah=2.0")
@@ -235,11 +245,43 @@ def compare_cmd(
         bool, typer.Option("--only-reproduced", help="Hide published cells without runs.")
     ] = False,
     fail_outside: Annotated[bool, typer.Option("--fail-outside-tolerance")] = False,
+    curves: Annotated[
+        Path | None,
+        typer.Option("--curves", help="Published training history (W&B CSV export or step,metric CSV)."),
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option("--metric", help="With --curves: e.g. rewards/margins,rewards/accuracies,loss"),
+    ] = None,
+    curve_tolerance: Annotated[
+        str | None,
+        typer.Option("--curve-tolerance", help="X or METRIC=X,... (default: 10% of the published span)."),
+    ] = None,
+    align: Annotated[str, typer.Option("--align", help="With --curves: auto, step or epoch.")] = "auto",
+    curve_run: Annotated[
+        str | None, typer.Option("--curve-run", help="The W&B run, when the CSV holds several.")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f")] = "table",
 ) -> None:
-    """Diff every reproduced score against the published tables (missing cells listed as missing)."""
+    """Diff every reproduced score against the published tables (missing cells listed as missing),
+    or with --curves a run's training curves against a published history."""
     from repro.runs import compare
 
+    if curves is not None:
+        from repro.cli import curves as curve_cli
+
+        curve_cli.show(
+            results_dir,
+            curves,
+            metrics=metric,
+            run_name=curve_run,
+            tolerance=curve_tolerance,
+            align=align,
+            plot=plot,
+            fail_outside=fail_outside,
+            fmt=fmt,
+        )
+        return
     render.check_format(fmt, ("table", "markdown", "csv", "json"))
     if against != "published":
         from repro.errors import unknown

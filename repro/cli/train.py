@@ -11,7 +11,7 @@ import typer
 
 from repro import io
 from repro.cli import render
-from repro.cli.common import DatasetOpt, PaddingFreeOpt, app
+from repro.cli.common import DatasetOpt, PaddingFreeOpt, ReportToOpt, app
 from repro.config import recipes
 from repro.data import bosguard
 from repro.errors import ReproError, unknown
@@ -53,6 +53,7 @@ def train_cmd(
     allow_double_bos: Annotated[
         bool, typer.Option("--allow-double-bos", help="Train even if the BOS check fails.")
     ] = False,
+    report_to: ReportToOpt = None,
 ) -> None:
     """Train SETTING x METHOD; writes OUTPUT/model (consolidated weights) and OUTPUT/metrics.json."""
     if launcher not in LAUNCHERS:
@@ -68,6 +69,7 @@ def train_cmd(
         dataset=dataset,
         tokenization=tokenization,
         max_steps=max_steps,
+        report_to=report_to,
     )
     previous = io.read_json(output / "run.json")
     other = previous and (previous.get("config") or {}).get("config_hash") != config.config_hash
@@ -116,3 +118,6 @@ def train_cmd(
         f"held-out reward accuracy {accuracy[0]:.3f} -> {accuracy[1]:.3f}, "
         f"eval loss {loss[0]:.4f} -> {loss[1]:.4f}; {run.directory / 'metrics.json'}"
     )
+    for name, where in (metrics.get("trackers") or {}).items():
+        if isinstance(where, dict):
+            console.print(f"{name}: {where.get('url') or where.get('dir')}", markup=False, highlight=False)

@@ -51,7 +51,6 @@ _IGNORED = {
     "save_strategy",
     "save_steps",
     "save_total_limit",
-    "report_to",
     "preprocessing_num_workers",
     "overwrite_output_dir",
     "remove_unused_columns",
@@ -65,6 +64,7 @@ _IGNORED = {
     "trust_remote_code",
 }
 _SPECIAL = {
+    "report_to",
     "chat_template",
     "dataset_mixer",
     "dataset_splits",
@@ -112,6 +112,10 @@ def to_setting(data: dict[str, Any], path: Path) -> dict[str, Any]:
     if not isinstance(splits, list) or len(splits) != 2:
         raise ReproError(f"{where}: dataset_splits must list a train and a test split")
     setting["train_split"], setting["test_split"] = splits
+
+    if "report_to" in data:  # the SimPO configs report to wandb, as their runs did
+        report_to = data["report_to"]
+        setting["report_to"] = [report_to] if isinstance(report_to, str) else report_to
 
     template = data.get("chat_template")
     setting["chat_template"] = template if template else "tokenizer"

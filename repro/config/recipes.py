@@ -100,6 +100,8 @@ class Setting:
     on_policy: dict[str, Any] | None = None
     # How it is evaluated (repro.config.runconfig.EvalPlan): generation config, judge, baseline.
     evaluation: EvalPlan = field(default_factory=EvalPlan)
+    # Experiment trackers (repro.train.trackers): wandb, tensorboard; none by default. Not in the config hash.
+    report_to: list[str] = field(default_factory=list)
     source: str = ""  # the file it was read from
 
 
@@ -253,6 +255,10 @@ def parse_setting(data: Any, where: str, methods: dict[str, Method]) -> Setting:
         values["on_policy"] = check_on_policy(values["on_policy"], f"{where}: on_policy")
     if "evaluation" in data:
         values["evaluation"] = check_evaluation(data["evaluation"], f"{where}: evaluation")
+    if "report_to" in values:
+        from repro.train import trackers
+
+        values["report_to"] = trackers.parse(values["report_to"])
     return Setting(**values, source=where)
 
 
@@ -535,6 +541,7 @@ def resolve(
         padding_free=setting.padding_free,
         chunked_logprobs=setting.chunked_logprobs,
         evaluation=evaluation_plan(setting),
+        report_to=list(setting.report_to),
         code_version=code_version(),
         recipe_file=_relative(setting.source),
         sources=sources,
@@ -583,6 +590,7 @@ def resolve_names(
     dataset: str | None = None,
     tokenization: str = "simpo",
     max_steps: int | None = None,
+    report_to: str | None = None,
 ) -> tuple[RunConfig, Method]:
     """resolve() from what users type: a setting name or recipe file, a method name, --set pairs."""
     methods = load_methods()
@@ -599,6 +607,10 @@ def resolve_names(
     )
     if padding_free is not None:
         config = config.replace(padding_free=padding_free)
+    if report_to is not None:
+        from repro.train import trackers
+
+        config = config.replace(report_to=trackers.parse(report_to))
     if dataset is not None:  # e.g. a directory written by `repro data on-policy`
         dataset = str(Path(dataset).resolve()) if Path(dataset).exists() else dataset
         config = config.replace(

@@ -20,7 +20,10 @@ from typing import Any
 from repro.errors import ReproError
 
 # Fields that describe a run without changing what it computes. Everything else is in the hash.
-NOT_IN_IDENTITY = ("title", "method_title", "loss", "recipe_file", "sources", "notes", "checkpoint_steps")
+# report_to: where metrics are also sent (W&B, TensorBoard) changes no weight and no score.
+NOT_IN_IDENTITY = (
+    "title", "method_title", "loss", "recipe_file", "sources", "notes", "checkpoint_steps", "report_to",
+)  # fmt: skip
 
 
 def code_version() -> str:
@@ -92,6 +95,7 @@ class RunConfig:
     padding_free: bool
     chunked_logprobs: bool
     evaluation: EvalPlan
+    report_to: list[str]  # experiment trackers (repro.train.trackers): wandb, tensorboard
     code_version: str  # code_version(): the source that trains and evaluates
     recipe_file: str
     sources: dict[str, str] = field(default_factory=dict)

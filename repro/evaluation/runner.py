@@ -1,5 +1,6 @@
 """`repro eval`: generate with a setting's templates and decoding, judge, score: AlpacaEval 2,
-Arena-Hard v0.1 and MT-Bench. Every judge call goes through one local gateway and one cache."""
+Arena-Hard v0.1 and MT-Bench (every judge call through one local gateway and one cache), and
+ZeroEval's GSM and MMLU-Redux (no judge: repro.evaluation.zeroeval)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from repro.evaluation.judge.gateway import serve
 from repro.evaluation.scorers import alpaca_eval, arena_hard, mt_bench
 from repro.progress import Progress
 
-BENCHES = ("alpaca_eval2", "arena_hard", "mt_bench")
+BENCHES = ("alpaca_eval2", "arena_hard", "mt_bench", "gsm", "mmlu_redux")
+JUDGED = ("alpaca_eval2", "arena_hard", "mt_bench")
 # FastChat's per-category temperatures for MT-Bench answers (greedy below 1e-4)
 MT_TEMPERATURE = {
     "writing": 0.7,
@@ -37,6 +39,21 @@ MT_TEMPERATURE = {
     "stem": 0.1,
     "humanities": 0.1,
 }
+
+
+def parse_benches(text: str | None, plan: EvalPlan) -> list[str]:
+    """--bench A,B (checked before any work starts), or the setting's default benchmarks."""
+    from repro.errors import unknown
+
+    if text is None:
+        return evalconfig.default_benches(plan.generation)
+    benches = [b.strip() for b in text.split(",") if b.strip()]
+    for bench in benches:
+        if bench not in BENCHES:
+            raise unknown("benchmark", bench, BENCHES)
+    if not benches:
+        raise ReproError("--bench names no benchmark")
+    return benches
 
 
 @dataclass
@@ -105,6 +122,9 @@ class Evaluation:
         mt_bench_data: Path | None = None,
         lc_data: Path | None = None,
         max_new_tokens: int | None = None,
+        benches: list[str] | None = None,
+        zeroeval_data: Path | None = None,
+        zeroeval_bos: str = "single",
     ):
         from transformers.utils import logging as hf_logging
 
@@ -120,7 +140,12 @@ class Evaluation:
         else:
             self.name, self.plan = setting.name, recipes.evaluation_plan(setting)
         self.config = evalconfig.generation(self.plan.generation)
-        self.backend = judge.backend()  # before any model loads: a missing judge or key fails fast
+        # before any model loads: a missing judge or key fails fast (ZeroEval needs no judge)
+        self.needs_judge = benches is None or any(b in JUDGED for b in benches)
+        self.backend = judge.backend() if self.needs_judge else None
+        self.backend_name = backend_name
+        self.zeroeval_data = zeroeval_data
+        self.zeroeval_bos = zeroeval_bos
         self.output = output
         self.judge = judge
         self.limit = limit
@@ -144,7 +169,7 @@ class Evaluation:
             if reference_model
             else None
         )
-        if self.plan.baseline == "init-model" and self.reference_generator is None:
+        if self.plan.baseline == "init-model" and self.reference_generator is None and self.needs_judge:
             raise ReproError(
                 f"setting '{self.name}' compares against its starting model: pass --reference-model PATH"
             )
@@ -314,6 +339,39 @@ class Evaluation:
         result["incomplete"] = result["n_dropped"] > 0
         return result
 
+    def zeroeval(self, bench: str) -> dict[str, Any]:
+        """ZeroEval GSM / MMLU-Redux: generate, write ZeroEval's result file, score it."""
+        from repro.evaluation import zeroeval
+        from repro.evaluation.scorers import zeroeval as scorer
+
+        task = zeroeval.BENCHES[bench]
+        if self.toy_questions:
+            items = zeroeval.tiny_items(task)[: self.limit]
+        else:
+            items = zeroeval.load_items(task, data_dir=self.zeroeval_data, limit=self.limit)
+        records, generation = zeroeval.generate(
+            self.generator,
+            self.tokenizer,
+            task,
+            items,
+            model_name=self.model_name,
+            engine=self.backend_name,
+            max_new_tokens=self.max_new_tokens,
+            bos=self.zeroeval_bos,
+        )
+        path = zeroeval.write_results(self.output / bench / f"{self.model_name}.json", records)
+        score = scorer.score_items(records, task, model=self.model_name)
+        if score.note:
+            self.notes.append(f"{bench}: {score.note}")
+        return {
+            **score.as_dict(),
+            "outputs": str(path),
+            "data": "tiny synthetic arithmetic" if self.toy_questions else "ZeroEval items",
+            "scoring": "ZeroEval 41d0bfd",
+            **generation,
+            "incomplete": False,
+        }
+
     def _tokens(self, answers: list[dict]) -> int | None:
         """Average answer tokens (cl100k); None when the encoder is not available offline."""
         try:
@@ -350,8 +408,17 @@ class Evaluation:
 
                 raise unknown("benchmark", bench, BENCHES)
         results: dict[str, Any] = {}
+        for bench in [b for b in benches if b not in JUDGED]:  # no judge, no gateway
+            start = time.time()
+            results[bench] = self.zeroeval(bench)
+            self.timings[bench] = round(time.time() - start, 2)
+        judged = [b for b in benches if b in JUDGED]
+        if not judged:
+            if self.notes:
+                results["notes"] = self.notes
+            return results
         with ExitStack() as stack:
-            backend = self.backend
+            backend = self.backend or self.judge.backend()
             cache = JudgmentCache(self.judge.cache)
             stack.callback(cache.close)
             base_url, gateway = stack.enter_context(serve(backend, cache))
@@ -359,9 +426,9 @@ class Evaluation:
             def chat(model: str, temperature: float, max_tokens: int):
                 return client.chat_function(base_url, model, temperature=temperature, max_tokens=max_tokens)
 
-            for done, bench in enumerate(benches):
+            for done, bench in enumerate(judged):
                 if progress:
-                    progress("evaluation (benchmarks)", done, len(benches))
+                    progress("evaluation (judged benchmarks)", done, len(judged))
                 start = time.time()
                 if bench == "alpaca_eval2":
                     results[bench] = self.alpaca_eval2(backend)
@@ -371,7 +438,7 @@ class Evaluation:
                     results[bench] = self.mt_bench(chat)
                 self.timings[bench] = round(time.time() - start, 2)
             if progress:
-                progress("evaluation (benchmarks)", len(benches), len(benches))
+                progress("evaluation (judged benchmarks)", len(judged), len(judged))
             results["judge_calls"] = gateway.stats.as_dict()
         if self.notes:
             results["notes"] = self.notes

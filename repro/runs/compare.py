@@ -3,7 +3,10 @@
 One row per setting x method x metric: the published value, the reproduced mean and spread
 over runs (seeds), the delta, and whether it lies within tolerance. Default tolerances are
 the maintainers' stated noise floor: +-1.0 point for AlpacaEval 2 and Arena-Hard (SimPO
-issues #21, #68). With three or more runs a one-sample t-test (scipy) of the runs against
+issues #21, #68). The Gemma table's ZeroEval columns (GSM, MMLU) have no stated noise floor:
+repro uses +-1.0 point for accuracy and +-20 characters for the lengths (about 5% of the
+published 341-624); lengths are compared as published, rounded to whole characters.
+With three or more runs a one-sample t-test (scipy) of the runs against
 the published number is reported. Errata-flagged published cells are marked; published
 cells without a reproduction are listed as missing, never dropped; incomplete or corrupt
 runs are skipped and reported.
@@ -23,8 +26,25 @@ from repro import paths
 from repro.errors import ReproError
 from repro.runs import published
 
-METRICS = {"ae2_lc": "AE2 LC", "ae2_wr": "AE2 WR", "ah": "Arena-Hard"}
-DEFAULT_TOLERANCE = {"ae2_lc": 1.0, "ae2_wr": 1.0, "ah": 1.0}
+METRICS = {
+    "ae2_lc": "AE2 LC",
+    "ae2_wr": "AE2 WR",
+    "ah": "Arena-Hard",
+    "gsm": "GSM",
+    "gsm_length": "GSM length",
+    "mmlu": "MMLU",
+    "mmlu_length": "MMLU length",
+}
+DEFAULT_TOLERANCE = {
+    "ae2_lc": 1.0,
+    "ae2_wr": 1.0,
+    "ah": 1.0,
+    "gsm": 1.0,
+    "gsm_length": 20.0,
+    "mmlu": 1.0,
+    "mmlu_length": 20.0,
+}
+ROUNDED = {"gsm_length": 0, "mmlu_length": 0}  # decimals the published table shows
 
 
 @dataclass
@@ -183,7 +203,8 @@ def compare(results_dir: Path, tolerances: dict[str, float] | None = None) -> Co
                 continue
             if key not in rows:
                 rows[key] = Row(*key, None, tolerance=tolerance[metric])
-            rows[key].runs.append(float(value))
+            value = float(value)
+            rows[key].runs.append(round(value, ROUNDED[metric]) if metric in ROUNDED else value)
     ordered = sorted(rows.values(), key=lambda r: (r.setting, r.method, list(METRICS).index(r.metric)))
     return Comparison(ordered, skipped)
 

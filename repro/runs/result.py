@@ -32,6 +32,10 @@ def scores_from(benchmarks: dict[str, Any]) -> dict[str, Any]:
         )
     if mt := benchmarks.get("mt_bench"):
         scores.update(mt_bench=mt.get("average"))
+    if gsm := benchmarks.get("gsm"):
+        scores.update(gsm=gsm.get("acc"), gsm_length=gsm.get("reason_length"))
+    if mmlu := benchmarks.get("mmlu_redux"):
+        scores.update(mmlu=mmlu.get("acc"), mmlu_length=mmlu.get("reason_length"))
     return scores
 
 

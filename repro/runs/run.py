@@ -57,7 +57,7 @@ def judge_plan(benches: list[str]) -> dict[str, Any]:
     costs = yaml.safe_load((paths.EVAL / "costs.yaml").read_text())
     price = costs["price_per_million"]
     calls, dollars = {}, 0.0
-    for bench in benches:
+    for bench in [b for b in benches if b in runner.JUDGED]:  # ZeroEval needs no judge
         c = costs[bench]
         calls[bench] = c["calls"]
         dollars += (
@@ -114,19 +114,21 @@ def plan(
 
 
 def curves(metrics: dict[str, Any], directory: Path) -> None:
-    """Training curves as CSV and PNG (loss, reward accuracy, margins per logged step)."""
+    """Training curves as CSV and PNG. The CSV's columns are the original trainer's W&B names
+    (train/loss, train/rewards/..., train/logps/...), so `repro compare --curves` and a W&B
+    export line up column for column."""
     import csv
 
-    history = [
-        h for h in metrics.get("log_history", []) if "loss" in h and "step" in h and "train_loss" not in h
-    ]
+    from repro.runs import curves as curve_names
+
+    history = [h for h in curve_names.training_logs(metrics.get("log_history", [])) if "loss" in h]
     evals = [h for h in metrics.get("log_history", []) if "eval_loss" in h]
-    keys = ["step", "loss", "rewards/accuracies", "rewards/margins", "learning_rate", "grad_norm"]
+    keys = ["step", "epoch", *curve_names.TRAINER_KEYS, "train/learning_rate", "train/grad_norm"]
     with open(directory / "curves.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(keys)
-        for h in history:
-            writer.writerow([h.get(k, "") for k in keys])
+        for row in curve_names.history_rows(metrics.get("log_history", [])):
+            writer.writerow([row.get(k, "") for k in keys])
     import matplotlib
 
     matplotlib.use("Agg")
@@ -283,6 +285,7 @@ def _execute(
             judge=judge,
             reference_model=reference_model,
             limit=limit,
+            benches=benches,
             **(eval_kwargs or {}),
         )
         benchmarks = ev.run(benches, progress=progress)
@@ -324,6 +327,7 @@ def _execute(
             "data": metrics.get("data"),
             "reference": metrics.get("reference"),
             "engine": metrics.get("engine"),
+            "trackers": metrics.get("trackers"),
             "weights_sha256": weights,
             "tokenizer_checks": {
                 "train": io.read_json(train_dir / "bos_check.json"),

@@ -137,10 +137,14 @@ def command_for(accelerate_config: Path, run_file: Path) -> list[str]:
     ]
 
 
-def environment(gpu: bool) -> dict[str, str]:
+def environment(config: RunConfig, directory: Path, gpu: bool) -> dict[str, str]:
+    """What the training processes run with, beside the user's environment."""
+    from repro.train import trackers
+
     # repro's root first, keeping whatever the user's PYTHONPATH already holds
     pythonpath = os.pathsep.join(p for p in (str(paths.ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = {"TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": pythonpath}
+    env.update(trackers.environment(config.report_to, directory, dict(os.environ)))
     if not gpu:
         env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", ACCELERATE_USE_DEEPSPEED="true")
     return env
@@ -193,12 +197,15 @@ def prepare(
     acc_path = directory / "accelerate.yaml"
     run_file = directory / "run.json"
     command = command_for(acc_path, run_file)
-    env = environment(gpu)
+    env = environment(config, directory, gpu)
     if dry_run:
         guard = {"status": "skipped", "reason": "dry run", "checks": []}
         return Run(directory, run_file, acc_path, ds_path, command, env, batch["num_processes"],
                    batch["num_nodes"], guard)  # fmt: skip
 
+    from repro.train import trackers
+
+    trackers.check_installed(config.report_to)  # before anything is written or spawned
     ds_path.write_text(json.dumps(deepspeed_json(config, gpu=gpu), indent=2))
     acc_path.write_text(
         yaml.safe_dump(accelerate_yaml(ds_path, batch["num_processes"], batch["num_nodes"], free_port()))

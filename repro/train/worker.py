@@ -110,6 +110,8 @@ def training_arguments(run: RunFile, resume: str | None):
     import torch
     from transformers import TrainingArguments
 
+    from repro.train import trackers
+
     config, batch = run.config, run.config.batch
     return TrainingArguments(
         output_dir=str(Path(run.paths.output_dir) / "trainer"),
@@ -137,7 +139,8 @@ def training_arguments(run: RunFile, resume: str | None):
         seed=config.seed,
         data_seed=config.seed,
         deepspeed=run.paths.deepspeed_config,
-        report_to=[],
+        report_to=config.report_to if trainer_is_main() else [],  # rank 0 reports
+        run_name=trackers.run_name(config),
         remove_unused_columns=False,
         disable_tqdm=True,  # the launcher draws one progress bar from ProgressLines
         dataloader_num_workers=0,
@@ -206,7 +209,9 @@ def reference_logps(run: RunFile, splits: dict[str, list[dict]], collator):
     )
 
 
-def write_metrics(trainer, out_dir: Path, result, evaluation, seconds, data_stats, ref, resume) -> None:
+def write_metrics(
+    trainer, out_dir: Path, result, evaluation, seconds, data_stats, ref, resume, tracked
+) -> None:
     history = [h for h in trainer.state.log_history if "loss" in h and "eval_loss" not in h]
     before = next((h for h in trainer.state.log_history if "eval_loss" in h), {})
     io.write_json(
@@ -224,6 +229,7 @@ def write_metrics(trainer, out_dir: Path, result, evaluation, seconds, data_stat
             "reference": {"key": ref.key, "source": ref.source} if ref else None,
             "resumed_from": resume,
             "log_history": trainer.state.log_history,
+            "trackers": tracked,
         },
     )
 
@@ -233,6 +239,7 @@ def main(run_file: str) -> int:
     from datasets import Dataset
 
     from repro.data import tokenizers
+    from repro.train import trackers
     from repro.train.trainer import PairCollator, PreferenceTrainer, ProgressLines
 
     run = RunFile.read(Path(run_file))
@@ -269,8 +276,9 @@ def main(run_file: str) -> int:
     trainer.save_model(str(out_dir / "model"))  # ZeRO-3: consolidated 16-bit (fp32 on CPU) weights
 
     if trainer.accelerator.is_main_process:
+        tracked = trackers.finish(trainer)
         tokenizer.save_pretrained(out_dir / "model")
-        write_metrics(trainer, out_dir, result, evaluation, seconds, data_stats, ref, resume)
+        write_metrics(trainer, out_dir, result, evaluation, seconds, data_stats, ref, resume, tracked)
     trainer.accelerator.wait_for_everyone()
     import torch.distributed as dist
 
