@@ -37,7 +37,7 @@ def test_tiny_eval_generates_and_scores_arithmetic(tiny_model, cli, tmp_path):
     args = ["eval", str(tiny_model), "--setting", "tiny", "--bench", "gsm,mmlu_redux", "--limit", "4"]
     record = json.loads(cli(*args, "--output", str(out), "--format", "json", check=True).stdout)
     for bench, task in (("gsm", "gsm"), ("mmlu_redux", "mmlu-redux")):
-        result = record["results"][bench]
+        result = record["benchmarks"][bench]
         assert result["total"] == 4 and result["data"] == "tiny synthetic arithmetic"
         assert result["bos"]["mode"] == "single" and result["bos"]["bos_count"] == 1
         assert result["decoding"]["mode"] == "greedy" and result["decoding"]["stop_token_ids"] == [3]
@@ -49,11 +49,11 @@ def test_tiny_eval_generates_and_scores_arithmetic(tiny_model, cli, tmp_path):
         )[0]
         for key in ("acc", "no_answer", "total", "reason_length"):
             assert rescored[key] == result[key], key
-    assert json.loads((out / "result.json").read_text())["results"]["gsm"]["total"] == 4
+    assert json.loads((out / "result.json").read_text())["benchmarks"]["gsm"]["total"] == 4
     doubled = cli(
         *args[:-1], "1", "--zeroeval-bos", "zeroeval", "--output", str(tmp_path / "d"), "-f", "json"
     )
-    assert json.loads(doubled.stdout)["results"]["gsm"]["bos"]["mode"] == "zeroeval"
+    assert json.loads(doubled.stdout)["benchmarks"]["gsm"]["bos"]["mode"] == "zeroeval"
     bad = cli(*args, "--zeroeval-bos", "twice", "--output", str(tmp_path / "x"))
     assert bad.returncode == 2 and "unknown format 'twice'" not in bad.stderr and "twice" in bad.stderr
 
@@ -82,8 +82,8 @@ def test_gemma_setting_reads_local_items_or_says_where_to_put_them(tiny_model, c
             check=True,
         ).stdout
     )
-    gsm = record["results"]["gsm"]
-    assert gsm["total"] == 2 and gsm["data"] == "ZeroEval items" and "arena_hard" not in record["results"]
+    gsm = record["benchmarks"]["gsm"]
+    assert gsm["total"] == 2 and gsm["data"] == "ZeroEval items" and "arena_hard" not in record["benchmarks"]
     assert [i["id"] for i in json.loads(Path(gsm["outputs"]).read_text())] == ["g0", "g1"]
 
 
