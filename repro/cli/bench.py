@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from repro import io, userpaths
 from repro.cli import render
-from repro.cli.common import FormatOpt, app
+from repro.cli.common import app, format_option, path_option
 
 bench_app = typer.Typer(help="Benchmarks of repro itself against its peers.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -19,25 +19,33 @@ app.add_typer(bench_app, name="bench")
 @bench_app.command("train")
 def bench_train_cmd(
     preset: Annotated[
-        str, typer.Option("--preset", help="A preset of benchmarks/train-presets.yaml.")
+        str, typer.Option("--preset", metavar="NAME", help="A preset of benchmarks/train-presets.yaml.")
     ] = "cpu-small",
     rounds: Annotated[
         int, typer.Option("--rounds", min=1, help="Runs of every contender, alternating order.")
     ] = 1,
     contenders: Annotated[
-        str | None, typer.Option("--contenders", help="Comma-separated subset of the preset's contenders.")
+        str | None,
+        typer.Option(
+            "--contenders", metavar="LIST", help="Comma-separated subset of the preset's contenders."
+        ),
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="JSON report (default results/bench/train-PRESET-TIME.json)."),
+        path_option(
+            "--output",
+            "-o",
+            role="output-file",
+            help="JSON report (default results/bench/train-PRESET-TIME.json).",
+            suffixes=(".json",),
+        ),
     ] = None,
-    fmt: FormatOpt = "table",
+    fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Train each contender for the preset's steps in its own process; print tokens/s, memory, ratios."""
     from repro.errors import unknown
     from repro.perf import trainbench
 
-    render.check_format(fmt, ("table", "json"))
     the_preset = trainbench.get_preset(preset)
     subset = None
     if contenders:
@@ -45,6 +53,9 @@ def bench_train_cmd(
         for c in subset:
             if c not in the_preset.contenders:
                 raise unknown(f"contender of preset {preset}", c, the_preset.contenders)
+    # the report's place is checked before the work: a finished benchmark must not be lost
+    path = output or Path("results") / "bench" / f"train-{preset}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    userpaths.output_dir(path.parent, "--output")
     trainbench.check_device(the_preset)  # before the progress bar
     with render.progress() as bar:
         task = bar.add_task(f"bench {preset}", total=None)
@@ -53,9 +64,8 @@ def bench_train_cmd(
             bar.update(task, completed=done, total=total, description=f"bench {preset}: {name or 'done'}")
 
         report = trainbench.run(the_preset, rounds=rounds, contenders=subset, progress=progress)
-    path = output or Path("results") / "bench" / f"train-{preset}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2))
+    path.write_text(io.dumps(report))
     if fmt == "json":
         render.print_json(report)
         return

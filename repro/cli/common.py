@@ -1,10 +1,22 @@
-"""Shared pieces of the CLI: the Typer apps and option types."""
+"""Shared pieces of the CLI: the Typer apps and option types.
+
+Path parameters are declared with `path_argument` / `path_option`: each carries a role
+(an existing file, an existing folder, an output folder, an output file) whose check runs
+while the command line is parsed, so a bad path is one `repro: error:` line before any
+model is loaded or any process started. The role is kept on the callback (`.role`) so the
+bad-input tests can find every path parameter of every command.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+
+from repro import userpaths
+from repro.errors import unknown
 
 app = typer.Typer(
     name="repro",
@@ -12,6 +24,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: flags show as flags (typer's rich panels print `--help <bool>`),
+    # no box drawing, and it wraps cleanly at 80 columns.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 100},
 )
 env_app = typer.Typer(help="Check, freeze and diff the software environment.", no_args_is_help=True)
 data_app = typer.Typer(help="See exactly what the trainer consumes.", no_args_is_help=True)
@@ -35,10 +51,85 @@ def _global_options(
 app.add_typer(env_app, name="env")
 app.add_typer(data_app, name="data")
 
+# --------------------------------------------------------------------------- paths
+
+ROLES: dict[str, tuple[str, Callable[..., Path]]] = {
+    # role: (metavar, check)
+    "file": ("FILE", userpaths.existing_file),
+    "dir": ("DIR", userpaths.existing_dir),
+    "path": ("PATH", userpaths.existing_path),
+    "output-dir": ("DIR", userpaths.output_dir),
+    "output-file": ("FILE", userpaths.output_file),
+    "local-or-hub": ("DIR|ID", userpaths.local_or_hub),  # a str: a local folder or a hub id
+}
+
+
+def _param_name(param: typer.CallbackParam | None) -> str:
+    if param is None:
+        return "path"
+    longest = max(getattr(param, "opts", []) or [""], key=len)
+    return longest if longest.startswith("-") else (param.name or "path").upper()
+
+
+def _checker(role: str, **options: Any) -> Callable[..., Any]:
+    check = ROLES[role][1]
+
+    def callback(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+        if value is None or ctx.resilient_parsing:
+            return value
+        what = _param_name(param)
+        if isinstance(value, (list, tuple)):
+            return [check(v, what, **options) for v in value]
+        return check(value, what, **options)
+
+    callback.role = role  # type: ignore[attr-defined]  (read by tests/test_bad_input.py)
+    return callback
+
+
+def local_or_hub_option(*names: str, help: str, metavar: str = "DIR|ID", **options: Any) -> Any:
+    """A model, tokenizer or dataset option: a local folder (checked) or a hub id."""
+    return path_option(*names, role="local-or-hub", help=help, metavar=metavar, **options)
+
+
+def path_argument(role: str, help: str, *, metavar: str | None = None, **options: Any) -> Any:
+    """A positional path with `role` (see ROLES); `options` go to the check."""
+    return typer.Argument(help=help, metavar=metavar or ROLES[role][0], callback=_checker(role, **options))
+
+
+def path_option(*names: str, role: str, help: str, metavar: str | None = None, **options: Any) -> Any:
+    """An option path with `role` (see ROLES); `options` go to the check (e.g. suffixes)."""
+    return typer.Option(
+        *names, help=help, metavar=metavar or ROLES[role][0], callback=_checker(role, **options)
+    )
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def format_option(*choices: str) -> Any:
+    """`--format/-f` that lists its choices in the help and rejects anything else."""
+
+    def callback(value: str) -> str:
+        if value not in choices:
+            raise unknown("format", value, choices)
+        return value
+
+    return typer.Option(
+        "--format",
+        "-f",
+        help=f"Output format: {', '.join(choices)}.",
+        metavar="|".join(choices),
+        callback=callback,
+    )
+
+
+# Kept for commands that have not moved to format_option (its help cannot list the choices).
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output format.")]
 DatasetOpt = Annotated[
     str | None,
-    typer.Option("--dataset", help="Train on this dataset (hub id or directory) instead of the setting's."),
+    local_or_hub_option(
+        "--dataset", help="Train on this dataset (hub id or directory) instead of the setting's."
+    ),
 ]
 ReportToOpt = Annotated[
     str | None,
@@ -49,4 +140,53 @@ PaddingFreeOpt = Annotated[
     typer.Option(
         "--padding-free/--padded", help="Pack each micro-batch into one row (default: the setting's)."
     ),
+]
+OverridesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override a recipe value, e.g. --set beta=2.5 (repeatable)."
+    ),
+]
+SettingArg = Annotated[
+    str,
+    typer.Argument(metavar="SETTING", help="A setting name (see `repro recipes`) or a recipe YAML file."),
+]
+MethodOpt = Annotated[
+    str,
+    typer.Option(
+        "--method", "-m", metavar="NAME", help="simpo, dpo, ipo, cpo, kto, orpo, rdpo, rrhf or slic-hf."
+    ),
+]
+GpusOpt = Annotated[
+    int | None,
+    typer.Option("--gpus", metavar="N", help="Processes per node (GPUs; CPU processes without CUDA)."),
+]
+NodesOpt = Annotated[int, typer.Option("--nodes", min=1, metavar="N", help="Number of nodes.")]
+LayoutOpt = Annotated[
+    str,
+    typer.Option(
+        "--layout", metavar="current|paper-time", help="Batch layout: current (4x2x16) or paper-time (8x2x8)."
+    ),
+]
+TokenizationOpt = Annotated[
+    str,
+    typer.Option(
+        "--tokenization",
+        metavar="simpo|paper-v1|trl",
+        help="Tokenization: simpo (SimPO HEAD), paper-v1 (trl 0.8.6) or trl (TRL 1.16).",
+    ),
+]
+MaxStepsOpt = Annotated[
+    int | None,
+    typer.Option("--max-steps", min=1, metavar="N", help="Stop after N optimizer steps."),
+]
+JudgeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--judge", metavar="rule|endpoint", help="rule (local; tiny's default) or endpoint (a server)."
+    ),
+]
+JudgeUrlOpt = Annotated[
+    str | None,
+    typer.Option("--judge-url", metavar="URL", help="Base URL of an OpenAI-compatible judge."),
 ]

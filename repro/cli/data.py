@@ -8,14 +8,23 @@ from typing import Annotated
 import typer
 
 from repro.cli import render
-from repro.cli.common import FormatOpt, app, data_app
+from repro.cli.common import (
+    SettingArg,
+    TokenizationOpt,
+    app,
+    data_app,
+    format_option,
+    local_or_hub_option,
+    path_argument,
+    path_option,
+)
 from repro.config import evalconfig, recipes
 from repro.data import bosguard, preference, tokenizers
 from repro.errors import ReproError
 
 TokenizerOpt = Annotated[
     str | None,
-    typer.Option("--tokenizer", help="Tokenizer directory or hub id (default: the setting's model)."),
+    local_or_hub_option("--tokenizer", help="Tokenizer directory or hub id (default: the setting's model)."),
 ]
 
 
@@ -43,26 +52,53 @@ def _pieces(tokenizer, ids: list[int]) -> str:
     return "|".join(out)
 
 
+def _summary(stats, pipeline) -> str:
+    """'3 of 4 rows tokenized (simpo), 1 skipped: ...; truncated: ...'."""
+    summary = stats.as_dict()
+    skipped = sum(stats.skipped.values())
+    line = f"{stats.kept} of {stats.rows} rows tokenized ({pipeline.tokenization})"
+    if skipped:
+        reasons = "; ".join(f"{n} x {reason}" for reason, n in stats.skipped.items())
+        line += f", {skipped} skipped: {reasons}"
+    if summary["prompt_truncated"] or summary["responses_truncated"]:
+        truncated = summary["prompt_truncated"], summary["responses_truncated"]
+        line += f"; truncated: {truncated[0]} prompts, {truncated[1]} response pairs"
+    return line
+
+
 @data_app.command("preview")
 def preview(
-    setting: Annotated[str, typer.Argument(help="Setting name or recipe file.")],
+    setting: SettingArg,
     input_file: Annotated[
-        Path, typer.Option("--input", "-i", help="Preference rows (JSON lines, UltraFeedback layout).")
+        Path,
+        path_option("--input", "-i", role="file", help="Preference rows (JSON lines, UltraFeedback layout)."),
     ],
     tokenizer: TokenizerOpt = None,
-    tokenization: Annotated[
-        str, typer.Option("--tokenization", help="simpo (HEAD), paper-v1 (trl 0.8.6) or trl (TRL 1.16).")
-    ] = "simpo",
-    max_length: Annotated[int | None, typer.Option("--max-length", min=2)] = None,
-    max_prompt_length: Annotated[int | None, typer.Option("--max-prompt-length", min=1)] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N rows.")] = None,
-    fmt: FormatOpt = "table",
+    tokenization: TokenizationOpt = "simpo",
+    max_length: Annotated[
+        int | None,
+        typer.Option("--max-length", min=2, metavar="N", help="Token cap per sequence (default: setting's)."),
+    ] = None,
+    max_prompt_length: Annotated[
+        int | None,
+        typer.Option(
+            "--max-prompt-length", min=1, metavar="N", help="Token cap per prompt (default: setting's)."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, metavar="N", help="Only the first N rows.")
+    ] = None,
+    fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Print, per row, exactly the token ids and labels training will consume."""
-    render.check_format(fmt, ("table", "json"))
     _, tok, pipeline = pipeline_for(setting, tokenizer, tokenization, max_length, max_prompt_length)
     rows = preference.read_jsonl(input_file)[:limit]
+    if not rows:
+        raise ReproError(f"{input_file}: no rows (empty file)")
     results, stats = pipeline.run(rows)
+    line = _summary(stats, pipeline)
+    if not results:
+        raise ReproError(f"{input_file}: no valid rows: {line}")
     if fmt == "json":
         render.print_json([r.as_dict() for r in results])
     else:
@@ -92,31 +128,27 @@ def preview(
             )
         for note in pipeline.notes:
             console.print(f"note: {note}")
-    summary = stats.as_dict()
-    skipped = sum(stats.skipped.values())
-    line = f"{stats.kept} of {stats.rows} rows tokenized ({pipeline.tokenization})"
-    if skipped:
-        reasons = "; ".join(f"{n} x {reason}" for reason, n in stats.skipped.items())
-        line += f", {skipped} skipped: {reasons}"
-    if summary["prompt_truncated"] or summary["responses_truncated"]:
-        truncated = summary["prompt_truncated"], summary["responses_truncated"]
-        line += f"; truncated: {truncated[0]} prompts, {truncated[1]} response pairs"
     render.console(stderr=True).print(line)
-    if not results and rows:
-        raise ReproError(f"{input_file}: no valid rows")
 
 
 @app.command("check-tokenizer")
 def check_tokenizer(
-    model_or_path: Annotated[str, typer.Argument(help="Tokenizer directory or hub id.")],
+    model_or_path: Annotated[
+        str, path_argument("local-or-hub", "Tokenizer directory or hub id.", metavar="TOKENIZER")
+    ],
     setting: Annotated[
-        str | None, typer.Option("--setting", "-s", help="Use this setting's templates.")
+        str | None,
+        typer.Option(
+            "--setting",
+            "-s",
+            metavar="NAME",
+            help="Use this setting's templates (default: llama3-instruct-v0.2).",
+        ),
     ] = None,
-    tokenization: Annotated[str, typer.Option("--tokenization")] = "simpo",
-    fmt: FormatOpt = "table",
+    tokenization: TokenizationOpt = "simpo",
+    fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Count BOS tokens in training sequences and generation prompts; two BOS is an error."""
-    render.check_format(fmt, ("table", "json"))
     name = setting or "llama3-instruct-v0.2"
     the_setting = recipes.get_setting(name)
     tok = tokenizers.load(model_or_path, revision=the_setting.model_revision)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from repro.cli import render
-from repro.cli.common import FormatOpt, env_app
+from repro.cli.common import env_app, format_option, path_option
 from repro.errors import ReproError, unknown
 from repro.runs import environment
 
@@ -31,16 +32,15 @@ def _drift_table(rows: list[environment.Drift], title: str, show_all: bool) -> N
 
 @env_app.command("check")
 def env_check(
-    lock: Annotated[str | None, typer.Option("--lock", help="Lockfile (default env/lock-cpu.txt).")] = None,
+    lock: Annotated[
+        Path | None, path_option("--lock", role="file", help="Lockfile (default env/lock-cpu.txt).")
+    ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when anything differs.")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="List matching packages too.")] = False,
-    fmt: FormatOpt = "table",
+    fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Compare the installed packages with the lockfile and print the drift."""
-    render.check_format(fmt, ("table", "json"))
-    from pathlib import Path
-
-    lock_path = Path(lock) if lock else environment.paths.LOCK_CPU
+    lock_path = lock or environment.paths.LOCK_CPU
     rows = environment.check(lock_path)
     if fmt == "json":
         render.print_json([r.__dict__ for r in rows if show_all or r.status != "ok"])
@@ -53,25 +53,25 @@ def env_check(
 
 @env_app.command("freeze")
 def env_freeze(
-    lock: Annotated[str | None, typer.Option("--lock", help="Lockfile to hash and compare.")] = None,
-    fmt: FormatOpt = "json",
+    lock: Annotated[
+        Path | None, path_option("--lock", role="file", help="Lockfile to hash and compare.")
+    ] = None,
+    fmt: Annotated[str, format_option("json", "yaml")] = "json",
 ) -> None:
     """Print the environment manifest that every run embeds."""
-    render.check_format(fmt, ("json", "yaml"))
-    from pathlib import Path
-
-    manifest = environment.freeze(Path(lock) if lock else None)
+    manifest = environment.freeze(lock)
     render.print_json(manifest) if fmt == "json" else render.print_yaml(manifest)
 
 
 @env_app.command("diff")
 def env_diff(
-    against: Annotated[str, typer.Option("--against", help="What to diff against: paper.")] = "paper",
+    against: Annotated[
+        str, typer.Option("--against", metavar="paper", help="What to diff against: paper.")
+    ] = "paper",
     show_all: Annotated[bool, typer.Option("--all", help="List matching packages too.")] = False,
-    fmt: FormatOpt = "table",
+    fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """How the installed environment differs from the paper's (SimPO environment.yml)."""
-    render.check_format(fmt, ("table", "json"))
     if against != "paper":
         raise unknown("--against target", against, ["paper"])
     rows, data = environment.diff_paper()

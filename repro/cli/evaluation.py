@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from repro.cli import render
-from repro.cli.common import FormatOpt, app
+from repro.cli.common import app, format_option, local_or_hub_option, path_argument, path_option
 from repro.errors import ReproError
 
 alpaca_app = typer.Typer(help="AlpacaEval 2 through alpaca-eval 0.6.2.", no_args_is_help=True)
@@ -29,22 +29,24 @@ def _fmt(value) -> str:
 @alpaca_app.command("rescore")
 def rescore(
     annotations: Annotated[
-        Path, typer.Argument(help="alpaca_eval annotations JSON holding the judge's raw completions.")
+        Path, path_argument("file", "alpaca_eval annotations JSON holding the judge's raw completions.")
     ],
     reference: Annotated[
-        Path | None, typer.Option("--reference", help="Reference outputs JSON (default: output_1).")
+        Path | None,
+        path_option("--reference", role="file", help="Reference outputs JSON (default: output_1)."),
     ] = None,
     lc_data: Annotated[
         Path | None,
-        typer.Option("--lc-data", help="Folder with df_gamed.csv and instruction_difficulty.csv."),
+        path_option("--lc-data", role="dir", help="Folder with df_gamed.csv and instruction_difficulty.csv."),
     ] = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 4,
-    fmt: FormatOpt = "table",
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, help="Judge calls in flight at once.")
+    ] = 4,
+    fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Replay recorded judgments through alpaca-eval's full judging path (a local judge on 127.0.0.1)."""
     from repro.evaluation.scorers import alpaca_eval
 
-    render.check_format(fmt, ("table", "json"))
     result = alpaca_eval.rescore(annotations, reference=reference, lc_data=lc_data, concurrency=concurrency)
     if fmt == "json":
         render.print_json(result)
@@ -63,60 +65,94 @@ def rescore(
 @arena_app.command("score")
 def arena_score(
     judgments: Annotated[
-        list[Path], typer.Argument(help="Judgment files (or folders) in arena-hard-auto's v0.1 format.")
+        list[Path],
+        path_argument("path", "Judgment files (or folders) in arena-hard-auto's v0.1 format."),
     ],
     answers: Annotated[
-        Path | None, typer.Option("--answers", help="Folder of model answer files (for token lengths).")
+        Path | None,
+        path_option("--answers", role="dir", help="Folder of MODEL.jsonl answer files (token lengths)."),
     ] = None,
-    weight: Annotated[int, typer.Option("--weight", min=1)] = 3,
-    rounds: Annotated[int, typer.Option("--rounds", min=1)] = 100,
-    fmt: FormatOpt = "table",
+    weight: Annotated[
+        int, typer.Option("--weight", min=1, help="Times a strong verdict (A>>B) is counted.")
+    ] = 3,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Bootstrap rounds for the 95% CI.")] = 100,
+    fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Score, 95% CI and average answer tokens per model, as arena-hard-auto's show_result.py."""
     from repro.evaluation.scorers import arena_hard
 
-    render.check_format(fmt, ("table", "json"))
     scores = arena_hard.score(
         arena_hard.battles_from_judgments(arena_hard.load_judgments(judgments), weight=weight), rounds=rounds
     )
     for model, row in scores.items():
         row["avg_tokens"] = None
         if answers is not None:
-            file = Path(answers) / f"{model}.jsonl"
+            file = answers / f"{model}.jsonl"
             if file.exists():
-                row["avg_tokens"] = arena_hard.answer_tokens(arena_hard.read_jsonl(file))
+                row["avg_tokens"] = arena_hard.answer_tokens(arena_hard.load_answers(file))
+            else:
+                render.warn(f"{file}: no answer file for {model}; avg tokens left empty")
+    dropped = {m: r["games_without_verdict"] for m, r in scores.items() if r["games_without_verdict"]}
+    if dropped:
+        counts = ", ".join(f"{m} {n}" for m, n in dropped.items())
+        render.warn(f"games without a valid verdict (not counted): {counts}")
     if fmt == "json":
         render.print_json(scores)
         return
+
+    def ci(r: dict) -> str:
+        if r["score"] is None or r["lower"] is None or r["upper"] is None:
+            return "n/a"
+        return f"({r['lower'] - r['score']:+.1f}, {r['upper'] - r['score']:+.1f})"
+
     rows = [
         (
             m,
-            f"{r['score']:.1f}",
-            f"({r['lower'] - r['score']:+.1f}, {r['upper'] - r['score']:+.1f})",
+            "n/a" if r["score"] is None else f"{r['score']:.1f}",
+            ci(r),
             _fmt(r["avg_tokens"]),
             str(r["battles"]),
+            str(r["games_without_verdict"]),
         )
-        for m, r in sorted(scores.items(), key=lambda x: -x[1]["score"])
+        for m, r in sorted(scores.items(), key=lambda x: -(x[1]["score"] or 0))
     ]
     render.print_table(
         render.table(
-            ["model", "score", "95% CI", "avg tokens", "battles"],
+            ["model", "score", "95% CI", "avg tokens", "battles", "no verdict"],
             rows,
             title="Arena-Hard v0.1 (vs gpt-4-0314)",
+            caption="no verdict: games whose judgment has no valid label (dropped, as show_result.py does)",
         )
     )
 
 
 @mt_app.command("score")
 def mt_score(
-    judgments: Annotated[Path, typer.Argument(help="FastChat single-grading judgment file (JSON lines).")],
-    fmt: FormatOpt = "table",
+    judgments: Annotated[Path, path_argument("file", "FastChat single-grading judgment file (JSON lines).")],
+    keep_out_of_range: Annotated[
+        bool,
+        typer.Option(
+            "--keep-out-of-range",
+            help="Average ratings outside 1-10 in, as FastChat does (default: count them as failed).",
+        ),
+    ] = False,
+    fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Turn 1, turn 2, average and counted ratings per model, as FastChat's show_result.py."""
     from repro.evaluation.scorers import mt_bench
 
-    render.check_format(fmt, ("table", "json"))
-    scores = mt_bench.score(mt_bench.load_judgments(judgments))
+    scores = mt_bench.score(mt_bench.load_judgments(judgments), keep_out_of_range=keep_out_of_range)
+    for model, r in scores.items():
+        if r["n_duplicates"]:
+            render.warn(
+                f"{model}: {r['n_duplicates']} duplicated judgments (same question and turn), "
+                "counted as FastChat counts them"
+            )
+        if r["n_out_of_range"]:
+            render.warn(
+                f"{model}: {r['n_out_of_range']} ratings outside 1-10 counted as failed "
+                "(--keep-out-of-range averages them in, as FastChat does)"
+            )
     if fmt == "json":
         render.print_json(scores)
         return
@@ -133,70 +169,116 @@ def mt_score(
     ]
     render.print_table(
         render.table(
-            ["model", "turn 1", "turn 2", "average", "counted", "dropped (-1)"],
+            ["model", "turn 1", "turn 2", "average", "counted", "failed"],
             rows,
             title="MT-Bench (single-answer grading)",
+            caption="failed: no rating found (-1) or a rating outside 1-10; not counted",
         )
     )
 
 
 @app.command("eval")
 def eval_cmd(
-    model: Annotated[str, typer.Argument(help="Checkpoint directory or hub id.")],
-    setting: Annotated[str, typer.Option("--setting", "-s", help="Whose templates and decoding to use.")],
+    model: Annotated[str, path_argument("local-or-hub", "Checkpoint directory or hub id.", metavar="MODEL")],
+    setting: Annotated[
+        str, typer.Option("--setting", "-s", metavar="NAME", help="Whose templates and decoding to use.")
+    ],
     bench: Annotated[
         str | None,
         typer.Option(
             "--bench",
+            metavar="LIST",
             help="Comma-separated: alpaca_eval2,arena_hard,mt_bench,gsm,mmlu_redux (default: the setting's).",
         ),
     ] = None,
-    output: Annotated[Path, typer.Option("--output", "-o")] = Path("out/eval"),
+    output: Annotated[
+        Path, path_option("--output", "-o", role="output-dir", help="Folder for result.json and outputs.")
+    ] = Path("out/eval"),
     judge: Annotated[
         str | None,
-        typer.Option("--judge", help="endpoint (an OpenAI-compatible server) or rule (tiny default)."),
+        typer.Option(
+            "--judge",
+            metavar="rule|endpoint",
+            help="endpoint (an OpenAI-compatible server) or rule (tiny default).",
+        ),
     ] = None,
     judge_url: Annotated[
-        str | None, typer.Option("--judge-url", help="Base URL of the judge, e.g. https://api.openai.com/v1.")
+        str | None,
+        typer.Option(
+            "--judge-url", metavar="URL", help="Base URL of the judge, e.g. https://api.openai.com/v1."
+        ),
     ] = None,
     judge_model: Annotated[
-        str | None, typer.Option("--judge-model", help="Override each benchmark's judge model.")
+        str | None,
+        typer.Option("--judge-model", metavar="NAME", help="Override each benchmark's judge model."),
     ] = None,
     judge_key_env: Annotated[
-        str, typer.Option("--judge-key-env", help="Environment variable holding the judge key.")
+        str,
+        typer.Option("--judge-key-env", metavar="VAR", help="Environment variable holding the judge key."),
     ] = "OPENAI_API_KEY",
-    judge_cache: Annotated[Path | None, typer.Option("--judge-cache", help="SQLite judgment cache.")] = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 4,
-    reference_model: Annotated[
-        str | None, typer.Option("--reference-model", help="Baseline model (tiny: the starting model).")
+    judge_cache: Annotated[
+        Path | None,
+        path_option("--judge-cache", role="output-file", help="SQLite judgment cache (created if absent)."),
     ] = None,
-    tokenizer: Annotated[str | None, typer.Option("--tokenizer")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="transformers or vllm.")] = "transformers",
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, help="Judge calls in flight at once.")
+    ] = 4,
+    reference_model: Annotated[
+        str | None,
+        local_or_hub_option("--reference-model", help="Baseline model (tiny: the starting model)."),
+    ] = None,
+    tokenizer: Annotated[
+        str | None,
+        local_or_hub_option("--tokenizer", help="Tokenizer directory or hub id (default: MODEL's)."),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", metavar="transformers|vllm", help="Generation backend.")
+    ] = "transformers",
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Only the first N questions per benchmark.")
     ] = None,
-    max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", min=1)] = None,
-    alpaca_reference: Annotated[Path | None, typer.Option("--alpaca-reference")] = None,
-    arena_hard_data: Annotated[Path | None, typer.Option("--arena-hard-data")] = None,
-    mt_bench_data: Annotated[Path | None, typer.Option("--mt-bench-data")] = None,
-    lc_data: Annotated[Path | None, typer.Option("--lc-data")] = None,
-    allow_double_bos: Annotated[bool, typer.Option("--allow-double-bos")] = False,
+    max_new_tokens: Annotated[
+        int | None,
+        typer.Option("--max-new-tokens", min=1, help="Cap on generated tokens (default: the setting's)."),
+    ] = None,
+    alpaca_reference: Annotated[
+        Path | None,
+        path_option("--alpaca-reference", role="file", help="AlpacaEval reference outputs JSON."),
+    ] = None,
+    arena_hard_data: Annotated[
+        Path | None,
+        path_option("--arena-hard-data", role="dir", help="Folder with question.jsonl and gpt-4-0314.jsonl."),
+    ] = None,
+    mt_bench_data: Annotated[
+        Path | None,
+        path_option("--mt-bench-data", role="dir", help="FastChat llm_judge/data folder (MT-Bench)."),
+    ] = None,
+    lc_data: Annotated[
+        Path | None,
+        path_option("--lc-data", role="dir", help="Folder with the length-controlled win rate CSVs."),
+    ] = None,
+    allow_double_bos: Annotated[
+        bool, typer.Option("--allow-double-bos", help="Evaluate even if the BOS check fails.")
+    ] = False,
     zeroeval_data: Annotated[
         Path | None,
-        typer.Option("--zeroeval-data", help="Folder with ZeroEval's gsm.json / mmlu-redux.json."),
+        path_option("--zeroeval-data", role="dir", help="Folder with ZeroEval's gsm.json / mmlu-redux.json."),
     ] = None,
     zeroeval_bos: Annotated[
         str,
-        typer.Option("--zeroeval-bos", help="single (one BOS) or zeroeval (vLLM's way: may double it)."),
+        typer.Option(
+            "--zeroeval-bos",
+            metavar="single|zeroeval",
+            help="single (one BOS) or zeroeval (vLLM's way: may double it).",
+        ),
     ] = "single",
-    fmt: FormatOpt = "table",
+    fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Evaluate a checkpoint with SETTING's templates and decoding; writes OUTPUT/result.json."""
     from repro.config import recipes
     from repro.evaluation import runner, zeroeval
     from repro.runs import result
 
-    render.check_format(fmt, ("table", "json"))
     if zeroeval_bos not in zeroeval.BOS_MODES:
         from repro.errors import unknown
 
@@ -282,9 +364,7 @@ def eval_cmd(
         else None
     )
     render.print_table(
-        render.table(
-            ["benchmark", "metric", "value"], rows, title=f"{model} ({ev.name})", caption=caption
-        )
+        render.table(["benchmark", "metric", "value"], rows, title=f"{model} ({ev.name})", caption=caption)
     )
     if not rows:
         raise ReproError("no benchmark produced a result")

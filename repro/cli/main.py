@@ -45,8 +45,13 @@ def _usage_message(exc: Exception) -> str:
     return " ".join(message.split())
 
 
+def _one_line(message: str) -> str:
+    """A message that spans lines (a library's exception text) joined into one line."""
+    return " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
+
+
 def _warn(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    sys.stderr.write(f"repro: warning: {message}\n")
+    sys.stderr.write(f"repro: warning: {_one_line(str(message))}\n")
 
 
 def _quiet_accelerator_detection() -> None:
@@ -72,14 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except ReproError as exc:
-        sys.stderr.write(f"repro: error: {exc}\n")
+        sys.stderr.write(f"repro: error: {_one_line(str(exc))}\n")
         return exc.exit_code
     except _Exit as exc:
         return exc.exit_code
     except _Abort:
         sys.stderr.write("repro: aborted\n")
         return 130
-    except _NoArgsIsHelp:  # bare `repro` or `repro env`: typer has printed the help
+    except _NoArgsIsHelp as exc:  # bare `repro` or `repro env`: the help, on stdout
+        help_text = exc.format_message()  # plain help mode returns it (rich mode printed it)
+        if help_text:
+            sys.stdout.write(help_text.rstrip("\n") + "\n")
         return 0
     except _ClickException as exc:
         sys.stderr.write(f"repro: error: {_usage_message(exc)}\n")

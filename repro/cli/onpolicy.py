@@ -8,35 +8,53 @@ from typing import Annotated
 import typer
 
 from repro.cli import render
-from repro.cli.common import FormatOpt, data_app
+from repro.cli.common import data_app, format_option, local_or_hub_option, path_option
 
 
 @data_app.command("on-policy")
 def on_policy_cmd(
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Directory for the dataset, work files, manifest.")
+        Path,
+        path_option(
+            "--output", "-o", role="output-dir", help="Directory for the dataset, work files, manifest."
+        ),
     ],
     setting: Annotated[
         str | None,
         typer.Option("--setting", help="Take model, reward model, prompts and sampling from its recipe."),
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="Policy to sample from (hub id or path).")
+        str | None, local_or_hub_option("--model", help="Policy to sample from (hub id or folder).")
     ] = None,
     prompts: Annotated[
-        str | None, typer.Option("--prompts", help="DATASET[:split] or a JSON lines file of rows.")
+        str | None,
+        local_or_hub_option(
+            "--prompts",
+            metavar="ID[:SPLIT]|FILE",
+            help="DATASET[:split] or a JSON lines file of rows.",
+            file_suffixes=(".json", ".jsonl"),
+            split=True,
+        ),
     ] = None,
     reward_model: Annotated[
-        str | None, typer.Option("--reward-model", help="Sequence-classification reward model.")
+        str | None, local_or_hub_option("--reward-model", help="Sequence-classification reward model.")
     ] = None,
     samples: Annotated[int | None, typer.Option("--samples", min=2, help="Samples per prompt.")] = None,
     seeds: Annotated[
         str | None, typer.Option("--seeds", help="One seed per sample: 13,21,42,79,100.")
     ] = None,
-    temperature: Annotated[float | None, typer.Option("--temperature", min=0.0)] = None,
-    top_p: Annotated[float | None, typer.Option("--top-p", min=0.0, max=1.0)] = None,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1)] = None,
-    backend: Annotated[str, typer.Option("--backend", help="auto, vllm or transformers.")] = "auto",
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", min=0.0, help="Sampling temperature (recipe: 0.8).")
+    ] = None,
+    top_p: Annotated[
+        float | None, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling (recipe: 0.95).")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", min=1, help="Tokens per sample (recipe: 4096).")
+    ] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", metavar="auto|vllm|transformers", help="Sampling backend.")
+    ] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Prompts per generate call.")] = 8,
     rm_batch_size: Annotated[int, typer.Option("--rm-batch-size", min=1, help="Reward model batch.")] = 8,
     min_margin: Annotated[
@@ -45,20 +63,21 @@ def on_policy_cmd(
     test_fraction: Annotated[
         float, typer.Option("--test-fraction", help="Held-out share of the pairs.")
     ] = 0.03,
-    split_seed: Annotated[int, typer.Option("--split-seed")] = 42,
+    split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the train/test split.")] = 42,
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="First N prompts (after sorting).")
     ] = None,
     trust_remote_code: Annotated[
         bool | None, typer.Option("--trust-remote-code/--no-trust-remote-code", help="Needed by ArmoRM.")
     ] = None,
-    allow_double_bos: Annotated[bool, typer.Option("--allow-double-bos")] = False,
-    fmt: FormatOpt = "table",
+    allow_double_bos: Annotated[
+        bool, typer.Option("--allow-double-bos", help="Sample even if the BOS check fails.")
+    ] = False,
+    fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Generate an on-policy preference dataset; a killed run resumes from OUTPUT."""
     from repro.datagen import onpolicy
 
-    render.check_format(fmt, ("table", "json"))
     options = onpolicy.resolve_options(
         setting,
         output=output,

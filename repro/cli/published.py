@@ -7,18 +7,21 @@ from typing import Annotated
 import typer
 
 from repro.cli import render
-from repro.cli.common import FormatOpt, app
+from repro.cli.common import app, format_option
 from repro.runs import published
 
 
 @app.command("published")
 def published_cmd(
-    setting: Annotated[str | None, typer.Option("--setting", "-s", help="Only this setting.")] = None,
-    method: Annotated[str | None, typer.Option("--method", "-m", help="Only this method.")] = None,
-    fmt: FormatOpt = "table",
+    setting: Annotated[
+        str | None, typer.Option("--setting", "-s", metavar="NAME", help="Only this setting.")
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option("--method", "-m", metavar="NAME", help="Only this method.")
+    ] = None,
+    fmt: Annotated[str, format_option("table", "csv", "json")] = "table",
 ) -> None:
     """The paper's published scores (seed README tables), with known errata flagged."""
-    render.check_format(fmt, ("table", "csv", "json"))
     rows = published.select(published.load(), setting, method)
     if fmt == "json":
         render.print_json([r.as_dict() for r in rows])

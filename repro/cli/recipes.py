@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import typer
-
 from repro.cli import render
-from repro.cli.common import FormatOpt, app
+from repro.cli.common import (
+    GpusOpt,
+    LayoutOpt,
+    MethodOpt,
+    NodesOpt,
+    OverridesOpt,
+    SettingArg,
+    app,
+    format_option,
+)
 from repro.config import recipes
 
 
 @app.command("recipes")
-def recipes_cmd(fmt: FormatOpt = "table") -> None:
+def recipes_cmd(fmt: Annotated[str, format_option("table", "json", "yaml")] = "table") -> None:
     """Settings x methods with their resolved hyperparameters and where each comes from."""
-    render.check_format(fmt, ("table", "json", "yaml"))
     rows = recipes.overview()
     if fmt == "json":
         render.print_json(rows)
@@ -37,28 +43,15 @@ def recipes_cmd(fmt: FormatOpt = "table") -> None:
 
 @app.command("show")
 def show_cmd(
-    setting: Annotated[
-        str, typer.Argument(help="A setting name (see `repro recipes`) or a recipe YAML file.")
-    ],
-    method: Annotated[
-        str,
-        typer.Option("--method", "-m", help="simpo, dpo, ipo, cpo, kto, orpo, rdpo, rrhf, slic-hf"),
-    ] = "simpo",
-    fmt: FormatOpt = "table",
-    gpus: Annotated[
-        int | None,
-        typer.Option("--gpus", help="GPUs (processes) per node; accumulation is derived."),
-    ] = None,
-    nodes: Annotated[int, typer.Option("--nodes", help="Number of nodes.")] = 1,
-    layout: Annotated[
-        str, typer.Option("--layout", help="current (4x2x16) or paper-time (8x2x8).")
-    ] = "current",
-    overrides: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a value: --set beta=2.5")
-    ] = None,
+    setting: SettingArg,
+    method: MethodOpt = "simpo",
+    fmt: Annotated[str, format_option("table", "yaml", "json")] = "table",
+    gpus: GpusOpt = None,
+    nodes: NodesOpt = 1,
+    layout: LayoutOpt = "current",
+    overrides: OverridesOpt = None,
 ) -> None:
     """The fully resolved config of SETTING x METHOD, with derived values and sources."""
-    render.check_format(fmt, ("table", "yaml", "json"))
     config, _ = recipes.resolve_names(
         setting, method, overrides=overrides, num_processes=gpus, num_nodes=nodes, layout=layout
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import sys
 from collections.abc import Iterable, Sequence
@@ -15,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from repro import io as repro_io
 from repro.errors import unknown
 
 VERBOSE = False  # -v/--verbose: library logs and logged metrics on the terminal
@@ -32,6 +32,11 @@ def console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else 200
     return Console(file=stream, width=width, soft_wrap=False, highlight=False)
+
+
+def warn(message: str) -> None:
+    """One `repro: warning:` line on stderr (the command goes on)."""
+    sys.stderr.write(f"repro: warning: {message}\n")
 
 
 def check_format(fmt: str, choices: Sequence[str]) -> str:
@@ -67,7 +72,8 @@ def print_table(tbl: Table) -> None:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """JSON on stdout; NaN and infinities become null (JSON has no NaN)."""
+    sys.stdout.write(repro_io.dumps(data) + "\n")
 
 
 def print_yaml(data: Any) -> None:
@@ -93,8 +99,18 @@ def progress(label: str = "{task.description}", *, disable: bool = False):
     """The progress bar of long work: label, bar, done/total, elapsed; drawn on stderr."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    class QuietOnError(Progress):
+        def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+            if exc_type is None:
+                return super().__exit__(exc_type, exc, tb)
+            # the error is the one line to show: no bar (nor rich's closing blank line) above it
+            self.live.transient = True
+            if not self.disable:
+                self.live.stop()
+            return None
+
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    return Progress(*columns, console=console(stderr=True), disable=disable)
+    return QuietOnError(*columns, console=console(stderr=True), disable=disable)
 
 
 class Bars:

@@ -1,57 +1,129 @@
-"""`repro run`, `repro sweep` and `repro compare`."""
+"""`repro run`, `repro sweep`, `repro compare` and `repro verify`."""
 
 from __future__ import annotations
 
 import itertools
+import math
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from repro import userpaths
 from repro.cli import render
-from repro.cli.common import DatasetOpt, FormatOpt, PaddingFreeOpt, ReportToOpt, app
+from repro.cli.common import (
+    DatasetOpt,
+    GpusOpt,
+    JudgeOpt,
+    JudgeUrlOpt,
+    LayoutOpt,
+    MaxStepsOpt,
+    MethodOpt,
+    NodesOpt,
+    OverridesOpt,
+    PaddingFreeOpt,
+    ReportToOpt,
+    SettingArg,
+    TokenizationOpt,
+    app,
+    format_option,
+    path_argument,
+    path_option,
+)
 from repro.config import recipes
 from repro.errors import ReproError, UsageError
-from repro.evaluation import runner
+from repro.evaluation import judgecost, runner
 
 BENCH_HELP = "Comma-separated benchmarks (default: the setting's, see eval/generation/SETTING.yaml)."
-JudgeOpt = Annotated[str | None, typer.Option("--judge", help="rule (default for tiny) or endpoint.")]
+BenchOpt = Annotated[str | None, typer.Option("--bench", metavar="LIST", help=BENCH_HELP)]
+ResultsOpt = Annotated[
+    Path, path_option("--results", role="output-dir", help="Results root (one folder per run inside).")
+]
+# A sweep this large is usually a typo in a grid (or a surprise bill): say so before it starts.
+SWEEP_WARN_POINTS = 100
+
+
+def _judge_estimate(spec: runner.Judge, benches: list[str], limit: int | None) -> dict:
+    """Calls and cost of the judge over `benches` (zero for the local rule judge)."""
+    estimate = judgecost.estimate(benches, limit=limit, judge_model=spec.model)
+    if spec.kind == "rule":
+        estimate = {**estimate, "estimated_cost_usd": 0.0, "priced_as": "local rule judge"}
+    return estimate
+
+
+def _full_epoch_steps(config) -> int | None:
+    """Optimizer steps of the whole training run without --max-steps (None: rows unknown)."""
+    rows = config.train_rows
+    return int(math.ceil(rows / config.batch["total"]) * config.num_train_epochs) if rows else None
+
+
+def _steps_text(config) -> str:
+    """The optimizer steps in words, with --max-steps applied and the full run beside it."""
+    full, cap = _full_epoch_steps(config), config.max_steps
+    if cap is None:
+        return str(full) if full else "unknown until the dataset is loaded (train_rows not recorded)"
+    if full is None:
+        return f"at most {cap} (--max-steps; a full epoch is unknown until the data is loaded)"
+    if cap < full:
+        return f"{cap} (--max-steps {cap}; a full epoch is {full})"
+    return f"{full} (a full epoch; --max-steps {cap} does not cut it)"
+
+
+def _plain_text(value) -> str:
+    """A plan value for people: dicts as 'key value, ...', never Python reprs."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_plain_text(v)}" for k, v in value.items() if v is not None)
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain_text(v) for v in value)
+    return render.number(value)
 
 
 @app.command("run")
 def run_cmd(
-    setting: Annotated[str, typer.Argument(help="Setting name or recipe file.")],
-    method: Annotated[str, typer.Option("--method", "-m")] = "simpo",
-    results: Annotated[Path, typer.Option("--results", help="Results root.")] = Path("results"),
-    bench: Annotated[str | None, typer.Option("--bench", help=BENCH_HELP)] = None,
-    gpus: Annotated[int | None, typer.Option("--gpus")] = None,
-    nodes: Annotated[int, typer.Option("--nodes", min=1)] = 1,
-    layout: Annotated[str, typer.Option("--layout")] = "current",
-    overrides: Annotated[list[str] | None, typer.Option("--set")] = None,
+    setting: SettingArg,
+    method: MethodOpt = "simpo",
+    results: ResultsOpt = Path("results"),
+    bench: BenchOpt = None,
+    gpus: GpusOpt = None,
+    nodes: NodesOpt = 1,
+    layout: LayoutOpt = "current",
+    overrides: OverridesOpt = None,
     dataset: DatasetOpt = None,
     padding_free: PaddingFreeOpt = None,
-    tokenization: Annotated[str, typer.Option("--tokenization")] = "simpo",
-    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1)] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Questions per benchmark.")] = None,
+    tokenization: TokenizationOpt = "simpo",
+    max_steps: MaxStepsOpt = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", min=1, metavar="N", help="Only the first N questions per benchmark."),
+    ] = None,
     judge: JudgeOpt = None,
-    judge_url: Annotated[str | None, typer.Option("--judge-url")] = None,
-    judge_model: Annotated[str | None, typer.Option("--judge-model")] = None,
-    judge_key_env: Annotated[str, typer.Option("--judge-key-env")] = "OPENAI_API_KEY",
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 4,
+    judge_url: JudgeUrlOpt = None,
+    judge_model: Annotated[
+        str | None,
+        typer.Option("--judge-model", metavar="NAME", help="Override each benchmark's judge model."),
+    ] = None,
+    judge_key_env: Annotated[
+        str,
+        typer.Option("--judge-key-env", metavar="VAR", help="Environment variable holding the judge key."),
+    ] = "OPENAI_API_KEY",
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, metavar="N", help="Judge calls in flight at once.")
+    ] = 4,
     zeroeval_data: Annotated[
-        Path | None, typer.Option("--zeroeval-data", help="Folder with gsm.json / mmlu-redux.json.")
+        Path | None,
+        path_option("--zeroeval-data", role="dir", help="Folder with gsm.json / mmlu-redux.json."),
     ] = None,
     report_to: ReportToOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan: commands, steps, judge calls, cost.")
     ] = False,
-    fmt: FormatOpt = "table",
+    fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Train, generate, judge and score SETTING x METHOD; resumable, skipping finished stages."""
     from repro.runs import preflight, run
     from repro.train import launch
 
-    render.check_format(fmt, ("table", "json"))
     config, _ = recipes.resolve_names(
         setting,
         method,
@@ -81,18 +153,49 @@ def run_cmd(
             "GPU (CUDA)" if launch.cuda_available() else "CPU processes (DS_ACCELERATOR=cpu)"
         )
         info["preflight"] = {c.name: ("ok: " if c.ok else "FAILS: ") + c.message for c in checks}
+        estimate = _judge_estimate(spec, benches, limit)
+        if spec.kind != "rule":
+            info["judge_calls"] = estimate  # with --limit applied
+        models = {b: v["judge_model"] for b, v in estimate["benchmarks"].items()}
+        info["judge_text"] = judgecost.describe_judge(spec.kind, spec.url, spec.key_env, models)
+        info["judge_cost_text"] = (
+            judgecost.describe_cost(estimate) if spec.kind != "rule" else "local, no calls, no cost"
+        )
+        info["optimizer_steps_text"] = _steps_text(config)
+        info["optimizer_steps_full_epoch"] = _full_epoch_steps(config)
         if fmt == "json":
             render.print_json(info)
-        else:
-            rows = [(k, _describe(v)) for k, v in info.items() if k != "preflight"]
-            rows += [(f"preflight {k}", v) for k, v in info["preflight"].items()]
-            render.print_table(
-                render.table(
-                    ["plan", "value"],
-                    rows,
-                    title=f"repro run {config.setting} --method {config.method} (dry run)",
-                )
+            return
+        # one line per fact, in words; keys the plan grows later are shown as text too
+        shown = {
+            "run directory": info.pop("run_dir"),
+            "optimizer steps": info.pop("optimizer_steps_text"),
+            "batch": info.pop("batch"),
+            "processes": f"{info.pop('processes_per_node')} per node x {info.pop('nodes')} nodes",
+            "judge": info.pop("judge_text"),
+            "judge calls": info.pop("judge_cost_text"),
+        }
+        preflight_rows = info.pop("preflight")
+        for key in (
+            "setting",
+            "method",
+            "judge",
+            "judge_calls",
+            "optimizer_steps",
+            "optimizer_steps_note",
+            "optimizer_steps_full_epoch",
+        ):
+            info.pop(key, None)
+        shown.update({k.replace("_", " "): v for k, v in info.items()})
+        rows = [(k, _plain_text(v)) for k, v in shown.items()]
+        rows += [(f"preflight {k}", v) for k, v in preflight_rows.items()]
+        render.print_table(
+            render.table(
+                ["plan", "value"],
+                rows,
+                title=f"repro run {config.setting} --method {config.method} (dry run)",
             )
+        )
         return
     with render.Bars() as bars:
         result = run.execute(
@@ -161,26 +264,33 @@ def _grid(values: str | None, name: str) -> list[float] | None:
 
 @app.command("sweep")
 def sweep_cmd(
-    setting: Annotated[str, typer.Argument()],
-    method: Annotated[str, typer.Option("--method", "-m")] = "simpo",
+    setting: SettingArg,
+    method: MethodOpt = "simpo",
     lr: Annotated[
-        str | None, typer.Option("--lr", help="e.g. 3e-7,5e-7,8e-7,1e-6 (the README's grid)")
+        str | None,
+        typer.Option(
+            "--lr", metavar="LIST", help="Learning rates, e.g. 3e-7,5e-7,8e-7,1e-6 (the README's grid)."
+        ),
     ] = None,
-    beta: Annotated[str | None, typer.Option("--beta")] = None,
-    gamma_beta_ratio: Annotated[str | None, typer.Option("--gamma-beta-ratio")] = None,
-    results: Annotated[Path, typer.Option("--results")] = Path("results"),
-    bench: Annotated[str | None, typer.Option("--bench", help=BENCH_HELP)] = None,
-    gpus: Annotated[int | None, typer.Option("--gpus")] = None,
+    beta: Annotated[str | None, typer.Option("--beta", metavar="LIST", help="Betas, e.g. 2,2.5,10.")] = None,
+    gamma_beta_ratio: Annotated[
+        str | None,
+        typer.Option("--gamma-beta-ratio", metavar="LIST", help="gamma/beta ratios (SimPO), e.g. 0.3,0.5."),
+    ] = None,
+    results: ResultsOpt = Path("results"),
+    bench: BenchOpt = None,
+    gpus: GpusOpt = None,
     judge: JudgeOpt = None,
-    judge_url: Annotated[str | None, typer.Option("--judge-url")] = None,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1)] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
-    fmt: FormatOpt = "table",
+    judge_url: JudgeUrlOpt = None,
+    max_steps: MaxStepsOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the grid, steps and judge cost; run nothing.")
+    ] = False,
+    fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """One run per grid point (learning rate x beta x gamma/beta), summarized in one table."""
     from repro.runs import run
 
-    render.check_format(fmt, ("table", "json"))
     axes = {
         "learning_rate": _grid(lr, "lr"),
         "beta": _grid(beta, "beta"),
@@ -189,8 +299,15 @@ def sweep_cmd(
     axes = {k: v for k, v in axes.items() if v}
     if not axes:
         raise UsageError("give at least one of --lr, --beta, --gamma-beta-ratio")
+    points = list(itertools.product(*axes.values()))
+    if len(points) > SWEEP_WARN_POINTS:
+        render.warn(
+            f"{len(points)} grid points ({' x '.join(str(len(v)) for v in axes.values())}): "
+            f"more than {SWEEP_WARN_POINTS} runs, each trained and judged"
+        )
     rows = []
-    for point in itertools.product(*axes.values()):
+    total_usd = 0.0
+    for point in points:
         values = dict(zip(axes, point, strict=True))
         config, _ = recipes.resolve_names(
             setting,
@@ -203,7 +320,17 @@ def sweep_cmd(
         benches = runner.parse_benches(bench, config.evaluation)
         if dry_run:
             info = run.plan(config, results_root=results, benches=benches, judge=spec)
-            rows.append({**values, "run_dir": info["run_dir"], "optimizer_steps": info["optimizer_steps"]})
+            estimate = _judge_estimate(spec, benches, None)
+            total_usd += estimate["estimated_cost_usd"]
+            rows.append(
+                {
+                    **values,
+                    "run_dir": info["run_dir"],
+                    "optimizer_steps": info["optimizer_steps"],
+                    "judge_calls": estimate["total_calls"] if spec.kind != "rule" else 0,
+                    "judge_cost_usd": estimate["estimated_cost_usd"],
+                }
+            )
             continue
         with render.Bars() as bars:
             result = run.execute(
@@ -221,11 +348,20 @@ def sweep_cmd(
         render.print_json(rows)
         return
     columns = list(rows[0])
+    caption = None
+    if dry_run:
+        models = {b: v["judge_model"] for b, v in estimate["benchmarks"].items()}
+        judge_text = judgecost.describe_judge(spec.kind, spec.url, spec.key_env, models)
+        caption = (
+            f"judge: {judge_text}; {len(rows)} runs, about ${total_usd:.2f} of judging in all "
+            "(estimate at gpt-4-1106-preview prices)"
+        )
     render.print_table(
         render.table(
             columns,
             [[r[c] if isinstance(r[c], str) else render.number(r[c]) for c in columns] for r in rows],
             title=f"sweep {setting} x {method} ({len(rows)} points)",
+            caption=caption,
         )
     )
 
@@ -234,34 +370,64 @@ def sweep_cmd(
 def compare_cmd(
     results_dir: Annotated[
         Path,
-        typer.Argument(help="Folder with repro run results (with --curves: one run or train directory)."),
+        path_argument("dir", "Folder with repro run results (with --curves: one run or train directory)."),
     ],
-    against: Annotated[str, typer.Option("--against")] = "published",
+    against: Annotated[
+        str, typer.Option("--against", metavar="published", help="What to compare with: the paper's tables.")
+    ] = "published",
     tolerance: Annotated[
-        list[str] | None, typer.Option("--tolerance", help="METRIC=VALUE, e.g. ah=2.0")
+        list[str] | None,
+        typer.Option(
+            "--tolerance", metavar="METRIC=VALUE", help="Allowed difference, e.g. ah=2.0 (repeatable)."
+        ),
     ] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG: published vs reproduced.")] = None,
+    plot: Annotated[
+        Path | None,
+        path_option(
+            "--plot",
+            role="output-file",
+            metavar="FILE|DIR",
+            help="Write a plot (png, svg, pdf): published vs reproduced; a folder gets compare.png.",
+            suffixes=userpaths.IMAGE_SUFFIXES,
+            name_in_dir="compare.png",
+        ),
+    ] = None,
     only_reproduced: Annotated[
         bool, typer.Option("--only-reproduced", help="Hide published cells without runs.")
     ] = False,
-    fail_outside: Annotated[bool, typer.Option("--fail-outside-tolerance")] = False,
+    fail_outside: Annotated[
+        bool,
+        typer.Option(
+            "--fail-outside-tolerance", help="Exit 1 when any reproduced cell is outside tolerance."
+        ),
+    ] = False,
     curves: Annotated[
         Path | None,
-        typer.Option("--curves", help="Published training history (W&B CSV export or step,metric CSV)."),
+        path_option(
+            "--curves", role="file", help="Published training history (W&B CSV export or step,metric CSV)."
+        ),
     ] = None,
     metric: Annotated[
         str | None,
-        typer.Option("--metric", help="With --curves: e.g. rewards/margins,rewards/accuracies,loss"),
+        typer.Option(
+            "--metric", metavar="LIST", help="With --curves: e.g. rewards/margins,rewards/accuracies,loss"
+        ),
     ] = None,
     curve_tolerance: Annotated[
         str | None,
         typer.Option("--curve-tolerance", help="X or METRIC=X,... (default: 10% of the published span)."),
     ] = None,
-    align: Annotated[str, typer.Option("--align", help="With --curves: auto, step or epoch.")] = "auto",
+    align: Annotated[
+        str, typer.Option("--align", metavar="auto|step|epoch", help="With --curves: how runs line up.")
+    ] = "auto",
     curve_run: Annotated[
-        str | None, typer.Option("--curve-run", help="The W&B run, when the CSV holds several.")
+        str | None,
+        typer.Option("--curve-run", metavar="NAME", help="The W&B run, when the CSV holds several."),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f")] = "table",
+    fmt: Annotated[
+        str,
+        format_option("table", "markdown", "csv", "json"),
+    ] = "table",
 ) -> None:
     """Diff every reproduced score against the published tables (missing cells listed as missing),
     or with --curves a run's training curves against a published history."""
@@ -282,7 +448,6 @@ def compare_cmd(
             fmt=fmt,
         )
         return
-    render.check_format(fmt, ("table", "markdown", "csv", "json"))
     if against != "published":
         from repro.errors import unknown
 
@@ -347,16 +512,16 @@ def compare_cmd(
             )
         )
     for path, reason in comparison.skipped:
-        render.console(stderr=True).print(f"skipped {path}: {reason}")
+        render.warn(f"skipped {path}: {reason}")
     if fail_outside and comparison.outside():
         raise ReproError(f"{len(comparison.outside())} reproduced cells are outside tolerance")
     if plot:
-        render.console(stderr=True).print(f"wrote {plot}")
+        sys.stderr.write(f"wrote {plot}\n")
 
 
 @app.command("verify")
 def verify_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run: results/SETTING/METHOD/RUN-ID.")],
+    run_dir: Annotated[Path, path_argument("dir", "A finished run: results/SETTING/METHOD/RUN-ID.")],
 ) -> None:
     """Re-hash a finished run's files against its manifest; one line per file that differs."""
     from repro.runs import verify

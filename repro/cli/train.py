@@ -11,7 +11,22 @@ import typer
 
 from repro import io
 from repro.cli import render
-from repro.cli.common import DatasetOpt, PaddingFreeOpt, ReportToOpt, app
+from repro.cli.common import (
+    DatasetOpt,
+    GpusOpt,
+    LayoutOpt,
+    MaxStepsOpt,
+    MethodOpt,
+    NodesOpt,
+    OverridesOpt,
+    PaddingFreeOpt,
+    ReportToOpt,
+    SettingArg,
+    TokenizationOpt,
+    app,
+    local_or_hub_option,
+    path_option,
+)
 from repro.config import recipes
 from repro.data import bosguard
 from repro.errors import ReproError, unknown
@@ -22,31 +37,36 @@ LAUNCHERS = ("local", "slurm")
 
 @app.command("train")
 def train_cmd(
-    setting: Annotated[str, typer.Argument(help="Setting name or recipe file.")],
-    method: Annotated[str, typer.Option("--method", "-m")] = "simpo",
-    output: Annotated[Path, typer.Option("--output", "-o", help="Run directory.")] = Path("out/train"),
-    gpus: Annotated[
-        int | None, typer.Option("--gpus", help="Processes per node (GPUs; CPU processes without CUDA).")
-    ] = None,
-    nodes: Annotated[int, typer.Option("--nodes", min=1)] = 1,
-    layout: Annotated[str, typer.Option("--layout", help="current or paper-time.")] = "current",
-    overrides: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a value: --set beta=2.5")
-    ] = None,
+    setting: SettingArg,
+    method: MethodOpt = "simpo",
+    output: Annotated[Path, path_option("--output", "-o", role="output-dir", help="Run directory.")] = Path(
+        "out/train"
+    ),
+    gpus: GpusOpt = None,
+    nodes: NodesOpt = 1,
+    layout: LayoutOpt = "current",
+    overrides: OverridesOpt = None,
     dataset: DatasetOpt = None,
     padding_free: PaddingFreeOpt = None,
-    tokenization: Annotated[str, typer.Option("--tokenization", help="simpo, paper-v1 or trl.")] = "simpo",
+    tokenization: TokenizationOpt = "simpo",
     tokenizer: Annotated[
-        str | None, typer.Option("--tokenizer", help="Tokenizer path (default: the model's).")
+        str | None,
+        local_or_hub_option("--tokenizer", help="Tokenizer directory or hub id (default: the model's)."),
     ] = None,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1)] = None,
+    max_steps: MaxStepsOpt = None,
     reference_cache: Annotated[
-        str | None, typer.Option("--reference-cache", help="Reference log-prob cache file.")
+        Path | None,
+        path_option(
+            "--reference-cache", role="output-file", help="Reference log-prob cache (created if absent)."
+        ),
     ] = None,
     launcher: Annotated[
-        str, typer.Option("--launcher", help="local or slurm (writes an sbatch script).")
+        str,
+        typer.Option("--launcher", metavar="local|slurm", help="local, or slurm (writes an sbatch script)."),
     ] = "local",
-    partition: Annotated[str | None, typer.Option("--partition", help="SLURM partition.")] = None,
+    partition: Annotated[
+        str | None, typer.Option("--partition", metavar="NAME", help="SLURM partition.")
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Write the run directory and print the launch command.")
     ] = False,
@@ -81,7 +101,7 @@ def train_cmd(
         config,
         output,
         tokenizer=tokenizer,
-        reference_cache=reference_cache,
+        reference_cache=str(reference_cache) if reference_cache else None,
         dry_run=dry_run and launcher != "slurm",
     )
     batch = config.batch

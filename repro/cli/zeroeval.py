@@ -10,30 +10,34 @@ from typing import Annotated
 import typer
 
 from repro.cli import render
-from repro.cli.common import FormatOpt, app
+from repro.cli.common import app, format_option, local_or_hub_option, path_argument, path_option
 
 zeroeval_app = typer.Typer(help="ZeroEval GSM and MMLU-Redux: prompts and scoring.", no_args_is_help=True)
 app.add_typer(zeroeval_app, name="zeroeval")
 
-TaskOpt = Annotated[str, typer.Option("--task", "-t", help="gsm or mmlu-redux.")]
+TaskOpt = Annotated[str, typer.Option("--task", "-t", metavar="gsm|mmlu-redux", help="The ZeroEval task.")]
 COLUMNS = ("model", "acc", "no_answer", "total", "reason_length")
 
 
 @zeroeval_app.command("score")
 def score_cmd(
     outputs: Annotated[
-        list[Path], typer.Argument(help="ZeroEval result files (one model per file, named MODEL.json).")
+        list[Path], path_argument("file", "ZeroEval result files (one model per file, named MODEL.json).")
     ],
     task: TaskOpt,
     mmlu_match: Annotated[
-        str, typer.Option("--mmlu-match", help="zeroeval (as published) or lenient (C., c, (C) count).")
+        str,
+        typer.Option(
+            "--mmlu-match",
+            metavar="zeroeval|lenient",
+            help="zeroeval (as published) or lenient (C., c, (C) count).",
+        ),
     ] = "zeroeval",
-    fmt: FormatOpt = "table",
+    fmt: Annotated[str, format_option("table", "json", "csv")] = "table",
 ) -> None:
     """Acc, No answer (%), Total and Reason Lens per model, as ZeroEval's own scorer prints them."""
     from repro.evaluation.scorers import zeroeval
 
-    render.check_format(fmt, ("table", "json", "csv"))
     zeroeval.check_task(task)
     scores = zeroeval.ranked([zeroeval.score_file(p, task, mmlu_match=mmlu_match) for p in outputs])
     if fmt == "json":
@@ -68,19 +72,21 @@ def prompts_cmd(
     task: TaskOpt,
     input_path: Annotated[
         Path | None,
-        typer.Option("--input", "-i", help="Items in ZeroEval's format (JSON or JSON lines)."),
+        path_option("--input", "-i", role="file", help="Items in ZeroEval's format (JSON or JSON lines)."),
     ] = None,
     tokenizer: Annotated[
-        str, typer.Option("--tokenizer", help="Tokenizer (directory or hub id) whose chat template renders.")
+        str,
+        local_or_hub_option(
+            "--tokenizer", help="Tokenizer (directory or hub id) whose chat template renders."
+        ),
     ] = ...,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N items.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl or json.")] = "jsonl",
+    fmt: Annotated[str, format_option("jsonl", "json")] = "jsonl",
 ) -> None:
     """The exact prompt string of every item (ZeroEval's `model_input`), one JSON line each."""
     from repro.data import tokenizers
     from repro.evaluation import zeroeval
 
-    render.check_format(fmt, ("jsonl", "json"))
     items = zeroeval.load_items(task, input_path, limit=limit)
     tok = tokenizers.load(tokenizer)
     rows = [{"id": item["id"], "prompt": zeroeval.prompt(tok, task, item)} for item in items]

@@ -126,7 +126,7 @@ def collect(results_dir: Path) -> tuple[list[dict[str, Any]], list[tuple[str, st
             continue
         try:
             data = json.loads(path.read_text())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             skipped.append((str(path), "corrupt JSON"))
             continue
         except OSError as exc:
@@ -137,6 +137,9 @@ def collect(results_dir: Path) -> tuple[list[dict[str, Any]], list[tuple[str, st
             continue
         if data.get("partial"):
             skipped.append((str(path), f"partial evaluation (--limit {data.get('limit')}): not averaged"))
+            continue
+        if problem := _shape_problem(data):
+            skipped.append((str(path), problem))
             continue
         if not data.get("complete", False):
             skipped.append(
@@ -161,6 +164,19 @@ def parse_tolerances(items: list[str]) -> dict[str, float]:
         except ValueError:
             raise UsageError(f"--tolerance expects METRIC=NUMBER, got '{item}'") from None
     return tolerances
+
+
+def _shape_problem(data: dict[str, Any]) -> str | None:
+    """Why a result.json cannot be compared (hand-edited or from another tool), or None."""
+    if not isinstance(data["setting"], str) or not isinstance(data["method"], str):
+        return "setting and method are not names"
+    if not isinstance(data["scores"], dict):
+        return f"'scores' is not a mapping ({type(data['scores']).__name__})"
+    for metric in METRICS:
+        value = data["scores"].get(metric)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"scores.{metric} is not a number ({json.dumps(value)[:40]})"
+    return None
 
 
 def tiny_band() -> dict[tuple[str, str, str], tuple[float, float]]:
@@ -209,52 +225,8 @@ def compare(results_dir: Path, tolerances: dict[str, float] | None = None) -> Co
     return Comparison(ordered, skipped)
 
 
-def plot(comparison: Comparison, path: Path) -> None:
-    """Published against reproduced, one panel per metric, one point per setting x method."""
-    import matplotlib
+def plot(comparison: Comparison, path: Path) -> Path:
+    """Published against reproduced, one panel per metric, one row per setting x method."""
+    from repro.runs import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metrics = [m for m in METRICS if any(r.metric == m and r.runs for r in comparison.rows)] or list(METRICS)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4.6), squeeze=False)
-    for ax, metric in zip(axes[0], metrics, strict=True):
-        rows = [r for r in comparison.rows if r.metric == metric and r.runs]
-        paired = [r for r in rows if r.published is not None]
-        banded = [r for r in rows if r.band is not None]
-        top = max([r.published for r in paired] + [r.mean for r in rows] + [10.0]) * 1.1
-        ax.plot([0, top], [0, top], color="grey", lw=1, label="reproduced = published")
-        tol = DEFAULT_TOLERANCE[metric]
-        ax.fill_between(
-            [0, top], [-tol, top - tol], [tol, top + tol], color="grey", alpha=0.15, label=f"+-{tol:g}"
-        )
-        for r in paired:
-            color = "tab:green" if r.status == "within" else "tab:red"
-            ax.errorbar(r.published, r.mean, yerr=r.spread or 0, fmt="o", color=color)
-            ax.annotate(
-                f"{r.setting}/{r.method}",
-                (r.published, r.mean),
-                fontsize=7,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
-        for r in banded:
-            color = "tab:green" if r.status == "within" else "tab:red"
-            ax.errorbar(r.band[0], r.mean, yerr=r.spread or 0, fmt="s", color=color)
-            ax.annotate(
-                f"{r.setting}/{r.method} (band {r.band[0]:g}-{r.band[1]:g})",
-                (r.band[0], r.mean),
-                fontsize=7,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
-        ax.set_title(METRICS[metric])
-        ax.set_xlabel("published (tiny: band lower edge)")
-        ax.set_ylabel("reproduced (mean over runs)")
-        ax.set_xlim(0, top)
-        ax.set_ylim(0, top)
-        ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle("repro compare: green within tolerance, red outside")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return plots.compare(comparison.rows, METRICS, DEFAULT_TOLERANCE, path)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from repro import __version__, paths
+from repro import __version__, paths, userpaths
 from repro.config.validate import read_yaml
 from repro.errors import ReproError
 
@@ -37,10 +37,7 @@ def public_version(version: str) -> str:
 def read_lock(path: Path | None = None) -> dict[str, str]:
     path = path or paths.LOCK_CPU
     pins: dict[str, str] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ReproError(f"{path}: no such lockfile") from None
+    lines = userpaths.read_text(path, "lockfile").splitlines()
     for number, line in enumerate(lines, 1):
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -49,6 +46,8 @@ def read_lock(path: Path | None = None) -> dict[str, str]:
         if not sep or not name.strip() or not version.strip():
             raise ReproError(f"{path}:{number}: not a 'package==version' pin: '{line}'")
         pins[normalize(name.strip())] = version.strip()
+    if not pins:
+        raise ReproError(f"{path}: no 'package==version' pins (an empty lockfile?)")
     return pins
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from repro import userpaths
 from repro.errors import ReproError
 from repro.evaluation.judge import backends
 from repro.evaluation.judge.cache import JudgmentCache
@@ -217,11 +218,10 @@ def _plain(value: Any) -> Any:
 
 
 def load_annotations(path: Path) -> list[dict[str, Any]]:
+    text = userpaths.read_text(path, "alpaca_eval annotations")
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReproError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise ReproError(f"{path}: not a JSON annotations file ({type(exc).__name__})") from None
     if not isinstance(data, list) or not data or not all(isinstance(r, dict) for r in data):
         raise ReproError(f"{path}: expected a JSON list of annotation objects")
@@ -253,10 +253,11 @@ def rescore(
         for a in annotations
     ]
     if reference is not None:
-        try:
-            reference_outputs = json.loads(Path(reference).read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError) as exc:
-            raise ReproError(f"{reference}: cannot read reference outputs ({type(exc).__name__})") from None
+        reference_outputs = userpaths.read_json(reference, "reference outputs")
+        if not isinstance(reference_outputs, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("output"), str) for r in reference_outputs
+        ):
+            raise ReproError(f"{reference}: expected a JSON list of {{instruction, output}} objects")
     else:
         reference_outputs = [
             {

@@ -14,10 +14,11 @@ the ratings, converted to win rates. Answer lengths: tiktoken cl100k token count
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ def game_battles(label: str | None, game: int, weight: int = 3) -> list[str]:
         "B>A": ("win", 1),
         "B>>A": ("win", weight),
     }
-    if label not in table:
+    if not isinstance(label, str) or label not in table:  # a hand-edited file may hold anything
         return []
     outcome, times = table[label]
     if game == 2 and outcome != "tie":  # game 2 has the model in position A
@@ -56,6 +57,8 @@ class Battles:
     model: np.ndarray  # index into `models` per battle
     outcome: np.ndarray  # 1 win, 0 loss, 0.5 tie (the model's side)
     models: list[str]
+    # games per model whose verdict is missing or unknown (show_result.py drops them silently)
+    dropped: dict[str, int] = field(default_factory=dict)
 
 
 def battles_from_judgments(
@@ -64,15 +67,18 @@ def battles_from_judgments(
     """All models' battles in one table, in file order then line order (as show_result.py builds it)."""
     models = list(judgments)
     index, outcome = [], []
+    dropped = dict.fromkeys(models, 0)
     value = {"win": 1.0, "loss": 0.0, "tie": 0.5}
     for m, model in enumerate(models):
         for row in judgments[model]:
             games = row.get("games") or []
             for g, game in enumerate(games[: 1 if first_game_only else 2], start=1):
-                for result in game_battles(game.get("score") if isinstance(game, dict) else None, g, weight):
+                results = game_battles(game.get("score") if isinstance(game, dict) else None, g, weight)
+                dropped[model] += not results
+                for result in results:
                     index.append(m)
                     outcome.append(value[result])
-    return Battles(np.array(index, dtype=np.int64), np.array(outcome, dtype=np.float64), models)
+    return Battles(np.array(index, dtype=np.int64), np.array(outcome, dtype=np.float64), models, dropped)
 
 
 def _win_rates(battles: Battles, rows: np.ndarray) -> np.ndarray:
@@ -110,12 +116,19 @@ def score(battles: Battles, *, rounds: int = 100, seed: int = 42) -> dict[str, d
         lower = _win_rate_from_rating(np.percentile(column, 2.5)) if len(column) else math.nan
         upper = _win_rate_from_rating(np.percentile(column, 97.5)) if len(column) else math.nan
         out[model] = {
-            "score": 100 * point[m],
-            "lower": 100 * lower,
-            "upper": 100 * upper,
+            "score": _finite(100 * point[m]),
+            "lower": _finite(100 * lower),
+            "upper": _finite(100 * upper),
             "battles": int((battles.model == m).sum()),
+            "games_without_verdict": battles.dropped.get(model, 0),
         }
     return out
+
+
+def _finite(value: float) -> float | None:
+    """None for a score that cannot be computed (a model without battles): JSON has no NaN."""
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 # ---------------------------------------------------------------------------- files
@@ -128,22 +141,43 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def load_judgments(paths: list[Path]) -> dict[str, list[dict[str, Any]]]:
     """Judgment files in arena-hard-auto's v0.1 format (one model per file), sorted by file name."""
     judgments: dict[str, list[dict[str, Any]]] = {}
-    files = sorted(
+    found = sorted(
         {
             p
             for path in paths
             for p in (sorted(Path(path).glob("*.jsonl")) if Path(path).is_dir() else [Path(path)])
         }
     )
-    if not files:
-        raise ReproError("no judgment files given")
-    for file in files:
-        rows = read_jsonl(file)
-        if not rows or "games" not in rows[0]:
-            raise ReproError(f"{file}: not an Arena-Hard judgment file (no 'games')")
+    if not found:
+        raise ReproError(f"no judgment files (*.jsonl) in {', '.join(map(str, paths))}")
+    for file in found:
+        rows = io.read_jsonl(file)
+        if not rows:
+            raise ReproError(f"{file}: empty file (no Arena-Hard judgments)")
+        for n, row in enumerate(rows, 1):
+            if not isinstance(row, dict) or not isinstance(row.get("games"), list):
+                raise ReproError(f"{file}: judgment {n} is not an Arena-Hard judgment (no 'games' list)")
         model = rows[0].get("model", file.stem)
+        if not isinstance(model, str):
+            raise ReproError(f"{file}: model {json.dumps(model)} is not a name")
         judgments.setdefault(model, []).extend(rows)
     return judgments
+
+
+def load_answers(path: Path) -> list[dict[str, Any]]:
+    """A model's answer file (gen_answer.py layout: choices[0].turns[0].content or token_len)."""
+    rows = io.read_jsonl(path)
+    if not rows:
+        raise ReproError(f"{path}: empty file (no answers)")
+    for n, row in enumerate(rows, 1):
+        try:
+            turn = row["choices"][0]["turns"][0]
+            ok = isinstance(turn.get("token_len"), int) or isinstance(turn.get("content"), str)
+        except (KeyError, IndexError, TypeError, AttributeError):
+            ok = False
+        if not ok:
+            raise ReproError(f"{path}: answer {n} has no choices[0].turns[0].content")
+    return rows
 
 
 def cl100k():

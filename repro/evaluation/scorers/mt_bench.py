@@ -6,12 +6,15 @@ use `single-math-v1(-multi-turn)` with reference answers: FastChat's GPT-4 refer
 for the gpt-4 judge, SimPO's GPT-4-Turbo references for gpt-4-1106-preview. Temperature
 0, max_tokens 2048. Rating: `\\[\\[(\\d+\\.?\\d*)\\]\\]`, else `\\[(\\d+\\.?\\d*)\\]`, else -1.
 Scoring (show_result.py, single mode): drop -1; per model the mean of turn 1, of turn 2,
-and of all judgments together.
+and of all judgments together. One deliberate difference: FastChat averages any number the
+regex finds, so a judge's [[15]] lifts a model; here a rating outside 1-10 counts as failed
+(`score(..., keep_out_of_range=True)`, `repro mt-bench score --keep-out-of-range`: FastChat's way).
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import math
 import re
 import time
@@ -39,18 +42,38 @@ def parse_rating(judgment: str) -> float:
         return -1
 
 
-def score(judgments: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per model: turn-1 mean, turn-2 mean, mean of all counted ratings, and the counts."""
+def score(judgments: list[dict[str, Any]], *, keep_out_of_range: bool = False) -> dict[str, dict[str, Any]]:
+    """Per model: turn-1 mean, turn-2 mean, mean of all counted ratings, and the counts.
+
+    FastChat drops only -1 (no rating found). A rating outside 1-10 (a judge writing [[15]])
+    is counted as failed here, with the -1s in `n_dropped` and on its own in
+    `n_out_of_range`; `keep_out_of_range=True` averages it in, as FastChat does.
+    Duplicated judgments (same model, question and turn) are counted, as FastChat counts
+    them, and reported in `n_duplicates`. A mean over no ratings is None (JSON null).
+    """
     per_model: dict[str, dict[str, list[float]]] = {}
     dropped: dict[str, int] = {}
+    out_of_range: dict[str, int] = {}
+    duplicates: dict[str, int] = {}
+    seen: set[tuple[str, Any, int]] = set()
     for row in judgments:
         model = row["model"]
         per_model.setdefault(model, {"1": [], "2": []})
+        turn = int(row["turn"])
+        if "question_id" in row:
+            key = (model, json.dumps(row["question_id"]), turn)
+            if key in seen:
+                duplicates[model] = duplicates.get(model, 0) + 1
+            seen.add(key)
         rating = row.get("score", -1)
         if rating == -1 or rating is None:
             dropped[model] = dropped.get(model, 0) + 1
             continue
-        per_model[model][str(int(row["turn"]))].append(float(rating))
+        if not keep_out_of_range and not 1 <= rating <= 10:
+            dropped[model] = dropped.get(model, 0) + 1
+            out_of_range[model] = out_of_range.get(model, 0) + 1
+            continue
+        per_model[model][str(turn)].append(float(rating))
     out = {}
     for model, turns in per_model.items():
         both = turns["1"] + turns["2"]
@@ -60,24 +83,35 @@ def score(judgments: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "average": _mean(both),
             "n_counted": len(both),
             "n_dropped": dropped.get(model, 0),
+            "n_out_of_range": out_of_range.get(model, 0),
+            "n_duplicates": duplicates.get(model, 0),
         }
     return out
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 # ---------------------------------------------------------------------------- data
 
 
 def load_judgments(path: Path) -> list[dict[str, Any]]:
+    """FastChat single-grading judgments; anything show_result.py would choke on is an error."""
     rows = io.read_jsonl(path)
-    for i, row in enumerate(rows):
-        if not {"model", "score", "turn"} <= set(row):
-            raise ReproError(
-                f"{path}: line {i + 1} is not a FastChat single-grading judgment (model, score, turn)"
-            )
+    if not rows:
+        raise ReproError(f"{path}: empty file (no MT-Bench judgments)")
+    for i, row in enumerate(rows, 1):
+        where = f"{path}: judgment {i}"
+        if not isinstance(row, dict) or not {"model", "score", "turn"} <= set(row):
+            raise ReproError(f"{where} is not a FastChat single-grading judgment (model, score, turn)")
+        rating, turn = row["score"], row["turn"]
+        if isinstance(rating, bool) or not isinstance(rating, (int, float)) or not math.isfinite(rating):
+            raise ReproError(f"{where}: score {json.dumps(rating)} is not a number")
+        if isinstance(turn, bool) or turn not in (1, 2):
+            raise ReproError(f"{where}: turn {json.dumps(turn)} is not 1 or 2")
+        if not isinstance(row["model"], str):
+            raise ReproError(f"{where}: model {json.dumps(row['model'])} is not a name")
     return rows
 
 
