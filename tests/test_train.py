@@ -149,16 +149,19 @@ def test_dry_run_plans_paper_setting(gpus, cli, tmp_path):
         check=True,
     )
     assert "-m repro.train.worker" in proc.stdout and "accelerate.commands.launch" in proc.stdout
-    ds = json.loads((out / "deepspeed.json").read_text())
+    assert not out.exists()  # a dry run writes nothing into the output
+    planned = Path(proc.stderr.split("the planned files are in ")[1].split()[0])
+    ds = json.loads((planned / "deepspeed.json").read_text())
     assert ds["zero_optimization"]["stage"] == 3
     assert ds["train_micro_batch_size_per_gpu"] * ds["gradient_accumulation_steps"] * gpus == 128
     import yaml
 
-    acc = yaml.safe_load((out / "accelerate.yaml").read_text())
+    acc = yaml.safe_load((planned / "accelerate.yaml").read_text())
     assert acc["num_processes"] == gpus and acc["distributed_type"] == "DEEPSPEED"
     assert acc["deepspeed_config"]["zero3_init_flag"] is True
-    run = json.loads((out / "run.json").read_text())
-    assert run["hyperparameters"]["beta"] == 10 and run["config"]["gamma"] == 3.0
+    run = json.loads((planned / "run.json").read_text())
+    hyperparameters = run["config"]["hyperparameters"]  # once, in the config (not beside it)
+    assert hyperparameters["beta"] == 10 and hyperparameters["gamma"] == 3.0 and "beta" not in run["config"]
 
 
 def test_slurm_script_for_two_nodes(cli, tmp_path):

@@ -154,8 +154,6 @@ def run_cmd(
         )
         info["preflight"] = {c.name: ("ok: " if c.ok else "FAILS: ") + c.message for c in checks}
         estimate = _judge_estimate(spec, benches, limit)
-        if spec.kind != "rule":
-            info["judge_calls"] = estimate  # with --limit applied
         models = {b: v["judge_model"] for b, v in estimate["benchmarks"].items()}
         info["judge_text"] = judgecost.describe_judge(spec.kind, spec.url, spec.key_env, models)
         info["judge_cost_text"] = (

@@ -121,6 +121,7 @@ def train_cmd(
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in run.env.items())
     if dry_run:
         print(f"{env} {shlex.join(run.command)}")
+        console.print(f"dry run: nothing written to {run.directory}; the planned files are in {run.planned}")
         return
     if run.bos_check["status"] == "error" and not allow_double_bos:
         raise ReproError(f"BOS check failed ({run.directory / 'bos_check.json'}): {bosguard.FIX}")

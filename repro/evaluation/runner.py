@@ -264,7 +264,7 @@ class Evaluation:
         (self.output / "arena_hard").mkdir(parents=True, exist_ok=True)
         with open(self.output / "arena_hard" / "judgments.jsonl", "w", encoding="utf-8") as fh:
             for row in judgments:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                fh.write(io.dumps(row, indent=None) + "\n")
         scores = arena_hard.score(arena_hard.battles_from_judgments({self.model_name: judgments}))[
             self.model_name
         ]
@@ -333,7 +333,7 @@ class Evaluation:
         )
         with open(self.output / "mt_bench" / "judgments.jsonl", "w", encoding="utf-8") as fh:
             for row in judgments:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                fh.write(io.dumps(row, indent=None) + "\n")
         result = mt_bench.score(judgments)[self.model_name]
         result["judge_model"] = judge_model
         result["incomplete"] = result["n_dropped"] > 0

@@ -20,15 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from repro import io, paths
+from repro import io
 from repro.config import evalconfig
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
-from repro.evaluation import runner
+from repro.evaluation import judgecost, runner
 from repro.progress import Progress
-from repro.runs import environment, preflight, result, verify
+from repro.runs import environment, plots, preflight, result, verify
 from repro.train import launch
 
 DEFAULT_BENCHES = ("alpaca_eval2", "arena_hard", "mt_bench")
@@ -51,19 +49,6 @@ def run_directory(config: RunConfig, results_root: Path, limit: int | None = Non
     partial-limitN/ under it, with the same trained model."""
     directory = safe_child(results_root, config.setting, config.method, config.run_id)
     return directory / f"partial-limit{limit}" if limit else directory
-
-
-def judge_plan(benches: list[str]) -> dict[str, Any]:
-    costs = yaml.safe_load((paths.EVAL / "costs.yaml").read_text())
-    price = costs["price_per_million"]
-    calls, dollars = {}, 0.0
-    for bench in [b for b in benches if b in runner.JUDGED]:  # ZeroEval needs no judge
-        c = costs[bench]
-        calls[bench] = c["calls"]
-        dollars += (
-            c["calls"] * (c["input_tokens"] * price["input"] + c["output_tokens"] * price["output"]) / 1e6
-        )
-    return {"calls": calls, "total_calls": sum(calls.values()), "estimated_cost_usd": round(dollars, 2)}
 
 
 def plan(
@@ -106,7 +91,7 @@ def plan(
         "judge": judge.describe()
         if judge.kind != "rule"
         else {"kind": "rule", "note": "local rule judge, no cost"},
-        "judge_calls": judge_plan(benches)
+        "judge_calls": judgecost.estimate(benches, limit=limit, judge_model=judge.model)
         if judge.kind != "rule"
         else {"total_calls": "local", "estimated_cost_usd": 0},
         "partial": bool(limit),
@@ -121,42 +106,13 @@ def curves(metrics: dict[str, Any], directory: Path) -> None:
 
     from repro.runs import curves as curve_names
 
-    history = [h for h in curve_names.training_logs(metrics.get("log_history", [])) if "loss" in h]
-    evals = [h for h in metrics.get("log_history", []) if "eval_loss" in h]
     keys = ["step", "epoch", *curve_names.TRAINER_KEYS, "train/learning_rate", "train/grad_norm"]
     with open(directory / "curves.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(keys)
         for row in curve_names.history_rows(metrics.get("log_history", [])):
             writer.writerow([row.get(k, "") for k in keys])
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    axes[0].plot([h["step"] for h in history], [h["loss"] for h in history], label="train loss")
-    if evals:
-        axes[0].plot(
-            [h["step"] for h in evals], [h["eval_loss"] for h in evals], "o--", label="held-out loss"
-        )
-    axes[0].set_xlabel("optimizer step")
-    axes[0].legend()
-    axes[1].plot([h["step"] for h in history], [h.get("rewards/accuracies") for h in history], label="train")
-    if evals:
-        axes[1].plot(
-            [h["step"] for h in evals],
-            [h.get("eval_rewards/accuracies") for h in evals],
-            "o--",
-            label="held-out",
-        )
-    axes[1].set_ylabel("reward accuracy")
-    axes[1].set_xlabel("optimizer step")
-    axes[1].set_ylim(-0.05, 1.05)
-    axes[1].legend()
-    fig.tight_layout()
-    fig.savefig(directory / "curves.png", dpi=110)
-    plt.close(fig)
+    plots.curves(metrics.get("log_history", []), directory / "curves.png", title=plots.run_title(directory))
 
 
 @contextlib.contextmanager

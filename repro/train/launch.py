@@ -16,6 +16,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ class Run:
     num_processes: int
     num_nodes: int
     bos_check: dict[str, Any]  # repro.data.bosguard report, also written to bos_check.json
+    planned: Path | None = None  # a dry run's files, in a temporary folder
 
 
 def cuda_available() -> bool:
@@ -123,14 +125,19 @@ def cache_root() -> Path:
     return Path(os.environ.get("REPRO_CACHE", Path.home() / ".cache" / "repro"))
 
 
-def command_for(accelerate_config: Path, run_file: Path) -> list[str]:
-    """The one command that trains: every launcher and every dry run prints this."""
+def command_for(accelerate_config: Path, run_file: Path, batch: dict[str, Any]) -> list[str]:
+    """The one command that trains: every launcher and every dry run prints this. The process
+    counts repeat the accelerate config's, so the command line alone says what runs."""
     return [
         sys.executable,
         "-m",
         "accelerate.commands.launch",
         "--config_file",
         str(accelerate_config),
+        "--num_processes",
+        str(batch["num_processes"] * batch["num_nodes"]),
+        "--num_machines",
+        str(batch["num_nodes"]),
         "-m",
         "repro.train.worker",
         str(run_file),
@@ -177,7 +184,8 @@ def prepare(
 ) -> Run:
     """Write the run directory (run.json, DeepSpeed and accelerate configs, bos_check.json).
 
-    With dry_run nothing is written: the Run holds the paths and the command that would run.
+    With dry_run nothing is written into the output: the Run holds the paths and the command
+    that would run, and the planned files lie in a temporary folder (Run.planned).
     """
     directory = output_dir.resolve() if dry_run else writable_directory(output_dir)
     gpu = cuda_available()
@@ -196,18 +204,16 @@ def prepare(
     ds_path = directory / "deepspeed.json"
     acc_path = directory / "accelerate.yaml"
     run_file = directory / "run.json"
-    command = command_for(acc_path, run_file)
+    command = command_for(acc_path, run_file, batch)
     env = environment(config, directory, gpu)
-    if dry_run:
-        guard = {"status": "skipped", "reason": "dry run", "checks": []}
-        return Run(directory, run_file, acc_path, ds_path, command, env, batch["num_processes"],
-                   batch["num_nodes"], guard)  # fmt: skip
+    # A dry run writes the planned files into a fresh temporary folder, never into the output.
+    files = Path(tempfile.mkdtemp(prefix="repro-dry-run-")) if dry_run else directory
+    if not dry_run:
+        from repro.train import trackers
 
-    from repro.train import trackers
-
-    trackers.check_installed(config.report_to)  # before anything is written or spawned
-    ds_path.write_text(json.dumps(deepspeed_json(config, gpu=gpu), indent=2))
-    acc_path.write_text(
+        trackers.check_installed(config.report_to)  # before anything is written or spawned
+    (files / ds_path.name).write_text(json.dumps(deepspeed_json(config, gpu=gpu), indent=2))
+    (files / acc_path.name).write_text(
         yaml.safe_dump(accelerate_yaml(ds_path, batch["num_processes"], batch["num_nodes"], free_port()))
     )
     run = RunFile(
@@ -223,13 +229,16 @@ def prepare(
         ),
         eval_during_training=eval_during_training,
     )
-    write_json(run_file, run.to_json())
-    from repro.data import bosguard
+    write_json(files / run_file.name, run.to_json())
+    if dry_run:
+        guard = {"status": "skipped", "reason": "dry run", "checks": []}
+    else:
+        from repro.data import bosguard
 
-    guard = bosguard.check_config(config, tokenizer_path)
-    write_json(directory / "bos_check.json", guard)
+        guard = bosguard.check_config(config, tokenizer_path)
+        write_json(directory / "bos_check.json", guard)
     return Run(directory, run_file, acc_path, ds_path, command, env, batch["num_processes"],
-               batch["num_nodes"], guard)  # fmt: skip
+               batch["num_nodes"], guard, planned=files if dry_run else None)  # fmt: skip
 
 
 _STEP = re.compile(r"^REPRO_STEP (\d+)/(\d+)$")  # printed by repro.train.trainer.ProgressLines
