@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # multi-process training, generation or judging (make test-fast skips it)
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

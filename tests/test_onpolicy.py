@@ -27,6 +27,8 @@ from repro import tiny
 from repro.datagen import onpolicy
 from repro.datagen.reward import RewardModel
 
+pytestmark = pytest.mark.e2e  # multi-process training, generation or judging (make test-fast skips it)
+
 SEEDS = "13,21,42"
 
 

@@ -206,6 +206,7 @@ def test_packing_refuses_a_labelled_first_token():
         PairCollator(0, padding_free=True)(rows)
 
 
+@pytest.mark.e2e
 def test_bench_train_smoke(cli, tmp_path):
     out = tmp_path / "bench.json"
     proc = cli("bench", "train", "--preset", "smoke", "--output", str(out), "--format", "json")
@@ -220,6 +221,7 @@ def test_bench_train_smoke(cli, tmp_path):
     assert all(r["throughput_ratio"] > 0 and r["memory_ratio"] > 0 for r in report["ratios"])
 
 
+@pytest.mark.e2e
 def test_bench_train_zero3_path(cli, tmp_path):
     """The GPU preset's path (DeepSpeed ZeRO-3 in one process, tied head) on CPU."""
     out = tmp_path / "bench.json"

@@ -19,6 +19,8 @@ from repro.data import preference
 from repro.errors import ReproError
 from tests.conftest import REPRO, run_cli
 
+pytestmark = pytest.mark.e2e  # multi-process training, generation or judging (make test-fast skips it)
+
 SECRET = "sk-planted-secret-7f3a9c"
 
 

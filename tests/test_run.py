@@ -15,6 +15,8 @@ import pytest
 from repro.errors import ReproError
 from repro.runs.run import safe_child
 
+pytestmark = pytest.mark.e2e  # multi-process training, generation or judging (make test-fast skips it)
+
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):

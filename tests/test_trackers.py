@@ -24,6 +24,8 @@ import pytest
 
 from repro.runs import curves
 
+pytestmark = pytest.mark.e2e  # multi-process training, generation or judging (make test-fast skips it)
+
 MISSING = [p for p in ("tensorboard", "wandb") if importlib.util.find_spec(p) is None]
 SENTINEL = "0123456789abcdef0123456789abcdef01234567"  # shaped like a W&B key (40 hex)
 

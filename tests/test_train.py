@@ -21,6 +21,8 @@ import torch
 from repro.errors import ReproError
 from repro.train import reference
 
+pytestmark = pytest.mark.e2e  # multi-process training, generation or judging (make test-fast skips it)
+
 CURVE_TOL = 1e-4
 
 

@@ -24,6 +24,8 @@ import zeroeval_cases as cases  # noqa: E402
 from repro.evaluation.scorers import zeroeval as scorer  # noqa: E402
 from repro.runs import result as run_result  # noqa: E402
 
+pytestmark = pytest.mark.e2e  # multi-process training, generation or judging (make test-fast skips it)
+
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):

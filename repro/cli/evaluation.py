@@ -81,17 +81,9 @@ def arena_score(
     """Score, 95% CI and average answer tokens per model, as arena-hard-auto's show_result.py."""
     from repro.evaluation.scorers import arena_hard
 
-    scores = arena_hard.score(
-        arena_hard.battles_from_judgments(arena_hard.load_judgments(judgments), weight=weight), rounds=rounds
-    )
-    for model, row in scores.items():
-        row["avg_tokens"] = None
-        if answers is not None:
-            file = answers / f"{model}.jsonl"
-            if file.exists():
-                row["avg_tokens"] = arena_hard.answer_tokens(arena_hard.load_answers(file))
-            else:
-                render.warn(f"{file}: no answer file for {model}; avg tokens left empty")
+    scores, missing = arena_hard.score_files(judgments, answers=answers, weight=weight, rounds=rounds)
+    for model in missing:
+        render.warn(f"{answers / (model + '.jsonl')}: no answer file for {model}; avg tokens left empty")
     dropped = {m: r["games_without_verdict"] for m, r in scores.items() if r["games_without_verdict"]}
     if dropped:
         counts = ", ".join(f"{m} {n}" for m, n in dropped.items())

@@ -300,3 +300,21 @@ def judge(
             if progress:
                 progress()
     return results
+
+
+def score_files(
+    judgments: list[Path], *, answers: Path | None = None, weight: int = 3, rounds: int = 100
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """show_result.py over judgment files (or folders): score, CI, battles and, with the answer
+    folder, average answer tokens. Returns the scores and the models without an answer file."""
+    scores = score(battles_from_judgments(load_judgments(judgments), weight=weight), rounds=rounds)
+    missing = []
+    for model, row in scores.items():
+        row["avg_tokens"] = None
+        if answers is not None:
+            file = Path(answers) / f"{model}.jsonl"
+            if file.exists():
+                row["avg_tokens"] = answer_tokens(load_answers(file))
+            else:
+                missing.append(model)
+    return scores, missing
