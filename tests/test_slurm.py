@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -139,6 +140,11 @@ def cluster(tmp_path_factory):
 @pytest.mark.parametrize("method", ["simpo", "dpo"])
 def test_two_slurm_nodes_match_one_machine(method, cluster, cli, tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_QUIET", "1")
+    # DeepSpeed's CPU accelerator JIT-builds an op into torch's extension cache. Keep one per
+    # Python environment: environments sharing a home rebuild it over each other's (minutes).
+    venv = hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]
+    default = Path.home() / ".cache" / "torch_extensions" / f"repro-{venv}"
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", os.environ.get("TORCH_EXTENSIONS_DIR", str(default)))
     single_dir, multi_dir = tmp_path / "one-machine", tmp_path / "two-nodes"
     # separate caches: the DPO reference log-probs are computed by each run, not reused
     monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache-one"))
