@@ -181,6 +181,8 @@ def test_slurm_script_for_two_nodes(cli, tmp_path):
         str(out),
         "--launcher",
         "slurm",
+        "--device",
+        "cuda",
         check=True,
     )
     script = (out / "train.sbatch").read_text()

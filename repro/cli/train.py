@@ -33,6 +33,7 @@ from repro.errors import ReproError, unknown
 from repro.train import launch
 
 LAUNCHERS = ("local", "slurm")
+DEVICES = ("auto", "cuda", "cpu")
 
 
 @app.command("train")
@@ -67,8 +68,16 @@ def train_cmd(
     partition: Annotated[
         str | None, typer.Option("--partition", metavar="NAME", help="SLURM partition.")
     ] = None,
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            help="auto, cuda or cpu: where training runs (auto: CUDA if this machine has it). "
+            "With --launcher slurm, the compute nodes' device.",
+        ),
+    ] = "auto",
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Write the run directory and print the launch command.")
+        bool, typer.Option("--dry-run", help="Print the launch command; write nothing into the output.")
     ] = False,
     allow_double_bos: Annotated[
         bool, typer.Option("--allow-double-bos", help="Train even if the BOS check fails.")
@@ -78,6 +87,10 @@ def train_cmd(
     """Train SETTING x METHOD; writes OUTPUT/model (consolidated weights) and OUTPUT/metrics.json."""
     if launcher not in LAUNCHERS:
         raise unknown("launcher", launcher, LAUNCHERS)
+    if device not in DEVICES:
+        raise unknown("device", device, DEVICES)
+    if device == "cuda" and launcher == "local" and not dry_run and not launch.cuda_available():
+        raise ReproError("--device cuda: this machine has no CUDA device (--launcher slurm for GPU nodes)")
     config, the_method = recipes.resolve_names(
         setting,
         method,
@@ -103,6 +116,7 @@ def train_cmd(
         tokenizer=tokenizer,
         reference_cache=str(reference_cache) if reference_cache else None,
         dry_run=dry_run and launcher != "slurm",
+        device=None if device == "auto" else device,
     )
     batch = config.batch
     console = render.console(stderr=True)
@@ -114,9 +128,12 @@ def train_cmd(
     if launcher == "slurm":
         script = run.directory / "train.sbatch"
         script.write_text(
-            launch.slurm_script(run, nodes=nodes, gpus_per_node=batch["num_processes"], partition=partition)
+            launch.slurm_script(
+                run, nodes=nodes, processes_per_node=batch["num_processes"], partition=partition
+            )
         )
-        console.print(f"wrote {script}; submit with: sbatch {script}")
+        where = "GPU nodes" if run.gpu else "CPU nodes (DS_ACCELERATOR=cpu, gloo; --device cuda for GPUs)"
+        console.print(f"wrote {script} for {where}; submit with: sbatch {script}")
         return
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in run.env.items())
     if dry_run:

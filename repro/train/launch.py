@@ -46,6 +46,7 @@ class Run:
     num_nodes: int
     bos_check: dict[str, Any]  # repro.data.bosguard report, also written to bos_check.json
     planned: Path | None = None  # a dry run's files, in a temporary folder
+    gpu: bool = True  # CUDA processes; False: CPU processes (DS_ACCELERATOR=cpu, gloo)
 
 
 def cuda_available() -> bool:
@@ -181,14 +182,17 @@ def prepare(
     cache_dir: Path | None = None,
     eval_during_training: bool = True,
     dry_run: bool = False,
+    device: str | None = None,
 ) -> Run:
     """Write the run directory (run.json, DeepSpeed and accelerate configs, bos_check.json).
 
     With dry_run nothing is written into the output: the Run holds the paths and the command
-    that would run, and the planned files lie in a temporary folder (Run.planned).
+    that would run, and the planned files lie in a temporary folder (Run.planned). `device`
+    "cuda" or "cpu" says where training runs; None: CUDA if this machine has it (an sbatch
+    script written on a login node names the compute nodes' device).
     """
     directory = output_dir.resolve() if dry_run else writable_directory(output_dir)
-    gpu = cuda_available()
+    gpu = cuda_available() if device is None else device == "cuda"
     batch = config.batch
     data_dir = directory / "data"
     model = config.model_name_or_path
@@ -238,7 +242,7 @@ def prepare(
         guard = bosguard.check_config(config, tokenizer_path)
         write_json(directory / "bos_check.json", guard)
     return Run(directory, run_file, acc_path, ds_path, command, env, batch["num_processes"],
-               batch["num_nodes"], guard, planned=files if dry_run else None)  # fmt: skip
+               batch["num_nodes"], guard, gpu=gpu, planned=files if dry_run else None)  # fmt: skip
 
 
 _STEP = re.compile(r"^REPRO_STEP (\d+)/(\d+)$")  # printed by repro.train.trainer.ProgressLines
@@ -273,31 +277,53 @@ def launch(
 
 
 def slurm_script(
-    run: Run, *, nodes: int, gpus_per_node: int, partition: str | None = None, time_limit: str = "24:00:00"
+    run: Run,
+    *,
+    nodes: int,
+    processes_per_node: int,
+    partition: str | None = None,
+    time_limit: str = "24:00:00",
 ) -> str:
-    """An sbatch script: one task per node, each running accelerate launch with its rank."""
-    acc = shlex.quote(str(run.accelerate_config))
+    """An sbatch script: one task per node, each running `accelerate launch` with its machine rank.
+
+    The rendezvous (torch's static one) lives on the allocation's first node. MASTER_ADDR and
+    MASTER_PORT are computed and exported by the batch shell, so srun hands them to every task;
+    the single-quoted `bash -c` command expands them there, with the SLURM_NODEID srun sets per
+    node as the machine rank. A CPU run (`run.gpu` false) asks for no GPUs and exports the local
+    launcher's environment: DS_ACCELERATOR=cpu (DeepSpeed's CPU accelerator, gloo).
+    """
+    command = command_for(
+        run.accelerate_config, run.run_file, {"num_processes": processes_per_node, "num_nodes": nodes}
+    )
+    launcher, worker = command[:-3], command[-3:]  # worker: -m repro.train.worker RUN_FILE
+    per_node = (
+        f"exec {shlex.join(launcher)} "
+        '--machine_rank "$SLURM_NODEID" --main_process_ip "$MASTER_ADDR" --main_process_port "$MASTER_PORT" '
+        f"{shlex.join(worker)}"
+    )
     lines = [
         "#!/bin/bash",
         f"#SBATCH --job-name=repro-{run.directory.name}",
         f"#SBATCH --nodes={nodes}",
         "#SBATCH --ntasks-per-node=1",
-        f"#SBATCH --gpus-per-node={gpus_per_node}",
-        f"#SBATCH --cpus-per-task={8 * gpus_per_node}",
-        f"#SBATCH --time={time_limit}",
-        f"#SBATCH --output={run.directory}/slurm-%j.log",
     ]
+    if run.gpu:
+        lines.append(f"#SBATCH --gpus-per-node={processes_per_node}")
+        lines.append(f"#SBATCH --cpus-per-task={8 * processes_per_node}")
+    else:  # one core per training process (OMP_NUM_THREADS=1)
+        lines.append(f"#SBATCH --cpus-per-task={processes_per_node}")
+    lines += [f"#SBATCH --time={time_limit}", f"#SBATCH --output={run.directory}/slurm-%j.log"]
     if partition:
         lines.append(f"#SBATCH --partition={partition}")
     lines += [
         "set -euo pipefail",
+        "# The first node hosts the rendezvous; a port from the job id lets jobs share a node.",
         'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
-        "MASTER_PORT=29500",
-        "export TOKENIZERS_PARALLELISM=false",
-        "srun --kill-on-bad-exit=1 bash -c '"
-        f"{shlex.quote(sys.executable)} -m accelerate.commands.launch --config_file {acc} "
-        f"--num_machines {nodes} --num_processes {nodes * gpus_per_node} "
-        '--machine_rank "$SLURM_NODEID" --main_process_ip "$MASTER_ADDR" --main_process_port "$MASTER_PORT" '
-        f"-m repro.train.worker {shlex.quote(str(run.run_file))}'",
+        "MASTER_PORT=${MASTER_PORT:-$((20000 + SLURM_JOB_ID % 10000))}",
+        "export MASTER_ADDR MASTER_PORT",
+        *(f"export {key}={shlex.quote(value)}" for key, value in run.env.items()),
+        'echo "repro: nodes $SLURM_JOB_NODELIST, rendezvous $MASTER_ADDR:$MASTER_PORT"',
+        # Slurm 22.05-23.02 steps do not inherit --cpus-per-task: pass it on
+        f'srun --kill-on-bad-exit=1 --cpus-per-task="$SLURM_CPUS_PER_TASK" bash -c {shlex.quote(per_node)}',
     ]
     return "\n".join(lines) + "\n"
