@@ -25,10 +25,23 @@ def shared() -> Path:
     return found
 
 
-def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
-    """Run the installed `repro` entry point, as a user would."""
+def run_cli(*args: str, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the installed `repro` entry point, as a user would. On a timeout its whole process
+    group goes (the accelerate launcher and training workers too), not only `repro`."""
+    import signal
+
     env = {**os.environ, "COLUMNS": "200"}
-    proc = subprocess.run([str(REPRO), *args], capture_output=True, text=True, env=env, timeout=300)
+    with subprocess.Popen(
+        [str(REPRO), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True,
+    ) as child:  # fmt: skip
+        try:
+            out, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
+            raise
+    proc = subprocess.CompletedProcess(child.args, child.returncode, out, err)
     if check and proc.returncode != 0:
         raise AssertionError(f"repro {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
     return proc
