@@ -11,9 +11,18 @@ from repro.cli.common import FormatOpt, env_app
 from repro.errors import ReproError, unknown
 
 
+def _status(row: environment.Drift) -> str:
+    """`modified: 2 files (torch/__init__.py, ...)` names the first files that differ."""
+    if not row.files:
+        return row.status
+    names = ", ".join(row.files[:3]) + (", ..." if len(row.files) > 3 else "")
+    return f"{row.status}: {len(row.files)} file{'s' * (len(row.files) > 1)} ({names})"
+
+
 def _drift_table(rows: list[environment.Drift], title: str, show_all: bool) -> None:
     shown = [r for r in rows if show_all or r.status != "ok"]
-    counts = {s: sum(r.status == s for r in rows) for s in ("ok", "differs", "missing", "extra")}
+    statuses = ("ok", "differs", "missing", "extra", "modified")
+    counts = {s: sum(r.status == s for r in rows) for s in statuses}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     if not shown:
         render.console().print(f"{title}: all {counts['ok']} packages match")
@@ -21,7 +30,7 @@ def _drift_table(rows: list[environment.Drift], title: str, show_all: bool) -> N
     render.print_table(
         render.table(
             ["package", "expected", "installed", "status"],
-            [(r.package, r.expected or "", r.installed or "", r.status) for r in shown],
+            [(r.package, r.expected or "", r.installed or "", _status(r)) for r in shown],
             title=title,
             caption=summary,
         )
@@ -30,17 +39,20 @@ def _drift_table(rows: list[environment.Drift], title: str, show_all: bool) -> N
 
 @env_app.command("check")
 def env_check(
-    lock: Annotated[str | None, typer.Option("--lock", help="Lockfile (default env/lock-cpu.txt).")] = None,
+    lock: Annotated[
+        str | None, typer.Option("--lock", help="cpu (default), gpu, or a lockfile's path.")
+    ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when anything differs.")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="List matching packages too.")] = False,
+    rehash: Annotated[bool, typer.Option("--rehash", help="Hash every installed file again.")] = False,
     fmt: FormatOpt = "table",
 ) -> None:
-    """Compare the installed packages with the lockfile and print the drift."""
+    """Compare the installed packages, and their files, with a lock and print the drift."""
     render.check_format(fmt, ("table", "json"))
-    from pathlib import Path
+    from repro.runs import lockfile
 
-    lock_path = Path(lock) if lock else environment.paths.LOCK_CPU
-    rows = environment.check(lock_path)
+    lock_path = lockfile.resolve(lock)
+    rows = environment.check(lock_path, rehash=rehash)
     if fmt == "json":
         render.print_json([r.__dict__ for r in rows if show_all or r.status != "ok"])
     else:
@@ -52,14 +64,14 @@ def env_check(
 
 @env_app.command("freeze")
 def env_freeze(
-    lock: Annotated[str | None, typer.Option("--lock", help="Lockfile to hash and compare.")] = None,
+    lock: Annotated[
+        str | None, typer.Option("--lock", help="cpu, gpu or a path (default: the closest lock).")
+    ] = None,
     fmt: FormatOpt = "json",
 ) -> None:
     """Print the environment manifest that every run embeds."""
     render.check_format(fmt, ("json", "yaml"))
-    from pathlib import Path
-
-    manifest = environment.freeze(Path(lock) if lock else None)
+    manifest = environment.freeze(lock)
     render.print_json(manifest) if fmt == "json" else render.print_yaml(manifest)
 
 

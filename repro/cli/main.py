@@ -8,6 +8,7 @@ import warnings
 import click
 import typer
 
+import repro.cli.env_show  # noqa: F401  (registers `repro env show`)
 from repro.cli import bench, data, env, evaluation, onpolicy, published, recipes, run, train  # noqa: F401  (registers the commands)
 from repro.cli.common import app
 from repro.errors import ReproError, unknown
