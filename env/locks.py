@@ -324,13 +324,17 @@ def lock(out_dir: Path, upgrade: bool) -> None:
     )
     if not ok:
         raise LockError(f"{CPU_IN} does not resolve:\n{cpu_text}")
-    # Keep only the target's torch wheel hash, so the lock is the same whichever source listed it.
-    cpu_text, count = re.subn(
-        rf"^(torch=={re.escape(torch_version)})((?: \\\n +--hash=sha256:[0-9a-f]+)+)",
-        lambda m: f"{m[1]} \\\n    --hash=sha256:{sha}" if sha in m[2] else m[0],
-        cpu_text,
-        flags=re.M,
-    )
+
+    # One hash for torch, the target wheel's, so the lock is the same whichever source listed it:
+    # uv lists every torch wheel a folder holds, and none at all for a find-links URL.
+    def one_hash(match: re.Match) -> str:
+        listed = re.findall(r"sha256:([0-9a-f]{64})", match[2])
+        if listed and sha not in listed:
+            raise LockError(f"{torch_wheel(torch_version)} at {source} is not the file uv resolved")
+        return f"{match[1]} \\\n    --hash=sha256:{sha}\n"
+
+    pattern = rf"^(torch=={re.escape(torch_version)})((?: \\\n +--hash=sha256:[0-9a-f]+)*)\n"
+    cpu_text = re.sub(pattern, one_hash, cpu_text, flags=re.M)
     cpu = lockfile.parse(cpu_text, ROOT / CPU_LOCK)
     if cpu.pins["torch"].hashes != [f"sha256:{sha}"]:
         raise LockError(f"the resolved torch does not carry the hash of {torch_wheel(torch_version)} ({sha})")

@@ -11,13 +11,16 @@ Tests that need the registry are marked `network`: they skip without it, and fai
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import http.server
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 
@@ -290,14 +293,51 @@ def test_check_reports_an_installed_file_that_changed(tmp_path, cli):
 # ---------------------------------------------------------------------------- the locks stay true
 
 
+@pytest.fixture
+def pytorch_style_index(tmp_path):
+    """The torch wheel on disk served on 127.0.0.1 the way https://download.pytorch.org/whl/cpu
+    serves it (a page of links with `#sha256=` fragments), or None where there is no local copy."""
+    source = subprocess.run(
+        [sys.executable, str(LOCKS_PY), "torch-source"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    name = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
+    if "://" in source or not (Path(source) / name).is_file():
+        yield None
+        return
+    root = tmp_path / "index"
+    (root / "whl" / "cpu" / "torch").mkdir(parents=True)
+    (root / "whl" / "cpu" / name).symlink_to(Path(source) / name)
+    (sha,) = lockfile.read("cpu").pins["torch"].hashes
+    href = f"/whl/cpu/{name.replace('+', '%2B')}#{sha.replace(':', '=')}"
+    (root / "whl" / "cpu" / "torch" / "index.html").write_text(f'<a href="{href}">{name}</a><br/>\n')
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/whl/cpu/torch/"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
 @pytest.mark.network
-def test_make_lock_reproduces_the_committed_locks(tmp_path):
+def test_make_lock_reproduces_the_committed_locks(tmp_path, pytorch_style_index):
     """`make lock && git diff --exit-code env/`, without touching env/: re-resolve both .in
-    files (keeping the committed pins where they still fit) and compare byte for byte."""
+    files (keeping the committed pins where they still fit) and compare byte for byte.
+
+    Where the torch wheel lies on disk, torch is resolved from it through a local copy of the
+    PyTorch CPU index's layout, with pip's configuration hidden, as on a machine elsewhere:
+    the lock must not depend on where torch came from."""
     need_uv()
     need_registry()
+    env = dict(os.environ)
+    if pytorch_style_index:
+        env.update(TORCH_FIND_LINKS=pytorch_style_index, PIP_CONFIG_FILE=os.devnull, PIP_FIND_LINKS="")
     proc = subprocess.run(
-        [sys.executable, str(LOCKS_PY), "lock", "--out-dir", str(tmp_path)], capture_output=True, text=True
+        [sys.executable, str(LOCKS_PY), "lock", "--out-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr
     for name in ("lock-cpu.txt", "lock-gpu.txt"):
