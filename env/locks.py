@@ -340,11 +340,18 @@ def lock(out_dir: Path, upgrade: bool) -> None:
         raise LockError(f"the resolved torch does not carry the hash of {torch_wheel(torch_version)} ({sha})")
     gpu_text, differences = lock_gpu(cpu, committed(GPU_LOCK), upgrade)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "lock-cpu.txt").write_text(cpu_header(uv_ver, torch_version, sha) + cpu_text)
-    (out_dir / "lock-gpu.txt").write_text(gpu_header(uv_ver, differences) + gpu_text)
-    for name in ("lock-cpu.txt", "lock-gpu.txt"):
-        written = lockfile.parse((out_dir / name).read_text(), out_dir / name)
-        print(f"wrote {out_dir / name}: {len(written.pins)} packages, each with its sha256")
+    texts = {
+        "lock-cpu.txt": cpu_header(uv_ver, torch_version, sha) + cpu_text,
+        "lock-gpu.txt": gpu_header(uv_ver, differences) + gpu_text,
+    }
+    for name, text in texts.items():
+        path = out_dir / name
+        pins = len(lockfile.parse(text, path).pins)
+        if path.exists() and path.read_text() == text:  # untouched, so `make venv` stays a no-op
+            print(f"{path}: unchanged ({pins} packages, each with its sha256)")
+            continue
+        path.write_text(text)
+        print(f"wrote {path}: {pins} packages, each with its sha256")
 
 
 # ------------------------------------------------------------------ installing

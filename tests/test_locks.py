@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from repro import paths
+from repro.errors import ReproError
 from repro.runs import lockfile
 
 LOCKS_PY = paths.ENV / "locks.py"
@@ -55,6 +56,30 @@ def need_uv() -> None:
 
 
 # ---------------------------------------------------------------------------- the locks as data
+
+
+def test_parse_reads_pins_hashes_and_annotations_as_pip_does():
+    text = (
+        "# optional: flash-attn==2.8.3.post2 built from source\n"
+        "# a comment that ends with a backslash does not continue \\\n"
+        "foo==1.0 ; python_version >= '3.11' \\\n"
+        "    --hash=sha256:aa \\\n"
+        "    --hash=sha256:bb\n"
+        "    # via\n"
+        "    #   viadot\n"
+        "    #   -r env/requirements.in\n"
+        "Bar_Baz==2+cpu --hash=sha256:cc\n"
+        "    # via foo\n"
+    )
+    lock = lockfile.parse(text, Path("lock.txt"))
+    assert lock.pins["foo"] == lockfile.Pin(
+        "foo", "1.0", ["sha256:aa", "sha256:bb"], ["viadot", "-r env/requirements.in"]
+    )
+    assert lock.pins["bar-baz"] == lockfile.Pin("bar-baz", "2+cpu", ["sha256:cc"], ["foo"])
+    assert lock.optional == {"flash-attn": ("2.8.3.post2", "built from source")}
+    for bad in ("bar>=2", "bar==2 baz", "bar==2 --hash="):
+        with pytest.raises(ReproError, match="lock.txt:1: not a 'package==version' pin"):
+            lockfile.parse(bad + "\n", Path("lock.txt"))
 
 
 @pytest.mark.parametrize("name", ["cpu", "gpu"])

@@ -80,6 +80,9 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     for number, raw in enumerate(text.splitlines(), 1):
         if not pending:
             start = number
+            if raw.lstrip().startswith("#"):  # as pip reads it: a comment never continues
+                out.append((number, raw))
+                continue
         if raw.rstrip().endswith("\\"):
             pending += raw.rstrip()[:-1] + " "
             continue
@@ -104,7 +107,7 @@ def parse(text: str, path: Path) -> Lock:
             if match:
                 optional[normalize(match[1])] = (match[2], match[3].strip())
             if last is not None and line.startswith("    #"):
-                if body.startswith("via"):
+                if body == "via" or body.startswith("via "):
                     rest = body[3:].strip()
                     last.via.extend([rest] if rest else [])
                     in_via = True
@@ -119,10 +122,10 @@ def parse(text: str, path: Path) -> Lock:
             continue
         if content.startswith("-"):  # an option line (--find-links ...): not a pin
             continue
-        words = content.split()
-        name, sep, version = words[0].partition("==")
-        hashes = [w.removeprefix("--hash=") for w in words[1:] if w.startswith("--hash=")]
-        if not sep or not name or not version or len(hashes) != len(words) - 1:
+        requirement, *hashes = (part.strip() for part in content.split("--hash="))
+        requirement = requirement.split(";", 1)[0].strip()  # an environment marker, if any
+        name, sep, version = requirement.partition("==")
+        if not sep or not name or not version or " " in requirement or not all(hashes):
             raise ReproError(f"{path}:{number}: not a 'package==version' pin: '{content}'")
         last = Pin(normalize(name), version, hashes)
         pins[last.name] = last
