@@ -45,6 +45,10 @@ def _distributions() -> dict[str, tuple[str, importlib.metadata.Distribution]]:
     """name -> (version, distribution); the first on sys.path wins, as at import time."""
     found: dict[str, tuple[str, importlib.metadata.Distribution]] = {}
     for dist in importlib.metadata.distributions():
+        # Copies vendored inside a package (setuptools/_vendor, on sys.path once pkg_resources is
+        # imported) belong to that package and its RECORD, not to the lock.
+        if "_vendor" in Path(str(getattr(dist, "_path", ""))).parts:
+            continue
         metadata = dist.metadata  # parsed once: METADATA files are large
         if metadata["Name"]:
             found.setdefault(normalize(metadata["Name"]), (metadata["Version"], dist))

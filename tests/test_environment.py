@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -74,6 +76,19 @@ def test_the_venv_matches_the_cpu_lock_exactly(cli):
     count = len(environment.read_lock("cpu"))
     proc = cli("env", "check", "--strict", check=True)
     assert f"Environment vs lock-cpu.txt: all {count} packages match" in proc.stdout
+
+
+def test_vendored_copies_are_not_extra_packages():
+    """alpaca-eval imports pkg_resources, which puts setuptools/_vendor on sys.path: a run's
+    manifest must not list those vendored copies (wheel, zipp, ...) as extra packages."""
+    code = (
+        "import json, pkg_resources, sys; from repro import environment; "
+        "assert any('_vendor' in p for p in sys.path); "
+        "print(json.dumps([d.package for d in environment.check(files=False) if d.status == 'extra']))"
+    )
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []
 
 
 def test_check_against_the_gpu_lock_reports_differences(cli):
