@@ -1,21 +1,29 @@
 # The two README commands: `make tiny` and `make test`. Each (re)builds .venv from
 # env/lock-cpu.txt when the lock or pyproject.toml changed, and is a no-op otherwise.
+# The lock is installed by uv (pinned with hashes in env/uv.txt, installed into .uv/) in
+# hash-checking mode: a file whose sha256 is not the lock's is refused.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.repro-lock-stamp
-PIP := $(VENV)/bin/python -m pip
+UV := .uv/bin/uv
+LOCKS := $(PYTHON) env/locks.py
 export HF_HUB_OFFLINE ?= 1
 export TRL_EXPERIMENTAL_SILENCE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv tiny test test-fast lint lock clean
+.PHONY: venv uv tiny test test-fast lint lock clean
 
 venv: $(STAMP)
 
-$(STAMP): env/lock-cpu.txt pyproject.toml
-	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --disable-pip-version-check --no-deps -r env/lock-cpu.txt
-	$(PIP) install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+uv: $(UV)
+
+$(UV): env/uv.txt
+	@test -x .uv/bin/python || $(PYTHON) -m venv .uv
+	.uv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r env/uv.txt
+	@touch $(UV)
+
+$(STAMP): env/lock-cpu.txt pyproject.toml | $(UV)
+	$(LOCKS) install --lock env/lock-cpu.txt --venv $(VENV) --editable
 	@touch $(STAMP)
 
 # The tiny end-to-end reproduction on a CPU: train on ZeRO-3, generate, judge, score, compare.
@@ -38,9 +46,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check repro tests benchmarks
 	$(VENV)/bin/ruff format --check repro tests
 
-# Re-resolve env/requirements.in into a fresh environment and write the lock.
-lock:
-	PYTHON=$(PYTHON) env/make-lock.sh
+# Re-resolve env/requirements.in and env/requirements-gpu.in into env/lock-cpu.txt and
+# env/lock-gpu.txt (committed pins are kept where they still fit; UPGRADE=1 takes the newest).
+lock: $(UV)
+	$(LOCKS) lock $(if $(UPGRADE),--upgrade)
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .uv

@@ -46,6 +46,7 @@ def test_tiny_run_beats_its_starting_point_and_resumes(method, results, cli):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["config_hash"] == manifest["config"]["config_hash"]
     assert manifest["environment"]["lockfile_sha256"] and "packages" in manifest["environment"]
+    assert manifest["environment"]["lock"] in ("cpu", "gpu") and "lock_drift" in manifest["environment"]
     assert manifest["tokenizer_checks"]["train"]["status"] == "ok"
     assert manifest["engine"]["zero_stage"] == 3 and manifest["judge"]["kind"] == "rule"
     again = json.loads(

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from repro.cli import render
-from repro.cli.common import env_app, format_option, path_option
+from repro.cli.common import env_app, format_option
 from repro.errors import ReproError, unknown
 from repro.runs import environment
 
 
+def _status(row: environment.Drift) -> str:
+    """`modified: 2 files (torch/__init__.py, ...)` names the first files that differ."""
+    if not row.files:
+        return row.status
+    names = ", ".join(row.files[:3]) + (", ..." if len(row.files) > 3 else "")
+    return f"{row.status}: {len(row.files)} file{'s' * (len(row.files) > 1)} ({names})"
+
+
 def _drift_table(rows: list[environment.Drift], title: str, show_all: bool) -> None:
     shown = [r for r in rows if show_all or r.status != "ok"]
-    counts = {s: sum(r.status == s for r in rows) for s in ("ok", "differs", "missing", "extra")}
+    statuses = ("ok", "differs", "missing", "extra", "modified")
+    counts = {s: sum(r.status == s for r in rows) for s in statuses}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     if not shown:
         render.console().print(f"{title}: all {counts['ok']} packages match")
@@ -23,7 +31,7 @@ def _drift_table(rows: list[environment.Drift], title: str, show_all: bool) -> N
     render.print_table(
         render.table(
             ["package", "expected", "installed", "status"],
-            [(r.package, r.expected or "", r.installed or "", r.status) for r in shown],
+            [(r.package, r.expected or "", r.installed or "", _status(r)) for r in shown],
             title=title,
             caption=summary,
         )
@@ -33,15 +41,18 @@ def _drift_table(rows: list[environment.Drift], title: str, show_all: bool) -> N
 @env_app.command("check")
 def env_check(
     lock: Annotated[
-        Path | None, path_option("--lock", role="file", help="Lockfile (default env/lock-cpu.txt).")
+        str | None, typer.Option("--lock", help="cpu (default), gpu, or a lockfile's path.")
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when anything differs.")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="List matching packages too.")] = False,
+    rehash: Annotated[bool, typer.Option("--rehash", help="Hash every installed file again.")] = False,
     fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
-    """Compare the installed packages with the lockfile and print the drift."""
-    lock_path = lock or environment.paths.LOCK_CPU
-    rows = environment.check(lock_path)
+    """Compare the installed packages, and their files, with a lock and print the drift."""
+    from repro.runs import lockfile
+
+    lock_path = lockfile.resolve(lock)
+    rows = environment.check(lock_path, rehash=rehash)
     if fmt == "json":
         render.print_json([r.__dict__ for r in rows if show_all or r.status != "ok"])
     else:
@@ -54,7 +65,7 @@ def env_check(
 @env_app.command("freeze")
 def env_freeze(
     lock: Annotated[
-        Path | None, path_option("--lock", role="file", help="Lockfile to hash and compare.")
+        str | None, typer.Option("--lock", help="cpu, gpu or a path (default: the closest lock).")
     ] = None,
     fmt: Annotated[str, format_option("json", "yaml")] = "json",
 ) -> None:
@@ -87,3 +98,28 @@ def env_diff(
     _drift_table(rows, f"Environment vs the paper's ({data.get('source')})", show_all)
     for conflict in data.get("known_conflicts", []):
         render.console().print(f"known conflict in the paper's file: {conflict}")
+
+
+@env_app.command("show")
+def env_show(
+    lock: Annotated[str, typer.Option("--lock", help="cpu, gpu, or a lockfile's path.")] = "gpu",
+    fmt: Annotated[str, format_option("table", "json")] = "table",
+) -> None:
+    """The stack (torch, CUDA runtime, vLLM, flash-attn, DeepSpeed, transformers, TRL) as the lock
+    pins it, as installed here, and as the paper's environment pinned it."""
+    from repro.runs import lockfile, stack
+
+    path = lockfile.resolve(lock)
+    paper = environment.paper_pins()
+    rows = stack.show(path, environment.installed(), paper)
+    if fmt == "json":
+        render.print_json({"lock": str(path.name), "rows": [r.__dict__ for r in rows]})
+        return
+    render.print_table(
+        render.table(
+            ["component", path.name, "installed here", "paper"],
+            [(r.component, r.lock or "-", r.installed or "-", r.paper or "-") for r in rows],
+            title=f"Software stack: {path.name} vs this environment vs the paper's",
+            caption=f"paper: {paper.get('source')}",
+        )
+    )

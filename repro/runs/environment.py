@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from repro import __version__, paths, userpaths
+from repro import __version__, paths
 from repro.config.validate import read_yaml
 from repro.errors import ReproError
+from repro.runs import lockfile
+from repro.runs.installed_files import Verifier
 
 # Packages that belong to the venv machinery or to this project, not to the lock.
 _NOT_LOCKED = {"repro"}
@@ -34,30 +36,27 @@ def public_version(version: str) -> str:
     return version.split("+", 1)[0]
 
 
-def read_lock(path: Path | None = None) -> dict[str, str]:
-    path = path or paths.LOCK_CPU
-    pins: dict[str, str] = {}
-    lines = userpaths.read_text(path, "lockfile").splitlines()
-    for number, line in enumerate(lines, 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
+def read_lock(path: Path | str | None = None) -> dict[str, str]:
+    """The lock's pins, name -> version; `path` may be `cpu`, `gpu` or a path."""
+    return lockfile.read(path).versions()
+
+
+def _distributions() -> dict[str, tuple[str, importlib.metadata.Distribution]]:
+    """name -> (version, distribution); the first on sys.path wins, as at import time."""
+    found: dict[str, tuple[str, importlib.metadata.Distribution]] = {}
+    for dist in importlib.metadata.distributions():
+        # Copies vendored inside a package (setuptools/_vendor, on sys.path once pkg_resources is
+        # imported) belong to that package and its RECORD, not to the lock.
+        if "_vendor" in Path(str(getattr(dist, "_path", ""))).parts:
             continue
-        name, sep, version = line.partition("==")
-        if not sep or not name.strip() or not version.strip():
-            raise ReproError(f"{path}:{number}: not a 'package==version' pin: '{line}'")
-        pins[normalize(name.strip())] = version.strip()
-    if not pins:
-        raise ReproError(f"{path}: no 'package==version' pins (an empty lockfile?)")
-    return pins
+        metadata = dist.metadata  # parsed once: METADATA files are large
+        if metadata["Name"]:
+            found.setdefault(normalize(metadata["Name"]), (metadata["Version"], dist))
+    return found
 
 
 def installed() -> dict[str, str]:
-    found: dict[str, str] = {}
-    for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            found.setdefault(normalize(name), dist.version)
-    return found
+    return {name: version for name, (version, _) in _distributions().items()}
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,8 @@ class Drift:
     package: str
     expected: str | None
     installed: str | None
-    status: str  # ok | differs | missing | extra
+    status: str  # ok | differs | missing | extra | modified (files differ from the installer's RECORD)
+    files: tuple[str, ...] = ()
 
 
 def compare(expected: dict[str, str], actual: dict[str, str], *, extras: bool = True) -> list[Drift]:
@@ -80,15 +80,43 @@ def compare(expected: dict[str, str], actual: dict[str, str], *, extras: bool = 
                 rows.append(Drift(name, None, have, "extra"))
         elif have is None:
             rows.append(Drift(name, want, None, "missing"))
-        elif public_version(want) == public_version(have):
+        elif _same_version(want, have):
             rows.append(Drift(name, want, have, "ok"))
         else:
             rows.append(Drift(name, want, have, "differs"))
     return rows
 
 
-def check(lock: Path | None = None) -> list[Drift]:
-    return compare(read_lock(lock), installed())
+def _same_version(locked: str, have: str) -> bool:
+    """A lock that names a local label (2.13.0+cpu) wants that build; one without accepts any."""
+    return locked == have if "+" in locked else public_version(locked) == public_version(have)
+
+
+def check(lock: Path | str | None = None, *, files: bool = True, rehash: bool = False) -> list[Drift]:
+    """Drift against a lock; with `files`, packages at the locked version whose installed files
+    differ from their RECORD are reported as `modified`."""
+    dists = _distributions()
+    rows = compare(read_lock(lock), {name: version for name, (version, _) in dists.items()})
+    if not files:
+        return rows
+    verifier = Verifier(rehash=rehash)
+    for i, row in enumerate(rows):
+        if row.status == "ok" and (bad := verifier.check(dists[row.package][1])):
+            rows[i] = Drift(row.package, row.expected, row.installed, "modified", tuple(bad))
+    verifier.save()
+    return rows
+
+
+def closest_lock() -> Path | None:
+    """The project's lock this environment is closest to (fewest version differences): a run's
+    manifest records the GPU lock on a GPU install, the CPU lock here."""
+    have = installed()
+    names = [name for name in lockfile.NAMES if lockfile.resolve(name).exists()]
+
+    def distance(name: str) -> int:
+        return sum(r.status != "ok" for r in compare(read_lock(name), have))
+
+    return lockfile.resolve(min(names, key=distance)) if names else None
 
 
 def paper_pins(path: Path | None = None) -> dict[str, Any]:
@@ -172,10 +200,14 @@ def accelerators() -> dict[str, Any]:
     return info
 
 
-def freeze(lock: Path | None = None) -> dict[str, Any]:
-    """The environment manifest every run embeds."""
-    lock = lock or paths.LOCK_CPU
-    drift = check(lock) if lock.exists() else []
+def _shown(path: Path) -> str:
+    return str(path.relative_to(paths.ROOT)) if path.is_relative_to(paths.ROOT) else str(path)
+
+
+def freeze(lock: Path | str | None = None) -> dict[str, Any]:
+    """The environment manifest every run embeds (against the closest lock unless one is named)."""
+    lock = lockfile.resolve(lock) if lock else closest_lock()
+    drift = check(lock) if lock else []
     return {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "repro_version": __version__,
@@ -190,8 +222,9 @@ def freeze(lock: Path | None = None) -> dict[str, Any]:
         "memory_gib": memory_gib(),
         **accelerators(),
         "git": git_state(),
-        "lockfile": str(lock.relative_to(paths.ROOT)) if lock.is_relative_to(paths.ROOT) else str(lock),
-        "lockfile_sha256": sha256_file(lock),
+        "lock": lockfile.read(lock).name if lock else None,
+        "lockfile": _shown(lock) if lock else None,
+        "lockfile_sha256": sha256_file(lock) if lock else None,
         "lock_drift": [d.__dict__ for d in drift if d.status != "ok"],
         "packages": dict(sorted(installed().items())),
     }
