@@ -83,7 +83,7 @@ def test_vendored_copies_are_not_extra_packages():
     """alpaca-eval imports pkg_resources, which puts setuptools/_vendor on sys.path: a run's
     manifest must not list those vendored copies (wheel, zipp, ...) as extra packages."""
     code = (
-        "import json, pkg_resources, sys; from repro import environment; "
+        "import json, pkg_resources, sys; from repro.runs import environment; "
         "assert any('_vendor' in p for p in sys.path); "
         "print(json.dumps([d.package for d in environment.check(files=False) if d.status == 'extra']))"
     )

@@ -145,7 +145,8 @@ def test_torch_comes_from_the_pytorch_index_without_a_local_copy(tmp_path):
 
 def _header_differences() -> dict[str, str]:
     """The GPU lock's generated comment: package -> the line describing its difference."""
-    header = lockfile.read("gpu").path.read_text().split("\naccelerate==")[0]
+    lines = lockfile.read("gpu").path.read_text().splitlines()
+    header = "\n".join(lines[: next(i for i, line in enumerate(lines) if not line.startswith("#"))])
     listed = {}
     for line in header.split("# Differences from env/lock-cpu.txt")[1].splitlines()[1:]:
         match = re.match(r"^#   (?:[+-] )?(\S+) (.+?): (.+)$", line)

@@ -68,6 +68,8 @@ def resolve(spec: str | Path | None) -> Path:
     if str(spec) in NAMES:
         return paths.ENV / NAMES[str(spec)]
     path = Path(spec)
+    if path.is_dir():
+        raise ReproError(f"{spec}: is a directory, expected a file (a lockfile, or cpu or gpu)")
     if not path.is_file():
         raise ReproError(f"{spec}: no such lockfile (give cpu, gpu or a path)")
     return path
@@ -138,4 +140,9 @@ def read(spec: str | Path | None = None) -> Lock:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ReproError(f"{path}: no such lockfile") from None
-    return parse(text, path)
+    except UnicodeDecodeError:
+        raise ReproError(f"{path}: not a text file (a lockfile?)") from None
+    lock = parse(text, path)
+    if not lock.versions():
+        raise ReproError(f"{path}: no 'package==version' pins (an empty lockfile?)")
+    return lock
