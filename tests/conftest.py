@@ -48,7 +48,6 @@ def make_generation_model(folder: Path) -> Path:
 
     from repro import tiny
     from repro.data import tokenizers
-    from repro.evaluation import generate
 
     if (folder / "config.json").exists():
         return folder
@@ -61,12 +60,8 @@ def make_generation_model(folder: Path) -> Path:
     model.config.pad_token_id = tok.pad_token_id
     prompts = [f"<bos><user> {q} <eot> <assistant> " for q in tiny.eval_instructions(16)]
     with torch.no_grad():
-        hidden = torch.cat(
-            [
-                model.model(torch.tensor([ids])).last_hidden_state[0]
-                for ids in generate.encode(tok, prompts, add_special_tokens=False)
-            ]
-        ).mean(0)
+        ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        hidden = torch.cat([model.model(torch.tensor([i])).last_hidden_state[0] for i in ids]).mean(0)
         model.lm_head.weight[tok.eos_token_id] += 0.25 * hidden / hidden.norm() ** 2
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
