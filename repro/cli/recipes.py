@@ -79,6 +79,10 @@ def show_cmd(
     config, _ = recipes.resolve_names(
         setting, method, overrides=overrides, num_processes=gpus, num_nodes=nodes, layout=layout
     )
+    from repro.config import evalconfig
+
+    if template := evalconfig.chat_template(config["setting"]):  # generation, not training: no hash
+        config["arena_hard_chat_template"] = template
     if fmt == "json":
         render.print_json(config)
     elif fmt == "yaml":
@@ -89,6 +93,8 @@ def show_cmd(
         for key, value in config.items():
             if key in ("sources", "notes"):
                 continue
+            if key == "arena_hard_chat_template":
+                value = f"{value['name']} ({value['source']})"
             if key == "batch":
                 b = value
                 value = (
