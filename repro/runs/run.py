@@ -259,6 +259,9 @@ def _execute(
         "judge": judge.describe(),
         "limit": limit,
     }
+    backend = (eval_kwargs or {}).get("backend_name", "transformers")
+    if backend != "transformers":  # another engine's answers are another result
+        eval_key["backend"] = backend
     eval_dir = directory / "eval"
     cached = _read_json(eval_dir / "result.json")
     if (
