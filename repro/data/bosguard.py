@@ -109,7 +109,8 @@ def check_config(config: dict[str, Any], tokenizer_path: str, tokenization: str 
     from repro.errors import ReproError
 
     try:
-        tokenizer = tokenizers.load(tokenizer_path, revision=config.get("model_revision", "main"))
+        revision = config.get("tokenizer_revision") or config.get("model_revision", "main")
+        tokenizer = tokenizers.load(tokenizer_path, revision=revision)
     except ReproError as exc:  # e.g. no hub access on the launching machine: recorded, not fatal
         return {"status": "skipped", "reason": str(exc), "checks": []}
     try:

@@ -157,7 +157,9 @@ def main(run_file: str) -> int:
         weight_decay=0.0,
     )
 
-    tokenizer = tokenizers.load(paths_["tokenizer"])
+    tokenizer = tokenizers.load(
+        paths_["tokenizer"], revision=config.get("tokenizer_revision") or config.get("model_revision", "main")
+    )
     pipeline = preference.Pipeline.for_config(tokenizer, config, run.get("tokenization", "simpo"))
     data_dir = Path(paths_["data_dir"])
     kto = config["method"] == "kto"
