@@ -8,7 +8,7 @@ import warnings
 import click
 import typer
 
-from repro.cli import bench, data, env, evaluation, onpolicy, published, recipes, run, train  # noqa: F401  (registers the commands)
+from repro.cli import bench, data, env, evaluation, genbench, onpolicy, published, recipes, run, train  # noqa: F401  (registers the commands)
 from repro.cli.common import app
 from repro.errors import ReproError, unknown
 
