@@ -47,10 +47,19 @@ def models(tmp_path_factory):
     return policy, tiny.save_policy(root / "reference", seed=1)
 
 
+def ready(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 @pytest.fixture(scope="module")
 def server(models, tmp_path_factory):
-    import httpx
-
     policy, _ = models
     port = free_port()
     log = tmp_path_factory.mktemp("server-log") / "vllm-serve.log"
@@ -69,11 +78,8 @@ def server(models, tmp_path_factory):
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"vllm serve exited ({proc.returncode}): {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
+            if ready(url):
+                break
             if time.time() > deadline:
                 pytest.fail(f"vllm serve not ready after {READY_TIMEOUT} s: {log.read_text()[-2000:]}")
             time.sleep(1)

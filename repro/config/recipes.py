@@ -108,7 +108,7 @@ class Setting:
     # The tokenizer's hub revision where it must differ from the model's ("parent-of:SHA": the
     # commit before SHA, resolved on the hub), with where the pin comes from.
     tokenizer_revision: str | None = None
-    tokenizer_revision_source: str = ""
+    tokenizer_revision_source: str | None = None
     torch_dtype: str | None = None
     attn_implementation: str = "sdpa"
     truncation_mode: str = "keep_end"

@@ -191,10 +191,12 @@ def load(name_or_path: str, *, revision: str = "main", trust_remote_code: bool =
         if Path(name_or_path).is_dir():
             revision = "main"
         try:
+            revision = resolve_revision(name_or_path, revision)
+        except ReproError as exc:
+            raise ReproError(f"cannot load tokenizer '{name_or_path}': {exc}") from None
+        try:
             tokenizer = AutoTokenizer.from_pretrained(
-                name_or_path,
-                revision=resolve_revision(name_or_path, revision),
-                trust_remote_code=trust_remote_code,
+                name_or_path, revision=revision, trust_remote_code=trust_remote_code
             )
         except OSError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -41,29 +41,29 @@ class ServerBackend(Backend):
         timeout: float = 600.0,
         add_special_tokens: bool = True,
     ):
-        import httpx
-
         super().__init__(tokenizer, add_special_tokens)
-        headers = {}
+        self.headers = {}
         if key_env:
             key = os.environ.get(key_env)
             if not key:
                 raise ReproError(f"--server-key-env {key_env}: the variable is not set")
-            headers["Authorization"] = f"Bearer {key}"
+            self.headers["Authorization"] = f"Bearer {key}"  # held in memory only
         self.url = url.rstrip("/")
-        self.client = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self.timeout = timeout
         self.concurrency = concurrency
         self.model = model or self._first_model()
         self.fingerprint = f"{self.url} {self.model}"  # whose answers these are (answer files)
         self._checked_temperatures: set[float] = set()
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        import httpx
+        import requests
 
         try:
-            response = self.client.request(method, path, json=body)
-        except httpx.HTTPError as exc:
-            raise ReproError(f"generation server {self.url}: {type(exc).__name__}: {exc}") from None
+            response = requests.request(
+                method, self.url + path, json=body, headers=self.headers, timeout=self.timeout
+            )
+        except requests.RequestException as exc:
+            raise ReproError(f"generation server {self.url}: {type(exc).__name__}") from None
         if response.status_code != 200:
             text = " ".join(response.text.split())[:300]
             raise ReproError(f"generation server {self.url}{path}: HTTP {response.status_code}: {text}")
@@ -153,6 +153,3 @@ class ServerBackend(Backend):
                 f"generation server {self.url} returns raw log-probs: beam1 scores need temperature-"
                 "scaled ones; start vLLM with --logprobs-mode processed_logprobs"
             )
-
-    def close(self) -> None:
-        self.client.close()
