@@ -255,7 +255,10 @@ class TransformersBackend(Backend):
         import torch
 
         eos, pad = self.tokenizer.eos_token_id, self.pad_id
-        searches = [beam.Width1(len(p), decoding.max_new_tokens, decoding.stops(eos), eos) for p in rows]
+        limit = getattr(self.model.config, "max_position_embeddings", None)  # vLLM's max_model_len
+        searches = [
+            beam.Width1(len(p), decoding.max_new_tokens, decoding.stops(eos), eos, limit) for p in rows
+        ]
         temperature = decoding.temperature if decoding.temperature > 1e-5 else 1.0
         ids, mask = self._batch(rows)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
