@@ -260,9 +260,10 @@ def _execute(
         "limit": limit,
     }
     backend = (eval_kwargs or {}).get("backend_name", "transformers")
-    if backend != "transformers":  # another engine's answers are another result
-        eval_key["backend"] = backend
     eval_dir = directory / "eval"
+    if backend != "transformers":  # another engine's answers are another result, in their own folder
+        eval_key["backend"] = backend
+        eval_dir = directory / f"eval-{backend}"
     cached = _read_json(eval_dir / "result.json")
     if (
         cached
