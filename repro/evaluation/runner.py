@@ -122,7 +122,7 @@ class Evaluation:
         from transformers.utils import logging as hf_logging
 
         from repro.config import recipes
-        from repro.data import tokenizers
+        from repro.data import served_templates, tokenizers
         from repro.evaluation import answering, generate
 
         hf_logging.disable_progress_bar()  # one line per error; the CLI reports progress itself
@@ -130,6 +130,9 @@ class Evaluation:
         self.setting = recipes.get_setting(setting)
         self.config = evalconfig.generation(self.setting.name)
         self.backend = judge.backend()  # before any model loads: a missing judge or key fails fast
+        self.chat_template = chat_template or self.config["arena_hard"].get("chat_template", "tokenizer")
+        if self.chat_template != "tokenizer":
+            served_templates.lookup(self.chat_template)  # an unknown name fails fast too
         self.output = output
         self.judge = judge
         self.limit = limit
@@ -147,7 +150,6 @@ class Evaluation:
         self.mt_bench_data = mt_bench_data or (data / "mt_bench" if data else None)
         self.tokenizer = tokenizers.load(tokenizer or model_path)
         self.model_name = Path(model_path).name if Path(model_path).exists() else model_path.split("/")[-1]
-        self.chat_template = chat_template or self.config["arena_hard"].get("chat_template", "tokenizer")
         self.answerer = answering.Answerer(output, allow_double_bos=allow_double_bos)
         if server:  # the evaluated model comes from the server; a tiny reference model stays local
             from repro.evaluation.server import ServerBackend
