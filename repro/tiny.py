@@ -99,7 +99,12 @@ def judge_score(prompt: str, answer: str) -> int:
 
 
 def build_model(vocab_size: int, *, seed: int = 0, hidden_size: int = 64, layers: int = 2):
-    """A random-init LlamaForCausalLM small enough to train in seconds on a CPU."""
+    """A random-init LlamaForCausalLM small enough to train in seconds on a CPU.
+
+    Two query heads over one key/value head (grouped-query attention, as Llama 3 has): a head
+    dimension of 32, the smallest vLLM's CPU attention accepts, so the same checkpoint runs on
+    both generation backends.
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -108,8 +113,8 @@ def build_model(vocab_size: int, *, seed: int = 0, hidden_size: int = 64, layers
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
         num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
         max_position_embeddings=256,
         tie_word_embeddings=False,
         bos_token_id=2,

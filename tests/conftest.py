@@ -50,3 +50,43 @@ def run_cli(*args: str, check: bool = False, timeout: float = 600) -> subprocess
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def make_generation_model(folder: Path, *, tokenizer_adds_bos: bool = True) -> Path:
+    """The tiny model (random init, seed 0) with the EOS made likely enough that greedy answers
+    have every length and width-1 beam search parts from greedy on some prompts, saved with a
+    tiny tokenizer whose post-processor adds a BOS (as the post-update Llama 3 tokenizer does),
+    or with the tiny setting's own tokenizer (no BOS of its own)."""
+    import torch
+    from tokenizers import processors
+
+    from repro import tiny
+    from repro.data import tokenizers
+
+    if (folder / "config.json").exists():
+        return folder
+    tok = tokenizers.build_tiny()
+    if tokenizer_adds_bos:
+        tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+            single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", tok.bos_token_id)]
+        )
+    model = tiny.build_model(len(tok), seed=0)
+    model.config.bos_token_id, model.config.eos_token_id = tok.bos_token_id, tok.eos_token_id
+    model.config.pad_token_id = tok.pad_token_id
+    prompts = [f"<bos><user> {q} <eot> <assistant> " for q in tiny.eval_instructions(16)]
+    with torch.no_grad():
+        ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        hidden = torch.cat([model.model(torch.tensor([i])).last_hidden_state[0] for i in ids]).mean(0)
+        model.lm_head.weight[tok.eos_token_id] += 0.25 * hidden / hidden.norm() ** 2
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def generation_prompts(n: int = 24) -> list[str]:
+    """The tiny setting's held-out instructions in its AlpacaEval template (which writes <bos>)."""
+    from repro import tiny
+    from repro.config import evalconfig
+
+    template = evalconfig.generation("tiny")["alpaca_eval"]["prompt_template"]
+    return [template.replace("{instruction}", q) for q in tiny.eval_instructions(n)]

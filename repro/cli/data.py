@@ -36,7 +36,8 @@ def pipeline_for(
     max_prompt_length: int | None,
 ):
     setting = recipes.get_setting(setting_name)
-    tokenizer = tokenizers.load(tokenizer_path or setting.model_name_or_path, revision=setting.model_revision)
+    revision = setting.tokenizer_revision or setting.model_revision
+    tokenizer = tokenizers.load(tokenizer_path or setting.model_name_or_path, revision=revision)
     pipeline = preference.Pipeline.for_config(
         tokenizer, setting, tokenization, max_length=max_length, max_prompt_length=max_prompt_length
     )
@@ -151,7 +152,8 @@ def check_tokenizer(
     """Count BOS tokens in training sequences and generation prompts; two BOS is an error."""
     name = setting or "llama3-instruct-v0.2"
     the_setting = recipes.get_setting(name)
-    tok = tokenizers.load(model_or_path, revision=the_setting.model_revision)
+    revision = the_setting.tokenizer_revision or the_setting.model_revision
+    tok = tokenizers.load(model_or_path, revision=revision)
     pipeline = preference.Pipeline.for_config(tok, the_setting, tokenization)
     checks = bosguard.run(
         tok, pipeline, evalconfig.generation(recipes.evaluation_plan(the_setting).generation)

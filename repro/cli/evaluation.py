@@ -226,6 +226,26 @@ def eval_cmd(
     backend: Annotated[
         str, typer.Option("--backend", metavar="transformers|vllm", help="Generation backend.")
     ] = "transformers",
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            metavar="URL",
+            help="Generate with an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.",
+        ),
+    ] = None,
+    server_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--server-key-env", metavar="VAR", help="Environment variable holding the server's key."
+        ),
+    ] = None,
+    chat_template: Annotated[
+        str | None,
+        typer.Option(
+            "--chat-template", metavar="NAME", help="Arena-Hard/MT-Bench template (default: the setting's)."
+        ),
+    ] = None,
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Only the first N questions per benchmark.")
     ] = None,
@@ -303,6 +323,10 @@ def eval_cmd(
         benches=benches,
         zeroeval_data=zeroeval_data,
         zeroeval_bos=zeroeval_bos,
+        server=server,
+        server_key_env=server_key_env,
+        chat_template=chat_template,
+        allow_double_bos=allow_double_bos,
     )
     if ev.bos_check["status"] == "error" and not allow_double_bos:
         from repro.data import bosguard

@@ -8,7 +8,19 @@ import warnings
 import click
 import typer
 
-from repro.cli import bench, data, env, evaluation, onpolicy, published, recipes, run, train, zeroeval  # noqa: F401  (registers the commands)
+from repro.cli import (  # noqa: F401  (registers the commands)
+    bench,
+    data,
+    env,
+    evaluation,
+    genbench,
+    onpolicy,
+    published,
+    recipes,
+    run,
+    train,
+    zeroeval,
+)
 from repro.cli.common import app
 from repro.errors import ReproError, unknown
 

@@ -55,7 +55,11 @@ def show_cmd(
     config, _ = recipes.resolve_names(
         setting, method, overrides=overrides, num_processes=gpus, num_nodes=nodes, layout=layout
     )
+    from repro.config import evalconfig
+
     data = config.to_json()
+    if template := evalconfig.chat_template(config.evaluation.generation):  # generation: not in the hash
+        data["arena_hard_chat_template"] = template
     if fmt == "json":
         render.print_json(data)
     elif fmt == "yaml":
@@ -67,6 +71,8 @@ def show_cmd(
         for key, value in flat.items():
             if key in ("sources", "notes"):
                 continue
+            if key == "arena_hard_chat_template":
+                value = f"{value['name']} ({value['source']})"
             if key == "batch":
                 b = value
                 value = (

@@ -115,6 +115,9 @@ def run_cmd(
         path_option("--zeroeval-data", role="dir", help="Folder with gsm.json / mmlu-redux.json."),
     ] = None,
     report_to: ReportToOpt = None,
+    backend: Annotated[
+        str, typer.Option("--backend", metavar="transformers|vllm", help="Generation engine.")
+    ] = "transformers",
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan: commands, steps, judge calls, cost.")
     ] = False,
@@ -204,6 +207,7 @@ def run_cmd(
             limit=limit,
             progress=bars,
             echo=bars.echo,
+            backend=backend,
             eval_kwargs={"zeroeval_data": zeroeval_data} if zeroeval_data else None,
         )
     if fmt == "json":
@@ -275,6 +279,12 @@ def sweep_cmd(
         str | None,
         typer.Option("--gamma-beta-ratio", metavar="LIST", help="gamma/beta ratios (SimPO), e.g. 0.3,0.5."),
     ] = None,
+    grid: Annotated[
+        str | None,
+        typer.Option(
+            "--grid", metavar="NAME", help="A named grid of recipes/methods.yaml: paper (App. B) or readme."
+        ),
+    ] = None,
     results: ResultsOpt = Path("results"),
     bench: BenchOpt = None,
     gpus: GpusOpt = None,
@@ -286,7 +296,7 @@ def sweep_cmd(
     ] = False,
     fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
-    """One run per grid point (learning rate x beta x gamma/beta), summarized in one table."""
+    """One run per grid point (learning rate x beta x gamma/beta, or a named --grid), in one table."""
     from repro.runs import run
 
     axes = {
@@ -295,18 +305,21 @@ def sweep_cmd(
         "gamma_beta_ratio": _grid(gamma_beta_ratio, "gamma-beta-ratio"),
     }
     axes = {k: v for k, v in axes.items() if v}
-    if not axes:
-        raise UsageError("give at least one of --lr, --beta, --gamma-beta-ratio")
-    points = list(itertools.product(*axes.values()))
+    source = "command line"
+    if grid is not None:
+        if axes:
+            raise UsageError("--grid replaces --lr, --beta and --gamma-beta-ratio: give one or the other")
+        the_grid = recipes.search_grid(method, grid)
+        points, source = the_grid.points(), the_grid.source
+    elif not axes:
+        raise UsageError("give --grid NAME or at least one of --lr, --beta, --gamma-beta-ratio")
+    else:
+        points = [dict(zip(axes, p, strict=True)) for p in itertools.product(*axes.values())]
     if len(points) > SWEEP_WARN_POINTS:
-        render.warn(
-            f"{len(points)} grid points ({' x '.join(str(len(v)) for v in axes.values())}): "
-            f"more than {SWEEP_WARN_POINTS} runs, each trained and judged"
-        )
+        render.warn(f"{len(points)} grid points: more than {SWEEP_WARN_POINTS} runs, each trained and judged")
     rows = []
     total_usd = 0.0
-    for point in points:
-        values = dict(zip(axes, point, strict=True))
+    for values in points:
         config, _ = recipes.resolve_names(
             setting,
             method,
@@ -320,9 +333,11 @@ def sweep_cmd(
             info = run.plan(config, results_root=results, benches=benches, judge=spec)
             estimate = _judge_estimate(spec, benches, None)
             total_usd += estimate["estimated_cost_usd"]
+            gamma = config.hyperparameters.get("gamma")
             rows.append(
                 {
                     **values,
+                    **({"gamma": gamma} if gamma is not None and "gamma" not in values else {}),
                     "run_dir": info["run_dir"],
                     "optimizer_steps": info["optimizer_steps"],
                     "judge_calls": estimate["total_calls"] if spec.kind != "rule" else 0,
@@ -343,7 +358,7 @@ def sweep_cmd(
             }
         )
     if fmt == "json":
-        render.print_json(rows)
+        render.print_json({"grid": grid, "source": source, "points": rows} if grid else rows)
         return
     columns = list(rows[0])
     caption = None
@@ -358,8 +373,8 @@ def sweep_cmd(
         render.table(
             columns,
             [[r[c] if isinstance(r[c], str) else render.number(r[c]) for c in columns] for r in rows],
-            title=f"sweep {setting} x {method} ({len(rows)} points)",
-            caption=caption,
+            title=f"sweep {setting} x {method} ({len(rows)} points)" + (f", grid {grid}" if grid else ""),
+            caption="; ".join(c for c in (f"grid source: {source}" if grid else None, caption) if c) or None,
         )
     )
 

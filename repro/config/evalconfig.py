@@ -39,3 +39,26 @@ def generation(ref: str | None) -> dict[str, Any]:
     if not isinstance(data, dict) or "alpaca_eval" not in data:
         raise ReproError(f"{path}: expected an 'alpaca_eval' section")
     return data
+
+
+def chat_template(ref: str | None) -> dict[str, Any] | None:
+    """The chat template a setting's Arena-Hard (and MT-Bench) answers are generated with: its
+    name, the text (byte for byte the SimPO repo's file), the source, and whether the setting's
+    Arena-Hard config is borrowed from another setting. None without a generation config."""
+    from repro.data import served_templates
+
+    try:
+        arena = generation(ref).get("arena_hard") or {}
+    except ReproError:
+        return None
+    name = arena.get("chat_template")
+    if not name:
+        return None
+    text, source = served_templates.lookup(name)
+    info: dict[str, Any] = {"name": name, "source": arena.get("chat_template_source") or source, "text": text}
+    for key in ("borrowed_from", "borrowed_reason"):
+        if arena.get(key):
+            info[key] = arena[key]
+    if name in served_templates.CORRECTED:
+        info["corrected"] = served_templates.CORRECTED[name]
+    return info

@@ -10,6 +10,7 @@ gamma = gamma_beta_ratio x beta, and the gradient accumulation that keeps the to
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import typing
 import warnings
@@ -40,6 +41,25 @@ class Hyperparameter:
 
 
 @dataclass(frozen=True)
+class SearchGrid:
+    """A named hyperparameter grid with its source (an axis `gamma` is SimPO's absolute margin)."""
+
+    name: str
+    source: str
+    axes: dict[str, list[float]]
+
+    def points(self) -> list[dict[str, float]]:
+        """Every grid point as run overrides; an absolute gamma becomes gamma_beta_ratio."""
+        points = []
+        for values in itertools.product(*self.axes.values()):
+            point = dict(zip(self.axes, values, strict=True))
+            if "gamma" in point:
+                point["gamma_beta_ratio"] = _round(point.pop("gamma") / point["beta"])
+            points.append(point)
+        return points
+
+
+@dataclass(frozen=True)
 class Method:
     name: str
     title: str
@@ -47,8 +67,13 @@ class Method:
     reference_model: bool
     log_probs: str  # "mean" or "sum"
     hyperparameters: dict[str, Hyperparameter]
-    search_grid: dict[str, list[float]]
+    search_grids: dict[str, SearchGrid]
     aliases: tuple[str, ...] = ()
+
+    @property
+    def search_grid(self) -> dict[str, list[float]]:
+        """The paper's grid (App. B, Table 7)."""
+        return self.search_grids["paper"].axes if "paper" in self.search_grids else {}
 
 
 @dataclass(frozen=True)
@@ -80,6 +105,10 @@ class Setting:
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     method_sources: dict[str, str] = field(default_factory=dict)
     model_revision: str = "main"
+    # The tokenizer's hub revision where it must differ from the model's ("parent-of:SHA": the
+    # commit before SHA, resolved on the hub), with where the pin comes from.
+    tokenizer_revision: str | None = None
+    tokenizer_revision_source: str | None = None
     torch_dtype: str | None = None
     attn_implementation: str = "sdpa"
     truncation_mode: str = "keep_end"
@@ -152,7 +181,7 @@ def _parse_method(name: str, data: Any, where: str) -> Method:
             "reference_model",
             "log_probs",
             "hyperparameters",
-            "search_grid",
+            "search_grids",
             "aliases",
         ],
         f"{where}: method '{name}'",
@@ -184,9 +213,36 @@ def _parse_method(name: str, data: Any, where: str) -> Method:
         reference_model=bool(data.get("reference_model", False)),
         log_probs=log_probs,
         hyperparameters=specs,
-        search_grid=dict(data.get("search_grid") or {}),
+        search_grids=_parse_grids(name, data.get("search_grids") or {}, specs, where),
         aliases=tuple(data.get("aliases") or ()),
     )
+
+
+def _parse_grids(
+    method: str, data: Any, specs: dict[str, Hyperparameter], where: str
+) -> dict[str, SearchGrid]:
+    """Named grids: a `source` and axes of numbers over the method's hyperparameters (plus
+    learning_rate; SimPO: the absolute `gamma` with `beta`)."""
+    if not isinstance(data, dict):
+        raise ReproError(f"{where}: {method}.search_grids: expected a mapping of named grids")
+    grids = {}
+    for grid_name, grid in data.items():
+        at = f"{where}: {method}.search_grids.{grid_name}"
+        if not isinstance(grid, dict) or not str(grid.get("source", "")).strip():
+            raise ReproError(f"{at}: expected a mapping with a source")
+        axes = {}
+        allowed = [*specs, "learning_rate", *(["gamma"] if method == "simpo" else [])]
+        for axis, values in grid.items():
+            if axis == "source":
+                continue
+            check_keys({axis: None}, allowed, at)
+            if not isinstance(values, list) or not values:
+                raise ReproError(f"{at}.{axis}: expected a list of numbers")
+            axes[axis] = [coerce(v, float, f"{at}.{axis}") for v in values]
+        if "gamma" in axes and "beta" not in axes:
+            raise ReproError(f"{at}: an absolute gamma axis needs a beta axis")
+        grids[str(grid_name)] = SearchGrid(str(grid_name), str(grid["source"]), axes)
+    return grids
 
 
 def load_methods(path: Path | None = None) -> dict[str, Method]:
@@ -206,6 +262,14 @@ def get_method(name: str, methods: dict[str, Method] | None = None) -> Method:
         if key in method.aliases:
             return method
     raise unknown("method", name, methods)
+
+
+def search_grid(method: str, name: str) -> SearchGrid:
+    """A method's named search grid (recipes/methods.yaml `search_grids`)."""
+    the_method = get_method(method)
+    if name not in the_method.search_grids:
+        raise unknown(f"search grid of {the_method.name}", name, the_method.search_grids)
+    return the_method.search_grids[name]
 
 
 # ---------------------------------------------------------------------------- settings
@@ -487,6 +551,8 @@ def resolve(
     if method.name == "simpo":
         hyper["gamma"] = _round(hyper["beta"] * hyper["gamma_beta_ratio"])
         sources["gamma"] = "derived: gamma_beta_ratio x beta"
+    if setting.tokenizer_revision:
+        sources["tokenizer_revision"] = setting.tokenizer_revision_source or f"setting {setting.name}"
 
     batch = batch_layout(setting, num_processes=num_processes, num_nodes=num_nodes, layout=layout)
     notes = []
@@ -511,6 +577,7 @@ def resolve(
         reference_model=method.reference_model,
         model_name_or_path=setting.model_name_or_path,
         model_revision=setting.model_revision,
+        tokenizer_revision=setting.tokenizer_revision,
         torch_dtype=setting.torch_dtype,
         attn_implementation=setting.attn_implementation,
         chat_template=setting.chat_template,

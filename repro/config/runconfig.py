@@ -65,6 +65,7 @@ class RunConfig:
     reference_model: bool
     model_name_or_path: str
     model_revision: str
+    tokenizer_revision: str | None  # the tokenizer's own revision where it differs (Llama 3: pre-update)
     torch_dtype: str | None
     attn_implementation: str
     chat_template: str

@@ -109,7 +109,9 @@ def check_config(config: Any, tokenizer_path: str) -> dict[str, Any]:
     from repro.errors import ReproError
 
     try:
-        tokenizer = tokenizers.load(tokenizer_path, revision=config.model_revision)
+        tokenizer = tokenizers.load(
+            tokenizer_path, revision=config.tokenizer_revision or config.model_revision
+        )
     except ReproError as exc:  # e.g. no hub access on the launching machine: recorded, not fatal
         return {"status": "skipped", "reason": str(exc), "checks": []}
     try:

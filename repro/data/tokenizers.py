@@ -144,8 +144,39 @@ def build_tiny():
     return tokenizer
 
 
+PARENT_OF = "parent-of:"
+
+
+def resolve_revision(repo: str, revision: str) -> str:
+    """A hub revision; "parent-of:SHA" is the commit just before SHA on the repo's main
+    history (the pre-update Llama 3 tokenizer is "the one before 339ce92d")."""
+    if not revision.startswith(PARENT_OF):
+        return revision
+    sha = revision[len(PARENT_OF) :]
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise ReproError(f"tokenizer revision '{revision}' of {repo} needs the hub (HF_HUB_OFFLINE is set)")
+    try:
+        from huggingface_hub import HfApi
+
+        commits = [c.commit_id for c in HfApi().list_repo_commits(repo)]  # newest first
+    except Exception as exc:  # noqa: BLE001 - any hub failure is one line for the user
+        raise ReproError(f"cannot list the commits of {repo}: {type(exc).__name__}") from None
+    return parent_commit(commits, sha, repo)
+
+
+def parent_commit(commits_newest_first: list[str], sha: str, repo: str = "the repo") -> str:
+    """The commit listed right after `sha` (a prefix is enough) in a newest-first history."""
+    for i, commit in enumerate(commits_newest_first):
+        if commit.startswith(sha):
+            if i + 1 == len(commits_newest_first):
+                raise ReproError(f"{sha} is the first commit of {repo}: it has no parent")
+            return commits_newest_first[i + 1]
+    raise ReproError(f"commit {sha} is not in the history of {repo}")
+
+
 def load(name_or_path: str, *, revision: str = "main", trust_remote_code: bool = False):
-    """A tokenizer by hub id, local directory, or repro's built-ins (repro:tiny, repro:mistral-7b)."""
+    """A tokenizer by hub id, local directory, or repro's built-ins (repro:tiny, repro:mistral-7b).
+    A local directory ignores `revision`."""
     if name_or_path in ("repro:tiny", "repro:tiny-llama"):
         tokenizer = build_tiny()
     elif name_or_path == "repro:mistral-7b":
@@ -157,6 +188,12 @@ def load(name_or_path: str, *, revision: str = "main", trust_remote_code: bool =
     else:
         from transformers import AutoTokenizer
 
+        if Path(name_or_path).is_dir():
+            revision = "main"
+        try:
+            revision = resolve_revision(name_or_path, revision)
+        except ReproError as exc:
+            raise ReproError(f"cannot load tokenizer '{name_or_path}': {exc}") from None
         try:
             tokenizer = AutoTokenizer.from_pretrained(
                 name_or_path, revision=revision, trust_remote_code=trust_remote_code

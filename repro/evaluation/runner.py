@@ -1,6 +1,11 @@
 """`repro eval`: generate with a setting's templates and decoding, judge, score: AlpacaEval 2,
 Arena-Hard v0.1 and MT-Bench (every judge call through one local gateway and one cache), and
-ZeroEval's GSM and MMLU-Redux (no judge: repro.evaluation.zeroeval)."""
+ZeroEval's GSM and MMLU-Redux (no judge: repro.evaluation.zeroeval).
+
+Generation (`repro.evaluation.answering`) runs on transformers, a vLLM engine or an
+OpenAI-compatible server, writes each answer as it completes and resumes a killed run.
+Arena-Hard and MT-Bench prompts use the setting's served chat template (the SimPO authors'
+`--chat-template` file, `repro.data.served_templates`), not the checkpoint's own."""
 
 from __future__ import annotations
 
@@ -125,12 +130,16 @@ class Evaluation:
         benches: list[str] | None = None,
         zeroeval_data: Path | None = None,
         zeroeval_bos: str = "single",
+        server: str | None = None,
+        server_key_env: str | None = None,
+        chat_template: str | None = None,
+        allow_double_bos: bool = False,
     ):
         from transformers.utils import logging as hf_logging
 
         from repro.config import recipes
-        from repro.data import tokenizers
-        from repro.evaluation import generate
+        from repro.data import served_templates, tokenizers
+        from repro.evaluation import answering, generate
 
         hf_logging.disable_progress_bar()  # one line per error; the CLI reports progress itself
 
@@ -146,6 +155,9 @@ class Evaluation:
         self.backend_name = backend_name
         self.zeroeval_data = zeroeval_data
         self.zeroeval_bos = zeroeval_bos
+        self.chat_template = chat_template or self.config["arena_hard"].get("chat_template", "tokenizer")
+        if self.chat_template != "tokenizer":
+            served_templates.lookup(self.chat_template)  # an unknown name fails fast too
         self.output = output
         self.judge = judge
         self.limit = limit
@@ -161,14 +173,20 @@ class Evaluation:
         self.mt_bench_data = mt_bench_data or (data / "mt_bench" if data else None)
         self.tokenizer = tokenizers.load(tokenizer or model_path)
         self.model_name = Path(model_path).name if Path(model_path).exists() else model_path.split("/")[-1]
-        self.generator = generate.backend(backend_name, model_path, tokenizer=self.tokenizer)
-        self.reference_generator = (
-            generate.backend(
+        self.answerer = answering.Answerer(output, allow_double_bos=allow_double_bos)
+        if server:  # the evaluated model comes from the server; a tiny reference model stays local
+            from repro.evaluation.server import ServerBackend
+
+            self.generator = ServerBackend(server, tokenizer=self.tokenizer, key_env=server_key_env)
+        else:
+            self.generator = generate.backend(backend_name, model_path, tokenizer=self.tokenizer)
+            self.generator.fingerprint = answering.fingerprint(model_path)
+        self.reference_generator = None
+        if reference_model:
+            self.reference_generator = generate.backend(
                 backend_name, reference_model, tokenizer=tokenizers.load(tokenizer or reference_model)
             )
-            if reference_model
-            else None
-        )
+            self.reference_generator.fingerprint = answering.fingerprint(reference_model)
         if self.plan.baseline == "init-model" and self.reference_generator is None and self.needs_judge:
             raise ReproError(
                 f"setting '{self.name}' compares against its starting model: pass --reference-model PATH"
@@ -198,13 +216,20 @@ class Evaluation:
             reference_outputs = json.loads(Path(self.alpaca_reference).read_text())[: self.limit]
             instructions = [r["instruction"] for r in reference_outputs]
         prompts = [_fill(cfg["prompt_template"], i) for i in instructions]
-        outputs = self.generator.generate(prompts, decoding)
+        # strings with add_special_tokens, as alpaca-eval 0.6.2 gave them to vLLM
+        expected = int(cfg.get("expected_bos", 1))
+        answer = dict(add_special_tokens=True, expected_bos=expected, what="AlpacaEval prompts")
+        outputs = self.answerer.answers(
+            "alpaca_eval2/answers.jsonl", self.generator, prompts, decoding, **answer
+        )
         model_outputs = [
             {"instruction": i, "output": o, "generator": self.model_name, "dataset": "repro"}
             for i, o in zip(instructions, outputs, strict=True)
         ]
         if reference_outputs is None:
-            ref = self.reference_generator.generate(prompts, decoding)
+            ref = self.answerer.answers(
+                "alpaca_eval2/reference_answers.jsonl", self.reference_generator, prompts, decoding, **answer
+            )
             reference_outputs = [
                 {"instruction": i, "output": o, "generator": "reference", "dataset": "repro"}
                 for i, o in zip(instructions, ref, strict=True)
@@ -243,15 +268,16 @@ class Evaluation:
             baseline = {
                 a["question_id"]: a for a in arena_hard.read_jsonl(self.arena_hard_data / "gpt-4-0314.jsonl")
             }
-        prompts = [
-            _chat_prompt(self.tokenizer, [{"role": "user", "content": q["turns"][0]["content"]}])
-            for q in questions
-        ]
-        answers = self._answers(questions, self.generator.generate(prompts, decoding), self.model_name)
+        rendered = [self._chat([{"role": "user", "content": q["turns"][0]["content"]}]) for q in questions]
+        prompts, flags = [p for p, _ in rendered], [f for _, f in rendered]
+        answer = dict(add_special_tokens=flags, what="Arena-Hard prompts")
+        texts = self.answerer.answers("arena_hard/answers.jsonl", self.generator, prompts, decoding, **answer)
+        answers = self._answers(questions, texts, self.model_name)
         if baseline is None:
-            baseline = self._answers(
-                questions, self.reference_generator.generate(prompts, decoding), arena_hard.BASELINE
+            texts = self.answerer.answers(
+                "arena_hard/reference_answers.jsonl", self.reference_generator, prompts, decoding, **answer
             )
+            baseline = self._answers(questions, texts, arena_hard.BASELINE)
         io.write_json(self.output / "arena_hard" / "answers.json", list(answers.values()))
         judgments = arena_hard.judge(
             chat(config["judge_model"], config["temperature"], config["max_tokens"]),
@@ -299,28 +325,22 @@ class Evaluation:
                 judge_model,
             )
             questions = questions[: self.limit]
-        answers = {}
-        for q in questions:
-            temperature = MT_TEMPERATURE.get(q["category"], 0.7)
-            decoding = Decoding(
-                mode="sample" if temperature >= 1e-4 else "greedy",
-                temperature=temperature,
-                max_new_tokens=self.max_new_tokens
-                or self.config.get("mt_bench", {}).get("max_new_tokens", 1024),
-            )
-            conv: list[dict[str, str]] = []
-            turns = []
-            for turn in q["turns"]:
-                conv.append({"role": "user", "content": turn})
-                text = self.generator.generate([_chat_prompt(self.tokenizer, conv)], decoding)[0]
-                conv.append({"role": "assistant", "content": text})
-                turns.append(text)
-            answers[q["question_id"]] = {
+        turns = self.answerer.mt_bench_turns(
+            self.generator,
+            questions,
+            self._chat,
+            MT_TEMPERATURE,
+            self.max_new_tokens or self.config.get("mt_bench", {}).get("max_new_tokens", 1024),
+        )
+        answers = {
+            q["question_id"]: {
                 "question_id": q["question_id"],
                 "model_id": self.model_name,
-                "choices": [{"index": 0, "turns": turns}],
+                "choices": [{"index": 0, "turns": t}],
                 "tstamp": time.time(),
             }
+            for q, t in zip(questions, turns, strict=True)
+        }
         io.write_json(self.output / "mt_bench" / "answers.json", list(answers.values()))
         judgments = mt_bench.judge(
             chat(judge_model, 0.0, 2048),
@@ -371,6 +391,13 @@ class Evaluation:
             **generation,
             "incomplete": False,
         }
+    def _chat(self, messages: list[dict[str, str]]) -> tuple[str, bool]:
+        """A chat prompt with the served template ("tokenizer": the checkpoint's own)."""
+        from repro.evaluation import answering
+
+        if self.chat_template == "tokenizer":
+            return _chat_prompt(self.tokenizer, messages), True
+        return answering.chat_prompt(self.tokenizer, self.chat_template, messages)
 
     def _tokens(self, answers: list[dict]) -> int | None:
         """Average answer tokens (cl100k); None when the encoder is not available offline."""
@@ -440,6 +467,8 @@ class Evaluation:
             if progress:
                 progress("evaluation (judged benchmarks)", len(judged), len(judged))
             results["judge_calls"] = gateway.stats.as_dict()
+        if self.answerer.resumed:
+            results["resumed_answers"] = self.answerer.resumed
         if self.notes:
             results["notes"] = self.notes
         return results

@@ -118,6 +118,7 @@ class Comparison:
 def collect(results_dir: Path) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """Complete run results under `results_dir`; anything else is skipped with its reason."""
     results, skipped = [], []
+    seen: dict[tuple, str] = {}
     root = Path(results_dir)
     if not root.exists():
         raise ReproError(f"{results_dir}: no such directory")
@@ -135,6 +136,13 @@ def collect(results_dir: Path) -> tuple[list[dict[str, Any]], list[tuple[str, st
         if not isinstance(data, dict) or not {"setting", "method", "scores"} <= set(data):
             skipped.append((str(path), "not a repro run result"))
             continue
+        if not data.get("method"):
+            skipped.append((str(path), "a `repro eval` of a checkpoint: no method to compare it under"))
+            continue
+        counted = (data.get("setting"), data.get("method"), data.get("run_id"))
+        if data.get("run_id") and counted in seen:  # another engine's evaluation of the same model
+            skipped.append((str(path), f"same trained model as {seen[counted]} (counted once)"))
+            continue
         if data.get("partial"):
             skipped.append((str(path), f"partial evaluation (--limit {data.get('limit')}): not averaged"))
             continue
@@ -146,6 +154,7 @@ def collect(results_dir: Path) -> tuple[list[dict[str, Any]], list[tuple[str, st
                 (str(path), f"incomplete run ({', '.join(data.get('incomplete_benchmarks') or [])})")
             )
             continue
+        seen[counted] = str(path)
         results.append(data)
     return results, skipped
 

@@ -44,10 +44,14 @@ def safe_child(root: Path, *parts: str) -> Path:
     return target
 
 
-def run_directory(config: RunConfig, results_root: Path, limit: int | None = None) -> Path:
-    """results/<setting>/<method>/<run-id>; a partial evaluation (--limit N) lives apart, in
-    partial-limitN/ under it, with the same trained model."""
+def run_directory(
+    config: RunConfig, results_root: Path, limit: int | None = None, backend: str = "transformers"
+) -> Path:
+    """results/<setting>/<method>/<run-id>. Another generation engine's evaluation (backend-vllm/)
+    and a partial one (--limit N: partial-limitN/) live apart under it, with the same trained model."""
     directory = safe_child(results_root, config.setting, config.method, config.run_id)
+    if backend != "transformers":
+        directory = directory / f"backend-{backend}"
     return directory / f"partial-limit{limit}" if limit else directory
 
 
@@ -141,12 +145,14 @@ def execute(
     benches: list[str],
     judge: runner.Judge,
     limit: int | None = None,
+    backend: str = "transformers",
     eval_kwargs: dict[str, Any] | None = None,
     progress: Progress | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) every stage; returns the result record. Library logs go to repro.log."""
-    directory = run_directory(config, results_root, limit)
+    directory = run_directory(config, results_root, limit, backend)
+    eval_kwargs = {**(eval_kwargs or {}), "backend_name": backend}
     root = safe_child(results_root, config.setting, config.method, config.run_id)
     preflight.require(config, judge=judge, results_root=results_root)
     with run_lock(root), _log_to(directory / "repro.log"):
@@ -227,6 +233,7 @@ def _execute(
         "generation_config_sha256": environment.sha256_file(evalconfig.locate(config.evaluation.generation)),
         "code_version": config.code_version,
     }
+    eval_key["backend"] = (eval_kwargs or {}).get("backend_name", "transformers")
     eval_dir = directory / "eval"
     cached = io.read_json(eval_dir / "result.json")
     if not (cached and cached.get("key") == eval_key and cached.get("complete")):

@@ -14,8 +14,7 @@ from repro import io
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
 
-# What a run produced, relative to its directory; the training root is the run directory of a
-# full evaluation and the parent of a partial one (partial-limitN/).
+# What a run produced, relative to its directory, and what its training root holds.
 PRODUCED = ("eval/**/*.json", "eval/**/*.jsonl", "curves.csv")
 TRAINED = ("train/model/*", "train/metrics.json", "train/run.json")
 
@@ -55,7 +54,9 @@ def verify(run_dir: Path) -> tuple[int, list[str]]:
     except ReproError as exc:
         problems.append(str(exc))
     recorded: dict[str, str] = manifest["files"]
-    root = run_dir.parent if run_dir.name.startswith("partial-limit") else run_dir
+    # the training root: the run directory itself, or the run that holds this evaluation
+    # (backend-ENGINE/, partial-limitN/ live under it)
+    root = next((d for d in (run_dir, *run_dir.parents) if (d / "train").is_dir()), run_dir)
     current = file_hashes(run_dir, root)
     for name, digest in sorted(recorded.items()):
         if name not in current:

@@ -247,7 +247,9 @@ def main(run_file: str) -> int:
     resume = checkpoint_to_resume(out_dir / "trainer", config.config_hash)
     fix_cpu_deepspeed_state()
     args = training_arguments(run, resume)
-    tokenizer = tokenizers.load(run.paths.tokenizer)
+    tokenizer = tokenizers.load(
+        run.paths.tokenizer, revision=config.tokenizer_revision or config.model_revision
+    )
     splits, data_stats = tokenized_splits(run, tokenizer)
     model = load_model(run)
     collator = PairCollator(tokenizer.pad_token_id, padding_free=config.padding_free)

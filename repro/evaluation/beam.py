@@ -1,0 +1,102 @@
+"""Beam search of width 1, as the vLLM engine that alpaca-eval 0.6.2 drove ran it.
+
+What the published AlpacaEval numbers ran: alpaca-eval 0.6.2 (`decoders/vllm_local.py`)
+builds `SamplingParams(temperature=T, top_p, max_tokens, stop_token_ids, ...)` and then sets
+`use_beam_search = True` when a config says `do_sample: true`, after the constructor's
+checks ran. On the vLLM engines of that time (0.4.x - 0.6.2: the beam search lived in the
+engine, `SingleStepOutputProcessor._process_sequence_group_outputs`) this is beam search
+with `best_of = n = 1`, i.e. width 1, with these rules, reproduced by `Width1` below:
+
+1. every step proposes the 2 x width = 2 most likely next tokens of the running beam
+   (`torch.topk` of the log-probs);
+2. a candidate ending in the tokenizer's EOS or in one of `stop_token_ids`, or reaching
+   `max_tokens` (or the model length), is *finished*; the best finished sequence is kept;
+3. the best unfinished candidate becomes the running beam, unless the best finished score
+   is already at least the running one (`early_stopping=False`: the running beam's
+   *current* score is its highest attainable one); no unfinished candidate also stops;
+4. scores are `cumulative log-prob / length`, where the length counts the prompt and the
+   completion, minus one when the last token is the EOS (`Sequence.get_beam_search_score`,
+   length_penalty 1.0);
+5. the log-probs are those of the sampler *after* temperature scaling: the configured
+   temperature (0.9 for Llama 3, 0.7 for Mistral-Base, 0.5 for Gemma) never changes which
+   two tokens are proposed, but it does change the scores, and so which finished beam wins
+   and when the search stops. It is not "ignored";
+6. the output is the best finished sequence's completion, without the prompt and without
+   the stop token.
+
+Why today's call is this one and not `LLM.beam_search`: since vLLM 0.6.3 beam search is an
+offline loop over one-token requests (`LLM.beam_search`, `BeamSearchParams`), and that loop
+differs from rules 2, 3 and 5: it knows no `stop_token_ids` (only the EOS), it never stops
+early (every prompt runs to `max_tokens`, and any EOS-terminated prefix seen on the way may
+win), and its log-probs are raw (it has no temperature). Its `BeamSearchSequence.text`
+also decodes the prompt with the completion. So repro runs the same loop itself: each step
+asks the engine for the top-2 log-probs of every running beam at once (vLLM:
+`SamplingParams(max_tokens=1, logprobs=2)` with `logprobs_mode="processed_logprobs"`, the
+sampler's temperature-scaled log-probs; transformers: `log_softmax(logits / T)`; a server:
+the completions endpoint with `logprobs=2`), and `Width1` applies the old engine's rules. Both
+backends therefore run the same search and differ only in the engine's floating point; where
+it would part from greedy decoding (the EOS was the most likely token, but the beam that
+continues past it scores higher), both part from it the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TopTwo = list[tuple[int, float]]  # (token id, log-prob), most likely first
+
+
+@dataclass
+class Width1:
+    """One prompt's width-1 beam search (rules above); feed it each step's top-2 candidates."""
+
+    prompt_len: int
+    max_tokens: int
+    stop_ids: frozenset[int]
+    eos_id: int | None
+    max_model_len: int | None = None
+    tokens: list[int] = field(default_factory=list)  # the running beam's completion
+    cumulative: float = 0.0
+    best: tuple[list[int], float] | None = None  # the best finished (completion, cumulative log-prob)
+    done: bool = False
+
+    def score(self, tokens: list[int], cumulative: float) -> float:
+        length = self.prompt_len + len(tokens)
+        if tokens and self.eos_id is not None and tokens[-1] == self.eos_id:
+            length -= 1  # vLLM, like transformers, does not count the EOS
+        return cumulative / length
+
+    def _finishes(self, tokens: list[int]) -> bool:
+        last = tokens[-1]
+        return (
+            last == self.eos_id
+            or last in self.stop_ids
+            or len(tokens) >= self.max_tokens
+            or (self.max_model_len is not None and self.prompt_len + len(tokens) > self.max_model_len)
+        )
+
+    def feed(self, candidates: TopTwo) -> int | None:
+        """One step: returns the token the running beam takes next, or None when the search ends."""
+        if self.done:
+            return None
+        finished, running = [], []
+        for token, logprob in candidates[:2]:
+            child = (self.tokens + [token], self.cumulative + logprob)
+            (finished if self._finishes(child[0]) else running).append(child)
+        # existing finished first: Python's sort is stable, as the engine's list sort was
+        pool = ([self.best] if self.best else []) + finished
+        if pool:
+            self.best = sorted(pool, key=lambda c: self.score(*c), reverse=True)[0]
+        running.sort(key=lambda c: self.score(*c), reverse=True)
+        if not running or (self.best and self.score(*self.best) >= self.score(*running[0])):
+            self.done = True
+            return None
+        self.tokens, self.cumulative = running[0]
+        return self.tokens[-1]
+
+    def completion(self) -> list[int]:
+        """The best finished completion without its stop token (empty if nothing finished)."""
+        tokens = list(self.best[0]) if self.best else list(self.tokens)
+        if tokens and (tokens[-1] == self.eos_id or tokens[-1] in self.stop_ids):
+            tokens = tokens[:-1]
+        return tokens

@@ -1,0 +1,206 @@
+"""`repro bench generate`: generation throughput of vLLM against transformers, in one run.
+
+Every backend generates the same token-id prompts with the same decodings from the same
+checkpoint, each in a fresh process (vLLM lowers torch's thread count for its own serving;
+a shared process would slow transformers down). Reported per backend and decoding: the
+engine's start-up seconds (once), the generation seconds, the completion tokens and tokens
+per second; then the vLLM / transformers ratio of tokens per second, and whether the two
+produced the same completions. Measured, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from repro import paths
+from repro.config.validate import read_yaml
+from repro.errors import ReproError, unknown
+
+PRESETS = paths.ROOT / "benchmarks" / "generate-presets.yaml"
+BACKENDS = ("transformers", "vllm")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    model: str
+    prompts: int
+    max_new_tokens: int
+    decodings: tuple[str, ...]
+    transformers_batch_size: int
+    backends: tuple[str, ...]
+
+
+def get_preset(name: str) -> Preset:
+    data = read_yaml(PRESETS)
+    if name not in data:
+        raise unknown("benchmark preset", name, tuple(data))
+    spec = dict(data[name])
+    preset = Preset(
+        name=name,
+        decodings=tuple(spec.pop("decodings")),
+        backends=tuple(spec.pop("backends")),
+        **spec,
+    )
+    for backend in preset.backends:
+        if backend not in BACKENDS:
+            raise unknown(f"backend in preset {name}", backend, BACKENDS)
+    return preset
+
+
+def prepare(preset: Preset, folder: Path) -> tuple[Path, list[list[int]]]:
+    """The checkpoint and the prompt ids every backend gets."""
+    from repro import tiny
+    from repro.config import evalconfig
+    from repro.data.preference import tokenizers
+    from repro.evaluation import generate
+
+    if preset.model != "tiny":
+        raise ReproError(f"preset {preset.name}: only the tiny model is built in (model: tiny)")
+    model = tiny.save_policy(folder / "model", seed=0)
+    template = evalconfig.generation("tiny")["alpaca_eval"]["prompt_template"]
+    instructions = tiny.eval_instructions(n=10_000)
+    texts = [
+        template.replace("{instruction}", instructions[i % len(instructions)]) for i in range(preset.prompts)
+    ]
+    ids = generate.encode(tokenizers.load(str(model)), texts, add_special_tokens=False)
+    return model, ids
+
+
+def run_backend(
+    preset: Preset, backend_name: str, model: Path, prompt_ids: list[list[int]]
+) -> dict[str, Any]:
+    """One backend in this process: start-up once, then every decoding."""
+    from repro.evaluation import generate
+    from repro.evaluation.generate import Decoding
+
+    start = time.perf_counter()
+    kwargs: dict[str, Any] = (
+        {"batch_size": preset.transformers_batch_size} if backend_name == "transformers" else {}
+    )
+    backend = generate.backend(backend_name, str(model), **kwargs)
+    result: dict[str, Any] = {
+        "backend": backend_name,
+        "startup_seconds": time.perf_counter() - start,
+        "runs": {},
+    }
+    for mode in preset.decodings:
+        decoding = Decoding(mode=mode, max_new_tokens=preset.max_new_tokens)
+        start = time.perf_counter()
+        completions = backend.complete(prompt_ids, decoding, lambda i, ids: None)
+        seconds = time.perf_counter() - start
+        tokens = sum(len(c) + 1 for c in completions)  # + the stop token, where one ended it
+        tokens -= sum(1 for c in completions if len(c) >= preset.max_new_tokens)
+        result["runs"][mode] = {
+            "seconds": seconds,
+            "completion_tokens": tokens,
+            "tokens_per_second": tokens / seconds if seconds else float("nan"),
+            "completions": completions,
+        }
+    backend.close()
+    return result
+
+
+def run(preset: Preset, progress=None) -> dict[str, Any]:
+    """Every backend of the preset in its own process; the report with ratios."""
+    from repro.perf.trainbench import machine
+
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="repro-genbench-") as tmp:
+        folder = Path(tmp)
+        model, ids = prepare(preset, folder)
+        (folder / "prompts.json").write_text(json.dumps(ids))
+        for k, backend in enumerate(preset.backends):
+            if progress:
+                progress(k, len(preset.backends), backend)
+            out = folder / f"{backend}.json"
+            env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+            cmd = [sys.executable, "-m", "repro.perf.genbench", preset.name, backend, str(model), str(folder)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if proc.returncode != 0 or not out.exists():
+                tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+                raise ReproError(f"bench generate: the {backend} backend failed: {tail}")
+            results[backend] = json.loads(out.read_text())
+        if progress:
+            progress(len(preset.backends), len(preset.backends), "")
+    ratios = []
+    if {"vllm", "transformers"} <= set(results):
+        for mode in preset.decodings:
+            a, b = results["vllm"]["runs"][mode], results["transformers"]["runs"][mode]
+            ratios.append(
+                {
+                    "decoding": mode,
+                    "vllm_over_transformers": a["tokens_per_second"] / b["tokens_per_second"],
+                    "same_completions": sum(
+                        x == y for x, y in zip(a["completions"], b["completions"], strict=True)
+                    ),
+                    "prompts": len(a["completions"]),
+                }
+            )
+    for r in results.values():  # the ids are for the comparison, not the report
+        for run_ in r["runs"].values():
+            run_.pop("completions")
+    return {
+        "preset": preset.name,
+        "description": preset.description,
+        "prompts": preset.prompts,
+        "max_new_tokens": preset.max_new_tokens,
+        "machine": machine(),
+        "results": results,
+        "ratios": ratios,
+    }
+
+
+def tables(report: dict[str, Any]) -> list:
+    from repro.cli import render
+
+    rows = [
+        (
+            r["backend"],
+            mode,
+            f"{r['startup_seconds']:.1f}",
+            f"{run_['seconds']:.2f}",
+            str(run_["completion_tokens"]),
+            f"{run_['tokens_per_second']:.0f}",
+        )
+        for r in report["results"].values()
+        for mode, run_ in r["runs"].items()
+    ]
+    per = render.table(
+        ["backend", "decoding", "start-up s", "generation s", "tokens", "tokens/s"],
+        rows,
+        title=f"repro bench generate --preset {report['preset']}",
+        caption=report["description"],
+    )
+    ratios = render.table(
+        ["decoding", "tokens/s vLLM / transformers", "same completions"],
+        [
+            (r["decoding"], f"{r['vllm_over_transformers']:.2f}x", f"{r['same_completions']}/{r['prompts']}")
+            for r in report["ratios"]
+        ],
+        title="ratios (same run, same prompts and decoding)",
+    )
+    return [per, ratios]
+
+
+def _main(argv: list[str]) -> int:
+    """`python -m repro.perf.genbench PRESET BACKEND MODEL FOLDER`: one backend's measurements."""
+    preset_name, backend, model, folder = argv
+    preset = get_preset(preset_name)
+    ids = json.loads((Path(folder) / "prompts.json").read_text())
+    result = run_backend(preset, backend, Path(model), ids)
+    (Path(folder) / f"{backend}.json").write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,108 @@
+"""The BOS guard at generation time, with the real Llama 3 tokenizer (../shared).
+
+The Llama 3 AlpacaEval template writes <|begin_of_text|>, and alpaca-eval 0.6.2 gave vLLM the
+prompt as a string (add_special_tokens=True). Oracle: the tokenizer files themselves. The
+pre-update tokenizer (what the released models used) adds no BOS: one BOS, generation runs.
+The post-update one (Meta-Llama-3-8B-Instruct commit 339ce92) adds its own: two BOS, and the
+guard stops the run before any answer is generated. Chat prompts rendered with the served
+template go in without special tokens: one BOS with either tokenizer.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from repro.config import evalconfig
+from repro.data.preference import bosguard, tokenizers
+from repro.errors import ReproError
+from repro.evaluation import answering, generate
+from repro.evaluation.generate import Decoding
+
+
+@pytest.fixture(scope="module")
+def llama3(shared):
+    model_file = shared / "data" / "tokenizers" / "llama3" / "tokenizer.model"
+    return tokenizers.build_llama3(model_file), tokenizers.build_llama3(model_file, post_update=True)
+
+
+@pytest.fixture(scope="module")
+def llama3_model(tmp_path_factory):
+    """A random-init Llama with Llama 3's vocabulary (tiny otherwise): the guard needs a backend."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=128256,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        bos_token_id=128000,
+        eos_token_id=128001,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("llama3-vocab")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def alpaca_prompts() -> list[str]:
+    template = evalconfig.generation("llama3-instruct")["alpaca_eval"]["prompt_template"]
+    return [template.replace("{instruction}", q) for q in ("What is 2 + 2?", "Name a colour.")]
+
+
+def test_pre_update_tokenizer_gives_one_bos_and_generates(llama3, llama3_model, tmp_path):
+    pre, _ = llama3
+    backend = generate.TransformersBackend(str(llama3_model), tokenizer=pre)
+    ids = generate.encode(pre, alpaca_prompts(), add_special_tokens=True)
+    assert [bosguard.leading(i, pre.bos_token_id) for i in ids] == [1, 1]
+    answers = answering.Answerer(tmp_path).answers(
+        "a.jsonl",
+        backend,
+        alpaca_prompts(),
+        Decoding("greedy", 4),
+        add_special_tokens=True,
+        what="AlpacaEval",
+    )
+    assert len(answers) == 2 and (tmp_path / "a.jsonl").exists()
+
+
+def test_post_update_tokenizer_gives_two_and_the_guard_stops_generation(llama3, llama3_model, tmp_path):
+    _, post = llama3
+    ids = generate.encode(post, alpaca_prompts(), add_special_tokens=True)
+    assert [bosguard.leading(i, post.bos_token_id) for i in ids] == [2, 2]
+    backend = generate.TransformersBackend(str(llama3_model), tokenizer=post)
+    answerer = answering.Answerer(tmp_path)
+    with pytest.raises(ReproError, match="2 BOS where 1 expected"):
+        answerer.answers(
+            "a.jsonl",
+            backend,
+            alpaca_prompts(),
+            Decoding("greedy", 4),
+            add_special_tokens=True,
+            what="AlpacaEval",
+        )
+    assert not (tmp_path / "a.jsonl").exists()  # stopped before anything was generated
+    # --allow-double-bos: generated as asked, two BOS and all
+    allowed = answering.Answerer(tmp_path, allow_double_bos=True).answers(
+        "a.jsonl",
+        backend,
+        alpaca_prompts(),
+        Decoding("greedy", 4),
+        add_special_tokens=True,
+        what="AlpacaEval",
+    )
+    assert len(allowed) == 2
+
+
+def test_served_llama3_template_gives_one_bos_with_either_tokenizer(llama3):
+    for tok in llama3:
+        text, add_special_tokens = answering.chat_prompt(
+            tok, "arenahard-llama3", [{"role": "user", "content": "Hi"}]
+        )
+        assert text.startswith("<|begin_of_text|>") and add_special_tokens is False
+        ids = generate.encode(tok, [text], add_special_tokens=add_special_tokens)[0]
+        assert bosguard.leading(ids, tok.bos_token_id) == 1
