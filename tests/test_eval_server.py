@@ -24,7 +24,7 @@ pytest.importorskip("vllm", reason="vllm is not installed (the CPU lock adds vll
 
 from conftest import generation_prompts, make_generation_model  # noqa: E402
 
-from repro.data.preference import tokenizers  # noqa: E402
+from repro.data import tokenizers  # noqa: E402
 from repro.evaluation import generate  # noqa: E402
 from repro.evaluation.generate import Decoding  # noqa: E402
 

@@ -27,7 +27,7 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 from conftest import generation_prompts, make_generation_model  # noqa: E402
 
-from repro.data.preference import bosguard, tokenizers  # noqa: E402
+from repro.data import bosguard, tokenizers  # noqa: E402
 from repro.evaluation import generate  # noqa: E402
 from repro.evaluation.generate import Decoding  # noqa: E402
 

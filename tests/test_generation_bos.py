@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from repro.config import evalconfig
-from repro.data.preference import bosguard, tokenizers
+from repro.data import bosguard, tokenizers
 from repro.errors import ReproError
 from repro.evaluation import answering, generate
 from repro.evaluation.generate import Decoding

@@ -14,7 +14,7 @@ import json
 import pytest
 
 from repro.config import recipes
-from repro.data.preference import tokenizers
+from repro.data import tokenizers
 from repro.errors import ReproError
 
 PAPER_SIMPO = {

@@ -1,4 +1,4 @@
-"""The Arena-Hard chat templates (repro.data.preference.served_templates) against the SimPO repo's files.
+"""The Arena-Hard chat templates (repro.data.served_templates) against the SimPO repo's files.
 
 Oracle: the repo's own `eval/arenahard/templates/*.jinja`, read from ../shared at test time, and
 transformers' chat-template engine (what vLLM renders `--chat-template` files with). Tolerance:
@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from repro.data.preference import served_templates, tokenizers
+from repro.data import served_templates, tokenizers
 
 CONVERSATIONS = [
     [{"role": "user", "content": "What is the capital of France?"}],

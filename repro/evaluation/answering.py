@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from repro.data.preference import served_templates
+from repro.data import served_templates
 from repro.evaluation import generate
 from repro.evaluation.answers import AnswerLog, generate_resumable
 from repro.evaluation.generate import Backend, Decoding

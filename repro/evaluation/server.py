@@ -1,7 +1,7 @@
 """Generation from an OpenAI-compatible server (`repro eval --server URL`), e.g. `vllm serve`.
 
 The SimPO authors generated Arena-Hard answers from a vLLM server. repro renders the prompt
-itself (the same served template, `repro.data.preference.served_templates`) and sends token ids to the
+itself (the same served template, `repro.data.served_templates`) and sends token ids to the
 completions endpoint (`/v1/completions` accepts a list of ids as the prompt), so the server
 sees exactly the ids the other backends see. Requests use vLLM's extensions where they exist:
 `stop_token_ids`, `return_token_ids` (the completion's ids; without it the text is

@@ -61,7 +61,7 @@ def prepare(preset: Preset, folder: Path) -> tuple[Path, list[list[int]]]:
     """The checkpoint and the prompt ids every backend gets."""
     from repro import tiny
     from repro.config import evalconfig
-    from repro.data.preference import tokenizers
+    from repro.data import tokenizers
     from repro.evaluation import generate
 
     if preset.model != "tiny":
