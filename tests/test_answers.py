@@ -125,11 +125,13 @@ def test_a_killed_generation_continues_where_it_stopped(models, cli, tmp_path):
     written = _answers(answers)
     assert 8 <= len(written) < 24, "the kill should land between batches"
     resumed = json.loads(cli(*_eval_args(models, killed), check=True).stdout)
-    assert resumed["results"]["resumed_answers"]["alpaca_eval2/answers.jsonl"] == len(written)
+    assert resumed["resumed_answers"]["alpaca_eval2/answers.jsonl"] == len(written)
     whole = json.loads(cli(*_eval_args(models, tmp_path / "whole"), check=True).stdout)
-    assert "resumed_answers" not in whole["results"]
+    assert whole["resumed_answers"] is None
     final = sorted(_answers(answers), key=lambda r: r["i"])
     assert final == sorted(
         _answers(tmp_path / "whole" / "alpaca_eval2" / "answers.jsonl"), key=lambda r: r["i"]
     )
-    assert resumed["results"]["alpaca_eval2"]["win_rate"] == whole["results"]["alpaca_eval2"]["win_rate"]
+    assert (
+        resumed["benchmarks"]["alpaca_eval2"]["win_rate"] == whole["benchmarks"]["alpaca_eval2"]["win_rate"]
+    )

@@ -157,7 +157,7 @@ def test_eval_through_the_server_and_vllm_equals_transformers(models, server, cl
     answers = {}
     for name, extra in runs.items():
         record = json.loads(cli(*base, *extra, "--output", str(tmp_path / name), check=True).stdout)
-        assert record["results"]["alpaca_eval2"]["n_total"] == 24
+        assert record["benchmarks"]["alpaca_eval2"]["n_total"] == 24
         answers[name] = _answers(tmp_path / name)
     files = set(answers["transformers"])
     assert {"alpaca_eval2/answers.jsonl", "arena_hard/answers.jsonl"} <= files

@@ -57,6 +57,7 @@ def record(
     bos_check: dict[str, Any] | None = None,
     timings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    extras = ("judge_calls", "resumed_answers", "notes")  # about the evaluation, not a benchmark
     incomplete = incomplete_benchmarks(benchmarks)
     return {
         "schema": SCHEMA,
@@ -72,8 +73,10 @@ def record(
         "partial": limit is not None,
         "limit": limit,
         "judge": judge,
-        "benchmarks": {k: v for k, v in benchmarks.items() if k != "judge_calls"},
+        "benchmarks": {k: v for k, v in benchmarks.items() if k not in extras},
         "judge_calls": benchmarks.get("judge_calls"),
+        "resumed_answers": benchmarks.get("resumed_answers"),  # answers a killed run had written
+        "notes": benchmarks.get("notes") or [],
         "bos_check": bos_check,
         "timings_seconds": timings or {},
     }

@@ -271,7 +271,10 @@ def _execute(
         method=config.method,
         run_id=config.run_id,
         seed=config.seed,
-        benchmarks={**cached["benchmarks"], "judge_calls": cached.get("judge_calls")},
+        benchmarks={
+            **cached["benchmarks"],
+            **{k: cached.get(k) for k in ("judge_calls", "resumed_answers", "notes") if cached.get(k)},
+        },
         judge=judge.describe(),
         limit=limit,
         training={
