@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -43,6 +43,36 @@ def bench_generate_cmd(
     if fmt == "json":
         render.print_json(report)
         return
-    for tbl in genbench.tables(report):
+    for tbl in tables(report):
         render.print_table(tbl)
     render.console(stderr=True).print(f"wrote {path}")
+
+
+def tables(report: dict[str, Any]) -> list:
+    rows = [
+        (
+            r["backend"],
+            mode,
+            f"{r['startup_seconds']:.1f}",
+            f"{run_['seconds']:.2f}",
+            str(run_["completion_tokens"]),
+            f"{run_['tokens_per_second']:.0f}",
+        )
+        for r in report["results"].values()
+        for mode, run_ in r["runs"].items()
+    ]
+    per = render.table(
+        ["backend", "decoding", "start-up s", "generation s", "tokens", "tokens/s"],
+        rows,
+        title=f"repro bench generate --preset {report['preset']}",
+        caption=report["description"],
+    )
+    ratios = render.table(
+        ["decoding", "tokens/s vLLM / transformers", "same completions"],
+        [
+            (r["decoding"], f"{r['vllm_over_transformers']:.2f}x", f"{r['same_completions']}/{r['prompts']}")
+            for r in report["ratios"]
+        ],
+        title="ratios (same run, same prompts and decoding)",
+    )
+    return [per, ratios]

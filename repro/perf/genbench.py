@@ -33,6 +33,7 @@ class Preset:
     name: str
     description: str
     model: str
+    generation: str  # the generation config whose AlpacaEval template makes the prompts
     prompts: int
     max_new_tokens: int
     decodings: tuple[str, ...]
@@ -63,11 +64,12 @@ def prepare(preset: Preset, folder: Path) -> tuple[Path, list[list[int]]]:
     from repro.config import evalconfig
     from repro.data import tokenizers
     from repro.evaluation import generate
+    from repro.train.launch import TINY_MODEL
 
-    if preset.model != "tiny":
-        raise ReproError(f"preset {preset.name}: only the tiny model is built in (model: tiny)")
+    if preset.model != TINY_MODEL:
+        raise ReproError(f"preset {preset.name}: only the tiny model is built in (model: {TINY_MODEL})")
     model = tiny.save_policy(folder / "model", seed=0)
-    template = evalconfig.generation("tiny")["alpaca_eval"]["prompt_template"]
+    template = evalconfig.generation(preset.generation)["alpaca_eval"]["prompt_template"]
     instructions = tiny.eval_instructions(n=10_000)
     texts = [
         template.replace("{instruction}", instructions[i % len(instructions)]) for i in range(preset.prompts)
@@ -158,38 +160,6 @@ def run(preset: Preset, progress=None) -> dict[str, Any]:
         "results": results,
         "ratios": ratios,
     }
-
-
-def tables(report: dict[str, Any]) -> list:
-    from repro.cli import render
-
-    rows = [
-        (
-            r["backend"],
-            mode,
-            f"{r['startup_seconds']:.1f}",
-            f"{run_['seconds']:.2f}",
-            str(run_["completion_tokens"]),
-            f"{run_['tokens_per_second']:.0f}",
-        )
-        for r in report["results"].values()
-        for mode, run_ in r["runs"].items()
-    ]
-    per = render.table(
-        ["backend", "decoding", "start-up s", "generation s", "tokens", "tokens/s"],
-        rows,
-        title=f"repro bench generate --preset {report['preset']}",
-        caption=report["description"],
-    )
-    ratios = render.table(
-        ["decoding", "tokens/s vLLM / transformers", "same completions"],
-        [
-            (r["decoding"], f"{r['vllm_over_transformers']:.2f}x", f"{r['same_completions']}/{r['prompts']}")
-            for r in report["ratios"]
-        ],
-        title="ratios (same run, same prompts and decoding)",
-    )
-    return [per, ratios]
 
 
 def _main(argv: list[str]) -> int:
