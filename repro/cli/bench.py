@@ -1,4 +1,4 @@
-"""`repro bench train`: training speed and memory against TRL, measured in one run."""
+"""`repro bench train` and `repro bench generate`: repro against its peers, measured in one run."""
 
 from __future__ import annotations
 
@@ -102,5 +102,75 @@ def tables(report: dict[str, Any]) -> list:
             for r in report["ratios"]
         ],
         title="ratios (a/b, same run)",
+    )
+    return [per, ratios]
+
+
+@bench_app.command("generate")
+def bench_generate_cmd(
+    preset: Annotated[
+        str, typer.Option("--preset", help="A preset of benchmarks/generate-presets.yaml.")
+    ] = "cpu-tiny",
+    output: Annotated[
+        Path | None,
+        path_option(
+            "--output",
+            "-o",
+            role="output-file",
+            help="JSON report (default results/bench/generate-PRESET-TIME.json).",
+            suffixes=(".json",),
+        ),
+    ] = None,
+    fmt: Annotated[str, format_option("table", "json")] = "table",
+) -> None:
+    """Generate with each backend in its own process; print tokens/s and the vLLM/transformers ratio."""
+    from repro.perf import genbench
+
+    the_preset = genbench.get_preset(preset)
+    # the report's place is checked before the work: a finished benchmark must not be lost
+    path = output or Path("results") / "bench" / f"generate-{preset}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    userpaths.output_dir(path.parent, "--output")
+    with render.progress() as bar:
+        task = bar.add_task(f"bench {preset}", total=None)
+
+        def progress(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, description=f"bench {preset}: {name or 'done'}")
+
+        report = genbench.run(the_preset, progress=progress)
+    io.write_json(path, report)
+    if fmt == "json":
+        render.print_json(report)
+        return
+    for tbl in generate_tables(report):
+        render.print_table(tbl)
+    render.console(stderr=True).print(f"wrote {path}")
+
+
+def generate_tables(report: dict[str, Any]) -> list:
+    rows = [
+        (
+            r["backend"],
+            mode,
+            f"{r['startup_seconds']:.1f}",
+            f"{run_['seconds']:.2f}",
+            str(run_["completion_tokens"]),
+            f"{run_['tokens_per_second']:.0f}",
+        )
+        for r in report["results"].values()
+        for mode, run_ in r["runs"].items()
+    ]
+    per = render.table(
+        ["backend", "decoding", "start-up s", "generation s", "tokens", "tokens/s"],
+        rows,
+        title=f"repro bench generate --preset {report['preset']}",
+        caption=report["description"],
+    )
+    ratios = render.table(
+        ["decoding", "tokens/s vLLM / transformers", "same completions"],
+        [
+            (r["decoding"], f"{r['vllm_over_transformers']:.2f}x", f"{r['same_completions']}/{r['prompts']}")
+            for r in report["ratios"]
+        ],
+        title="ratios (same run, same prompts and decoding)",
     )
     return [per, ratios]

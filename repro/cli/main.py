@@ -13,7 +13,6 @@ from repro.cli import (  # noqa: F401  (registers the commands)
     data,
     env,
     evaluation,
-    genbench,
     onpolicy,
     published,
     recipes,

@@ -316,7 +316,10 @@ def sweep_cmd(
     else:
         points = [dict(zip(axes, p, strict=True)) for p in itertools.product(*axes.values())]
     if len(points) > SWEEP_WARN_POINTS:
-        render.warn(f"{len(points)} grid points: more than {SWEEP_WARN_POINTS} runs, each trained and judged")
+        shape = f" ({' x '.join(str(len(v)) for v in axes.values())})" if axes else ""
+        render.warn(
+            f"{len(points)} grid points{shape}: more than {SWEEP_WARN_POINTS} runs, each trained and judged"
+        )
     rows = []
     total_usd = 0.0
     for values in points:
