@@ -87,10 +87,10 @@ def test_llama3_instruct_pins_the_pre_update_tokenizer_with_its_source(setting, 
     assert "README" in config["sources"]["tokenizer_revision"]
 
 
-def test_other_settings_keep_their_config_hash():
-    """No tokenizer pin, no new key: their run ids do not move."""
+def test_other_settings_pin_no_tokenizer_revision():
+    """Only the Llama 3 Instruct settings pin a tokenizer revision; the others load the model's."""
     config = recipes.resolve(recipes.get_setting("mistral-base"), recipes.get_method("simpo"))
-    assert "tokenizer_revision" not in config
+    assert config.tokenizer_revision is None
 
 
 def test_parent_of_resolves_to_the_commit_before():
