@@ -376,7 +376,8 @@ class Evaluation:
             items,
             model_name=self.model_name,
             engine=self.backend_name,
-            max_new_tokens=self.max_new_tokens,
+            # the generation config may cap ZeroEval's 4096 tokens (the tiny model has 256 positions)
+            max_new_tokens=self.max_new_tokens or self.config.get("zeroeval", {}).get("max_new_tokens"),
             bos=self.zeroeval_bos,
         )
         path = zeroeval.write_results(self.output / bench / f"{self.model_name}.json", records)
