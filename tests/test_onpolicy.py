@@ -208,7 +208,7 @@ def test_bad_inputs_are_one_line_errors(workspace, cli, tmp_path):
     assert (
         missing.returncode != 0
         and missing.stderr.strip().count("\n") == 0
-        and "reward model" in missing.stderr
+        and "--reward-model" in missing.stderr  # the path check names the option
     )
     no_recipe = cli("data", "on-policy", "--setting", "tiny", "--output", str(tmp_path / "o2"))
     assert no_recipe.returncode != 0 and "on_policy" in no_recipe.stderr
