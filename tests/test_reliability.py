@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -111,9 +112,24 @@ def test_killed_run_resumes_to_identical_weights(env):
 def test_checkpoints_of_another_config_are_refused(env):
     out = env / "train-dir"
     run_cli("train", "tiny", "--method", "simpo", "--max-steps", "8", "--output", str(out), check=True)
-    proc = run_cli(
-        "train", "tiny", "--method", "simpo", "--max-steps", "8", "--set", "beta=3", "--output", str(out)
+    other = (
+        "train",
+        "tiny",
+        "--method",
+        "simpo",
+        "--max-steps",
+        "8",
+        "--set",
+        "beta=3",
+        "--output",
+        str(out),
     )
+    proc = run_cli(*other)  # a finished run of another config: refused before anything is written
+    assert proc.returncode == 1 and "holds a finished run of another config" in proc.stderr
+    # an interrupted run of another config (checkpoints, no model yet): the worker will not resume it
+    shutil.rmtree(out / "model")
+    (out / "metrics.json").unlink()
+    proc = run_cli(*other)
     assert proc.returncode != 0
     assert "holds checkpoints of another config" in (out / "train.log").read_text()
 
