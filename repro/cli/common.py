@@ -186,6 +186,14 @@ JudgeOpt = Annotated[
         "--judge", metavar="rule|endpoint", help="rule (local; tiny's default) or endpoint (a server)."
     ),
 ]
+JudgeModelOpt = Annotated[
+    str | None,
+    typer.Option("--judge-model", metavar="NAME", help="Override each benchmark's judge model."),
+]
+JudgeKeyEnvOpt = Annotated[
+    str,
+    typer.Option("--judge-key-env", metavar="VAR", help="Environment variable holding the judge key."),
+]
 JudgeUrlOpt = Annotated[
     str | None,
     typer.Option("--judge-url", metavar="URL", help="Base URL of an OpenAI-compatible judge."),

@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 
 from repro.cli import render
-from repro.cli.common import app, format_option, local_or_hub_option, path_argument, path_option
+from repro.cli.common import (
+    JudgeKeyEnvOpt,
+    JudgeModelOpt,
+    app,
+    format_option,
+    local_or_hub_option,
+    path_argument,
+    path_option,
+)
 from repro.errors import ReproError
 
 alpaca_app = typer.Typer(help="AlpacaEval 2 through alpaca-eval 0.6.2.", no_args_is_help=True)
@@ -200,14 +208,8 @@ def eval_cmd(
             "--judge-url", metavar="URL", help="Base URL of the judge, e.g. https://api.openai.com/v1."
         ),
     ] = None,
-    judge_model: Annotated[
-        str | None,
-        typer.Option("--judge-model", metavar="NAME", help="Override each benchmark's judge model."),
-    ] = None,
-    judge_key_env: Annotated[
-        str,
-        typer.Option("--judge-key-env", metavar="VAR", help="Environment variable holding the judge key."),
-    ] = "OPENAI_API_KEY",
+    judge_model: JudgeModelOpt = None,
+    judge_key_env: JudgeKeyEnvOpt = "OPENAI_API_KEY",
     judge_cache: Annotated[
         Path | None,
         path_option("--judge-cache", role="output-file", help="SQLite judgment cache (created if absent)."),

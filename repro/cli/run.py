@@ -15,6 +15,8 @@ from repro.cli import render
 from repro.cli.common import (
     DatasetOpt,
     GpusOpt,
+    JudgeKeyEnvOpt,
+    JudgeModelOpt,
     JudgeOpt,
     JudgeUrlOpt,
     LayoutOpt,
@@ -99,14 +101,8 @@ def run_cmd(
     ] = None,
     judge: JudgeOpt = None,
     judge_url: JudgeUrlOpt = None,
-    judge_model: Annotated[
-        str | None,
-        typer.Option("--judge-model", metavar="NAME", help="Override each benchmark's judge model."),
-    ] = None,
-    judge_key_env: Annotated[
-        str,
-        typer.Option("--judge-key-env", metavar="VAR", help="Environment variable holding the judge key."),
-    ] = "OPENAI_API_KEY",
+    judge_model: JudgeModelOpt = None,
+    judge_key_env: JudgeKeyEnvOpt = "OPENAI_API_KEY",
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, metavar="N", help="Judge calls in flight at once.")
     ] = 4,
