@@ -63,9 +63,13 @@ def test_tiny_eval_generates_and_scores_arithmetic(tiny_model, cli, tmp_path):
 def test_gemma_setting_reads_local_items_or_says_where_to_put_them(tiny_model, cli, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     base = ["eval", str(tiny_model), "--setting", "gemma2-9b-it", "--bench", "gsm", "--max-new-tokens", "4"]
-    missing = cli(*base, "--zeroeval-data", str(tmp_path / "none"), "--output", str(tmp_path / "a"))
+    no_dir = cli(*base, "--zeroeval-data", str(tmp_path / "none"), "--output", str(tmp_path / "a"))
+    assert no_dir.returncode == 1 and no_dir.stderr.count("\n") == 1
+    assert f"{tmp_path / 'none'}: no such directory (--zeroeval-data)" in no_dir.stderr
+    (tmp_path / "empty").mkdir()
+    missing = cli(*base, "--zeroeval-data", str(tmp_path / "empty"), "--output", str(tmp_path / "a"))
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1
-    assert f"{tmp_path / 'none' / 'gsm.json'}" in missing.stderr and "yuchenlin/zero-eval" in missing.stderr
+    assert f"{tmp_path / 'empty' / 'gsm.json'}" in missing.stderr and "yuchenlin/zero-eval" in missing.stderr
     data = tmp_path / "data"
     data.mkdir()
     rows = [{"id": f"g{i}", "question": f"What is {i} + {i}?", "answer": f"# {2 * i}"} for i in range(3)]
