@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,27 +161,37 @@ def compile_lock(
         return True, out.read_text()
 
 
-def _without_constraint_notes(text: str) -> str:
-    """Drop uv's `-c <tmp file>` entries from `# via` notes, in uv's own layout, so a lock reads
-    the same whether or not the alignment below needed constraints."""
+def _without_notes(text: str, drop: Callable[[str], bool]) -> str:
+    """Drop the `# via` entries `drop` picks, in uv's own layout (one entry: one line)."""
     lines, out, i = text.splitlines(), [], 0
     while i < len(lines):
         if lines[i] != "    # via":
-            if not lines[i].startswith("    # via -c "):
+            if not (lines[i].startswith("    # via ") and drop(lines[i][10:])):
                 out.append(lines[i])
             i += 1
             continue
         j = i + 1
         while j < len(lines) and lines[j].startswith("    #   "):
             j += 1
-        entries = [line[8:] for line in lines[i + 1 : j] if not line[8:].startswith("-c ")]
-        out += (
-            [f"    # via {entries[0]}"]
-            if len(entries) == 1
-            else ["    # via", *(f"    #   {e}" for e in entries)]
-        )
+        entries = [line[8:] for line in lines[i + 1 : j] if not drop(line[8:])]
+        if len(entries) == 1:
+            out.append(f"    # via {entries[0]}")
+        elif entries:
+            out += ["    # via", *(f"    #   {e}" for e in entries)]
         i = j
     return "\n".join(out) + "\n"
+
+
+def _without_constraint_notes(text: str) -> str:
+    """Drop uv's `-c <tmp file>` entries, so a lock reads the same whether or not the alignment
+    below needed constraints."""
+    return _without_notes(text, lambda entry: entry.startswith("-c "))
+
+
+def _without_left_out_notes(text: str) -> str:
+    """Drop the packages the CPU lock leaves out from `# via`: they are not installed, and which
+    of their versions uv picked (it pins none of them) must not change the lock's text."""
+    return _without_notes(text, lambda entry: entry in CPU_LEFT_OUT)
 
 
 def _reason(uv_error: str) -> str:
@@ -324,6 +335,7 @@ def lock(out_dir: Path, upgrade: bool) -> None:
     )
     if not ok:
         raise LockError(f"{CPU_IN} does not resolve:\n{cpu_text}")
+    cpu_text = _without_left_out_notes(cpu_text)
 
     # One hash for torch, the target wheel's, so the lock is the same whichever source listed it:
     # uv lists every torch wheel a folder holds, and none at all for a find-links URL.
