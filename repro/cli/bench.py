@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,46 @@ from repro.cli.common import app, format_option, path_option
 
 bench_app = typer.Typer(help="Benchmarks of repro itself against its peers.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+
+ReportOpt = Annotated[
+    Path | None,
+    path_option(
+        "--output",
+        "-o",
+        role="output-file",
+        help="JSON report (default results/bench/KIND-PRESET-TIME.json).",
+        suffixes=(".json",),
+    ),
+]
+
+
+def report_path(output: Path | None, kind: str, preset: str) -> Path:
+    """Where the report goes, checked before the work: a finished benchmark must not be lost."""
+    path = output or Path("results") / "bench" / f"{kind}-{preset}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    userpaths.output_dir(path.parent, "--output")
+    return path
+
+
+def measure(preset: str, work: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """Run `work(progress=...)` under one progress bar named after the preset."""
+    with render.progress() as bar:
+        task = bar.add_task(f"bench {preset}", total=None)
+
+        def progress(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, description=f"bench {preset}: {name or 'done'}")
+
+        return work(progress=progress)
+
+
+def show(path: Path, report: dict[str, Any], fmt: str, tables: list) -> None:
+    """Write the report, then print it as JSON or as tables."""
+    io.write_json(path, report)
+    if fmt == "json":
+        render.print_json(report)
+        return
+    for tbl in tables:
+        render.print_table(tbl)
+    render.console(stderr=True).print(f"wrote {path}")
 
 
 @bench_app.command("train")
@@ -30,16 +71,7 @@ def bench_train_cmd(
             "--contenders", metavar="LIST", help="Comma-separated subset of the preset's contenders."
         ),
     ] = None,
-    output: Annotated[
-        Path | None,
-        path_option(
-            "--output",
-            "-o",
-            role="output-file",
-            help="JSON report (default results/bench/train-PRESET-TIME.json).",
-            suffixes=(".json",),
-        ),
-    ] = None,
+    output: ReportOpt = None,
     fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Train each contender for the preset's steps in its own process; print tokens/s, memory, ratios."""
@@ -53,25 +85,13 @@ def bench_train_cmd(
         for c in subset:
             if c not in the_preset.contenders:
                 raise unknown(f"contender of preset {preset}", c, the_preset.contenders)
-    # the report's place is checked before the work: a finished benchmark must not be lost
-    path = output or Path("results") / "bench" / f"train-{preset}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    userpaths.output_dir(path.parent, "--output")
+    path = report_path(output, "train", preset)
     trainbench.check_device(the_preset)  # before the progress bar
-    with render.progress() as bar:
-        task = bar.add_task(f"bench {preset}", total=None)
-
-        def progress(done: int, total: int, name: str) -> None:
-            bar.update(task, completed=done, total=total, description=f"bench {preset}: {name or 'done'}")
-
-        report = trainbench.run(the_preset, rounds=rounds, contenders=subset, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(io.dumps(report))
-    if fmt == "json":
-        render.print_json(report)
-        return
-    for tbl in tables(report):
-        render.print_table(tbl)
-    render.console(stderr=True).print(f"wrote {path}")
+    report = measure(
+        preset,
+        lambda progress: trainbench.run(the_preset, rounds=rounds, contenders=subset, progress=progress),
+    )
+    show(path, report, fmt, tables(report))
 
 
 def tables(report: dict[str, Any]) -> list:
@@ -111,39 +131,16 @@ def bench_generate_cmd(
     preset: Annotated[
         str, typer.Option("--preset", help="A preset of benchmarks/generate-presets.yaml.")
     ] = "cpu-tiny",
-    output: Annotated[
-        Path | None,
-        path_option(
-            "--output",
-            "-o",
-            role="output-file",
-            help="JSON report (default results/bench/generate-PRESET-TIME.json).",
-            suffixes=(".json",),
-        ),
-    ] = None,
+    output: ReportOpt = None,
     fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Generate with each backend in its own process; print tokens/s and the vLLM/transformers ratio."""
     from repro.perf import genbench
 
     the_preset = genbench.get_preset(preset)
-    # the report's place is checked before the work: a finished benchmark must not be lost
-    path = output or Path("results") / "bench" / f"generate-{preset}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    userpaths.output_dir(path.parent, "--output")
-    with render.progress() as bar:
-        task = bar.add_task(f"bench {preset}", total=None)
-
-        def progress(done: int, total: int, name: str) -> None:
-            bar.update(task, completed=done, total=total, description=f"bench {preset}: {name or 'done'}")
-
-        report = genbench.run(the_preset, progress=progress)
-    io.write_json(path, report)
-    if fmt == "json":
-        render.print_json(report)
-        return
-    for tbl in generate_tables(report):
-        render.print_table(tbl)
-    render.console(stderr=True).print(f"wrote {path}")
+    path = report_path(output, "generate", preset)
+    report = measure(preset, lambda progress: genbench.run(the_preset, progress=progress))
+    show(path, report, fmt, generate_tables(report))
 
 
 def generate_tables(report: dict[str, Any]) -> list:
