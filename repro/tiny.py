@@ -98,31 +98,31 @@ def judge_score(prompt: str, answer: str) -> int:
     return score
 
 
-def build_model(vocab_size: int, *, seed: int = 0, hidden_size: int = 64, layers: int = 2):
+def build_model(vocab_size: int, *, seed: int = 0, hidden_size: int = 64, layers: int = 2, **config: Any):
     """A random-init LlamaForCausalLM small enough to train in seconds on a CPU.
 
     Two query heads over one key/value head (grouped-query attention, as Llama 3 has): a head
     dimension of 32, the smallest vLLM's CPU attention accepts, so the same checkpoint runs on
-    both generation backends.
+    both generation backends. `config` overrides LlamaConfig fields (special token ids, tying).
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=256,
-        tie_word_embeddings=False,
-        bos_token_id=2,
-        eos_token_id=3,
-        pad_token_id=0,
-    )
+    fields = {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden_size,
+        "intermediate_size": hidden_size * 2,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "max_position_embeddings": 256,
+        "tie_word_embeddings": False,
+        "bos_token_id": 2,
+        "eos_token_id": 3,
+        "pad_token_id": 0,
+    }
     torch.manual_seed(seed)
-    return LlamaForCausalLM(config)
+    return LlamaForCausalLM(LlamaConfig(**(fields | config)))
 
 
 def save_policy(folder: Path, *, seed: int = 0) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from repro import tiny
 from repro.config import evalconfig
 from repro.data import bosguard, tokenizers
 from repro.errors import ReproError
@@ -28,24 +29,11 @@ def llama3(shared):
 @pytest.fixture(scope="module")
 def llama3_model(tmp_path_factory):
     """A random-init Llama with Llama 3's vocabulary (tiny otherwise): the guard needs a backend."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=128256,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=256,
-        tie_word_embeddings=True,
-        bos_token_id=128000,
-        eos_token_id=128001,
-    )
-    torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("llama3-vocab")
-    LlamaForCausalLM(config).save_pretrained(folder)
+    model = tiny.build_model(
+        128256, layers=1, tie_word_embeddings=True, bos_token_id=128000, eos_token_id=128001
+    )
+    model.save_pretrained(folder)
     return folder
 
 
