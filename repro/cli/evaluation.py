@@ -336,15 +336,7 @@ def eval_cmd(
         raise ReproError(f"BOS check failed for {model}: {bosguard.FIX} (or pass --allow-double-bos)")
     with render.Bars() as bars:
         results = ev.run(benches, progress=bars)
-    record = result.record(
-        model=model,
-        setting=ev.name,
-        benchmarks=results,
-        judge=spec.describe(),
-        limit=limit,
-        bos_check=ev.bos_check,
-        timings=ev.timings,
-    )
+    record = result.of_evaluation(ev, results, model=model)
     result.write(output / "result.json", record)
     if fmt == "json":
         render.print_json(record)

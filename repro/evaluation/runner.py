@@ -392,6 +392,7 @@ class Evaluation:
             **generation,
             "incomplete": False,
         }
+
     def _chat(self, messages: list[dict[str, str]]) -> tuple[str, bool]:
         """A chat prompt with the served template ("tokenizer": the checkpoint's own)."""
         from repro.evaluation import answering

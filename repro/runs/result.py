@@ -82,5 +82,18 @@ def record(
     }
 
 
+def of_evaluation(evaluation: Any, benchmarks: dict[str, Any], *, model: str) -> dict[str, Any]:
+    """The record of one `Evaluation.run` (repro eval and repro run's evaluate stage alike)."""
+    return record(
+        model=model,
+        setting=evaluation.name,
+        benchmarks=benchmarks,
+        judge=evaluation.judge.describe(),
+        limit=evaluation.limit,
+        bos_check=evaluation.bos_check,
+        timings=evaluation.timings,
+    )
+
+
 def write(path: Path, data: dict[str, Any]) -> None:
     io.write_json(path, data)

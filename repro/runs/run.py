@@ -252,15 +252,7 @@ def _execute(
             **(eval_kwargs or {}),
         )
         benchmarks = ev.run(benches, progress=progress)
-        cached = result.record(
-            model=str(train_dir / "model"),
-            setting=config.setting,
-            benchmarks=benchmarks,
-            judge=judge.describe(),
-            limit=limit,
-            bos_check=ev.bos_check,
-            timings=ev.timings,
-        )
+        cached = result.of_evaluation(ev, benchmarks, model=str(train_dir / "model"))
         cached["key"] = eval_key
         io.write_json(eval_dir / "result.json", cached)
         done_work.append({"stage": "evaluate", "seconds": round(time.time() - start, 1)})
