@@ -6,7 +6,9 @@ valid one, so a typo in a recipe costs one line, not an hour.
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 import types
 import typing
 from pathlib import Path
@@ -89,10 +91,21 @@ def check_keys(data: dict, allowed: typing.Iterable[str], where: str) -> None:
             raise UsageError(f"{where}: unknown key '{key}'{suffix}")
 
 
+# libyaml when PyYAML was built with it (same documents, parsed several times faster)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_PARSED: dict[tuple[str, int, int], Any] = {}
+
+
 def read_yaml(path: Path) -> Any:
+    """The parsed file; a file read before and unchanged since (same mtime and size) is not
+    parsed again (a sweep resolves every grid point from the same recipes). Callers get a copy."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
+        stat = os.stat(path)
+        key = (os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
+        if key not in _PARSED:
+            with open(path, encoding="utf-8") as fh:
+                _PARSED[key] = yaml.load(fh, Loader=_LOADER)  # noqa: S506 (a safe loader)
+        return copy.deepcopy(_PARSED[key])
     except FileNotFoundError:
         raise ReproError(f"{path}: no such file") from None
     except IsADirectoryError:
