@@ -1,5 +1,5 @@
 # The two README commands: `make tiny` and `make test`. Each (re)builds .venv from
-# env/lock-cpu.txt when the lock or pyproject.toml changed, and is a no-op otherwise.
+# env/lock-cpu.txt when the lock, pyproject.toml or the installer changed; a no-op otherwise.
 # The lock is installed by uv (pinned with hashes in env/uv.txt, installed into .uv/) in
 # hash-checking mode: a file whose sha256 is not the lock's is refused.
 PYTHON ?= python3
@@ -22,7 +22,7 @@ $(UV): env/uv.txt
 	.uv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r env/uv.txt
 	@touch $(UV)
 
-$(STAMP): env/lock-cpu.txt pyproject.toml | $(UV)
+$(STAMP): env/lock-cpu.txt pyproject.toml env/locks.py | $(UV)
 	$(LOCKS) install --lock env/lock-cpu.txt --venv $(VENV) --editable
 	@touch $(STAMP)
 
@@ -37,10 +37,11 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check repro tests benchmarks
 	$(VENV)/bin/python -m pytest -q
 
-# The edit loop: parity oracles and unit tests, without the end-to-end tier (pytest -m e2e).
+# The edit loop: parity oracles and unit tests on both cores, without the end-to-end tier
+# (pytest -m e2e) and the registry re-resolution of the locks (pytest -m network).
 test-fast: $(STAMP)
 	$(VENV)/bin/ruff check repro tests benchmarks
-	$(VENV)/bin/python -m pytest -q -m "not e2e"
+	$(VENV)/bin/python -m pytest -q -n 2 -m "not e2e and not network"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check repro tests benchmarks
