@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from repro.data import templates, tokenizers
+from repro.config import recipes
+from repro.data import preference, templates, tokenizers
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "tokenization.json").read_text())
 
@@ -68,8 +69,31 @@ def case_args(name: str):
     raise AssertionError(name)
 
 
+@pytest.fixture(scope="module")
+def loaded(tokenizer_dirs):
+    """Each saved tokenizer loaded once, as `repro data preview --tokenizer DIR` loads it."""
+    return {d.name: tokenizers.load(str(d)) for d in tokenizer_dirs.iterdir() if d.is_dir()}
+
+
 @pytest.mark.parametrize("name", sorted(GOLDEN["cases"]))
+def test_tokenization_equals_original_code(name, tokenizer_dirs, loaded):
+    """The library path `repro data preview` runs (recipes -> Pipeline.for_config -> run), in
+    process: one tokenizer load per module, not one CLI start per case."""
+    tok, setting, mode, row, (max_length, max_prompt_length) = case_args(name)
+    the_setting = recipes.get_setting(
+        str(tokenizer_dirs / "zephyr-recipe.yaml") if setting == "zephyr-recipe" else setting
+    )
+    pipeline = preference.Pipeline.for_config(
+        loaded[tok], the_setting, mode, max_length=max_length, max_prompt_length=max_prompt_length
+    )
+    results, stats = pipeline.run(preference.read_jsonl(tokenizer_dirs / f"{row}.jsonl"))
+    assert stats.kept == 1 and [r.as_dict() for r in results] == [GOLDEN["cases"][name]]
+
+
+@pytest.mark.e2e  # the installed CLI, loading a real tokenizer
+@pytest.mark.parametrize("name", ["llama3-post-paper-v1-single", "zephyr-simpo-single"])
 def test_preview_equals_original_code(name, tokenizer_dirs, cli):
+    """The same through the CLI, for a recipe by name and a recipe file."""
     tok, setting, mode, row, (max_length, max_prompt_length) = case_args(name)
     if setting == "zephyr-recipe":
         setting = str(tokenizer_dirs / "zephyr-recipe.yaml")
@@ -115,6 +139,7 @@ def test_quirks_visible_in_golden_data():
     assert len(truncated["chosen_input_ids"]) - truncated["chosen_labels"].count(-100) == 40 - 24
 
 
+@pytest.mark.e2e  # the installed CLI, loading a real tokenizer
 def test_preview_counts_bad_rows(tokenizer_dirs, cli, tmp_path):
     good = (tokenizer_dirs / "single.jsonl").read_text()
     same = json.loads(good)
@@ -140,6 +165,7 @@ def test_preview_counts_bad_rows(tokenizer_dirs, cli, tmp_path):
     assert "chosen is identical to rejected" in proc.stderr and "not valid JSON" in proc.stderr
 
 
+@pytest.mark.e2e  # the installed CLI, loading a real tokenizer
 def test_preview_table_marks_masked_and_trained(tokenizer_dirs, cli):
     proc = cli(
         "data",
@@ -174,6 +200,7 @@ def test_non_legacy_mistral_reload_warns(tmp_path):
     assert any(issubclass(w.category, ReproWarning) and "non-legacy" in str(w.message) for w in caught)
 
 
+@pytest.mark.e2e  # the installed CLI, loading a real tokenizer
 def test_check_tokenizer_flags_double_bos(tokenizer_dirs, cli):
     post = cli(
         "check-tokenizer",
@@ -199,6 +226,7 @@ def test_check_tokenizer_flags_double_bos(tokenizer_dirs, cli):
     assert json.loads(pre.stdout)["status"] == "ok"
 
 
+@pytest.mark.e2e  # the installed CLI, loading a real tokenizer
 def test_check_tokenizer_knows_mistral_base_was_scored_with_two_bos(tokenizer_dirs, cli):
     proc = cli(
         "check-tokenizer", str(tokenizer_dirs / "zephyr"), "--setting", "mistral-base", "--format", "json"

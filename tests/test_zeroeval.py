@@ -241,7 +241,23 @@ def _chatml_tokenizer(folder: Path, *, bos_in_template: bool = False, post_bos: 
     return folder
 
 
-def test_prompts_reproduce_the_yi_files_model_input(shared, cli, tmp_path):
+def test_prompts_reproduce_the_yi_files_model_input(shared, tmp_path):
+    """Every one of the 1319 stored `model_input` strings, through the library `repro zeroeval
+    prompts` calls (a saved ChatML tokenizer, loaded as the CLI loads it)."""
+    from repro.data import tokenizers
+
+    data = shared / "data" / "zeroeval" / "gsm" / "Yi-1.5-9B-Chat.json"
+    tokenizer = tokenizers.load(str(_chatml_tokenizer(tmp_path / "chatml")))
+    items = json.loads(data.read_text())
+    assert [i["id"] for i in zeroeval.load_items("gsm", data)] == [i["id"] for i in items]
+    assert len(items) == 1319
+    for item in items:
+        assert zeroeval.prompt(tokenizer, "gsm", item) == item["model_input"], item["id"]
+        assert zeroeval.user_turn("gsm", item) == item["chat_history"][0]
+
+
+@pytest.mark.e2e  # the installed CLI, loading a tokenizer
+def test_prompts_command_prints_the_yi_files_model_input(shared, cli, tmp_path):
     data = shared / "data" / "zeroeval" / "gsm" / "Yi-1.5-9B-Chat.json"
     tokenizer = _chatml_tokenizer(tmp_path / "chatml")
     proc = cli(
@@ -260,7 +276,6 @@ def test_prompts_reproduce_the_yi_files_model_input(shared, cli, tmp_path):
     assert len(rows) == len(items) == 1319
     for row, item in zip(rows, items, strict=True):
         assert row["id"] == item["id"] and row["prompt"] == item["model_input"], item["id"]
-        assert zeroeval.user_turn("gsm", item) == item["chat_history"][0]
     assert "1319 prompts" in proc.stderr
     limited = cli(
         "zeroeval",
