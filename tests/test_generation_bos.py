@@ -42,12 +42,9 @@ def alpaca_prompts() -> list[str]:
     return [template.replace("{instruction}", q) for q in ("What is 2 + 2?", "Name a colour.")]
 
 
-def test_pre_update_tokenizer_gives_one_bos_and_generates(llama3, llama3_model, tmp_path):
-    pre, _ = llama3
-    backend = generate.TransformersBackend(str(llama3_model), tokenizer=pre)
-    ids = generate.encode(pre, alpaca_prompts(), add_special_tokens=True)
-    assert [bosguard.leading(i, pre.bos_token_id) for i in ids] == [1, 1]
-    answers = answering.Answerer(tmp_path).answers(
+def answer_alpaca(answerer: answering.Answerer, backend) -> list:
+    """The AlpacaEval prompts as alpaca-eval 0.6.2 sent them: strings, special tokens added."""
+    return answerer.answers(
         "a.jsonl",
         backend,
         alpaca_prompts(),
@@ -55,6 +52,14 @@ def test_pre_update_tokenizer_gives_one_bos_and_generates(llama3, llama3_model, 
         add_special_tokens=True,
         what="AlpacaEval",
     )
+
+
+def test_pre_update_tokenizer_gives_one_bos_and_generates(llama3, llama3_model, tmp_path):
+    pre, _ = llama3
+    backend = generate.TransformersBackend(str(llama3_model), tokenizer=pre)
+    ids = generate.encode(pre, alpaca_prompts(), add_special_tokens=True)
+    assert [bosguard.leading(i, pre.bos_token_id) for i in ids] == [1, 1]
+    answers = answer_alpaca(answering.Answerer(tmp_path), backend)
     assert len(answers) == 2 and (tmp_path / "a.jsonl").exists()
 
 
@@ -65,24 +70,10 @@ def test_post_update_tokenizer_gives_two_and_the_guard_stops_generation(llama3, 
     backend = generate.TransformersBackend(str(llama3_model), tokenizer=post)
     answerer = answering.Answerer(tmp_path)
     with pytest.raises(ReproError, match="2 BOS where 1 expected"):
-        answerer.answers(
-            "a.jsonl",
-            backend,
-            alpaca_prompts(),
-            Decoding("greedy", 4),
-            add_special_tokens=True,
-            what="AlpacaEval",
-        )
+        answer_alpaca(answerer, backend)
     assert not (tmp_path / "a.jsonl").exists()  # stopped before anything was generated
     # --allow-double-bos: generated as asked, two BOS and all
-    allowed = answering.Answerer(tmp_path, allow_double_bos=True).answers(
-        "a.jsonl",
-        backend,
-        alpaca_prompts(),
-        Decoding("greedy", 4),
-        add_special_tokens=True,
-        what="AlpacaEval",
-    )
+    allowed = answer_alpaca(answering.Answerer(tmp_path, allow_double_bos=True), backend)
     assert len(allowed) == 2
 
 
