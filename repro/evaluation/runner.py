@@ -87,6 +87,10 @@ class Judge:
             from repro.errors import unknown
 
             raise unknown("judge", kind, cls.KINDS)
+        if kind == "endpoint" and kwargs.get("url") and (problem := backends.url_problem(kwargs["url"])):
+            from repro.errors import UsageError
+
+            raise UsageError(problem)
         return cls(kind=kind, **{k: v for k, v in kwargs.items() if v is not None})
 
     def backend(self):
@@ -291,10 +295,13 @@ class Evaluation:
         with open(self.output / "arena_hard" / "judgments.jsonl", "w", encoding="utf-8") as fh:
             for row in judgments:
                 fh.write(io.dumps(row, indent=None) + "\n")
-        scores = arena_hard.score(arena_hard.battles_from_judgments({self.model_name: judgments}))[
-            self.model_name
-        ]
+        battles = arena_hard.battles_from_judgments({self.model_name: judgments})
         failed = sum(1 for j in judgments for g in j["games"] if g.get("score") is None)
+        if len(battles.outcome) == 0:  # no game has a verdict (a judge that failed): nothing to score
+            scores = {"score": None, "lower": None, "upper": None, "battles": 0,
+                      "games_without_verdict": failed}  # fmt: skip
+        else:
+            scores = arena_hard.score(battles)[self.model_name]
         return {
             **scores,
             "avg_tokens": self._tokens(list(answers.values())),

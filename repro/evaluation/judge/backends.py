@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -15,12 +16,29 @@ from repro.evaluation.judge.gateway import JudgeError, chat_response
 # ---------------------------------------------------------------------------- endpoint
 
 
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be a judge's base URL (http(s), a host, a port that parses), or None."""
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        return f"--judge-url {url!r} is not a URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"--judge-url {url!r} is not an http(s) URL with a host (e.g. https://api.openai.com/v1)"
+    return None
+
+
 class OpenAIEndpoint:
     """Forwards to any OpenAI-compatible endpoint: bounded concurrency, retries with capped
     exponential backoff (honouring Retry-After), timeouts. The key is read from the
     environment at call time and only ever placed in the Authorization header."""
 
     RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504}
+    # Requests in a row that exhausted their retries without reaching the server: after these,
+    # the judge is taken as gone and every further request fails at once (counted, not retried).
+    GIVE_UP_AFTER = 3
 
     def __init__(
         self,
@@ -44,6 +62,10 @@ class OpenAIEndpoint:
         self.max_backoff = max_backoff
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self.require_key = require_key
+        self._unreachable = 0
+        # an endpoint is known by the model it is asked for (in each request, or this override),
+        # not by its URL: the same judge behind a proxy or on another port answers the same
+        self.identity = {"kind": "endpoint", "model": model}
         if require_key and not os.environ.get(api_key_env):
             from repro.errors import ReproError
 
@@ -62,12 +84,15 @@ class OpenAIEndpoint:
         import urllib.error
         import urllib.request
 
-        req = urllib.request.Request(
-            f"{self.base_url}/chat/completions",
-            data=json.dumps(body).encode(),
-            headers=headers,
-            method="POST",
-        )
+        try:
+            req = urllib.request.Request(
+                f"{self.base_url}/chat/completions",
+                data=json.dumps(body).encode(),
+                headers=headers,
+                method="POST",
+            )
+        except ValueError as exc:  # not a URL: no retry will fix it
+            raise JudgeError(f"bad judge URL {self.base_url!r}: {exc}", status=400) from None
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as response:  # noqa: S310 - user's judge URL
                 return response.status, response.read().decode("utf-8", "replace"), dict(response.headers)
@@ -84,6 +109,8 @@ class OpenAIEndpoint:
         if key := os.environ.get(self.api_key_env):
             headers["Authorization"] = f"Bearer {key}"
         reason, retry_after = "no attempt", None
+        if self._unreachable >= self.GIVE_UP_AFTER:
+            raise JudgeError(f"judge unreachable: {self._unreachable} requests in a row got no answer")
         with self._slots:
             for attempt in range(self.max_retries + 1):
                 if attempt:
@@ -112,7 +139,10 @@ class OpenAIEndpoint:
                 if problem:
                     reason = problem
                     continue
+                self._unreachable = 0
                 return data
+        if reason.startswith(("connection error", "timeout")):
+            self._unreachable += 1  # a server that is gone: the remaining requests fail at once
         raise JudgeError(f"{reason}: gave up after {self.max_retries + 1} attempts")
 
 
@@ -185,6 +215,9 @@ class Replay:
                     raw = None
             if isinstance(raw, dict):
                 self.by_instruction[row["instruction"]] = raw
+        recorded = json.dumps(self.by_instruction, sort_keys=True, ensure_ascii=False).encode()
+        # another annotations file is another judge
+        self.identity = {"kind": "replay", "recorded_sha256": hashlib.sha256(recorded).hexdigest()}
 
     def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         parts = alpaca_eval_parts(_user_text(request))
@@ -209,6 +242,8 @@ class RuleJudge:
     """A deterministic judge for the tiny setting: repro.tiny.judge_score decides, in each
     benchmark's own answer format (alpaca-eval m/M log-probs, Arena-Hard [[A>B]] verdicts,
     MT-Bench [[rating]])."""
+
+    identity = {"kind": "rule", "judge": "repro.tiny.judge_score"}
 
     def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         from repro.tiny import judge_score

@@ -75,16 +75,26 @@ class Stats:
         }
 
 
+def identity(backend: Backend) -> dict[str, Any]:
+    """Who answers: the backend's own `identity` (kind, endpoint, model), or its class for others."""
+    declared = getattr(backend, "identity", None)
+    if isinstance(declared, dict):
+        return declared
+    kind = getattr(backend, "__qualname__", None) or type(backend).__qualname__
+    return {"kind": f"{getattr(backend, '__module__', '')}.{kind}"}
+
+
 class Gateway:
     def __init__(self, backend: Backend, cache: JudgmentCache | None = None):
         self.backend = backend
         self.cache = cache
+        self.identity = identity(backend)  # part of every cache key: one judge never answers for another
         self.stats = Stats()
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         with self.stats.lock:
             self.stats.requests += 1
-        key = request_key(request)
+        key = request_key(request, self.identity)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             with self.stats.lock:
                 self.stats.cache_hits += 1
@@ -97,8 +107,12 @@ class Gateway:
             with self.stats.lock:
                 self.stats.failures[str(exc).split(":")[0]] += 1
             raise
+        except Exception as exc:  # noqa: BLE001 - a backend bug is a counted failure, not a traceback
+            with self.stats.lock:
+                self.stats.failures[type(exc).__name__] += 1
+            raise JudgeError(f"{type(exc).__name__}: {exc}") from None
         if self.cache is not None:
-            self.cache.put(key, request, response)
+            self.cache.put(key, request, response, self.identity)
         return response
 
 

@@ -165,31 +165,43 @@ def evaluate(
         stack.callback(root.setLevel, root.level)
         root.setLevel(logging.CRITICAL)
         stack.enter_context(_env(TQDM_DISABLE="1"))  # alpaca-eval's own progress bars
-        leaderboard, annotations = ae_main.evaluate(
-            model_outputs=model_outputs,
-            reference_outputs=reference_outputs,
-            annotators_config=str(config),
-            name=name,
-            output_path=None,
-            precomputed_leaderboard=None,
-            is_return_instead_of_print=True,
-            fn_metric="get_length_controlled_winrate" if lc_folder else "get_winrate",
-            metric_kwargs={"save_weights_dir": None} if lc_folder else None,
-            sort_by="win_rate",
-            caching_path=str(folder / "alpaca_eval_annotations.json"),
-        )
+        try:
+            leaderboard, annotations = ae_main.evaluate(
+                model_outputs=model_outputs,
+                reference_outputs=reference_outputs,
+                annotators_config=str(config),
+                name=name,
+                output_path=None,
+                precomputed_leaderboard=None,
+                is_return_instead_of_print=True,
+                fn_metric="get_length_controlled_winrate" if lc_folder else "get_winrate",
+                metric_kwargs={"save_weights_dir": None} if lc_folder else None,
+                sort_by="win_rate",
+                caching_path=str(folder / "alpaca_eval_annotations.json"),
+            )
+        except (TypeError, ValueError, KeyError) as exc:
+            # alpaca-eval 0.6.2 cannot score a leaderboard row when no judgment came back
+            # (round(None)); with failed judge calls counted, that is an incomplete result
+            if not gateway.stats.failures:
+                raise
+            logging.getLogger(__name__).info("alpaca-eval could not score: %s", exc)
+            leaderboard, annotations = None, []
         stats = gateway.stats.as_dict()
         if cache is not None:
             cache.close()
     if annotations_out is not None:
         annotations_out.write_text(json.dumps(annotations, indent=1, default=str))
-    row = leaderboard.loc[name].to_dict()
+    row = leaderboard.loc[name].to_dict() if leaderboard is not None else {}
     result = {k: _plain(row.get(k)) for k in COLUMNS}
     if not lc_folder:
         result["length_controlled_winrate"] = None
     result["lc_available"] = bool(lc_folder)
     expected = len(reference_outputs)
-    failed = sum(1 for a in annotations if a.get("preference") is None or _isnan(a.get("preference")))
+    failed = (
+        sum(1 for a in annotations if a.get("preference") is None or _isnan(a.get("preference")))
+        if leaderboard is not None
+        else expected  # nothing could be scored
+    )
     result["n_failed"] = failed
     result["incomplete"] = result["n_total"] is None or int(result["n_total"]) < expected
     result["expected_total"] = expected
