@@ -103,7 +103,7 @@ def arena_score(
     def ci(r: dict) -> str:
         if r["score"] is None or r["lower"] is None or r["upper"] is None:
             return "n/a"
-        return f"({r['lower'] - r['score']:+.1f}, {r['upper'] - r['score']:+.1f})"
+        return f"({render.signed(r['lower'] - r['score'])}, {render.signed(r['upper'] - r['score'])})"
 
     rows = [
         (
@@ -308,6 +308,12 @@ def eval_cmd(
         concurrency=concurrency,
         cache=judge_cache,
     )
+    from repro.runs import preflight
+
+    checks = [preflight.writable(output, "--output"), preflight.backend_check(backend)]
+    if any(b in runner.JUDGED for b in benches):
+        checks.append(preflight.judge_check(spec))
+    preflight.require_all(checks)  # before any model loads
     ev = runner.Evaluation(
         model,
         the_setting,
@@ -351,7 +357,7 @@ def eval_cmd(
     if r := results.get("arena_hard"):
         rows += [
             ("Arena-Hard", "score", _fmt(r["score"])),
-            ("Arena-Hard", "95% CI", f"{r['lower']:.1f} .. {r['upper']:.1f}"),
+            ("Arena-Hard", "95% CI", f"{_fmt(r['lower'])} .. {_fmt(r['upper'])}"),
             ("Arena-Hard", "avg tokens", _fmt(r["avg_tokens"])),
         ]
     if r := results.get("mt_bench"):

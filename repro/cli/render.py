@@ -25,6 +25,9 @@ TERMINAL_LOG = logging.StreamHandler(sys.stderr)
 TERMINAL_LOG.setLevel(logging.WARNING)
 TERMINAL_LOG.setFormatter(logging.Formatter("repro: %(levelname)s: %(name)s: %(message)s"))
 logging.getLogger().addHandler(TERMINAL_LOG)
+# One INFO line per HTTP request (the openai client's httpx): noise, even with --verbose.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 def console(stderr: bool = False) -> Console:
@@ -51,6 +54,12 @@ def number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def signed(value: float, decimals: int = 1) -> str:
+    """+1.5, -0.3, and +0.0 (never -0.0) for an interval's offset from its point."""
+    shown = round(value, decimals) + 0.0  # -0.0 + 0.0 is 0.0
+    return f"{shown:+.{decimals}f}"
 
 
 def table(

@@ -72,6 +72,16 @@ def _steps_text(config) -> str:
     return f"{full} (a full epoch; --max-steps {cap} does not cut it)"
 
 
+def _check_backend(name: str) -> None:
+    """An unknown --backend is a usage error, found before anything runs (dry runs too)."""
+    from repro.evaluation import generate
+
+    if name not in generate.BACKENDS:
+        from repro.errors import unknown
+
+        raise unknown("--backend", name, generate.BACKENDS)
+
+
 def _plain_text(value) -> str:
     """A plan value for people: dicts as 'key value, ...', never Python reprs."""
     if isinstance(value, dict):
@@ -145,9 +155,10 @@ def run_cmd(
         key_env=judge_key_env,
         concurrency=concurrency,
     )
+    _check_backend(backend)
     if dry_run:
         info = run.plan(config, results_root=results, benches=benches, judge=spec, limit=limit)
-        checks = preflight.checks(config, judge=spec, results_root=results)
+        checks = preflight.checks(config, judge=spec, results_root=results, backend=backend)
         info["device (this machine)"] = (
             "GPU (CUDA)" if launch.cuda_available() else "CPU processes (DS_ACCELERATOR=cpu)"
         )
@@ -205,6 +216,7 @@ def run_cmd(
             echo=bars.echo,
             backend=backend,
             eval_kwargs={"zeroeval_data": zeroeval_data} if zeroeval_data else None,
+            verbose=render.VERBOSE,
         )
     if fmt == "json":
         render.print_json(result)
@@ -404,8 +416,14 @@ def compare_cmd(
             name_in_dir="compare.png",
         ),
     ] = None,
+    show_all: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Also list every published cell without a run (default: reproduced cells only)."
+        ),
+    ] = False,
     only_reproduced: Annotated[
-        bool, typer.Option("--only-reproduced", help="Hide published cells without runs.")
+        bool, typer.Option("--only-reproduced", hidden=True, help="The default; kept for old scripts.")
     ] = False,
     fail_outside: Annotated[
         bool,
@@ -465,31 +483,33 @@ def compare_cmd(
 
         raise unknown("--against target", against, ["published"])
     comparison = compare.compare(results_dir, compare.parse_tolerances(tolerance or []))
-    rows = [r for r in comparison.rows if r.runs or not only_reproduced]
+    if not any(r.runs for r in comparison.rows):
+        for path, reason in comparison.skipped:
+            render.warn(f"skipped {path}: {reason}")
+        raise ReproError(
+            f"no runs found under {results_dir}"
+            + (f" ({len(comparison.skipped)} result files skipped, see above)" if comparison.skipped else "")
+        )
+    rows = [r for r in comparison.rows if r.runs or show_all]
     dicts = [r.as_dict() for r in rows]
     if plot:
         compare.plot(comparison, plot)
     columns = [
-        "setting",
-        "method",
-        "metric",
-        "published",
-        "reproduced_mean",
-        "reproduced_std",
-        "runs",
-        "delta",
-        "status",
-        "p_value",
-        "erratum",
-    ]
+        "setting", "method", "variant", "metric", "published", "band", "reproduced_mean", "reproduced_std",
+        "runs", "delta", "status", "p_value", "erratum",
+    ]  # fmt: skip
     if fmt == "json":
         render.print_json(
-            {"rows": dicts, "skipped": [{"path": p, "reason": r} for p, r in comparison.skipped]}
+            {
+                "rows": dicts,
+                "skipped": [{"path": p, "reason": r} for p, r in comparison.skipped],
+                "unverified": [{"path": p, "reason": r} for p, r in comparison.unverified],
+            }
         )
-    elif fmt == "csv":
-        render.print_csv(columns, [[d[c] for c in columns] for d in dicts])
-    elif fmt == "markdown":
-        render.print_markdown(columns, [[d[c] for c in columns] for d in dicts])
+    elif fmt in ("csv", "markdown"):
+        flat = [{**d, "band": f"{d['band'][0]:g}-{d['band'][1]:g}" if d["band"] else None} for d in dicts]
+        writer = render.print_csv if fmt == "csv" else render.print_markdown
+        writer(columns, [[d[c] for c in columns] for d in flat])
     else:
         body = []
         for r in rows:
@@ -502,6 +522,7 @@ def compare_cmd(
                 (
                     r.setting,
                     r.method,
+                    r.variant or "recipe",
                     compare.METRICS[r.metric],
                     published + ("*" if r.erratum else ""),
                     "" if r.mean is None else f"{r.mean:.2f}",
@@ -512,19 +533,34 @@ def compare_cmd(
                 )
             )
         counts = {s: sum(r.status == s for r in comparison.rows) for s in ("within", "outside", "missing")}
+        hidden = "" if show_all else " (--all lists them)"
         caption = (
-            f"{counts['within']} within, {counts['outside']} outside, {counts['missing']} missing; * erratum"
+            f"{counts['within']} within, {counts['outside']} outside, {counts['missing']} published cells "
+            f"without a run{hidden}; * erratum; runs are averaged only over seeds of one configuration"
         )
         render.print_table(
             render.table(
-                ["setting", "method", "metric", "published", "reproduced", "std", "runs", "delta", "status"],
+                [
+                    "setting",
+                    "method",
+                    "config",
+                    "metric",
+                    "published",
+                    "reproduced",
+                    "std",
+                    "runs",
+                    "delta",
+                    "status",
+                ],
                 body,
                 title="Reproduced vs published",
                 caption=caption,
-            )
+            )  # fmt: skip
         )
     for path, reason in comparison.skipped:
         render.warn(f"skipped {path}: {reason}")
+    for path, reason in comparison.unverified:
+        render.warn(f"unverified {path}: {reason}")
     if fail_outside and comparison.outside():
         raise ReproError(f"{len(comparison.outside())} reproduced cells are outside tolerance")
     if plot:
@@ -538,9 +574,11 @@ def verify_cmd(
     """Re-hash a finished run's files against its manifest; one line per file that differs."""
     from repro.runs import verify
 
-    checked, problems = verify.verify(run_dir)
-    for line in problems:
-        render.console(stderr=True).print(line, markup=False, highlight=False)
-    if problems:
-        raise ReproError(f"{len(problems)} of {checked} recorded files differ from the manifest")
-    print(f"all {checked} files match the manifest")
+    found = verify.verify(run_dir)
+    err = render.console(stderr=True)
+    for line in found.problems + [f"note: {n}" for n in found.notes]:
+        err.print(line, markup=False, highlight=False)
+    print(f"manifest.json sha256 {found.manifest_sha256}")
+    if found.problems:
+        raise ReproError(f"{len(found.problems)} of {found.checked} recorded files differ from the manifest")
+    print(f"all {found.checked} files match the manifest")

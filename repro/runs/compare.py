@@ -1,7 +1,11 @@
 """`repro compare`: every reproduced score against the published tables (or the tiny band).
 
-One row per setting x method x metric: the published value, the reproduced mean and spread
-over runs (seeds), the delta, and whether it lies within tolerance. Default tolerances are
+One row per setting x method x metric and group of replicates: the published value, the
+reproduced mean and spread over the runs that differ only by their seed, the delta, and
+whether it lies within tolerance. Runs of another configuration (an override, a grid point,
+training cut by --max-steps, another judge or engine) are rows of their own, labelled with
+what differs from the recipe (repro.runs.replicates); they are never averaged with the recipe's
+runs, and only the recipe's rows count for --fail-outside-tolerance. Default tolerances are
 the maintainers' stated noise floor: +-1.0 point for AlpacaEval 2 and Arena-Hard (SimPO
 issues #21, #68). The Gemma table's ZeroEval columns (GSM, MMLU) have no stated noise floor:
 repro uses +-1.0 point for accuracy and +-20 characters for the lengths (about 5% of the
@@ -22,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repro import paths
+from repro import io, paths
 from repro.errors import ReproError
-from repro.runs import published
+from repro.runs import published, replicates, verify
 
 METRICS = {
     "ae2_lc": "AE2 LC",
@@ -57,6 +61,8 @@ class Row:
     tolerance: float | None = None
     erratum: str | None = None
     band: tuple[float, float] | None = None
+    variant: str = ""  # what differs from the recipe ('' for the recipe's own runs)
+    recipe: bool = True  # the recipe's configuration (only these rows gate --fail-outside-tolerance)
 
     @property
     def mean(self) -> float | None:
@@ -93,6 +99,8 @@ class Row:
             "setting": self.setting,
             "method": self.method,
             "metric": self.metric,
+            "variant": self.variant,
+            "recipe": self.recipe,
             "published": self.published,
             "reproduced_mean": self.mean,
             "reproduced_std": self.spread,
@@ -110,14 +118,21 @@ class Row:
 class Comparison:
     rows: list[Row]
     skipped: list[tuple[str, str]]  # (path, reason)
+    unverified: list[tuple[str, str]] = field(default_factory=list)  # (path, why): counted, said
 
     def outside(self) -> list[Row]:
-        return [r for r in self.rows if r.status == "outside"]
+        """The recipe's cells outside tolerance (a sweep point or an override may well be)."""
+        return [r for r in self.rows if r.status == "outside" and r.recipe]
 
 
-def collect(results_dir: Path) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-    """Complete run results under `results_dir`; anything else is skipped with its reason."""
+def collect(
+    results_dir: Path, unverified: list[tuple[str, str]] | None = None
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """Complete run results under `results_dir`; anything else is skipped with its reason. A run
+    whose scores differ from what its manifest recorded is skipped; one whose manifest cannot
+    vouch for its scores is counted but listed in `unverified`."""
     results, skipped = [], []
+    unverified = [] if unverified is None else unverified
     seen: dict[tuple, str] = {}
     root = Path(results_dir)
     if not root.exists():
@@ -139,11 +154,7 @@ def collect(results_dir: Path) -> tuple[list[dict[str, Any]], list[tuple[str, st
         if not data.get("method"):
             skipped.append((str(path), "a `repro eval` of a checkpoint: no method to compare it under"))
             continue
-        counted = (data.get("setting"), data.get("method"), data.get("run_id"))
-        if data.get("run_id") and counted in seen:  # another engine's evaluation of the same model
-            skipped.append((str(path), f"same trained model as {seen[counted]} (counted once)"))
-            continue
-        if data.get("partial"):
+        if data.get("limit"):
             skipped.append((str(path), f"partial evaluation (--limit {data.get('limit')}): not averaged"))
             continue
         if problem := _shape_problem(data):
@@ -154,9 +165,69 @@ def collect(results_dir: Path) -> tuple[list[dict[str, Any]], list[tuple[str, st
                 (str(path), f"incomplete run ({', '.join(data.get('incomplete_benchmarks') or [])})")
             )
             continue
+        if (path.parent / "manifest.json").exists():
+            try:
+                check = verify.verify(path.parent, scores_only=True)
+            except ReproError as exc:
+                skipped.append((str(path), f"fails verification: {exc}"))
+                continue
+            if check.problems:
+                skipped.append((str(path), f"fails verification: {'; '.join(check.problems)}"))
+                continue
+            unverified.extend((str(path), note) for note in check.notes)
+        else:
+            unverified.append((str(path), "no manifest.json beside it: its scores are unverified"))
+        data["_group"], data["_variant"], data["_extent"] = _identity(path, data)
+        # the same trained model evaluated the same way twice (e.g. a copy of a run folder)
+        counted = (data.get("setting"), data.get("method"), data.get("run_id"), data["_group"])
+        if data.get("run_id") and counted in seen:
+            skipped.append((str(path), f"same run as {seen[counted]} (counted once)"))
+            continue
         seen[counted] = str(path)
         results.append(data)
     return results, skipped
+
+
+def _identity(path: Path, data: dict[str, Any]) -> tuple[str | None, dict | None, dict | None]:
+    """(replicate key, differences from the recipe, training extent) of one result. Results of
+    repro before replicate keys are read through their manifest; hand-made results without
+    either have no key (they are pooled by setting and method, as they always were)."""
+    if data.get("replicate_key"):
+        return data["replicate_key"], data.get("variant"), data.get("training")
+    from repro.config.runconfig import RunConfig
+
+    manifest = io.read_json(path.parent / "manifest.json")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
+        return None, None, None
+    try:
+        config = RunConfig.from_json(manifest["config"], str(path.parent / "manifest.json"))
+    except ReproError:
+        return None, None, None
+    engines = [p.removeprefix("backend-") for p in path.parts if p.startswith("backend-")]
+    engine = engines[-1] if engines else "transformers"
+    judge = data.get("judge") if isinstance(data.get("judge"), dict) else {}
+    root = next((d for d in (path.parent, *path.parents) if (d / "train").is_dir()), path.parent)
+    metrics = io.read_json(root / "train" / "metrics.json") or {}
+    kind = replicates.describe(config, judge=judge, backend=engine, metrics=metrics)
+    return kind["replicate_key"], kind["variant"], kind["training"]
+
+
+def _labels(results: list[dict[str, Any]]) -> dict[tuple[str, str, str | None], tuple[str, bool]]:
+    """(setting, method, group) -> (label, is the recipe). Groups whose differences from the
+    recipe read the same (e.g. made by two versions of repro) are told apart by their key."""
+    labels: dict[tuple[str, str, str | None], tuple[str, bool]] = {}
+    for r in results:
+        text = replicates.label(r["_variant"], r["_extent"])
+        labels[(r["setting"], r["method"], r["_group"])] = (text, text == "")
+    by_text: dict[tuple[str, str, str], list[tuple[str, str, str | None]]] = {}
+    for k, (text, _) in labels.items():
+        by_text.setdefault((k[0], k[1], text), []).append(k)
+    for (_, _, text), keys in by_text.items():
+        if len(keys) > 1:
+            for k in keys:
+                tag = f"config {k[2][:8]}" if k[2] else "no recorded config"
+                labels[k] = ("; ".join(t for t in (text, tag) if t), labels[k][1])
+    return labels
 
 
 def parse_tolerances(items: list[str]) -> dict[str, float]:
@@ -172,6 +243,8 @@ def parse_tolerances(items: list[str]) -> dict[str, float]:
             tolerances[key] = float(value)
         except ValueError:
             raise UsageError(f"--tolerance expects METRIC=NUMBER, got '{item}'") from None
+        if not tolerances[key] >= 0:  # NaN too
+            raise UsageError(f"--tolerance {key}: a tolerance is a distance, 0 or more (got {value})")
     return tolerances
 
 
@@ -198,7 +271,8 @@ def tiny_band() -> dict[tuple[str, str, str], tuple[float, float]]:
 
 def compare(results_dir: Path, tolerances: dict[str, float] | None = None) -> Comparison:
     tolerance = {**DEFAULT_TOLERANCE, **(tolerances or {})}
-    results, skipped = collect(results_dir)
+    unverified: list[tuple[str, str]] = []
+    results, skipped = collect(results_dir, unverified)
     rows: dict[tuple[str, str, str], Row] = {}
     for prow in published.load():
         for metric in METRICS:
@@ -220,18 +294,35 @@ def compare(results_dir: Path, tolerances: dict[str, float] | None = None) -> Co
     for (setting, method, metric), limits in tiny_band().items():
         if setting in reproduced:
             rows[(setting, method, metric)] = Row(setting, method, metric, None, band=limits)
+    labels = _labels(results)
+    recipe_groups: dict[tuple[str, str, str], str | None] = {}  # the recipe row's group, once taken
+    grouped: dict[tuple[str, str, str, str | None], Row] = {}
     for result in results:
+        group = (result["setting"], result["method"], result["_group"])
+        text, is_recipe = labels[group]
         for metric in METRICS:
             value = result["scores"].get(metric)
-            key = (result["setting"], result["method"], metric)
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
-            if key not in rows:
-                rows[key] = Row(*key, None, tolerance=tolerance[metric])
+            cell = (result["setting"], result["method"], metric)
+            template = rows.get(cell) or Row(*cell, None, tolerance=tolerance[metric])
+            if is_recipe and recipe_groups.setdefault(cell, group[2]) == group[2]:
+                row = rows.setdefault(cell, template)  # the published cell's own row
+            else:
+                row = grouped.get((*cell, group[2]))
+                if row is None:
+                    row = grouped[(*cell, group[2])] = Row(
+                        *cell, template.published, tolerance=template.tolerance, erratum=template.erratum,
+                        band=template.band, variant=text, recipe=is_recipe,
+                    )  # fmt: skip
+            row.variant = text
             value = float(value)
-            rows[key].runs.append(round(value, ROUNDED[metric]) if metric in ROUNDED else value)
-    ordered = sorted(rows.values(), key=lambda r: (r.setting, r.method, list(METRICS).index(r.metric)))
-    return Comparison(ordered, skipped)
+            row.runs.append(round(value, ROUNDED[metric]) if metric in ROUNDED else value)
+    ordered = sorted(
+        [*rows.values(), *grouped.values()],
+        key=lambda r: (r.setting, r.method, not r.recipe, r.variant, list(METRICS).index(r.metric)),
+    )
+    return Comparison(ordered, skipped, unverified)
 
 
 def plot(comparison: Comparison, path: Path) -> Path:

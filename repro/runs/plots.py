@@ -85,15 +85,19 @@ def curves(log_history: Sequence[dict[str, Any]], path: Path, *, title: str) -> 
 # ---------------------------------------------------------------------------- compare
 
 
+STATUS_COLORS = {"within": "tab:green", "outside": "tab:red"}  # any other status: tab:blue
+
+
 def compare_figure(rows: Iterable[Any], metrics: dict[str, str], tolerance: dict[str, float]):
     """One panel per metric, one row per setting/method with a run: published (hollow) vs
-    reproduced (filled, +- spread), green within tolerance, red outside; tiny's band shaded."""
+    reproduced (filled, +- spread), green within tolerance, red outside, blue where nothing is
+    published; tiny's band shaded. A configuration other than the recipe's is a row of its own."""
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
     rows = [r for r in rows if r.runs]
     shown = [m for m in metrics if any(r.metric == m for r in rows)] or list(metrics)
-    labels = sorted({(r.setting, r.method) for r in rows})
+    labels = sorted({(r.setting, r.method, getattr(r, "variant", "")) for r in rows})
     index = {key: i for i, key in enumerate(labels)}
     height = max(2.8, ROW_INCHES * len(labels) + 1.6)
     fig, axes = plt.subplots(
@@ -106,8 +110,8 @@ def compare_figure(rows: Iterable[Any], metrics: dict[str, str], tolerance: dict
     )
     for ax, metric in zip(axes[0], shown, strict=True):
         for r in (r for r in rows if r.metric == metric):
-            y = index[(r.setting, r.method)]
-            color = "tab:green" if r.status == "within" else "tab:red"
+            y = index[(r.setting, r.method, getattr(r, "variant", ""))]
+            color = STATUS_COLORS.get(r.status, "tab:blue")
             if r.band is not None:
                 ax.fill_betweenx([y - 0.3, y + 0.3], r.band[0], r.band[1], color="grey", alpha=0.25, lw=0)
             elif r.published is not None:
@@ -126,7 +130,9 @@ def compare_figure(rows: Iterable[Any], metrics: dict[str, str], tolerance: dict
             ax.text(0.5, 0.5, "no reproduced runs", ha="center", va="center", transform=ax.transAxes)
     first = axes[0][0]
     first.set_yticks(range(len(labels)))
-    first.set_yticklabels([ellipsize(f"{s} / {m}") for s, m in labels], fontsize=8)
+    first.set_yticklabels(
+        [ellipsize(f"{s} / {m}" + (f" ({v})" if v else "")) for s, m, v in labels], fontsize=8
+    )
     if labels:
         first.set_ylim(len(labels) - 0.5, -0.5)  # first label at the top
     from matplotlib.lines import Line2D
@@ -136,9 +142,10 @@ def compare_figure(rows: Iterable[Any], metrics: dict[str, str], tolerance: dict
         Line2D([], [], marker="o", ls="", mfc="white", mec="black", label="published"),
         Line2D([], [], marker="o", ls="", color="tab:green", label="reproduced, within"),
         Line2D([], [], marker="o", ls="", color="tab:red", label="reproduced, outside"),
+        Line2D([], [], marker="o", ls="", color="tab:blue", label="reproduced, nothing published"),
         Patch(color="grey", alpha=0.25, label="tolerance (tiny: band)"),
     ]
-    fig.legend(handles=legend, loc="outside lower center", ncol=4, fontsize=8, frameon=False)
+    fig.legend(handles=legend, loc="outside lower center", ncol=5, fontsize=8, frameon=False)
     fig.suptitle("repro compare: published vs reproduced (mean over runs, +- std)")
     fig.get_layout_engine().set(w_pad=0.1, wspace=0.06)  # room between panels' end tick labels
     return fig

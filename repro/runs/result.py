@@ -3,7 +3,10 @@
 A result says what it is: the model and setting it scores, the published-table metrics
 (`scores`), every benchmark's full output (`benchmarks`), whether every judgment came back
 (`complete`), and whether it covers only part of each benchmark (`partial`, with `limit`).
-`repro compare` averages complete, non-partial results only.
+A run also says which runs are its replicates (`replicate_key`: everything but the seed, see
+repro.runs.replicates), what it changed from its recipe (`variant`), and whether it trained as
+long as the recipe says (`training.full`; a run cut by --max-steps is `partial` too, with the
+reason in `partial_reasons`). `repro compare` averages complete replicates only.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ def scores_from(benchmarks: dict[str, Any]) -> dict[str, Any]:
         )
     if ah := benchmarks.get("arena_hard"):
         scores.update(
-            ah=ah.get("score"), ah_ci=[ah.get("lower"), ah.get("upper")], ah_length=ah.get("avg_tokens")
+            ah=ah.get("score"),
+            ah_ci=[_rounded(ah.get("lower")), _rounded(ah.get("upper"))],
+            ah_length=ah.get("avg_tokens"),
         )
     if mt := benchmarks.get("mt_bench"):
         scores.update(mt_bench=mt.get("average"))
@@ -37,6 +42,11 @@ def scores_from(benchmarks: dict[str, Any]) -> dict[str, Any]:
     if mmlu := benchmarks.get("mmlu_redux"):
         scores.update(mmlu=mmlu.get("acc"), mmlu_length=mmlu.get("reason_length"))
     return scores
+
+
+def _rounded(value: Any) -> Any:
+    """A bootstrap bound without float noise (99.9999999999 is 100)."""
+    return round(value, 6) if isinstance(value, float) else value
 
 
 def incomplete_benchmarks(benchmarks: dict[str, Any]) -> list[str]:
@@ -56,9 +66,15 @@ def record(
     training: dict[str, Any] | None = None,
     bos_check: dict[str, Any] | None = None,
     timings: dict[str, Any] | None = None,
+    replicate_key: str | None = None,
+    variant: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     extras = ("judge_calls", "resumed_answers", "notes")  # about the evaluation, not a benchmark
     incomplete = incomplete_benchmarks(benchmarks)
+    reasons = [f"--limit {limit}: the first {limit} questions of each benchmark"] if limit else []
+    if training and training.get("full") is False:
+        of = f" of the recipe's {training['recipe_steps']}" if training.get("recipe_steps") else ""
+        reasons.append(f"training stopped at {training.get('steps')}{of} steps (--max-steps)")
     return {
         "schema": SCHEMA,
         "model": model,
@@ -70,8 +86,11 @@ def record(
         "training": training,
         "complete": not incomplete,
         "incomplete_benchmarks": incomplete,
-        "partial": limit is not None,
+        "partial": bool(reasons),
+        "partial_reasons": reasons,
         "limit": limit,
+        "replicate_key": replicate_key,
+        "variant": variant,
         "judge": judge,
         "benchmarks": {k: v for k, v in benchmarks.items() if k not in extras},
         "judge_calls": benchmarks.get("judge_calls"),

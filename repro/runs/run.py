@@ -26,7 +26,7 @@ from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
 from repro.evaluation import judgecost, runner
 from repro.progress import Progress
-from repro.runs import environment, plots, preflight, result, verify
+from repro.runs import environment, plots, preflight, replicates, result, verify
 from repro.train import launch
 
 DEFAULT_BENCHES = ("alpaca_eval2", "arena_hard", "mt_bench")
@@ -149,12 +149,14 @@ def execute(
     eval_kwargs: dict[str, Any] | None = None,
     progress: Progress | None = None,
     echo: Callable[[str], None] | None = None,
+    verbose: bool = False,
 ) -> dict[str, Any]:
-    """Run (or resume) every stage; returns the result record. Library logs go to repro.log."""
+    """Run (or resume) every stage; returns the result record. Library logs go to repro.log;
+    `verbose` also hands the training metrics (the Trainer's logged dicts) to `echo`."""
     directory = run_directory(config, results_root, limit, backend)
     eval_kwargs = {**(eval_kwargs or {}), "backend_name": backend}
     root = safe_child(results_root, config.setting, config.method, config.run_id)
-    preflight.require(config, judge=judge, results_root=results_root)
+    preflight.require(config, judge=judge, results_root=results_root, backend=backend)
     with run_lock(root), _log_to(directory / "repro.log"):
         return _execute(
             config,
@@ -166,6 +168,7 @@ def execute(
             eval_kwargs=eval_kwargs,
             progress=progress,
             echo=echo,
+            verbose=verbose,
         )
 
 
@@ -199,22 +202,19 @@ def _execute(
     eval_kwargs: dict[str, Any] | None,
     progress: Progress | None,
     echo: Callable[[str], None] | None,
+    verbose: bool = False,
 ) -> dict[str, Any]:
     done_work: list[dict[str, Any]] = []
     train_dir = root / "train"
 
     # -- train (skipped when a finished run of this exact config is there)
-    metrics = io.read_json(train_dir / "metrics.json")
-    previous = io.read_json(train_dir / "run.json") or {}
-    same = (previous.get("config") or {}).get("config_hash") == config.config_hash
-    if not (metrics and same and (train_dir / "model" / "config.json").exists()):
-        if (train_dir / "model").exists() and not same:
-            raise ReproError(f"{train_dir} holds a model of another config; refusing to overwrite it")
+    metrics = launch.finished_metrics(train_dir, config)
+    if metrics is None:
         start = time.time()
         prepared = launch.prepare(config, train_dir)
         if prepared.bos_check["status"] == "error":
             raise ReproError(f"BOS check failed ({train_dir / 'bos_check.json'})")
-        if launch.launch(prepared, progress=progress, echo=echo) != 0:
+        if launch.launch(prepared, progress=progress, echo=echo, verbose=verbose) != 0:
             raise ReproError(f"training failed; see {train_dir / 'train.log'}")
         done_work.append({"stage": "train", "seconds": round(time.time() - start, 1)})
         metrics = io.read_json(train_dir / "metrics.json")
@@ -257,6 +257,8 @@ def _execute(
         io.write_json(eval_dir / "result.json", cached)
         done_work.append({"stage": "evaluate", "seconds": round(time.time() - start, 1)})
 
+    judged_by = judge.describe()
+    kind = replicates.describe(config, judge=judged_by, backend=eval_key["backend"], metrics=metrics)
     record = result.record(
         model=str(train_dir / "model"),
         setting=config.setting,
@@ -267,13 +269,15 @@ def _execute(
             **cached["benchmarks"],
             **{k: cached.get(k) for k in ("judge_calls", "resumed_answers", "notes") if cached.get(k)},
         },
-        judge=judge.describe(),
+        judge=judged_by,
         limit=limit,
         training={
             "held_out_reward_accuracy": metrics["eval"].get("eval_rewards/accuracies"),
             "held_out_loss": metrics["eval"].get("eval_loss"),
-            "steps": metrics["steps"],
+            **kind["training"],
         },
+        replicate_key=kind["replicate_key"],
+        variant=kind["variant"],
         bos_check={"train": io.read_json(train_dir / "bos_check.json"), "eval": cached.get("bos_check")},
         timings=cached.get("timings_seconds"),
     )
@@ -305,9 +309,10 @@ def _execute(
             }
         )
         manifest["files"] = verify.file_hashes(directory, root)
+        manifest["files"][verify.RECORD] = verify.record_sha256(record)  # the scores compare reads
         io.write_json(directory / "manifest.json", manifest)
         io.write_json(
-            directory / "result.json", record
+            directory / verify.RECORD, record
         )  # written last: its presence means the run is complete
     record["run_dir"] = str(directory)
     record["work_done"] = done_work

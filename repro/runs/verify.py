@@ -1,14 +1,19 @@
 """`repro verify RUN_DIR`: re-hash a run's outputs against what its manifest recorded.
 
 A finished run records the SHA-256 of every file it produced (weights, generations,
-judgments, scores) in manifest.json; verify reports each file that changed, vanished or
-appeared, one line per file, and re-checks the recorded config against its own hash.
+judgments, the evaluation's scores, curves.csv and the run's own result.json, which is what
+`repro compare` reads) in manifest.json; verify reports each file that changed, vanished or
+appeared, one line per file, re-checks the recorded config against its own hash, and prints
+the manifest's own SHA-256, which an author can quote so that readers check a published run.
+A manifest written before result.json was covered says so in a note; its scores are unverified.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from repro import io
 from repro.config.runconfig import RunConfig
@@ -17,6 +22,27 @@ from repro.errors import ReproError
 # What a run produced, relative to its directory, and what its training root holds.
 PRODUCED = ("eval/**/*.json", "eval/**/*.jsonl", "curves.csv")
 TRAINED = ("train/model/*", "train/metrics.json", "train/run.json")
+RECORD = "result.json"  # the run's scores; hashed before it is written (see record_sha256)
+# What carries a score that `repro compare` reads: checked on every compare (small files only).
+SCORES = (RECORD, "eval/result.json")
+
+
+@dataclass
+class Verification:
+    checked: int
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    manifest_sha256: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def record_sha256(data: Any) -> str:
+    """The SHA-256 of result.json as io.write_json writes `data` (so the manifest can record it
+    before the file exists: result.json stays the last file a run writes)."""
+    return hashlib.sha256(io.dumps(data).encode("utf-8")).hexdigest()
 
 
 def sha256(path: Path) -> str:
@@ -38,31 +64,46 @@ def file_hashes(directory: Path, root: Path) -> dict[str, str]:
     return found
 
 
-def verify(run_dir: Path) -> tuple[int, list[str]]:
-    """(files checked, one line per difference)."""
+def verify(run_dir: Path, *, scores_only: bool = False) -> Verification:
+    """Every recorded file against the manifest (`scores_only`: the files that carry scores)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ReproError(f"{run_dir}: not a directory")
-    manifest = io.read_json(run_dir / "manifest.json")
-    if not isinstance(manifest, dict) or "files" not in manifest:
+    manifest_path = run_dir / "manifest.json"
+    manifest = io.read_json(manifest_path)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise ReproError(f"{run_dir}: no manifest.json with recorded file hashes (not a finished run)")
-    problems = []
+    result = Verification(checked=0, manifest_sha256=sha256(manifest_path))
     try:
         config = RunConfig.from_json(manifest["config"], f"{run_dir}/manifest.json")
         if config.config_hash != manifest.get("config_hash"):
-            problems.append("manifest.json: config_hash differs from its config")
-    except ReproError as exc:
-        problems.append(str(exc))
+            result.problems.append("manifest.json: config_hash differs from its config")
+    except (ReproError, KeyError) as exc:
+        result.problems.append(str(exc) if isinstance(exc, ReproError) else "manifest.json: no config")
     recorded: dict[str, str] = manifest["files"]
+    if RECORD not in recorded:
+        result.notes.append(
+            f"{RECORD}: not covered by this manifest (written by an older repro): its scores are unverified"
+        )
     # the training root: the run directory itself, or the run that holds this evaluation
     # (backend-ENGINE/, partial-limitN/ live under it)
     root = next((d for d in (run_dir, *run_dir.parents) if (d / "train").is_dir()), run_dir)
-    current = file_hashes(run_dir, root)
+    if scores_only:
+        recorded = {k: v for k, v in recorded.items() if k in SCORES}
+        current = {k: sha256(run_dir / k) for k in SCORES if (run_dir / k).is_file()}
+    else:
+        current = file_hashes(run_dir, root)
+        if (run_dir / RECORD).is_file():
+            current[RECORD] = sha256(run_dir / RECORD)
+        if RECORD not in manifest["files"]:
+            current.pop(RECORD, None)  # said in a note above
+    result.checked = len(recorded)
     for name, digest in sorted(recorded.items()):
         if name not in current:
-            problems.append(f"{name}: missing")
+            result.problems.append(f"{name}: missing")
         elif current[name] != digest:
-            problems.append(f"{name}: changed (sha256 {current[name][:12]}, recorded {digest[:12]})")
-    for name in sorted(set(current) - set(recorded)):
-        problems.append(f"{name}: not recorded in the manifest")
-    return len(recorded), problems
+            result.problems.append(f"{name}: changed (sha256 {current[name][:12]}, recorded {digest[:12]})")
+    if not scores_only:
+        for name in sorted(set(current) - set(recorded)):
+            result.problems.append(f"{name}: not recorded in the manifest")
+    return result

@@ -1,0 +1,137 @@
+"""Which runs are replicates of each other, and what a run that is not the recipe changed.
+
+Runs are replicates when everything that decides their numbers is the same but the seed: the
+run config without `seed` (the code that made it included), the judge that scored it and the
+generation engine. Only replicates are averaged by `repro compare`; any other difference (a
+`--set` override, a grid point, `--max-steps`, another tokenizer or judge) is another row that
+names what differs from the recipe. Training cut short by `--max-steps` is "truncated".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from repro.config.runconfig import NOT_IN_IDENTITY, RunConfig
+
+# What replicates may differ in: the seed (their point) and what changes no number.
+NOT_COMPARED = ("seed", "config_hash", *NOT_IN_IDENTITY)
+# Values that every run of newer code differs in: named only when two groups differ by nothing else.
+INCIDENTAL = ("code_version",)
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"hyperparameters": {"beta": 2}} -> {"hyperparameters.beta": 2}."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def identity(config: RunConfig, *, judge: dict[str, Any], backend: str) -> dict[str, Any]:
+    """Everything that decides a run's scores but the seed, flattened."""
+    data = {k: v for k, v in config.to_json(with_hash=False).items() if k not in NOT_COMPARED}
+    judged_by = {k: judge.get(k) for k in ("kind", "model")}  # as the judgment cache knows a judge
+    return flatten({**data, "judge": judged_by, "backend": backend})
+
+
+def key(flat: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def recipe_config(config: RunConfig) -> RunConfig | None:
+    """The same setting x method as its recipe gives it (no overrides), or None when the recipe
+    file is gone."""
+    from repro.config import recipes
+    from repro.errors import ReproError
+
+    source = config.recipe_file
+    where = source if source and Path(source).exists() else config.setting
+    try:
+        recipe, _ = recipes.resolve_names(where, config.method)
+    except ReproError:
+        return None
+    return recipe
+
+
+def differences(config: RunConfig, *, judge: dict[str, Any], backend: str) -> dict[str, Any] | None:
+    """{name: {"run": value, "recipe": value}} for each value that is not the recipe's (code
+    version aside); None when the recipe cannot be resolved any more."""
+    recipe = recipe_config(config)
+    if recipe is None:
+        return None
+    ours = identity(config, judge=judge, backend=backend)
+    default_judge = {"kind": recipe.evaluation.judge, "model": judge.get("model")}
+    theirs = identity(recipe, judge=default_judge, backend="transformers")
+    return {
+        name: {"run": ours.get(name), "recipe": theirs.get(name)}
+        for name in sorted(set(ours) | set(theirs))
+        if name not in INCIDENTAL and ours.get(name) != theirs.get(name)
+    }
+
+
+def epoch_steps(config: RunConfig, train_rows: int | None) -> int | None:
+    """Optimizer steps of `num_train_epochs` over `train_rows` rows (as the Trainer counts them:
+    batches per process, then accumulation), or None when the row count is unknown."""
+    if not train_rows:
+        return None
+    batch = config.batch
+    per_step = batch["per_device"] * batch["num_processes"] * batch["num_nodes"]
+    batches = math.ceil(train_rows / per_step)
+    return max(1, math.ceil(batches / batch["gradient_accumulation_steps"])) * math.ceil(
+        config.num_train_epochs
+    )
+
+
+def training_extent(config: RunConfig, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Steps trained against the recipe's full training; `full` is False when --max-steps cut it."""
+    rows = (((metrics.get("data") or {}).get("train") or {}).get("kept")) or config.train_rows
+    full_steps = epoch_steps(config, rows)
+    steps = metrics.get("steps")
+    if config.max_steps is None:
+        full = True
+    elif full_steps is None:
+        full = False  # a cap on an unknown length: not the recipe's training as far as we can tell
+    else:
+        full = config.max_steps >= full_steps
+    return {"steps": steps, "recipe_steps": full_steps, "full": full}
+
+
+def describe(
+    config: RunConfig, *, judge: dict[str, Any], backend: str, metrics: dict[str, Any]
+) -> dict[str, Any]:
+    """What result.json says of a run's kind: its replicate key, what differs from the recipe,
+    and how far it trained (`repro run` writes it; `repro compare` rebuilds it for old runs)."""
+    return {
+        "replicate_key": key(identity(config, judge=judge, backend=backend)),
+        "variant": differences(config, judge=judge, backend=backend),
+        "training": training_extent(config, metrics),
+    }
+
+
+def label(variant: dict[str, Any] | None, extent: dict[str, Any] | None) -> str:
+    """A row label: '' for the recipe itself, else what differs, e.g. 'hyperparameters.beta 0.5'."""
+    parts = []
+    if extent and not extent.get("full", True):
+        of = f" of {extent['recipe_steps']}" if extent.get("recipe_steps") else ""
+        parts.append(f"truncated: {extent.get('steps')}{of} steps")
+    for name, values in (variant or {}).items():
+        if name == "max_steps" and parts:
+            continue  # said by "truncated"
+        shown = name.removeprefix("hyperparameters.")  # beta, gamma: the paper's names
+        parts.append(f"{shown} {_short(values['run'])}")
+    return "; ".join(parts)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    text = "none" if value is None else str(value)
+    return text if len(text) <= 24 else f"{text[:10]}..{text[-10:]}"
