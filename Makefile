@@ -31,7 +31,7 @@ tiny: $(STAMP)
 	$(VENV)/bin/repro env check
 	$(VENV)/bin/repro run tiny --method simpo
 	$(VENV)/bin/repro run tiny --method dpo
-	$(VENV)/bin/repro compare results --only-reproduced --plot results/compare-tiny.png
+	$(VENV)/bin/repro compare results --plot results/compare-tiny.png
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check repro tests benchmarks

@@ -79,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_accelerator_detection()
     import os
 
-    # Libraries' own tqdm bars (alpaca-eval's batches and chunks) would interleave with repro's bars.
-    if not {"-v", "--verbose"} & set(argv if argv is not None else sys.argv[1:]):
-        os.environ.setdefault("TQDM_DISABLE", "1")
+    # Libraries' own tqdm bars (alpaca-eval's batches and chunks) would interleave with repro's
+    # bars, with or without --verbose (which adds library logs and training metrics, not bars).
+    os.environ.setdefault("TQDM_DISABLE", "1")
     warnings.showwarning = _warn
     # alpaca-eval 0.6.2 imports pkg_resources (setuptools < 81 is pinned for it): not the user's concern
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)

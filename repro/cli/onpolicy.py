@@ -77,7 +77,9 @@ def on_policy_cmd(
 ) -> None:
     """Generate an on-policy preference dataset; a killed run resumes from OUTPUT."""
     from repro.datagen import onpolicy
+    from repro.runs import preflight
 
+    preflight.require_all([preflight.writable(output, "--output")])
     options = onpolicy.resolve_options(
         setting,
         output=output,

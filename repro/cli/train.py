@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from repro import io
 from repro.cli import render
 from repro.cli.common import (
     DatasetOpt,
@@ -79,6 +78,14 @@ def train_cmd(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the launch command; write nothing into the output.")
     ] = False,
+    planned_files: Annotated[
+        Path | None,
+        path_option(
+            "--planned-files",
+            role="output-dir",
+            help="With --dry-run: write the planned run.json and DeepSpeed/accelerate configs here.",
+        ),
+    ] = None,
     allow_double_bos: Annotated[
         bool, typer.Option("--allow-double-bos", help="Train even if the BOS check fails.")
     ] = False,
@@ -104,18 +111,32 @@ def train_cmd(
         max_steps=max_steps,
         report_to=report_to,
     )
-    previous = io.read_json(output / "run.json")
-    other = previous and (previous.get("config") or {}).get("config_hash") != config.config_hash
-    if other and ((output / "model").exists() or (output / "metrics.json").exists()):
-        raise ReproError(
-            f"{output} holds a finished run of another config; choose another --output directory"
+    if not dry_run:
+        from repro.runs import preflight
+
+        preflight.require(
+            config,
+            results_root=output,
+            output_option="--output",
+            here=launcher == "local",
+            device=device != "cpu",
         )
+    finished = launch.finished_metrics(output.resolve(), config) if output.exists() else None
+    if finished is not None and launcher == "local":
+        # finished means finished: nothing is resumed, rewritten or relaunched
+        render.console(stderr=True).print(
+            f"already trained: {finished['steps']} steps, {output / 'metrics.json'} (nothing to do)",
+            markup=False,
+            highlight=False,
+        )
+        return
     run = launch.prepare(
         config,
         output,
         tokenizer=tokenizer,
         reference_cache=str(reference_cache) if reference_cache else None,
         dry_run=dry_run and launcher != "slurm",
+        planned_dir=planned_files,
         device=None if device == "auto" else device,
     )
     batch = config.batch
@@ -138,7 +159,12 @@ def train_cmd(
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in run.env.items())
     if dry_run:
         print(f"{env} {shlex.join(run.command)}")
-        console.print(f"dry run: nothing written to {run.directory}; the planned files are in {run.planned}")
+        where = (
+            f"; the planned files are in {run.planned}"
+            if run.planned
+            else " (--planned-files DIR writes the planned files there)"
+        )
+        console.print(f"dry run: nothing written to {run.directory}{where}")
         return
     if run.bos_check["status"] == "error" and not allow_double_bos:
         raise ReproError(f"BOS check failed ({run.directory / 'bos_check.json'}): {bosguard.FIX}")

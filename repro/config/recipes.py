@@ -38,6 +38,7 @@ class Hyperparameter:
     min: float | None = None
     max: float | None = None
     choices: tuple[str, ...] | None = None
+    above: float | None = None  # an exclusive minimum (beta = 0 turns every loss into a constant)
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ def _parse_method(name: str, data: Any, where: str) -> Method:
         at = f"{where}: {name}.{hp_name}"
         if not isinstance(spec, dict):
             raise ReproError(f"{at}: expected a mapping")
-        check_keys(spec, ["type", "default", "source", "min", "max", "choices"], at)
+        check_keys(spec, ["type", "default", "source", "min", "max", "above", "choices"], at)
         hp_type = spec.get("type", "float")
         check_choice(hp_type, ("float", "int", "str"), f"{at}.type")
         choices = tuple(spec["choices"]) if spec.get("choices") else None
@@ -203,6 +204,7 @@ def _parse_method(name: str, data: Any, where: str) -> Method:
             min=spec.get("min"),
             max=spec.get("max"),
             choices=choices,
+            above=spec.get("above"),
         )
     log_probs = data.get("log_probs", "sum")
     check_choice(log_probs, ("mean", "sum"), f"{where}: {name}.log_probs")
@@ -381,6 +383,8 @@ def check_hyperparameters(method: Method, values: dict, where: str) -> dict[str,
         value = coerce(value, tp, at)
         if spec.type != "str":
             check_range(value, spec.min, spec.max, at)
+            if spec.above is not None and value <= spec.above:
+                raise ReproError(f"{at}: must be above {spec.above:g}, got {value}")
         check_choice(value, spec.choices, at)
         checked[key] = value
     return checked
@@ -418,6 +422,8 @@ def get_setting(name_or_path: str, methods: dict[str, Method] | None = None) -> 
     """A setting by name or alias, or from a YAML file when given a path."""
     methods = methods or load_methods()
     candidate = Path(name_or_path)
+    if candidate.is_dir():
+        raise UsageError(f"{name_or_path}: is a directory, not a recipe (a setting name or a .yaml file)")
     if name_or_path.endswith((".yaml", ".yml")) or candidate.is_file():
         return load_setting_file(candidate, methods)
     key = name_or_path.strip().lower()
@@ -540,6 +546,9 @@ def resolve(
         else:
             hyper[name] = value
         sources[name] = origin
+    if overrides:  # a key neither the method nor the setting knows: name every valid one
+        check_keys(overrides, [*method.hyperparameters, "learning_rate", "log_probs", *setting_keys],
+                   f"--set for {method.name}")  # fmt: skip
     user = check_hyperparameters(method, overrides, f"--set for {method.name}") if overrides else {}
     for name, value in user.items():
         if name == "learning_rate":

@@ -457,6 +457,9 @@ def _test_pause() -> None:
         time.sleep(pause)
 
 
+BACKENDS = ("transformers", "vllm")
+
+
 def backend(name: str, model_path: str, **kwargs: Any) -> Backend:
     """A backend by name; every keyword argument reaches it (add_special_tokens included)."""
     if name == "transformers":
@@ -465,4 +468,4 @@ def backend(name: str, model_path: str, **kwargs: Any) -> Backend:
         return VLLMBackend(model_path, **kwargs)
     from repro.errors import unknown
 
-    raise unknown("generation backend", name, ("transformers", "vllm"))
+    raise unknown("generation backend", name, BACKENDS)

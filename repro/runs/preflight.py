@@ -1,12 +1,24 @@
 """Preflight: everything the later stages of a run need, checked in the parent process before any
-training process is spawned or any step is trained. Each failure is one line naming the fix."""
+training process is spawned or any step is trained. Each failure is one line naming the fix.
+
+Every command that launches work (`run`, `sweep`, `train`, `eval`, `data on-policy`) calls it
+with what it needs checked: the output folder (really writable: a probe folder is made and
+removed), the model, the device, the trackers (installed, and W&B credentials or offline mode),
+the generation config and engine, and the judge (its URL parses and the server answers).
+"""
 
 from __future__ import annotations
 
+import netrc
 import os
 import re
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from repro.config import evalconfig
 from repro.config.runconfig import RunConfig
@@ -86,34 +98,136 @@ def _generation(config: RunConfig) -> Check:
     return Check("generation config", True, str(path))
 
 
-def _judge(judge) -> Check:
+JUDGE_TIMEOUT_S = 5.0  # a judge that does not answer GET /models within this is not there
+
+
+def judge_answers(url: str, key_env: str | None, timeout: float = JUDGE_TIMEOUT_S) -> str | None:
+    """Why the judge server at `url` cannot be used (no answer, key refused), or None. One GET
+    /models: any other answer (even 404: not every server lists models) means it is there."""
+    request = urllib.request.Request(f"{url.rstrip('/')}/models", method="GET")
+    if key_env and (key := os.environ.get(key_env)):
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310 - the user's judge URL
+            return None
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            return f"the judge at {url} refused the key in ${key_env} (HTTP {exc.code})"
+        return None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"the judge at {url} does not answer ({reason}); is the server running?"
+
+
+def judge_check(judge) -> Check:
+    from repro.evaluation.judge.backends import url_problem
+
+    if judge.kind == "endpoint" and judge.url and (problem := url_problem(judge.url)):
+        return Check("judge", False, problem)
     try:
         judge.backend()
     except ReproError as exc:
         return Check("judge", False, str(exc))
+    if judge.kind == "endpoint" and (problem := judge_answers(judge.url, judge.key_env)):
+        return Check("judge", False, problem)
     where = judge.url or "local rule judge"
     return Check("judge", True, f"{judge.kind}: {where}")
 
 
-def _output(results_root: Path) -> Check:
-    root = Path(results_root)
+def writable(folder: Path, option: str) -> Check:
+    """Whether `folder` can be made and written: a probe folder is created in its nearest
+    existing parent and removed (a permission bit says nothing on /proc or a read-only mount)."""
+    root = Path(folder)
     if root.exists() and not root.is_dir():
-        return Check("results", False, f"{root}: exists and is not a directory (--results)")
+        return Check("output", False, f"{root}: exists and is not a directory ({option})")
     probe = root
     while not probe.exists():
         probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        return Check("results", False, f"{root}: not writable (--results)")
-    return Check("results", True, str(root.resolve()))
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".repro-preflight-", dir=probe))
+    except OSError as exc:
+        why = exc.strerror or exc
+        return Check("output", False, f"{root}: cannot be created or written ({why}) ({option})")
+    return Check("output", True, str(root.resolve()))
 
 
-def checks(config: RunConfig, *, judge, results_root: Path) -> list[Check]:
-    return [_output(results_root), _model(config), _device(config), _generation(config), _judge(judge)]
+def _output(results_root: Path, option: str) -> Check:
+    found = writable(results_root, option)
+    return Check("results" if option == "--results" else "output", found.ok, found.message)
 
 
-def require(config: RunConfig, *, judge, results_root: Path) -> list[Check]:
-    """All checks, or one error naming the first failure (and how many others failed)."""
-    found = checks(config, judge=judge, results_root=results_root)
+def wandb_credentials(env: dict[str, str] | None = None) -> str | None:
+    """Why W&B cannot log (no key, no login, not offline), or None."""
+    env = dict(os.environ) if env is None else env
+    if env.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun") or env.get("WANDB_API_KEY"):
+        return None
+    host = urllib.parse.urlsplit(env.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or ""
+    try:
+        if netrc.netrc(env.get("NETRC") or None).authenticators(host):
+            return None  # `wandb login` wrote ~/.netrc
+    except (OSError, netrc.NetrcParseError):
+        pass
+    return (
+        "report_to wandb: no W&B credentials: set WANDB_API_KEY, run `wandb login`, "
+        "or set WANDB_MODE=offline to keep the run local"
+    )
+
+
+def _trackers(config: RunConfig) -> Check:
+    from repro.train import trackers
+
+    try:
+        trackers.check_installed(config.report_to)
+    except ReproError as exc:
+        return Check("trackers", False, str(exc))
+    if "wandb" in config.report_to and (problem := wandb_credentials()):
+        return Check("trackers", False, problem)
+    return Check("trackers", True, ", ".join(config.report_to) or "none")
+
+
+def backend_check(backend: str) -> Check:
+    from repro.evaluation import generate
+
+    if backend not in generate.BACKENDS:
+        return Check(
+            "backend", False, f"unknown --backend '{backend}': valid: {', '.join(generate.BACKENDS)}"
+        )
+    return Check("backend", True, backend)
+
+
+def checks(
+    config: RunConfig,
+    *,
+    judge=None,
+    results_root: Path,
+    backend: str | None = None,
+    here: bool = True,
+    device: bool = True,
+    output_option: str = "--results",
+) -> list[Check]:
+    """The checks for what a command will do: training always; `judge`, generation and
+    `backend` when it evaluates; the model and the `device` only when training runs `here`
+    (not for an sbatch script written on a login node: the compute nodes have their own)."""
+    found = [_output(results_root, output_option)]
+    if here:
+        found.append(_model(config))
+        if device:
+            found.append(_device(config))
+    found.append(_trackers(config))
+    if judge is not None:
+        found += [_generation(config), judge_check(judge)]
+    if backend is not None:
+        found.append(backend_check(backend))
+    return found
+
+
+def require(config: RunConfig, **kwargs: Any) -> list[Check]:
+    """All checks (the keywords of `checks`), or one error naming the first failure."""
+    return require_all(checks(config, **kwargs))
+
+
+def require_all(found: list[Check]) -> list[Check]:
+    """`found`, or one error naming the first failure (and how many others failed)."""
     failed = [c for c in found if not c.ok]
     if failed:
         more = (

@@ -16,7 +16,6 @@ import shlex
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +44,7 @@ class Run:
     num_processes: int
     num_nodes: int
     bos_check: dict[str, Any]  # repro.data.bosguard report, also written to bos_check.json
-    planned: Path | None = None  # a dry run's files, in a temporary folder
+    planned: Path | None = None  # where a dry run wrote its planned files, when asked to
     gpu: bool = True  # CUDA processes; False: CPU processes (DS_ACCELERATOR=cpu, gloo)
 
 
@@ -158,6 +157,25 @@ def environment(config: RunConfig, directory: Path, gpu: bool) -> dict[str, str]
     return env
 
 
+def finished_metrics(directory: Path, config: RunConfig) -> dict[str, Any] | None:
+    """metrics.json of a finished training of exactly `config` in `directory`, or None.
+
+    Raises when the directory holds the model or metrics of another config: a run is never
+    overwritten by a different one (choose another output)."""
+    from repro.io import read_json
+
+    metrics = read_json(directory / "metrics.json")
+    previous = read_json(directory / "run.json") or {}
+    same = (previous.get("config") or {}).get("config_hash") == config.config_hash
+    if not same and ((directory / "model").exists() or metrics is not None):
+        raise ReproError(
+            f"{directory} holds a finished run of another config; choose another output directory"
+        )
+    if same and metrics and (directory / "model" / "config.json").exists():
+        return metrics
+    return None
+
+
 def writable_directory(path: Path) -> Path:
     """Create `path` and prove it can be written, or fail in one line."""
     directory = path.resolve()
@@ -182,12 +200,13 @@ def prepare(
     cache_dir: Path | None = None,
     eval_during_training: bool = True,
     dry_run: bool = False,
+    planned_dir: Path | None = None,
     device: str | None = None,
 ) -> Run:
     """Write the run directory (run.json, DeepSpeed and accelerate configs, bos_check.json).
 
-    With dry_run nothing is written into the output: the Run holds the paths and the command
-    that would run, and the planned files lie in a temporary folder (Run.planned). `device`
+    With dry_run nothing is written anywhere: the Run holds the paths and the command that
+    would run; with `planned_dir` too, the planned files go there (Run.planned). `device`
     "cuda" or "cpu" says where training runs; None: CUDA if this machine has it (an sbatch
     script written on a login node names the compute nodes' device).
     """
@@ -210,16 +229,18 @@ def prepare(
     run_file = directory / "run.json"
     command = command_for(acc_path, run_file, batch)
     env = environment(config, directory, gpu)
-    # A dry run writes the planned files into a fresh temporary folder, never into the output.
-    files = Path(tempfile.mkdtemp(prefix="repro-dry-run-")) if dry_run else directory
+    # A dry run writes its planned files only where it is told to (never into the output).
+    files = (planned_dir or None) if dry_run else directory
     if not dry_run:
         from repro.train import trackers
 
         trackers.check_installed(config.report_to)  # before anything is written or spawned
-    (files / ds_path.name).write_text(json.dumps(deepspeed_json(config, gpu=gpu), indent=2))
-    (files / acc_path.name).write_text(
-        yaml.safe_dump(accelerate_yaml(ds_path, batch["num_processes"], batch["num_nodes"], free_port()))
-    )
+    if files is not None:
+        files.mkdir(parents=True, exist_ok=True)
+        (files / ds_path.name).write_text(json.dumps(deepspeed_json(config, gpu=gpu), indent=2))
+        (files / acc_path.name).write_text(
+            yaml.safe_dump(accelerate_yaml(ds_path, batch["num_processes"], batch["num_nodes"], free_port()))
+        )
     run = RunFile(
         config=config,
         paths=RunPaths(
@@ -233,7 +254,8 @@ def prepare(
         ),
         eval_during_training=eval_during_training,
     )
-    write_json(files / run_file.name, run.to_json())
+    if files is not None:
+        write_json(files / run_file.name, run.to_json())
     if dry_run:
         guard = {"status": "skipped", "reason": "dry run", "checks": []}
     else:
