@@ -345,14 +345,16 @@ def test_compare_skips_malformed_runs_and_goes_on(tmp_path):
     assert code == 0, err
     skipped = {Path(s["path"]).parent.name: s["reason"] for s in json.loads(out)["skipped"]}
     assert set(skipped) == {*bad, "garbage"} and "'scores' is not a mapping" in skipped["list-scores"]
-    assert len(err.splitlines()) == 4 and all(
-        x.startswith("repro: warning: skipped") for x in err.splitlines()
-    )
+    lines = err.splitlines()
+    assert len(lines) == 5 and all(x.startswith("repro: warning: skipped") for x in lines[:4])
+    assert lines[4].startswith("repro: warning: unverified") and "no manifest.json" in lines[4]
     assert [r["reproduced_mean"] for r in json.loads(out)["rows"]] == [44.0]
 
 
 def test_plot_into_a_folder_writes_and_prints_the_real_path(tmp_path):
-    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "r").mkdir(parents=True)
+    one = {"setting": "llama3-instruct", "method": "simpo", "complete": True, "scores": {"ae2_lc": 44.0}}
+    (tmp_path / "runs" / "r" / "result.json").write_text(json.dumps(one))
     code, _, err = run_inprocess(["compare", str(tmp_path / "runs"), "--plot", str(tmp_path), "-f", "csv"])
     written = tmp_path / "compare.png"
     assert code == 0 and written.read_bytes()[:4] == b"\x89PNG"

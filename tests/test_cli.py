@@ -79,7 +79,7 @@ def test_usage_errors_are_one_line_exit_2(cli, args, needle):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["show", "llama3-base", "--set", "beta=-1"], "below the minimum"),
+        (["show", "llama3-base", "--set", "beta=-1"], "must be above 0"),
         (["show", "llama3-base", "--gpus", "3"], "not divisible"),
         (["show", "/nonexistent/recipe.yaml"], "no such file"),
     ],

@@ -198,7 +198,7 @@ def test_overrides(methods):
     assert config["sources"]["beta"] == "command line (--set)"
     with pytest.raises(UsageError, match="did you mean 'beta'"):
         resolved("llama3-base", "simpo", methods, overrides={"bta": 1})
-    with pytest.raises(ReproError, match="below the minimum"):
+    with pytest.raises(ReproError, match="must be above 0"):
         resolved("llama3-base", "simpo", methods, overrides={"beta": -1})
     with pytest.raises(ReproError, match="max_prompt_length"):
         resolved("llama3-base", "simpo", methods, overrides={"max_length": 100})

@@ -124,6 +124,13 @@ def test_checkpoints_of_another_config_are_refused(env):
         "--output",
         str(out),
     )
+    # issue 20, finding 4: the same command again resumed and rewrote metrics.json (train_loss 0.0)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    again = run_cli(
+        "train", "tiny", "--method", "simpo", "--max-steps", "8", "--output", str(out), check=True
+    )
+    assert "already trained" in again.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     proc = run_cli(*other)  # a finished run of another config: refused before anything is written
     assert proc.returncode == 1 and "holds a finished run of another config" in proc.stderr
     # an interrupted run of another config (checkpoints, no model yet): the worker will not resume it

@@ -59,7 +59,7 @@ def test_tiny_run_beats_its_starting_point_and_resumes(method, results, cli):
 
 
 def test_compare_tiny_runs_against_the_band(results, cli):
-    out = json.loads(cli("compare", str(results), "--format", "json", check=True).stdout)
+    out = json.loads(cli("compare", str(results), "--format", "json", "--all", check=True).stdout)
     tiny = [r for r in out["rows"] if r["setting"] == "tiny" and r["runs"] and r["band"]]
     assert {r["method"] for r in tiny} == {"simpo", "dpo"} and all(r["status"] == "within" for r in tiny)
     # the synthetic arithmetic set (ZeroEval path) is reported, with no band to meet
@@ -170,7 +170,7 @@ def fabricated(tmp_path):
 
 
 def test_compare_statistics_errata_and_skips(fabricated, cli):
-    out = json.loads(cli("compare", str(fabricated), "--format", "json", check=True).stdout)
+    out = json.loads(cli("compare", str(fabricated), "--format", "json", "--all", check=True).stdout)
     rows = {(r["setting"], r["method"], r["metric"]): r for r in out["rows"]}
     lc = rows[("llama3-instruct-v0.2", "simpo", "ae2_lc")]
     assert lc["runs"] == 3 and lc["reproduced_mean"] == pytest.approx(53.5667, abs=1e-3)
@@ -185,8 +185,8 @@ def test_compare_statistics_errata_and_skips(fabricated, cli):
 def test_compare_formats_plot_and_tolerance(fabricated, cli, tmp_path):
     table = cli("compare", str(fabricated), "--only-reproduced", check=True)
     assert "33.1*" in table.stdout and "skipped" in table.stderr
-    csv_out = cli("compare", str(fabricated), "--format", "csv", check=True).stdout.splitlines()
-    assert csv_out[0].startswith("setting,method,metric,published") and len(csv_out) > 150
+    csv_out = cli("compare", str(fabricated), "--format", "csv", "--all", check=True).stdout.splitlines()
+    assert csv_out[0].startswith("setting,method,variant,metric,published") and len(csv_out) > 150
     markdown = cli("compare", str(fabricated), "--format", "markdown", "--only-reproduced", check=True).stdout
     assert markdown.startswith("| setting |")
     plot = tmp_path / "compare.png"

@@ -122,7 +122,7 @@ def test_identity_covers_max_steps_tokenization_and_code(workspace):
 def test_verify_names_an_edited_answer(finished, cli):
     run_dir = Path(finished["run_dir"])
     ok = cli("verify", str(run_dir), check=True)
-    assert ok.stdout.startswith("all ") and "files match" in ok.stdout
+    assert ok.stdout.startswith("manifest.json sha256 ") and "files match" in ok.stdout
     answers = run_dir / "eval" / "alpaca_eval2" / "model_outputs.json"
     original = answers.read_bytes()
     try:
@@ -133,6 +133,74 @@ def test_verify_names_an_edited_answer(finished, cli):
         assert bad.stderr.strip().splitlines()[-1].startswith("repro: error: 1 of ")
     finally:
         answers.write_bytes(original)
+
+
+def test_verify_covers_the_scores_compare_reads(finished, workspace, cli, tmp_path):
+    """Issue 20, finding 2: ae2_wr edited in a copy of a finished run still verified, and compare
+    reported the edited number."""
+    run_dir = Path(finished["run_dir"])
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert "result.json" in manifest["files"]
+    copy = tmp_path / "results" / "mytiny" / "simpo" / run_dir.name
+    shutil.copytree(run_dir, copy)
+    data = json.loads((copy / "result.json").read_text())
+    data["scores"]["ae2_wr"] = round(data["scores"]["ae2_wr"] - 1.0, 2)
+    (copy / "result.json").write_text(json.dumps(data, indent=2))
+    bad = cli("verify", str(copy))
+    assert bad.returncode == 1 and "result.json: changed" in bad.stderr
+    out = json.loads(cli("compare", str(tmp_path / "results"), "--format", "json").stdout or "{}")
+    assert out == {} or all(r["runs"] == 0 for r in out["rows"])  # nothing compared: no runs found
+    assert "fails verification" in cli("compare", str(tmp_path / "results")).stderr
+
+
+def test_a_rule_judged_cache_never_answers_for_an_endpoint(finished, tmp_path, cli):
+    """Issue 20, finding 3: after a rule-judged run, an endpoint-judged evaluation of the same
+    model took all 96 judgments from the cache and sent no request."""
+    from repro.evaluation.judge import backends
+    from repro.evaluation.judge.gateway import serve
+
+    train = Path(finished["run_dir"]) / "train"
+    # a real OpenAI-compatible server on 127.0.0.1 (the rule judge behind it), counting requests
+    with serve(backends.RuleJudge()) as (url, server):
+        proc = cli(
+            "eval", str(train / "model"), "--setting", "tiny", "--reference-model", str(train / "init-model"),
+            "--bench", "alpaca_eval2,arena_hard,mt_bench", "--judge-url", url, "--judge-key-env", "PATH",
+            "--output", str(tmp_path / "endpoint"), "--format", "json",
+        )  # fmt: skip
+        sent = server.stats.requests
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads(proc.stdout)
+    # every distinct request reached the endpoint: as many as the rule judge answered itself
+    # (identical requests within one evaluation are cache hits in both)
+    assert sent == finished["judge_calls"]["backend_calls"] > 0
+    assert record["complete"] and record["judge"]["kind"] == "endpoint"
+
+
+def test_a_judge_failing_every_call_leaves_an_incomplete_result(finished, tmp_path, cli, monkeypatch):
+    """Issue 20, finding 5: a judge that failed ended in ~890 traceback lines and alpaca-eval's
+    `TypeError: type NoneType doesn't define __round__`; now the result is incomplete, counted."""
+    from repro.evaluation.judge.gateway import JudgeError, serve
+
+    def refuses(request):
+        raise JudgeError("HTTP 400: the server refused", status=400)
+
+    train = Path(finished["run_dir"]) / "train"
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))  # nothing judged before
+    with serve(refuses) as (url, _):
+        proc = cli(
+            "eval", str(train / "model"), "--setting", "tiny", "--reference-model", str(train / "init-model"),
+            "--bench", "alpaca_eval2,arena_hard,mt_bench", "--judge-url", url, "--judge-key-env", "PATH",
+            "--output", str(tmp_path / "refused"), "--format", "json",
+        )  # fmt: skip
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    record = json.loads(proc.stdout)
+    assert not record["complete"]
+    assert set(record["incomplete_benchmarks"]) == {"alpaca_eval2", "arena_hard", "mt_bench"}
+    assert (
+        record["benchmarks"]["alpaca_eval2"]["n_failed"]
+        == record["benchmarks"]["alpaca_eval2"]["expected_total"]
+    )
+    assert record["scores"]["ae2_wr"] is None and record["scores"]["ah"] is None
 
 
 def test_worker_refuses_unknown_and_missing_keys(finished, tmp_path):

@@ -171,7 +171,10 @@ def test_report_to_choices_and_defaults(cli, tmp_path, monkeypatch):
     assert trackers.parse("wandb, tensorboard,wandb") == ["wandb", "tensorboard"]
     bad = cli("train", "tiny", "--report-to", "wandb,mlflow", "--dry-run", "--output", str(tmp_path / "b"))
     assert bad.returncode == 2 and "unknown tracker (report_to) 'mlflow'" in bad.stderr
-    dry = cli("train", "tiny", "--dry-run", "--output", str(tmp_path / "d"), check=True)
+    dry = cli(
+        "train", "tiny", "--dry-run", "--output", str(tmp_path / "d"),
+        "--planned-files", str(tmp_path / "planned"), check=True,
+    )  # fmt: skip
     planned = Path(dry.stderr.split("the planned files are in ")[1].split()[0])  # nothing in the output
     assert json.loads((planned / "run.json").read_text())["config"]["report_to"] == []
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)

@@ -148,6 +148,8 @@ def test_dry_run_plans_paper_setting(gpus, cli, tmp_path):
         "--output",
         str(out),
         "--dry-run",
+        "--planned-files",
+        str(tmp_path / "planned"),
         check=True,
     )
     assert "-m repro.train.worker" in proc.stdout and "accelerate.commands.launch" in proc.stdout

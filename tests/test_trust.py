@@ -1,0 +1,365 @@
+"""Numbers you can trust (issue 20): what compare pools, what verify covers, who answered a cached
+judgment, and the bad inputs that used to end in a traceback or a late failure.
+
+The compare folder is built from real run configs (`recipes.resolve_names`, as `repro run`
+resolves them) and real result records (`result.record`, `replicates.describe`,
+`verify.record_sha256`: what `repro run` writes), with scores chosen by hand so every expected
+row is known; nothing is trained. Each test names the finding it guards; on the code before
+the fix each of them failed (one pooled row of 3 runs, a tampered score that verified, a cache
+hit across judges, a traceback or a late failure).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from repro import io
+from repro.config import recipes
+from repro.runs import published, replicates, result, verify
+
+SETTING, METHOD = "llama3-instruct-v0.2", "simpo"
+RULE = {"kind": "rule", "url": None, "model": None, "key_env": "OPENAI_API_KEY"}
+# UltraFeedback (ArmoRM) train rows: 7,485 batches of 2 x 4 processes, / 16 accumulation = 468 steps
+TRAIN_ROWS = 59876
+ENDPOINT = {
+    "kind": "endpoint",
+    "url": "https://api.openai.com/v1",
+    "model": None,
+    "key_env": "OPENAI_API_KEY",
+}
+
+
+def published_cell(metric: str) -> float:
+    row = next(r for r in published.load() if (r.setting, r.method) == (SETTING, METHOD))
+    return row.scores[metric]
+
+
+def write_run(
+    root: Path,
+    name: str,
+    *,
+    overrides: tuple[str, ...] = (),
+    max_steps: int | None = None,
+    steps: int = 468,
+    delta: float = 0.0,
+    judge: dict | None = None,
+    old_format: bool = False,
+) -> Path:
+    """One finished run folder as `repro run` leaves it (result.json, manifest.json); `old_format`:
+    as the previous main wrote it (no replicate key, result.json not in the manifest)."""
+    config, _ = recipes.resolve_names(SETTING, METHOD, overrides=list(overrides), max_steps=max_steps)
+    judge = judge or ENDPOINT
+    metrics = {"steps": steps, "data": {"train": {"kept": TRAIN_ROWS}}}
+    kind = replicates.describe(config, judge=judge, backend="transformers", metrics=metrics)
+    scores = {"ae2_lc": published_cell("ae2_lc") + delta, "ae2_wr": published_cell("ae2_wr") + delta}
+    record = result.record(
+        model="m",
+        setting=SETTING,
+        method=METHOD,
+        run_id=config.run_id,
+        seed=config.seed,
+        benchmarks={
+            "alpaca_eval2": {"length_controlled_winrate": scores["ae2_lc"], "win_rate": scores["ae2_wr"]}
+        },
+        judge=judge,
+        limit=None,
+        training={"steps": steps} if old_format else {"steps": steps, **kind["training"]},
+        replicate_key=None if old_format else kind["replicate_key"],
+        variant=None if old_format else kind["variant"],
+    )
+    if old_format:
+        for key in ("replicate_key", "variant", "partial_reasons"):
+            record.pop(key)
+    directory = root / SETTING / METHOD / name
+    files = {} if old_format else {verify.RECORD: verify.record_sha256(record)}
+    manifest = {"config": config.to_json(), "config_hash": config.config_hash, "files": files, "history": []}
+    io.write_json(directory / "manifest.json", manifest)
+    io.write_json(directory / "result.json", record)
+    return directory
+
+
+@pytest.fixture
+def mixed(tmp_path) -> Path:
+    """Seed replicates (two new-format, one as the previous main wrote it), a 2-step run, an
+    override run, two sweep points and a run judged by another judge, in one results folder."""
+    write_run(tmp_path, "seed42", delta=0.4)
+    write_run(tmp_path, "seed43", overrides=("seed=43",), delta=-0.2)
+    write_run(tmp_path, "seed44-old", overrides=("seed=44",), delta=0.1, old_format=True)
+    write_run(tmp_path, "two-steps", max_steps=2, steps=2, delta=-30.0)
+    write_run(tmp_path, "beta5", overrides=("beta=5",), delta=-8.0)
+    write_run(tmp_path, "lr3e-7", overrides=("learning_rate=3e-7",), delta=-3.0)
+    write_run(tmp_path, "lr8e-7", overrides=("learning_rate=8e-7",), delta=2.0)
+    write_run(tmp_path, "rule-judged", judge=RULE, delta=40.0)
+    return tmp_path
+
+
+def test_compare_pools_only_seed_replicates(mixed, cli):
+    """Finding 1: a 2-step run, an override and the full run were one row of 3 'runs'."""
+    out = json.loads(cli("compare", str(mixed), "--format", "json", check=True).stdout)
+    rows = [r for r in out["rows"] if r["metric"] == "ae2_lc"]
+    by_variant = {r["variant"]: r for r in rows}
+    recipe = by_variant[""]
+    assert recipe["recipe"] and recipe["runs"] == 3  # seeds 42, 43 and 44 (the old-format run too)
+    assert recipe["reproduced_mean"] == pytest.approx(published_cell("ae2_lc") + 0.1)
+    assert recipe["status"] == "within"
+    assert set(by_variant) == {
+        "",
+        "truncated: 2 of 468 steps",
+        "beta 5; gamma 1.5",
+        "learning_rate 3e-07",
+        "learning_rate 8e-07",
+        "judge.kind rule",
+    }
+    assert all(r["runs"] == 1 and not r["recipe"] for v, r in by_variant.items() if v)
+    assert by_variant["truncated: 2 of 468 steps"]["status"] == "outside"
+    # only the recipe's own cells gate --fail-outside-tolerance: a sweep point may well be outside
+    cli("compare", str(mixed), "--fail-outside-tolerance", check=True)
+    table = cli("compare", str(mixed), check=True).stdout
+    assert "truncated: 2 of 468 steps" in table and "recipe" in table
+
+
+def test_result_says_when_training_was_cut(mixed):
+    """Finding 1, second part: the 2-step run's result said complete, not partial."""
+    data = json.loads((mixed / SETTING / METHOD / "two-steps" / "result.json").read_text())
+    assert data["partial"] and not data["training"]["full"] and data["training"]["recipe_steps"] == 468
+    assert "training stopped at 2 of the recipe's 468 steps" in data["partial_reasons"][0]
+    full = json.loads((mixed / SETTING / METHOD / "seed42" / "result.json").read_text())
+    assert not full["partial"] and full["training"]["full"] and full["partial_reasons"] == []
+
+
+def test_verify_and_compare_cover_the_scores(mixed, cli):
+    """Finding 2: an edited ae2_wr in result.json verified and was compared."""
+    run = mixed / SETTING / METHOD / "seed42"
+    ok = cli("verify", str(run), check=True)
+    manifest_sha = verify.sha256(run / "manifest.json")
+    assert f"manifest.json sha256 {manifest_sha}" in ok.stdout
+    data = json.loads((run / "result.json").read_text())
+    data["scores"]["ae2_wr"] += 4.0
+    io.write_json(run / "result.json", data)
+    bad = cli("verify", str(run))
+    assert bad.returncode == 1 and "result.json: changed" in bad.stderr
+    out = json.loads(cli("compare", str(mixed), "--format", "json", check=True).stdout)
+    skipped = {Path(s["path"]).parent.name: s["reason"] for s in out["skipped"]}
+    assert skipped["seed42"].startswith("fails verification: result.json: changed")
+    recipe = next(r for r in out["rows"] if r["metric"] == "ae2_wr" and r["recipe"])
+    assert recipe["runs"] == 2  # the tampered run is not among them
+    # a run written before result.json was covered still compares, marked unverified
+    assert any("seed44-old" in u["path"] and "unverified" in u["reason"] for u in out["unverified"])
+
+
+def test_compare_an_empty_or_wrong_folder_says_so(tmp_path, cli):
+    """Finding 10: an empty folder printed 168 'missing' rows and exited 0."""
+    proc = cli("compare", str(tmp_path))
+    assert proc.returncode == 1 and "no runs found under" in proc.stderr and proc.stdout == ""
+
+
+def test_compare_formats_carry_the_band_and_hide_missing_by_default(mixed, cli):
+    """Smaller findings: 174 rows by default, mostly missing; CSV/markdown dropped the band."""
+    csv_rows = cli("compare", str(mixed), "--format", "csv", check=True).stdout.splitlines()
+    assert csv_rows[0].startswith("setting,method,variant,metric,published,band,")
+    assert len(csv_rows) == 1 + 6 * 2  # six configurations x (AE2 LC, AE2 WR); no missing rows
+    assert len(cli("compare", str(mixed), "--all", "--format", "csv", check=True).stdout.splitlines()) > 150
+    bad = cli("compare", str(mixed), "--tolerance", "ah=-1")
+    assert bad.returncode == 2 and "0 or more" in bad.stderr
+
+
+def test_tiny_band_reaches_csv(tmp_path, cli):
+    config, _ = recipes.resolve_names("tiny", "simpo")
+    kind = replicates.describe(config, judge=RULE, backend="transformers", metrics={"steps": 32})
+    record = result.record(
+        model="m", setting="tiny", method="simpo", run_id=config.run_id, seed=42,
+        benchmarks={"alpaca_eval2": {"win_rate": 95.0}}, judge=RULE, limit=None,
+        training=kind["training"], replicate_key=kind["replicate_key"], variant=kind["variant"],
+    )  # fmt: skip
+    io.write_json(tmp_path / "tiny" / "simpo" / "r" / "result.json", record)
+    rows = cli("compare", str(tmp_path), "--format", "csv", check=True).stdout.splitlines()
+    assert rows[1].split(",")[:6] == ["tiny", "simpo", "", "ae2_wr", "", "60-100"]
+
+
+def test_compare_plot_colours_unpublished_cells_apart():
+    """Smaller finding: 'no published value' points were drawn red, the 'outside' colour."""
+    from repro.runs import plots
+    from repro.runs.compare import DEFAULT_TOLERANCE, METRICS, Row
+
+    rows = [Row("x", "simpo", "gsm", None, runs=[1.0], tolerance=1.0)]
+    fig = plots.compare_figure(rows, METRICS, DEFAULT_TOLERANCE)
+    colours = {tuple(line.get_color()) if not isinstance(line.get_color(), str) else line.get_color()
+               for ax in fig.axes for line in ax.get_lines()}  # fmt: skip
+    import matplotlib.colors as mcolors
+
+    assert mcolors.to_rgba("tab:blue") in {mcolors.to_rgba(c) for c in colours}
+    assert mcolors.to_rgba("tab:red") not in {mcolors.to_rgba(c) for c in colours}
+
+
+def test_interval_offsets_never_print_minus_zero():
+    from repro.cli import render
+
+    assert render.signed(99.9999999999 - 100.0) == "+0.0" and render.signed(-1.26) == "-1.3"
+    assert result.scores_from({"arena_hard": {"score": 100.0, "lower": 99.99999999989998, "upper": 100.0}})[
+        "ah_ci"
+    ] == [100.0, 100.0]
+
+
+def test_judgment_cache_keeps_judges_apart(tmp_path):
+    """Finding 3: a rule-judged cache answered every request of an endpoint judge."""
+    from repro.evaluation.judge import backends, client
+    from repro.evaluation.judge.cache import JudgmentCache
+    from repro.evaluation.judge.gateway import serve
+    from tests.test_judge import Upstream
+
+    ah_prompt = (
+        "<|User Prompt|>\nwhat is the cat ?\n\n<|The Start of Assistant A's Answer|>\nno .\n"
+        "<|The End of Assistant A's Answer|>\n\n<|The Start of Assistant B's Answer|>\n"
+        "sure , the cat is good .\n<|The End of Assistant B's Answer|>"
+    )
+    messages = [{"role": "user", "content": ah_prompt}]
+    cache = JudgmentCache(tmp_path / "judgments.sqlite")
+    with serve(backends.RuleJudge(), cache) as (url, gateway):
+        assert "[[B>>A]]" in client.chat_function(url, "gpt-4-1106-preview")(messages)
+        assert gateway.stats.backend_calls == 1
+    os.environ["REPRO_TEST_TRUST_KEY"] = "sk-x"
+    up = Upstream([])
+    try:
+        endpoint = backends.OpenAIEndpoint(up.url, api_key_env="REPRO_TEST_TRUST_KEY")
+        with serve(endpoint, cache) as (url, gateway):
+            assert client.chat_function(url, "gpt-4-1106-preview")(messages) == "[[A>B]]"  # the endpoint's
+            assert up.calls == 1 and gateway.stats.cache_hits == 0
+        with serve(endpoint, cache) as (url, gateway):  # the endpoint's own answer is cached for it
+            client.chat_function(url, "gpt-4-1106-preview")(messages)
+            assert up.calls == 1 and gateway.stats.cache_hits == 1
+    finally:
+        up.close()
+        cache.close()
+    # an endpoint is known by its model, not its URL (a proxy or another port is the same judge)
+    assert (
+        backends.OpenAIEndpoint("http://a/v1", require_key=False).identity
+        == backends.OpenAIEndpoint("http://b/v1", require_key=False).identity
+    )
+    assert backends.OpenAIEndpoint("http://a/v1", model="x", require_key=False).identity["model"] == "x"
+
+
+def test_backend_bug_is_a_counted_failure_not_a_traceback():
+    """Finding 5: 'unknown url type' escaped the gateway's handler thread as ~890 traceback lines."""
+    from repro.evaluation.judge import client
+    from repro.evaluation.judge.gateway import serve
+
+    def broken(request):
+        raise ValueError("unknown url type: 'not-a-url/chat/completions'")
+
+    with serve(broken) as (url, gateway):
+        with pytest.raises(Exception, match="ValueError"):
+            client.chat_function(url, "gpt-4")([{"role": "user", "content": "x"}])
+        assert gateway.stats.failures == {"ValueError": 1}
+
+
+def test_unreachable_judge_fails_fast_after_a_few_requests():
+    """Finding 5: an unreachable judge was retried for 3 min 20 s before anything was said."""
+    from repro.evaluation.judge import backends
+    from repro.evaluation.judge.gateway import JudgeError
+
+    endpoint = backends.OpenAIEndpoint(
+        "http://127.0.0.1:9/v1", require_key=False, max_retries=1, backoff=0.01, timeout=1.0
+    )
+    for _ in range(endpoint.GIVE_UP_AFTER):
+        with pytest.raises(JudgeError, match="connection error"):
+            endpoint({"model": "m", "messages": []})
+    with pytest.raises(JudgeError, match="judge unreachable"):
+        endpoint({"model": "m", "messages": []})
+
+
+def test_all_judgments_failed_is_an_incomplete_alpaca_eval_result():
+    """Finding 5: alpaca-eval 0.6.2 ended in `TypeError: ... __round__` when no judgment came back."""
+    from repro.evaluation.judge.gateway import JudgeError
+    from repro.evaluation.scorers import alpaca_eval
+
+    def refuses(request):
+        raise JudgeError("HTTP 400: no", status=502)
+
+    outputs = [{"instruction": f"q{i}", "output": f"a{i}", "generator": "m"} for i in range(3)]
+    references = [{"instruction": f"q{i}", "output": f"b{i}", "generator": "r"} for i in range(3)]
+    row = alpaca_eval.evaluate(outputs, references, refuses, name="m")
+    assert row["incomplete"] and row["n_failed"] == 3 and row["win_rate"] is None
+    assert row["judge_calls"]["failures"] == {"HTTP 400": 3}
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("run", "tiny", "--judge", "endpoint", "--judge-url", "not-a-url"), 2, "is not an http(s) URL"),
+        (("run", "tiny", "--judge-url", "http://:99999"), 2, "is not a URL"),
+        (("run", "tiny", "--judge-url", "http://127.0.0.1:9/v1"), 1, "does not answer"),
+        (("run", "tiny", "--results", "/proc/nope"), 1, "preflight: results: /proc/nope: cannot be created"),
+        (("run", "tiny", "--backend", "foo", "--dry-run"), 2, "unknown --backend 'foo'"),
+        (("train", "llama3-instruct-v0.2", "--gpus", "8", "--output", "{tmp}/x"), 1, "preflight: model"),
+        (("train", "tiny", "--report-to", "tensorboard,wandb", "--output", "{tmp}/w"), 1,
+         "no W&B credentials"),
+        (("show", "tiny", "--set", "beta=0"), 1, "must be above 0"),
+        (("show", "{tmp}"), 2, "is a directory, not a recipe"),
+        (("eval", "{tmp}", "--setting", "tiny", "--judge-url", "http://127.0.0.1:9/v1",
+          "--output", "{tmp}/e"), 1, "does not answer"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_before_any_work(args, code, message, tmp_path, cli, monkeypatch):
+    """Findings 5-9: tracebacks, a preflight that said ok, 8 processes started and failed 45 s
+    later, a W&B failure after 98 s, a dry run that accepted an unknown backend."""
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "NETRC"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc from `wandb login`
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    proc = cli(*(a.replace("{tmp}", str(tmp_path)) for a in args), timeout=120)
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "w").exists()
+
+
+def test_wandb_credentials_accept_offline_key_or_login(tmp_path):
+    from repro.runs import preflight
+
+    assert preflight.wandb_credentials({"NETRC": str(tmp_path / "none")}) is not None
+    assert preflight.wandb_credentials({"WANDB_MODE": "offline"}) is None
+    assert preflight.wandb_credentials({"WANDB_API_KEY": "k"}) is None
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine api.wandb.ai\n  login user\n  password secret\n")
+    netrc.chmod(0o600)
+    assert preflight.wandb_credentials({"NETRC": str(netrc)}) is None
+
+
+def test_set_lists_every_key_it_accepts(cli):
+    """Finding 9: the valid list of --set omitted seed and max_length, which it accepts."""
+    proc = cli("show", "tiny", "--set", "seeed=1")
+    assert proc.returncode == 2 and "did you mean 'seed'" in proc.stderr
+    proc = cli("show", "tiny", "--set", "zzz=1")
+    assert "max_length" in proc.stderr and "seed" in proc.stderr and "beta" in proc.stderr
+
+
+def test_dry_runs_write_nothing_anywhere(tmp_path, cli, monkeypatch):
+    """Finding 9: each dry run left a /tmp/repro-dry-run-XXXX folder (a sweep left 60)."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    cli("run", "tiny", "--dry-run", "--results", str(tmp_path / "r"), check=True)
+    cli("sweep", "tiny", "--lr", "1e-3,1e-4", "--dry-run", "--results", str(tmp_path / "r"), check=True)
+    cli("train", "tiny", "--dry-run", "--output", str(tmp_path / "t"), check=True)
+    assert list(scratch.iterdir()) == [] and not (tmp_path / "r").exists() and not (tmp_path / "t").exists()
+
+
+def test_verbose_hands_training_metrics_to_the_terminal(tmp_path):
+    """Smaller finding: `repro -v run` showed HTTP request lines but not the training metrics."""
+    import inspect
+    import sys
+
+    from repro.runs import run
+    from repro.train import launch
+
+    assert "verbose" in inspect.signature(run.execute).parameters
+    script = "print('REPRO_STEP 1/2'); print(\"{'loss': 0.5, 'epoch': 0.5}\"); print('noise')"
+    fake = launch.Run(tmp_path, tmp_path / "run.json", tmp_path / "a.yaml", tmp_path / "d.json",
+                      [sys.executable, "-c", script], {}, 1, 1, {})  # fmt: skip
+    seen: list[str] = []
+    assert launch.launch(fake, echo=seen.append, verbose=True) == 0
+    assert seen == ["{'loss': 0.5, 'epoch': 0.5}"]
