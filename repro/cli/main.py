@@ -11,6 +11,7 @@ import typer
 from repro.cli import (  # noqa: F401  (registers the commands)
     bench,
     data,
+    diagnose,
     env,
     evaluation,
     onpolicy,
