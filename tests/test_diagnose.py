@@ -128,6 +128,34 @@ def test_released_answers_with_a_leaked_header(prefix, named, alpaca, released_o
     assert cause["check"] == "generation" and cause["summary"].startswith(named), cause
 
 
+def test_recorded_generator_config_is_checked(shared, alpaca, released_outputs, tmp_path):
+    """The SimPO repo's own alpaca_eval config beside the outputs: its decoding is the published
+    one (do_sample true = beam search of width 1 under 0.6.2); the same config with greedy
+    decoding and 512 tokens is named."""
+    import yaml
+
+    config = yaml.safe_load(
+        (shared / "reference/simpo-repo/eval/alpacaeval2/configs/Llama-3-Instruct-8B-SimPO.yaml").read_text()
+    )
+    outputs = write(tmp_path / "model_outputs.json", released_outputs)
+    (tmp_path / "configs.yaml").write_text(yaml.safe_dump(config))
+    code, out = diagnose(*outputs_args(outputs, alpaca))
+    assert code == 0 and check(out, "generation")["evidence"]["decoding"]["differences"] == {}
+    config["Llama-3-Instruct-8B-SimPO"]["completions_kwargs"].update(do_sample=False, temperature=0.0,
+                                                                    max_new_tokens=512)  # fmt: skip
+    (tmp_path / "configs.yaml").write_text(yaml.safe_dump(config))
+    code, out = diagnose(*outputs_args(outputs, alpaca))
+    assert code == 1
+    causes = [c["summary"] for c in out["causes"]]
+    assert causes[0].startswith(
+        "answers cut short: generated with max_new_tokens 512 where the published numbers"
+    )
+    assert (
+        causes[1].startswith("decoding is not the published one")
+        and "mode greedy (published beam1)" in causes[1]
+    )
+
+
 @pytest.fixture(scope="module")
 def relabelled(alpaca, released_outputs) -> list[dict]:
     """Real judge annotations (gemma-2b-it's, gpt-4-1106-preview through alpaca-eval) with output_2

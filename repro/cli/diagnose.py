@@ -17,7 +17,7 @@ from repro.errors import ReproError, UsageError
 def diagnose_cmd(
     run_dir: Annotated[
         Path | None,
-        path_argument("dir", "A run folder (finished or partial): results/SETTING/METHOD/RUN-ID."),
+        path_argument("dir", "A run folder, finished or partial (results/SETTING/METHOD/ID)."),
     ] = None,
     outputs: Annotated[
         Path | None,

@@ -144,7 +144,8 @@ def check(inputs: Inputs) -> Check:
         ):
             result.differs(
                 f"answers cut short: generated with max_new_tokens {cut['used']} where the published "
-                f"numbers used {cut['published']}; {percent(at_limit)} of answers end at the limit",
+                f"numbers used {cut['published']}"
+                + (f"; {percent(at_limit)} of answers end at the limit" if at_limit is not None else ""),
                 80 + 10 * (at_limit or 0),
             )
         elif cut:
@@ -192,9 +193,11 @@ def check(inputs: Inputs) -> Check:
                 f"; length {r['mean_length_ratio']:.2f}x the released answers "
                 f"(median per instruction {r['median_ratio']:.2f})"
             )
+        decoding = "decoding as published" if inputs.decoding and expected else "decoding not recorded"
+        limit_share = f", {percent(at_limit)} at the token limit" if at_limit is not None else ""
         result.summary = (
-            f"{n} answers, mean {evidence['mean_length']:.0f} characters; none cut short, "
-            f"leaked or empty beyond {percent(margin)}{against}"
+            f"{n} answers, mean {evidence['mean_length']:.0f} characters{limit_share}; {decoding}; no leaked "
+            f"header or special token, empty or repeating answers beyond {percent(margin)}{against}"
         )
     else:
         result.summary = "; ".join(c.summary for c in result.causes)

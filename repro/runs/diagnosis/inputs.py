@@ -163,7 +163,29 @@ def from_files(
     recorded = inputs.outputs[0].get("decoding") or inputs.outputs[0].get("generation_config")
     if isinstance(recorded, dict):
         inputs.decoding = recorded
+    elif (beside := Path(outputs).parent / "configs.yaml").is_file():
+        inputs.decoding = generator_config(beside)
     return inputs
+
+
+def generator_config(path: Path) -> dict[str, Any] | None:
+    """The decoding an alpaca_eval model config (configs.yaml beside the outputs) asked for, read
+    as alpaca-eval 0.6.2 read it (`do_sample: true` is beam search of width 1)."""
+    from repro.config.validate import read_yaml
+    from repro.evaluation.generate import Decoding
+
+    try:
+        data = read_yaml(path)
+    except ReproError:
+        return None
+    entry = next(iter(data.values()), None) if isinstance(data, dict) and len(data) == 1 else None
+    kwargs = entry.get("completions_kwargs") if isinstance(entry, dict) else None
+    if not isinstance(kwargs, dict) or "max_new_tokens" not in kwargs:
+        return None
+    decoding = Decoding.alpaca_eval(kwargs).__dict__
+    decoding.pop("seed", None)
+    decoding["source"] = str(path)
+    return decoding
 
 
 def _same_outputs(outputs: list[dict], annotations: list[dict], opath: Path, apath: Path) -> None:

@@ -111,9 +111,12 @@ def check(inputs: Inputs) -> Check:
     evidence["judgments"] = n
     evidence["failed_to_parse"] = failed
     evidence["failed_share"] = share(failed, n)
-    retried = (calls or {}).get("failures") if isinstance(calls, dict) else None
-    if retried:
-        evidence["retried"] = retried
+    # the gateway retries each call (capped backoff) and counts the calls it gave up on, by reason;
+    # the retries themselves are not counted
+    gave_up = (calls or {}).get("failures") if isinstance(calls, dict) else None
+    evidence["judge_calls_given_up"] = sum(gave_up.values()) if isinstance(gave_up, dict) else None
+    if isinstance(gave_up, dict) and gave_up:
+        evidence["judge_calls_given_up_by_reason"] = gave_up
     if failed / n > cfg["failed_judgments_share"]:
         result.differs(
             f"{percent(failed / n)} of judgments failed to parse ({failed} of {n}): "
