@@ -221,6 +221,10 @@ def test_bad_inputs_are_one_line_and_exit_2(alpaca, released_outputs, tmp_path, 
     )
     proc = cli("diagnose", "--outputs", str(outputs), "--setting", "llama3-instruct")
     assert proc.returncode == 2 and "--method" in proc.stderr
+    # annotations of other answers (gemma-2b-it's) cannot speak for these
+    other_annotations = alpaca / "annotations" / "gemma-2b-it.json"
+    proc = cli(*["diagnose", *outputs_args(outputs, alpaca, "--annotations", str(other_annotations))])
+    assert proc.returncode == 2 and "annotations of other outputs" in proc.stderr
     # a pair without released answers: the generation check says so, nothing fails
     code, out = diagnose("--outputs", str(outputs), "--setting", "mistral-base", "--method", "kto")
     assert (
