@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli
+
 pytestmark = pytest.mark.e2e  # trains the tiny runs (session fixture) and starts a browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -66,9 +68,9 @@ def console_errors(stderr: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def report(tiny_results, tmp_path_factory, cli) -> Path:
+def report(tiny_results, tmp_path_factory) -> Path:
     page = tmp_path_factory.mktemp("report") / "report.html"
-    proc = cli("report", str(tiny_results), "-o", str(page), check=True)
+    proc = run_cli("report", str(tiny_results), "-o", str(page), check=True)
     assert str(page) in proc.stdout
     return page
 
