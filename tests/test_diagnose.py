@@ -388,3 +388,23 @@ def test_tiny_run_tampered_or_partial(run_copy, cli):
     )
     assert "model_outputs.json (not found)" in check(out, "generation")["summary"]
     assert check(out, "training")["status"] == "ok"  # train/metrics.json is still there
+
+
+def test_tokenizer_revision_other_than_the_published_one(tmp_path):
+    """A Llama 3 run on the post-update tokenizer (the model's own revision) is named, though its
+    recorded BOS checks passed; the recipe check lists the changed value as well."""
+    from repro.config import recipes
+    from repro.runs.diagnosis import inputs, recipe, tokenization
+
+    config = recipes.resolve(recipes.get_setting("llama3-instruct-v0.2"), recipes.get_method("simpo"))
+    found = inputs.Inputs(setting="llama3-instruct-v0.2", method="simpo", run_dir=tmp_path)
+    found.manifest = {"config": config.replace(tokenizer_revision=None).to_json(),
+                      "tokenizer_checks": {"train": {"status": "ok", "checks": []}}}  # fmt: skip
+    checked = tokenization.check(found)
+    assert checked.status == "differs"
+    assert checked.causes[0].summary.startswith(
+        f"tokenizer revision of the model (main) where the published numbers used {config.tokenizer_revision}"
+    )
+    assert "tokenizer_revision" in recipe.check(found).evidence["differences"]
+    found.manifest["config"] = config.to_json()
+    assert tokenization.check(found).status == "ok" and recipe.check(found).status == "ok"

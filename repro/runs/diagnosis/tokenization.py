@@ -53,10 +53,14 @@ def check(inputs: Inputs) -> Check:
                 )
     config = inputs.config or {}
     generation_config = _generation_config(config)
+    revision = _revision(result, config)
+    template = _template(result, inputs, config)
     result.evidence = {
         "bos": counts,
         "tokenization": config.get("tokenization"),
         "tokenizer_revision": config.get("tokenizer_revision"),
+        "published_tokenizer_revision": revision,
+        "generation_config": template,
         "model_revision": config.get("model_revision"),
         "chat_template": config.get("chat_template"),
         "alpaca_eval_template_source": generation_config.get("prompt_template_source"),
@@ -68,6 +72,53 @@ def check(inputs: Inputs) -> Check:
     else:
         result.summary = "; ".join(c.summary.split(":")[0] for c in result.causes)
     return result
+
+
+def _revision(result: Check, config: dict[str, Any]) -> str | None:
+    """The tokenizer revision the setting's recipe names (the published one); a run on another
+    differs (the post-update Llama 3 tokenizer adds a BOS of its own)."""
+    from repro.errors import ReproError
+    from repro.runs.diagnosis import recipe
+
+    if not config:
+        return None
+    try:
+        published = recipe.published_config(config)
+    except (ReproError, KeyError):
+        return None
+    ours = config.get("tokenizer_revision")
+    if ours != published.tokenizer_revision:
+        source = (published.sources or {}).get("tokenizer_revision", "the setting's recipe")
+        run_revision = ours or f"of the model ({config.get('model_revision')})"
+        wanted = published.tokenizer_revision or "the model's own"
+        result.differs(
+            f"tokenizer revision {run_revision} where the published numbers used {wanted} ({source})", 75
+        )
+    return published.tokenizer_revision
+
+
+def _template(result: Check, inputs: Inputs, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The generation config (AlpacaEval prompt template, decoding) the run used, by hash, against
+    the setting's as it is now."""
+    from repro.config import evalconfig
+    from repro.errors import ReproError
+    from repro.runs import environment
+
+    used = ((inputs.eval_result or {}).get("key") or {}).get("generation_config_sha256")
+    ref = (config.get("evaluation") or {}).get("generation")
+    if not used or not ref:
+        return None
+    try:
+        now = environment.sha256_file(evalconfig.locate(ref))
+    except ReproError:
+        return None
+    if now and used != now:
+        result.differs(
+            f"the run's generation config (AlpacaEval prompt template and decoding, sha256 {used[:12]}) "
+            f"is not the setting's {ref} config (sha256 {now[:12]})",
+            60,
+        )
+    return {"config": ref, "run_sha256": used, "setting_sha256": now}
 
 
 def _generation_config(config: dict[str, Any]) -> dict[str, Any]:
