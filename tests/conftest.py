@@ -90,3 +90,22 @@ def generation_prompts(n: int = 24) -> list[str]:
 
     template = evalconfig.generation("tiny")["alpaca_eval"]["prompt_template"]
     return [template.replace("{instruction}", q) for q in tiny.eval_instructions(n)]
+
+
+@pytest.fixture(scope="session")
+def tiny_results(tmp_path_factory) -> Path:
+    """`make tiny`'s runs, trained once per session: `repro run tiny` for SimPO and DPO into one
+    results folder (the diagnose and report tests read copies; nothing writes into it)."""
+    results = tmp_path_factory.mktemp("tiny-results")
+    cache = tmp_path_factory.mktemp("tiny-cache")
+    previous = os.environ.get("REPRO_CACHE")
+    os.environ["REPRO_CACHE"] = str(cache)
+    try:
+        for method in ("simpo", "dpo"):
+            run_cli("run", "tiny", "--method", method, "--results", str(results), check=True)
+    finally:
+        if previous is None:
+            os.environ.pop("REPRO_CACHE", None)
+        else:
+            os.environ["REPRO_CACHE"] = previous
+    return results

@@ -11,6 +11,7 @@ import typer
 from repro.cli import (  # noqa: F401  (registers the commands)
     bench,
     data,
+    diagnose,
     env,
     evaluation,
     onpolicy,
@@ -86,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     # alpaca-eval 0.6.2 imports pkg_resources (setuptools < 81 is pinned for it): not the user's concern
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     try:
-        app(args=argv, standalone_mode=False)
+        # a command that ends with typer.Exit(code) (diagnose: 1 = something differs) returns it here
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and not isinstance(code, bool):
+            return code
     except ReproError as exc:
         sys.stderr.write(f"repro: error: {_one_line(str(exc))}\n")
         return exc.exit_code

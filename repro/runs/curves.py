@@ -212,6 +212,7 @@ class MetricReport:
     mean_abs_deviation: float | None
     tolerance: float | None
     status: str  # within | outside | no overlap | missing
+    first_outside: float | None = None  # the first x (step or epoch) where it leaves the band
 
 
 @dataclass
@@ -330,6 +331,7 @@ def compare(
         if tol is None:
             tol = DEFAULT_BAND * (max(span_values) - min(span_values))
         worst = max(deviations)
+        first = next((x for (x, _), d in zip(inside, deviations, strict=True) if d > tol), None)
         reports.append(
             MetricReport(
                 metric,
@@ -339,6 +341,7 @@ def compare(
                 sum(deviations) / len(deviations),
                 tol,
                 "within" if worst <= tol else "outside",
+                first,
             )
         )
     if all(r.status in ("missing", "no overlap") for r in reports):

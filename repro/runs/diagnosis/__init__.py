@@ -1,0 +1,96 @@
+"""`repro diagnose`: why a reproduction's number differs from the published one.
+
+The maintainers' chain of checks, each with a verdict (`ok`, `differs`, `unknown` with the
+reason) and its evidence in numbers: recipe, environment, tokenization, training,
+generation, judging. Every difference is a likely cause with a weight; the causes are listed
+most likely first. A run whose files no longer match its manifest (`repro verify`) says so
+before anything else: the tampered files become the first causes.
+
+`run(RUN_DIR)` diagnoses a repro run (finished or partial); `outputs(FILE, ...)` diagnoses
+alpaca_eval-format files made elsewhere, with the checks those files allow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from repro.errors import ReproError
+from repro.runs.diagnosis import environment, generation, inputs, judging, recipe, tokenization, training
+from repro.runs.diagnosis.base import CHECKS, Cause, Check, Diagnosis
+
+__all__ = ["CHECKS", "Check", "Diagnosis", "outputs", "run"]
+
+_CHECKS = (
+    recipe.check,
+    environment.check,
+    tokenization.check,
+    training.check,
+    generation.check,
+    judging.check,
+)
+
+
+def _chain(found: inputs.Inputs, subject: str) -> Diagnosis:
+    return Diagnosis([check(found) for check in _CHECKS], subject)
+
+
+def _owner(name: str) -> str:
+    """The check a tampered file speaks for."""
+    if "judgments" in name or "annotations" in name:
+        return "judging"
+    if name.startswith("eval/"):
+        return "generation"
+    if name.startswith("manifest.json"):
+        return "recipe"
+    return "training"
+
+
+def run(run_dir: Path, *, curves: Path | None = None) -> Diagnosis:
+    from repro.runs import verify
+
+    found = inputs.from_run(Path(run_dir), curves)
+    diagnosis = _chain(found, str(run_dir))
+    if found.manifest is None or "files" not in found.manifest:
+        return diagnosis
+    try:
+        _, problems = verify.verify(Path(run_dir))
+    except ReproError as exc:
+        problems = [str(exc)]
+    if problems:
+        diagnosis.notes.append(
+            f"repro verify fails: {len(problems)} file(s) differ from the manifest; "
+            "the evidence below may not be what the run produced"
+        )
+        by_check = {c.check: c for c in diagnosis.checks}
+        for problem in problems:
+            owner = by_check[_owner(problem)]
+            owner.status = "differs"
+            owner.evidence.setdefault("verify", []).append(problem)
+            owner.causes.append(Cause(owner.check, f"tampered run (repro verify fails): {problem}", 1000))
+    return diagnosis
+
+
+def outputs(
+    path: Path,
+    *,
+    setting: str,
+    method: str,
+    annotations: Path | None = None,
+    leaderboard: Path | None = None,
+) -> Diagnosis:
+    _known_pair(setting, method)
+    found = inputs.from_files(
+        path, setting=setting, method=method, annotations=annotations, leaderboard=leaderboard
+    )
+    return _chain(found, str(path))
+
+
+def _known_pair(setting: str, method: str) -> None:
+    from repro.config import recipes
+    from repro.errors import unknown
+
+    if setting not in recipes.list_settings() and not Path(setting).is_file():
+        raise unknown("setting", setting, recipes.list_settings())
+    methods = recipes.load_methods()
+    if method not in methods:
+        raise unknown("method", method, methods)

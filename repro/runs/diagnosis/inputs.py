@@ -1,0 +1,203 @@
+"""What a diagnosis reads: a run folder's files, or alpaca_eval-format files made elsewhere.
+
+Every piece is optional: a missing or unreadable file is recorded by name (`missing`), and
+the checks that need it say `unknown` with that name. Bad user input for the outputs mode
+(another instruction set, a malformed annotations file) is one ReproError line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from repro import userpaths
+from repro.errors import ReproError, UsageError
+
+
+@dataclass
+class Inputs:
+    setting: str | None = None
+    method: str | None = None
+    run_dir: Path | None = None
+    manifest: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    eval_result: dict[str, Any] | None = None  # eval/result.json: the evaluation's own record and key
+    outputs: list[dict[str, Any]] | None = None
+    outputs_path: str | None = None
+    annotations: list[dict[str, Any]] | None = None
+    annotations_path: str | None = None
+    leaderboard: dict[str, Any] | None = None  # the outputs' row of a --leaderboard CSV
+    leaderboard_path: str | None = None
+    curves_path: Path | None = None
+    decoding: dict[str, Any] | None = None  # the decoding the answers were generated with
+    tokenizer_dir: Path | None = None  # for token counts (a run's trained model folder)
+    missing: dict[str, str] = field(default_factory=dict)  # file -> why
+
+    def need(self, *names: str) -> str | None:
+        """Why the named files cannot be used (one phrase), or None when they all can."""
+        gone = [f"{n} ({self.missing[n]})" for n in names if n in self.missing]
+        return "missing " + ", ".join(gone) if gone else None
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        return (self.manifest or {}).get("config")
+
+    def alpaca_eval(self) -> dict[str, Any] | None:
+        return ((self.result or {}).get("benchmarks") or {}).get("alpaca_eval2")
+
+
+def _json(path: Path, inputs: Inputs, label: str) -> Any:
+    if not path.exists():
+        inputs.missing[label] = "not found"
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        inputs.missing[label] = f"unreadable: {type(exc).__name__}"
+        return None
+
+
+def from_run(run_dir: Path, curves: Path | None = None) -> Inputs:
+    """A run folder: finished, or partial (what it lacks is recorded in `missing`)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: not a directory")
+    inputs = Inputs(run_dir=run_dir, curves_path=curves)
+    inputs.manifest = _json(run_dir / "manifest.json", inputs, "manifest.json")
+    inputs.result = _json(run_dir / "result.json", inputs, "result.json")
+    inputs.eval_result = _json(run_dir / "eval" / "result.json", inputs, "eval/result.json")
+    if inputs.result is None:  # an unfinished run: the evaluation may have finished on its own
+        inputs.result = inputs.eval_result
+    for data in (inputs.manifest, inputs.result, inputs.eval_result):
+        if data is not None and not isinstance(data, dict):
+            raise ReproError(f"{run_dir}: manifest.json or result.json is not a JSON object")
+    config = inputs.config or {}
+    inputs.setting = config.get("setting") or (inputs.result or {}).get("setting")
+    inputs.method = config.get("method") or (inputs.result or {}).get("method")
+    nothing = not inputs.setting and not inputs.manifest and not inputs.result
+    if nothing and not (run_dir / "train").is_dir() and not (run_dir / "eval").is_dir():
+        raise UsageError(
+            f"{run_dir}: not a repro run folder (no manifest.json, result.json, train/ or eval/)"
+        )
+    outputs = _json(
+        run_dir / "eval" / "alpaca_eval2" / "model_outputs.json",
+        inputs,
+        "eval/alpaca_eval2/model_outputs.json",
+    )
+    if isinstance(outputs, list):
+        inputs.outputs = outputs
+        inputs.outputs_path = str(run_dir / "eval" / "alpaca_eval2" / "model_outputs.json")
+    annotations = _json(
+        run_dir / "eval" / "alpaca_eval2" / "annotations.json", inputs, "eval/alpaca_eval2/annotations.json"
+    )
+    if isinstance(annotations, list):
+        inputs.annotations = annotations
+        inputs.annotations_path = str(run_dir / "eval" / "alpaca_eval2" / "annotations.json")
+    inputs.decoding = (inputs.alpaca_eval() or {}).get("decoding")
+    root = next((d for d in (run_dir, *run_dir.parents) if (d / "train").is_dir()), run_dir)
+    model = root / "train" / "model"
+    if (model / "tokenizer_config.json").exists():
+        inputs.tokenizer_dir = model
+    return inputs
+
+
+def read_outputs(path: Path) -> list[dict[str, Any]]:
+    """An alpaca_eval model_outputs.json: a list of {instruction, output, ...}."""
+    data = userpaths.read_json(path, "alpaca_eval model outputs")
+    if not isinstance(data, list) or not data:
+        raise ReproError(f"{path}: expected a non-empty JSON list of {{instruction, output}} objects")
+    for i, row in enumerate(data):
+        if not isinstance(row, dict) or not isinstance(row.get("instruction"), str):
+            raise ReproError(f"{path}: entry {i} has no 'instruction' string")
+        if not isinstance(row.get("output"), str):
+            raise ReproError(f"{path}: entry {i} has no 'output' string")
+    return data
+
+
+def read_annotations(path: Path) -> list[dict[str, Any]]:
+    """An alpaca_eval annotations.json: a list of judgments with instruction, output_2, preference."""
+    text = userpaths.read_text(path, "alpaca_eval annotations")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReproError(f"{path}: not a JSON annotations file ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, list) or not data or not all(isinstance(r, dict) for r in data):
+        raise ReproError(f"{path}: expected a non-empty JSON list of annotation objects")
+    for i, row in enumerate(data):
+        if missing := {"instruction", "preference"} - set(row):
+            raise ReproError(f"{path}: annotation {i} lacks {', '.join(sorted(missing))}")
+    return data
+
+
+def from_files(
+    outputs: Path,
+    *,
+    setting: str,
+    method: str,
+    annotations: Path | None = None,
+    leaderboard: Path | None = None,
+) -> Inputs:
+    """Results made elsewhere: alpaca_eval-format outputs, optionally annotations and a leaderboard."""
+    from repro.runs import released
+
+    inputs = Inputs(setting=setting, method=method, outputs_path=str(outputs))
+    inputs.outputs = read_outputs(outputs)
+    if annotations is not None:
+        inputs.annotations = read_annotations(annotations)
+        inputs.annotations_path = str(annotations)
+        _same_outputs(inputs.outputs, inputs.annotations, outputs, annotations)
+    if leaderboard is not None:
+        rows = released.leaderboard_rows(leaderboard)
+        generator = str(inputs.outputs[0].get("generator") or "")
+        inputs.leaderboard_path = str(leaderboard)
+        if generator in rows:
+            inputs.leaderboard = {"generator": generator, **rows[generator]}
+        else:
+            inputs.missing[str(leaderboard)] = (
+                f"no row for the outputs' generator '{generator or '(unnamed)'}'"
+            )
+    recorded = inputs.outputs[0].get("decoding") or inputs.outputs[0].get("generation_config")
+    if isinstance(recorded, dict):
+        inputs.decoding = recorded
+    elif (beside := Path(outputs).parent / "configs.yaml").is_file():
+        inputs.decoding = generator_config(beside)
+    return inputs
+
+
+def generator_config(path: Path) -> dict[str, Any] | None:
+    """The decoding an alpaca_eval model config (configs.yaml beside the outputs) asked for, read
+    as alpaca-eval 0.6.2 read it (`do_sample: true` is beam search of width 1)."""
+    from repro.config.validate import read_yaml
+    from repro.evaluation.generate import Decoding
+
+    try:
+        data = read_yaml(path)
+    except ReproError:
+        return None
+    entry = next(iter(data.values()), None) if isinstance(data, dict) and len(data) == 1 else None
+    kwargs = entry.get("completions_kwargs") if isinstance(entry, dict) else None
+    if not isinstance(kwargs, dict) or "max_new_tokens" not in kwargs:
+        return None
+    decoding = Decoding.alpaca_eval(kwargs).__dict__
+    decoding.pop("seed", None)
+    decoding["source"] = str(path)
+    return decoding
+
+
+def _same_outputs(outputs: list[dict], annotations: list[dict], opath: Path, apath: Path) -> None:
+    """Annotations of other answers than the outputs' cannot speak for them."""
+    answers = {o["instruction"]: o["output"] for o in outputs}
+    shared = [a for a in annotations if a.get("instruction") in answers]
+    if not shared:
+        raise ReproError(
+            f"{apath}: none of its instructions is in {opath} (annotations of another instruction set)"
+        )
+    judged = [a for a in shared if "output_2" in a]
+    other = sum(1 for a in judged if a["output_2"] != answers[a["instruction"]])
+    if judged and other > len(judged) // 2:
+        raise ReproError(
+            f"{apath}: {other} of {len(judged)} judged answers (output_2) differ from {opath}: "
+            "annotations of other outputs"
+        )

@@ -1,0 +1,162 @@
+"""judging: the judge and annotator against the paper's, judgments that failed to parse or were
+retried, and the noise floor of the win rate.
+
+Win rate as alpaca-eval 0.6.2 computes it from weighted preferences in [1, 2]:
+100 x mean(preference - 1) (a draw, 1.5, counts half). The noise floor is the half-width of
+a 95% bootstrap interval of that mean over instructions (resampled with replacement, seeded)
+plus the judge-to-judge variation the maintainers report (~1 point, issue #21); a gap to the
+published number inside it is called noise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from repro.runs.diagnosis.base import Check, percent, rules, share, unknown
+from repro.runs.diagnosis.inputs import Inputs
+
+
+def preference(value: Any) -> float | None:
+    """A usable preference in [1, 2], or None (failed to parse: null, NaN, text, out of range)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(number):
+        return None
+    if number == 0.0:  # alpaca-eval's encoding of a draw in older files
+        return 1.5
+    return number if 1.0 <= number <= 2.0 else None
+
+
+def bootstrap(wins: list[float], *, resamples: int, seed: int) -> tuple[float, float]:
+    """95% percentile interval of 100 x mean(wins), resampling instructions."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    values = np.asarray(wins, dtype=float)
+    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1) * 100
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _published(setting: str | None, method: str | None) -> dict[str, Any]:
+    from repro.runs import compare, published
+
+    if not setting or not method:
+        return {}
+    value = published.lookup(published.load(), setting, method, "ae2_wr")
+    if value is not None:
+        return {"published_win_rate": value}
+    band = compare.tiny_band().get((setting, method, "ae2_wr"))
+    return {"published_band": list(band)} if band else {}
+
+
+def _judge_expected(inputs: Inputs) -> str:
+    plan = ((inputs.config or {}).get("evaluation") or {}).get("judge")
+    if plan is None and inputs.setting:
+        from repro.config import recipes
+        from repro.errors import ReproError
+
+        try:
+            plan = recipes.evaluation_plan(recipes.get_setting(inputs.setting)).judge
+        except ReproError:
+            plan = None
+    return plan or "endpoint"
+
+
+def check(inputs: Inputs) -> Check:
+    cfg = rules()
+    expected_judge = cfg["judge"]
+    result = Check("judging")
+    evidence: dict[str, Any] = {}
+    judge = (inputs.result or {}).get("judge") or (inputs.manifest or {}).get("judge")
+    plan = _judge_expected(inputs)
+    if isinstance(judge, dict):
+        evidence["judge"] = {k: judge.get(k) for k in ("kind", "model", "url")}
+        evidence["setting_judge"] = plan
+        if (judge.get("kind") == "rule") != (plan == "rule"):
+            result.differs(f"judge '{judge.get('kind')}' where the setting is judged by '{plan}'", 60)
+        elif plan != "rule" and judge.get("model") and judge["model"] != expected_judge["model"]:
+            result.differs(
+                f"judge model {judge['model']} where the published numbers used {expected_judge['model']}", 60
+            )
+    ae = inputs.alpaca_eval() or {}
+    calls = ae.get("judge_calls") or (inputs.result or {}).get("judge_calls")
+    if calls:
+        evidence["judge_calls"] = calls
+    if not inputs.annotations:
+        why = inputs.need("eval/alpaca_eval2/annotations.json") or "no annotations given (--annotations)"
+        if not evidence:
+            return unknown("judging", f"cannot check the judgments: {why}")
+        evidence["annotations"] = why
+        result.evidence = evidence
+        result.summary = f"judge {evidence.get('judge')}; judgments not checked: {why}"
+        return result
+    annotations = inputs.annotations
+    annotators = sorted({str(a.get("annotator")) for a in annotations if a.get("annotator")})
+    evidence["annotators"] = annotators
+    if annotators and plan != "rule" and annotators != [expected_judge["annotator"]]:
+        result.differs(
+            f"annotator {', '.join(annotators)} where the published numbers used "
+            f"{expected_judge['annotator']}",
+            60,
+        )
+    prefs = [preference(a.get("preference")) for a in annotations]
+    failed = sum(p is None for p in prefs)
+    n = len(prefs)
+    evidence["judgments"] = n
+    evidence["failed_to_parse"] = failed
+    evidence["failed_share"] = share(failed, n)
+    # the gateway retries each call (capped backoff) and counts the calls it gave up on, by reason;
+    # the retries themselves are not counted
+    gave_up = (calls or {}).get("failures") if isinstance(calls, dict) else None
+    evidence["judge_calls_given_up"] = sum(gave_up.values()) if isinstance(gave_up, dict) else None
+    if isinstance(gave_up, dict) and gave_up:
+        evidence["judge_calls_given_up_by_reason"] = gave_up
+    if failed / n > cfg["failed_judgments_share"]:
+        result.differs(
+            f"{percent(failed / n)} of judgments failed to parse ({failed} of {n}): "
+            "they are dropped from the "
+            "win rate, which then covers other instructions than the published one",
+            50 + 300 * failed / n,
+        )
+    wins = [p - 1 for p in prefs if p is not None]
+    if wins:
+        low, high = bootstrap(wins, resamples=cfg["bootstrap_resamples"], seed=cfg["bootstrap_seed"])
+        rate = 100 * sum(wins) / len(wins)
+        floor = (high - low) / 2 + cfg["judge_noise_points"]
+        evidence["win_rate"] = round(rate, 3)
+        evidence["bootstrap_95"] = [round(low, 3), round(high, 3)]
+        evidence["judge_noise_points"] = cfg["judge_noise_points"]
+        evidence["noise_floor"] = round(floor, 3)
+        evidence.update(_published(inputs.setting, inputs.method))
+        if "published_win_rate" in evidence:
+            gap = rate - evidence["published_win_rate"]
+            evidence["gap"] = round(gap, 3)
+            evidence["inside_noise"] = abs(gap) <= floor
+        elif "published_band" in evidence:
+            lo, hi = evidence["published_band"]
+            evidence["inside_band"] = lo <= rate <= hi
+    result.evidence = evidence
+    if result.status == "ok":
+        text = f"{n} judgments, {failed} failed to parse"
+        if "win_rate" in evidence:
+            low, high = evidence["bootstrap_95"]
+            text += f"; win rate {evidence['win_rate']:.1f} (95% bootstrap {low:.1f}-{high:.1f})"
+        if "gap" in evidence:
+            where = "inside" if evidence["inside_noise"] else "outside"
+            text += (
+                f"; {evidence['gap']:+.1f} points from the published {evidence['published_win_rate']}, "
+                f"{where} the noise floor of +-{evidence['noise_floor']:.1f}"
+            )
+        elif "inside_band" in evidence:
+            where = "inside" if evidence["inside_band"] else "outside"
+            text += f"; {where} the reference band {evidence['published_band']}"
+        result.summary = text
+    else:
+        result.summary = "; ".join(c.summary for c in result.causes)
+    return result

@@ -1,0 +1,120 @@
+"""recipe: every resolved value of the run against the setting's published recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from repro import paths
+from repro.errors import ReproError
+from repro.runs.diagnosis.base import Check, rules, unknown
+from repro.runs.diagnosis.inputs import Inputs
+
+# Not recipe values: identity bookkeeping, descriptions, and the code that ran.
+IGNORED = {
+    "title",
+    "method_title",
+    "loss",
+    "recipe_file",
+    "sources",
+    "notes",
+    "config_hash",
+    "code_version",
+    "checkpoint_steps",
+    "report_to",
+}
+LAYOUT = {
+    "batch.per_device",
+    "batch.gradient_accumulation_steps",
+    "batch.num_processes",
+    "batch.num_nodes",
+    "batch.world_size",
+    "batch.layout",
+}
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def published_config(config: dict[str, Any]) -> Any:
+    """The setting's recipe for this method, resolved with the run's process and node counts."""
+    from repro.config import recipes
+
+    name = config["setting"]
+    recipe = config.get("recipe_file") or ""
+    candidate = Path(recipe) if Path(recipe).is_absolute() else paths.ROOT / recipe
+    setting = recipes.get_setting(name if name in recipes.list_settings() else str(candidate))
+    method = recipes.get_method(config["method"])
+    batch = config.get("batch") or {}
+    try:
+        return recipes.resolve(
+            setting, method, num_processes=batch.get("num_processes"), num_nodes=batch.get("num_nodes", 1)
+        )
+    except ReproError:  # the run's process count does not divide the total: compare the default layout
+        return recipes.resolve(setting, method)
+
+
+def check(inputs: Inputs) -> Check:
+    if inputs.config is None:
+        why = inputs.need("manifest.json") or "no resolved config (results made outside repro)"
+        return unknown("recipe", f"cannot compare the recipe: {why}")
+    config = inputs.config
+    try:
+        paper = published_config(config)
+    except ReproError as exc:
+        return unknown("recipe", f"cannot resolve the setting's recipe: {exc}")
+    ours = {k: v for k, v in flatten(config).items() if k.split(".")[0] not in IGNORED}
+    theirs = {k: v for k, v in flatten(paper.to_json()).items() if k.split(".")[0] not in IGNORED}
+    differences = {
+        key: {"run": ours.get(key), "recipe": theirs.get(key)}
+        for key in sorted(set(ours) | set(theirs))
+        if ours.get(key) != theirs.get(key)
+    }
+    sources = config.get("sources") or {}
+    overridden = sorted(k for k, v in sources.items() if v == "command line (--set)")
+    key_values: dict[str, str] = rules()["recipe_key_values"]
+    layout = {k: v for k, v in differences.items() if k in LAYOUT}
+    result = Check(
+        "recipe",
+        evidence={
+            "setting": config["setting"],
+            "method": config["method"],
+            "recipe_file": config.get("recipe_file"),
+            "differences": differences,
+            "overrides": overridden,
+            "batch": config.get("batch"),
+        },
+    )
+    named = [k for k in differences if k in key_values]
+    for key in named:
+        d = differences[key]
+        weight = 80 if key == "batch.total" else 70
+        result.differs(
+            f"not the paper's recipe: {key_values[key]} {d['run']} where the recipe has {d['recipe']}", weight
+        )
+    others = [k for k in differences if k not in key_values and k not in LAYOUT]
+    if others:
+        listed = ", ".join(f"{k}={differences[k]['run']} (recipe {differences[k]['recipe']})" for k in others)
+        result.differs(f"recipe values changed: {listed}", 40)
+    if result.status == "ok":
+        result.summary = f"every resolved value matches the {config['setting']} recipe for {config['method']}"
+        if layout:
+            result.summary += "; batch layout changed with the same total: " + ", ".join(
+                f"{k.split('.')[-1]} {v['run']} (recipe {v['recipe']})" for k, v in layout.items()
+            )
+    else:
+        changed = [*named, *others]
+        result.summary = f"{len(changed)} value(s) differ from the {config['setting']} recipe: " + ", ".join(
+            f"{k} {differences[k]['run']} (recipe {differences[k]['recipe']})" for k in changed
+        )
+        if overridden:
+            result.summary += f"; set on the command line: {', '.join(overridden)}"
+    return result

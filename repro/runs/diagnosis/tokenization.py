@@ -1,0 +1,134 @@
+"""tokenization: BOS counts of training sequences and generation prompts, template, tokenizer revision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from repro.runs.diagnosis.base import Check, unknown
+from repro.runs.diagnosis.inputs import Inputs
+
+
+def _recorded(inputs: Inputs) -> dict[str, Any]:
+    checks = (inputs.manifest or {}).get("tokenizer_checks") or (inputs.result or {}).get("bos_check") or {}
+    return {stage: v for stage, v in checks.items() if isinstance(v, dict)}
+
+
+def check(inputs: Inputs) -> Check:
+    recorded = _recorded(inputs)
+    if not recorded:
+        if inputs.run_dir is None:
+            return unknown(
+                "tokenization",
+                "cannot count BOS: model_outputs.json holds no prompt token ids "
+                "(run `repro check-tokenizer` on the tokenizer that generated them)",
+            )
+        why = inputs.need("manifest.json", "result.json") or "the run recorded no BOS checks"
+        return unknown("tokenization", f"cannot count BOS: {why}")
+    result = Check("tokenization")
+    counts: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    # the evaluation's checks are the ones its prompts went in with; training's come first
+    for stage in ("train", "eval"):
+        entry = recorded.get(stage) or {}
+        if entry.get("status") == "skipped":
+            counts.append({"stage": stage, "status": "skipped", "reason": entry.get("reason")})
+            continue
+        for c in entry.get("checks") or []:
+            counts.append(
+                {"stage": stage, **{k: c.get(k) for k in ("what", "bos_count", "expected", "status")}}
+            )
+            key = f"{c.get('what')}|{c.get('bos_count')}|{c.get('expected')}"
+            if c.get("status") in ("error", "warning") and key not in seen:
+                seen.add(key)
+                what = str(c.get("what"))
+                generation = what.startswith("generation")
+                count, expected = c.get("bos_count"), c.get("expected")
+                word = {0: "no", 1: "one", 2: "two", 3: "three"}.get(count, str(count))
+                where = "generation prompt" if generation else "training sequences"
+                weight = (90 if generation else 85) if (count or 0) > (expected or 0) else 55
+                result.differs(
+                    f"{word} BOS in the {where} ({what}: {count} where {expected} expected): "
+                    f"{c.get('message', '')}",
+                    weight,
+                )
+    config = inputs.config or {}
+    generation_config = _generation_config(config)
+    revision = _revision(result, config)
+    template = _template(result, inputs, config)
+    result.evidence = {
+        "bos": counts,
+        "tokenization": config.get("tokenization"),
+        "tokenizer_revision": config.get("tokenizer_revision"),
+        "published_tokenizer_revision": revision,
+        "generation_config": template,
+        "model_revision": config.get("model_revision"),
+        "chat_template": config.get("chat_template"),
+        "alpaca_eval_template_source": generation_config.get("prompt_template_source"),
+        "expected_generation_bos": generation_config.get("expected_bos", 1),
+    }
+    if result.status == "ok":
+        parts = sorted({f"{c['what']}: {c['bos_count']}" for c in counts if c.get("bos_count") is not None})
+        result.summary = "BOS as the published numbers had them (" + "; ".join(parts) + ")"
+    else:
+        result.summary = "; ".join(c.summary.split(":")[0] for c in result.causes)
+    return result
+
+
+def _revision(result: Check, config: dict[str, Any]) -> str | None:
+    """The tokenizer revision the setting's recipe names (the published one); a run on another
+    differs (the post-update Llama 3 tokenizer adds a BOS of its own)."""
+    from repro.errors import ReproError
+    from repro.runs.diagnosis import recipe
+
+    if not config:
+        return None
+    try:
+        published = recipe.published_config(config)
+    except (ReproError, KeyError):
+        return None
+    ours = config.get("tokenizer_revision")
+    if ours != published.tokenizer_revision:
+        source = (published.sources or {}).get("tokenizer_revision", "the setting's recipe")
+        run_revision = ours or f"of the model ({config.get('model_revision')})"
+        wanted = published.tokenizer_revision or "the model's own"
+        result.differs(
+            f"tokenizer revision {run_revision} where the published numbers used {wanted} ({source})", 75
+        )
+    return published.tokenizer_revision
+
+
+def _template(result: Check, inputs: Inputs, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The generation config (AlpacaEval prompt template, decoding) the run used, by hash, against
+    the setting's as it is now."""
+    from repro.config import evalconfig
+    from repro.errors import ReproError
+    from repro.runs import environment
+
+    used = ((inputs.eval_result or {}).get("key") or {}).get("generation_config_sha256")
+    ref = (config.get("evaluation") or {}).get("generation")
+    if not used or not ref:
+        return None
+    try:
+        now = environment.sha256_file(evalconfig.locate(ref))
+    except ReproError:
+        return None
+    if now and used != now:
+        result.differs(
+            f"the run's generation config (AlpacaEval prompt template and decoding, sha256 {used[:12]}) "
+            f"is not the setting's {ref} config (sha256 {now[:12]})",
+            60,
+        )
+    return {"config": ref, "run_sha256": used, "setting_sha256": now}
+
+
+def _generation_config(config: dict[str, Any]) -> dict[str, Any]:
+    from repro.config import evalconfig
+    from repro.errors import ReproError
+
+    ref = (config.get("evaluation") or {}).get("generation")
+    if not ref:
+        return {}
+    try:
+        return evalconfig.generation(ref).get("alpaca_eval") or {}
+    except ReproError:
+        return {}

@@ -1,0 +1,316 @@
+"""`repro report RESULTS`: one self-contained page about a results folder, to share or attach.
+
+The page holds the comparison with the published tables (tolerance bands, colour-coded), the
+plots (scores against the paper with error bars, each run's training curves) and, per run,
+its provenance (config hash, code version, lock sha256, judge, judge cost spent, partial or
+complete) and its diagnosis (repro.runs.diagnosis). Everything is inline: CSS in a <style>
+element, images as data: URIs, the data as JSON in a <script type="application/json">; the
+page loads nothing from anywhere and runs no script. `markdown()` is the same content for a
+GitHub issue (plots left out: an issue cannot hold inline images).
+"""
+
+from __future__ import annotations
+
+import base64
+import html as _html
+import json
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from repro import io
+from repro.errors import ReproError
+
+STATUS_CLASS = {
+    "within": "ok",
+    "outside": "bad",
+    "no published value": "none",
+    "missing": "none",
+    "ok": "ok",
+    "differs": "bad",
+    "unknown": "none",
+}
+
+CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1b1f24; margin: 2em auto;
+       max-width: 1100px; padding: 0 1em; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #d0d7de; padding-bottom: 0.2em; }
+h3 { margin-bottom: 0.3em; }
+table { border-collapse: collapse; margin: 0.6em 0 1.2em; width: 100%; }
+th, td { border: 1px solid #d0d7de; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f6f8fa; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.ok { background: #dafbe1; } .bad { background: #ffebe9; } .none { background: #f6f8fa; color: #57606a; }
+.meta { color: #57606a; } img { max-width: 100%; border: 1px solid #d0d7de; margin: 0.4em 0; }
+ol.causes li { margin: 0.2em 0; } code { font-size: 0.92em; }
+section.run { break-inside: avoid-page; }
+@media print { body { margin: 0; max-width: none; } img { max-width: 90%; } .ok, .bad, .none
+  { -webkit-print-color-adjust: exact; print-color-adjust: exact; } }
+"""
+
+
+@dataclass
+class RunPage:
+    path: Path
+    result: dict[str, Any] | None
+    manifest: dict[str, Any] | None
+    diagnosis: Any
+
+    @property
+    def label(self) -> str:
+        data = self.result or (self.manifest or {}).get("config") or {}
+        return f"{data.get('setting', '?')} x {data.get('method', '?')}, run {self.path.name}"
+
+    def provenance(self) -> list[tuple[str, str]]:
+        manifest, result = self.manifest or {}, self.result or {}
+        env = manifest.get("environment") or {}
+        config = manifest.get("config") or {}
+        judge = result.get("judge") or manifest.get("judge") or {}
+        history = manifest.get("history") or [{}]
+        if result:
+            state = (
+                "partial (--limit {})".format(result.get("limit"))
+                if result.get("partial")
+                else (
+                    "complete"
+                    if result.get("complete")
+                    else f"incomplete ({', '.join(result.get('incomplete_benchmarks') or [])})"
+                )
+            )
+        else:
+            state = "unfinished (no result.json)"
+        git = (history[-1].get("git") or {}) if history else {}
+        return [
+            ("folder", str(self.path)),
+            ("state", state),
+            ("config hash", str(manifest.get("config_hash") or "")),
+            ("code version", str(config.get("code_version") or "")[:16]),
+            ("git", f"{git.get('commit') or 'unknown'}{' (dirty)' if git.get('dirty') else ''}"),
+            ("lock", f"{env.get('lock') or ''} sha256 {env.get('lockfile_sha256') or 'unknown'}"),
+            ("judge", ", ".join(f"{k} {v}" for k, v in judge.items() if v and k != "key_env") or "unknown"),
+            (
+                "judge cost spent",
+                judge_cost(self.path, judge, result.get("judge_calls") or manifest.get("judge_calls")),
+            ),
+        ]
+
+
+def judge_cost(run_dir: Path, judge: dict[str, Any], calls: dict[str, Any] | None) -> str:
+    """What judging cost: nothing for the local rule judge; else AlpacaEval's recorded
+    price_per_example summed over its annotations (cache hits cost nothing)."""
+    count = (
+        ""
+        if not calls
+        else f" ({calls.get('backend_calls', 0)} calls, {calls.get('cache_hits', 0)} from the cache)"
+    )
+    if judge.get("kind") == "rule":
+        return "$0 (local rule judge)" + count
+    annotations = io.read_json(run_dir / "eval" / "alpaca_eval2" / "annotations.json")
+    if isinstance(annotations, list):
+        prices = [a.get("price_per_example") for a in annotations if isinstance(a, dict)]
+        total = sum(float(p) for p in prices if isinstance(p, (int, float, str)) and _is_number(p))
+        return f"${total:.2f} on AlpacaEval (recorded per judgment){count}"
+    return "unknown" + count
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def find_runs(results_dir: Path) -> list[Path]:
+    """Run folders under `results_dir`: those with a manifest or a result (published tables left out)."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise ReproError(f"{results_dir}: no such directory")
+    found = {p.parent for name in ("manifest.json", "result.json") for p in root.rglob(name)}
+    return sorted(p for p in found if p.name != "eval" and "published" not in p.relative_to(root).parts)
+
+
+def collect(results_dir: Path) -> tuple[Any, list[RunPage]]:
+    from repro.runs import compare, diagnosis
+
+    comparison = compare.compare(results_dir)
+    pages = []
+    for path in find_runs(results_dir):
+        try:
+            diagnosed = diagnosis.run(path)
+        except ReproError as exc:
+            diagnosed = exc
+        pages.append(RunPage(path, _dict(path / "result.json"), _dict(path / "manifest.json"), diagnosed))
+    return comparison, pages
+
+
+def _dict(path: Path) -> dict[str, Any] | None:
+    try:
+        data = io.read_json(path)
+    except (ValueError, OSError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _rows(comparison: Any) -> list[Any]:
+    return [r for r in comparison.rows if r.runs]
+
+
+def _published_text(row: Any) -> str:
+    if row.band is not None:
+        return f"band {row.band[0]:g}-{row.band[1]:g}"
+    if row.published is None:
+        return ""
+    return f"{row.published:g} ± {row.tolerance:g}" + (" *" if row.erratum else "")
+
+
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "" if value is None else format(value, spec)
+
+
+def _image(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"data:image/png;base64,{data}"
+
+
+def html_page(results_dir: Path) -> str:
+    from repro.runs import compare
+
+    comparison, pages = collect(results_dir)
+    e = _html.escape
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>repro report: {e(str(results_dir))}</title><style>{CSS}</style></head><body>",
+        "<h1>Reproduction report</h1>",
+        f'<p class="meta">{e(str(results_dir))}, made {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by '
+        f"<code>repro report</code>; {len(pages)} run(s).</p>",
+        "<h2>Reproduced vs published</h2>",
+    ]
+    rows = _rows(comparison)
+    if rows:
+        out.append(
+            '<table id="compare"><thead><tr><th>setting</th><th>method</th><th>metric</th>'
+            "<th>published (tolerance)</th><th>reproduced</th><th>std</th><th>runs</th><th>delta</th>"
+            "<th>status</th></tr></thead><tbody>"
+        )
+        for r in rows:
+            cls = STATUS_CLASS.get(r.status, "none")
+            out.append(
+                f'<tr class="{cls}" data-status="{e(r.status)}"><td>{e(r.setting)}</td><td>{e(r.method)}</td>'
+                f"<td>{e(compare.METRICS[r.metric])}</td><td>{e(_published_text(r))}</td>"
+                f'<td class="num">{_fmt(r.mean)}</td><td class="num">{_fmt(r.spread)}</td>'
+                f'<td class="num">{len(r.runs)}</td><td class="num">{_fmt(r.delta, "+.2f")}</td>'
+                f"<td>{e(r.status)}</td></tr>"
+            )
+        out.append("</tbody></table>")
+        with tempfile.TemporaryDirectory(prefix="repro-report-") as tmp:
+            from repro.runs import plots
+
+            plot = plots.compare(rows, compare.METRICS, compare.DEFAULT_TOLERANCE, Path(tmp) / "compare.png")
+            out.append(
+                f'<img id="compare-plot" alt="reproduced scores against the published ones, with error bars" '
+                f'src="{_image(plot)}">'
+            )
+    else:
+        out.append("<p>No complete run to compare.</p>")
+    for path, reason in comparison.skipped:
+        out.append(f'<p class="meta">skipped {e(path)}: {e(reason)}</p>')
+    out.append("<h2>Runs</h2>")
+    for page in pages:
+        out += _run_html(page)
+    data = {
+        "results": str(results_dir),
+        "compare": [r.as_dict() for r in rows],
+        "runs": [{"path": str(p.path), "diagnosis": _diagnosis_dict(p.diagnosis)} for p in pages],
+    }
+    payload = io.dumps(data).replace("</", "<\\/")
+    out.append(f'<script type="application/json" id="report-data">{payload}</script>')
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _diagnosis_dict(diagnosed: Any) -> dict[str, Any]:
+    return {"error": str(diagnosed)} if isinstance(diagnosed, Exception) else diagnosed.as_dict()
+
+
+def _run_html(page: RunPage) -> list[str]:
+    e = _html.escape
+    out = [f'<section class="run"><h3>{e(page.label)}</h3><table class="provenance"><tbody>']
+    out += [f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in page.provenance()]
+    out.append("</tbody></table>")
+    curves = page.path / "curves.png"
+    if curves.is_file():
+        out.append(f'<img class="curves" alt="training curves of {e(page.label)}" src="{_image(curves)}">')
+    diagnosed = page.diagnosis
+    if isinstance(diagnosed, Exception):
+        out.append(f"<p>diagnosis failed: {e(str(diagnosed))}</p></section>")
+        return out
+    out += [f'<p class="meta">! {e(n)}</p>' for n in diagnosed.notes]
+    out.append(
+        '<table class="diagnosis"><thead><tr><th>check</th><th>verdict</th><th>evidence</th></tr></thead>'
+        "<tbody>"
+    )
+    for c in diagnosed.checks:
+        out.append(
+            f'<tr class="{STATUS_CLASS[c.status]}" data-check="{e(c.check)}"><td>{e(c.check)}</td>'
+            f'<td class="verdict">{e(c.status)}</td><td>{e(c.summary)}</td></tr>'
+        )
+    out.append("</tbody></table>")
+    causes = diagnosed.causes
+    if causes:
+        out.append('<p>Likely causes, most likely first:</p><ol class="causes">')
+        out += [f"<li>[{e(c.check)}] {e(c.summary)}</li>" for c in causes]
+        out.append("</ol>")
+    else:
+        out.append("<p>Nothing differs.</p>")
+    out.append("</section>")
+    return out
+
+
+def markdown(results_dir: Path) -> str:
+    from repro.runs import compare
+
+    comparison, pages = collect(results_dir)
+    out = [
+        f"## Reproduction report: `{results_dir}`",
+        "",
+        "| setting | method | metric | published (tolerance) | reproduced | std | runs | delta | status |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    mark = {"within": "✅ within", "outside": "❌ outside"}
+    for r in _rows(comparison):
+        out.append(
+            f"| {r.setting} | {r.method} | {compare.METRICS[r.metric]} | {_published_text(r)} | "
+            f"{_fmt(r.mean)} | "
+            f"{_fmt(r.spread)} | {len(r.runs)} | {_fmt(r.delta, '+.2f')} | {mark.get(r.status, r.status)} |"
+        )
+    for page in pages:
+        out += ["", f"### {page.label}", ""]
+        out += [f"- {k}: `{v}`" for k, v in page.provenance()]
+        diagnosed = page.diagnosis
+        if isinstance(diagnosed, Exception):
+            out += ["", f"diagnosis failed: {diagnosed}"]
+            continue
+        out += ["", "| check | verdict | evidence |", "|---|---|---|"]
+        out += [f"| {c.check} | {c.status} | {c.summary.replace('|', '/')} |" for c in diagnosed.checks]
+        if diagnosed.causes:
+            out += ["", "Likely causes, most likely first:", ""]
+            out += [f"{i}. [{c.check}] {c.summary}" for i, c in enumerate(diagnosed.causes, 1)]
+    details = json.dumps({"runs": [_diagnosis_dict(p.diagnosis) for p in pages]}, default=str)
+    out += [
+        "",
+        "<details><summary>diagnosis as JSON</summary>",
+        "",
+        "```json",
+        details,
+        "```",
+        "",
+        "</details>",
+    ]
+    return "\n".join(out) + "\n"
+
+
+html = html_page  # `report.html(RESULTS)` reads best at the call site
