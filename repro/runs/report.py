@@ -145,6 +145,11 @@ def collect(results_dir: Path) -> tuple[Any, list[RunPage]]:
     return comparison, pages
 
 
+def _method(row: Any) -> str:
+    """The method, with what the row's configuration changed from the recipe (compare's label)."""
+    return f"{row.method} ({row.variant})" if getattr(row, "variant", "") else row.method
+
+
 def _dict(path: Path) -> dict[str, Any] | None:
     try:
         data = io.read_json(path)
@@ -199,7 +204,8 @@ def html_page(results_dir: Path) -> str:
         for r in rows:
             cls = STATUS_CLASS.get(r.status, "none")
             out.append(
-                f'<tr class="{cls}" data-status="{e(r.status)}"><td>{e(r.setting)}</td><td>{e(r.method)}</td>'
+                f'<tr class="{cls}" data-status="{e(r.status)}">'
+                f"<td>{e(r.setting)}</td><td>{e(_method(r))}</td>"
                 f"<td>{e(compare.METRICS[r.metric])}</td><td>{e(_published_text(r))}</td>"
                 f'<td class="num">{_fmt(r.mean)}</td><td class="num">{_fmt(r.spread)}</td>'
                 f'<td class="num">{len(r.runs)}</td><td class="num">{_fmt(r.delta, "+.2f")}</td>'
@@ -283,7 +289,7 @@ def markdown(results_dir: Path) -> str:
     mark = {"within": "✅ within", "outside": "❌ outside"}
     for r in _rows(comparison):
         out.append(
-            f"| {r.setting} | {r.method} | {compare.METRICS[r.metric]} | {_published_text(r)} | "
+            f"| {r.setting} | {_method(r)} | {compare.METRICS[r.metric]} | {_published_text(r)} | "
             f"{_fmt(r.mean)} | "
             f"{_fmt(r.spread)} | {len(r.runs)} | {_fmt(r.delta, '+.2f')} | {mark.get(r.status, r.status)} |"
         )

@@ -53,7 +53,7 @@ def run(run_dir: Path, *, curves: Path | None = None) -> Diagnosis:
     if found.manifest is None or "files" not in found.manifest:
         return diagnosis
     try:
-        _, problems = verify.verify(Path(run_dir))
+        problems = verify.verify(Path(run_dir)).problems
     except ReproError as exc:
         problems = [str(exc)]
     if problems:
