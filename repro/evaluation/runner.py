@@ -9,9 +9,11 @@ Arena-Hard and MT-Bench prompts use the setting's served chat template (the SimP
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,8 +194,20 @@ class Evaluation:
                 f"setting '{self.name}' compares against its starting model: pass --reference-model PATH"
             )
         self.timings: dict[str, float] = {}
+        # seconds by stage over every benchmark: generating answers, judging (the gateway's
+        # start and every judge call; for AlpacaEval, alpaca-eval's whole evaluate(), which
+        # also computes its win rate), scoring (Arena-Hard's bootstrap, MT-Bench, ZeroEval)
+        self.stage_seconds: dict[str, float] = {"generate": 0.0, "judge": 0.0, "score": 0.0}
         self.notes: list[str] = []
         self.bos_check = self._bos_check()
+
+    @contextlib.contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds[name] = round(self.stage_seconds[name] + time.perf_counter() - start, 3)
 
     def _bos_check(self) -> dict[str, Any]:
         """The BOS guard on the generation prompts (and the setting's training format)."""
@@ -219,34 +233,41 @@ class Evaluation:
         # strings with add_special_tokens, as alpaca-eval 0.6.2 gave them to vLLM
         expected = int(cfg.get("expected_bos", 1))
         answer = dict(add_special_tokens=True, expected_bos=expected, what="AlpacaEval prompts")
-        outputs = self.answerer.answers(
-            "alpaca_eval2/answers.jsonl", self.generator, prompts, decoding, **answer
-        )
+        with self._stage("generate"):
+            outputs = self.answerer.answers(
+                "alpaca_eval2/answers.jsonl", self.generator, prompts, decoding, **answer
+            )
         model_outputs = [
             {"instruction": i, "output": o, "generator": self.model_name, "dataset": "repro"}
             for i, o in zip(instructions, outputs, strict=True)
         ]
         if reference_outputs is None:
-            ref = self.answerer.answers(
-                "alpaca_eval2/reference_answers.jsonl", self.reference_generator, prompts, decoding, **answer
-            )
+            with self._stage("generate"):
+                ref = self.answerer.answers(
+                    "alpaca_eval2/reference_answers.jsonl",
+                    self.reference_generator,
+                    prompts,
+                    decoding,
+                    **answer,
+                )
             reference_outputs = [
                 {"instruction": i, "output": o, "generator": "reference", "dataset": "repro"}
                 for i, o in zip(instructions, ref, strict=True)
             ]
         io.write_json(self.output / "alpaca_eval2" / "model_outputs.json", model_outputs)
         io.write_json(self.output / "alpaca_eval2" / "reference_outputs.json", reference_outputs)
-        result = alpaca_eval.evaluate(
-            model_outputs,
-            reference_outputs,
-            backend,
-            name=self.model_name,
-            cache_path=self.judge.cache,
-            lc_data=self.lc_data,
-            concurrency=self.judge.concurrency,
-            judge_model=None,
-            annotations_out=self.output / "alpaca_eval2" / "annotations.json",
-        )
+        with self._stage("judge"):
+            result = alpaca_eval.evaluate(
+                model_outputs,
+                reference_outputs,
+                backend,
+                name=self.model_name,
+                cache_path=self.judge.cache,
+                lc_data=self.lc_data,
+                concurrency=self.judge.concurrency,
+                judge_model=None,
+                annotations_out=self.output / "alpaca_eval2" / "annotations.json",
+            )
         result["decoding"] = decoding.__dict__
         return result
 
@@ -271,29 +292,38 @@ class Evaluation:
         rendered = [self._chat([{"role": "user", "content": q["turns"][0]["content"]}]) for q in questions]
         prompts, flags = [p for p, _ in rendered], [f for _, f in rendered]
         answer = dict(add_special_tokens=flags, what="Arena-Hard prompts")
-        texts = self.answerer.answers("arena_hard/answers.jsonl", self.generator, prompts, decoding, **answer)
+        with self._stage("generate"):
+            texts = self.answerer.answers(
+                "arena_hard/answers.jsonl", self.generator, prompts, decoding, **answer
+            )
         answers = self._answers(questions, texts, self.model_name)
         if baseline is None:
-            texts = self.answerer.answers(
-                "arena_hard/reference_answers.jsonl", self.reference_generator, prompts, decoding, **answer
-            )
+            with self._stage("generate"):
+                texts = self.answerer.answers(
+                    "arena_hard/reference_answers.jsonl",
+                    self.reference_generator,
+                    prompts,
+                    decoding,
+                    **answer,
+                )
             baseline = self._answers(questions, texts, arena_hard.BASELINE)
         io.write_json(self.output / "arena_hard" / "answers.json", list(answers.values()))
-        judgments = arena_hard.judge(
-            chat(config["judge_model"], config["temperature"], config["max_tokens"]),
-            config,
-            questions,
-            answers,
-            baseline,
-            concurrency=self.judge.concurrency,
-        )
+        with self._stage("judge"):
+            judgments = arena_hard.judge(
+                chat(config["judge_model"], config["temperature"], config["max_tokens"]),
+                config,
+                questions,
+                answers,
+                baseline,
+                concurrency=self.judge.concurrency,
+            )
         (self.output / "arena_hard").mkdir(parents=True, exist_ok=True)
         with open(self.output / "arena_hard" / "judgments.jsonl", "w", encoding="utf-8") as fh:
             for row in judgments:
                 fh.write(io.dumps(row, indent=None) + "\n")
-        scores = arena_hard.score(arena_hard.battles_from_judgments({self.model_name: judgments}))[
-            self.model_name
-        ]
+        with self._stage("score"):
+            battles = arena_hard.battles_from_judgments({self.model_name: judgments})
+            scores = arena_hard.score(battles)[self.model_name]
         failed = sum(1 for j in judgments for g in j["games"] if g.get("score") is None)
         return {
             **scores,
@@ -325,13 +355,14 @@ class Evaluation:
                 judge_model,
             )
             questions = questions[: self.limit]
-        turns = self.answerer.mt_bench_turns(
-            self.generator,
-            questions,
-            self._chat,
-            MT_TEMPERATURE,
-            self.max_new_tokens or self.config.get("mt_bench", {}).get("max_new_tokens", 1024),
-        )
+        with self._stage("generate"):
+            turns = self.answerer.mt_bench_turns(
+                self.generator,
+                questions,
+                self._chat,
+                MT_TEMPERATURE,
+                self.max_new_tokens or self.config.get("mt_bench", {}).get("max_new_tokens", 1024),
+            )
         answers = {
             q["question_id"]: {
                 "question_id": q["question_id"],
@@ -342,19 +373,21 @@ class Evaluation:
             for q, t in zip(questions, turns, strict=True)
         }
         io.write_json(self.output / "mt_bench" / "answers.json", list(answers.values()))
-        judgments = mt_bench.judge(
-            chat(judge_model, 0.0, 2048),
-            prompts,
-            questions,
-            answers,
-            references,
-            judge_model,
-            concurrency=self.judge.concurrency,
-        )
+        with self._stage("judge"):
+            judgments = mt_bench.judge(
+                chat(judge_model, 0.0, 2048),
+                prompts,
+                questions,
+                answers,
+                references,
+                judge_model,
+                concurrency=self.judge.concurrency,
+            )
         with open(self.output / "mt_bench" / "judgments.jsonl", "w", encoding="utf-8") as fh:
             for row in judgments:
                 fh.write(io.dumps(row, indent=None) + "\n")
-        result = mt_bench.score(judgments)[self.model_name]
+        with self._stage("score"):
+            result = mt_bench.score(judgments)[self.model_name]
         result["judge_model"] = judge_model
         result["incomplete"] = result["n_dropped"] > 0
         return result
@@ -369,19 +402,21 @@ class Evaluation:
             items = zeroeval.tiny_items(task)[: self.limit]
         else:
             items = zeroeval.load_items(task, data_dir=self.zeroeval_data, limit=self.limit)
-        records, generation = zeroeval.generate(
-            self.generator,
-            self.tokenizer,
-            task,
-            items,
-            model_name=self.model_name,
-            engine=self.backend_name,
-            # the generation config may cap ZeroEval's 4096 tokens (the tiny model has 256 positions)
-            max_new_tokens=self.max_new_tokens or self.config.get("zeroeval", {}).get("max_new_tokens"),
-            bos=self.zeroeval_bos,
-        )
-        path = zeroeval.write_results(self.output / bench / f"{self.model_name}.json", records)
-        score = scorer.score_items(records, task, model=self.model_name)
+        with self._stage("generate"):
+            records, generation = zeroeval.generate(
+                self.generator,
+                self.tokenizer,
+                task,
+                items,
+                model_name=self.model_name,
+                engine=self.backend_name,
+                # the generation config may cap ZeroEval's 4096 tokens (the tiny model has 256 positions)
+                max_new_tokens=self.max_new_tokens or self.config.get("zeroeval", {}).get("max_new_tokens"),
+                bos=self.zeroeval_bos,
+            )
+        with self._stage("score"):
+            path = zeroeval.write_results(self.output / bench / f"{self.model_name}.json", records)
+            score = scorer.score_items(records, task, model=self.model_name)
         if score.note:
             self.notes.append(f"{bench}: {score.note}")
         return {
@@ -447,10 +482,11 @@ class Evaluation:
                 results["notes"] = self.notes
             return results
         with ExitStack() as stack:
-            backend = self.backend or self.judge.backend()
-            cache = JudgmentCache(self.judge.cache)
-            stack.callback(cache.close)
-            base_url, gateway = stack.enter_context(serve(backend, cache))
+            with self._stage("judge"):  # the gateway's start
+                backend = self.backend or self.judge.backend()
+                cache = JudgmentCache(self.judge.cache)
+                stack.callback(cache.close)
+                base_url, gateway = stack.enter_context(serve(backend, cache))
 
             def chat(model: str, temperature: float, max_tokens: int):
                 return client.chat_function(base_url, model, temperature=temperature, max_tokens=max_tokens)
