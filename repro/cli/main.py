@@ -13,6 +13,7 @@ from repro.cli import (  # noqa: F401  (registers the commands)
     data,
     env,
     evaluation,
+    judge,
     onpolicy,
     published,
     recipes,

@@ -481,6 +481,7 @@ def compare_cmd(
         "status",
         "p_value",
         "erratum",
+        "judge_note",
     ]
     if fmt == "json":
         render.print_json(
@@ -504,7 +505,7 @@ def compare_cmd(
                     r.method,
                     compare.METRICS[r.metric],
                     published + ("*" if r.erratum else ""),
-                    "" if r.mean is None else f"{r.mean:.2f}",
+                    ("" if r.mean is None else f"{r.mean:.2f}") + ("†" if r.as_dict()["judge_note"] else ""),
                     "" if r.spread is None else f"{r.spread:.2f}",
                     str(len(r.runs)),
                     "" if r.delta is None else f"{r.delta:+.2f}",
@@ -515,6 +516,8 @@ def compare_cmd(
         caption = (
             f"{counts['within']} within, {counts['outside']} outside, {counts['missing']} missing; * erratum"
         )
+        if any(r.as_dict()["judge_note"] for r in rows):
+            caption += "; † not judged by the published judge (below)"
         render.print_table(
             render.table(
                 ["setting", "method", "metric", "published", "reproduced", "std", "runs", "delta", "status"],
@@ -523,6 +526,10 @@ def compare_cmd(
                 caption=caption,
             )
         )
+    if fmt == "table":
+        for d in dicts:
+            if d["judge_note"]:
+                render.warn(f"{d['setting']} {d['method']} {compare.METRICS[d['metric']]}: {d['judge_note']}")
     for path, reason in comparison.skipped:
         render.warn(f"skipped {path}: {reason}")
     if fail_outside and comparison.outside():

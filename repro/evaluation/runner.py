@@ -96,8 +96,14 @@ class Judge:
             return backends.RuleJudge()
         if not self.url:
             raise ReproError("no judge: pass --judge-url URL (an OpenAI-compatible endpoint) or --judge rule")
+        from repro.evaluation.judge import identity
+
         return backends.OpenAIEndpoint(
-            self.url, model=self.model, api_key_env=self.key_env, max_concurrency=self.concurrency
+            self.url,
+            model=self.model,
+            api_key_env=self.key_env,
+            max_concurrency=self.concurrency,
+            require_key=not identity.is_local(self.url),  # a server you run yourself needs no key
         )
 
     def describe(self) -> dict[str, Any]:  # what goes into results: never the key itself
@@ -154,6 +160,15 @@ class Evaluation:
         # before any model loads: a missing judge or key fails fast (ZeroEval needs no judge)
         self.needs_judge = benches is None or any(b in JUDGED for b in benches)
         self.backend = judge.backend() if self.needs_judge else None
+        # who judges, asked before any model loads or judge call is paid for (one line if wrong)
+        self.judge_identity: dict[str, Any] = {}
+        if self.needs_judge and judge.kind == "endpoint":
+            from repro.evaluation.judge import identity
+
+            judged = [b for b in (benches or evalconfig.default_benches(self.plan.generation)) if b in JUDGED]
+            self.judge_identity = identity.probe(
+                judge.url, model=judge.model, benches=judged, key_env=judge.key_env
+            )
         self.backend_name = backend_name
         self.zeroeval_data = zeroeval_data
         self.zeroeval_bos = zeroeval_bos
@@ -321,10 +336,15 @@ class Evaluation:
         with open(self.output / "arena_hard" / "judgments.jsonl", "w", encoding="utf-8") as fh:
             for row in judgments:
                 fh.write(io.dumps(row, indent=None) + "\n")
+        failed = sum(1 for j in judgments for g in j["games"] if g.get("score") is None)
         with self._stage("score"):
             battles = arena_hard.battles_from_judgments({self.model_name: judgments})
-            scores = arena_hard.score(battles)[self.model_name]
-        failed = sum(1 for j in judgments for g in j["games"] if g.get("score") is None)
+            if len(battles.outcome):
+                scores = arena_hard.score(battles)[self.model_name]
+            else:  # no verdict in any game (a judge that cannot follow the format): counted, no score
+                scores = {"score": None, "lower": None, "upper": None, "battles": 0}
+                scores["games_without_verdict"] = failed
+                self.notes.append(f"arena_hard: none of the {failed} games has a verdict: no score")
         return {
             **scores,
             "avg_tokens": self._tokens(list(answers.values())),

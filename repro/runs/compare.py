@@ -24,6 +24,7 @@ from typing import Any
 
 from repro import paths
 from repro.errors import ReproError
+from repro.evaluation.judge import identity
 from repro.runs import published
 
 METRICS = {
@@ -57,6 +58,7 @@ class Row:
     tolerance: float | None = None
     erratum: str | None = None
     band: tuple[float, float] | None = None
+    judge_notes: list[str] = field(default_factory=list)  # runs not judged as the published number was
 
     @property
     def mean(self) -> float | None:
@@ -103,6 +105,9 @@ class Row:
             "status": self.status,
             "p_value": self.p_value,
             "erratum": self.erratum,
+            "judge_note": "; ".join(sorted(set(self.judge_notes)))
+            if self.published is not None and self.judge_notes
+            else None,
         }
 
 
@@ -230,6 +235,8 @@ def compare(results_dir: Path, tolerances: dict[str, float] | None = None) -> Co
                 rows[key] = Row(*key, None, tolerance=tolerance[metric])
             value = float(value)
             rows[key].runs.append(round(value, ROUNDED[metric]) if metric in ROUNDED else value)
+            if note := identity.published_note(result.get("judge"), metric):
+                rows[key].judge_notes.append(note)
     ordered = sorted(rows.values(), key=lambda r: (r.setting, r.method, list(METRICS).index(r.metric)))
     return Comparison(ordered, skipped)
 

@@ -283,7 +283,7 @@ def _execute(
             **cached["benchmarks"],
             **{k: cached.get(k) for k in ("judge_calls", "resumed_answers", "notes") if cached.get(k)},
         },
-        judge=judge.describe(),
+        judge={**judge.describe(), **(cached.get("judge") or {})},  # with what the judge said of itself
         limit=limit,
         training={
             "held_out_reward_accuracy": metrics["eval"].get("eval_rewards/accuracies"),
@@ -309,7 +309,7 @@ def _execute(
             },
             "history": [],
         }
-        manifest["judge"] = judge.describe()
+        manifest["judge"] = record["judge"]
         manifest["judge_calls"] = cached.get("judge_calls")
         manifest["history"].append(
             {
