@@ -279,7 +279,9 @@ class Evaluation:
                 name=self.model_name,
                 cache_path=self.judge.cache,
                 lc_data=self.lc_data,
-                concurrency=self.judge.concurrency,
+                # the rule judge answers in microseconds: alpaca-eval's pool of processes (one
+                # fork per slot) would cost more than it saves; one slot runs in this process
+                concurrency=1 if self.judge.kind == "rule" else self.judge.concurrency,
                 judge_model=None,
                 annotations_out=self.output / "alpaca_eval2" / "annotations.json",
             )
