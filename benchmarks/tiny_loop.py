@@ -28,8 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from repro.perf import load  # the load averages around each run, and when that was busy
+
 REPRO = [sys.executable, "-m", "repro"]
-BUSY = 0.5  # load average per core above which a figure is marked as taken on a busy machine
 
 
 def breakdown(record: dict[str, Any], wall: float) -> dict[str, float]:
@@ -60,17 +61,8 @@ def breakdown(record: dict[str, Any], wall: float) -> dict[str, float]:
     return {k: (round(float(v), 1) if v is not None else None) for k, v in out.items()}
 
 
-def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def busy(before: list[float], after: list[float]) -> bool:
-    cores = os.cpu_count() or 1
-    return max(before[0], after[0]) > BUSY * cores
-
-
 def run_method(method: str, results: Path, env: dict[str, str]) -> dict[str, Any]:
-    before, t0 = load(), time.time()
+    before, t0 = load.averages(), time.time()
     out = subprocess.run(
         [*REPRO, "run", "tiny", "--method", method, "--results", str(results), "--format", "json"],
         capture_output=True,
@@ -81,14 +73,16 @@ def run_method(method: str, results: Path, env: dict[str, str]) -> dict[str, Any
     if out.returncode != 0:
         raise SystemExit(f"repro run tiny --method {method} failed ({out.returncode}): {out.stderr.strip()}")
     record = json.loads(out.stdout)
-    after = load()
+    after = load.averages()
+    busy = load.summary([{"before": before, "after": after}])
     return {
         "method": method,
         "seconds": breakdown(record, wall),
         "win_rate": record["scores"]["ae2_wr"],
         "load_before": before,
         "load_after": after,
-        "busy": busy(before, after),
+        "busy": busy["busy"],
+        "busy_note": busy["note"],
     }
 
 
