@@ -497,7 +497,8 @@ class Evaluation:
         import torch
 
         models = [getattr(g, "model", None) for g in (self.generator, self.reference_generator)]
-        params = [sum(p.numel() for p in m.parameters()) for m in models if m is not None]
+        # transformers backends hold a torch module; a server backend's `model` is its name
+        params = [sum(p.numel() for p in m.parameters()) for m in models if isinstance(m, torch.nn.Module)]
         small = params and max(params) < SMALL_MODEL_PARAMETERS
         if not small or torch.cuda.is_available() or self.backend_name != "transformers":
             yield
