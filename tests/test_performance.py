@@ -20,6 +20,7 @@ Oracles and tolerances:
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -219,6 +220,12 @@ def test_bench_train_smoke(cli, tmp_path):
         assert result["tokens_per_second"] > 0 and result["peak_memory_bytes"] > 100 * 2**20
     assert len(report["ratios"]) == 4
     assert all(r["throughput_ratio"] > 0 and r["memory_ratio"] > 0 for r in report["ratios"])
+    # the machine's load around every contender, read by the parent (issue 23, section 3)
+    readings = report["load"]["readings"]
+    assert sorted(r["contender"] for r in readings) == sorted(trainbench.CONTENDERS)  # one round
+    assert all(len(r["before"]) == 3 and len(r["after"]) == 3 for r in readings)
+    assert isinstance(report["load"]["busy"], bool) and report["load"]["cores"] == os.cpu_count()
+    assert all(len(r["load_before"]) == 3 for r in report["results"].values())
 
 
 @pytest.mark.e2e
@@ -232,6 +239,27 @@ def test_bench_train_zero3_path(cli, tmp_path):
     for result in report["results"].values():
         assert (result["engine"], result["zero_stage"]) == ("DeepSpeedEngine", 3)
     assert "ZeRO-3" in proc.stdout and "ratios" in proc.stdout
+
+
+def test_bench_load_summary_says_when_the_machine_was_busy(monkeypatch):
+    """Hand-chosen readings on a pretend 2-core machine: quiet below 1.0 before the first
+    measurement and 2.5 at any reading (QUIET_START, QUIET_PEAK per core), busy otherwise."""
+    from repro.perf import load
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    quiet = [
+        {"before": [0.4, 0.3, 0.2], "after": [1.9, 0.9, 0.4]},
+        {"before": [1.7, 1, 0.5], "after": [2.1, 1, 1]},
+    ]
+    summary = load.summary(quiet)
+    assert (summary["busy"], summary["note"], summary["max_1min"]) == (False, None, 2.1)
+    started_busy = [{"before": [1.2, 1, 1], "after": [2.0, 1, 1]}]
+    assert (
+        load.summary(started_busy)["busy"] and "1.20 before the first" in load.summary(started_busy)["note"]
+    )
+    peaked = [{"before": [0.2, 0, 0], "after": [2.6, 1, 1]}]
+    assert load.summary(peaked)["busy"] and "up to 2.60" in load.summary(peaked)["note"]
+    assert load.summary([])["busy"] is False  # no readings (a platform without load averages)
 
 
 def test_bench_train_unknown_preset_is_one_line(cli):

@@ -18,6 +18,18 @@ from repro.runs.run import safe_child
 pytestmark = pytest.mark.e2e  # multi-process training, generation or judging (make test-fast skips it)
 
 
+def tiny_loop():
+    """benchmarks/tiny_loop.py as a module (benchmarks/ is not a package)."""
+    import importlib.util
+
+    from repro import paths
+
+    spec = importlib.util.spec_from_file_location("tiny_loop", paths.ROOT / "benchmarks" / "tiny_loop.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     import os
@@ -43,6 +55,15 @@ def test_tiny_run_beats_its_starting_point_and_resumes(method, results, cli):
     # the synthetic arithmetic set went through the ZeroEval path (generate, result file, score)
     assert first["scores"]["gsm"] is not None and first["scores"]["mmlu"] is not None
     assert (run_dir / "eval" / "gsm" / "model.json").exists()
+    # benchmarks/tiny_loop.py reads its per-stage figures from this very output
+    seconds = tiny_loop().breakdown(first, wall=999.0)
+    for stage in ("train", "train.prepare", "train.processes", "train.optimizer_steps", "evaluate",
+                  "evaluate.load", "generate", "judge", "score", "other"):  # fmt: skip
+        assert seconds[stage] is not None and seconds[stage] >= 0, stage
+    assert seconds["train.optimizer_steps"] <= seconds["train.processes"] <= seconds["train"]
+    assert seconds["evaluate.load"] + seconds["generate"] + seconds["judge"] + seconds["score"] <= (
+        seconds["evaluate"] + 0.5  # each figure rounded to 0.1 s
+    )
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["config_hash"] == manifest["config"]["config_hash"]
     assert manifest["environment"]["lockfile_sha256"] and "packages" in manifest["environment"]
@@ -56,6 +77,8 @@ def test_tiny_run_beats_its_starting_point_and_resumes(method, results, cli):
     )
     assert again["work_done"] == []  # every stage found done for the same inputs
     assert again["scores"] == first["scores"]
+    with pytest.raises(ValueError, match="nothing to time"):  # a resumed run is not timed
+        tiny_loop().breakdown(again, wall=1.0)
 
 
 def test_compare_tiny_runs_against_the_band(results, cli):

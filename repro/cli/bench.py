@@ -92,6 +92,8 @@ def bench_train_cmd(
         lambda progress: trainbench.run(the_preset, rounds=rounds, contenders=subset, progress=progress),
     )
     show(path, report, fmt, tables(report))
+    if fmt != "json" and (report.get("load") or {}).get("busy"):
+        render.console(stderr=True).print(f"[yellow]{report['load']['note']}[/yellow]")
 
 
 def tables(report: dict[str, Any]) -> list:
@@ -99,7 +101,7 @@ def tables(report: dict[str, Any]) -> list:
     gib = 2**30
     results = report["results"].values()
     per = render.table(
-        ["contender", "engine", "step s", "tokens/s", "peak memory GiB", "kind", "MFU"],
+        ["contender", "engine", "step s", "tokens/s", "peak memory GiB", "kind", "MFU", "load 1 min"],
         [
             (
                 r["contender"],
@@ -109,6 +111,7 @@ def tables(report: dict[str, Any]) -> list:
                 f"{r['peak_memory_bytes'] / gib:.2f}",
                 r["peak_memory_kind"],
                 f"{r['mfu']:.1%}" if "mfu" in r else "-",
+                _load(r),
             )
             for r in results
         ],
@@ -124,6 +127,12 @@ def tables(report: dict[str, Any]) -> list:
         title="ratios (a/b, same run)",
     )
     return [per, ratios]
+
+
+def _load(result: dict[str, Any]) -> str:
+    """The 1-minute load average before -> after the contender ran (reports before it: -)."""
+    before, after = result.get("load_before"), result.get("load_after")
+    return f"{before[0]:.2f} -> {after[0]:.2f}" if before and after else "-"
 
 
 @bench_app.command("generate")

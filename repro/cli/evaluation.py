@@ -357,7 +357,12 @@ def eval_cmd(
     if r := results.get("arena_hard"):
         rows += [
             ("Arena-Hard", "score", _fmt(r["score"])),
-            ("Arena-Hard", "95% CI", f"{_fmt(r['lower'])} .. {_fmt(r['upper'])}"),
+            (
+                "Arena-Hard",
+                "95% CI",
+                "n/a" if r["lower"] is None else f"{r['lower']:.1f} .. {r['upper']:.1f}",
+            ),
+            ("Arena-Hard", "games without a verdict", str(r.get("n_games_without_verdict", 0))),
             ("Arena-Hard", "avg tokens", _fmt(r["avg_tokens"])),
         ]
     if r := results.get("mt_bench"):

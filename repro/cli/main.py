@@ -14,6 +14,7 @@ from repro.cli import (  # noqa: F401  (registers the commands)
     diagnose,
     env,
     evaluation,
+    judge,
     onpolicy,
     published,
     recipes,

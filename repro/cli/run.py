@@ -496,7 +496,7 @@ def compare_cmd(
         compare.plot(comparison, plot)
     columns = [
         "setting", "method", "variant", "metric", "published", "band", "reproduced_mean", "reproduced_std",
-        "runs", "delta", "status", "p_value", "erratum",
+        "runs", "delta", "status", "p_value", "erratum", "judge_note",
     ]  # fmt: skip
     if fmt == "json":
         render.print_json(
@@ -525,7 +525,7 @@ def compare_cmd(
                     r.variant or "recipe",
                     compare.METRICS[r.metric],
                     published + ("*" if r.erratum else ""),
-                    "" if r.mean is None else f"{r.mean:.2f}",
+                    ("" if r.mean is None else f"{r.mean:.2f}") + ("†" if r.as_dict()["judge_note"] else ""),
                     "" if r.spread is None else f"{r.spread:.2f}",
                     str(len(r.runs)),
                     "" if r.delta is None else f"{r.delta:+.2f}",
@@ -538,6 +538,8 @@ def compare_cmd(
             f"{counts['within']} within, {counts['outside']} outside, {counts['missing']} published cells "
             f"without a run{hidden}; * erratum; runs are averaged only over seeds of one configuration"
         )
+        if any(r.as_dict()["judge_note"] for r in rows):
+            caption += "; † not judged by the published judge (below)"
         render.print_table(
             render.table(
                 [
@@ -557,6 +559,10 @@ def compare_cmd(
                 caption=caption,
             )  # fmt: skip
         )
+    if fmt == "table":
+        for d in dicts:
+            if d["judge_note"]:
+                render.warn(f"{d['setting']} {d['method']} {compare.METRICS[d['metric']]}: {d['judge_note']}")
     for path, reason in comparison.skipped:
         render.warn(f"skipped {path}: {reason}")
     for path, reason in comparison.unverified:

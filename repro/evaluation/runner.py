@@ -9,9 +9,11 @@ Arena-Hard and MT-Bench prompts use the setting's served chat template (the SimP
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ from repro.progress import Progress
 
 BENCHES = ("alpaca_eval2", "arena_hard", "mt_bench", "gsm", "mmlu_redux")
 JUDGED = ("alpaca_eval2", "arena_hard", "mt_bench")
+SMALL_MODEL_PARAMETERS = 20_000_000  # below this, transformers generates on one CPU thread
 # FastChat's per-category temperatures for MT-Bench answers (greedy below 1e-4)
 MT_TEMPERATURE = {
     "writing": 0.7,
@@ -98,8 +101,14 @@ class Judge:
             return backends.RuleJudge()
         if not self.url:
             raise ReproError("no judge: pass --judge-url URL (an OpenAI-compatible endpoint) or --judge rule")
+        from repro.evaluation.judge import identity
+
         return backends.OpenAIEndpoint(
-            self.url, model=self.model, api_key_env=self.key_env, max_concurrency=self.concurrency
+            self.url,
+            model=self.model,
+            api_key_env=self.key_env,
+            max_concurrency=self.concurrency,
+            require_key=not identity.is_local(self.url),  # a server you run yourself needs no key
         )
 
     def describe(self) -> dict[str, Any]:  # what goes into results: never the key itself
@@ -156,6 +165,15 @@ class Evaluation:
         # before any model loads: a missing judge or key fails fast (ZeroEval needs no judge)
         self.needs_judge = benches is None or any(b in JUDGED for b in benches)
         self.backend = judge.backend() if self.needs_judge else None
+        # who judges, asked before any model loads or judge call is paid for (one line if wrong)
+        self.judge_identity: dict[str, Any] = {}
+        if self.needs_judge and judge.kind == "endpoint":
+            from repro.evaluation.judge import identity
+
+            judged = [b for b in (benches or evalconfig.default_benches(self.plan.generation)) if b in JUDGED]
+            self.judge_identity = identity.probe(
+                judge.url, model=judge.model, benches=judged, key_env=judge.key_env
+            )
         self.backend_name = backend_name
         self.zeroeval_data = zeroeval_data
         self.zeroeval_bos = zeroeval_bos
@@ -196,8 +214,20 @@ class Evaluation:
                 f"setting '{self.name}' compares against its starting model: pass --reference-model PATH"
             )
         self.timings: dict[str, float] = {}
+        # seconds by stage over every benchmark: generating answers, judging (the gateway's
+        # start and every judge call; for AlpacaEval, alpaca-eval's whole evaluate(), which
+        # also computes its win rate), scoring (Arena-Hard's bootstrap, MT-Bench, ZeroEval)
+        self.stage_seconds: dict[str, float] = {"generate": 0.0, "judge": 0.0, "score": 0.0}
         self.notes: list[str] = []
         self.bos_check = self._bos_check()
+
+    @contextlib.contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds[name] = round(self.stage_seconds[name] + time.perf_counter() - start, 3)
 
     def _bos_check(self) -> dict[str, Any]:
         """The BOS guard on the generation prompts (and the setting's training format)."""
@@ -223,34 +253,43 @@ class Evaluation:
         # strings with add_special_tokens, as alpaca-eval 0.6.2 gave them to vLLM
         expected = int(cfg.get("expected_bos", 1))
         answer = dict(add_special_tokens=True, expected_bos=expected, what="AlpacaEval prompts")
-        outputs = self.answerer.answers(
-            "alpaca_eval2/answers.jsonl", self.generator, prompts, decoding, **answer
-        )
+        with self._stage("generate"):
+            outputs = self.answerer.answers(
+                "alpaca_eval2/answers.jsonl", self.generator, prompts, decoding, **answer
+            )
         model_outputs = [
             {"instruction": i, "output": o, "generator": self.model_name, "dataset": "repro"}
             for i, o in zip(instructions, outputs, strict=True)
         ]
         if reference_outputs is None:
-            ref = self.answerer.answers(
-                "alpaca_eval2/reference_answers.jsonl", self.reference_generator, prompts, decoding, **answer
-            )
+            with self._stage("generate"):
+                ref = self.answerer.answers(
+                    "alpaca_eval2/reference_answers.jsonl",
+                    self.reference_generator,
+                    prompts,
+                    decoding,
+                    **answer,
+                )
             reference_outputs = [
                 {"instruction": i, "output": o, "generator": "reference", "dataset": "repro"}
                 for i, o in zip(instructions, ref, strict=True)
             ]
         io.write_json(self.output / "alpaca_eval2" / "model_outputs.json", model_outputs)
         io.write_json(self.output / "alpaca_eval2" / "reference_outputs.json", reference_outputs)
-        result = alpaca_eval.evaluate(
-            model_outputs,
-            reference_outputs,
-            backend,
-            name=self.model_name,
-            cache_path=self.judge.cache,
-            lc_data=self.lc_data,
-            concurrency=self.judge.concurrency,
-            judge_model=None,
-            annotations_out=self.output / "alpaca_eval2" / "annotations.json",
-        )
+        with self._stage("judge"):
+            result = alpaca_eval.evaluate(
+                model_outputs,
+                reference_outputs,
+                backend,
+                name=self.model_name,
+                cache_path=self.judge.cache,
+                lc_data=self.lc_data,
+                # the rule judge answers in microseconds: alpaca-eval's pool of processes (one
+                # fork per slot) would cost more than it saves; one slot runs in this process
+                concurrency=1 if self.judge.kind == "rule" else self.judge.concurrency,
+                judge_model=None,
+                annotations_out=self.output / "alpaca_eval2" / "annotations.json",
+            )
         result["decoding"] = decoding.__dict__
         return result
 
@@ -275,33 +314,44 @@ class Evaluation:
         rendered = [self._chat([{"role": "user", "content": q["turns"][0]["content"]}]) for q in questions]
         prompts, flags = [p for p, _ in rendered], [f for _, f in rendered]
         answer = dict(add_special_tokens=flags, what="Arena-Hard prompts")
-        texts = self.answerer.answers("arena_hard/answers.jsonl", self.generator, prompts, decoding, **answer)
+        with self._stage("generate"):
+            texts = self.answerer.answers(
+                "arena_hard/answers.jsonl", self.generator, prompts, decoding, **answer
+            )
         answers = self._answers(questions, texts, self.model_name)
         if baseline is None:
-            texts = self.answerer.answers(
-                "arena_hard/reference_answers.jsonl", self.reference_generator, prompts, decoding, **answer
-            )
+            with self._stage("generate"):
+                texts = self.answerer.answers(
+                    "arena_hard/reference_answers.jsonl",
+                    self.reference_generator,
+                    prompts,
+                    decoding,
+                    **answer,
+                )
             baseline = self._answers(questions, texts, arena_hard.BASELINE)
         io.write_json(self.output / "arena_hard" / "answers.json", list(answers.values()))
-        judgments = arena_hard.judge(
-            chat(config["judge_model"], config["temperature"], config["max_tokens"]),
-            config,
-            questions,
-            answers,
-            baseline,
-            concurrency=self.judge.concurrency,
-        )
+        with self._stage("judge"):
+            judgments = arena_hard.judge(
+                chat(config["judge_model"], config["temperature"], config["max_tokens"]),
+                config,
+                questions,
+                answers,
+                baseline,
+                concurrency=self.judge.concurrency,
+            )
         (self.output / "arena_hard").mkdir(parents=True, exist_ok=True)
         with open(self.output / "arena_hard" / "judgments.jsonl", "w", encoding="utf-8") as fh:
             for row in judgments:
                 fh.write(io.dumps(row, indent=None) + "\n")
-        battles = arena_hard.battles_from_judgments({self.model_name: judgments})
         failed = sum(1 for j in judgments for g in j["games"] if g.get("score") is None)
-        if len(battles.outcome) == 0:  # no game has a verdict (a judge that failed): nothing to score
-            scores = {"score": None, "lower": None, "upper": None, "battles": 0,
-                      "games_without_verdict": failed}  # fmt: skip
-        else:
-            scores = arena_hard.score(battles)[self.model_name]
+        with self._stage("score"):
+            battles = arena_hard.battles_from_judgments({self.model_name: judgments})
+            if len(battles.outcome):
+                scores = arena_hard.score(battles)[self.model_name]
+            else:  # no verdict in any game (a judge that cannot follow the format): counted, no score
+                scores = {"score": None, "lower": None, "upper": None, "battles": 0}
+                scores["games_without_verdict"] = failed
+                self.notes.append(f"arena_hard: none of the {failed} games has a verdict: no score")
         return {
             **scores,
             "avg_tokens": self._tokens(list(answers.values())),
@@ -332,13 +382,14 @@ class Evaluation:
                 judge_model,
             )
             questions = questions[: self.limit]
-        turns = self.answerer.mt_bench_turns(
-            self.generator,
-            questions,
-            self._chat,
-            MT_TEMPERATURE,
-            self.max_new_tokens or self.config.get("mt_bench", {}).get("max_new_tokens", 1024),
-        )
+        with self._stage("generate"):
+            turns = self.answerer.mt_bench_turns(
+                self.generator,
+                questions,
+                self._chat,
+                MT_TEMPERATURE,
+                self.max_new_tokens or self.config.get("mt_bench", {}).get("max_new_tokens", 1024),
+            )
         answers = {
             q["question_id"]: {
                 "question_id": q["question_id"],
@@ -349,19 +400,21 @@ class Evaluation:
             for q, t in zip(questions, turns, strict=True)
         }
         io.write_json(self.output / "mt_bench" / "answers.json", list(answers.values()))
-        judgments = mt_bench.judge(
-            chat(judge_model, 0.0, 2048),
-            prompts,
-            questions,
-            answers,
-            references,
-            judge_model,
-            concurrency=self.judge.concurrency,
-        )
+        with self._stage("judge"):
+            judgments = mt_bench.judge(
+                chat(judge_model, 0.0, 2048),
+                prompts,
+                questions,
+                answers,
+                references,
+                judge_model,
+                concurrency=self.judge.concurrency,
+            )
         with open(self.output / "mt_bench" / "judgments.jsonl", "w", encoding="utf-8") as fh:
             for row in judgments:
                 fh.write(io.dumps(row, indent=None) + "\n")
-        result = mt_bench.score(judgments)[self.model_name]
+        with self._stage("score"):
+            result = mt_bench.score(judgments)[self.model_name]
         result["judge_model"] = judge_model
         result["incomplete"] = result["n_dropped"] > 0
         return result
@@ -376,19 +429,21 @@ class Evaluation:
             items = zeroeval.tiny_items(task)[: self.limit]
         else:
             items = zeroeval.load_items(task, data_dir=self.zeroeval_data, limit=self.limit)
-        records, generation = zeroeval.generate(
-            self.generator,
-            self.tokenizer,
-            task,
-            items,
-            model_name=self.model_name,
-            engine=self.backend_name,
-            # the generation config may cap ZeroEval's 4096 tokens (the tiny model has 256 positions)
-            max_new_tokens=self.max_new_tokens or self.config.get("zeroeval", {}).get("max_new_tokens"),
-            bos=self.zeroeval_bos,
-        )
-        path = zeroeval.write_results(self.output / bench / f"{self.model_name}.json", records)
-        score = scorer.score_items(records, task, model=self.model_name)
+        with self._stage("generate"):
+            records, generation = zeroeval.generate(
+                self.generator,
+                self.tokenizer,
+                task,
+                items,
+                model_name=self.model_name,
+                engine=self.backend_name,
+                # the generation config may cap ZeroEval's 4096 tokens (the tiny model has 256 positions)
+                max_new_tokens=self.max_new_tokens or self.config.get("zeroeval", {}).get("max_new_tokens"),
+                bos=self.zeroeval_bos,
+            )
+        with self._stage("score"):
+            path = zeroeval.write_results(self.output / bench / f"{self.model_name}.json", records)
+            score = scorer.score_items(records, task, model=self.model_name)
         if score.note:
             self.notes.append(f"{bench}: {score.note}")
         return {
@@ -437,7 +492,33 @@ class Evaluation:
 
     # -------------------------------------------------------------------- run
 
+    @contextlib.contextmanager
+    def _cpu_threads(self) -> Iterator[None]:
+        """One CPU thread while a small model generates on transformers: OpenMP's per-op
+        synchronisation costs more than a tiny model's matmuls (the tiny loop's evaluation:
+        17 s instead of 30 s on 2 shared cores, 9 s of CPU instead of 15, the same answers).
+        The process's thread count is restored afterwards."""
+        import torch
+
+        models = [getattr(g, "model", None) for g in (self.generator, self.reference_generator)]
+        # transformers backends hold a torch module; a server backend's `model` is its name
+        params = [sum(p.numel() for p in m.parameters()) for m in models if isinstance(m, torch.nn.Module)]
+        small = params and max(params) < SMALL_MODEL_PARAMETERS
+        if not small or torch.cuda.is_available() or self.backend_name != "transformers":
+            yield
+            return
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
     def run(self, benches: list[str], progress: Progress | None = None) -> dict[str, Any]:
+        with self._cpu_threads():
+            return self._run(benches, progress)
+
+    def _run(self, benches: list[str], progress: Progress | None = None) -> dict[str, Any]:
         for bench in benches:
             if bench not in BENCHES:
                 from repro.errors import unknown
@@ -454,10 +535,11 @@ class Evaluation:
                 results["notes"] = self.notes
             return results
         with ExitStack() as stack:
-            backend = self.backend or self.judge.backend()
-            cache = JudgmentCache(self.judge.cache)
-            stack.callback(cache.close)
-            base_url, gateway = stack.enter_context(serve(backend, cache))
+            with self._stage("judge"):  # the gateway's start
+                backend = self.backend or self.judge.backend()
+                cache = JudgmentCache(self.judge.cache)
+                stack.callback(cache.close)
+                base_url, gateway = stack.enter_context(serve(backend, cache))
 
             def chat(model: str, temperature: float, max_tokens: int):
                 return client.chat_function(base_url, model, temperature=temperature, max_tokens=max_tokens)

@@ -25,6 +25,7 @@ from typing import Any
 from repro import paths
 from repro.config.validate import read_yaml
 from repro.errors import ReproError, unknown
+from repro.perf import load
 
 PRESETS = paths.ROOT / "benchmarks" / "train-presets.yaml"
 CONTENDERS = (
@@ -367,23 +368,30 @@ def run(preset: Preset, *, rounds: int = 1, contenders: tuple[str, ...] | None =
         "MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_", "1048576"),
     }
     schedule = order(chosen, rounds)
+    readings: list[dict[str, Any]] = []  # load averages around each contender, read here
     for i, contender in enumerate(schedule):
         if progress:
             progress(i, len(schedule), contender)
         with tempfile.TemporaryDirectory(prefix="repro-bench-") as tmp:
             out = Path(tmp) / "result.json"
             cmd = [sys.executable, "-m", "repro.perf.trainbench", preset.name, contender, tmp, str(out)]
+            before = load.averages()
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            readings.append({"contender": contender, "before": before, "after": load.averages()})
             if proc.returncode != 0 or not out.exists():
                 last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
                 raise ReproError(f"benchmark contender {contender} failed: {last}")
-            runs[contender].append(json.loads(out.read_text()))
+            measured = json.loads(out.read_text())
+            measured["load_before"], measured["load_after"] = readings[-1]["before"], readings[-1]["after"]
+            runs[contender].append(measured)
     if progress:
         progress(len(schedule), len(schedule), "")
-    return report(preset, runs)
+    return report(preset, runs, readings)
 
 
-def report(preset: Preset, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def report(
+    preset: Preset, runs: dict[str, list[dict[str, Any]]], readings: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     results = {}
     for name, items in runs.items():
         best = min(items, key=lambda r: r["step_seconds"])  # the least-disturbed round
@@ -409,6 +417,7 @@ def report(preset: Preset, runs: dict[str, list[dict[str, Any]]]) -> dict[str, A
         "preset": preset.name,
         "description": preset.description,
         "machine": machine(),
+        "load": load.summary(readings or []),
         "results": results,
         "ratios": ratios,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),

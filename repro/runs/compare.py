@@ -28,6 +28,7 @@ from typing import Any
 
 from repro import io, paths
 from repro.errors import ReproError
+from repro.evaluation.judge import identity
 from repro.runs import published, replicates, verify
 
 METRICS = {
@@ -63,6 +64,7 @@ class Row:
     band: tuple[float, float] | None = None
     variant: str = ""  # what differs from the recipe ('' for the recipe's own runs)
     recipe: bool = True  # the recipe's configuration (only these rows gate --fail-outside-tolerance)
+    judge_notes: list[str] = field(default_factory=list)  # runs not judged as the published number was
 
     @property
     def mean(self) -> float | None:
@@ -111,6 +113,9 @@ class Row:
             "status": self.status,
             "p_value": self.p_value,
             "erratum": self.erratum,
+            "judge_note": "; ".join(sorted(set(self.judge_notes)))
+            if self.published is not None and self.judge_notes
+            else None,
         }
 
 
@@ -318,6 +323,8 @@ def compare(results_dir: Path, tolerances: dict[str, float] | None = None) -> Co
             row.variant = text
             value = float(value)
             row.runs.append(round(value, ROUNDED[metric]) if metric in ROUNDED else value)
+            if note := identity.published_note(result.get("judge"), metric):
+                row.judge_notes.append(note)
     ordered = sorted(
         [*rows.values(), *grouped.values()],
         key=lambda r: (r.setting, r.method, not r.recipe, r.variant, list(METRICS).index(r.metric)),

@@ -107,7 +107,7 @@ def of_evaluation(evaluation: Any, benchmarks: dict[str, Any], *, model: str) ->
         model=model,
         setting=evaluation.name,
         benchmarks=benchmarks,
-        judge=evaluation.judge.describe(),
+        judge={**evaluation.judge.describe(), **getattr(evaluation, "judge_identity", {})},
         limit=evaluation.limit,
         bos_check=evaluation.bos_check,
         timings=evaluation.timings,

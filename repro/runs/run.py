@@ -214,10 +214,18 @@ def _execute(
         prepared = launch.prepare(config, train_dir)
         if prepared.bos_check["status"] == "error":
             raise ReproError(f"BOS check failed ({train_dir / 'bos_check.json'})")
+        launched = time.time()
         if launch.launch(prepared, progress=progress, echo=echo, verbose=verbose) != 0:
             raise ReproError(f"training failed; see {train_dir / 'train.log'}")
-        done_work.append({"stage": "train", "seconds": round(time.time() - start, 1)})
         metrics = io.read_json(train_dir / "metrics.json")
+        # where the stage's time went: writing the run directory (model, data, BOS check), the
+        # training processes (start-up, DeepSpeed, evaluation, saving) and their optimizer steps
+        breakdown = {
+            "prepare": round(launched - start, 1),
+            "processes": round(time.time() - launched, 1),
+            "optimizer_steps": (metrics or {}).get("train_seconds"),
+        }
+        done_work.append({"stage": "train", "seconds": round(time.time() - start, 1), "breakdown": breakdown})
     if not (root / "curves.csv").exists() or done_work:
         curves(metrics, root)
 
@@ -251,13 +259,21 @@ def _execute(
             benches=benches,
             **(eval_kwargs or {}),
         )
+        loaded = time.time()
         benchmarks = ev.run(benches, progress=progress)
         cached = result.of_evaluation(ev, benchmarks, model=str(train_dir / "model"))
         cached["key"] = eval_key
         io.write_json(eval_dir / "result.json", cached)
-        done_work.append({"stage": "evaluate", "seconds": round(time.time() - start, 1)})
+        # model and tokenizer loads with the BOS check, then each stage over every benchmark
+        breakdown = {
+            "load": round(loaded - start, 1),
+            **{k: round(v, 1) for k, v in ev.stage_seconds.items()},
+        }
+        done_work.append(
+            {"stage": "evaluate", "seconds": round(time.time() - start, 1), "breakdown": breakdown}
+        )
 
-    judged_by = judge.describe()
+    judged_by = {**judge.describe(), **(cached.get("judge") or {})}  # with what the judge said of itself
     kind = replicates.describe(config, judge=judged_by, backend=eval_key["backend"], metrics=metrics)
     record = result.record(
         model=str(train_dir / "model"),
@@ -297,7 +313,7 @@ def _execute(
             },
             "history": [],
         }
-        manifest["judge"] = judge.describe()
+        manifest["judge"] = record["judge"]
         manifest["judge_calls"] = cached.get("judge_calls")
         manifest["history"].append(
             {

@@ -9,6 +9,7 @@ the same ZeRO-3 path runs on CPU processes (gloo).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -144,13 +145,31 @@ def command_for(accelerate_config: Path, run_file: Path, batch: dict[str, Any]) 
     ]
 
 
+def torch_extensions_dir() -> str:
+    """Where DeepSpeed's JIT-built ops go: one folder per Python environment.
+
+    DeepSpeed's CPU accelerator builds an op (shm comm) at every process group start into
+    torch's extension cache, shared by every environment in a home (~/.cache/torch_extensions/
+    py311_cpu). Two environments rebuild it over each other's (sources at other paths), which
+    costs each run minutes on 2 cores; in its own folder it is built once and then loaded (0.5 s).
+    The user's TORCH_EXTENSIONS_DIR wins."""
+    if os.environ.get("TORCH_EXTENSIONS_DIR"):
+        return os.environ["TORCH_EXTENSIONS_DIR"]
+    venv = hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]
+    return str(Path.home() / ".cache" / "torch_extensions" / f"repro-{venv}")
+
+
 def environment(config: RunConfig, directory: Path, gpu: bool) -> dict[str, str]:
     """What the training processes run with, beside the user's environment."""
     from repro.train import trackers
 
     # repro's root first, keeping whatever the user's PYTHONPATH already holds
     pythonpath = os.pathsep.join(p for p in (str(paths.ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env = {"TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": pythonpath}
+    env = {
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": pythonpath,
+        "TORCH_EXTENSIONS_DIR": torch_extensions_dir(),
+    }
     env.update(trackers.environment(config.report_to, directory, dict(os.environ)))
     if not gpu:
         env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", ACCELERATE_USE_DEEPSPEED="true")

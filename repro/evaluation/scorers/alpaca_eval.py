@@ -52,6 +52,16 @@ def _package_dir() -> Path:
     return Path(alpaca_eval.__file__).parent
 
 
+def weighted_annotator() -> tuple[dict[str, Any], str]:
+    """alpaca-eval's own weighted_alpaca_eval_gpt4_turbo config (its prompt template as an
+    absolute path) and the template's text."""
+    source = _package_dir() / "evaluators_configs" / ANNOTATOR / "configs.yaml"
+    config = yaml.safe_load(source.read_text())[ANNOTATOR]
+    template = _package_dir() / "evaluators_configs" / config["prompt_template"]
+    config["prompt_template"] = str(template)
+    return config, template.read_text()
+
+
 def write_annotator_config(
     folder: Path, client_config: Path, *, concurrency: int, judge_model: str | None
 ) -> Path:
@@ -60,10 +70,7 @@ def write_annotator_config(
     Only transport settings change: the client config path (our gateway), concurrency, and a
     single attempt (the gateway retries). The prompt, model, decoding and parser are untouched.
     """
-    source = _package_dir() / "evaluators_configs" / ANNOTATOR / "configs.yaml"
-    config = yaml.safe_load(source.read_text())[ANNOTATOR]
-    template = _package_dir() / "evaluators_configs" / config["prompt_template"]
-    config["prompt_template"] = str(template)
+    config, _ = weighted_annotator()
     kwargs = config["completions_kwargs"]
     kwargs.update(client_config_path=str(client_config), num_procs=concurrency, n_retries=1, sleep_time=0)
     if judge_model:

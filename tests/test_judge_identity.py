@@ -1,0 +1,196 @@
+"""The judge's identity: checked before any judging (repro.evaluation.judge.identity), carried
+into results and `repro compare`.
+
+The probe runs against a real HTTP server on 127.0.0.1 whose answers are scripted here: one
+that serves the asked model with log-probs (accepted), one without log-probs, one that
+answers as another model, one that does not list the asked model, one whose top log-probs
+hold neither "m" nor "M". Each refusal must be one line naming the judge and the problem.
+The real-server path (vLLM) is tests/test_judge_server.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from repro.errors import ReproError
+from repro.evaluation.judge import identity, local
+from repro.evaluation.judge.gateway import chat_response
+
+TOP_M = [{"token": "M", "logprob": -0.4}, {"token": "m", "logprob": -1.2}]
+
+
+class Scripted:
+    """An OpenAI-compatible server: GET /models lists `served`; POST answers `answer(body)`."""
+
+    def __init__(self, served: list[str] | None, answer):
+        self.bodies: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status: int, data) -> None:
+                raw = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def do_GET(self):  # noqa: N802
+                if served is None:
+                    self._send(404, {"error": {"message": "no such route"}})
+                else:
+                    self._send(
+                        200, {"object": "list", "data": [{"id": m, "object": "model"} for m in served]}
+                    )
+
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.bodies.append(body)
+                self._send(200, answer(body))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def with_logprobs(body):
+    return chat_response(
+        body["model"], "M", logprobs=[{"token": "M", "logprob": -0.4, "top_logprobs": TOP_M}]
+    )
+
+
+@pytest.fixture
+def scripted():
+    servers = []
+
+    def make(served, answer):
+        servers.append(Scripted(served, answer))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+def test_a_judge_with_logprobs_is_accepted_and_asked_as_alpaca_eval_asks(scripted):
+    up = scripted(["judge"], with_logprobs)
+    ident = identity.probe(up.url, model="judge", benches=["alpaca_eval2", "mt_bench"], key_env="NO_SUCH_KEY")
+    assert ident == {"local": True, "served_models": ["judge"], "answered_as": "judge", "logprobs": True}
+    (body,) = up.bodies  # one request: the weighted annotator's own shape
+    assert (body["max_tokens"], body["logprobs"], body["top_logprobs"], body["temperature"]) == (
+        1,
+        True,
+        5,
+        1,
+    )
+    assert (
+        body["messages"][0]["role"] == "system"
+        and "## Best Model Identifier" in body["messages"][-1]["content"]
+    )
+    # without AlpacaEval 2 nothing is paid for: the model list only
+    identity.probe(up.url, model="judge", benches=["arena_hard"], key_env="NO_SUCH_KEY")
+    assert len(up.bodies) == 1
+
+
+@pytest.mark.parametrize(
+    ("served", "answer", "model", "message"),
+    [
+        (["judge"], lambda b: chat_response(b["model"], "M"), "judge", "answered without log-probs"),
+        (None, lambda b: chat_response("other-model", "M", logprobs=[{"token": "M", "top_logprobs": TOP_M}]),
+         "judge", "answered as 'other-model', not the 'judge' asked for"),
+        (["tiny-judge"], with_logprobs, "judge", "does not serve 'judge' (pass --judge-model tiny-judge)"),
+        (["a", "b"], with_logprobs, None, "does not serve 'gpt-4-1106-preview' (it serves a, b)"),
+        (["judge"], lambda b: chat_response(b["model"], "x", logprobs=[{"token": "x", "top_logprobs": [
+            {"token": "x", "logprob": -0.1}]}]), "judge", "neither 'm' nor 'M' among its top log-probs"),
+    ],
+)  # fmt: skip
+def test_a_judge_that_cannot_serve_the_weighted_annotator_is_one_line(
+    scripted, served, answer, model, message
+):
+    up = scripted(served, answer)
+    with pytest.raises(ReproError) as err:
+        identity.probe(up.url, model=model, benches=["alpaca_eval2", "arena_hard"], key_env="NO_SUCH_KEY")
+    text = str(err.value)
+    assert "\n" not in text and message in text and up.url in text
+
+
+def test_an_unreachable_judge_is_one_line():
+    with pytest.raises(ReproError, match="not reachable"):  # port 9 (discard): nothing listens
+        identity.probe(local.url(9), model="j", benches=["mt_bench"], key_env="NO_SUCH_KEY")
+
+
+@pytest.mark.parametrize(
+    ("judge", "metric", "note"),
+    [
+        ({"kind": "endpoint", "url": "https://api.openai.com/v1", "model": None}, "ae2_lc", None),
+        ({"kind": "endpoint", "url": "https://api.openai.com/v1", "model": None}, "mt_bench", None),
+        ({"kind": "endpoint", "url": "https://api.openai.com/v1", "model": "gpt-4-1106-preview"}, "ah", None),
+        # GPT-4 Turbo is not the GPT-4 of MT-Bench's published numbers; a dated GPT-4 is
+        ({"kind": "endpoint", "url": "https://x/v1", "model": "gpt-4-1106-preview"}, "mt_bench",
+         "not the published gpt-4"),
+        ({"kind": "endpoint", "url": "https://x/v1", "model": "gpt-4", "answered_as": "gpt-4-0613"},
+         "mt_bench", None),
+        ({"kind": "endpoint", "url": "http://127.0.0.1:8000/v1", "model": "qwen", "local": True}, "ae2_wr",
+         "judged by qwen at a local server, not the published gpt-4-1106-preview"),
+        ({"kind": "endpoint", "url": "https://api.openai.com/v1", "model": "gpt-4o"}, "ah",
+         "judged by gpt-4o"),
+        ({"kind": "rule", "url": None, "model": None}, "ae2_wr", "judged by the rule judge"),
+        ({"kind": "rule", "url": None, "model": None}, "gsm", None),  # no judge behind GSM
+    ],
+)  # fmt: skip
+def test_published_note_names_a_judge_other_than_the_published_one(judge, metric, note):
+    got = identity.published_note(judge, metric)
+    assert got == note if note is None else note in got
+
+
+def write_result(root: Path, name: str, judge: dict, value: float) -> None:
+    folder = root / "llama3-instruct-v0.2" / "simpo" / name
+    folder.mkdir(parents=True)
+    data = {
+        "setting": "llama3-instruct-v0.2", "method": "simpo", "run_id": name, "complete": True,
+        "partial": False, "scores": {"ae2_lc": value, "ae2_wr": value}, "judge": judge,
+    }  # fmt: skip
+    (folder / "result.json").write_text(json.dumps(data))
+
+
+def test_compare_says_when_a_local_judge_sits_beside_a_published_gpt4_number(tmp_path):
+    from repro.runs import compare
+
+    local_judge = {"kind": "endpoint", "url": "http://127.0.0.1:8000/v1", "model": "qwen", "local": True}
+    write_result(tmp_path, "a", local_judge, 40.0)
+    write_result(tmp_path, "b", {"kind": "endpoint", "url": "https://api.openai.com/v1", "model": None}, 41.0)
+    rows = {r.metric: r.as_dict() for r in compare.compare(tmp_path).rows if r.runs}
+    assert rows["ae2_lc"]["runs"] == 2 and rows["ae2_lc"]["published"] is not None
+    assert (
+        rows["ae2_lc"]["judge_note"]
+        == "judged by qwen at a local server, not the published gpt-4-1106-preview"
+    )
+    only_published = tmp_path / "published-judge"
+    write_result(
+        only_published, "c", {"kind": "endpoint", "url": "https://api.openai.com/v1", "model": None}, 41.0
+    )
+    assert all(r.as_dict()["judge_note"] is None for r in compare.compare(only_published).rows)
+
+
+def test_judge_serve_dry_run_prints_the_server_and_the_flags(cli):
+    proc = cli("judge", "serve", "org/Judge-7B", "--port", "8123", "--max-model-len", "8192", "--dry-run",
+               "--", "--tensor-parallel-size", "2")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    command, flags = proc.stdout.strip().splitlines()
+    assert "vllm.entrypoints.openai.api_server --model org/Judge-7B --host 127.0.0.1 --port 8123" in command
+    for part in ("--served-model-name Judge-7B", "--max-logprobs 20", "--generation-config vllm",
+                 "--max-model-len 8192", "--tensor-parallel-size 2"):  # fmt: skip
+        assert part in command
+    assert flags == "--judge-url http://127.0.0.1:8123/v1 --judge-model Judge-7B"
