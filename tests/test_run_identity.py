@@ -24,6 +24,7 @@ from repro.config import recipes
 from repro.config.runconfig import RunFile
 
 pytestmark = pytest.mark.e2e
+PUBLISHED_JUDGES = ("gpt-4-1106-preview", "gpt-4")  # what a test judge lists at GET /models
 
 
 def digest(path: Path) -> str:
@@ -160,8 +161,9 @@ def test_a_rule_judged_cache_never_answers_for_an_endpoint(finished, tmp_path, c
     from repro.evaluation.judge.gateway import serve
 
     train = Path(finished["run_dir"]) / "train"
-    # a real OpenAI-compatible server on 127.0.0.1 (the rule judge behind it), counting requests
-    with serve(backends.RuleJudge()) as (url, server):
+    # a real OpenAI-compatible server on 127.0.0.1 (the rule judge behind it, posing as the
+    # published judges), counting requests
+    with serve(backends.RuleJudge(), models=PUBLISHED_JUDGES) as (url, server):
         proc = cli(
             "eval", str(train / "model"), "--setting", "tiny", "--reference-model", str(train / "init-model"),
             "--bench", "alpaca_eval2,arena_hard,mt_bench", "--judge-url", url, "--judge-key-env", "PATH",
@@ -171,22 +173,27 @@ def test_a_rule_judged_cache_never_answers_for_an_endpoint(finished, tmp_path, c
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads(proc.stdout)
     # every distinct request reached the endpoint: as many as the rule judge answered itself
-    # (identical requests within one evaluation are cache hits in both)
-    assert sent == finished["judge_calls"]["backend_calls"] > 0
+    # (identical requests within one evaluation are cache hits in both), plus the one request
+    # that checks the judge's log-probs before any judging (repro.evaluation.judge.identity)
+    assert sent == finished["judge_calls"]["backend_calls"] + 1 > 1
     assert record["complete"] and record["judge"]["kind"] == "endpoint"
 
 
 def test_a_judge_failing_every_call_leaves_an_incomplete_result(finished, tmp_path, cli, monkeypatch):
     """Issue 20, finding 5: a judge that failed ended in ~890 traceback lines and alpaca-eval's
     `TypeError: type NoneType doesn't define __round__`; now the result is incomplete, counted."""
+    from repro.evaluation.judge import backends
     from repro.evaluation.judge.gateway import JudgeError, serve
 
     def refuses(request):
+        """Passes the check before judging (its made-up instruction), then refuses every call."""
+        if "What is 2 + 2?" in json.dumps(request):
+            return backends.RuleJudge()(request)
         raise JudgeError("HTTP 400: the server refused", status=400)
 
     train = Path(finished["run_dir"]) / "train"
     monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))  # nothing judged before
-    with serve(refuses) as (url, _):
+    with serve(refuses, models=PUBLISHED_JUDGES) as (url, _):
         proc = cli(
             "eval", str(train / "model"), "--setting", "tiny", "--reference-model", str(train / "init-model"),
             "--bench", "alpaca_eval2,arena_hard,mt_bench", "--judge-url", url, "--judge-key-env", "PATH",

@@ -89,6 +89,7 @@ class Gateway:
         self.backend = backend
         self.cache = cache
         self.identity = identity(backend)  # part of every cache key: one judge never answers for another
+        self.models: tuple[str, ...] = ("repro-judge",)
         self.stats = Stats()
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +134,8 @@ def _handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802
             if self.path.rstrip("/").endswith("/models"):
-                self._send(200, {"object": "list", "data": [{"id": "repro-judge", "object": "model"}]})
+                listed = [{"id": name, "object": "model"} for name in gateway.models]
+                self._send(200, {"object": "list", "data": listed})
             else:
                 self._send(404, {"error": {"message": "not found"}})
 
@@ -156,9 +158,13 @@ def _handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def serve(backend: Backend, cache: JudgmentCache | None = None) -> Iterator[tuple[str, Gateway]]:
-    """Run a gateway on 127.0.0.1 (an ephemeral port) for the duration of the block; yields its base URL."""
+def serve(
+    backend: Backend, cache: JudgmentCache | None = None, *, models: tuple[str, ...] = ("repro-judge",)
+) -> Iterator[tuple[str, Gateway]]:
+    """Run a gateway on 127.0.0.1 (an ephemeral port) for the duration of the block; yields its
+    base URL. `models`: what it lists at GET /models (a test judge may pose as a named one)."""
     gateway = Gateway(backend, cache)
+    gateway.models = models
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(gateway))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="repro-judge-gateway", daemon=True)
