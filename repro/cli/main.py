@@ -17,6 +17,7 @@ from repro.cli import (  # noqa: F401  (registers the commands)
     published,
     recipes,
     run,
+    slurm,
     train,
     zeroeval,
 )

@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 
 from repro import userpaths
-from repro.cli import render
+from repro.cli import render, sweepgrid
+from repro.cli import slurm as slurm_cli
 from repro.cli.common import (
     DatasetOpt,
     GpusOpt,
@@ -114,6 +115,18 @@ def run_cmd(
     backend: Annotated[
         str, typer.Option("--backend", metavar="transformers|vllm", help="Generation engine.")
     ] = "transformers",
+    launcher: slurm_cli.LauncherOpt = "local",
+    submit: slurm_cli.SubmitOpt = False,
+    max_parallel: slurm_cli.MaxParallelOpt = None,
+    partition: slurm_cli.PartitionOpt = None,
+    account: slurm_cli.AccountOpt = None,
+    time_limit: slurm_cli.TimeOpt = "24:00:00",
+    qos: slurm_cli.QosOpt = None,
+    constraint: slurm_cli.ConstraintOpt = None,
+    sbatch_extra: slurm_cli.SbatchExtraOpt = None,
+    judge_on: slurm_cli.JudgeOnOpt = "node",
+    device: slurm_cli.SlurmDeviceOpt = "cuda",
+    signal_seconds: slurm_cli.SignalOpt = 300,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan: commands, steps, judge calls, cost.")
     ] = False,
@@ -145,6 +158,16 @@ def run_cmd(
         key_env=judge_key_env,
         concurrency=concurrency,
     )
+    if slurm_cli.check_launcher(launcher, submit):
+        slurm_cli.launch(
+            [(config, {})], results=results, benches=benches, judge=spec, limit=limit, backend=backend,
+            submit=submit, dry_run=dry_run, fmt=fmt, options=slurm_cli.slurm_options(
+                max_parallel=max_parallel, partition=partition, account=account, time_limit=time_limit,
+                qos=qos, constraint=constraint, sbatch_extra=sbatch_extra, judge_on=judge_on, device=device,
+                signal_seconds=signal_seconds,
+            ),
+        )  # fmt: skip
+        return
     if dry_run:
         info = run.plan(config, results_root=results, benches=benches, judge=spec, limit=limit)
         checks = preflight.checks(config, judge=spec, results_root=results)
@@ -287,6 +310,18 @@ def sweep_cmd(
     judge: JudgeOpt = None,
     judge_url: JudgeUrlOpt = None,
     max_steps: MaxStepsOpt = None,
+    launcher: slurm_cli.LauncherOpt = "local",
+    submit: slurm_cli.SubmitOpt = False,
+    max_parallel: slurm_cli.MaxParallelOpt = None,
+    partition: slurm_cli.PartitionOpt = None,
+    account: slurm_cli.AccountOpt = None,
+    time_limit: slurm_cli.TimeOpt = "24:00:00",
+    qos: slurm_cli.QosOpt = None,
+    constraint: slurm_cli.ConstraintOpt = None,
+    sbatch_extra: slurm_cli.SbatchExtraOpt = None,
+    judge_on: slurm_cli.JudgeOnOpt = "node",
+    device: slurm_cli.SlurmDeviceOpt = "cuda",
+    signal_seconds: slurm_cli.SignalOpt = 300,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the grid, steps and judge cost; run nothing.")
     ] = False,
@@ -316,6 +351,23 @@ def sweep_cmd(
         render.warn(
             f"{len(points)} grid points{shape}: more than {SWEEP_WARN_POINTS} runs, each trained and judged"
         )
+    if slurm_cli.check_launcher(launcher, submit):
+        configs = [
+            (recipes.resolve_names(setting, method, overrides=[f"{k}={v}" for k, v in values.items()],
+                                   num_processes=gpus, max_steps=max_steps)[0], values)
+            for values in points
+        ]  # fmt: skip
+        spec = runner.Judge.choose(judge, configs[0][0].evaluation, url=judge_url)
+        slurm_cli.launch(
+            configs, results=results, benches=runner.parse_benches(bench, configs[0][0].evaluation),
+            judge=spec, limit=None, backend="transformers", submit=submit, dry_run=dry_run, fmt=fmt,
+            options=slurm_cli.slurm_options(
+                max_parallel=max_parallel, partition=partition, account=account, time_limit=time_limit,
+                qos=qos, constraint=constraint, sbatch_extra=sbatch_extra, judge_on=judge_on, device=device,
+                signal_seconds=signal_seconds,
+            ),
+        )  # fmt: skip
+        return
     rows = []
     total_usd = 0.0
     for values in points:
@@ -482,9 +534,14 @@ def compare_cmd(
         "p_value",
         "erratum",
     ]
+    sweeps = sweepgrid.collect(results_dir, plot)  # swept settings: grids, heat maps with --plot
     if fmt == "json":
         render.print_json(
-            {"rows": dicts, "skipped": [{"path": p, "reason": r} for p, r in comparison.skipped]}
+            {
+                "rows": dicts,
+                "skipped": [{"path": p, "reason": r} for p, r in comparison.skipped],
+                "sweeps": [sweep.as_dict() for sweep in sweeps],
+            }
         )
     elif fmt == "csv":
         render.print_csv(columns, [[d[c] for c in columns] for d in dicts])
@@ -523,6 +580,8 @@ def compare_cmd(
                 caption=caption,
             )
         )
+    if fmt in ("table", "markdown"):
+        sweepgrid.print_all(sweeps, fmt)
     for path, reason in comparison.skipped:
         render.warn(f"skipped {path}: {reason}")
     if fail_outside and comparison.outside():
