@@ -183,7 +183,7 @@ def test_two_slurm_nodes_match_one_machine(method, cluster, cli, tmp_path, monke
 
 # -- a whole sweep as SLURM jobs, with a preemption ----------------------------------------------
 
-SWEEP_POINTS = [(lr, beta) for lr in ("0.001", "0.002") for beta in ("2.0", "2.5")]
+SWEEP_POINTS = [(lr, beta) for lr in ("0.0005", "0.001") for beta in ("2.0", "2.5")]
 
 
 def _steps_logged(log: Path) -> int:
@@ -217,12 +217,21 @@ def test_tiny_sweep_pipeline_survives_preemption(cluster, cli, tmp_path, monkeyp
     lrs = ",".join(sorted({lr for lr, _ in SWEEP_POINTS}))
     betas = ",".join(sorted({b for _, b in SWEEP_POINTS}))
     try:
-        monkeypatch.setenv("REPRO_TEST_STEP_SLEEP", "0.3")  # time to signal a run mid-training
-        proc = cli(
+        sweep = (
             "sweep", "tiny", "--method", "simpo", "--lr", lrs, "--beta", betas, "--gpus", "1",
-            "--judge", "rule", "--launcher", "slurm", "--submit", "--max-parallel", "2", "--device", "cpu",
-            "--time", "00:30:00", "--results", str(results), "--format", "json",
+            "--judge", "rule", "--bench", "alpaca_eval2,arena_hard", "--launcher", "slurm", "--submit",
+            "--device", "cpu", "--time", "00:30:00",
         )  # fmt: skip
+        # a partition this cluster lacks: sbatch's own error in one line, nothing submitted
+        proc = cli(*sweep, "--partition", "nope", "--results", str(work / "refused"))
+        assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "sbatch refused the train job: sbatch: error: invalid partition specified: nope" in proc.stderr
+        assert "nothing was submitted" in proc.stderr and "JobId" not in cluster.run(
+            "squeue", "-h", "-o", "JobId=%i"
+        )
+
+        monkeypatch.setenv("REPRO_TEST_STEP_SLEEP", "0.2")  # time to signal a run mid-training
+        proc = cli(*sweep, "--max-parallel", "2", "--results", str(results), "--format", "json")
         monkeypatch.delenv("REPRO_TEST_STEP_SLEEP")
         assert proc.returncode == 0, proc.stderr
         info = json.loads(proc.stdout)
@@ -269,8 +278,16 @@ def test_tiny_sweep_pipeline_survives_preemption(cluster, cli, tmp_path, monkeyp
             metrics = json.loads((Path(run["run_dir"]) / "train" / "metrics.json").read_text())
             oracle = local[(run["learning_rate"], run["beta"])]
             assert metrics["steps"] == oracle["steps"] == 32
-            assert abs(metrics["eval"]["eval_loss"] - oracle["eval"]["eval_loss"]) < LOSS_TOL, run
+            loss, expected = metrics["eval"]["eval_loss"], oracle["eval"]["eval_loss"]
+            print(
+                f"held-out loss {run['learning_rate']:g} {run['beta']:g}: slurm {loss!r} local {expected!r}"
+            )
+            assert abs(loss - expected) < LOSS_TOL, run
             assert (Path(run["run_dir"]) / "result.json").exists()
+        # the sweep's grid, written by the judging job beside the plan
+        folder = Path(info["folder"])
+        assert len(json.loads((folder / "grid-tiny-simpo.json").read_text())["points"]) == 4
+        assert (folder / "grid-tiny-simpo-ae2_wr.png").exists()
 
         status = json.loads(cli("status", str(results), "--format", "json", check=True).stdout)
         assert [r["kind"] for r in status["runs"]] == ["done"] * 4, status
