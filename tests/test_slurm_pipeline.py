@@ -300,7 +300,10 @@ def train_script(tmp_path):
         [(config, {})], results_root=tmp_path / "results", benches=["alpaca_eval2"],
         judge=runner.Judge(kind="rule"), device="cpu",
     )  # fmt: skip
-    slurm.write(pipeline)
+    script = pipeline.folder / "train.sbatch"  # the script alone: the stand-in srun trains nothing
+    script.parent.mkdir(parents=True)
+    script.write_text(pipeline.jobs[0].script)
+    (pipeline.points[0].root / "train").mkdir(parents=True)
     bin_dir = tmp_path / "bin"
     fake_tool(bin_dir, "srun", FAKE_SRUN.removeprefix("#!/bin/bash\n"))
     fake_tool(

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from repro import io
 from repro.runs import grid
 
@@ -33,7 +35,7 @@ def make_runs(results: Path) -> None:
         io.write_json(run / "manifest.json", {"config": config})
 
 
-def test_grid_table_best_points_and_heat_maps(cli, tmp_path):
+def test_grid_best_points_against_published(tmp_path):
     results = tmp_path / "results"
     make_runs(results)
     (sweep,) = grid.sweeps(results)
@@ -45,6 +47,11 @@ def test_grid_table_best_points_and_heat_maps(cli, tmp_path):
     assert best["ah"]["best"]["beta"] == 10.0 and abs(best["ah"]["delta"] - 1.5) < 1e-9
     assert sweep.points[0].score("ae2_lc") == 51.0  # the two seeds averaged
 
+
+@pytest.mark.e2e
+def test_compare_shows_the_grid_and_writes_heat_maps(cli, tmp_path):
+    results = tmp_path / "results"
+    make_runs(results)
     proc = cli("compare", str(results), "--plot", str(tmp_path / "cmp.png"), check=True)
     out = " ".join(proc.stdout.split())
     assert out.index("Reproduced vs published") < out.index("sweep llama3-instruct-v0.2 x simpo: 4 points")
