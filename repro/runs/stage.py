@@ -57,7 +57,10 @@ def load(plan_file: Path) -> tuple[dict[str, Any], list[RunConfig], runner.Judge
     configs = [
         RunConfig.from_json(p["config"], where=f"{plan_file} point {i}") for i, p in enumerate(plan["points"])
     ]
-    judge = dict(plan["judge"])
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(runner.Judge)}  # describe() may say more than the fields
+    judge = {k: v for k, v in plan["judge"].items() if k in fields}
     judge["cache"] = Path(judge["cache"])
     return plan, configs, runner.Judge(**judge)
 
