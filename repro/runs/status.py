@@ -83,7 +83,8 @@ def collect(results: Path, *, scheduler: bool = True) -> list[RunStatus]:
     submitted = submissions(results)
     ids = [j for s in submitted.values() for j in (s["train"], s["generate"], s["judge"]) if j]
     states = job_states(ids) if scheduler and ids else {}
-    return [_status(root, submitted.get(str(root)), states) for root in run_roots(results)]
+    rows = [_status(root, submitted.get(str(root)), states) for root in run_roots(results)]
+    return sorted(rows, key=lambda r: (r.setting, r.method, tuple(r.point.get(k, 0.0) for k in POINT_KEYS)))
 
 
 def _status(root: Path, jobs: dict[str, Any] | None, states: dict[str, dict[str, str]]) -> RunStatus:
