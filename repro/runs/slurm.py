@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import shlex
@@ -515,11 +514,3 @@ def estimate_text(estimate: dict[str, Any]) -> str:
         else "CPU nodes"
     )
     return f"{estimate['runs']} runs; {gpu}; {judge}"
-
-
-def expected_steps(config: RunConfig) -> int | None:
-    rows = config.train_rows
-    steps = math.ceil(rows / config.batch["total"]) * config.num_train_epochs if rows else None
-    if config.max_steps:
-        steps = min(steps, config.max_steps) if steps else config.max_steps
-    return int(steps) if steps else None
