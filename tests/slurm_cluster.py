@@ -155,6 +155,25 @@ class SlurmCluster:
             raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
         return proc.stdout
 
+    def client_bin(self, folder: Path, tools=("sbatch", "squeue", "sacct", "scontrol", "scancel")) -> Path:
+        """Wrappers that run the SLURM client commands on the controller host, for a PATH: the
+        way a login node's commands reach the cluster. Inside a job (SLURM_JOB_ID set) they run
+        the real command on the node, as a job script's `scontrol requeue` would."""
+        import shlex
+
+        folder.mkdir(parents=True, exist_ok=True)
+        for tool in tools:
+            real = shutil.which(tool, path=_env()["PATH"])
+            wrapper = folder / tool
+            wrapper.write_text(
+                "#!/bin/sh\n"
+                f'if [ -n "${{SLURM_JOB_ID:-}}" ]; then exec {real} "$@"; fi\n'
+                f"export SLURM_CONF={shlex.quote(str(self.conf))}\n"
+                f'exec {shlex.join(self.on(self.controller, real))} "$@"\n'
+            )
+            wrapper.chmod(0o755)
+        return folder
+
     def submit(self, script: Path) -> str:
         """`sbatch SCRIPT` with this process's environment (sbatch's default); the job id."""
         return self.run("sbatch", "--parsable", f"--chdir={script.parent}", str(script)).strip().split(";")[0]

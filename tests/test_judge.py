@@ -218,3 +218,124 @@ def test_alpaca_eval_judge_faults_are_counted_and_a_rerun_judges_only_the_missin
     assert second["incomplete"] is False and second["n_total"] == 6
     assert good.calls == 2  # only the two rows that had failed
     assert second["judge_calls"]["cache_hits"] == 4
+
+
+# -- one cache, several judging processes --------------------------------------------------------
+
+JUDGING_PROCESS = """
+import json, random, sys, urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from repro.evaluation.judge import backends
+from repro.evaluation.judge.cache import JudgmentCache
+from repro.evaluation.judge.gateway import serve
+
+cache_path, url, seed, out = sys.argv[1:]
+questions = [f"q{i}" for i in range(30)]
+random.Random(int(seed)).shuffle(questions)
+backend = backends.OpenAIEndpoint(url, api_key_env="REPRO_TEST_JUDGE_KEY", timeout=30, max_concurrency=4)
+cache = JudgmentCache(cache_path)
+with serve(backend, cache) as (base, gateway):
+    def ask(q):
+        body = json.dumps({"model": "judge", "messages": [{"role": "user", "content": q}], "temperature": 0})
+        request = urllib.request.Request(base + "/chat/completions", body.encode(),
+                                         {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return q, json.loads(response.read())["id"]
+    with ThreadPoolExecutor(4) as pool:
+        answers = dict(pool.map(ask, questions))
+    stats = gateway.stats.as_dict()
+cache.close()
+json.dump({"answers": answers, "stats": stats}, open(out, "w"))
+"""
+
+
+class CountingJudge:
+    """A slow judge (50 ms a call) that counts the calls per question; each answer has its own id."""
+
+    def __init__(self):
+        self.calls: dict[str, int] = {}
+        self.lock = threading.Lock()
+        judge = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                question = body["messages"][0]["content"]
+                with judge.lock:
+                    judge.calls[question] = judge.calls.get(question, 0) + 1
+                time.sleep(0.05)
+                data = json.dumps(chat_response("judge", f"[[A>B]] {question}")).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+
+def test_judging_processes_share_one_cache(key, tmp_path):
+    """Four processes, each with its own gateway and four threads, judge the same 30 questions in
+    different orders against one cache file. Every judgment is paid once (the judge sees each
+    question once), none is lost (every process gets the one stored answer of every question),
+    and SQLite's integrity check passes. Without the claims, each question was paid 2-4 times."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    judge = CountingJudge()
+    script = tmp_path / "judging.py"
+    script.write_text(JUDGING_PROCESS)
+    cache = tmp_path / "judgments.sqlite"
+    try:
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(script),
+                    str(cache),
+                    judge.url,
+                    str(seed),
+                    str(tmp_path / f"{seed}.json"),
+                ]
+            )
+            for seed in range(4)
+        ]
+        assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    finally:
+        judge.server.shutdown()
+        judge.server.server_close()
+    assert judge.calls == {f"q{i}": 1 for i in range(30)}  # never paid twice
+    outputs = [json.loads((tmp_path / f"{seed}.json").read_text()) for seed in range(4)]
+    assert sum(o["stats"]["backend_calls"] for o in outputs) == 30
+    assert all(o["answers"] == outputs[0]["answers"] for o in outputs)  # one answer per question, for all
+    db = sqlite3.connect(cache)
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    stored = {json.loads(r)["messages"][0]["content"]: json.loads(s)["id"]
+              for r, s in db.execute("SELECT request, response FROM judgments")}  # fmt: skip
+    assert stored == outputs[0]["answers"]
+    assert db.execute("SELECT COUNT(*) FROM claims").fetchone() == (0,)
+
+
+def test_a_dead_or_stale_claim_blocks_nobody(tmp_path):
+    """A claim whose process died is taken over at once; another machine's claim only once stale."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "judgments.sqlite"
+    code = f"from repro.evaluation.judge.cache import JudgmentCache as C; assert C({str(path)!r}).claim('k')"
+    subprocess.run([sys.executable, "-c", code], check=True)  # claims, then dies holding it
+    cache = JudgmentCache(path)
+    assert cache.claim("k") is not None  # the holder's pid is gone
+    assert cache.claim("k") is None  # now held by this live process
+    cache._db.execute("INSERT INTO claims VALUES ('far', 'x', 'another-node', 1, ?)", (time.time(),))
+    assert cache.claim("far") is None
+    cache._db.execute("UPDATE claims SET since = ? WHERE key = 'far'", (time.time() - cache.stale_after - 1,))
+    assert cache.claim("far") is not None
+    cache.close()

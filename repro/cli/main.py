@@ -19,6 +19,7 @@ from repro.cli import (  # noqa: F401  (registers the commands)
     published,
     recipes,
     run,
+    slurm,
     train,
     zeroeval,
 )

@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 
 from repro import userpaths
-from repro.cli import render
+from repro.cli import render, sweepgrid
+from repro.cli import slurm as slurm_cli
 from repro.cli.common import (
     DatasetOpt,
     GpusOpt,
@@ -124,6 +125,18 @@ def run_cmd(
     backend: Annotated[
         str, typer.Option("--backend", metavar="transformers|vllm", help="Generation engine.")
     ] = "transformers",
+    launcher: slurm_cli.LauncherOpt = "local",
+    submit: slurm_cli.SubmitOpt = False,
+    max_parallel: slurm_cli.MaxParallelOpt = None,
+    partition: slurm_cli.PartitionOpt = None,
+    account: slurm_cli.AccountOpt = None,
+    time_limit: slurm_cli.TimeOpt = "24:00:00",
+    qos: slurm_cli.QosOpt = None,
+    constraint: slurm_cli.ConstraintOpt = None,
+    sbatch_extra: slurm_cli.SbatchExtraOpt = None,
+    judge_on: slurm_cli.JudgeOnOpt = "node",
+    device: slurm_cli.SlurmDeviceOpt = "cuda",
+    signal_seconds: slurm_cli.SignalOpt = 300,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan: commands, steps, judge calls, cost.")
     ] = False,
@@ -156,6 +169,16 @@ def run_cmd(
         concurrency=concurrency,
     )
     _check_backend(backend)
+    if slurm_cli.check_launcher(launcher, submit):
+        slurm_cli.launch(
+            [(config, {})], results=results, benches=benches, judge=spec, limit=limit, backend=backend,
+            submit=submit, dry_run=dry_run, fmt=fmt, options=slurm_cli.slurm_options(
+                max_parallel=max_parallel, partition=partition, account=account, time_limit=time_limit,
+                qos=qos, constraint=constraint, sbatch_extra=sbatch_extra, judge_on=judge_on, device=device,
+                signal_seconds=signal_seconds,
+            ),
+        )  # fmt: skip
+        return
     if dry_run:
         info = run.plan(config, results_root=results, benches=benches, judge=spec, limit=limit)
         checks = preflight.checks(config, judge=spec, results_root=results, backend=backend)
@@ -299,6 +322,18 @@ def sweep_cmd(
     judge: JudgeOpt = None,
     judge_url: JudgeUrlOpt = None,
     max_steps: MaxStepsOpt = None,
+    launcher: slurm_cli.LauncherOpt = "local",
+    submit: slurm_cli.SubmitOpt = False,
+    max_parallel: slurm_cli.MaxParallelOpt = None,
+    partition: slurm_cli.PartitionOpt = None,
+    account: slurm_cli.AccountOpt = None,
+    time_limit: slurm_cli.TimeOpt = "24:00:00",
+    qos: slurm_cli.QosOpt = None,
+    constraint: slurm_cli.ConstraintOpt = None,
+    sbatch_extra: slurm_cli.SbatchExtraOpt = None,
+    judge_on: slurm_cli.JudgeOnOpt = "node",
+    device: slurm_cli.SlurmDeviceOpt = "cuda",
+    signal_seconds: slurm_cli.SignalOpt = 300,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the grid, steps and judge cost; run nothing.")
     ] = False,
@@ -328,6 +363,23 @@ def sweep_cmd(
         render.warn(
             f"{len(points)} grid points{shape}: more than {SWEEP_WARN_POINTS} runs, each trained and judged"
         )
+    if slurm_cli.check_launcher(launcher, submit):
+        configs = [
+            (recipes.resolve_names(setting, method, overrides=[f"{k}={v}" for k, v in values.items()],
+                                   num_processes=gpus, max_steps=max_steps)[0], values)
+            for values in points
+        ]  # fmt: skip
+        spec = runner.Judge.choose(judge, configs[0][0].evaluation, url=judge_url)
+        slurm_cli.launch(
+            configs, results=results, benches=runner.parse_benches(bench, configs[0][0].evaluation),
+            judge=spec, limit=None, backend="transformers", submit=submit, dry_run=dry_run, fmt=fmt,
+            options=slurm_cli.slurm_options(
+                max_parallel=max_parallel, partition=partition, account=account, time_limit=time_limit,
+                qos=qos, constraint=constraint, sbatch_extra=sbatch_extra, judge_on=judge_on, device=device,
+                signal_seconds=signal_seconds,
+            ),
+        )  # fmt: skip
+        return
     rows = []
     total_usd = 0.0
     for values in points:
@@ -498,12 +550,14 @@ def compare_cmd(
         "setting", "method", "variant", "metric", "published", "band", "reproduced_mean", "reproduced_std",
         "runs", "delta", "status", "p_value", "erratum", "judge_note",
     ]  # fmt: skip
+    sweeps = sweepgrid.collect(results_dir, plot)  # swept settings: grids, heat maps with --plot
     if fmt == "json":
         render.print_json(
             {
                 "rows": dicts,
                 "skipped": [{"path": p, "reason": r} for p, r in comparison.skipped],
                 "unverified": [{"path": p, "reason": r} for p, r in comparison.unverified],
+                "sweeps": [sweep.as_dict() for sweep in sweeps],
             }
         )
     elif fmt in ("csv", "markdown"):
@@ -563,6 +617,8 @@ def compare_cmd(
         for d in dicts:
             if d["judge_note"]:
                 render.warn(f"{d['setting']} {d['method']} {compare.METRICS[d['metric']]}: {d['judge_note']}")
+    if fmt in ("table", "markdown"):
+        sweepgrid.print_all(sweeps, fmt)
     for path, reason in comparison.skipped:
         render.warn(f"skipped {path}: {reason}")
     for path, reason in comparison.unverified:

@@ -34,6 +34,7 @@ from repro.evaluation.scorers import alpaca_eval, arena_hard, mt_bench
 from repro.progress import Progress
 
 BENCHES = ("alpaca_eval2", "arena_hard", "mt_bench", "gsm", "mmlu_redux")
+STAGES = ("all", "generate", "judge")
 JUDGED = ("alpaca_eval2", "arena_hard", "mt_bench")
 SMALL_MODEL_PARAMETERS = 20_000_000  # below this, transformers generates on one CPU thread
 # FastChat's per-category temperatures for MT-Bench answers (greedy below 1e-4)
@@ -115,6 +116,38 @@ class Judge:
         return {"kind": self.kind, "url": self.url, "model": self.model, "key_env": self.key_env}
 
 
+class _OnDemand:
+    """A generation engine that loads its model at the first answer it must generate: a judging
+    job finds every answer on disk and never holds the model (no GPU, little memory)."""
+
+    def __init__(self, name: str, model_path: str, tokenizer):
+        from repro.evaluation import answering
+
+        self.name, self.model_path, self.tokenizer = name, model_path, tokenizer
+        self.fingerprint = answering.fingerprint(model_path)
+        self._engine = None
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        if self._engine is None:
+            from repro.evaluation import generate
+
+            self._engine = generate.backend(self.name, self.model_path, tokenizer=self.tokenizer)
+            self._engine.fingerprint = self.fingerprint
+        return getattr(self._engine, attr)
+
+
+def _engine(name: str, model_path: str, tokenizer, *, lazy: bool):
+    from repro.evaluation import answering, generate
+
+    if lazy:
+        return _OnDemand(name, model_path, tokenizer)
+    engine = generate.backend(name, model_path, tokenizer=tokenizer)
+    engine.fingerprint = answering.fingerprint(model_path)
+    return engine
+
+
 def _fill(template: str, instruction: str) -> str:
     return template.replace("{instruction}", instruction)  # not str.format: instructions hold braces
 
@@ -147,14 +180,22 @@ class Evaluation:
         server_key_env: str | None = None,
         chat_template: str | None = None,
         allow_double_bos: bool = False,
+        stage: str = "all",
     ):
         from transformers.utils import logging as hf_logging
 
         from repro.config import recipes
         from repro.data import served_templates, tokenizers
-        from repro.evaluation import answering, generate
+        from repro.evaluation import answering
 
         hf_logging.disable_progress_bar()  # one line per error; the CLI reports progress itself
+        if stage not in STAGES:
+            from repro.errors import unknown
+
+            raise unknown("evaluation stage", stage, STAGES)
+        # "generate": answers only (a GPU job); "judge": answers are expected on disk, so the
+        # models load only if one is missing (a CPU job); "all": both, in one process.
+        self.stage = stage
 
         self.setting = setting  # its training format is what the BOS guard checks
         if isinstance(setting, RunConfig):
@@ -163,7 +204,7 @@ class Evaluation:
             self.name, self.plan = setting.name, recipes.evaluation_plan(setting)
         self.config = evalconfig.generation(self.plan.generation)
         # before any model loads: a missing judge or key fails fast (ZeroEval needs no judge)
-        self.needs_judge = benches is None or any(b in JUDGED for b in benches)
+        self.needs_judge = stage != "generate" and (benches is None or any(b in JUDGED for b in benches))
         self.backend = judge.backend() if self.needs_judge else None
         # who judges, asked before any model loads or judge call is paid for (one line if wrong)
         self.judge_identity: dict[str, Any] = {}
@@ -201,14 +242,15 @@ class Evaluation:
 
             self.generator = ServerBackend(server, tokenizer=self.tokenizer, key_env=server_key_env)
         else:
-            self.generator = generate.backend(backend_name, model_path, tokenizer=self.tokenizer)
-            self.generator.fingerprint = answering.fingerprint(model_path)
+            self.generator = _engine(backend_name, model_path, self.tokenizer, lazy=stage == "judge")
         self.reference_generator = None
         if reference_model:
-            self.reference_generator = generate.backend(
-                backend_name, reference_model, tokenizer=tokenizers.load(tokenizer or reference_model)
+            self.reference_generator = _engine(
+                backend_name,
+                reference_model,
+                tokenizers.load(tokenizer or reference_model),
+                lazy=stage == "judge",
             )
-            self.reference_generator.fingerprint = answering.fingerprint(reference_model)
         if self.plan.baseline == "init-model" and self.reference_generator is None and self.needs_judge:
             raise ReproError(
                 f"setting '{self.name}' compares against its starting model: pass --reference-model PATH"
@@ -276,6 +318,8 @@ class Evaluation:
             ]
         io.write_json(self.output / "alpaca_eval2" / "model_outputs.json", model_outputs)
         io.write_json(self.output / "alpaca_eval2" / "reference_outputs.json", reference_outputs)
+        if self.stage == "generate":
+            return {"answers": len(model_outputs)}
         with self._stage("judge"):
             result = alpaca_eval.evaluate(
                 model_outputs,
@@ -330,6 +374,8 @@ class Evaluation:
                 )
             baseline = self._answers(questions, texts, arena_hard.BASELINE)
         io.write_json(self.output / "arena_hard" / "answers.json", list(answers.values()))
+        if self.stage == "generate":
+            return {"answers": len(answers)}
         with self._stage("judge"):
             judgments = arena_hard.judge(
                 chat(config["judge_model"], config["temperature"], config["max_tokens"]),
@@ -400,6 +446,8 @@ class Evaluation:
             for q, t in zip(questions, turns, strict=True)
         }
         io.write_json(self.output / "mt_bench" / "answers.json", list(answers.values()))
+        if self.stage == "generate":
+            return {"answers": len(answers)}
         with self._stage("judge"):
             judgments = mt_bench.judge(
                 chat(judge_model, 0.0, 2048),
@@ -454,6 +502,19 @@ class Evaluation:
             **generation,
             "incomplete": False,
         }
+
+    def _zeroeval_once(self, bench: str) -> dict[str, Any]:
+        """ZeroEval needs no judge, so its generating job scores it; the judging job then takes
+        that score (same model, same limit) instead of generating again on a CPU node."""
+        record = self.output / bench / "scored-by-generation.json"
+        identity = {"model": getattr(self.generator, "fingerprint", None), "limit": self.limit}
+        stored = io.read_json(record)
+        if stored and stored.get("identity") == identity and identity["model"]:
+            return stored["result"]
+        result = self.zeroeval(bench)
+        if self.stage == "generate":
+            io.write_json(record, {"identity": identity, "result": result})
+        return result
 
     def _chat(self, messages: list[dict[str, str]]) -> tuple[str, bool]:
         """A chat prompt with the served template ("tokenizer": the checkpoint's own)."""
@@ -527,9 +588,15 @@ class Evaluation:
         results: dict[str, Any] = {}
         for bench in [b for b in benches if b not in JUDGED]:  # no judge, no gateway
             start = time.time()
-            results[bench] = self.zeroeval(bench)
+            results[bench] = self._zeroeval_once(bench)
             self.timings[bench] = round(time.time() - start, 2)
         judged = [b for b in benches if b in JUDGED]
+        if self.stage == "generate":  # answers only: no judge, no gateway, no scores
+            for bench in judged:
+                start = time.time()
+                results[bench] = getattr(self, bench)(None)
+                self.timings[bench] = round(time.time() - start, 2)
+            return results
         if not judged:
             if self.notes:
                 results["notes"] = self.notes

@@ -191,6 +191,71 @@ def _log_to(path: Path):
         handler.close()
 
 
+def trained_metrics(config: RunConfig, train_dir: Path) -> dict[str, Any] | None:
+    """The metrics of a finished training of this exact config in `train_dir`, or None; a run
+    of another config there is refused (launch.finished_metrics)."""
+    return launch.finished_metrics(train_dir, config)
+
+
+def train(
+    config: RunConfig,
+    train_dir: Path,
+    *,
+    progress: Progress | None = None,
+    echo: Callable[[str], None] | None = None,
+    verbose: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train (or resume training) into `train_dir`: the finished run's metrics, and where the
+    stage's time went: writing the run directory (model, data, BOS check), the training
+    processes (start-up, DeepSpeed, evaluation, saving) and their optimizer steps."""
+    start = time.time()
+    prepared = launch.prepare(config, train_dir)
+    if prepared.bos_check["status"] == "error":
+        raise ReproError(f"BOS check failed ({train_dir / 'bos_check.json'})")
+    launched = time.time()
+    if launch.launch(prepared, progress=progress, echo=echo, verbose=verbose) != 0:
+        raise ReproError(f"training failed; see {train_dir / 'train.log'}")
+    metrics = io.read_json(train_dir / "metrics.json")
+    breakdown = {
+        "prepare": round(launched - start, 1),
+        "processes": round(time.time() - launched, 1),
+        "optimizer_steps": (metrics or {}).get("train_seconds"),
+    }
+    return metrics, breakdown
+
+
+def generate(
+    config: RunConfig,
+    *,
+    results_root: Path,
+    benches: list[str],
+    judge: runner.Judge,
+    limit: int | None = None,
+    backend: str = "transformers",
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Only the answers of a trained run (a generation job on a GPU node): written as they
+    complete, resumed when interrupted, taken as they are by the judging job that follows."""
+    root = safe_child(results_root, config.setting, config.method, config.run_id)
+    directory = run_directory(config, results_root, limit, backend)
+    if trained_metrics(config, root / "train") is None:
+        raise ReproError(f"{root / 'train'}: training has not finished; generate after the training job")
+    reference = str(root / "train" / "init-model") if config.evaluation.baseline == "init-model" else None
+    with run_lock(root), _log_to(directory / "repro.log"):
+        ev = runner.Evaluation(
+            str(root / "train" / "model"),
+            config,
+            output=directory / "eval",
+            judge=judge,
+            reference_model=reference,
+            limit=limit,
+            benches=benches,
+            backend_name=backend,
+            stage="generate",
+        )
+        return ev.run(benches, progress=progress)
+
+
 def _execute(
     config: RunConfig,
     root: Path,
@@ -208,23 +273,12 @@ def _execute(
     train_dir = root / "train"
 
     # -- train (skipped when a finished run of this exact config is there)
-    metrics = launch.finished_metrics(train_dir, config)
+    metrics = trained_metrics(config, train_dir)
     if metrics is None:
+        if (eval_kwargs or {}).get("stage") == "judge":  # a judging job never trains on its CPU node
+            raise ReproError(f"{train_dir}: training has not finished; judge after the training job")
         start = time.time()
-        prepared = launch.prepare(config, train_dir)
-        if prepared.bos_check["status"] == "error":
-            raise ReproError(f"BOS check failed ({train_dir / 'bos_check.json'})")
-        launched = time.time()
-        if launch.launch(prepared, progress=progress, echo=echo, verbose=verbose) != 0:
-            raise ReproError(f"training failed; see {train_dir / 'train.log'}")
-        metrics = io.read_json(train_dir / "metrics.json")
-        # where the stage's time went: writing the run directory (model, data, BOS check), the
-        # training processes (start-up, DeepSpeed, evaluation, saving) and their optimizer steps
-        breakdown = {
-            "prepare": round(launched - start, 1),
-            "processes": round(time.time() - launched, 1),
-            "optimizer_steps": (metrics or {}).get("train_seconds"),
-        }
+        metrics, breakdown = train(config, train_dir, progress=progress, echo=echo, verbose=verbose)
         done_work.append({"stage": "train", "seconds": round(time.time() - start, 1), "breakdown": breakdown})
     if not (root / "curves.csv").exists() or done_work:
         curves(metrics, root)

@@ -17,6 +17,7 @@ from typing import Any
 from repro import io
 from repro.config.runconfig import RunFile
 from repro.errors import ReproError
+from repro.train import preemption
 
 
 def shuffled(rows: list[Any], seed: int) -> list[Any]:
@@ -234,6 +235,28 @@ def write_metrics(
     )
 
 
+def _finish_processes() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():  # without this, gloo threads can abort the interpreter at exit
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _preempted(trainer, out_dir: Path, step: int) -> int:
+    """Stopped on request with a checkpoint at `step`: say so, leave no model, exit 0 (the job
+    script requeues; a failure exit would be read as a real failure)."""
+    if trainer.accelerator.is_main_process:
+        io.write_json(
+            out_dir / preemption.MARKER,
+            {"step": step, "checkpoint": f"checkpoint-{step}", "stop_file": str(preemption.stop_file())},
+        )
+        print(f"REPRO_PREEMPTED {step}", flush=True)
+    trainer.accelerator.wait_for_everyone()
+    _finish_processes()
+    return 0
+
+
 def main(run_file: str) -> int:
     """setup (arguments, data, model, reference) -> train -> evaluate -> save."""
     from datasets import Dataset
@@ -258,6 +281,11 @@ def main(run_file: str) -> int:
     if trainer_is_main():
         (out_dir / "trainer").mkdir(parents=True, exist_ok=True)
         (out_dir / "trainer" / "config_hash").write_text(config.config_hash)
+        (out_dir / preemption.MARKER).unlink(missing_ok=True)
+    callbacks = [ProgressLines()]
+    stop = preemption.stop_file()
+    if stop is not None:  # a SLURM job: its warning signal asks for a checkpoint and a requeue
+        callbacks.append(preemption.StopOnRequest(stop))
     trainer = PreferenceTrainer(
         model=model,
         args=args,
@@ -269,11 +297,13 @@ def main(run_file: str) -> int:
         hyperparameters=config.hyperparameters,
         reference=ref,
         chunked_logprobs=config.chunked_logprobs,
-        callbacks=[ProgressLines()],
+        callbacks=callbacks,
     )
     start = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.time() - start
+    if stop is not None and callbacks[-1].preempted:
+        return _preempted(trainer, out_dir, callbacks[-1].stopped_at)
     evaluation = trainer.evaluate()
     trainer.save_model(str(out_dir / "model"))  # ZeRO-3: consolidated 16-bit (fp32 on CPU) weights
 
@@ -282,11 +312,7 @@ def main(run_file: str) -> int:
         tokenizer.save_pretrained(out_dir / "model")
         write_metrics(trainer, out_dir, result, evaluation, seconds, data_stats, ref, resume, tracked)
     trainer.accelerator.wait_for_everyone()
-    import torch.distributed as dist
-
-    if dist.is_initialized():  # without this, gloo threads can abort the interpreter at exit
-        dist.barrier()
-        dist.destroy_process_group()
+    _finish_processes()
     return 0
 
 

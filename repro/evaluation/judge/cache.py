@@ -3,20 +3,37 @@
 The identity (the backend's `identity`: the kind of judge and the model asked for) is in the key
 because the request alone does not say who answers it: the rule judge and an endpoint are sent
 the same request, model name included, and must never answer for each other.
+
+Several judging processes may share one cache file (threads of one gateway, or gateways of
+several processes on one machine). Each judgment is paid for once: before asking the judge,
+a gateway claims the key (a row in `claims`, taken in one IMMEDIATE transaction); the others
+wait for the judgment instead of asking too. A claim whose holder died (same host, pid gone)
+or that is older than STALE_CLAIM_SECONDS is taken over, so a killed process blocks nobody.
+
+Journal mode: WAL on a local filesystem (readers never block the writer); WAL needs shared
+memory between the processes, which a network filesystem cannot give, so there the cache
+uses a rollback journal (DELETE), which relies on the filesystem's POSIX locks instead.
+docs/scaling.md says which filesystems are safe.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 # Request fields that do not change the answer and must not split the cache.
 _IGNORED = ("stream", "user", "timeout")
+_HOLDER = "SELECT host, pid, since FROM claims WHERE key = ?"
+# A judge call (with its retries) that has not finished after this long is presumed dead.
+STALE_CLAIM_SECONDS = 900.0
 
 
 def request_key(request: dict[str, Any], judge: dict[str, Any]) -> str:
@@ -26,47 +43,126 @@ def request_key(request: dict[str, Any], judge: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(keyed, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-class JudgmentCache:
-    """Thread-safe; one row per distinct request. Only successful responses are ever stored."""
+def journal_mode_for(path: Path) -> str:
+    """WAL on a local filesystem, DELETE (rollback journal) on a network one."""
+    from repro import filesystems
 
-    def __init__(self, path: Path):
+    return "DELETE" if filesystems.is_network(path) else "WAL"
+
+
+class JudgmentCache:
+    """Thread- and process-safe; one row per distinct request. Only successful responses are stored."""
+
+    def __init__(self, path: Path, *, stale_after: float = STALE_CLAIM_SECONDS):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.stale_after = stale_after
+        self.host = socket.gethostname()
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        # autocommit: every transaction below is explicit (BEGIN IMMEDIATE takes the write lock)
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=60, isolation_level=None)
+        self.journal_mode = journal_mode_for(self.path)
+        self._db.execute(f"PRAGMA journal_mode={self.journal_mode}")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS judgments (key TEXT PRIMARY KEY, model TEXT, request TEXT, "
             "response TEXT, created REAL)"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT, host TEXT, pid INTEGER, "
+            "since REAL)"
         )
         # which judge answered (a cache written before judges were told apart has no such column)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(judgments)")}
         if "judge" not in columns:
             self._db.execute("ALTER TABLE judgments ADD COLUMN judge TEXT")
-        self._db.commit()
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
             row = self._db.execute("SELECT response FROM judgments WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def put(
-        self, key: str, request: dict[str, Any], response: dict[str, Any], judge: dict[str, Any] | None = None
-    ) -> None:
+    def claim(self, key: str) -> str | None:
+        """Claim `key` for one judge call: a token to pass to put/release, or None when another
+        live caller holds it or the judgment is already stored."""
+        token = uuid.uuid4().hex
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO judgments (key, model, request, response, created, judge) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    key,
-                    request.get("model"),
-                    json.dumps(request, ensure_ascii=False),
-                    json.dumps(response, ensure_ascii=False),
-                    time.time(),
-                    json.dumps(judge, sort_keys=True) if judge is not None else None,
-                ),
-            )
-            self._db.commit()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if self._db.execute("SELECT 1 FROM judgments WHERE key = ?", (key,)).fetchone():
+                    return None
+                held = self._db.execute(
+                    "SELECT host, pid, since FROM claims WHERE key = ?", (key,)
+                ).fetchone()
+                if held and not self._stale(*held):
+                    return None
+                self._db.execute(
+                    "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?)",
+                    (key, token, self.host, os.getpid(), time.time()),
+                )
+                return token
+            finally:
+                self._db.execute("COMMIT")
+
+    def _stale(self, host: str, pid: int, since: float) -> bool:
+        if time.time() - since > self.stale_after:
+            return True
+        if host == self.host:  # on this machine a dead holder is known at once
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+        return False
+
+    def release(self, key: str, token: str) -> None:
+        """Give a claim up (the judge call failed): the next caller asks again."""
+        with self._lock:
+            self._db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, token))
+
+    def put(
+        self,
+        key: str,
+        request: dict[str, Any],
+        response: dict[str, Any],
+        token: str | None = None,
+        judge: dict[str, Any] | None = None,
+    ) -> None:
+        """Store a judgment (and which judge gave it) and drop its claim, in one transaction."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO judgments (key, model, request, response, created, judge) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        key,
+                        request.get("model"),
+                        json.dumps(request, ensure_ascii=False),
+                        json.dumps(response, ensure_ascii=False),
+                        time.time(),
+                        json.dumps(judge, sort_keys=True) if judge is not None else None,
+                    ),
+                )
+                self._db.execute("DELETE FROM claims WHERE key = ?", (key,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def wait(self, key: str, poll: float = 0.05) -> dict[str, Any] | None:
+        """Wait while another caller holds the claim on `key`; its judgment, or None when the
+        claim went away without one (failed or stale: the caller may claim it then)."""
+        while True:
+            if (hit := self.get(key)) is not None:
+                return hit
+            with self._lock:
+                held = self._db.execute(
+                    "SELECT host, pid, since FROM claims WHERE key = ?", (key,)
+                ).fetchone()
+            if held is None or self._stale(*held):
+                return None
+            time.sleep(poll)
 
     def __len__(self) -> int:
         with self._lock:

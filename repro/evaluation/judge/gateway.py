@@ -96,24 +96,38 @@ class Gateway:
         with self.stats.lock:
             self.stats.requests += 1
         key = request_key(request, self.identity)
-        if self.cache is not None and (hit := self.cache.get(key)) is not None:
-            with self.stats.lock:
-                self.stats.cache_hits += 1
-            return hit
+        token = None
+        while self.cache is not None:
+            # a judgment is paid once: the caller that claims the key asks, the others wait for it
+            hit = self.cache.get(key)
+            if hit is None:
+                token = self.cache.claim(key)
+                if token is not None:
+                    break
+                hit = self.cache.wait(key)  # None: the claim went away unanswered; claim again
+            if hit is not None:
+                with self.stats.lock:
+                    self.stats.cache_hits += 1
+                return hit
         with self.stats.lock:
             self.stats.backend_calls += 1
         try:
             response = self.backend(request)
-        except JudgeError as exc:
-            with self.stats.lock:
-                self.stats.failures[str(exc).split(":")[0]] += 1
-            raise
-        except Exception as exc:  # noqa: BLE001 - a backend bug is a counted failure, not a traceback
+        except BaseException as exc:
+            if self.cache is not None and token is not None:
+                self.cache.release(key, token)  # the next caller asks again
+            if isinstance(exc, JudgeError):
+                with self.stats.lock:
+                    self.stats.failures[str(exc).split(":")[0]] += 1
+                raise
+            if not isinstance(exc, Exception):
+                raise  # KeyboardInterrupt, SystemExit
+            # a backend bug is a counted failure, not a traceback from the server's thread
             with self.stats.lock:
                 self.stats.failures[type(exc).__name__] += 1
             raise JudgeError(f"{type(exc).__name__}: {exc}") from None
         if self.cache is not None:
-            self.cache.put(key, request, response, self.identity)
+            self.cache.put(key, request, response, token=token, judge=self.identity)
         return response
 
 

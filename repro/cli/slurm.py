@@ -1,0 +1,209 @@
+"""`repro run/sweep --launcher slurm` (the pipeline as SLURM jobs) and `repro status`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from repro.cli import render
+from repro.cli.common import app, format_option, path_argument, path_option
+from repro.errors import UsageError, unknown
+
+LAUNCHERS = ("local", "slurm")
+
+LauncherOpt = Annotated[
+    str,
+    typer.Option(
+        "--launcher",
+        metavar="local|slurm",
+        help="local: here, in sequence; slurm: every stage as SLURM jobs.",
+    ),
+]
+SubmitOpt = Annotated[bool, typer.Option("--submit", help="With --launcher slurm: sbatch the jobs.")]
+MaxParallelOpt = Annotated[
+    int | None, typer.Option("--max-parallel", metavar="N", help="SLURM: at most N array elements at once.")
+]
+PartitionOpt = Annotated[str | None, typer.Option("--partition", metavar="NAME", help="SLURM partition.")]
+AccountOpt = Annotated[str | None, typer.Option("--account", metavar="NAME", help="SLURM account.")]
+TimeOpt = Annotated[str, typer.Option("--time", metavar="D-HH:MM:SS", help="SLURM time limit of each job.")]
+QosOpt = Annotated[str | None, typer.Option("--qos", metavar="NAME", help="SLURM quality of service.")]
+ConstraintOpt = Annotated[
+    str | None, typer.Option("--constraint", metavar="FEATURES", help="SLURM node features.")
+]
+SbatchExtraOpt = Annotated[
+    Path | None,
+    path_option("--sbatch-extra", role="file", help="A file of extra '#SBATCH ...' lines for every job."),
+]
+JudgeOnOpt = Annotated[
+    str,
+    typer.Option("--judge-on", metavar="node|login", help="SLURM: judge in a CPU job or on the login node."),
+]
+SlurmDeviceOpt = Annotated[
+    str, typer.Option("--device", metavar="cuda|cpu", help="SLURM: the compute nodes' device.")
+]
+SignalOpt = Annotated[
+    int,
+    typer.Option(
+        "--signal-seconds", metavar="S", help="SLURM: warning signal this long before the time limit."
+    ),
+]
+
+
+def slurm_options(
+    *,
+    max_parallel: int | None,
+    partition: str | None,
+    account: str | None,
+    time_limit: str,
+    qos: str | None,
+    constraint: str | None,
+    sbatch_extra: Path | None,
+    judge_on: str,
+    device: str,
+    signal_seconds: int,
+) -> dict[str, Any]:
+    from repro.runs import slurm
+
+    site = slurm.Site(
+        partition=partition,
+        account=account,
+        time=time_limit,
+        qos=qos,
+        constraint=constraint,
+        extra=slurm.Site.read_extra(sbatch_extra),
+    )
+    return dict(
+        site=site, max_parallel=max_parallel, judge_on=judge_on, device=device, signal_seconds=signal_seconds
+    )
+
+
+def check_launcher(launcher: str, submit: bool) -> bool:
+    """True for the SLURM launcher; --submit alone is refused."""
+    if launcher not in LAUNCHERS:
+        raise unknown("launcher", launcher, LAUNCHERS)
+    if submit and launcher != "slurm":
+        raise UsageError("--submit goes with --launcher slurm")
+    return launcher == "slurm"
+
+
+def launch(
+    configs: list,
+    *,
+    results: Path,
+    benches: list[str],
+    judge,
+    limit: int | None,
+    backend: str,
+    submit: bool,
+    dry_run: bool,
+    fmt: str,
+    options: dict[str, Any],
+) -> None:
+    """Build the pipeline; print it (--dry-run), write it, or write and submit it."""
+    from repro.runs import slurm
+
+    pipeline = slurm.build(
+        configs, results_root=results, benches=benches, judge=judge, limit=limit, backend=backend, **options
+    )
+    if not dry_run:
+        if submit:
+            slurm.require_sbatch()
+        slurm.check_results_shared(results)
+    summary = {
+        "folder": str(pipeline.folder),
+        "order": pipeline.order(),
+        "estimate": pipeline.estimate,
+        "runs": [{"run_dir": str(p.directory), **p.values} for p in pipeline.points],
+    }
+    if dry_run:
+        if fmt == "json":
+            render.print_json(
+                {**summary, "scripts": {j.name: j.script for j in pipeline.jobs}, "dry_run": True}
+            )
+            return
+        out = render.console()
+        for job in pipeline.jobs:
+            out.rule(f"{pipeline.folder / (job.name + '.sbatch')} (not written)")
+            out.print(job.script, markup=False, highlight=False, end="", soft_wrap=True)
+        out.rule("submission order")
+        for number, line in enumerate(pipeline.order(), start=1):
+            out.print(f"{number}. {line}", markup=False, highlight=False, soft_wrap=True)
+        out.print(
+            f"estimate: {slurm.estimate_text(pipeline.estimate)}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        out.print("dry run: nothing written, nothing submitted", markup=False, highlight=False)
+        return
+    written = slurm.write(pipeline)
+    ids = slurm.submit(pipeline) if submit else {}
+    if fmt == "json":
+        render.print_json({**summary, "scripts": [str(p) for p in written], "jobs": ids})
+        return
+    rows = [(f"script {p.stem}", str(p)) for p in written]
+    rows += [(f"job {name}", job) for name, job in ids.items()]
+    rows += [(f"step {i}", line) for i, line in enumerate(pipeline.order(), start=1)]
+    rows.append(("estimate", slurm.estimate_text(pipeline.estimate)))
+    caption = (
+        "submitted; follow with: repro status " + str(results) if ids else "written; submit with --submit"
+    )
+    render.print_table(
+        render.table(["slurm", "value"], rows, title=f"pipeline {pipeline.folder.name}", caption=caption)
+    )
+
+
+@app.command("status")
+def status_cmd(
+    results_dir: Annotated[Path, path_argument("dir", "A results folder (runs anywhere below it).")],
+    watch: Annotated[
+        float | None,
+        typer.Option("--watch", metavar="SECONDS", help="Refresh every SECONDS until interrupted."),
+    ] = None,
+    fmt: Annotated[str, format_option("table", "json")] = "table",
+) -> None:
+    """Every run below RESULTS_DIR: stage, SLURM job and state, judge cost so far, score."""
+    from repro.runs import status
+
+    if watch is not None and watch <= 0:
+        raise UsageError(f"--watch expects a positive number of seconds, got {watch}")
+    while True:
+        rows = status.collect(results_dir)
+        if fmt == "json":
+            render.print_json({"runs": [r.as_dict() for r in rows]})
+        else:
+            if watch:
+                render.console().clear()
+            render.print_table(_status_table(rows, results_dir))
+        if not watch:
+            return
+        time.sleep(watch)
+
+
+def _status_table(rows, results_dir: Path):
+    body = [
+        (
+            r.setting,
+            r.method,
+            r.point_text(),
+            r.stage,
+            r.job or "",
+            r.job_state or "",
+            "" if r.judge_cost_usd is None else f"${r.judge_cost_usd:,.2f}",
+            r.score_text(),
+        )
+        for r in rows
+    ]
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.kind] = counts.get(r.kind, 0) + 1
+    caption = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no runs"
+    return render.table(
+        ["setting", "method", "point", "stage", "job", "state", "judge cost", "score"],
+        body,
+        title=f"runs under {results_dir}",
+        caption=caption,
+    )

@@ -1,0 +1,186 @@
+"""Sweep results: the grid of a hyperparameter search as a table and a heat map, with the best
+point per benchmark and how it compares with the published number.
+
+A sweep is every complete run of one setting x method whose hyperparameters (learning rate,
+beta, gamma/beta) differ; seeds of one point are averaged. The published number is the
+paper's cell for that setting x method (the tiny setting: the middle of its reference band,
+with the band shown), which the authors also picked from such a search.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from repro.runs import compare, published
+
+AXES = {"learning_rate": "lr", "beta": "beta", "gamma_beta_ratio": "gamma/beta"}
+METRICS = {**compare.METRICS, "mt_bench": "MT-Bench"}
+
+
+@dataclass
+class Point:
+    values: dict[str, float]
+    scores: dict[str, list[float]] = field(default_factory=dict)  # metric -> one value per seed
+
+    def score(self, metric: str) -> float | None:
+        runs = self.scores.get(metric)
+        return statistics.fmean(runs) if runs else None
+
+
+@dataclass
+class Sweep:
+    setting: str
+    method: str
+    axes: list[str]  # the hyperparameters that vary, in AXES order
+    points: list[Point]
+    published: dict[str, float] = field(default_factory=dict)
+    bands: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> list[str]:
+        return [m for m in METRICS if any(p.score(m) is not None for p in self.points)]
+
+    def best(self, metric: str) -> Point | None:
+        scored = [p for p in self.points if p.score(metric) is not None]
+        return max(scored, key=lambda p: p.score(metric)) if scored else None
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per metric: the best point, its score, the published number and the difference."""
+        out = []
+        for metric in self.metrics:
+            best = self.best(metric)
+            score = best.score(metric) if best else None
+            reference = self.published.get(metric)
+            band = self.bands.get(metric)
+            out.append(
+                {
+                    "metric": metric,
+                    "best": best.values if best else None,
+                    "score": score,
+                    "published": reference,
+                    "band": list(band) if band else None,
+                    "delta": None if score is None or reference is None else score - reference,
+                }
+            )
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "setting": self.setting,
+            "method": self.method,
+            "axes": self.axes,
+            "points": [{**p.values, **{m: p.score(m) for m in self.metrics}} for p in self.points],
+            "best": self.summary(),
+        }
+
+
+def _hyperparameters(config: dict[str, Any]) -> dict[str, float]:
+    values = {"learning_rate": config.get("learning_rate"), **(config.get("hyperparameters") or {})}
+    return {k: float(values[k]) for k in AXES if isinstance(values.get(k), (int, float))}
+
+
+def sweeps(results_dir: Path, only: set[Path] | None = None) -> list[Sweep]:
+    """Every setting x method under `results_dir` with two or more distinct grid points
+    (`only`: just the runs in these folders, e.g. one pipeline's)."""
+    complete, _ = compare.collect(results_dir)
+    wanted = {(r["setting"], r["method"], r.get("run_id")) for r in complete}
+    groups: dict[tuple[str, str], dict[tuple, Point]] = {}
+    for path in sorted(Path(results_dir).rglob("result.json")):
+        if only is not None and path.parent.resolve() not in only:
+            continue
+        try:
+            data = json.loads(path.read_text())
+            manifest = json.loads((path.parent / "manifest.json").read_text())
+        except (OSError, ValueError):
+            continue  # compare.collect has reported it
+        if (
+            not isinstance(data, dict)
+            or (data.get("setting"), data.get("method"), data.get("run_id")) not in wanted
+        ):
+            continue
+        values = _hyperparameters(manifest.get("config") or {})
+        key = tuple(sorted(values.items()))
+        point = groups.setdefault((data["setting"], data["method"]), {}).setdefault(key, Point(values))
+        for metric in METRICS:
+            value = data["scores"].get(metric)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
+                point.scores.setdefault(metric, []).append(float(value))
+    table = published.load()
+    bands = compare.tiny_band()
+    out = []
+    for (setting, method), points in sorted(groups.items()):
+        if len(points) < 2:
+            continue
+        pts = sorted(points.values(), key=lambda p: tuple(p.values.get(a, 0.0) for a in AXES))
+        varying = [a for a in AXES if len({p.values.get(a) for p in pts}) > 1]
+        sweep = Sweep(setting, method, varying, pts)
+        for metric in METRICS:
+            value = published.lookup(table, setting, method, metric)
+            band = bands.get((setting, method, metric))
+            if band:
+                sweep.bands[metric] = band
+                value = (band[0] + band[1]) / 2 if value is None else value
+            if value is not None:
+                sweep.published[metric] = value
+        out.append(sweep)
+    return out
+
+
+def heatmap(sweep: Sweep, metric: str, path: Path) -> Path:
+    """Score by learning rate (x) and beta (y), one panel per gamma/beta; the best point starred."""
+    from repro.runs import plots
+
+    plt = plots._pyplot()
+    gammas = sorted({p.values.get("gamma_beta_ratio") for p in sweep.points}, key=lambda g: (g is None, g))
+    lrs = sorted({p.values.get("learning_rate") for p in sweep.points if "learning_rate" in p.values})
+    betas = sorted({p.values.get("beta") for p in sweep.points if "beta" in p.values})
+    lrs, betas = lrs or [None], betas or [None]
+    best = sweep.best(metric)
+    scores = [p.score(metric) for p in sweep.points if p.score(metric) is not None]
+    low, high = (min(scores), max(scores)) if scores else (0.0, 1.0)
+    size = (1.2 + 1.1 * len(lrs) * len(gammas), 1.6 + 0.6 * len(betas))
+    fig, axes = plt.subplots(1, len(gammas), figsize=size, squeeze=False)
+    image = None
+    for panel, gamma in zip(axes[0], gammas, strict=True):
+        grid = [[float("nan")] * len(lrs) for _ in betas]
+        for p in sweep.points:
+            if p.values.get("gamma_beta_ratio") != gamma or p.score(metric) is None:
+                continue
+            row, col = betas.index(p.values.get("beta")), lrs.index(p.values.get("learning_rate"))
+            grid[row][col] = p.score(metric)
+            star = "*" if p is best else ""
+            panel.text(col, row, f"{p.score(metric):.1f}{star}", ha="center", va="center", fontsize=8)
+        image = panel.imshow(grid, origin="lower", aspect="auto", cmap="viridis", vmin=low, vmax=high)
+        panel.set_xticks(range(len(lrs)), [f"{v:g}" for v in lrs] if lrs != [None] else [""], fontsize=7)
+        panel.set_yticks(
+            range(len(betas)), [f"{v:g}" for v in betas] if betas != [None] else [""], fontsize=7
+        )
+        panel.set_xlabel("learning rate")
+        panel.set_ylabel("beta")
+        if gamma is not None:
+            panel.set_title(f"gamma/beta {gamma:g}", fontsize=9)
+    reference = sweep.published.get(metric)
+    title = f"{sweep.setting} x {sweep.method}: {METRICS[metric]}, * best"
+    if reference is not None and best is not None:
+        title += f" ({best.score(metric):.2f} vs published {reference:.2f})"
+    fig.suptitle(title, fontsize=9, y=1.04)
+    if image is not None:
+        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def write(sweep: Sweep, folder: Path) -> list[Path]:
+    """The sweep's table (JSON) and one heat map per metric into `folder`."""
+    from repro import io
+
+    name = f"grid-{sweep.setting}-{sweep.method}"
+    io.write_json(folder / f"{name}.json", sweep.as_dict())
+    return [folder / f"{name}.json"] + [heatmap(sweep, m, folder / f"{name}-{m}.png") for m in sweep.metrics]

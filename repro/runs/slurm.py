@@ -1,0 +1,516 @@
+"""Whole runs and sweeps as SLURM jobs: train -> generate -> judge and score, chained.
+
+One pipeline per `repro run/sweep --launcher slurm`, in RESULTS/slurm/<pipeline-id>/:
+
+- `train.sbatch`: a job array, one element per grid point (multi-node as `repro train
+  --launcher slurm`), throttled with `%N` (--max-parallel);
+- `generate.sbatch`: a job array on GPU nodes, after the training array (afterok): each
+  element writes its run's answers, resumable;
+- `judge.sbatch`: one CPU job for every run of the pipeline (afterok on generation), so the
+  judge's rate limits and the judgment cache have one user; it scores each run and writes
+  `result.json` (or the same command on the login node with --judge-on login);
+- `plan.json` (what each stage job reads), `submitted.json` (the job ids), `logs/`.
+
+Preemption: every job asks for a warning signal (`--signal=B:USR1@SECONDS`) and is
+requeueable. On the signal, training checkpoints and stops (repro.train.preemption), the
+generation and judging processes stop (their answer logs and the judgment cache keep what
+is done), and the job script requeues itself. A job that fails for any other reason exits
+non-zero and is never requeued: its dependants are cancelled (--kill-on-invalid-dep) and
+`repro status` shows the reason from its log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from repro import filesystems, io
+from repro.config.runconfig import RunConfig
+from repro.errors import ReproError, UsageError
+from repro.evaluation import judgecost, runner
+from repro.runs import run
+from repro.train import launch, preemption
+
+REQUEUE_EXIT = 75  # a stage process stopped on the warning signal (EX_TEMPFAIL): requeue it
+MAX_REQUEUES = 20  # a job preempted more often than this stops: something else is wrong
+DEVICES = ("cuda", "cpu")
+JUDGE_ON = ("node", "login")
+_TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
+
+
+@dataclass
+class Site:
+    """What the cluster needs on every job: passed through as #SBATCH lines."""
+
+    partition: str | None = None
+    account: str | None = None
+    time: str = "24:00:00"
+    qos: str | None = None
+    constraint: str | None = None
+    extra: list[str] = field(default_factory=list)  # whole `#SBATCH ...` lines from --sbatch-extra
+
+    @classmethod
+    def read_extra(cls, path: Path | None) -> list[str]:
+        """The extra #SBATCH lines of a file (blank lines and comments skipped; anything else refused)."""
+        if path is None:
+            return []
+        lines = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            line = line.strip()
+            if not line or (line.startswith("#") and not line.startswith("#SBATCH")):
+                continue
+            if not line.startswith("#SBATCH "):
+                raise UsageError(f"{path}:{number}: expected an '#SBATCH --option' line, got '{line}'")
+            lines.append(line)
+        return lines
+
+    def lines(self) -> list[str]:
+        if not _TIME.match(self.time):
+            raise UsageError(f"--time '{self.time}': expected SLURM's [DAYS-]HH:MM:SS, e.g. 24:00:00")
+        options = {
+            "partition": self.partition,
+            "account": self.account,
+            "qos": self.qos,
+            "constraint": self.constraint,
+        }
+        return (
+            [f"#SBATCH --time={self.time}"]
+            + [f"#SBATCH --{k}={v}" for k, v in options.items() if v]
+            + list(self.extra)
+        )
+
+    def hours(self) -> float:
+        """The time limit in hours."""
+        days, _, clock = self.time.rpartition("-")
+        parts = [int(p) for p in clock.split(":")]
+        # SLURM: M, M:S, H:M:S; with days: D-H, D-H:M, D-H:M:S
+        if days:
+            h, m, s = (parts + [0, 0])[:3]
+        else:
+            h, m, s = {1: (0, parts[0], 0), 2: (0, *parts), 3: tuple(parts)}[len(parts)]
+        return int(days or 0) * 24 + h + m / 60 + s / 3600
+
+
+@dataclass
+class Point:
+    """One run of the pipeline: its config, its grid values and where it lives."""
+
+    config: RunConfig
+    values: dict[str, float]
+    root: Path  # results/<setting>/<method>/<run-id>: train/ lives here
+    directory: Path  # the evaluation's folder (root, or root/partial-limitN)
+
+
+@dataclass
+class Job:
+    name: str  # train | generate | judge
+    script: str
+    array: int | None  # elements, for an array job
+    after: str | None  # the job it waits for (afterok)
+    where: str  # in words: what it runs on
+
+
+@dataclass
+class Pipeline:
+    folder: Path
+    points: list[Point]
+    jobs: list[Job]
+    plan: dict[str, Any]
+    estimate: dict[str, Any]
+    judge_on: str
+
+    def order(self) -> list[str]:
+        """The submission order, in words."""
+        lines = []
+        for job in self.jobs:
+            what = f"array of {job.array}" if job.array is not None else "one job"
+            after = f", after {job.after} succeeds (--dependency=afterok)" if job.after else ""
+            lines.append(
+                f"sbatch {self.folder / (job.name + '.sbatch')}: {job.name}, {what} on {job.where}{after}"
+            )
+        if self.judge_on == "login":
+            lines.append(f"then on the login node, after generation: {judge_command(self.folder)}")
+        return lines
+
+
+def judge_command(folder: Path) -> str:
+    return f"{shlex.quote(sys.executable)} -m repro.runs.stage judge {shlex.quote(str(folder / 'plan.json'))}"
+
+
+def pipeline_id(points: list[Point], benches: list[str], judge: runner.Judge, limit: int | None) -> str:
+    first = points[0].config
+    body = json.dumps(
+        {"runs": [str(p.directory) for p in points], "benches": sorted(benches), "judge": judge.describe(),
+         "limit": limit},
+        sort_keys=True,
+    )  # fmt: skip
+    return f"{first.setting}-{first.method}-{hashlib.sha256(body.encode()).hexdigest()[:10]}"
+
+
+def check_results_shared(results_root: Path) -> None:
+    """Compute nodes must see the results folder: refuse folders known to be node-local."""
+    reason = filesystems.node_local_reason(results_root)
+    if reason:
+        raise ReproError(
+            f"{results_root}: {reason}, so the compute nodes cannot see it; "
+            "put --results on a filesystem the nodes share"
+        )
+
+
+def points_for(
+    configs: list[tuple[RunConfig, dict[str, float]]],
+    *,
+    results_root: Path,
+    limit: int | None,
+    backend: str,
+) -> list[Point]:
+    """The pipeline's runs; two points that would share a run folder are refused."""
+    points: list[Point] = []
+    seen: dict[Path, dict[str, float]] = {}
+    for config, values in configs:
+        root = run.safe_child(results_root, config.setting, config.method, config.run_id)
+        directory = run.run_directory(config, results_root, limit, backend)
+        if root in seen:
+            raise UsageError(
+                f"grid points {_values(seen[root])} and {_values(values)} resolve to the same run "
+                f"({root.name}): they would overwrite each other"
+            )
+        seen[root] = values
+        points.append(Point(config, values, root, directory))
+    if not points:
+        raise UsageError("the sweep has no grid points")
+    return points
+
+
+def _values(values: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in values.items()) or "(recipe values)"
+
+
+def build(
+    configs: list[tuple[RunConfig, dict[str, float]]],
+    *,
+    results_root: Path,
+    benches: list[str],
+    judge: runner.Judge,
+    limit: int | None = None,
+    backend: str = "transformers",
+    site: Site | None = None,
+    max_parallel: int | None = None,
+    judge_on: str = "node",
+    device: str = "cuda",
+    signal_seconds: int = 300,
+) -> Pipeline:
+    """Every job script of the pipeline, in memory: nothing is written."""
+    site = site or Site()
+    if max_parallel is not None and max_parallel < 1:
+        raise UsageError(f"--max-parallel must be at least 1, got {max_parallel}")
+    if judge_on not in JUDGE_ON:
+        from repro.errors import unknown
+
+        raise unknown("--judge-on", judge_on, JUDGE_ON)
+    if device not in DEVICES:
+        from repro.errors import unknown
+
+        raise unknown("--device", device, DEVICES)
+    if signal_seconds < 1:
+        raise UsageError(f"--signal-seconds must be at least 1, got {signal_seconds}")
+    site_lines = site.lines()
+    points = points_for(configs, results_root=results_root, limit=limit, backend=backend)
+    folder = run.safe_child(results_root, "slurm", pipeline_id(points, benches, judge, limit))
+    batch = points[0].config.batch
+    nodes, per_node = batch["num_nodes"], batch["num_processes"]
+    gpu = device == "cuda"
+    throttle = f"%{max_parallel}" if max_parallel else ""
+    n = len(points)
+    common = dict(site_lines=site_lines, signal_seconds=signal_seconds, folder=folder)
+    train_dirs = [p.root / "train" for p in points]
+    jobs = [
+        Job(
+            "train",
+            _script(
+                "train",
+                resources=_resources(gpu, nodes, per_node),
+                array=f"0-{n - 1}{throttle}",
+                body=_train_body(train_dirs, nodes, per_node, gpu),
+                **common,
+            ),
+            n,
+            None,
+            f"{nodes} node(s) x {per_node} {'GPU' if gpu else 'CPU process'}(s) each",
+        ),
+        Job(
+            "generate",
+            _script(
+                "generate",
+                resources=_resources(gpu, 1, 1),
+                array=f"0-{n - 1}{throttle}",
+                body=_stage_body("generate", folder, '"$SLURM_ARRAY_TASK_ID"'),
+                **common,
+            ),
+            n,
+            "train",
+            "1 GPU" if gpu else "1 CPU",
+        ),
+    ]
+    if judge_on == "node":
+        jobs.append(
+            Job(
+                "judge",
+                _script(
+                    "judge",
+                    resources=["#SBATCH --cpus-per-task=1"],
+                    array=None,
+                    body=_stage_body("judge", folder, ""),
+                    **common,
+                ),  # fmt: skip
+                None,
+                "generate",
+                "1 CPU, no GPU: judges and scores every run in one process",
+            )
+        )
+    plan = {
+        "points": [
+            {
+                "config": p.config.to_json(),
+                "values": p.values,
+                "root": str(p.root),
+                "directory": str(p.directory),
+            }
+            for p in points
+        ],
+        "benches": benches,
+        "judge": {**judge.describe(), "concurrency": judge.concurrency, "cache": str(judge.cache)},
+        "limit": limit,
+        "backend": backend,
+        "device": device,
+    }
+    per_run = judgecost.estimate(benches, limit=limit, judge_model=judge.model)
+    usd = 0.0 if judge.kind == "rule" else per_run["estimated_cost_usd"] * n
+    estimate = {
+        "runs": n,
+        "gpu_hours_reserved": round(n * site.hours() * nodes * per_node, 1) if gpu else 0.0,
+        "gpu_hours_note": "upper bound: runs x nodes x GPUs per node x --time (training only)",
+        "judge_calls": 0 if judge.kind == "rule" else per_run["total_calls"] * n,
+        "judge_cost_usd": round(usd, 2),
+    }
+    return Pipeline(folder, points, jobs, plan, estimate, judge_on)
+
+
+def _resources(gpu: bool, nodes: int, per_node: int) -> list[str]:
+    lines = [f"#SBATCH --nodes={nodes}", "#SBATCH --ntasks-per-node=1"]
+    if gpu:
+        return lines + [f"#SBATCH --gpus-per-node={per_node}", f"#SBATCH --cpus-per-task={8 * per_node}"]
+    return lines + [f"#SBATCH --cpus-per-task={per_node}"]  # one core per CPU process
+
+
+def _script(
+    name: str,
+    *,
+    resources: list[str],
+    array: str | None,
+    body: list[str],
+    site_lines: list[str],
+    signal_seconds: int,
+    folder: Path,
+) -> str:
+    log = f"{folder}/logs/{name}-%A_%a.log" if array else f"{folder}/logs/{name}-%j.log"
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name=repro-{name}-{folder.name}",
+        *resources,
+        *([f"#SBATCH --array={array}"] if array else []),
+        f"#SBATCH --output={log}",
+        "#SBATCH --open-mode=append",  # a requeued job adds to its log
+        # the warning signal goes to this shell only; the traps below pass it on
+        f"#SBATCH --signal=B:USR1@{signal_seconds}",
+        "#SBATCH --requeue",
+        *site_lines,
+        "set -uo pipefail",
+        f"cd {shlex.quote(str(folder))}",
+        *(f"export {k}={shlex.quote(v)}" for k, v in _environment().items()),
+        *body,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _environment() -> dict[str, str]:
+    from repro import paths
+
+    pythonpath = os.pathsep.join(p for p in (str(paths.ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": pythonpath, "TOKENIZERS_PARALLELISM": "false"}
+
+
+REQUEUE = [
+    "requeue() {  # preempted or at the time limit: back into the queue, unless it keeps happening",
+    f'    if [ "${{SLURM_RESTART_COUNT:-0}}" -ge {MAX_REQUEUES} ]; then',
+    f'        echo "repro: error: stopped by the warning signal {MAX_REQUEUES} times; not requeued again"',
+    "        exit 1",
+    "    fi",
+    '    echo "repro: requeued after the warning signal (restart ${SLURM_RESTART_COUNT:-0})"',
+    '    scontrol requeue "$SLURM_JOB_ID"',
+    "    exit 0",
+    "}",
+]
+
+
+def _wait_lines(pid: str) -> list[str]:
+    """Wait for a background step; a trapped signal interrupts `wait`, so wait again."""
+    return [
+        f"while :; do wait {pid}; rc=$?; kill -0 {pid} 2>/dev/null || break; done",
+    ]
+
+
+def _train_body(train_dirs: list[Path], nodes: int, per_node: int, gpu: bool) -> list[str]:
+    placeholder = "@DIR@"
+    command = launch.command_for(
+        Path(placeholder) / "accelerate.yaml",
+        Path(placeholder) / "run.json",
+        {"num_processes": per_node, "num_nodes": nodes},
+    )
+    launcher, worker = command[:-3], command[-3:]
+    per_node_cmd = (
+        f"exec {shlex.join(launcher)} "
+        '--machine_rank "$SLURM_NODEID" --main_process_ip "$MASTER_ADDR" --main_process_port "$MASTER_PORT" '
+        f"{shlex.join(worker)}"
+    ).replace(placeholder, '"$DIR"')
+    env = (
+        {"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_DEEPSPEED": "true"}
+        if not gpu
+        else {}
+    )
+    return [
+        "RUNS=(",
+        *(f"    {shlex.quote(str(d))}" for d in train_dirs),
+        ")",
+        "DIR=${RUNS[$SLURM_ARRAY_TASK_ID]}",
+        "export DIR",
+        'if [ -f "$DIR/metrics.json" ] && [ -f "$DIR/model/config.json" ]; then',
+        '    echo "repro: $DIR is trained already"; exit 0',
+        "fi",
+        *REQUEUE,
+        f'export {preemption.STOP_FILE_ENV}="$DIR/stop-requested"',
+        f'rm -f "${preemption.STOP_FILE_ENV}" "$DIR/{preemption.MARKER}"',
+        # every rank sees the file after its current step; they checkpoint and stop together
+        'trap \'echo "repro: warning signal: checkpoint, then requeue"; '
+        f'touch "${preemption.STOP_FILE_ENV}"\' USR1',
+        'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        "MASTER_PORT=${MASTER_PORT:-$((20000 + SLURM_JOB_ID % 10000))}",
+        "export MASTER_ADDR MASTER_PORT",
+        *(f"export {k}={shlex.quote(v)}" for k, v in env.items()),
+        'echo "repro: training $DIR on $SLURM_JOB_NODELIST (restart ${SLURM_RESTART_COUNT:-0})"',
+        # progress and errors go where `repro status` and a local run keep them
+        'srun --kill-on-bad-exit=1 --cpus-per-task="$SLURM_CPUS_PER_TASK" '
+        f'bash -c {shlex.quote(per_node_cmd)} >> "$DIR/train.log" 2>&1 &',
+        "STEP=$!",
+        *_wait_lines("$STEP"),
+        f'if [ -f "$DIR/{preemption.MARKER}" ]; then requeue; fi',
+        'if [ "$rc" -ne 0 ] || [ ! -f "$DIR/metrics.json" ]; then',
+        '    reason=$(grep -h "repro: error" "$DIR/train.log" | tail -n 1)',
+        '    echo "repro: error: training failed (exit $rc): ${reason:-see $DIR/train.log}"',
+        "    exit $(( rc == 0 ? 1 : rc ))",
+        "fi",
+        'echo "repro: trained $DIR"',
+    ]
+
+
+def _stage_body(stage: str, folder: Path, index: str) -> list[str]:
+    command = (
+        f"{shlex.quote(sys.executable)} -m repro.runs.stage {stage} {shlex.quote(str(folder / 'plan.json'))}"
+    )
+    return [
+        *REQUEUE,
+        f"{command} {index} &",
+        "STAGE=$!",
+        # the stage process answers USR1 by stopping with exit {REQUEUE_EXIT}; its logs keep its work
+        "trap 'kill -USR1 $STAGE 2>/dev/null' USR1",
+        *_wait_lines("$STAGE"),
+        f'if [ "$rc" -eq {REQUEUE_EXIT} ]; then requeue; fi',
+        "exit $rc",
+    ]
+
+
+# -- writing and submitting -------------------------------------------------------------------
+
+
+def write(pipeline: Pipeline, *, device: str | None = None) -> list[Path]:
+    """Prepare every run's training folder and write the scripts and plan; the script paths."""
+    judge = pipeline.plan["judge"]
+    if judge["kind"] == "endpoint" and not judge["url"]:  # found now, not hours later in the judging job
+        raise UsageError("no judge: pass --judge-url URL (an OpenAI-compatible endpoint) or --judge rule")
+    for point in pipeline.points:
+        if run.trained_metrics(point.config, point.root / "train") is None:
+            launch.prepare(point.config, point.root / "train", device=device or pipeline.plan["device"])
+    pipeline.folder.mkdir(parents=True, exist_ok=True)
+    (pipeline.folder / "logs").mkdir(exist_ok=True)
+    io.write_json(pipeline.folder / "plan.json", pipeline.plan)
+    written = []
+    for job in pipeline.jobs:
+        path = pipeline.folder / f"{job.name}.sbatch"
+        path.write_text(job.script)
+        written.append(path)
+    return written
+
+
+def require_sbatch() -> str:
+    found = shutil.which("sbatch")
+    if found is None:
+        raise ReproError("--submit: no 'sbatch' on the PATH; run this on the cluster's login node")
+    return found
+
+
+def submit(pipeline: Pipeline) -> dict[str, str]:
+    """sbatch every job in order with its dependency; the job ids (also in submitted.json).
+    When sbatch refuses a job, the ones already submitted are cancelled: all or nothing."""
+    sbatch = require_sbatch()
+    ids: dict[str, str] = {}
+    for job in pipeline.jobs:
+        args = [sbatch, "--parsable", "--kill-on-invalid-dep=yes"]
+        if job.after:
+            args.append(f"--dependency=afterok:{ids[job.after]}")
+        args.append(str(pipeline.folder / f"{job.name}.sbatch"))
+        proc = subprocess.run(args, capture_output=True, text=True, cwd=pipeline.folder)
+        if proc.returncode != 0:
+            _cancel(list(ids.values()))
+            message = " ".join(proc.stderr.split()) or f"exit code {proc.returncode}"
+            undone = f"; cancelled {', '.join(ids.values())}" if ids else "; nothing was submitted"
+            raise ReproError(f"sbatch refused the {job.name} job: {message}{undone}")
+        ids[job.name] = proc.stdout.strip().split(";")[0]
+    record = {
+        "jobs": ids,
+        "runs": [
+            {"root": str(p.root), "directory": str(p.directory), "index": i, "values": p.values}
+            for i, p in enumerate(pipeline.points)
+        ],
+        "judge_on": pipeline.judge_on,
+    }
+    io.write_json(pipeline.folder / "submitted.json", record)
+    return ids
+
+
+def _cancel(ids: list[str]) -> None:
+    if ids and (scancel := shutil.which("scancel")):
+        subprocess.run([scancel, *ids], capture_output=True)
+
+
+def estimate_text(estimate: dict[str, Any]) -> str:
+    judge = (
+        f"{estimate['judge_calls']} judge calls, about ${estimate['judge_cost_usd']:,.2f}"
+        if estimate["judge_calls"]
+        else "local rule judge, no cost"
+    )
+    hours = estimate["gpu_hours_reserved"]
+    gpu = (
+        f"at most {hours:,.0f} GPU-hours of training reserved ({estimate['gpu_hours_note']})"
+        if hours
+        else "CPU nodes"
+    )
+    return f"{estimate['runs']} runs; {gpu}; {judge}"

@@ -1,0 +1,379 @@
+"""`repro run/sweep --launcher slurm` without a cluster: the scripts, the submission order and
+dependencies (through a stand-in `sbatch` that records its arguments), bad input, and
+`repro status` on a folder of runs in every state. The real cluster runs the same pipeline
+end to end in tests/test_slurm.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from repro import io
+from repro.config import recipes
+from repro.runs import status
+
+PAPER = ("sweep", "llama3-instruct-v0.2", "--method", "simpo", "--grid", "paper", "--launcher", "slurm")
+TINY = ("sweep", "tiny", "--method", "simpo", "--lr", "5e-4,1e-3", "--gpus", "1", "--judge", "rule",
+        "--launcher", "slurm", "--device", "cpu")  # fmt: skip
+
+
+@pytest.fixture
+def shared_results():
+    """A results folder outside /tmp (repro refuses node-local folders for SLURM runs)."""
+    folder = Path.home() / ".cache" / "repro-test-slurm-pipeline"
+    shutil.rmtree(folder, ignore_errors=True)
+    yield folder / "results"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def fake_tool(folder: Path, name: str, body: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("#!/bin/sh\n" + body)
+    (folder / name).chmod(0o755)
+
+
+def one_line_error(proc, needle: str, code: int = 1) -> None:
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
+    assert proc.stderr.count("\n") == 1 and needle in proc.stderr, proc.stderr
+
+
+@pytest.mark.e2e
+def test_paper_grid_dry_run_prints_every_job_and_writes_nothing(cli, tmp_path):
+    """The issue's command: 48 array elements, generation and judging after them, the estimate."""
+    results = tmp_path / "results"
+    proc = cli(*PAPER, "--dry-run", "--results", str(results))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.count("#SBATCH --array=0-47\n") == 2  # training and generation
+    for name in ("train.sbatch", "generate.sbatch", "judge.sbatch"):
+        assert f"{name} (not written)" in out
+    assert "after train succeeds (--dependency=afterok)" in out
+    assert "after generate succeeds (--dependency=afterok)" in out
+    assert "#SBATCH --signal=B:USR1@300" in out and "#SBATCH --requeue" in out
+    assert "48 runs" in out and "GPU-hours" in out and "judge calls, about $2,885" in out
+    assert "nothing written, nothing submitted" in out
+    assert not results.exists()
+
+    data = json.loads(
+        cli(*PAPER, "--dry-run", "--results", str(results), "--format", "json", check=True).stdout
+    )
+    assert len(data["runs"]) == 48 and data["estimate"]["judge_calls"] == 48 * 1965
+    assert len({r["run_dir"] for r in data["runs"]}) == 48
+    assert (
+        "--gpus-per-node=" in data["scripts"]["train"] and "--gpus-per-node=1" in data["scripts"]["generate"]
+    )
+    assert "gpus" not in data["scripts"]["judge"]  # judging needs no GPU
+    assert not results.exists()
+
+
+SITE_LINES = ("--partition=h100", "--account=lab", "--time=2-00:00:00", "--qos=high", "--constraint=h100&ib",
+              "--mail-type=FAIL", "--exclusive", "--signal=B:USR1@600")  # fmt: skip
+
+
+@pytest.mark.e2e
+def test_site_options_reach_every_job(cli, tmp_path):
+    extra = tmp_path / "extra.sbatch"
+    extra.write_text("# site lines\n#SBATCH --mail-type=FAIL\n\n#SBATCH --exclusive\n")
+    data = json.loads(
+        cli(
+            *PAPER, "--dry-run", "--format", "json", "--results", str(tmp_path / "r"), "--max-parallel", "8",
+            "--partition", "h100", "--account", "lab", "--time", "2-00:00:00", "--qos", "high",
+            "--constraint", "h100&ib", "--sbatch-extra", str(extra), "--signal-seconds", "600", check=True,
+        ).stdout
+    )  # fmt: skip
+    for name, script in data["scripts"].items():
+        for line in SITE_LINES:
+            assert f"#SBATCH {line}\n" in script, (name, line)
+    assert "#SBATCH --array=0-47%8\n" in data["scripts"]["train"]
+    gpus = int(data["scripts"]["train"].split("--gpus-per-node=")[1].split("\n")[0])
+    assert data["estimate"]["gpu_hours_reserved"] == 48 * 48 * gpus  # runs x --time x GPUs, an upper bound
+
+
+@pytest.mark.e2e
+def test_submission_order_and_dependencies(cli, tmp_path, shared_results, monkeypatch):
+    """A stand-in sbatch records each call and answers with a job id: training first, then
+    generation after it, then judging after generation, and the ids land in submitted.json."""
+    bin_dir, record = tmp_path / "bin", tmp_path / "sbatch.calls"
+    fake_tool(bin_dir, "sbatch", f'echo "$@" >> {record}\nn=$(wc -l < {record})\necho "$((100 + n))"\n')
+    for tool in ("squeue", "sacct", "scontrol"):  # a scheduler that knows nothing (yet)
+        fake_tool(bin_dir, tool, "exit 0\n")
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    proc = cli(*TINY, "--submit", "--max-parallel", "1", "--results", str(shared_results), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    calls = record.read_text().splitlines()
+    assert len(calls) == 3
+    assert "--dependency" not in calls[0] and calls[0].endswith("train.sbatch")
+    assert "--dependency=afterok:101" in calls[1] and calls[1].endswith("generate.sbatch")
+    assert "--dependency=afterok:102" in calls[2] and calls[2].endswith("judge.sbatch")
+    assert all("--kill-on-invalid-dep=yes" in c for c in calls)
+    info = json.loads(proc.stdout)
+    assert info["jobs"] == {"train": "101", "generate": "102", "judge": "103"}
+    folder = Path(info["folder"])
+    assert io.read_json(folder / "submitted.json")["jobs"] == info["jobs"]
+    train = (folder / "train.sbatch").read_text()
+    assert "#SBATCH --array=0-1%1" in train and "--gpus-per-node" not in train
+    for run in info["runs"]:  # every training folder is prepared before submission
+        assert (Path(run["run_dir"]) / "train" / "run.json").exists()
+    status = json.loads(cli("status", str(shared_results), "--format", "json", check=True).stdout)
+    assert sorted((r["kind"], r["job"]) for r in status["runs"]) == [
+        ("not started", "101_0"),
+        ("not started", "101_1"),
+    ]
+
+
+@pytest.mark.e2e
+def test_bad_input_is_one_line_and_submits_nothing(cli, tmp_path, shared_results, monkeypatch):
+    # no sbatch on the PATH
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    one_line_error(cli(*TINY, "--submit", "--results", str(shared_results)), "no 'sbatch' on the PATH")
+    assert not shared_results.exists()
+    # a partition sbatch does not know: its own error, in one line, nothing submitted
+    bin_dir = tmp_path / "bin"
+    fake_tool(bin_dir, "sbatch", 'echo "sbatch: error: invalid partition specified: nope" >&2\nexit 1\n')
+    fake_tool(bin_dir, "scancel", f"echo scancel >> {tmp_path / 'scancel.calls'}\n")
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    proc = cli(*TINY, "--submit", "--partition", "nope", "--results", str(shared_results))
+    one_line_error(proc, "sbatch refused the train job: sbatch: error: invalid partition specified: nope")
+    assert "nothing was submitted" in proc.stderr and not (tmp_path / "scancel.calls").exists()
+    assert not list(shared_results.rglob("submitted.json"))
+    # a results folder the compute nodes cannot see
+    one_line_error(cli(*TINY, "--results", str(tmp_path / "results")), "under /tmp")
+    assert not (tmp_path / "results").exists()
+    # --max-parallel 0
+    one_line_error(cli(*TINY, "--dry-run", "--max-parallel", "0"), "--max-parallel must be at least 1", 2)
+    # two grid points that are one run
+    proc = cli("sweep", "tiny", "--lr", "1e-3,0.001", "--launcher", "slurm", "--dry-run", "--judge", "rule")
+    one_line_error(proc, "would overwrite each other", 2)
+    # a time limit SLURM would refuse; --submit without the SLURM launcher
+    one_line_error(cli(*TINY, "--dry-run", "--time", "soon"), "--time 'soon'", 2)
+    one_line_error(cli("run", "tiny", "--submit"), "--submit goes with --launcher slurm", 2)
+
+
+@pytest.mark.e2e
+def test_run_with_the_slurm_launcher_is_a_one_point_pipeline(cli, tmp_path):
+    data = json.loads(
+        cli(
+            "run",
+            "tiny",
+            "--launcher",
+            "slurm",
+            "--dry-run",
+            "--format",
+            "json",
+            "--device",
+            "cpu",
+            "--results",
+            str(tmp_path / "r"),
+            check=True,
+        ).stdout  # fmt: skip
+    )
+    assert len(data["runs"]) == 1 and "#SBATCH --array=0-0\n" in data["scripts"]["train"]
+    assert data["estimate"]["judge_cost_usd"] == 0  # the tiny setting's rule judge
+    login = json.loads(
+        cli(
+            "run",
+            "tiny",
+            "--launcher",
+            "slurm",
+            "--dry-run",
+            "--format",
+            "json",
+            "--judge-on",
+            "login",
+            "--results",
+            str(tmp_path / "r"),
+            check=True,
+        ).stdout  # fmt: skip
+    )
+    assert set(login["scripts"]) == {"train", "generate"}
+    assert "on the login node" in login["order"][-1] and "repro.runs.stage judge" in login["order"][-1]
+
+
+# -- repro status ---------------------------------------------------------------------------------
+
+
+def _run_folder(results: Path, lr: float, **files: object) -> Path:
+    config, _ = recipes.resolve_names("tiny", "simpo", overrides=[f"learning_rate={lr:g}"])
+    root = results / "tiny" / "simpo" / config.run_id
+    (root / "train").mkdir(parents=True)
+    io.write_json(root / "train" / "run.json", {"config": config.to_json()})
+    for name, content in files.items():
+        path = root / name.replace("__", "/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            path.write_text(content)
+        else:
+            io.write_json(path, content)
+    return root
+
+
+def test_status_shows_every_state(cli, tmp_path, monkeypatch):
+    """A folder with runs in every state, four of them from a submitted pipeline whose jobs a
+    stand-in squeue reports (one pending, one failed with its log's reason)."""
+    results = tmp_path / "results"
+    steps = "".join(f"REPRO_STEP {i}/32\n" for i in range(1, 13))
+    record = {"scores": {"ae2_lc": 61.5, "ae2_wr": 60.0}, "judge": {"kind": "rule"}, "benchmarks": {}}
+    done = _run_folder(results, 1e-4, **{"result.json": record})
+    training = _run_folder(results, 2e-4, **{"train__train.log": steps})
+    preempted = _run_folder(
+        results, 3e-4, **{"train__train.log": steps, "train__preempted.json": {"step": 12}}
+    )
+    oom = _run_folder(results, 4e-4, **{"train__train.log": steps + "repro: error: CUDA out of memory\n"})
+    generating = _run_folder(results, 5e-4, **{"stage.json": {"stage": "generating", "done": 2, "total": 5}})
+    judging = _run_folder(results, 6e-4, **{"stage.json": {"stage": "judging"}})
+    no_key = _run_folder(
+        results, 7e-4, **{"stage.json": {"stage": "failed", "reason": "OPENAI_API_KEY is not set"}}
+    )
+    trained = _run_folder(
+        results, 8e-4, **{"train__metrics.json": {"steps": 32}, "train__model__config.json": {}}
+    )
+    queued = _run_folder(results, 9e-4)
+    killed = _run_folder(results, 1e-3, **{"train__train.log": "REPRO_STEP 3/32\n"})
+    pipeline = results / "slurm" / "tiny-simpo-0123456789"
+    (pipeline / "logs").mkdir(parents=True)
+    (pipeline / "logs" / "train-500_1.log").write_text(
+        "repro: error: training failed (exit 137): node lost\n"
+    )
+    runs = [queued, killed, training, preempted]
+    entries = [{"root": str(r), "directory": str(r), "index": i, "values": {}} for i, r in enumerate(runs)]
+    jobs = {"train": "500", "generate": "501", "judge": "502"}
+    io.write_json(pipeline / "submitted.json", {"jobs": jobs, "runs": entries})
+    bin_dir = tmp_path / "bin"
+    fake_tool(
+        bin_dir,
+        "squeue",
+        'printf "500_0|PENDING|Priority\\n500_2|RUNNING|None\\n500_3|PENDING|BeginTime\\n"\n',
+    )
+    fake_tool(bin_dir, "sacct", 'printf "500_1|FAILED\\n"\n')
+    fake_tool(bin_dir, "scontrol", "exit 0\n")
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+
+    by_dir = {Path(r.run_dir): r.as_dict() for r in status.collect(results)}
+    assert len(by_dir) == 10
+
+    def shown(root):
+        return by_dir[root]["kind"], by_dir[root]["stage"]
+
+    assert shown(done) == ("done", "done") and by_dir[done]["scores"] == {"ae2_lc": 61.5, "ae2_wr": 60.0}
+    assert by_dir[done]["judge_cost_usd"] == 0.0
+    assert shown(training) == ("training", "training step 12 of 32")
+    assert by_dir[training]["job"] == "500_2" and by_dir[training]["job_state"] == "RUNNING"
+    assert shown(preempted) == ("preempted", "preempted at step 12: checkpoint saved, requeued")
+    assert by_dir[preempted]["job_state"] == "PENDING"
+    assert shown(oom) == ("failed", "failed: CUDA out of memory")
+    assert shown(generating) == ("generating", "generating (benchmark 2 of 5)")
+    assert shown(judging) == ("judging", "judging")
+    assert shown(no_key) == ("failed", "failed: OPENAI_API_KEY is not set")
+    assert shown(trained) == ("trained", "trained, waiting to generate")
+    assert shown(queued) == ("queued", "queued (Priority)") and by_dir[queued]["job"] == "500_0"
+    assert shown(killed) == ("failed", "failed: training failed (exit 137): node lost")
+    assert by_dir[done]["point"] == {"learning_rate": 1e-4, "beta": 2.0, "gamma_beta_ratio": 0.5}
+
+    table = cli("status", str(results), check=True).stdout
+    assert "training step 12 of 32" in table and "500_0" in table and "1 done" in table
+
+
+# -- the job scripts' requeue logic, with stand-ins for srun and scontrol ---------------------------
+
+FAKE_SRUN = """#!/bin/bash
+# the training step: its output goes to train.log as the script redirects it
+case "$MODE" in
+  preempt) echo '{"step": 5}' > "$DIR/preempted.json"; echo "REPRO_PREEMPTED 5" ;;
+  fail) echo "repro: error: CUDA out of memory"; exit 1 ;;
+  signal) for _ in $(seq 100); do [ -f "$REPRO_STOP_FILE" ] && break; sleep 0.1; done
+          [ -f "$REPRO_STOP_FILE" ] && echo '{"step": 7}' > "$DIR/preempted.json" ;;
+  *) echo '{}' > "$DIR/metrics.json" ;;
+esac
+"""
+
+
+@pytest.fixture
+def train_script(tmp_path):
+    from repro.evaluation import runner
+    from repro.runs import slurm
+
+    config, _ = recipes.resolve_names("tiny", "simpo", num_processes=1)
+    pipeline = slurm.build(
+        [(config, {})], results_root=tmp_path / "results", benches=["alpaca_eval2"],
+        judge=runner.Judge(kind="rule"), device="cpu",
+    )  # fmt: skip
+    script = pipeline.folder / "train.sbatch"  # the script alone: the stand-in srun trains nothing
+    script.parent.mkdir(parents=True)
+    script.write_text(pipeline.jobs[0].script)
+    (pipeline.points[0].root / "train").mkdir(parents=True)
+    bin_dir = tmp_path / "bin"
+    fake_tool(bin_dir, "srun", FAKE_SRUN.removeprefix("#!/bin/bash\n"))
+    fake_tool(
+        bin_dir,
+        "scontrol",
+        f'[ "$1" = show ] && echo n1 && exit 0\necho "$@" >> {tmp_path / "scontrol.calls"}\n',
+    )
+    return pipeline.folder / "train.sbatch", pipeline.points[0].root / "train", bin_dir
+
+
+def run_script(script: Path, bin_dir: Path, mode: str, restarts: int = 0, signal_after: float | None = None):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MODE": mode, "SLURM_ARRAY_TASK_ID": "0",
+           "SLURM_JOB_ID": "77", "SLURM_CPUS_PER_TASK": "1", "SLURM_JOB_NODELIST": "n1",
+           "SLURM_RESTART_COUNT": str(restarts)}  # fmt: skip
+    proc = subprocess.Popen(
+        ["bash", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    if signal_after is not None:
+        time.sleep(signal_after)
+        proc.send_signal(signal.SIGUSR1)  # what --signal=B:USR1@S sends: the batch shell only
+    out, _ = proc.communicate(timeout=60)
+    return proc.returncode, out
+
+
+def test_warning_signal_checkpoints_and_requeues(train_script, tmp_path):
+    script, train, bin_dir = train_script
+    code, out = run_script(script, bin_dir, "signal", signal_after=1.0)
+    assert code == 0, out
+    assert "warning signal: checkpoint, then requeue" in out and "requeued after the warning signal" in out
+    assert (tmp_path / "scontrol.calls").read_text() == "requeue 77\n"
+    assert (train / "stop-requested").exists() and (train / "preempted.json").exists()
+
+
+def test_real_failures_are_not_requeued(train_script, tmp_path):
+    script, train, bin_dir = train_script
+    code, out = run_script(script, bin_dir, "fail")
+    assert code == 1 and "repro: error: training failed (exit 1): repro: error: CUDA out of memory" in out
+    assert not (tmp_path / "scontrol.calls").exists()
+    # preempted too often: stops instead of requeueing forever
+    code, out = run_script(script, bin_dir, "preempt", restarts=20)
+    assert code == 1 and "stopped by the warning signal 20 times; not requeued again" in out
+    assert not (tmp_path / "scontrol.calls").exists()
+    # finished: the element succeeds, and a resubmission finds it trained
+    (train / "model").mkdir()
+    (train / "model" / "config.json").write_text("{}")
+    code, out = run_script(script, bin_dir, "ok")
+    assert code == 0 and "repro: trained" in out
+    code, out = run_script(script, bin_dir, "fail")
+    assert code == 0 and "is trained already" in out
+
+
+def test_stage_process_stops_on_the_signal_with_the_requeue_code(monkeypatch):
+    """The generation and judging processes: USR1 -> exit 75, which the job script requeues."""
+    import os
+    import signal
+
+    from repro.runs import slurm, stage
+
+    def interrupted(plan, index):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        raise AssertionError("the signal did not stop the stage")
+
+    monkeypatch.setattr(stage, "generate", interrupted)
+    previous = signal.getsignal(signal.SIGUSR1)
+    try:
+        assert stage.main(["generate", "plan.json", "0"]) == slurm.REQUEUE_EXIT
+    finally:
+        signal.signal(signal.SIGUSR1, previous)

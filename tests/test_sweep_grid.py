@@ -1,0 +1,71 @@
+"""Sweep results in `repro compare`: the grid as a table and heat maps, the best point per
+benchmark against the published number. Oracle: the best points and differences below are
+worked out by hand from the scores written into the runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from repro import io
+from repro.runs import grid
+
+# llama3-instruct-v0.2 x simpo is published as AE2 LC 53.7, AE2 WR 47.5, Arena-Hard 36.5
+POINTS = [  # (lr, beta, seed, ae2_lc, ah)
+    (5e-7, 2.5, 1, 50.0, 30.0),
+    (5e-7, 2.5, 2, 52.0, 32.0),  # two seeds of one point: averaged (51.0, 31.0)
+    (5e-7, 10.0, 1, 49.0, 38.0),  # best Arena-Hard: 38.0 vs 36.5 -> +1.5
+    (1e-6, 2.5, 1, 54.5, 35.0),  # best AE2 LC: 54.5 vs 53.7 -> +0.8
+    (1e-6, 10.0, 1, 47.0, 33.0),
+]
+
+
+def make_runs(results: Path) -> None:
+    for i, (lr, beta, seed, lc, ah) in enumerate(POINTS):
+        run = results / "llama3-instruct-v0.2" / "simpo" / f"{i:010x}-seed{seed}"
+        run.mkdir(parents=True)
+        io.write_json(
+            run / "result.json",
+            {"setting": "llama3-instruct-v0.2", "method": "simpo", "run_id": run.name, "seed": seed,
+             "scores": {"ae2_lc": lc, "ah": ah}, "complete": True},
+        )  # fmt: skip
+        config = {"learning_rate": lr, "hyperparameters": {"beta": beta, "gamma_beta_ratio": 0.3}}
+        io.write_json(run / "manifest.json", {"config": config})
+
+
+def test_grid_best_points_against_published(tmp_path):
+    results = tmp_path / "results"
+    make_runs(results)
+    (sweep,) = grid.sweeps(results)
+    assert sweep.axes == ["learning_rate", "beta"]  # gamma/beta is the same everywhere
+    assert len(sweep.points) == 4
+    best = {item["metric"]: item for item in sweep.summary()}
+    assert best["ae2_lc"]["best"] == {"learning_rate": 1e-6, "beta": 2.5, "gamma_beta_ratio": 0.3}
+    assert best["ae2_lc"]["published"] == 53.7 and abs(best["ae2_lc"]["delta"] - 0.8) < 1e-9
+    assert best["ah"]["best"]["beta"] == 10.0 and abs(best["ah"]["delta"] - 1.5) < 1e-9
+    assert sweep.points[0].score("ae2_lc") == 51.0  # the two seeds averaged
+
+
+@pytest.mark.e2e
+def test_compare_shows_the_grid_and_writes_heat_maps(cli, tmp_path):
+    results = tmp_path / "results"
+    make_runs(results)
+    proc = cli("compare", str(results), "--plot", str(tmp_path / "cmp.png"), check=True)
+    out = " ".join(proc.stdout.split())
+    assert out.index("Reproduced vs published") < out.index("sweep llama3-instruct-v0.2 x simpo: 4 points")
+    assert "54.50 *" in out and "38.00 *" in out
+    assert "best AE2 LC: 54.50 at lr=1e-06 beta=2.5 vs published 53.70 (+0.80)" in out
+    for metric in ("ae2_lc", "ah"):
+        image = tmp_path / f"cmp-grid-llama3-instruct-v0.2-simpo-{metric}.png"
+        assert image.read_bytes()[:4] == b"\x89PNG"
+    data = json.loads(cli("compare", str(results), "--format", "json", check=True).stdout)
+    assert data["sweeps"][0]["best"][0]["metric"] == "ae2_lc" and len(data["sweeps"][0]["points"]) == 4
+
+
+def test_one_point_is_not_a_sweep(tmp_path):
+    make_runs(tmp_path / "r")
+    for run in list((tmp_path / "r" / "llama3-instruct-v0.2" / "simpo").iterdir())[1:]:
+        (run / "result.json").unlink()
+    assert grid.sweeps(tmp_path / "r") == []
