@@ -170,18 +170,9 @@ def collect(
                 (str(path), f"incomplete run ({', '.join(data.get('incomplete_benchmarks') or [])})")
             )
             continue
-        if (path.parent / "manifest.json").exists():
-            try:
-                check = verify.verify(path.parent, scores_only=True)
-            except ReproError as exc:
-                skipped.append((str(path), f"fails verification: {exc}"))
-                continue
-            if check.problems:
-                skipped.append((str(path), f"fails verification: {'; '.join(check.problems)}"))
-                continue
-            unverified.extend((str(path), note) for note in check.notes)
-        else:
-            unverified.append((str(path), "no manifest.json beside it: its scores are unverified"))
+        if problem := _verification(path, unverified):
+            skipped.append((str(path), problem))
+            continue
         data["_group"], data["_variant"], data["_extent"] = _identity(path, data)
         # the same trained model evaluated the same way twice (e.g. a copy of a run folder)
         counted = (data.get("setting"), data.get("method"), data.get("run_id"), data["_group"])
@@ -191,6 +182,23 @@ def collect(
         seen[counted] = str(path)
         results.append(data)
     return results, skipped
+
+
+def _verification(path: Path, unverified: list[tuple[str, str]]) -> str | None:
+    """Why the run of `path` fails verification of its score files (a reason to skip it), or
+    None; a manifest that cannot vouch for the scores adds to `unverified` instead."""
+    if not (path.parent / "manifest.json").exists():
+        unverified.append((str(path), "no manifest.json beside it: its scores are unverified"))
+        return None
+    try:
+        check = verify.verify(path.parent, scores_only=True)
+    except ReproError as exc:  # a manifest that records no hashes cannot vouch for anything
+        unverified.append((str(path), f"its manifest records no hashes ({exc})"))
+        return None
+    if check.problems:
+        return f"fails verification: {'; '.join(check.problems)}"
+    unverified.extend((str(path), note) for note in check.notes)
+    return None
 
 
 def _identity(path: Path, data: dict[str, Any]) -> tuple[str | None, dict | None, dict | None]:

@@ -65,16 +65,21 @@ class JudgmentCache:
         self._db.execute(f"PRAGMA journal_mode={self.journal_mode}")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS judgments (key TEXT PRIMARY KEY, model TEXT, request TEXT, "
-            "response TEXT, created REAL)"
+            "response TEXT, created REAL, judge TEXT)"
         )
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT, host TEXT, pid INTEGER, "
             "since REAL)"
         )
-        # which judge answered (a cache written before judges were told apart has no such column)
+        # which judge answered (a cache written before judges were told apart has no such column;
+        # another process may add it at the same moment)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(judgments)")}
         if "judge" not in columns:
-            self._db.execute("ALTER TABLE judgments ADD COLUMN judge TEXT")
+            try:
+                self._db.execute("ALTER TABLE judgments ADD COLUMN judge TEXT")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
