@@ -6,7 +6,7 @@ Two models, both random-init Llamas built here in seconds:
   output row (it ties the EOS whenever the EOS is a candidate: with it as a second stop id both
   top-2 candidates are stop ids, Gemma's two-stop-id case) and token `TIE_B` gets token
   `TIE_A`'s row (a tie between two ordinary tokens). Its prompts include four near the model's
-  256-position limit, where the search ends at the model length;
+  256-position limit, where the search ends at the model length (256 tokens, prompt included);
 - `llama3-vocab`: Llama 3's vocabulary (128,256 ids; BOS 128000, `<|end_of_text|>` 128001,
   `<|eot_id|>` 128009, both made likely), one layer, a word-level tokenizer over that many ids
   (vLLM needs one in the folder; the real Llama 3 tokenizer is not needed for token ids).
@@ -71,7 +71,7 @@ def tiny_model(root: Path) -> Model:
         tokenizer.save_pretrained(folder)
     prompts = generate.encode(tokenizer, generation_prompts(24), add_special_tokens=False)
     # near the 256-position limit: the search can run into the model length
-    long = [(prompts[k] * 64)[:n] for k, n in enumerate((250, 254, 255, 256))]
+    long = [(prompts[k] * 64)[:n] for k, n in enumerate((250, 253, 254, 255))]
     return Model(
         "tiny",
         folder,

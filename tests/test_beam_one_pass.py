@@ -63,7 +63,7 @@ def test_the_driver_equals_the_step_wise_search_on_a_scripted_model():
             prompts, decoding, EOS, lambda seqs: [scripted_top2(s) for s in seqs], lambda i, c: None, limit
         )
         searches = generate.beam1_searches(prompts, decoding, EOS, limit)
-        ours = beam.search_in_rounds(prompts, searches, scripted_round, lambda i, c: None, limit)
+        ours = beam.search_in_rounds(prompts, searches, scripted_round, lambda i, c: None)
         assert ours == oracle, seed
         cases += len(prompts)
     assert cases == 2000

@@ -158,8 +158,11 @@ class Backend:
 def beam1_searches(
     prompt_ids: list[list[int]], decoding: Decoding, eos_id: int | None, max_model_len: int | None
 ) -> list[beam.Width1]:
+    """One search per prompt. A beam ends at `max_model_len` tokens, prompt included: `Width1`
+    finishes candidates longer than its limit, and vLLM takes no longer sequence (beam.py, 2)."""
     stops = decoding.stops(eos_id)
-    return [beam.Width1(len(p), decoding.max_new_tokens, stops, eos_id, max_model_len) for p in prompt_ids]
+    limit = max_model_len - 1 if max_model_len is not None else None
+    return [beam.Width1(len(p), decoding.max_new_tokens, stops, eos_id, limit) for p in prompt_ids]
 
 
 def check_beam1_search(name: str) -> str:
@@ -314,7 +317,7 @@ class TransformersBackend(Backend):
         eos = self.tokenizer.eos_token_id
         limit = getattr(self.model.config, "max_position_embeddings", None)  # vLLM's max_model_len
         searches = beam1_searches(rows, decoding, eos, limit)
-        return beam.search_in_rounds(rows, searches, self._greedy_round(decoding), lambda i, c: None, limit)
+        return beam.search_in_rounds(rows, searches, self._greedy_round(decoding), lambda i, c: None)
 
     def _greedy_round(self, decoding: Decoding) -> beam.Round:
         """Greedy decoding on a KV cache that hands each step's top 2 (log_softmax(logits / T),
