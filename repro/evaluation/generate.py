@@ -464,7 +464,7 @@ class VLLMBackend(Backend):
                 max_tokens=decoding.max_new_tokens,
                 temperature=decoding.temperature if decoding.mode == "sample" else 0.0,
                 top_p=decoding.top_p if decoding.mode == "sample" else 1.0,
-                stop_token_ids=sorted(stops),
+                stop_token_ids=self._engine_stops(stops),
                 seed=prompt_seed(decoding.seed, ids),
                 detokenize=False,  # repro decodes with its own tokenizer
             )
@@ -476,6 +476,12 @@ class VLLMBackend(Backend):
 
         outputs = self._run(prompt_ids, params, finished)
         return [cut_at_stop(list(o.outputs[0].token_ids), stops) for o in outputs]
+
+    def _engine_stops(self, stops: frozenset[int]) -> list[int]:
+        """The stop ids vLLM takes: those in the model's vocabulary (vLLM refuses the others,
+        which could never be generated anyway, e.g. Gemma's 107 on a 101-token test model)."""
+        vocab = self.llm.llm_engine.model_config.get_vocab_size()
+        return sorted(t for t in stops if 0 <= t < vocab)
 
     def _top2(self, decoding: Decoding):
         temperature = decoding.temperature if decoding.temperature > 1e-5 else 0.0
@@ -500,7 +506,7 @@ class VLLMBackend(Backend):
         from repro.evaluation.temperature_scale import KEY
 
         scale = decoding.temperature if decoding.temperature > 1e-5 else None
-        stops = sorted(decoding.stops(self.tokenizer.eos_token_id))
+        stops = self._engine_stops(decoding.stops(self.tokenizer.eos_token_id))
 
         def run(sequences: list[list[int]], budgets: list[int], step: beam.Step, resume: beam.Resume) -> None:
             engine = self.llm.llm_engine
