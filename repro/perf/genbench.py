@@ -3,7 +3,8 @@
 Every backend generates the same token-id prompts with the same decodings from the same
 checkpoint, each in a fresh process (vLLM lowers torch's thread count for its own serving;
 a shared process would slow transformers down). Reported per backend and decoding: the
-engine's start-up seconds (once), the generation seconds, the completion tokens and tokens
+engine's start-up seconds (once), then per decoding after an untimed warm-up on 4 prompts,
+the generation seconds, the completion tokens and tokens
 per second; then the vLLM / transformers ratio of tokens per second and whether the two
 produced the same completions, and on each engine beam1's tokens per second against greedy's
 (the one-pass search's cost over plain greedy decoding). A decoding named `beam1-stepwise`
@@ -126,6 +127,10 @@ def run_backend(
     }
     for mode in preset.decodings:
         decoding, backend.beam1_search = decoding_of(mode, preset.max_new_tokens)
+        # a short untimed run first: one-time costs (vLLM compiles its log-prob kernels on first
+        # use) belong to start-up, not to the decoding measured after
+        warm, _ = decoding_of(mode, min(8, preset.max_new_tokens))
+        backend.complete(prompt_ids[:4], warm, lambda i, ids: None)
         start = time.perf_counter()
         completions = backend.complete(prompt_ids, decoding, lambda i, ids: None)
         seconds = time.perf_counter() - start
