@@ -313,7 +313,7 @@ class TransformersBackend(Backend):
         return [s.completion() for s in searches]
 
     def _beam1_rounds(self, rows, decoding: Decoding) -> list[list[int]]:
-        """Width-1 beam search in greedy `generate` rounds (`beam.search_in_rounds`)."""
+        """Width-1 beam search in one pass: greedy decoding steered by the search (`search_in_rounds`)."""
         eos = self.tokenizer.eos_token_id
         limit = getattr(self.model.config, "max_position_embeddings", None)  # vLLM's max_model_len
         searches = beam1_searches(rows, decoding, eos, limit)
