@@ -179,4 +179,19 @@ def generate_tables(report: dict[str, Any]) -> list:
         ],
         title="ratios (same run, same prompts and decoding)",
     )
-    return [per, ratios]
+    load = report.get("load_average")
+    over = render.table(
+        ["backend", "decoding", "tokens/s over greedy's"],
+        [
+            (r["backend"], r["decoding"], f"{r['over_greedy']:.2f}x")
+            for r in report.get("beam1_over_greedy", [])
+        ],
+        title="beam1 against greedy on the same engine",
+        caption=(
+            f"load average (1, 5, 15 min) before {', '.join(f'{x:.2f}' for x in load['before'])}; "
+            f"after {', '.join(f'{x:.2f}' for x in load['after'])}"
+        )
+        if load
+        else None,
+    )
+    return [per, ratios, over]

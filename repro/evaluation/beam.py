@@ -10,7 +10,10 @@ with `best_of = n = 1`, i.e. width 1, with these rules, reproduced by `Width1` b
 1. every step proposes the 2 x width = 2 most likely next tokens of the running beam
    (`torch.topk` of the log-probs);
 2. a candidate ending in the tokenizer's EOS or in one of `stop_token_ids`, or reaching
-   `max_tokens` (or the model length), is *finished*; the best finished sequence is kept;
+   `max_tokens` (or the model length), is *finished*; the best finished sequence is kept.
+   The model length: the old engine let a sequence grow to `max_model_len` + 1 tokens; today's
+   vLLM takes no prompt of `max_model_len` tokens (prompt + 1 output must fit), so repro ends a
+   beam at `max_model_len` tokens, prompt included, on every backend (`generate.beam1_searches`);
 3. the best unfinished candidate becomes the running beam, unless the best finished score
    is already at least the running one (`early_stopping=False`: the running beam's
    *current* score is its highest attainable one); no unfinished candidate also stops;
@@ -29,7 +32,11 @@ offline loop over one-token requests (`LLM.beam_search`, `BeamSearchParams`), an
 differs from rules 2, 3 and 5: it knows no `stop_token_ids` (only the EOS), it never stops
 early (every prompt runs to `max_tokens`, and any EOS-terminated prefix seen on the way may
 win), and its log-probs are raw (it has no temperature). Its `BeamSearchSequence.text`
-also decodes the prompt with the completion. So repro runs the same loop itself: each step
+also decodes the prompt with the completion. So repro runs the search itself, in one of two
+ways that take the same decisions from the same log-probs. One pass (`search_in_rounds`, the
+default on vLLM and transformers): the engine decodes greedily, many tokens per call, and
+each step's top 2 are fed to `Width1` as they come (below). Step-wise (the oracle, and what
+a server backend runs): each step
 asks the engine for the top-2 log-probs of every running beam at once (vLLM:
 `SamplingParams(max_tokens=1, logprobs=2)` with `logprobs_mode="processed_logprobs"`, the
 sampler's temperature-scaled log-probs; transformers: `log_softmax(logits / T)`; a server:
@@ -41,7 +48,10 @@ continues past it scores higher), both part from it the same way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from repro.errors import ReproError
 
 TopTwo = list[tuple[int, float]]  # (token id, log-prob), most likely first
 
@@ -100,3 +110,82 @@ class Width1:
         if tokens and (tokens[-1] == self.eos_id or tokens[-1] in self.stop_ids):
             tokens = tokens[:-1]
         return tokens
+
+
+# --- the search in a few engine rounds ("one-pass") -------------------------------------------
+#
+# Width 1 makes the running beam a greedy path: each step it takes the most likely candidate
+# unless that one finishes (a stop id), then the runner-up. So an engine can generate the path
+# greedily, many tokens per call, with the stop ids as stops and the top-2 log-probs of every
+# step, while `Width1` is fed those steps one by one as they arrive. A prompt leaves the round
+# when its search ends (the engine may drop it) or when the engine's token is not the one the
+# search took (a stop id was the most likely token and the search continues from the runner-up,
+# or two tokens tie and the engine's argmax broke the tie otherwise): the next round continues
+# it from the search's own running beam. Every decision is `Width1.feed` on the same top-2
+# log-probs the step-wise search would get, so both take the same path; only the number of
+# engine calls differs (one per stop id the path passed, not one per token).
+
+Step = Callable[[int, int, TopTwo], bool]  # (row, token the engine took, top 2) -> keep going?
+Resume = Callable[[int], "tuple[list[int], int] | None"]  # row -> (sequence, budget) to continue
+Round = Callable[[list[list[int]], list[int], Step, Resume], None]  # sequences, budgets, step, resume
+
+
+def search_in_rounds(
+    prompt_ids: list[list[int]],
+    searches: list[Width1],
+    run_round: Round,
+    done: Callable[[int, list[int]], None],
+) -> list[list[int]]:
+    """Run every search to its end in greedy engine rounds; `done(i, completion)` as each ends.
+
+    `run_round(sequences, budgets, step, resume)` generates greedily from each sequence (at
+    most its budget of tokens) and calls `step(row, token, top2)` for each generated token in
+    order, until `step` returns False or the row ends (the engine may stop at a stop id, at its
+    budget or at its length limit). An engine that batches continuously may then call
+    `resume(row)` and go on at once from the (sequence, budget) it returns (None: that search
+    is over); otherwise the next round does. The budgets are what the search can still use
+    (max_tokens, and the model length for engines that would not stop there themselves).
+    """
+    active = [i for i, s in enumerate(searches) if not s.done]
+    while active:
+        fed = [0] * len(active)  # steps each row got: an engine must give every row one
+        step = _stepper(searches, active, fed, done)
+
+        def resume(row: int, active: list[int] = active) -> tuple[list[int], int] | None:
+            i = active[row]
+            return None if searches[i].done else _continuation(prompt_ids[i], searches[i])
+
+        todo = [_continuation(prompt_ids[i], searches[i]) for i in active]
+        run_round([sequence for sequence, _ in todo], [budget for _, budget in todo], step, resume)
+        if not all(fed):
+            raise ReproError("beam1: the engine generated no token for a running search")
+        active = [i for i in active if not searches[i].done]
+    return [s.completion() for s in searches]
+
+
+def _continuation(prompt: list[int], search: Width1) -> tuple[list[int], int]:
+    """Where a search goes on: its prompt and running beam, and the tokens it can still use."""
+    budget = search.max_tokens - len(search.tokens)
+    if search.max_model_len is not None:  # a candidate finishes once prompt + completion > it
+        budget = min(budget, search.max_model_len + 1 - search.prompt_len - len(search.tokens))
+    return prompt + search.tokens, budget
+
+
+def _stepper(
+    searches: list[Width1], active: list[int], fed: list[int], done: Callable[[int, list[int]], None]
+) -> Step:
+    """One round's `step`: feed the row's search; keep going while it takes the engine's token."""
+
+    def step(row: int, token: int, top2: TopTwo) -> bool:
+        i = active[row]
+        search = searches[i]
+        if search.done:
+            return False
+        fed[row] += 1
+        taken = search.feed(top2)
+        if taken is None:
+            done(i, search.completion())
+            return False
+        return taken == token  # otherwise the next round continues from the search's own beam
+
+    return step

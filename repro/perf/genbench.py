@@ -3,9 +3,14 @@
 Every backend generates the same token-id prompts with the same decodings from the same
 checkpoint, each in a fresh process (vLLM lowers torch's thread count for its own serving;
 a shared process would slow transformers down). Reported per backend and decoding: the
-engine's start-up seconds (once), the generation seconds, the completion tokens and tokens
-per second; then the vLLM / transformers ratio of tokens per second, and whether the two
-produced the same completions. Measured, never asserted.
+engine's start-up seconds (once), then per decoding after an untimed warm-up on 4 prompts,
+the generation seconds, the completion tokens and tokens
+per second; then the vLLM / transformers ratio of tokens per second and whether the two
+produced the same completions, and on each engine beam1's tokens per second against greedy's
+(the one-pass search's cost over plain greedy decoding). A decoding named `beam1-stepwise`
+runs the step-wise search (the oracle, one engine round per token) for comparison. The load
+average before and after is recorded: on a shared machine a busy CPU moves these figures.
+Measured, never asserted.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ class Preset:
     decodings: tuple[str, ...]
     transformers_batch_size: int
     backends: tuple[str, ...]
+    max_position_embeddings: int | None = None  # the tiny model's 256 positions, unless set
+    eos_logit_zero: bool = False  # the EOS's output row zeroed: never a top-2 candidate, no early stop
 
 
 def get_preset(name: str) -> Preset:
@@ -69,6 +76,8 @@ def prepare(preset: Preset, folder: Path) -> tuple[Path, list[list[int]]]:
     if preset.model != TINY_MODEL:
         raise ReproError(f"preset {preset.name}: only the tiny model is built in (model: {TINY_MODEL})")
     model = tiny.save_policy(folder / "model", seed=0)
+    if preset.max_position_embeddings or preset.eos_logit_zero:
+        reshape(model, preset)
     template = evalconfig.generation(preset.generation)["alpaca_eval"]["prompt_template"]
     instructions = tiny.eval_instructions(n=10_000)
     texts = [
@@ -78,12 +87,33 @@ def prepare(preset: Preset, folder: Path) -> tuple[Path, list[list[int]]]:
     return model, ids
 
 
+def reshape(model: Path, preset: Preset) -> None:
+    """The preset's changes to the tiny checkpoint: more positions, an EOS that never wins."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    policy = AutoModelForCausalLM.from_pretrained(model)
+    if preset.max_position_embeddings:
+        policy.config.max_position_embeddings = preset.max_position_embeddings  # RoPE: no new weights
+    if preset.eos_logit_zero:
+        with torch.no_grad():  # logit 0, about the median of a random head's: never in the top 2
+            policy.lm_head.weight[policy.config.eos_token_id] = 0.0
+    policy.save_pretrained(model)
+
+
+def decoding_of(name: str, max_new_tokens: int) -> tuple[Any, str]:
+    """A preset's decoding name: a mode, or `beam1-stepwise` (the oracle search)."""
+    from repro.evaluation.generate import Decoding
+
+    mode, _, search = name.partition("-")
+    return Decoding(mode=mode, max_new_tokens=max_new_tokens), search or "one-pass"
+
+
 def run_backend(
     preset: Preset, backend_name: str, model: Path, prompt_ids: list[list[int]]
 ) -> dict[str, Any]:
     """One backend in this process: start-up once, then every decoding."""
     from repro.evaluation import generate
-    from repro.evaluation.generate import Decoding
 
     start = time.perf_counter()
     kwargs: dict[str, Any] = (
@@ -96,7 +126,11 @@ def run_backend(
         "runs": {},
     }
     for mode in preset.decodings:
-        decoding = Decoding(mode=mode, max_new_tokens=preset.max_new_tokens)
+        decoding, backend.beam1_search = decoding_of(mode, preset.max_new_tokens)
+        # a short untimed run first: one-time costs (vLLM compiles its log-prob kernels on first
+        # use) belong to start-up, not to the decoding measured after
+        warm, _ = decoding_of(mode, min(8, preset.max_new_tokens))
+        backend.complete(prompt_ids[:4], warm, lambda i, ids: None)
         start = time.perf_counter()
         completions = backend.complete(prompt_ids, decoding, lambda i, ids: None)
         seconds = time.perf_counter() - start
@@ -117,6 +151,7 @@ def run(preset: Preset, progress=None) -> dict[str, Any]:
     from repro.perf.trainbench import machine
 
     results: dict[str, Any] = {}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="repro-genbench-") as tmp:
         folder = Path(tmp)
         model, ids = prepare(preset, folder)
@@ -148,6 +183,16 @@ def run(preset: Preset, progress=None) -> dict[str, Any]:
                     "prompts": len(a["completions"]),
                 }
             )
+    beam_over_greedy = [
+        {
+            "backend": name,
+            "decoding": mode,
+            "over_greedy": r["runs"][mode]["tokens_per_second"] / r["runs"]["greedy"]["tokens_per_second"],
+        }
+        for name, r in results.items()
+        for mode in preset.decodings
+        if mode.startswith("beam1") and "greedy" in r["runs"]
+    ]
     for r in results.values():  # the ids are for the comparison, not the report
         for run_ in r["runs"].values():
             run_.pop("completions")
@@ -157,8 +202,10 @@ def run(preset: Preset, progress=None) -> dict[str, Any]:
         "prompts": preset.prompts,
         "max_new_tokens": preset.max_new_tokens,
         "machine": machine(),
+        "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
         "results": results,
         "ratios": ratios,
+        "beam1_over_greedy": beam_over_greedy,
     }
 
 
