@@ -195,11 +195,13 @@ def _without_left_out_notes(text: str) -> str:
 
 
 def _reason(uv_error: str) -> str:
-    """uv's explanation of a conflict, in one line: 'vllm>=0.33.0 depends on torch==2.14.0'."""
+    """uv's explanation of a conflict, in one line: 'vllm depends on torch==2.14.0'. The dependent
+    goes without uv's range for it ('vllm>=0.33.0' or 'vllm==0.33.0', which changes with what the
+    registry holds that day): the lock pins its version anyway."""
     text = " ".join(uv_error.split())
     match = re.search(r"Because (\S+) depends on (\S+?)(?:,| and )", text)
     if match:
-        return f"{match[1]} depends on {match[2]}"
+        return f"{re.split(r'[=<>!~]', match[1])[0]} depends on {match[2]}"
     match = re.search(r"cause: (.*?)(?:, we can conclude|$)", text)
     return (match[1] if match else text)[:160]
 

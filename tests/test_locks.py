@@ -162,7 +162,7 @@ def test_gpu_header_lists_every_difference_from_the_cpu_lock_with_a_cause():
     assert set(listed) == differ | (gpu.keys() - cpu.keys()) | (cpu.keys() - gpu.keys())
     for name in differ:
         assert f"#   {name} {cpu[name]} -> {gpu[name]}: " in listed[name]
-    assert "vllm>=0.33.0 depends on torch==2.14.0" in listed["torch"]
+    assert "vllm depends on torch==2.14.0" in listed["torch"]
     for name in gpu.keys() - cpu.keys():
         assert listed[name].startswith(f"#   + {name} {gpu[name]}: via "), listed[name]
     for name in cpu.keys() - gpu.keys():

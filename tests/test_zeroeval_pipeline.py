@@ -126,7 +126,9 @@ def test_gemma_result_from_stored_outputs_fills_the_table_cells(shared, cli, tmp
     folder.mkdir(parents=True)
     result = {"setting": "gemma2-9b-it", "method": "simpo", "complete": True, "scores": scores}
     (folder / "result.json").write_text(json.dumps(result))
-    out = json.loads(cli("compare", str(tmp_path / "results"), "--format", "json", check=True).stdout)
+    out = json.loads(
+        cli("compare", str(tmp_path / "results"), "--format", "json", "--all", check=True).stdout
+    )
     rows = {r["metric"]: r for r in out["rows"] if (r["setting"], r["method"]) == ("gemma2-9b-it", "simpo")}
     assert {
         m: (rows[m]["published"], rows[m]["reproduced_mean"])
