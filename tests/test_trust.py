@@ -294,6 +294,8 @@ def test_all_judgments_failed_is_an_incomplete_alpaca_eval_result():
         (("run", "tiny", "--judge-url", "http://127.0.0.1:9/v1"), 1, "does not answer"),
         (("run", "tiny", "--results", "/proc/nope"), 1, "preflight: results: /proc/nope: cannot be created"),
         (("run", "tiny", "--backend", "foo", "--dry-run"), 2, "unknown --backend 'foo'"),
+        (("eval", "{tmp}", "--setting", "tiny", "--backend", "vlm", "--output", "{tmp}/e"), 2,
+         "did you mean 'vllm'"),
         (("train", "llama3-instruct-v0.2", "--gpus", "8", "--output", "{tmp}/x"), 1, "preflight: model"),
         (("train", "tiny", "--report-to", "tensorboard,wandb", "--output", "{tmp}/w"), 1,
          "no W&B credentials"),

@@ -308,9 +308,11 @@ def eval_cmd(
         concurrency=concurrency,
         cache=judge_cache,
     )
+    from repro.evaluation import generate
     from repro.runs import preflight
 
-    checks = [preflight.writable(output, "--output"), preflight.backend_check(backend)]
+    generate.check_backend(backend)  # an unknown engine is a usage error, as for repro run
+    checks = [preflight.writable(output, "--output")]
     if any(b in runner.JUDGED for b in benches):
         checks.append(preflight.judge_check(spec))
     preflight.require_all(checks)  # before any model loads

@@ -36,7 +36,7 @@ from repro.cli.common import (
 )
 from repro.config import recipes
 from repro.errors import ReproError, UsageError
-from repro.evaluation import judgecost, runner
+from repro.evaluation import generate, judgecost, runner
 
 BENCH_HELP = "Comma-separated benchmarks (default: the setting's, see eval/generation/SETTING.yaml)."
 BenchOpt = Annotated[str | None, typer.Option("--bench", metavar="LIST", help=BENCH_HELP)]
@@ -71,16 +71,6 @@ def _steps_text(config) -> str:
     if cap < full:
         return f"{cap} (--max-steps {cap}; a full epoch is {full})"
     return f"{full} (a full epoch; --max-steps {cap} does not cut it)"
-
-
-def _check_backend(name: str) -> None:
-    """An unknown --backend is a usage error, found before anything runs (dry runs too)."""
-    from repro.evaluation import generate
-
-    if name not in generate.BACKENDS:
-        from repro.errors import unknown
-
-        raise unknown("--backend", name, generate.BACKENDS)
 
 
 def _plain_text(value) -> str:
@@ -168,7 +158,7 @@ def run_cmd(
         key_env=judge_key_env,
         concurrency=concurrency,
     )
-    _check_backend(backend)
+    generate.check_backend(backend)  # a usage error before anything runs (dry runs too)
     if slurm_cli.check_launcher(launcher, submit):
         slurm_cli.launch(
             [(config, {})], results=results, benches=benches, judge=spec, limit=limit, backend=backend,

@@ -616,12 +616,20 @@ def _test_pause() -> None:
 BACKENDS = ("transformers", "vllm")
 
 
+def check_backend(name: str) -> str:
+    """`name` when it is a generation engine; else the usage error that lists them."""
+    if name not in BACKENDS:
+        from repro.errors import unknown
+
+        raise unknown("--backend", name, BACKENDS)
+    return name
+
+
 def backend(name: str, model_path: str, **kwargs: Any) -> Backend:
     """A backend by name; every keyword argument reaches it (add_special_tokens included)."""
     if name == "transformers":
         return TransformersBackend(model_path, **kwargs)
     if name == "vllm":
         return VLLMBackend(model_path, **kwargs)
-    from repro.errors import unknown
-
-    raise unknown("generation backend", name, BACKENDS)
+    check_backend(name)
+    raise AssertionError(name)  # unreachable: every name check_backend lets through is built above

@@ -188,10 +188,10 @@ def _trackers(config: RunConfig) -> Check:
 def backend_check(backend: str) -> Check:
     from repro.evaluation import generate
 
-    if backend not in generate.BACKENDS:
-        return Check(
-            "backend", False, f"unknown --backend '{backend}': valid: {', '.join(generate.BACKENDS)}"
-        )
+    try:
+        generate.check_backend(backend)
+    except ReproError as exc:
+        return Check("backend", False, str(exc))
     return Check("backend", True, backend)
 
 
