@@ -273,7 +273,7 @@ def _cut_short(run: Path) -> None:
         run / "eval" / "alpaca_eval2" / "model_outputs.json",
         lambda d: [o.update(output=cut(o["output"])) for o in d],
     )
-    for name in ("eval/result.json", "result.json"):
+    for name in ("eval/evaluation.json", "result.json"):
         _edit(run / name, lambda d: d["benchmarks"]["alpaca_eval2"]["decoding"].update(max_new_tokens=limit))
 
 
@@ -292,7 +292,7 @@ def _double_bos(run: Path) -> None:
                 c.update(bos_count=2, status="error", message="2 BOS where 1 expected")
         checks["status"] = "error"
 
-    _edit(run / "eval" / "result.json", lambda d: two(d["bos_check"]))
+    _edit(run / "eval" / "evaluation.json", lambda d: two(d["bos_check"]))
     _edit(run / "result.json", lambda d: two(d["bos_check"]["eval"]))
     _edit(run / "manifest.json", lambda d: two(d["tokenizer_checks"]["eval"]))
 
@@ -377,7 +377,7 @@ def test_tiny_run_tampered_or_partial(run_copy, cli):
         "tampered run (repro verify fails): eval/alpaca_eval2/model_outputs.json"
     )
     # a partial run: what is missing is unknown, with the file named
-    for name in ("manifest.json", "result.json", "eval/result.json"):
+    for name in ("manifest.json", "result.json", "eval/evaluation.json"):
         (run_copy / name).unlink()
     shutil.rmtree(run_copy / "eval" / "alpaca_eval2")
     code, out = diagnose(str(run_copy))

@@ -144,7 +144,7 @@ def test_missing_cl100k_leaves_lengths_empty_with_a_note(monkeypatch):
     import types
 
     from repro.errors import ReproError
-    from repro.evaluation import runner
+    from repro.evaluation.benchmarks.arena_hard import ArenaHard
     from repro.evaluation.scorers import arena_hard
 
     def unavailable():
@@ -152,7 +152,8 @@ def test_missing_cl100k_leaves_lengths_empty_with_a_note(monkeypatch):
 
     monkeypatch.setattr(arena_hard, "cl100k", unavailable)
     holder = types.SimpleNamespace(notes=[])
+    holder.note = holder.notes.append
     answers = [{"choices": [{"turns": [{"content": "an answer"}]}]}]
-    assert runner.Evaluation._tokens(holder, answers) is None
+    assert ArenaHard._tokens(holder, answers) is None
     assert "cl100k_base is not cached" in holder.notes[0]
     assert arena_hard.answer_tokens([{"choices": [{"turns": [{"content": "x", "token_len": 7}]}]}]) == 7

@@ -44,7 +44,7 @@ def test_tiny_eval_all_benchmarks_with_a_local_rule_judge(trained, cli, tmp_path
     record = json.loads(cli(*args, "--output", str(tmp_path / "a"), check=True).stdout)
     assert record["bos_check"]["status"] == "ok"
     first = record["benchmarks"]
-    assert record["schema"] == "repro.result/1" and record["complete"] and not record["partial"]
+    assert record["schema"] == "repro.result/2" and record["complete"] and not record["partial"]
     assert first["alpaca_eval2"]["win_rate"] > 60 and first["alpaca_eval2"]["incomplete"] is False
     assert first["alpaca_eval2"]["n_total"] == 24
     assert first["arena_hard"]["score"] > 50 and first["arena_hard"]["incomplete"] is False

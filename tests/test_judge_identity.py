@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from repro.errors import ReproError
+from repro.evaluation import benchmarks
 from repro.evaluation.judge import identity, local
 from repro.evaluation.judge.gateway import chat_response
 
@@ -65,6 +66,11 @@ class Scripted:
         self.server.server_close()
 
 
+def asked(model: str | None, benches: list[str]) -> dict[str, str]:
+    """What the runner asks a judge for: --judge-model, or each benchmark's published judge."""
+    return {b: model or benchmarks.get(b).published_judge for b in benches}
+
+
 def with_logprobs(body):
     return chat_response(
         body["model"], "M", logprobs=[{"token": "M", "logprob": -0.4, "top_logprobs": TOP_M}]
@@ -86,7 +92,7 @@ def scripted():
 
 def test_a_judge_with_logprobs_is_accepted_and_asked_as_alpaca_eval_asks(scripted):
     up = scripted(["judge"], with_logprobs)
-    ident = identity.probe(up.url, model="judge", benches=["alpaca_eval2", "mt_bench"], key_env="NO_SUCH_KEY")
+    ident = identity.probe(up.url, asked=asked("judge", ["alpaca_eval2", "mt_bench"]), key_env="NO_SUCH_KEY")
     assert ident == {"local": True, "served_models": ["judge"], "answered_as": "judge", "logprobs": True}
     (body,) = up.bodies  # one request: the weighted annotator's own shape
     assert (body["max_tokens"], body["logprobs"], body["top_logprobs"], body["temperature"]) == (
@@ -100,7 +106,7 @@ def test_a_judge_with_logprobs_is_accepted_and_asked_as_alpaca_eval_asks(scripte
         and "## Best Model Identifier" in body["messages"][-1]["content"]
     )
     # without AlpacaEval 2 nothing is paid for: the model list only
-    identity.probe(up.url, model="judge", benches=["arena_hard"], key_env="NO_SUCH_KEY")
+    identity.probe(up.url, asked=asked("judge", ["arena_hard"]), key_env="NO_SUCH_KEY")
     assert len(up.bodies) == 1
 
 
@@ -121,14 +127,14 @@ def test_a_judge_that_cannot_serve_the_weighted_annotator_is_one_line(
 ):
     up = scripted(served, answer)
     with pytest.raises(ReproError) as err:
-        identity.probe(up.url, model=model, benches=["alpaca_eval2", "arena_hard"], key_env="NO_SUCH_KEY")
+        identity.probe(up.url, asked=asked(model, ["alpaca_eval2", "arena_hard"]), key_env="NO_SUCH_KEY")
     text = str(err.value)
     assert "\n" not in text and message in text and up.url in text
 
 
 def test_an_unreachable_judge_is_one_line():
     with pytest.raises(ReproError, match="not reachable"):  # port 9 (discard): nothing listens
-        identity.probe(local.url(9), model="j", benches=["mt_bench"], key_env="NO_SUCH_KEY")
+        identity.probe(local.url(9), asked=asked("j", ["mt_bench"]), key_env="NO_SUCH_KEY")
 
 
 @pytest.mark.parametrize(
@@ -151,7 +157,7 @@ def test_an_unreachable_judge_is_one_line():
     ],
 )  # fmt: skip
 def test_published_note_names_a_judge_other_than_the_published_one(judge, metric, note):
-    got = identity.published_note(judge, metric)
+    got = identity.published_note(judge, benchmarks.metric(metric)[0].published_judge)
     assert got == note if note is None else note in got
 
 

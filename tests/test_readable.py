@@ -91,7 +91,7 @@ def test_root_help_through_the_entry_point():
 def crowded_comparison() -> compare.Comparison:
     rows = []
     for i, prow in enumerate(published.load()):
-        for metric in compare.METRICS:
+        for metric in compare.compared():
             value = prow.scores.get(metric)
             if value is None:
                 continue
@@ -125,7 +125,7 @@ def visible_texts(fig) -> list:
 
 def test_compare_plot_text_never_overlaps(tmp_path):
     comparison = crowded_comparison()
-    fig = plots.compare_figure(comparison.rows, compare.METRICS, compare.DEFAULT_TOLERANCE)
+    fig = plots.compare_figure(comparison.rows, compare.metric_titles(), compare.default_tolerance())
     fig.canvas.draw()
     texts = visible_texts(fig)
     labels = [t for t, _ in texts]

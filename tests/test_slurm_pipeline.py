@@ -215,7 +215,10 @@ def test_status_shows_every_state(cli, tmp_path, monkeypatch):
     stand-in squeue reports (one pending, one failed with its log's reason)."""
     results = tmp_path / "results"
     steps = "".join(f"REPRO_STEP {i}/32\n" for i in range(1, 13))
-    record = {"scores": {"ae2_lc": 61.5, "ae2_wr": 60.0}, "judge": {"kind": "rule"}, "benchmarks": {}}
+    record = {
+        "setting": "tiny", "method": "simpo", "scores": {"ae2_lc": 61.5, "ae2_wr": 60.0},
+        "judge": {"kind": "rule"}, "benchmarks": {},
+    }  # fmt: skip
     done = _run_folder(results, 1e-4, **{"result.json": record})
     training = _run_folder(results, 2e-4, **{"train__train.log": steps})
     preempted = _run_folder(
@@ -292,13 +295,13 @@ esac
 
 @pytest.fixture
 def train_script(tmp_path):
-    from repro.evaluation import runner
+    from repro.evaluation.judge.spec import Judge
     from repro.runs import slurm
 
     config, _ = recipes.resolve_names("tiny", "simpo", num_processes=1)
     pipeline = slurm.build(
         [(config, {})], results_root=tmp_path / "results", benches=["alpaca_eval2"],
-        judge=runner.Judge(kind="rule"), device="cpu",
+        judge=Judge(kind="rule"), device="cpu",
     )  # fmt: skip
     script = pipeline.folder / "train.sbatch"  # the script alone: the stand-in srun trains nothing
     script.parent.mkdir(parents=True)

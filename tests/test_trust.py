@@ -2,7 +2,7 @@
 judgment, and the bad inputs that used to end in a traceback or a late failure.
 
 The compare folder is built from real run configs (`recipes.resolve_names`, as `repro run`
-resolves them) and real result records (`result.record`, `replicates.describe`,
+resolves them) and real result records (`RunResult.of`, `replicates.describe`,
 `verify.record_sha256`: what `repro run` writes), with scores chosen by hand so every expected
 row is known; nothing is trained. Each test names the finding it guards; on the code before
 the fix each of them failed (one pooled row of 3 runs, a tampered score that verified, a cache
@@ -19,7 +19,10 @@ import pytest
 
 from repro import io
 from repro.config import recipes
-from repro.runs import published, replicates, result, verify
+from repro.evaluation import benchmarks as registry
+from repro.evaluation.records import BenchmarkResult, EvaluationResult
+from repro.runs import published, replicates, verify
+from repro.runs.result import RunResult
 
 SETTING, METHOD = "llama3-instruct-v0.2", "simpo"
 RULE = {"kind": "rule", "url": None, "model": None, "key_env": "OPENAI_API_KEY"}
@@ -36,6 +39,19 @@ ENDPOINT = {
 def published_cell(metric: str) -> float:
     row = next(r for r in published.load() if (r.setting, r.method) == (SETTING, METHOD))
     return row.scores[metric]
+
+
+def run_record(*, model, setting, method, run_id, seed, benchmarks, judge, limit, training=None,
+               replicate_key=None, variant=None) -> dict:  # fmt: skip
+    """result.json as a run writes it, from the benchmarks' outputs (RunResult.of)."""
+    evaluation = EvaluationResult(
+        model=model, setting=setting, benchmarks={n: BenchmarkResult(n, o) for n, o in benchmarks.items()},
+        scores=registry.scores(benchmarks), judge=judge, limit=limit,
+    )  # fmt: skip
+    return RunResult.of(
+        evaluation, model=model, method=method, run_id=run_id, seed=seed, training=training,
+        replicate_key=replicate_key, variant=variant,
+    ).to_json()  # fmt: skip
 
 
 def write_run(
@@ -56,7 +72,7 @@ def write_run(
     metrics = {"steps": steps, "data": {"train": {"kept": TRAIN_ROWS}}}
     kind = replicates.describe(config, judge=judge, backend="transformers", metrics=metrics)
     scores = {"ae2_lc": published_cell("ae2_lc") + delta, "ae2_wr": published_cell("ae2_wr") + delta}
-    record = result.record(
+    record = run_record(
         model="m",
         setting=SETTING,
         method=METHOD,
@@ -74,6 +90,7 @@ def write_run(
     if old_format:
         for key in ("replicate_key", "variant", "partial_reasons"):
             record.pop(key)
+        record["schema"] = "repro.result/1"
     directory = root / SETTING / METHOD / name
     files = {} if old_format else {verify.RECORD: verify.record_sha256(record)}
     manifest = {"config": config.to_json(), "config_hash": config.config_hash, "files": files, "history": []}
@@ -170,7 +187,7 @@ def test_compare_formats_carry_the_band_and_hide_missing_by_default(mixed, cli):
 def test_tiny_band_reaches_csv(tmp_path, cli):
     config, _ = recipes.resolve_names("tiny", "simpo")
     kind = replicates.describe(config, judge=RULE, backend="transformers", metrics={"steps": 32})
-    record = result.record(
+    record = run_record(
         model="m", setting="tiny", method="simpo", run_id=config.run_id, seed=42,
         benchmarks={"alpaca_eval2": {"win_rate": 95.0}}, judge=RULE, limit=None,
         training=kind["training"], replicate_key=kind["replicate_key"], variant=kind["variant"],
@@ -183,10 +200,10 @@ def test_tiny_band_reaches_csv(tmp_path, cli):
 def test_compare_plot_colours_unpublished_cells_apart():
     """Smaller finding: 'no published value' points were drawn red, the 'outside' colour."""
     from repro.runs import plots
-    from repro.runs.compare import DEFAULT_TOLERANCE, METRICS, Row
+    from repro.runs.compare import Row, default_tolerance, metric_titles
 
     rows = [Row("x", "simpo", "gsm", None, runs=[1.0], tolerance=1.0)]
-    fig = plots.compare_figure(rows, METRICS, DEFAULT_TOLERANCE)
+    fig = plots.compare_figure(rows, metric_titles(), default_tolerance())
     colours = {tuple(line.get_color()) if not isinstance(line.get_color(), str) else line.get_color()
                for ax in fig.axes for line in ax.get_lines()}  # fmt: skip
     import matplotlib.colors as mcolors
@@ -199,9 +216,8 @@ def test_interval_offsets_never_print_minus_zero():
     from repro.cli import render
 
     assert render.signed(99.9999999999 - 100.0) == "+0.0" and render.signed(-1.26) == "-1.3"
-    assert result.scores_from({"arena_hard": {"score": 100.0, "lower": 99.99999999989998, "upper": 100.0}})[
-        "ah_ci"
-    ] == [100.0, 100.0]
+    bounds = {"score": 100.0, "lower": 99.99999999989998, "upper": 100.0}
+    assert registry.scores({"arena_hard": bounds})["ah_ci"] == [100.0, 100.0]
 
 
 def test_judgment_cache_keeps_judges_apart(tmp_path):

@@ -21,8 +21,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import zeroeval_cases as cases  # noqa: E402
 
+from repro.evaluation import benchmarks  # noqa: E402
 from repro.evaluation.scorers import zeroeval as scorer  # noqa: E402
-from repro.runs import result as run_result  # noqa: E402
 
 pytestmark = pytest.mark.e2e  # multi-process training, generation or judging (make test-fast skips it)
 
@@ -94,10 +94,13 @@ def test_gemma_setting_reads_local_items_or_says_where_to_put_them(tiny_model, c
 
 
 def test_setting_default_benches_and_the_plan(cli, tmp_path):
-    from repro.config import evalconfig
+    from repro.config import recipes
 
-    assert evalconfig.default_benches("gemma2-9b-it")[-2:] == ["gsm", "mmlu_redux"]
-    assert evalconfig.default_benches("llama3-instruct") == ["alpaca_eval2", "arena_hard", "mt_bench"]
+    def default(name: str) -> list[str]:
+        return benchmarks.default(recipes.evaluation_plan(recipes.get_setting(name)))
+
+    assert default("gemma2-9b-it")[-2:] == ["gsm", "mmlu_redux"]
+    assert default("llama3-instruct") == ["alpaca_eval2", "arena_hard", "mt_bench"]
     plan = json.loads(
         cli(
             "run",
@@ -120,7 +123,7 @@ def test_setting_default_benches_and_the_plan(cli, tmp_path):
 def test_gemma_result_from_stored_outputs_fills_the_table_cells(shared, cli, tmp_path):
     gsm = scorer.score_file(shared / "data" / "zeroeval" / "gsm" / "Yi-1.5-9B-Chat.json", "gsm")
     mmlu = scorer.score_items(cases.case_items("mmlu-redux")["all-cases"], "mmlu-redux", model="synthetic")
-    scores = run_result.scores_from({"gsm": gsm.as_dict(), "mmlu_redux": mmlu.as_dict()})
+    scores = benchmarks.scores({"gsm": gsm.as_dict(), "mmlu_redux": mmlu.as_dict()})
     assert scores == {"gsm": 77.86, "gsm_length": 485.07, "mmlu": 36.0, "mmlu_length": 3.25}
     folder = tmp_path / "results" / "gemma2-9b-it" / "simpo" / "run1"
     folder.mkdir(parents=True)

@@ -198,3 +198,19 @@ JudgeUrlOpt = Annotated[
     str | None,
     typer.Option("--judge-url", metavar="URL", help="Base URL of an OpenAI-compatible judge."),
 ]
+BenchPathOpt = Annotated[
+    list[Path] | None,
+    path_option(
+        "--bench-path",
+        role="path",
+        metavar="FILE|DIR",
+        help="Load your own benchmark modules (a .py file or a folder of them); repeatable.",
+    ),
+]
+
+
+def load_bench_paths(paths: list[Path] | None) -> list[str]:
+    """Register the benchmarks of --bench-path files (one line naming the file if one is bad)."""
+    from repro.evaluation import benchmarks
+
+    return [name for path in paths or [] for name in benchmarks.load_path(path, export=True)]

@@ -10,15 +10,22 @@ import typer
 
 from repro.cli import render
 from repro.cli.common import (
+    BenchPathOpt,
     JudgeKeyEnvOpt,
     JudgeModelOpt,
     app,
     format_option,
+    load_bench_paths,
     local_or_hub_option,
     path_argument,
     path_option,
 )
+from repro.config import recipes
 from repro.errors import ReproError
+from repro.evaluation import benchmarks
+from repro.evaluation.judge.spec import Judge
+from repro.evaluation.options import EvalOptions
+from repro.runs import checkpoint
 
 alpaca_app = typer.Typer(help="AlpacaEval 2 through alpaca-eval 0.6.2.", no_args_is_help=True)
 arena_app = typer.Typer(help="Arena-Hard v0.1 scoring.", no_args_is_help=True)
@@ -188,7 +195,8 @@ def eval_cmd(
         typer.Option(
             "--bench",
             metavar="LIST",
-            help="Comma-separated: alpaca_eval2,arena_hard,mt_bench,gsm,mmlu_redux (default: the setting's).",
+            help="Comma-separated: alpaca_eval2,arena_hard,mt_bench,gsm,mmlu_redux, or one of yours "
+            "(--bench-path); default: the setting's.",
         ),
     ] = None,
     output: Annotated[
@@ -286,108 +294,41 @@ def eval_cmd(
             help="single (one BOS) or zeroeval (vLLM's way: may double it).",
         ),
     ] = "single",
+    bench_path: BenchPathOpt = None,
     fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Evaluate a checkpoint with SETTING's templates and decoding; writes OUTPUT/result.json."""
-    from repro.config import recipes
-    from repro.evaluation import runner, zeroeval
-    from repro.runs import result
-
-    if zeroeval_bos not in zeroeval.BOS_MODES:
-        from repro.errors import unknown
-
-        raise unknown("--zeroeval-bos mode", zeroeval_bos, zeroeval.BOS_MODES)
-    the_setting = recipes.get_setting(setting)
-    benches = runner.parse_benches(bench, recipes.evaluation_plan(the_setting))
-    spec = runner.Judge.choose(
+    load_bench_paths(bench_path)
+    spec = Judge.choose(
         judge,
-        recipes.evaluation_plan(the_setting),
+        recipes.evaluation_plan(recipes.get_setting(setting)),
         url=judge_url,
         model=judge_model,
         key_env=judge_key_env,
         concurrency=concurrency,
         cache=judge_cache,
     )
-    from repro.evaluation import generate
-    from repro.runs import preflight
-
-    generate.check_backend(backend)  # an unknown engine is a usage error, as for repro run
-    checks = [preflight.writable(output, "--output")]
-    if any(b in runner.JUDGED for b in benches):
-        checks.append(preflight.judge_check(spec))
-    preflight.require_all(checks)  # before any model loads
-    ev = runner.Evaluation(
-        model,
-        the_setting,
-        output=output,
-        judge=spec,
-        backend_name=backend,
-        tokenizer=tokenizer,
-        limit=limit,
-        reference_model=reference_model,
-        alpaca_reference=alpaca_reference,
-        arena_hard_data=arena_hard_data,
-        mt_bench_data=mt_bench_data,
-        lc_data=lc_data,
-        max_new_tokens=max_new_tokens,
-        benches=benches,
-        zeroeval_data=zeroeval_data,
-        zeroeval_bos=zeroeval_bos,
-        server=server,
-        server_key_env=server_key_env,
-        chat_template=chat_template,
-        allow_double_bos=allow_double_bos,
-    )
-    if ev.bos_check["status"] == "error" and not allow_double_bos:
-        from repro.data import bosguard
-
-        raise ReproError(f"BOS check failed for {model}: {bosguard.FIX} (or pass --allow-double-bos)")
+    options = EvalOptions.pick(locals())
     with render.Bars() as bars:
-        results = ev.run(benches, progress=bars)
-    record = result.of_evaluation(ev, results, model=model)
-    result.write(output / "result.json", record)
+        record = checkpoint.evaluate(
+            model, setting, output=output, bench=bench, judge=spec, options=options, progress=bars
+        )
     if fmt == "json":
-        render.print_json(record)
+        render.print_json(record.to_json())
         return
-    rows = []
-    if r := results.get("alpaca_eval2"):
-        rows += [
-            ("AlpacaEval 2", "LC win rate", _fmt(r["length_controlled_winrate"])),
-            ("AlpacaEval 2", "win rate", _fmt(r["win_rate"])),
-            ("AlpacaEval 2", "avg length", _fmt(r["avg_length"])),
-        ]
-    if r := results.get("arena_hard"):
-        rows += [
-            ("Arena-Hard", "score", _fmt(r["score"])),
-            (
-                "Arena-Hard",
-                "95% CI",
-                "n/a" if r["lower"] is None else f"{r['lower']:.1f} .. {r['upper']:.1f}",
-            ),
-            ("Arena-Hard", "games without a verdict", str(r.get("n_games_without_verdict", 0))),
-            ("Arena-Hard", "avg tokens", _fmt(r["avg_tokens"])),
-        ]
-    if r := results.get("mt_bench"):
-        rows += [
-            ("MT-Bench", "average", _fmt(r["average"])),
-            ("MT-Bench", "turn 1 / turn 2", f"{_fmt(r['turn_1'])} / {_fmt(r['turn_2'])}"),
-        ]
-    for key, title in (("gsm", "GSM (ZeroEval)"), ("mmlu_redux", "MMLU-Redux (ZeroEval)")):
-        if r := results.get(key):
-            rows += [
-                (title, "accuracy", _fmt(r["acc"])),
-                (title, "no answer %", _fmt(r["no_answer"])),
-                (title, "length (reasoning chars)", _fmt(r["reason_length"])),
-                (title, "BOS", r["bos"]["note"]),
-            ]
-    incomplete = record["incomplete_benchmarks"]
+    rows = [
+        (benchmarks.get(name).title, what, value)
+        for name, output_ in record.benchmarks.items()
+        for what, value in benchmarks.get(name).rows(output_)
+    ]
+    incomplete = record.incomplete_benchmarks
     caption = (
         f"incomplete: {', '.join(incomplete)} (failed judgments are counted in result.json)"
         if incomplete
         else None
     )
     render.print_table(
-        render.table(["benchmark", "metric", "value"], rows, title=f"{model} ({ev.name})", caption=caption)
+        render.table(["benchmark", "metric", "value"], rows, title=f"{model} ({setting})", caption=caption)
     )
     if not rows:
         raise ReproError("no benchmark produced a result")

@@ -26,14 +26,14 @@ def published_cmd(
     if fmt == "json":
         render.print_json([r.as_dict() for r in rows])
         return
-    columns = [*published.ID_COLUMNS, *published.METRICS]
+    columns = [*published.ID_COLUMNS, *published.columns()]
     if fmt == "csv":
         render.print_csv(
             [*columns, "errata"],
             [
                 [
                     *(getattr(r, c) for c in published.ID_COLUMNS),
-                    *(r.text[m] for m in published.METRICS),
+                    *(r.text[m] for m in published.columns()),
                     ";".join(e["cell"] for e in r.errata),
                 ]
                 for r in rows
@@ -41,7 +41,7 @@ def published_cmd(
         )
         return
     # Table: leave out columns that are empty for every selected row.
-    metrics = [m for m in published.METRICS if any(r.text[m] for r in rows)]
+    metrics = [m for m in published.columns() if any(r.text[m] for r in rows)]
     body = []
     for r in rows:
         flagged = {e["cell"] for e in r.errata}
@@ -50,7 +50,7 @@ def published_cmd(
         body.append((r.table, r.setting, r.method, model_id, *cells))
     render.print_table(
         render.table(
-            ["table", "setting", "method", "model", *(published.METRIC_TITLES[m] for m in metrics)],
+            ["table", "setting", "method", "model", *(published.column_titles()[m] for m in metrics)],
             body,
             title=f"Published scores ({len(rows)} rows)",
             caption="* known erratum: see results/published/errata.yaml or --format json",

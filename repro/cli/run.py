@@ -14,6 +14,7 @@ from repro import userpaths
 from repro.cli import render, sweepgrid
 from repro.cli import slurm as slurm_cli
 from repro.cli.common import (
+    BenchPathOpt,
     DatasetOpt,
     GpusOpt,
     JudgeKeyEnvOpt,
@@ -31,12 +32,15 @@ from repro.cli.common import (
     TokenizationOpt,
     app,
     format_option,
+    load_bench_paths,
     path_argument,
     path_option,
 )
 from repro.config import recipes
 from repro.errors import ReproError, UsageError
-from repro.evaluation import generate, judgecost, runner
+from repro.evaluation import benchmarks, generate, judgecost
+from repro.evaluation.judge.spec import Judge
+from repro.evaluation.options import EvalOptions
 
 BENCH_HELP = "Comma-separated benchmarks (default: the setting's, see eval/generation/SETTING.yaml)."
 BenchOpt = Annotated[str | None, typer.Option("--bench", metavar="LIST", help=BENCH_HELP)]
@@ -47,7 +51,7 @@ ResultsOpt = Annotated[
 SWEEP_WARN_POINTS = 100
 
 
-def _judge_estimate(spec: runner.Judge, benches: list[str], limit: int | None) -> dict:
+def _judge_estimate(spec: Judge, benches: list[str], limit: int | None) -> dict:
     """Calls and cost of the judge over `benches` (zero for the local rule judge)."""
     estimate = judgecost.estimate(benches, limit=limit, judge_model=spec.model)
     if spec.kind == "rule":
@@ -88,6 +92,7 @@ def run_cmd(
     method: MethodOpt = "simpo",
     results: ResultsOpt = Path("results"),
     bench: BenchOpt = None,
+    bench_path: BenchPathOpt = None,
     gpus: GpusOpt = None,
     nodes: NodesOpt = 1,
     layout: LayoutOpt = "current",
@@ -133,6 +138,7 @@ def run_cmd(
     fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Train, generate, judge and score SETTING x METHOD; resumable, skipping finished stages."""
+    load_bench_paths(bench_path)
     from repro.runs import preflight, run
     from repro.train import launch
 
@@ -149,8 +155,8 @@ def run_cmd(
         max_steps=max_steps,
         report_to=report_to,
     )
-    benches = runner.parse_benches(bench, config.evaluation)
-    spec = runner.Judge.choose(
+    benches = benchmarks.parse(bench, config.evaluation)
+    spec = Judge.choose(
         judge,
         config.evaluation,
         url=judge_url,
@@ -228,7 +234,7 @@ def run_cmd(
             progress=bars,
             echo=bars.echo,
             backend=backend,
-            eval_kwargs={"zeroeval_data": zeroeval_data} if zeroeval_data else None,
+            options=EvalOptions(zeroeval_data=zeroeval_data),
             verbose=render.VERBOSE,
         )
     if fmt == "json":
@@ -308,6 +314,7 @@ def sweep_cmd(
     ] = None,
     results: ResultsOpt = Path("results"),
     bench: BenchOpt = None,
+    bench_path: BenchPathOpt = None,
     gpus: GpusOpt = None,
     judge: JudgeOpt = None,
     judge_url: JudgeUrlOpt = None,
@@ -330,6 +337,7 @@ def sweep_cmd(
     fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """One run per grid point (learning rate x beta x gamma/beta, or a named --grid), in one table."""
+    load_bench_paths(bench_path)
     from repro.runs import run
 
     axes = {
@@ -359,9 +367,9 @@ def sweep_cmd(
                                    num_processes=gpus, max_steps=max_steps)[0], values)
             for values in points
         ]  # fmt: skip
-        spec = runner.Judge.choose(judge, configs[0][0].evaluation, url=judge_url)
+        spec = Judge.choose(judge, configs[0][0].evaluation, url=judge_url)
         slurm_cli.launch(
-            configs, results=results, benches=runner.parse_benches(bench, configs[0][0].evaluation),
+            configs, results=results, benches=benchmarks.parse(bench, configs[0][0].evaluation),
             judge=spec, limit=None, backend="transformers", submit=submit, dry_run=dry_run, fmt=fmt,
             options=slurm_cli.slurm_options(
                 max_parallel=max_parallel, partition=partition, account=account, time_limit=time_limit,
@@ -380,8 +388,8 @@ def sweep_cmd(
             num_processes=gpus,
             max_steps=max_steps,
         )
-        spec = runner.Judge.choose(judge, config.evaluation, url=judge_url)
-        benches = runner.parse_benches(bench, config.evaluation)
+        spec = Judge.choose(judge, config.evaluation, url=judge_url)
+        benches = benchmarks.parse(bench, config.evaluation)
         if dry_run:
             info = run.plan(config, results_root=results, benches=benches, judge=spec)
             estimate = _judge_estimate(spec, benches, None)
@@ -405,7 +413,7 @@ def sweep_cmd(
         rows.append(
             {
                 **values,
-                **{k: result["scores"].get(k) for k in ("ae2_lc", "ae2_wr", "ah", "mt_bench")},
+                **{k: result["scores"].get(k) for k in benchmarks.headline()},
                 "reward_accuracy": result["training"]["held_out_reward_accuracy"],
                 "run_dir": result["run_dir"],
             }
@@ -496,6 +504,7 @@ def compare_cmd(
         str | None,
         typer.Option("--curve-run", metavar="NAME", help="The W&B run, when the CSV holds several."),
     ] = None,
+    bench_path: BenchPathOpt = None,
     fmt: Annotated[
         str,
         format_option("table", "markdown", "csv", "json"),
@@ -503,6 +512,7 @@ def compare_cmd(
 ) -> None:
     """Diff every reproduced score against the published tables (missing cells listed as missing),
     or with --curves a run's training curves against a published history."""
+    load_bench_paths(bench_path)  # your own benchmarks' metrics: their tolerances and titles
     from repro.runs import compare
 
     if curves is not None:
@@ -567,7 +577,7 @@ def compare_cmd(
                     r.setting,
                     r.method,
                     r.variant or "recipe",
-                    compare.METRICS[r.metric],
+                    compare.metric_titles()[r.metric],
                     published + ("*" if r.erratum else ""),
                     ("" if r.mean is None else f"{r.mean:.2f}") + ("†" if r.as_dict()["judge_note"] else ""),
                     "" if r.spread is None else f"{r.spread:.2f}",
@@ -606,7 +616,8 @@ def compare_cmd(
     if fmt == "table":
         for d in dicts:
             if d["judge_note"]:
-                render.warn(f"{d['setting']} {d['method']} {compare.METRICS[d['metric']]}: {d['judge_note']}")
+                title = compare.metric_titles()[d["metric"]]
+                render.warn(f"{d['setting']} {d['method']} {title}: {d['judge_note']}")
     if fmt in ("table", "markdown"):
         sweepgrid.print_all(sweeps, fmt)
     for path, reason in comparison.skipped:

@@ -10,17 +10,6 @@ from repro import paths
 from repro.config.validate import read_yaml
 from repro.errors import ReproError
 
-JUDGED_BENCHES = ("alpaca_eval2", "arena_hard", "mt_bench")
-
-
-def default_benches(ref: str | None) -> list[str]:
-    """The benchmarks a setting is evaluated on unless --bench says otherwise: its generation
-    config's `benches` (gemma2-9b-it adds ZeroEval's GSM and MMLU-Redux), else the judged three."""
-    try:
-        return list(generation(ref).get("benches") or JUDGED_BENCHES)
-    except ReproError:
-        return list(JUDGED_BENCHES)
-
 
 def locate(ref: str | None) -> Path:
     """A generation config by name (eval/generation/NAME.yaml) or by path."""

@@ -1,9 +1,10 @@
-"""What judging will cost before it starts: calls and dollars per benchmark (eval/costs.yaml).
+"""What judging will cost before it starts: calls and dollars per benchmark.
 
 cost = calls x (input_tokens x input price + output_tokens x output price) / 1e6, with the
-calls scaled by min(1, limit / questions) under --limit. Benchmarks without a judge (not in
-the table: ZeroEval's GSM and MMLU-Redux) cost nothing. Token counts are typical values
-and every price is gpt-4-1106-preview's, so the total is an estimate and says so.
+calls scaled by min(1, limit / questions) under --limit. Each benchmark declares its calls and
+typical token counts (`Benchmark.cost`); the price list is eval/costs.yaml. Benchmarks without
+a judge (ZeroEval's GSM and MMLU-Redux) cost nothing. Token counts are typical values and
+every price is gpt-4-1106-preview's, so the total is an estimate and says so.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any
 import yaml
 
 from repro import paths
+from repro.evaluation import benchmarks
 
 
-def table() -> dict[str, Any]:
+def prices() -> dict[str, Any]:
     return yaml.safe_load((paths.EVAL / "costs.yaml").read_text(encoding="utf-8"))
 
 
@@ -24,19 +26,17 @@ def estimate(
     benches: list[str], *, limit: int | None = None, judge_model: str | None = None
 ) -> dict[str, Any]:
     """Per benchmark: judge model, calls and USD; then the totals."""
-    costs = table()
-    price = costs["price_per_million"]
-    known = [k for k in costs if k != "price_per_million"]
+    price = prices()["price_per_million"]
     per_bench: dict[str, dict[str, Any]] = {}
     for bench in benches:
-        if bench not in known:  # scored without a judge (ZeroEval's GSM, MMLU-Redux): no calls
+        c = benchmarks.get(bench).cost
+        if c is None:  # scored without a judge (ZeroEval's GSM, MMLU-Redux): no calls
             continue
-        c = costs[bench]
-        share = min(1.0, limit / c["questions"]) if limit else 1.0
-        calls = math.ceil(c["calls"] * share)
-        usd = calls * (c["input_tokens"] * price["input"] + c["output_tokens"] * price["output"]) / 1e6
+        share = min(1.0, limit / c.questions) if limit else 1.0
+        calls = math.ceil(c.calls * share)
+        usd = calls * (c.input_tokens * price["input"] + c.output_tokens * price["output"]) / 1e6
         per_bench[bench] = {
-            "judge_model": judge_model or c["judge_model"],
+            "judge_model": judge_model or c.judge_model,
             "calls": calls,
             "usd": round(usd, 2),
         }

@@ -19,37 +19,32 @@ runs are skipped and reported.
 from __future__ import annotations
 
 import csv
-import json
-import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from repro import io, paths
-from repro.errors import ReproError
+from repro.config.runconfig import RunConfig
+from repro.errors import ReproError, UsageError, unknown
+from repro.evaluation import benchmarks
+from repro.evaluation.benchmarks import Metric
 from repro.evaluation.judge import identity
 from repro.runs import published, replicates, verify
+from repro.runs.result import EVALUATION_RECORD, RunResult
 
-METRICS = {
-    "ae2_lc": "AE2 LC",
-    "ae2_wr": "AE2 WR",
-    "ah": "Arena-Hard",
-    "gsm": "GSM",
-    "gsm_length": "GSM length",
-    "mmlu": "MMLU",
-    "mmlu_length": "MMLU length",
-}
-DEFAULT_TOLERANCE = {
-    "ae2_lc": 1.0,
-    "ae2_wr": 1.0,
-    "ah": 1.0,
-    "gsm": 1.0,
-    "gsm_length": 20.0,
-    "mmlu": 1.0,
-    "mmlu_length": 20.0,
-}
-ROUNDED = {"gsm_length": 0, "mmlu_length": 0}  # decimals the published table shows
+
+def compared() -> dict[str, Metric]:
+    """The metrics compared with the paper (those with a tolerance), in table order."""
+    return {m.key: m for _, m in benchmarks.metrics() if m.tolerance is not None}
+
+
+def metric_titles() -> dict[str, str]:
+    return {key: m.title for key, m in compared().items()}
+
+
+def default_tolerance() -> dict[str, float]:
+    return {key: m.tolerance for key, m in compared().items()}
 
 
 @dataclass
@@ -130,58 +125,68 @@ class Comparison:
         return [r for r in self.rows if r.status == "outside" and r.recipe]
 
 
+@dataclass
+class Counted:
+    """A run result compare counts, with its replicate group and how it differs from the recipe."""
+
+    path: Path
+    result: RunResult
+    group: str | None  # the replicate key (None: a hand-made result, pooled by setting and method)
+    variant: dict[str, Any] | None
+    extent: dict[str, Any] | None
+
+    @property
+    def setting(self) -> str:
+        return self.result.setting
+
+    @property
+    def method(self) -> str:
+        return self.result.method or ""
+
+
 def collect(
     results_dir: Path, unverified: list[tuple[str, str]] | None = None
-) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+) -> tuple[list[Counted], list[tuple[str, str]]]:
     """Complete run results under `results_dir`; anything else is skipped with its reason. A run
     whose scores differ from what its manifest recorded is skipped; one whose manifest cannot
     vouch for its scores is counted but listed in `unverified`."""
-    results, skipped = [], []
+    found, skipped = [], []
     unverified = [] if unverified is None else unverified
     seen: dict[tuple, str] = {}
     root = Path(results_dir)
     if not root.exists():
         raise ReproError(f"{results_dir}: no such directory")
     for path in sorted(root.rglob("result.json")):
-        if path.parent.name == "eval" or "published" in path.parts:
+        if "published" in path.parts:
             continue
         try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            skipped.append((str(path), "corrupt JSON"))
+            result = RunResult.read(path)
+        except EVALUATION_RECORD:  # an older repro's eval/result.json: read through its run
             continue
-        except OSError as exc:
-            skipped.append((str(path), exc.strerror or "unreadable"))
+        except ReproError as exc:
+            skipped.append((str(path), str(exc).removeprefix(f"{path}: ")))
             continue
-        if not isinstance(data, dict) or not {"setting", "method", "scores"} <= set(data):
-            skipped.append((str(path), "not a repro run result"))
-            continue
-        if not data.get("method"):
+        if not result.method:
             skipped.append((str(path), "a `repro eval` of a checkpoint: no method to compare it under"))
             continue
-        if data.get("limit"):
-            skipped.append((str(path), f"partial evaluation (--limit {data.get('limit')}): not averaged"))
+        if result.limit:
+            skipped.append((str(path), f"partial evaluation (--limit {result.limit}): not averaged"))
             continue
-        if problem := _shape_problem(data):
-            skipped.append((str(path), problem))
-            continue
-        if not data.get("complete", False):
-            skipped.append(
-                (str(path), f"incomplete run ({', '.join(data.get('incomplete_benchmarks') or [])})")
-            )
+        if not result.complete:
+            skipped.append((str(path), f"incomplete run ({', '.join(result.incomplete_benchmarks)})"))
             continue
         if problem := _verification(path, unverified):
             skipped.append((str(path), problem))
             continue
-        data["_group"], data["_variant"], data["_extent"] = _identity(path, data)
+        run = Counted(path, result, *_identity(path, result))
         # the same trained model evaluated the same way twice (e.g. a copy of a run folder)
-        counted = (data.get("setting"), data.get("method"), data.get("run_id"), data["_group"])
-        if data.get("run_id") and counted in seen:
+        counted = (result.setting, result.method, result.run_id, run.group)
+        if result.run_id and counted in seen:
             skipped.append((str(path), f"same run as {seen[counted]} (counted once)"))
             continue
         seen[counted] = str(path)
-        results.append(data)
-    return results, skipped
+        found.append(run)
+    return found, skipped
 
 
 def _verification(path: Path, unverified: list[tuple[str, str]]) -> str | None:
@@ -201,14 +206,12 @@ def _verification(path: Path, unverified: list[tuple[str, str]]) -> str | None:
     return None
 
 
-def _identity(path: Path, data: dict[str, Any]) -> tuple[str | None, dict | None, dict | None]:
+def _identity(path: Path, result: RunResult) -> tuple[str | None, dict | None, dict | None]:
     """(replicate key, differences from the recipe, training extent) of one result. Results of
     repro before replicate keys are read through their manifest; hand-made results without
     either have no key (they are pooled by setting and method, as they always were)."""
-    if data.get("replicate_key"):
-        return data["replicate_key"], data.get("variant"), data.get("training")
-    from repro.config.runconfig import RunConfig
-
+    if result.replicate_key:
+        return result.replicate_key, result.variant, result.training
     manifest = io.read_json(path.parent / "manifest.json")
     if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
         return None, None, None
@@ -218,20 +221,20 @@ def _identity(path: Path, data: dict[str, Any]) -> tuple[str | None, dict | None
         return None, None, None
     engines = [p.removeprefix("backend-") for p in path.parts if p.startswith("backend-")]
     engine = engines[-1] if engines else "transformers"
-    judge = data.get("judge") if isinstance(data.get("judge"), dict) else {}
+    judge = result.judge if isinstance(result.judge, dict) else {}
     root = next((d for d in (path.parent, *path.parents) if (d / "train").is_dir()), path.parent)
     metrics = io.read_json(root / "train" / "metrics.json") or {}
     kind = replicates.describe(config, judge=judge, backend=engine, metrics=metrics)
     return kind["replicate_key"], kind["variant"], kind["training"]
 
 
-def _labels(results: list[dict[str, Any]]) -> dict[tuple[str, str, str | None], tuple[str, bool]]:
+def _labels(results: list[Counted]) -> dict[tuple[str, str, str | None], tuple[str, bool]]:
     """(setting, method, group) -> (label, is the recipe). Groups whose differences from the
     recipe read the same (e.g. made by two versions of repro) are told apart by their key."""
     labels: dict[tuple[str, str, str | None], tuple[str, bool]] = {}
     for r in results:
-        text = replicates.label(r["_variant"], r["_extent"])
-        labels[(r["setting"], r["method"], r["_group"])] = (text, text == "")
+        text = replicates.label(r.variant, r.extent)
+        labels[(r.setting, r.method, r.group)] = (text, text == "")
     by_text: dict[tuple[str, str, str], list[tuple[str, str, str | None]]] = {}
     for k, (text, _) in labels.items():
         by_text.setdefault((k[0], k[1], text), []).append(k)
@@ -245,13 +248,11 @@ def _labels(results: list[dict[str, Any]]) -> dict[tuple[str, str, str | None], 
 
 def parse_tolerances(items: list[str]) -> dict[str, float]:
     """--tolerance METRIC=VALUE pairs."""
-    from repro.errors import UsageError, unknown
-
     tolerances = {}
     for item in items:
         key, _, value = item.partition("=")
-        if key not in METRICS:
-            raise unknown("tolerance metric", key, METRICS)
+        if key not in compared():
+            raise unknown("tolerance metric", key, compared())
         try:
             tolerances[key] = float(value)
         except ValueError:
@@ -259,19 +260,6 @@ def parse_tolerances(items: list[str]) -> dict[str, float]:
         if not tolerances[key] >= 0:  # NaN too
             raise UsageError(f"--tolerance {key}: a tolerance is a distance, 0 or more (got {value})")
     return tolerances
-
-
-def _shape_problem(data: dict[str, Any]) -> str | None:
-    """Why a result.json cannot be compared (hand-edited or from another tool), or None."""
-    if not isinstance(data["setting"], str) or not isinstance(data["method"], str):
-        return "setting and method are not names"
-    if not isinstance(data["scores"], dict):
-        return f"'scores' is not a mapping ({type(data['scores']).__name__})"
-    for metric in METRICS:
-        value = data["scores"].get(metric)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            return f"scores.{metric} is not a number ({json.dumps(value)[:40]})"
-    return None
 
 
 def tiny_band() -> dict[tuple[str, str, str], tuple[float, float]]:
@@ -283,12 +271,13 @@ def tiny_band() -> dict[tuple[str, str, str], tuple[float, float]]:
 
 
 def compare(results_dir: Path, tolerances: dict[str, float] | None = None) -> Comparison:
-    tolerance = {**DEFAULT_TOLERANCE, **(tolerances or {})}
+    metrics = compared()
+    tolerance = {**default_tolerance(), **(tolerances or {})}
     unverified: list[tuple[str, str]] = []
     results, skipped = collect(results_dir, unverified)
     rows: dict[tuple[str, str, str], Row] = {}
     for prow in published.load():
-        for metric in METRICS:
+        for metric in metrics:
             value = prow.scores.get(metric)
             if value is None:
                 continue
@@ -303,21 +292,21 @@ def compare(results_dir: Path, tolerances: dict[str, float] | None = None) -> Co
             )
     # Reference bands (results/published/tiny_band.csv) stand in for published values of the
     # settings they name, once a run of that setting is there.
-    reproduced = {r["setting"] for r in results}
+    reproduced = {r.setting for r in results}
     for (setting, method, metric), limits in tiny_band().items():
         if setting in reproduced:
             rows[(setting, method, metric)] = Row(setting, method, metric, None, band=limits)
     labels = _labels(results)
     recipe_groups: dict[tuple[str, str, str], str | None] = {}  # the recipe row's group, once taken
     grouped: dict[tuple[str, str, str, str | None], Row] = {}
-    for result in results:
-        group = (result["setting"], result["method"], result["_group"])
+    for run in results:
+        group = (run.setting, run.method, run.group)
         text, is_recipe = labels[group]
-        for metric in METRICS:
-            value = result["scores"].get(metric)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
+        for metric, spec in metrics.items():
+            value = run.result.metric(metric)
+            if value is None:
                 continue
-            cell = (result["setting"], result["method"], metric)
+            cell = (run.setting, run.method, metric)
             template = rows.get(cell) or Row(*cell, None, tolerance=tolerance[metric])
             if is_recipe and recipe_groups.setdefault(cell, group[2]) == group[2]:
                 row = rows.setdefault(cell, template)  # the published cell's own row
@@ -329,13 +318,13 @@ def compare(results_dir: Path, tolerances: dict[str, float] | None = None) -> Co
                         band=template.band, variant=text, recipe=is_recipe,
                     )  # fmt: skip
             row.variant = text
-            value = float(value)
-            row.runs.append(round(value, ROUNDED[metric]) if metric in ROUNDED else value)
-            if note := identity.published_note(result.get("judge"), metric):
+            row.runs.append(round(value, spec.decimals) if spec.decimals is not None else value)
+            wanted = benchmarks.metric(metric)[0].published_judge
+            if note := identity.published_note(run.result.judge, wanted):
                 row.judge_notes.append(note)
     ordered = sorted(
         [*rows.values(), *grouped.values()],
-        key=lambda r: (r.setting, r.method, not r.recipe, r.variant, list(METRICS).index(r.metric)),
+        key=lambda r: (r.setting, r.method, not r.recipe, r.variant, list(metrics).index(r.metric)),
     )
     return Comparison(ordered, skipped, unverified)
 
@@ -344,4 +333,4 @@ def plot(comparison: Comparison, path: Path) -> Path:
     """Published against reproduced, one panel per metric, one row per setting x method."""
     from repro.runs import plots
 
-    return plots.compare(comparison.rows, METRICS, DEFAULT_TOLERANCE, path)
+    return plots.compare(comparison.rows, metric_titles(), default_tolerance(), path)

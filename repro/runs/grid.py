@@ -9,17 +9,18 @@ with the band shown), which the authors also picked from such a search.
 
 from __future__ import annotations
 
-import json
-import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repro import io
+from repro.evaluation import benchmarks
 from repro.runs import compare, published
 
 AXES = {"learning_rate": "lr", "beta": "beta", "gamma_beta_ratio": "gamma/beta"}
-METRICS = {**compare.METRICS, "mt_bench": "MT-Bench"}
+# the metrics compared with the paper, and the headline ones without a published value (MT-Bench)
+METRICS = {m.key: m.title for _, m in benchmarks.metrics() if m.tolerance is not None or m.headline}
 
 
 @dataclass
@@ -88,28 +89,19 @@ def sweeps(results_dir: Path, only: set[Path] | None = None) -> list[Sweep]:
     """Every setting x method under `results_dir` with two or more distinct grid points
     (`only`: just the runs in these folders, e.g. one pipeline's)."""
     complete, _ = compare.collect(results_dir)
-    wanted = {(r["setting"], r["method"], r.get("run_id")) for r in complete}
     groups: dict[tuple[str, str], dict[tuple, Point]] = {}
-    for path in sorted(Path(results_dir).rglob("result.json")):
-        if only is not None and path.parent.resolve() not in only:
+    for run in complete:
+        if only is not None and run.path.parent.resolve() not in only:
             continue
-        try:
-            data = json.loads(path.read_text())
-            manifest = json.loads((path.parent / "manifest.json").read_text())
-        except (OSError, ValueError):
-            continue  # compare.collect has reported it
-        if (
-            not isinstance(data, dict)
-            or (data.get("setting"), data.get("method"), data.get("run_id")) not in wanted
-        ):
-            continue
+        manifest = io.read_json(run.path.parent / "manifest.json")
+        if not isinstance(manifest, dict):
+            continue  # a hand-made result: no configuration to place it on the grid
         values = _hyperparameters(manifest.get("config") or {})
         key = tuple(sorted(values.items()))
-        point = groups.setdefault((data["setting"], data["method"]), {}).setdefault(key, Point(values))
+        point = groups.setdefault((run.setting, run.method), {}).setdefault(key, Point(values))
         for metric in METRICS:
-            value = data["scores"].get(metric)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
-                point.scores.setdefault(metric, []).append(float(value))
+            if (value := run.result.metric(metric)) is not None:
+                point.scores.setdefault(metric, []).append(value)
     table = published.load()
     bands = compare.tiny_band()
     out = []

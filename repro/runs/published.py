@@ -10,30 +10,18 @@ from typing import Any
 from repro import paths
 from repro.config.validate import read_yaml
 from repro.errors import ReproError, unknown
+from repro.evaluation import benchmarks
 
-# Score columns in the order the seed's tables give them.
-METRICS = (
-    "ae2_lc",
-    "ae2_wr",
-    "ae2_length",
-    "ah",
-    "ah_length",
-    "gsm",
-    "gsm_length",
-    "mmlu",
-    "mmlu_length",
-)
-METRIC_TITLES = {
-    "ae2_lc": "AE2 LC",
-    "ae2_wr": "AE2 WR",
-    "ae2_length": "AE2 len",
-    "ah": "AH",
-    "ah_length": "AH len",
-    "gsm": "GSM",
-    "gsm_length": "GSM len",
-    "mmlu": "MMLU",
-    "mmlu_length": "MMLU len",
-}
+
+def columns() -> tuple[str, ...]:
+    """The score columns of scores.csv, as the benchmarks declare them, in the seed's table order."""
+    return tuple(m.key for _, m in benchmarks.metrics() if m.published)
+
+
+def column_titles() -> dict[str, str]:
+    return {m.key: m.header for _, m in benchmarks.metrics() if m.published}
+
+
 ID_COLUMNS = ("table", "setting", "method", "model", "model_id")
 
 
@@ -70,14 +58,15 @@ def load(directory: Path | None = None) -> list[Row]:
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
-            missing = set(ID_COLUMNS + METRICS) - set(reader.fieldnames or ())
+            metrics = columns()
+            missing = set(ID_COLUMNS + metrics) - set(reader.fieldnames or ())
             if missing:
                 raise ReproError(f"{path}: missing columns {', '.join(sorted(missing))}")
             rows = [
                 Row(
                     **{k: raw[k] for k in ID_COLUMNS},
-                    scores={m: _number(raw[m], f"{path}:{i + 2} {m}") for m in METRICS},
-                    text={m: raw[m] for m in METRICS},
+                    scores={m: _number(raw[m], f"{path}:{i + 2} {m}") for m in metrics},
+                    text={m: raw[m] for m in metrics},
                 )
                 for i, raw in enumerate(reader)
             ]

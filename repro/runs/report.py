@@ -206,7 +206,7 @@ def html_page(results_dir: Path) -> str:
             out.append(
                 f'<tr class="{cls}" data-status="{e(r.status)}">'
                 f"<td>{e(r.setting)}</td><td>{e(_method(r))}</td>"
-                f"<td>{e(compare.METRICS[r.metric])}</td><td>{e(_published_text(r))}</td>"
+                f"<td>{e(compare.metric_titles()[r.metric])}</td><td>{e(_published_text(r))}</td>"
                 f'<td class="num">{_fmt(r.mean)}</td><td class="num">{_fmt(r.spread)}</td>'
                 f'<td class="num">{len(r.runs)}</td><td class="num">{_fmt(r.delta, "+.2f")}</td>'
                 f"<td>{e(r.status)}</td></tr>"
@@ -215,7 +215,8 @@ def html_page(results_dir: Path) -> str:
         with tempfile.TemporaryDirectory(prefix="repro-report-") as tmp:
             from repro.runs import plots
 
-            plot = plots.compare(rows, compare.METRICS, compare.DEFAULT_TOLERANCE, Path(tmp) / "compare.png")
+            titles, tolerance = compare.metric_titles(), compare.default_tolerance()
+            plot = plots.compare(rows, titles, tolerance, Path(tmp) / "compare.png")
             out.append(
                 f'<img id="compare-plot" alt="reproduced scores against the published ones, with error bars" '
                 f'src="{_image(plot)}">'
@@ -289,7 +290,7 @@ def markdown(results_dir: Path) -> str:
     mark = {"within": "✅ within", "outside": "❌ outside"}
     for r in _rows(comparison):
         out.append(
-            f"| {r.setting} | {_method(r)} | {compare.METRICS[r.metric]} | {_published_text(r)} | "
+            f"| {r.setting} | {_method(r)} | {compare.metric_titles()[r.metric]} | {_published_text(r)} | "
             f"{_fmt(r.mean)} | "
             f"{_fmt(r.spread)} | {len(r.runs)} | {_fmt(r.delta, '+.2f')} | {mark.get(r.status, r.status)} |"
         )

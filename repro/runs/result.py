@@ -1,4 +1,4 @@
-"""result.json: one schema for `repro eval` and `repro run`, written here and nowhere else.
+"""result.json: what a run (or a `repro eval` of a checkpoint) scored, written here and read here.
 
 A result says what it is: the model and setting it scores, the published-table metrics
 (`scores`), every benchmark's full output (`benchmarks`), whether every judgment came back
@@ -7,112 +7,171 @@ A run also says which runs are its replicates (`replicate_key`: everything but t
 repro.runs.replicates), what it changed from its recipe (`variant`), and whether it trained as
 long as the recipe says (`training.full`; a run cut by --max-steps is `partial` too, with the
 reason in `partial_reasons`). `repro compare` averages complete replicates only.
+
+`RunResult.read` is strict for this schema; a result.json of an older repro (repro.result/1) or
+one made by hand (setting, method, scores, complete) is read with its missing keys defaulted,
+after a check of the keys compare uses.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repro import io
+from repro import io, records
+from repro.errors import ReproError
+from repro.evaluation.records import EvaluationResult
 
-SCHEMA = "repro.result/1"
+
+class EVALUATION_RECORD(ReproError):  # noqa: N801 - read as "except EVALUATION_RECORD"
+    """An older repro's eval/result.json: the evaluation record a run is made from, not a run's result."""
 
 
-def scores_from(benchmarks: dict[str, Any]) -> dict[str, Any]:
-    """The published tables' metrics from the benchmarks' outputs."""
-    scores: dict[str, Any] = {}
-    if ae := benchmarks.get("alpaca_eval2"):
-        scores.update(
-            ae2_lc=ae.get("length_controlled_winrate"),
-            ae2_wr=ae.get("win_rate"),
-            ae2_wr_se=ae.get("standard_error"),
-            ae2_length=ae.get("avg_length"),
+SCHEMA = "repro.result/2"
+OLD_SCHEMAS = (None, "repro.result/1")  # read leniently (missing keys defaulted)
+FILE = "result.json"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    model: str
+    setting: str
+    method: str | None  # None: a `repro eval` of a checkpoint
+    run_id: str | None
+    seed: int | None
+    scores: dict[str, Any]
+    training: dict[str, Any] | None
+    complete: bool
+    incomplete_benchmarks: list[str]
+    partial: bool
+    partial_reasons: list[str]
+    limit: int | None
+    replicate_key: str | None
+    variant: dict[str, Any] | None
+    judge: dict[str, Any]
+    benchmarks: dict[str, Any]  # each benchmark's output (its module's keys)
+    judge_calls: dict[str, Any] | None
+    resumed_answers: Any
+    notes: list[str]
+    bos_check: dict[str, Any] | None
+    timings_seconds: dict[str, Any] = field(default_factory=dict)
+    schema: str = SCHEMA
+
+    # ---------------------------------------------------------------- made from an evaluation
+
+    @classmethod
+    def of(
+        cls,
+        evaluation: EvaluationResult,
+        *,
+        model: str,
+        method: str | None = None,
+        run_id: str | None = None,
+        seed: int | None = None,
+        training: dict[str, Any] | None = None,
+        judge: dict[str, Any] | None = None,
+        bos_check: dict[str, Any] | None = None,
+        replicate_key: str | None = None,
+        variant: dict[str, Any] | None = None,
+    ) -> RunResult:
+        limit = evaluation.limit
+        reasons = [f"--limit {limit}: the first {limit} questions of each benchmark"] if limit else []
+        if training and training.get("full") is False:
+            of = f" of the recipe's {training['recipe_steps']}" if training.get("recipe_steps") else ""
+            reasons.append(f"training stopped at {training.get('steps')}{of} steps (--max-steps)")
+        return cls(
+            model=model,
+            setting=evaluation.setting,
+            method=method,
+            run_id=run_id,
+            seed=seed,
+            scores=evaluation.scores,
+            training=training,
+            complete=evaluation.complete,
+            incomplete_benchmarks=evaluation.incomplete_benchmarks,
+            partial=bool(reasons),
+            partial_reasons=reasons,
+            limit=limit,
+            replicate_key=replicate_key,
+            variant=variant,
+            judge=judge if judge is not None else evaluation.judge,
+            benchmarks=evaluation.outputs(),
+            judge_calls=evaluation.judge_calls,
+            resumed_answers=evaluation.resumed_answers,
+            notes=evaluation.notes,
+            bos_check=bos_check if bos_check is not None else evaluation.bos_check,
+            timings_seconds=evaluation.timings_seconds,
         )
-    if ah := benchmarks.get("arena_hard"):
-        scores.update(
-            ah=ah.get("score"),
-            ah_ci=[_rounded(ah.get("lower")), _rounded(ah.get("upper"))],
-            ah_length=ah.get("avg_tokens"),
-        )
-    if mt := benchmarks.get("mt_bench"):
-        scores.update(mt_bench=mt.get("average"))
-    if gsm := benchmarks.get("gsm"):
-        scores.update(gsm=gsm.get("acc"), gsm_length=gsm.get("reason_length"))
-    if mmlu := benchmarks.get("mmlu_redux"):
-        scores.update(mmlu=mmlu.get("acc"), mmlu_length=mmlu.get("reason_length"))
-    return scores
+
+    # ---------------------------------------------------------------- JSON
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def write(self, path: Path) -> None:
+        io.write_json(path, self.to_json())
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> RunResult:
+        if not isinstance(data, dict):
+            raise ReproError(f"{where}: not a repro run result (a {type(data).__name__})")
+        schema = data.get("schema")
+        if schema == SCHEMA:
+            records.exact_keys(data, cls, where)
+            _check_scores(data["scores"], where)
+            return cls(**data)
+        if schema not in OLD_SCHEMAS:
+            raise ReproError(f"{where}: unknown result schema {schema!r} (expected {SCHEMA!r})")
+        if "key" in data:
+            raise EVALUATION_RECORD(f"{where}: an evaluation record (read through its run folder)")
+        return cls._lenient(data, where)
+
+    @classmethod
+    def read(cls, path: Path) -> RunResult:
+        return cls.from_json(records.read(path), str(path))
+
+    @classmethod
+    def _lenient(cls, data: dict[str, Any], where: str) -> RunResult:
+        """An older repro's result (or a hand-made one): the keys compare needs, checked."""
+        if not {"setting", "method", "scores"} <= set(data):
+            raise ReproError(f"{where}: not a repro run result")
+        if not isinstance(data["setting"], str) or not isinstance(data["method"], (str, type(None))):
+            raise ReproError(f"{where}: setting and method are not names")
+        _check_scores(data["scores"], where)
+        known = {f.name for f in dataclasses.fields(cls)}
+        defaults: dict[str, Any] = {
+            "model": "", "run_id": None, "seed": None, "training": None, "complete": False,
+            "incomplete_benchmarks": [], "partial": False, "partial_reasons": [], "limit": None,
+            "replicate_key": None, "variant": None, "judge": {}, "benchmarks": {}, "judge_calls": None,
+            "resumed_answers": None, "notes": [], "bos_check": None, "timings_seconds": {},
+        }  # fmt: skip
+        values = {**defaults, **{k: v for k, v in data.items() if k in known}}
+        values["schema"] = data.get("schema") or "none (made by hand or by an older tool)"
+        return cls(**values)
+
+    # ---------------------------------------------------------------- what compare asks
+
+    def metric(self, key: str) -> float | None:
+        """A numeric score (None when absent or not a number)."""
+        value = self.scores.get(key)
+        if (
+            value is None
+            or isinstance(value, (bool, list))
+            or (isinstance(value, float) and math.isnan(value))
+        ):
+            return None
+        return float(value)
 
 
-def _rounded(value: Any) -> Any:
-    """A bootstrap bound without float noise (99.9999999999 is 100)."""
-    return round(value, 6) if isinstance(value, float) else value
+def _check_scores(scores: Any, where: str) -> None:
+    if not isinstance(scores, dict):
+        raise ReproError(f"{where}: 'scores' is not a mapping ({type(scores).__name__})")
+    for key, value in scores.items():
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if value is not None and not numeric and not isinstance(value, list):  # a CI is a list
+            raise ReproError(f"{where}: scores.{key} is not a number ({json.dumps(value)[:40]})")
 
-
-def incomplete_benchmarks(benchmarks: dict[str, Any]) -> list[str]:
-    return [b for b, r in benchmarks.items() if isinstance(r, dict) and r.get("incomplete")]
-
-
-def record(
-    *,
-    model: str,
-    setting: str,
-    benchmarks: dict[str, Any],
-    judge: dict[str, Any],
-    limit: int | None,
-    method: str | None = None,
-    run_id: str | None = None,
-    seed: int | None = None,
-    training: dict[str, Any] | None = None,
-    bos_check: dict[str, Any] | None = None,
-    timings: dict[str, Any] | None = None,
-    replicate_key: str | None = None,
-    variant: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    extras = ("judge_calls", "resumed_answers", "notes")  # about the evaluation, not a benchmark
-    incomplete = incomplete_benchmarks(benchmarks)
-    reasons = [f"--limit {limit}: the first {limit} questions of each benchmark"] if limit else []
-    if training and training.get("full") is False:
-        of = f" of the recipe's {training['recipe_steps']}" if training.get("recipe_steps") else ""
-        reasons.append(f"training stopped at {training.get('steps')}{of} steps (--max-steps)")
-    return {
-        "schema": SCHEMA,
-        "model": model,
-        "setting": setting,
-        "method": method,
-        "run_id": run_id,
-        "seed": seed,
-        "scores": scores_from(benchmarks),
-        "training": training,
-        "complete": not incomplete,
-        "incomplete_benchmarks": incomplete,
-        "partial": bool(reasons),
-        "partial_reasons": reasons,
-        "limit": limit,
-        "replicate_key": replicate_key,
-        "variant": variant,
-        "judge": judge,
-        "benchmarks": {k: v for k, v in benchmarks.items() if k not in extras},
-        "judge_calls": benchmarks.get("judge_calls"),
-        "resumed_answers": benchmarks.get("resumed_answers"),  # answers a killed run had written
-        "notes": benchmarks.get("notes") or [],
-        "bos_check": bos_check,
-        "timings_seconds": timings or {},
-    }
-
-
-def of_evaluation(evaluation: Any, benchmarks: dict[str, Any], *, model: str) -> dict[str, Any]:
-    """The record of one `Evaluation.run` (repro eval and repro run's evaluate stage alike)."""
-    return record(
-        model=model,
-        setting=evaluation.name,
-        benchmarks=benchmarks,
-        judge={**evaluation.judge.describe(), **getattr(evaluation, "judge_identity", {})},
-        limit=evaluation.limit,
-        bos_check=evaluation.bos_check,
-        timings=evaluation.timings,
-    )
-
-
-def write(path: Path, data: dict[str, Any]) -> None:
-    io.write_json(path, data)

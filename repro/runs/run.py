@@ -11,6 +11,7 @@ config hash, so the same command finds and resumes the same run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import logging
 import math
@@ -24,12 +25,14 @@ from repro import io
 from repro.config import evalconfig
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
-from repro.evaluation import judgecost, runner
+from repro.evaluation import benchmarks, judgecost, runner
+from repro.evaluation.judge.spec import Judge
+from repro.evaluation.options import EvalOptions
+from repro.evaluation.records import EvaluationResult
 from repro.progress import Progress
-from repro.runs import environment, plots, preflight, replicates, result, verify
+from repro.runs import environment, plots, preflight, replicates, verify
+from repro.runs.result import RunResult
 from repro.train import launch
-
-DEFAULT_BENCHES = ("alpaca_eval2", "arena_hard", "mt_bench")
 
 
 def run_id(config: RunConfig) -> str:
@@ -60,7 +63,7 @@ def plan(
     *,
     results_root: Path,
     benches: list[str],
-    judge: runner.Judge,
+    judge: Judge,
     limit: int | None = None,
 ) -> dict[str, Any]:
     batch = config.batch
@@ -143,18 +146,19 @@ def execute(
     *,
     results_root: Path,
     benches: list[str],
-    judge: runner.Judge,
+    judge: Judge,
     limit: int | None = None,
     backend: str = "transformers",
-    eval_kwargs: dict[str, Any] | None = None,
+    options: EvalOptions | None = None,
     progress: Progress | None = None,
     echo: Callable[[str], None] | None = None,
     verbose: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) every stage; returns the result record. Library logs go to repro.log;
-    `verbose` also hands the training metrics (the Trainer's logged dicts) to `echo`."""
+    `verbose` also hands the training metrics (the Trainer's logged dicts) to `echo`.
+    `options`: how the evaluation runs (its backend and limit are this call's)."""
     directory = run_directory(config, results_root, limit, backend)
-    eval_kwargs = {**(eval_kwargs or {}), "backend_name": backend}
+    options = dataclasses.replace(options or EvalOptions(), backend=backend, limit=limit)
     root = safe_child(results_root, config.setting, config.method, config.run_id)
     preflight.require(config, judge=judge, results_root=results_root, backend=backend)
     with run_lock(root), _log_to(directory / "repro.log"):
@@ -164,8 +168,7 @@ def execute(
             directory,
             benches=benches,
             judge=judge,
-            limit=limit,
-            eval_kwargs=eval_kwargs,
+            options=options,
             progress=progress,
             echo=echo,
             verbose=verbose,
@@ -229,7 +232,7 @@ def generate(
     *,
     results_root: Path,
     benches: list[str],
-    judge: runner.Judge,
+    judge: Judge,
     limit: int | None = None,
     backend: str = "transformers",
     progress: Progress | None = None,
@@ -241,19 +244,17 @@ def generate(
     if trained_metrics(config, root / "train") is None:
         raise ReproError(f"{root / 'train'}: training has not finished; generate after the training job")
     reference = str(root / "train" / "init-model") if config.evaluation.baseline == "init-model" else None
+    options = EvalOptions(backend=backend, limit=limit, reference_model=reference, stage="generate")
     with run_lock(root), _log_to(directory / "repro.log"):
         ev = runner.Evaluation(
             str(root / "train" / "model"),
-            config,
+            runner.Target.of_run(config),
             output=directory / "eval",
             judge=judge,
-            reference_model=reference,
-            limit=limit,
             benches=benches,
-            backend_name=backend,
-            stage="generate",
+            options=options,
         )
-        return ev.run(benches, progress=progress)
+        return ev.run(progress=progress).outputs()
 
 
 def _execute(
@@ -262,9 +263,8 @@ def _execute(
     directory: Path,
     *,
     benches: list[str],
-    judge: runner.Judge,
-    limit: int | None,
-    eval_kwargs: dict[str, Any] | None,
+    judge: Judge,
+    options: EvalOptions,
     progress: Progress | None,
     echo: Callable[[str], None] | None,
     verbose: bool = False,
@@ -275,7 +275,7 @@ def _execute(
     # -- train (skipped when a finished run of this exact config is there)
     metrics = trained_metrics(config, train_dir)
     if metrics is None:
-        if (eval_kwargs or {}).get("stage") == "judge":  # a judging job never trains on its CPU node
+        if options.stage == "judge":  # a judging job never trains on its CPU node
             raise ReproError(f"{train_dir}: training has not finished; judge after the training job")
         start = time.time()
         metrics, breakdown = train(config, train_dir, progress=progress, echo=echo, verbose=verbose)
@@ -291,33 +291,30 @@ def _execute(
         "weights_sha256": weights,
         "benches": sorted(benches),
         "judge": judge.describe(),
-        "limit": limit,
+        "limit": options.limit,
         "generation_config_sha256": environment.sha256_file(evalconfig.locate(config.evaluation.generation)),
         "code_version": config.code_version,
+        "backend": options.backend,
     }
-    eval_key["backend"] = (eval_kwargs or {}).get("backend_name", "transformers")
+    if plugins := benchmarks.sources(benches):  # your own benchmarks: their code is an input too
+        eval_key["plugins"] = plugins
     eval_dir = directory / "eval"
-    cached = io.read_json(eval_dir / "result.json")
-    if not (cached and cached.get("key") == eval_key and cached.get("complete")):
+    evaluation = EvaluationResult.read_run_folder(eval_dir)
+    if not (evaluation and evaluation.key == eval_key and evaluation.complete):
         start = time.time()
-        reference_model = (
-            str(train_dir / "init-model") if config.evaluation.baseline == "init-model" else None
-        )
+        if config.evaluation.baseline == "init-model":
+            options = dataclasses.replace(options, reference_model=str(train_dir / "init-model"))
         ev = runner.Evaluation(
             str(train_dir / "model"),
-            config,
+            runner.Target.of_run(config),
             output=eval_dir,
             judge=judge,
-            reference_model=reference_model,
-            limit=limit,
             benches=benches,
-            **(eval_kwargs or {}),
+            options=options,
         )
         loaded = time.time()
-        benchmarks = ev.run(benches, progress=progress)
-        cached = result.of_evaluation(ev, benchmarks, model=str(train_dir / "model"))
-        cached["key"] = eval_key
-        io.write_json(eval_dir / "result.json", cached)
+        evaluation = ev.run(progress=progress).with_key(eval_key)
+        evaluation.write(eval_dir)
         # model and tokenizer loads with the BOS check, then each stage over every benchmark
         breakdown = {
             "load": round(loaded - start, 1),
@@ -327,20 +324,16 @@ def _execute(
             {"stage": "evaluate", "seconds": round(time.time() - start, 1), "breakdown": breakdown}
         )
 
-    judged_by = {**judge.describe(), **(cached.get("judge") or {})}  # with what the judge said of itself
-    kind = replicates.describe(config, judge=judged_by, backend=eval_key["backend"], metrics=metrics)
-    record = result.record(
+    judged_by = {**judge.describe(), **evaluation.judge}  # with what the judge said of itself
+    kind = replicates.describe(config, judge=judged_by, backend=options.backend, metrics=metrics)
+    train_bos = io.read_json(train_dir / "bos_check.json")
+    record = RunResult.of(
+        evaluation,
         model=str(train_dir / "model"),
-        setting=config.setting,
         method=config.method,
         run_id=config.run_id,
         seed=config.seed,
-        benchmarks={
-            **cached["benchmarks"],
-            **{k: cached.get(k) for k in ("judge_calls", "resumed_answers", "notes") if cached.get(k)},
-        },
         judge=judged_by,
-        limit=limit,
         training={
             "held_out_reward_accuracy": metrics["eval"].get("eval_rewards/accuracies"),
             "held_out_loss": metrics["eval"].get("eval_loss"),
@@ -348,9 +341,8 @@ def _execute(
         },
         replicate_key=kind["replicate_key"],
         variant=kind["variant"],
-        bos_check={"train": io.read_json(train_dir / "bos_check.json"), "eval": cached.get("bos_check")},
-        timings=cached.get("timings_seconds"),
-    )
+        bos_check={"train": train_bos, "eval": evaluation.bos_check},
+    ).to_json()
     if done_work or not (directory / "result.json").exists():
         manifest = io.read_json(directory / "manifest.json") or {
             "config": config.to_json(),
@@ -361,14 +353,11 @@ def _execute(
             "engine": metrics.get("engine"),
             "trackers": metrics.get("trackers"),
             "weights_sha256": weights,
-            "tokenizer_checks": {
-                "train": io.read_json(train_dir / "bos_check.json"),
-                "eval": cached.get("bos_check"),
-            },
+            "tokenizer_checks": {"train": train_bos, "eval": evaluation.bos_check},
             "history": [],
         }
         manifest["judge"] = record["judge"]
-        manifest["judge_calls"] = cached.get("judge_calls")
+        manifest["judge_calls"] = evaluation.judge_calls
         manifest["history"].append(
             {
                 "when": datetime.now(UTC).isoformat(timespec="seconds"),

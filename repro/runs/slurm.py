@@ -36,7 +36,8 @@ from typing import Any
 from repro import filesystems, io
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError, UsageError
-from repro.evaluation import judgecost, runner
+from repro.evaluation import judgecost
+from repro.evaluation.judge.spec import Judge
 from repro.runs import run
 from repro.train import launch, preemption
 
@@ -146,7 +147,7 @@ def judge_command(folder: Path) -> str:
     return f"{shlex.quote(sys.executable)} -m repro.runs.stage judge {shlex.quote(str(folder / 'plan.json'))}"
 
 
-def pipeline_id(points: list[Point], benches: list[str], judge: runner.Judge, limit: int | None) -> str:
+def pipeline_id(points: list[Point], benches: list[str], judge: Judge, limit: int | None) -> str:
     first = points[0].config
     body = json.dumps(
         {"runs": [str(p.directory) for p in points], "benches": sorted(benches), "judge": judge.describe(),
@@ -200,7 +201,7 @@ def build(
     *,
     results_root: Path,
     benches: list[str],
-    judge: runner.Judge,
+    judge: Judge,
     limit: int | None = None,
     backend: str = "transformers",
     site: Site | None = None,

@@ -21,7 +21,8 @@ from typing import Any
 from repro import io
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
-from repro.evaluation import runner
+from repro.evaluation.judge.spec import Judge
+from repro.evaluation.options import EvalOptions
 
 STAGE_FILE = "stage.json"  # in a run's evaluation folder: the pipeline stage working on it
 
@@ -50,7 +51,7 @@ def mark(directory: Path, stage: str, **extra: Any) -> None:
     )
 
 
-def load(plan_file: Path) -> tuple[dict[str, Any], list[RunConfig], runner.Judge]:
+def load(plan_file: Path) -> tuple[dict[str, Any], list[RunConfig], Judge]:
     plan = io.read_json(plan_file)
     if not plan:
         raise ReproError(f"{plan_file}: no pipeline plan there")
@@ -59,10 +60,10 @@ def load(plan_file: Path) -> tuple[dict[str, Any], list[RunConfig], runner.Judge
     ]
     import dataclasses
 
-    fields = {f.name for f in dataclasses.fields(runner.Judge)}  # describe() may say more than the fields
+    fields = {f.name for f in dataclasses.fields(Judge)}  # describe() may say more than the fields
     judge = {k: v for k, v in plan["judge"].items() if k in fields}
     judge["cache"] = Path(judge["cache"])
-    return plan, configs, runner.Judge(**judge)
+    return plan, configs, Judge(**judge)
 
 
 def generate(plan_file: Path, index: int) -> None:
@@ -105,7 +106,7 @@ def judge(plan_file: Path) -> None:
                 judge=the_judge,
                 limit=plan["limit"],
                 backend=plan["backend"],
-                eval_kwargs={"stage": "judge"},
+                options=EvalOptions(stage="judge"),
             )
         except ReproError as exc:  # one run's failure does not stop the others
             mark(directory, "failed", reason=str(exc))

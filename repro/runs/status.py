@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from repro import io
-from repro.evaluation import judgecost
+from repro.errors import ReproError
+from repro.evaluation import benchmarks, judgecost
+from repro.runs.result import FILE, RunResult
 
 RUN_ID = re.compile(r"^[0-9a-f]{10}-seed\d+$")
 _STEP = re.compile(r"^REPRO_STEP (\d+)/(\d+)$", re.M)
 FAILED_STATES = ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE")
 POINT_KEYS = ("learning_rate", "beta", "gamma_beta_ratio")
-SCORE_KEYS = ("ae2_lc", "ae2_wr", "ah", "mt_bench")
 
 
 @dataclass
@@ -100,16 +101,13 @@ def _status(root: Path, jobs: dict[str, Any] | None, states: dict[str, dict[str,
         point={k: hp[k] for k in POINT_KEYS if isinstance(hp.get(k), (int, float))},
     )
     directory = Path(jobs["directory"]) if jobs and jobs.get("directory") else root
-    record = io.read_json(directory / "result.json")
+    record = _result(directory / FILE)
     if record is None and directory == root:  # a local run of another flavour (partial, vLLM)
-        record = next((io.read_json(p) for p in sorted(root.glob("*/result.json"))), None)
-        record = record if record and "scores" in record else None
+        record = next(filter(None, (_result(p) for p in sorted(root.glob(f"*/{FILE}")))), None)
     stage = io.read_json(directory / "stage.json") or {}
     if record is not None:
         status.kind, status.stage = "done", "done"
-        status.scores = {
-            k: record.get("scores", {}).get(k) for k in SCORE_KEYS if k in record.get("scores", {})
-        }
+        status.scores = {k: record.scores[k] for k in benchmarks.headline() if k in record.scores}
         status.judge_cost_usd = _judge_cost(record)
     else:
         _stage_from_files(status, train, stage)
@@ -186,16 +184,21 @@ def _reason_from_logs(folder: Path, job: str) -> str | None:
     return None
 
 
-def _judge_cost(record: dict[str, Any]) -> float | None:
+def _result(path: Path) -> RunResult | None:
+    try:
+        return RunResult.read(path) if path.exists() else None
+    except ReproError:
+        return None
+
+
+def _judge_cost(record: RunResult) -> float | None:
     """Calls that reached the judge (cache hits are free) at the estimate's price per call."""
-    judge = record.get("judge") or {}
-    if judge.get("kind") == "rule":
+    if (record.judge or {}).get("kind") == "rule":
         return 0.0
-    calls = (record.get("benchmarks", {}).get("judge_calls") or {}).get("backend_calls")
+    calls = (record.judge_calls or {}).get("backend_calls")
     if calls is None:
         return None
-    benches = [b for b in record.get("benchmarks", {}) if b in ("alpaca_eval2", "arena_hard", "mt_bench")]
-    estimate = judgecost.estimate(benches, limit=record.get("limit"))
+    estimate = judgecost.estimate(list(record.benchmarks), limit=record.limit)
     per_call = estimate["estimated_cost_usd"] / estimate["total_calls"] if estimate["total_calls"] else 0.0
     return round(calls * per_call, 2)
 

@@ -24,7 +24,9 @@ PRODUCED = ("eval/**/*.json", "eval/**/*.jsonl", "curves.csv")
 TRAINED = ("train/model/*", "train/metrics.json", "train/run.json")
 RECORD = "result.json"  # the run's scores; hashed before it is written (see record_sha256)
 # What carries a score that `repro compare` reads: checked on every compare (small files only).
-SCORES = (RECORD, "eval/result.json")
+# the files scores are read from: the run's result and its evaluation's record (an older
+# repro's run folder holds the latter as eval/result.json)
+SCORES = (RECORD, "eval/evaluation.json", "eval/result.json")
 
 
 @dataclass

@@ -24,15 +24,6 @@ from urllib.parse import urlparse
 
 from repro.errors import ReproError
 
-# the judges of the published numbers (alpaca-eval's weighted_alpaca_eval_gpt4_turbo,
-# arena-hard v0.1's judge config, FastChat's MT-Bench single grading)
-PUBLISHED = {"alpaca_eval2": "gpt-4-1106-preview", "arena_hard": "gpt-4-1106-preview", "mt_bench": "gpt-4"}
-METRIC_BENCH = {
-    "ae2_lc": "alpaca_eval2",
-    "ae2_wr": "alpaca_eval2",
-    "ah": "arena_hard",
-    "mt_bench": "mt_bench",
-}
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}  # noqa: S104 - names, not a bind address
 WEIGHTED_HINT = (
     "AlpacaEval 2's weighted annotator needs `logprobs` with `top_logprobs` 5 on a one-token answer, "
@@ -43,11 +34,6 @@ WEIGHTED_HINT = (
 def is_local(url: str | None) -> bool:
     """A judge on this machine (a server you run yourself), by its URL's host."""
     return bool(url) and (urlparse(url).hostname or "") in LOOPBACK
-
-
-def asked_models(model: str | None, benches: list[str]) -> dict[str, str]:
-    """The model name each judged benchmark asks for: --judge-model, or its published judge."""
-    return {b: model or PUBLISHED[b] for b in benches if b in PUBLISHED}
 
 
 def _request(url: str, key_env: str, body: dict[str, Any] | None, timeout: float) -> tuple[int, Any]:
@@ -95,16 +81,14 @@ def _answered_as(answered: str | None, asked: str) -> bool:
     return answered is not None and (answered == asked or re.fullmatch(dated, answered) is not None)
 
 
-def probe(
-    url: str, *, model: str | None, benches: list[str], key_env: str, timeout: float = 300.0
-) -> dict[str, Any]:
-    """Check an endpoint judge before any judging; returns what it said about itself.
+def probe(url: str, *, asked: dict[str, str], key_env: str, timeout: float = 300.0) -> dict[str, Any]:
+    """Check an endpoint judge before any judging; returns what it said about itself. `asked`:
+    the model each judged benchmark will ask for (--judge-model, or the benchmark's published judge).
 
     Raises ReproError (one line) when it does not serve a model asked for, answers as another
     model, or answers the weighted annotator without usable log-probs. A server without
     `GET /models` (some proxies) skips that check; the identity then says so."""
     base = url.rstrip("/")
-    asked = asked_models(model, benches)
     identity: dict[str, Any] = {"local": is_local(url), "served_models": None, "answered_as": None}
     try:
         status, data = _request(f"{base}/models", key_env, None, timeout=min(timeout, 30.0))
@@ -165,13 +149,12 @@ def label(judge: dict[str, Any] | None) -> str:
     return f"{name} at {where}"
 
 
-def published_note(judge: dict[str, Any] | None, metric: str) -> str | None:
-    """Why a score of `metric` was not judged as the published one was, or None when it was
-    (an endpoint that is not on this machine, asking for the published judge's model)."""
-    bench = METRIC_BENCH.get(metric)
-    if bench is None or not judge:
+def published_note(judge: dict[str, Any] | None, wanted: str | None) -> str | None:
+    """Why a score whose published number was judged by `wanted` (None: no judge behind it) was
+    not judged that way, or None when it was (an endpoint that is not on this machine, asking
+    for the published judge's model)."""
+    if wanted is None or not judge:
         return None
-    wanted = PUBLISHED[bench]
     local = judge.get("local", is_local(judge.get("url")))
     model = judge.get("answered_as") or judge.get("model") or wanted
     if judge.get("kind") == "endpoint" and not local and _answered_as(model, wanted):

@@ -14,6 +14,7 @@ from typing import Any
 
 from repro import userpaths
 from repro.errors import ReproError, UsageError
+from repro.evaluation.records import EvaluationResult
 
 
 @dataclass
@@ -23,7 +24,7 @@ class Inputs:
     run_dir: Path | None = None
     manifest: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
-    eval_result: dict[str, Any] | None = None  # eval/result.json: the evaluation's own record and key
+    evaluation: EvaluationResult | None = None  # eval/evaluation.json: the evaluation's record and key
     outputs: list[dict[str, Any]] | None = None
     outputs_path: str | None = None
     annotations: list[dict[str, Any]] | None = None
@@ -67,10 +68,10 @@ def from_run(run_dir: Path, curves: Path | None = None) -> Inputs:
     inputs = Inputs(run_dir=run_dir, curves_path=curves)
     inputs.manifest = _json(run_dir / "manifest.json", inputs, "manifest.json")
     inputs.result = _json(run_dir / "result.json", inputs, "result.json")
-    inputs.eval_result = _json(run_dir / "eval" / "result.json", inputs, "eval/result.json")
-    if inputs.result is None:  # an unfinished run: the evaluation may have finished on its own
-        inputs.result = inputs.eval_result
-    for data in (inputs.manifest, inputs.result, inputs.eval_result):
+    inputs.evaluation = EvaluationResult.read_run_folder(run_dir / "eval")
+    if inputs.result is None and inputs.evaluation:  # an unfinished run: its evaluation may have finished
+        inputs.result = inputs.evaluation.to_json()
+    for data in (inputs.manifest, inputs.result):
         if data is not None and not isinstance(data, dict):
             raise ReproError(f"{run_dir}: manifest.json or result.json is not a JSON object")
     config = inputs.config or {}

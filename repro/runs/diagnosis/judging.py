@@ -44,14 +44,15 @@ def bootstrap(wins: list[float], *, resamples: int, seed: int) -> tuple[float, f
 
 
 def _published(setting: str | None, method: str | None) -> dict[str, Any]:
+    from repro.evaluation.benchmarks.alpaca_eval2 import WR
     from repro.runs import compare, published
 
     if not setting or not method:
         return {}
-    value = published.lookup(published.load(), setting, method, "ae2_wr")
+    value = published.lookup(published.load(), setting, method, WR)
     if value is not None:
         return {"published_win_rate": value}
-    band = compare.tiny_band().get((setting, method, "ae2_wr"))
+    band = compare.tiny_band().get((setting, method, WR))
     return {"published_band": list(band)} if band else {}
 
 

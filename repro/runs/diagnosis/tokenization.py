@@ -104,7 +104,7 @@ def _template(result: Check, inputs: Inputs, config: dict[str, Any]) -> dict[str
     from repro.errors import ReproError
     from repro.runs import environment
 
-    used = ((inputs.eval_result or {}).get("key") or {}).get("generation_config_sha256")
+    used = ((inputs.evaluation.key if inputs.evaluation else None) or {}).get("generation_config_sha256")
     ref = (config.get("evaluation") or {}).get("generation")
     if not used or not ref:
         return None

@@ -1,0 +1,204 @@
+"""The benchmark registry: one module per benchmark, registered by name.
+
+Built-in benchmarks are the modules of this package; `load_path(FILE_OR_DIR)` imports a
+user's own (repro eval/run/compare --bench-path), the way lm-evaluation-harness's
+--include_path loads tasks. A plugin module subclasses `Benchmark` and decorates it with
+`@register`; see the README ("Your own benchmark in one file")."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from repro.config import evalconfig
+from repro.config.runconfig import EvalPlan
+from repro.errors import ReproError, UsageError, unknown
+from repro.evaluation.benchmarks.base import Benchmark, JudgeAccess, JudgeCost, Metric
+
+__all__ = ["Benchmark", "JudgeAccess", "JudgeCost", "Metric", "register", "get", "names", "load_path"]
+
+# Built-ins in the order of the published tables' columns (and of compare's rows).
+BUILT_IN = ("alpaca_eval2", "arena_hard", "mt_bench", "gsm", "mmlu_redux")
+_MODULES = {
+    "alpaca_eval2": "alpaca_eval2",
+    "arena_hard": "arena_hard",
+    "mt_bench": "mt_bench",
+    "gsm": "zeroeval_gsm",
+    "mmlu_redux": "zeroeval_mmlu_redux",
+}
+ENV = "REPRO_BENCH_PATH"  # plugin paths (os.pathsep-separated), inherited by jobs a run submits
+_REGISTRY: dict[str, Benchmark] = {}
+_SOURCES: dict[str, str] = {}  # plugin benchmark -> sha256 of its file (part of a run's identity)
+_loading: Path | None = None  # the plugin file being imported (named in its errors)
+_from_env = False
+
+
+def register(cls: type[Benchmark]) -> type[Benchmark]:
+    """Class decorator: adds a benchmark to the registry under `cls.name`."""
+    where = f"{_loading}: " if _loading is not None else ""
+    for attr in ("name", "title", "run", "scores"):
+        missing = not hasattr(cls, attr) or (
+            attr in ("run", "scores") and getattr(cls, attr) is getattr(Benchmark, attr)
+        )
+        if missing:
+            raise ReproError(f"{where}benchmark {cls.__name__} defines no `{attr}`")
+    if not isinstance(cls.name, str) or not cls.name.isidentifier():
+        raise ReproError(f"{where}benchmark name {cls.name!r} is not a plain name (letters, digits, _)")
+    if cls.name in _REGISTRY and type(_REGISTRY[cls.name]) is not cls:
+        what = "a built-in benchmark" if cls.name in BUILT_IN else "another benchmark"
+        raise ReproError(f"{where}benchmark '{cls.name}' clashes with {what} of that name")
+    taken = {m.key: b.name for b in _REGISTRY.values() if b.name != cls.name for m in b.metrics}
+    for metric in cls.metrics:
+        if metric.key in taken:
+            raise ReproError(f"{where}metric '{metric.key}' is already {taken[metric.key]}'s")
+    _REGISTRY[cls.name] = cls()
+    if _loading is not None:
+        _SOURCES[cls.name] = hashlib.sha256(_loading.read_bytes()).hexdigest()
+    return cls
+
+
+def _built_ins() -> None:
+    global _from_env
+    for name in BUILT_IN:
+        if name not in _REGISTRY:
+            importlib.import_module(f"{__name__}.{_MODULES[name]}")
+    if not _from_env:
+        _from_env = True
+        for entry in filter(None, os.environ.get(ENV, "").split(os.pathsep)):
+            load_path(Path(entry))
+
+
+def sources(names_: list[str]) -> dict[str, str]:
+    """sha256 of each plugin benchmark's file among `names_` (built-ins are the code version's)."""
+    return {n: _SOURCES[n] for n in names_ if n in _SOURCES}
+
+
+def all() -> list[Benchmark]:  # noqa: A001 - the registry's own vocabulary
+    """Every registered benchmark: the built-ins first, in table order, then plugins."""
+    _built_ins()
+    order = {name: i for i, name in enumerate(BUILT_IN)}
+    return sorted(_REGISTRY.values(), key=lambda b: order.get(b.name, len(order)))
+
+
+def names() -> list[str]:
+    return [b.name for b in all()]
+
+
+def get(name: str) -> Benchmark:
+    _built_ins()
+    if name not in _REGISTRY:
+        raise unknown("benchmark", name, names())
+    return _REGISTRY[name]
+
+
+def judged(names_: list[str]) -> list[str]:
+    return [n for n in names_ if get(n).judged]
+
+
+def metrics() -> list[tuple[Benchmark, Metric]]:
+    """Every metric with its benchmark, in table order."""
+    return [(b, m) for b in all() for m in b.metrics]
+
+
+def headline() -> list[str]:
+    """The metrics sweep tables and `repro slurm status` show."""
+    return [m.key for _, m in metrics() if m.headline]
+
+
+def metric(key: str) -> tuple[Benchmark, Metric]:
+    for bench, m in metrics():
+        if m.key == key:
+            return bench, m
+    raise unknown("metric", key, [m.key for _, m in metrics()])
+
+
+def scores(outputs: dict[str, dict]) -> dict[str, object]:
+    """The published tables' metrics from each benchmark's output (result.json's `scores`)."""
+    found: dict[str, object] = {}
+    for bench in all():
+        if isinstance(outputs.get(bench.name), dict):
+            found.update(bench.scores(outputs[bench.name]))
+    return found
+
+
+def default(plan: EvalPlan) -> list[str]:
+    """The benchmarks a setting is evaluated on unless --bench says otherwise: its generation
+    config's `benches` (gemma2-9b-it adds ZeroEval's GSM and MMLU-Redux), else the judged built-ins."""
+    judged_built_ins = [n for n in BUILT_IN if get(n).judged]
+    try:
+        return list(evalconfig.generation(plan.generation).get("benches") or judged_built_ins)
+    except ReproError:
+        return judged_built_ins
+
+
+def parse(text: str | None, plan: EvalPlan) -> list[str]:
+    """--bench A,B (checked before any work starts), or the setting's default benchmarks."""
+    if text is None:
+        return default(plan)
+    chosen = [b.strip() for b in text.split(",") if b.strip()]
+    for name in chosen:
+        get(name)
+    if not chosen:
+        raise UsageError("--bench names no benchmark")
+    return chosen
+
+
+def load_path(path: Path, *, export: bool = False) -> list[str]:
+    """Import benchmark modules from a file or a folder of files (--bench-path); the names they
+    registered. Any problem is one line naming the file. `export`: also name the path in
+    $REPRO_BENCH_PATH, so the jobs this process submits (SLURM) load it too."""
+    global _loading
+    path = Path(path).expanduser().resolve()
+    if not path.exists():
+        raise UsageError(f"--bench-path {path}: no such file or folder")
+    files = sorted(path.glob("*.py")) if path.is_dir() else [path]
+    if not files:
+        raise UsageError(f"--bench-path {path}: no .py files in it")
+    _built_ins()  # a plugin that takes a built-in's name is refused, whichever loads first
+    added: list[str] = []
+    for file in files:
+        module_name = f"repro_bench_{hashlib.sha256(str(file).encode()).hexdigest()[:12]}"
+        if module_name in sys.modules:
+            continue  # loaded already (the same file named twice)
+        before = set(_REGISTRY)
+        _loading = file
+        try:
+            spec = importlib.util.spec_from_file_location(module_name, file)
+            if spec is None or spec.loader is None:
+                raise ReproError(f"{file}: not a Python module")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            try:
+                spec.loader.exec_module(module)
+            except ReproError:
+                sys.modules.pop(module_name, None)
+                raise
+            except Exception as exc:  # a plugin's own bug: one line naming its file
+                sys.modules.pop(module_name, None)
+                raise ReproError(f"{file}{_line_of(exc, file)}: {type(exc).__name__}: {exc}") from None
+        finally:
+            _loading = None
+        new = [n for n in _REGISTRY if n not in before]
+        if not new:
+            raise ReproError(f"{file}: registers no benchmark (decorate a Benchmark subclass with @register)")
+        added += new
+    if export:
+        known = list(filter(None, os.environ.get(ENV, "").split(os.pathsep)))
+        if str(path) not in known:
+            os.environ[ENV] = os.pathsep.join([*known, str(path)])
+    return added
+
+
+def _line_of(exc: BaseException, file: Path) -> str:
+    tb, line = exc.__traceback__, None
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename) == file:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        line = exc.lineno
+    return f":{line}" if line else ""

@@ -1,0 +1,118 @@
+"""What a benchmark is: its name, the metrics it puts in a run's scores, what judging it costs,
+and one method that generates, judges and scores it.
+
+A benchmark module declares everything about its benchmark in one place (the way an
+lm-evaluation-harness task is one file): prompts, decoding (from the setting's generation
+config), judging or scoring, metric keys with their direction, compare tolerance and the
+published-table column they fill, and the judge-cost estimate. The runner only loops over
+registered benchmarks (repro.evaluation.runner); `repro compare`, result.json, the cost
+estimate and the CLI's --bench choices read the registry (repro.evaluation.benchmarks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from repro.evaluation.generate import Decoding
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One number a benchmark puts in result.json's `scores`."""
+
+    key: str  # the scores key, e.g. "ae2_lc"
+    title: str  # as compare and plots label it
+    higher_is_better: bool | None = True  # None: no direction (a length)
+    tolerance: float | None = None  # compare's default +-; None: not compared with the paper
+    decimals: int | None = None  # the published table's rounding (lengths: whole characters)
+    published: bool = False  # a column of results/published/scores.csv
+    column: str | None = None  # the published table's short header (default: title)
+    headline: bool = False  # shown in sweep tables and `repro slurm status`
+
+    @property
+    def header(self) -> str:
+        return self.column or self.title
+
+
+@dataclass(frozen=True)
+class JudgeCost:
+    """Judge calls for a full run of a benchmark, with typical token counts (an estimate)."""
+
+    judge_model: str  # the paper's judge for this benchmark
+    questions: int
+    calls: int  # for all questions (two games per question: 2 x questions)
+    input_tokens: int
+    output_tokens: int
+    note: str = ""
+
+
+class Context(Protocol):
+    """What the runner offers a benchmark (repro.evaluation.runner.Evaluation): `ask` answers
+    single-turn questions through the chat template; `answer` takes prompts as they are; both
+    write each answer as it completes (BENCHMARK/answers.jsonl) and resume a killed run."""
+
+    limit: int | None
+    stage: str  # all | generate | judge
+    toy_questions: bool  # the tiny setting's synthetic questions instead of the real data
+    config: dict[str, Any]  # the setting's generation config (eval/generation/NAME.yaml)
+    model_name: str
+    max_new_tokens: int | None
+
+    def folder(self, benchmark: str) -> Path: ...
+    def answer(
+        self, benchmark: str, prompts: list[str], decoding: Decoding, *, reference: bool = False, **kw: Any
+    ) -> list[str]: ...
+    def ask(
+        self, benchmark: str, questions: list[str], decoding: Decoding, *, reference: bool = False
+    ) -> list[str]: ...
+    def chat_prompt(self, messages: list[dict[str, str]] | str) -> tuple[str, bool]: ...
+    def timed(self, stage: str) -> contextlib.AbstractContextManager[None]: ...
+    def note(self, text: str) -> None: ...
+
+
+class JudgeAccess(Protocol):
+    """The judge during an evaluation: every call goes through one local gateway and one cache."""
+
+    backend: Any  # the judge backend (alpaca-eval's annotator calls it through the gateway)
+    cache: Path  # the judgment cache (SQLite)
+    concurrency: int
+    kind: str  # endpoint | rule
+    model: str | None  # --judge-model (None: each benchmark's own)
+
+    def chat(self, model: str, temperature: float, max_tokens: int) -> Any: ...
+
+
+class Benchmark:
+    """Subclass, set the class attributes, implement `run` and `scores`, and `register` it."""
+
+    name: ClassVar[str]  # the --bench name and the folder of its outputs
+    title: ClassVar[str]
+    metrics: ClassVar[tuple[Metric, ...]] = ()
+    judged: ClassVar[bool] = False  # needs the judge (and its gateway)
+    published_judge: ClassVar[str | None] = None  # who judged the paper's numbers
+    cost: ClassVar[JudgeCost | None] = None  # None: no judge calls
+
+    def run(self, ev: Context, judge: JudgeAccess | None = None) -> dict[str, Any]:
+        """Generate (resumably, through `ev.answer`), judge and score; the benchmark's output.
+        `judge` is the gateway's judge for a judged benchmark (None when only generating). A
+        dict with `incomplete: True` says some judgments never came back."""
+        raise NotImplementedError
+
+    def scores(self, output: dict[str, Any]) -> dict[str, Any]:
+        """This benchmark's metrics (`metrics` keys) from its output."""
+        raise NotImplementedError
+
+    def rows(self, output: dict[str, Any]) -> list[tuple[str, str]]:
+        """(what, value) lines for `repro eval`'s table; default: the metrics."""
+        scores = self.scores(output)
+        return [(m.title, fmt(scores.get(m.key))) for m in self.metrics]
+
+
+def fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

@@ -1,0 +1,99 @@
+"""MT-Bench: 80 two-turn questions answered with FastChat's per-category temperatures and the
+setting's served chat template, single-answer graded 1-10 by GPT-4 (FastChat llm_judge)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from repro import io, tiny
+from repro.errors import ReproError
+from repro.evaluation.benchmarks import register
+from repro.evaluation.benchmarks.base import Benchmark, Context, JudgeAccess, JudgeCost, Metric, fmt
+from repro.evaluation.scorers import mt_bench
+
+# FastChat's per-category temperatures for MT-Bench answers (greedy below 1e-4)
+TEMPERATURE = {
+    "writing": 0.7,
+    "roleplay": 0.7,
+    "extraction": 0.0,
+    "math": 0.0,
+    "coding": 0.0,
+    "reasoning": 0.0,
+    "stem": 0.1,
+    "humanities": 0.1,
+}
+
+
+@register
+class MTBench(Benchmark):
+    name = "mt_bench"
+    title = "MT-Bench"
+    judged = True
+    published_judge = "gpt-4"
+    cost = JudgeCost(
+        "gpt-4", questions=80, calls=160, input_tokens=1000, output_tokens=300, note="two turns per question"
+    )
+    metrics = (Metric("mt_bench", "MT-Bench", headline=True),)
+
+    def run(self, ev: Context, judge: JudgeAccess | None = None) -> dict[str, Any]:
+        judge_model = (judge.model if judge else None) or "gpt-4"
+        if ev.toy_questions:
+            instructions = tiny.eval_instructions()[: ev.limit]
+            # "extraction": FastChat answers it greedily and grades it without a reference
+            questions = [
+                {"question_id": i, "category": "extraction", "turns": [q, "please tell me more ."]}
+                for i, q in enumerate(instructions)
+            ]
+            prompts, references = tiny.TINY_MT_PROMPTS, {}
+        else:
+            data = ev.options.mt_bench_data or ev.shared_data("mt_bench")
+            if not data:
+                raise ReproError(
+                    "MT-Bench data not found: pass --mt-bench-data DIR (FastChat llm_judge/data layout)"
+                )
+            folder = data.parent if (data / "question.jsonl").exists() else data
+            questions, prompts, references = mt_bench.load_data(folder, judge_model)
+            questions = questions[: ev.limit]
+        max_new_tokens = ev.max_new_tokens or ev.config.get("mt_bench", {}).get("max_new_tokens", 1024)
+        with ev.timed("generate"):
+            turns = ev.answerer.mt_bench_turns(
+                ev.generator, questions, ev.chat_prompt, TEMPERATURE, max_new_tokens
+            )
+        answers = {
+            q["question_id"]: {
+                "question_id": q["question_id"],
+                "model_id": ev.model_name,
+                "choices": [{"index": 0, "turns": t}],
+                "tstamp": time.time(),
+            }
+            for q, t in zip(questions, turns, strict=True)
+        }
+        io.write_json(ev.folder(self.name) / "answers.json", list(answers.values()))
+        if judge is None:
+            return {"answers": len(answers)}
+        with ev.timed("judge"):
+            judgments = mt_bench.judge(
+                judge.chat(judge_model, 0.0, 2048),
+                prompts,
+                questions,
+                answers,
+                references,
+                judge_model,
+                concurrency=judge.concurrency,
+            )
+        io.rewrite_jsonl(ev.folder(self.name) / "judgments.jsonl", judgments)
+        with ev.timed("score"):
+            result = mt_bench.score(judgments)[ev.model_name]
+        result["judge_model"] = judge_model
+        result["incomplete"] = result["n_dropped"] > 0
+        return result
+
+    def scores(self, output: dict[str, Any]) -> dict[str, Any]:
+        return {"mt_bench": output.get("average")}
+
+    def rows(self, output: dict[str, Any]) -> list[tuple[str, str]]:
+        return [
+            ("average", fmt(output.get("average"))),
+            ("turn 1 / turn 2", f"{fmt(output.get('turn_1'))} / {fmt(output.get('turn_2'))}"),
+        ]

@@ -1,0 +1,72 @@
+"""What ZeroEval's GSM and MMLU-Redux share (repro.evaluation.zeroeval): no judge; greedy answers
+through the model's chat template, ZeroEval's result file, its scorer (41d0bfd)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from repro import io
+from repro.evaluation import zeroeval
+from repro.evaluation.benchmarks.base import Benchmark, Context, JudgeAccess, fmt
+from repro.evaluation.scorers import zeroeval as scorer
+
+
+class ZeroEvalTask(Benchmark):
+    task: ClassVar[str]  # ZeroEval's task name
+
+    def run(self, ev: Context, judge: JudgeAccess | None = None) -> dict[str, Any]:
+        """Generate, write ZeroEval's result file, score it. The generating job scores it (no judge
+        needed); a judging job then takes that score (same model, same limit) instead of
+        generating again on a CPU node."""
+        record = ev.folder(self.name) / "scored-by-generation.json"
+        identity = {"model": ev.generator_fingerprint(), "limit": ev.limit}
+        stored = io.read_json(record)
+        if stored and stored.get("identity") == identity and identity["model"]:
+            return stored["result"]
+        result = self._run(ev)
+        if ev.stage == "generate":
+            io.write_json(record, {"identity": identity, "result": result})
+        return result
+
+    def _run(self, ev: Context) -> dict[str, Any]:
+        if ev.toy_questions:
+            items = zeroeval.tiny_items(self.task)[: ev.limit]
+        else:
+            items = zeroeval.load_items(self.task, data_dir=ev.options.zeroeval_data, limit=ev.limit)
+        with ev.timed("generate"):
+            records, generation = zeroeval.generate(
+                ev.generator,
+                ev.tokenizer,
+                self.task,
+                items,
+                model_name=ev.model_name,
+                engine=ev.options.backend,
+                # the generation config may cap ZeroEval's 4096 tokens (the tiny model has 256 positions)
+                max_new_tokens=ev.max_new_tokens or ev.config.get("zeroeval", {}).get("max_new_tokens"),
+                bos=ev.options.zeroeval_bos,
+            )
+        with ev.timed("score"):
+            path = zeroeval.write_results(ev.folder(self.name) / f"{ev.model_name}.json", records)
+            score = scorer.score_items(records, self.task, model=ev.model_name)
+        if score.note:
+            ev.note(f"{self.name}: {score.note}")
+        return {
+            **score.as_dict(),
+            "outputs": str(path),
+            "data": "tiny synthetic arithmetic" if ev.toy_questions else "ZeroEval items",
+            "scoring": "ZeroEval 41d0bfd",
+            **generation,
+            "incomplete": False,
+        }
+
+    def scores(self, output: dict[str, Any]) -> dict[str, Any]:
+        accuracy, length = (m.key for m in self.metrics)
+        return {accuracy: output.get("acc"), length: output.get("reason_length")}
+
+    def rows(self, output: dict[str, Any]) -> list[tuple[str, str]]:
+        return [
+            ("accuracy", fmt(output.get("acc"))),
+            ("no answer %", fmt(output.get("no_answer"))),
+            ("length (reasoning chars)", fmt(output.get("reason_length"))),
+            ("BOS", (output.get("bos") or {}).get("note", "")),
+        ]

@@ -1,0 +1,118 @@
+"""What an evaluation hands on: each benchmark's result and the evaluation's record.
+
+`repro run` keeps the record as eval/evaluation.json (with the inputs it was made from, `key`,
+so a rerun with the same inputs reuses it); a run folder of an older repro has the same
+record as eval/result.json, still read (`EvaluationResult.read_run_folder`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from repro import io, records
+from repro.errors import ReproError
+
+SCHEMA = "repro.evaluation/1"
+FILE = "evaluation.json"
+OLD_FILE = "result.json"  # what repro before the typed records called it
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """One benchmark's output, as its module wrote it (its own keys: see repro.evaluation.benchmarks)."""
+
+    name: str
+    output: dict[str, Any]
+    seconds: float | None = None
+
+    @property
+    def incomplete(self) -> bool:
+        """Some judgments never came back (counted in the output)."""
+        return bool(self.output.get("incomplete"))
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    model: str
+    setting: str
+    benchmarks: dict[str, BenchmarkResult]
+    scores: dict[str, Any]  # the published tables' metrics (the benchmarks' `scores`)
+    judge: dict[str, Any]  # who judged, with what the judge said of itself; never a key
+    limit: int | None
+    stage: str = "all"
+    judge_calls: dict[str, Any] | None = None  # the gateway's counts
+    resumed_answers: dict[str, Any] | int | None = None  # answers a killed run had written
+    notes: list[str] = field(default_factory=list)
+    bos_check: dict[str, Any] | None = None
+    timings_seconds: dict[str, float] = field(default_factory=dict)  # per benchmark
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # generate / judge / score
+    key: dict[str, Any] | None = None  # repro run: the inputs this evaluation was made from
+    schema: str = SCHEMA
+
+    @property
+    def incomplete_benchmarks(self) -> list[str]:
+        return [name for name, b in self.benchmarks.items() if b.incomplete]
+
+    @property
+    def complete(self) -> bool:
+        return not self.incomplete_benchmarks
+
+    def outputs(self) -> dict[str, dict[str, Any]]:
+        return {name: b.output for name, b in self.benchmarks.items()}
+
+    def with_key(self, key: dict[str, Any]) -> EvaluationResult:
+        return dataclasses.replace(self, key=key)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["benchmarks"] = self.outputs()
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> EvaluationResult:
+        records.exact_keys(data, cls, where, optional=("key",))
+        if data["schema"] != SCHEMA:
+            raise ReproError(f"{where}: schema {data['schema']!r}, expected {SCHEMA!r}")
+        if not isinstance(data["benchmarks"], dict):
+            raise ReproError(f"{where}: benchmarks must be a mapping")
+        benches = {
+            name: BenchmarkResult(name, output, (data["timings_seconds"] or {}).get(name))
+            for name, output in data["benchmarks"].items()
+        }
+        return cls(**{**data, "benchmarks": benches})
+
+    def write(self, folder: Path) -> Path:
+        path = folder / FILE
+        io.write_json(path, self.to_json())
+        return path
+
+    @classmethod
+    def read_run_folder(cls, folder: Path) -> EvaluationResult | None:
+        """The evaluation record of a run's eval/ folder, or None when there is none (or an
+        unreadable one: the evaluation is then simply redone). An older repro's eval/result.json
+        (the run-result layout with `key`) is read as the same record."""
+        if (folder / FILE).exists():
+            try:
+                return cls.from_json(records.read(folder / FILE), str(folder / FILE))
+            except ReproError:
+                return None
+        old = io.read_json(folder / OLD_FILE)
+        if not isinstance(old, dict) or not isinstance(old.get("benchmarks"), dict):
+            return None
+        timings = old.get("timings_seconds") or {}
+        return cls(
+            model=old.get("model", ""),
+            setting=old.get("setting", ""),
+            benchmarks={n: BenchmarkResult(n, o, timings.get(n)) for n, o in old["benchmarks"].items()},
+            scores=old.get("scores") or {},
+            judge=old.get("judge") or {},
+            limit=old.get("limit"),
+            judge_calls=old.get("judge_calls"),
+            resumed_answers=old.get("resumed_answers"),
+            notes=old.get("notes") or [],
+            bos_check=old.get("bos_check"),
+            timings_seconds=timings,
+            key=old.get("key"),
+        )

@@ -1,0 +1,43 @@
+"""`repro eval`'s library side: evaluate a checkpoint (no training) under a setting's templates
+and decoding, and write OUTPUT/result.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from repro.config import recipes
+from repro.data import bosguard
+from repro.errors import ReproError
+from repro.evaluation import benchmarks, generate, runner
+from repro.evaluation.judge.spec import Judge
+from repro.evaluation.options import EvalOptions
+from repro.progress import Progress
+from repro.runs import preflight
+from repro.runs.result import FILE, RunResult
+
+
+def evaluate(
+    model: str,
+    setting: str,
+    *,
+    output: Path,
+    bench: str | None,
+    judge: Judge,
+    options: EvalOptions,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Check what can fail before any model loads (benchmarks, engine, output folder, judge),
+    evaluate, refuse a failed BOS check unless allowed, and write the result."""
+    target = runner.Target.of_setting(recipes.get_setting(setting))
+    benches = benchmarks.parse(bench, target.plan)
+    generate.check_backend(options.backend)  # an unknown engine is a usage error, as for repro run
+    checks = [preflight.writable(output, "--output")]
+    if benchmarks.judged(benches):
+        checks.append(preflight.judge_check(judge))
+    preflight.require_all(checks)
+    ev = runner.Evaluation(model, target, output=output, judge=judge, benches=benches, options=options)
+    if ev.bos_check["status"] == "error" and not options.allow_double_bos:
+        raise ReproError(f"BOS check failed for {model}: {bosguard.FIX} (or pass --allow-double-bos)")
+    result = RunResult.of(ev.run(progress=progress), model=model)
+    result.write(output / FILE)
+    return result
