@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from repro import io
+from repro import hashing, io
 from repro.config import recipes
 from repro.runs import published, replicates, result, verify
 
@@ -135,7 +135,7 @@ def test_verify_and_compare_cover_the_scores(mixed, cli):
     """Finding 2: an edited ae2_wr in result.json verified and was compared."""
     run = mixed / SETTING / METHOD / "seed42"
     ok = cli("verify", str(run), check=True)
-    manifest_sha = verify.sha256(run / "manifest.json")
+    manifest_sha = hashing.file_sha256(run / "manifest.json")
     assert f"manifest.json sha256 {manifest_sha}" in ok.stdout
     data = json.loads((run / "result.json").read_text())
     data["scores"]["ae2_wr"] += 4.0

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from repro import io
+from repro import hashing, io
 from repro.errors import ReproError
 from repro.progress import Progress
 
@@ -389,9 +389,7 @@ def preflight(what: str, name: str, trust_remote_code: bool) -> None:
 
 def _weights_sha(name: str) -> str | None:
     """SHA-256 of a local model directory's weights (hub ids: None; their revision pins them)."""
-    from repro.train import reference
-
-    return reference.weights_sha256(name) if Path(name).is_dir() else None
+    return hashing.weights_sha256(name) if Path(name).is_dir() else None
 
 
 def _quiet_library_bars() -> None:

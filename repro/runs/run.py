@@ -26,7 +26,8 @@ from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
 from repro.evaluation import judgecost, runner
 from repro.progress import Progress
-from repro.runs import environment, plots, preflight, replicates, result, verify
+from repro.runs import plots, preflight, replicates, result, verify
+from repro.stack import environment
 from repro.train import launch
 
 DEFAULT_BENCHES = ("alpaca_eval2", "arena_hard", "mt_bench")
@@ -284,7 +285,7 @@ def _execute(
         curves(metrics, root)
 
     # -- generate + judge + score (skipped when done for the same inputs)
-    from repro.train.reference import weights_sha256
+    from repro.hashing import weights_sha256
 
     weights = weights_sha256(train_dir / "model")
     eval_key = {

@@ -19,23 +19,6 @@ import torch
 
 from repro.errors import ReproError
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-
-
-def weights_sha256(model_dir: str | os.PathLike) -> str:
-    """SHA-256 over the weight files of a model directory (names and bytes, in name order)."""
-    folder = Path(model_dir)
-    files = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
-    if not files:
-        raise ReproError(f"{folder}: no weight files to hash for the reference model")
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode())
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
 
 def dataset_fingerprint(rows: list[dict[str, Any]]) -> str:
     """SHA-256 of the tokenized rows exactly as training sees them."""

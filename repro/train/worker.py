@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from repro import io
+from repro import hashing, io
 from repro.config.runconfig import RunFile
 from repro.errors import ReproError
 from repro.train import preemption
@@ -202,7 +202,7 @@ def reference_logps(run: RunFile, splits: dict[str, list[dict]], collator):
             "max_prompt_length": config.max_prompt_length,
             "kl_pairs": config.method == "kto",
         },
-        weights=reference.weights_sha256(run.paths.model),
+        weights=hashing.weights_sha256(run.paths.model),
     )
     cache = Path(run.paths.reference_cache or Path(run.paths.cache_dir) / f"reference-{key[:16]}.pt")
     return reference.ReferenceLogps(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from repro import hashing
 from repro.runs.diagnosis.base import Check, unknown
 from repro.runs.diagnosis.inputs import Inputs
 
@@ -102,14 +103,13 @@ def _template(result: Check, inputs: Inputs, config: dict[str, Any]) -> dict[str
     the setting's as it is now."""
     from repro.config import evalconfig
     from repro.errors import ReproError
-    from repro.runs import environment
 
     used = ((inputs.eval_result or {}).get("key") or {}).get("generation_config_sha256")
     ref = (config.get("evaluation") or {}).get("generation")
     if not used or not ref:
         return None
     try:
-        now = environment.sha256_file(evalconfig.locate(ref))
+        now = hashing.file_sha256_or_none(evalconfig.locate(ref))
     except ReproError:
         return None
     if now and used != now:

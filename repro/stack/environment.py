@@ -3,11 +3,9 @@ the paper's. Every run embeds `freeze()` so a score can be traced to the exact s
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -19,16 +17,13 @@ from typing import Any
 from repro import __version__, paths
 from repro.config.validate import read_yaml
 from repro.errors import ReproError
-from repro.runs import lockfile
-from repro.runs.installed_files import Verifier
+from repro.hashing import file_sha256_or_none
+from repro.stack import lockfile
+from repro.stack.installed_files import Verifier
+from repro.stack.lockfile import normalize
 
 # Packages that belong to the venv machinery or to this project, not to the lock.
 _NOT_LOCKED = {"repro"}
-
-
-def normalize(name: str) -> str:
-    """PEP 503 name normalization: Liger_Kernel == liger-kernel."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def public_version(version: str) -> str:
@@ -140,11 +135,8 @@ def diff_paper(path: Path | None = None) -> tuple[list[Drift], dict[str, Any]]:
 # ---------------------------------------------------------------------------- freeze
 
 
-def sha256_file(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except FileNotFoundError:
-        return None
+# repro/runs/run.py still calls it by this name; new code imports repro.hashing.
+sha256_file = file_sha256_or_none
 
 
 def _git(*args: str) -> str | None:
