@@ -122,10 +122,6 @@ def _materialize_tiny(config: RunConfig, directory: Path) -> tuple[str, str, Pat
     return str(model_dir), str(model_dir), data_dir
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("REPRO_CACHE", Path.home() / ".cache" / "repro"))
-
-
 def command_for(accelerate_config: Path, run_file: Path, batch: dict[str, Any]) -> list[str]:
     """The one command that trains: every launcher and every dry run prints this. The process
     counts repeat the accelerate config's, so the command line alone says what runs."""
@@ -268,7 +264,7 @@ def prepare(
             model=model,
             tokenizer=tokenizer_path,
             data_dir=str(data_dir),
-            cache_dir=str(cache_dir or cache_root()),
+            cache_dir=str(cache_dir or paths.cache_root()),
             reference_cache=reference_cache,
         ),
         eval_during_training=eval_during_training,
