@@ -31,6 +31,7 @@ from typing import Any
 
 from repro import hashing, io
 from repro.errors import ReproError
+from repro.evaluation import generate
 from repro.progress import Progress
 
 SEEDS = (13, 21, 42, 79, 100)
@@ -248,31 +249,26 @@ def records(
 # ---------------------------------------------------------------------------- the pipeline
 
 
-def _backend(options: Options, tokenizer, add_special_tokens: bool):
-    import torch
+def _auto_backend() -> str:
+    """`--backend auto`: vLLM when it is installed and a GPU is there, else transformers."""
+    import torch  # deferred: torch takes seconds to import
 
-    from repro.evaluation import generate
+    try:
+        import vllm  # noqa: F401  (deferred: present on GPU installs only)
+    except ImportError:
+        return "transformers"
+    return "vllm" if torch.cuda.is_available() else "transformers"
 
-    name = options.backend
-    if name == "auto":
-        try:
-            import vllm  # noqa: F401
 
-            name = "vllm" if torch.cuda.is_available() else "transformers"
-        except ImportError:
-            name = "transformers"
-    if name == "transformers":
-        backend = generate.TransformersBackend(
-            options.model,
-            tokenizer=tokenizer,
-            batch_size=options.batch_size,
-            add_special_tokens=add_special_tokens,
-        )
-    elif name == "vllm":  # pragma: no cover - GPU only
-        backend = generate.VLLMBackend(options.model, add_special_tokens=add_special_tokens)
-    else:
-        raise ReproError(f"unknown generation backend '{name}' (auto, transformers or vllm)")
-    return name, backend
+def _backend(options: Options, tokenizer, add_special_tokens: bool) -> tuple[str, generate.Backend]:
+    """The sampling engine, built by evaluation's chooser (`generate.backend`)."""
+    name = _auto_backend() if options.backend == "auto" else options.backend
+    # Only the transformers backend batches; vLLM is handed the whole set at once.
+    kwargs: dict[str, Any] = {"batch_size": options.batch_size} if name == "transformers" else {}
+    engine = generate.backend(
+        name, options.model, tokenizer=tokenizer, add_special_tokens=add_special_tokens, **kwargs
+    )
+    return name, engine
 
 
 def check_resume(options: Options, work: Path) -> None:
