@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from repro import paths
+from repro.config.validate import read_yaml
 
 PACKAGE = paths.ROOT / "repro"
 
@@ -71,6 +72,19 @@ def test_no_import_cycle():
 
 def test_no_behaviour_switch_on_the_tiny_name():
     pattern = re.compile(r"""(==|!=|\bin\b)\s*\(?\s*["']tiny["']|["']tiny["']\s*(==|!=)""")
+    hits = [
+        f"{path.relative_to(paths.ROOT)}:{n}"
+        for path in PACKAGE.rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert hits == []
+
+
+def test_no_behaviour_switch_on_a_method_name():
+    """What sets a method apart is a trait in recipes/methods.yaml (`derived`, `mismatched_pairs`)."""
+    names = "|".join(re.escape(n) for n in read_yaml(paths.METHODS_FILE))
+    pattern = re.compile(rf"""(==|!=|\bin\b)\s*\(?\s*["']({names})["']|["']({names})["']\s*(==|!=)""")
     hits = [
         f"{path.relative_to(paths.ROOT)}:{n}"
         for path in PACKAGE.rglob("*.py")

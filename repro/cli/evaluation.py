@@ -289,7 +289,8 @@ def eval_cmd(
     fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Evaluate a checkpoint with SETTING's templates and decoding; writes OUTPUT/result.json."""
-    from repro.config import recipes
+    from repro.config.resolution import evaluation_plan
+    from repro.config.settings import get_setting
     from repro.evaluation import runner, zeroeval
     from repro.runs import result
 
@@ -297,11 +298,11 @@ def eval_cmd(
         from repro.errors import unknown
 
         raise unknown("--zeroeval-bos mode", zeroeval_bos, zeroeval.BOS_MODES)
-    the_setting = recipes.get_setting(setting)
-    benches = runner.parse_benches(bench, recipes.evaluation_plan(the_setting))
+    the_setting = get_setting(setting)
+    benches = runner.parse_benches(bench, evaluation_plan(the_setting))
     spec = runner.Judge.choose(
         judge,
-        recipes.evaluation_plan(the_setting),
+        evaluation_plan(the_setting),
         url=judge_url,
         model=judge_model,
         key_env=judge_key_env,

@@ -457,11 +457,11 @@ def resolve_options(
     **rest: Any,
 ) -> Options:
     """Options from the command line over the setting's on_policy recipe over Options' defaults."""
-    from repro.config import recipes
+    from repro.config.settings import get_setting
 
     recipe: dict[str, Any] = {}
     if setting:
-        recipe = recipes.get_setting(setting).on_policy or {}
+        recipe = get_setting(setting).on_policy or {}
         if not recipe:
             raise ReproError(f"setting '{setting}' has no on_policy recipe; give --model and --reward-model")
     model = model or recipe.get("model")

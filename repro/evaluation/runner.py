@@ -23,8 +23,8 @@ import yaml
 
 from repro import io, paths, tiny
 from repro.config import evalconfig
-from repro.config.recipes import Setting
 from repro.config.runconfig import EvalPlan, RunConfig
+from repro.config.settings import Setting
 from repro.errors import ReproError
 from repro.evaluation.generate import Decoding
 from repro.evaluation.judge import backends, client
@@ -184,7 +184,7 @@ class Evaluation:
     ):
         from transformers.utils import logging as hf_logging
 
-        from repro.config import recipes
+        from repro.config.resolution import evaluation_plan
         from repro.data import served_templates, tokenizers
         from repro.evaluation import answering
 
@@ -201,7 +201,7 @@ class Evaluation:
         if isinstance(setting, RunConfig):
             self.name, self.plan = setting.setting, setting.evaluation
         else:
-            self.name, self.plan = setting.name, recipes.evaluation_plan(setting)
+            self.name, self.plan = setting.name, evaluation_plan(setting)
         self.config = evalconfig.generation(self.plan.generation)
         # before any model loads: a missing judge or key fails fast (ZeroEval needs no judge)
         self.needs_judge = stage != "generate" and (benches is None or any(b in JUDGED for b in benches))

@@ -90,9 +90,9 @@ def compute(method: str, inputs: Inputs, hp: dict[str, Any]) -> Output:
 
 @functools.cache
 def _defaults(method: str) -> dict[str, Any]:
-    from repro.config import recipes
+    from repro.config.methods import get_method
 
-    spec = recipes.get_method(method)
+    spec = get_method(method)
     return {"log_probs": spec.log_probs, **{k: h.default for k, h in spec.hyperparameters.items()}}
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import hashing, io
+from repro.config.methods import get_method
 from repro.config.runconfig import RunFile
 from repro.errors import ReproError
 from repro.train import preemption
@@ -28,13 +29,13 @@ def shuffled(rows: list[Any], seed: int) -> list[Any]:
     return [rows[i] for i in order]
 
 
-def tokenize_split(pipeline, rows: list[Any], *, kto: bool) -> tuple[list[dict], dict]:
+def tokenize_split(pipeline, rows: list[Any], *, mismatched_pairs: bool) -> tuple[list[dict], dict]:
     examples, stats = pipeline.run(rows)
     out = []
     for i, ex in enumerate(examples):
         item = {"index": i, **ex.as_dict()}
         out.append(item)
-    if kto:  # mismatched pairs: prompt i with the chosen completion of example i+1 (TRL's KL pairing)
+    if mismatched_pairs:  # KTO's: prompt i with the chosen completion of example i+1 (TRL's KL pairing)
         for i, item in enumerate(out):
             nxt = out[(i + 1) % len(out)]
             prompt_len = item["chosen_labels"].count(-100)
@@ -160,11 +161,12 @@ def tokenized_splits(run: RunFile, tokenizer) -> tuple[dict[str, list[dict]], di
 
     config = run.config
     pipeline = preference.Pipeline.for_config(tokenizer, config, config.tokenization)
+    mismatched = get_method(config.method).mismatched_pairs  # recipes/methods.yaml's trait
     splits, stats = {}, {}
     for name, split in (("train", config.train_split), ("eval", config.test_split)):
         rows = preference.load_rows(config.dataset, split, Path(run.paths.data_dir))
         splits[name], stats[name] = tokenize_split(
-            pipeline, shuffled(rows, config.data_shuffle_seed), kto=config.method == "kto"
+            pipeline, shuffled(rows, config.data_shuffle_seed), mismatched_pairs=mismatched
         )
         if not splits[name]:
             raise ReproError(f"no valid rows in the {name} split of {config.dataset}")
@@ -200,7 +202,7 @@ def reference_logps(run: RunFile, splits: dict[str, list[dict]], collator):
             "mode": config.tokenization,
             "max_length": config.max_length,
             "max_prompt_length": config.max_prompt_length,
-            "kl_pairs": config.method == "kto",
+            "kl_pairs": get_method(config.method).mismatched_pairs,
         },
         weights=hashing.weights_sha256(run.paths.model),
     )

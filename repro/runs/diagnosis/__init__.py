@@ -86,11 +86,12 @@ def outputs(
 
 
 def _known_pair(setting: str, method: str) -> None:
-    from repro.config import recipes
+    from repro.config.methods import load_methods
+    from repro.config.settings import list_settings
     from repro.errors import unknown
 
-    if setting not in recipes.list_settings() and not Path(setting).is_file():
-        raise unknown("setting", setting, recipes.list_settings())
-    methods = recipes.load_methods()
+    if setting not in list_settings() and not Path(setting).is_file():
+        raise unknown("setting", setting, list_settings())
+    methods = load_methods()
     if method not in methods:
         raise unknown("method", method, methods)

@@ -72,13 +72,15 @@ def expected_decoding(
     setting: str | None, config: dict[str, Any] | None
 ) -> tuple[dict[str, Any] | None, str]:
     """The decoding the setting's generation config says the published numbers used."""
-    from repro.config import evalconfig, recipes
+    from repro.config import evalconfig
+    from repro.config.resolution import evaluation_plan
+    from repro.config.settings import get_setting
     from repro.evaluation.generate import Decoding
 
     try:
         ref = ((config or {}).get("evaluation") or {}).get("generation")
         if ref is None and setting:
-            ref = recipes.evaluation_plan(recipes.get_setting(setting)).generation
+            ref = evaluation_plan(get_setting(setting)).generation
         cfg = evalconfig.generation(ref)["alpaca_eval"]
     except (ReproError, KeyError, TypeError):
         return None, ""

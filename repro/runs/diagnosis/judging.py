@@ -58,11 +58,12 @@ def _published(setting: str | None, method: str | None) -> dict[str, Any]:
 def _judge_expected(inputs: Inputs) -> str:
     plan = ((inputs.config or {}).get("evaluation") or {}).get("judge")
     if plan is None and inputs.setting:
-        from repro.config import recipes
+        from repro.config.resolution import evaluation_plan
+        from repro.config.settings import get_setting
         from repro.errors import ReproError
 
         try:
-            plan = recipes.evaluation_plan(recipes.get_setting(inputs.setting)).judge
+            plan = evaluation_plan(get_setting(inputs.setting)).judge
         except ReproError:
             plan = None
     return plan or "endpoint"
