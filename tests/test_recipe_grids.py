@@ -81,6 +81,32 @@ def test_a_grid_without_source_is_refused(tmp_path):
         load_methods(path)
 
 
+def test_method_traits_are_data(tmp_path):
+    """A method's traits come from methods.yaml: another method with a derived value gets
+    SimPO's treatment (grid axis, resolved value, source); KTO alone needs mismatched pairs."""
+    methods = load_methods()
+    assert [m.name for m in methods.values() if m.mismatched_pairs] == ["kto"]
+    assert [m.name for m in methods.values() if m.derived] == ["simpo"]
+    path = tmp_path / "methods.yaml"
+    path.write_text(
+        "toy:\n  title: Toy\n  log_probs: sum\n"
+        "  hyperparameters:\n    a: {type: float, default: 2.0, source: x}\n"
+        "    r: {type: float, default: 0.5, source: x}\n"
+        "  derived:\n    m: {times: [a, r], source: 'derived: a x r'}\n"
+        "  search_grids:\n    paper:\n      source: x\n      a: [2.0]\n      m: [1.0, 3.0]\n"
+    )
+    toy = load_methods(path)["toy"]
+    assert toy.search_grids["paper"].points() == [{"a": 2.0, "r": 0.5}, {"a": 2.0, "r": 1.5}]
+    config = resolve(get_setting("tiny"), toy)
+    assert config.hyperparameters["m"] == 1.0 and config.sources["m"] == "derived: a x r"
+    path.write_text(path.read_text().replace("      a: [2.0]\n", ""))
+    with pytest.raises(ReproError, match="an absolute m axis needs a a axis"):
+        load_methods(path)
+    path.write_text(path.read_text().replace("times: [a, r]", "times: [a, q]"))
+    with pytest.raises(ReproError, match="derived.m.times"):
+        load_methods(path)
+
+
 @pytest.mark.parametrize("setting", ["llama3-instruct", "llama3-instruct-v0.2"])
 def test_llama3_instruct_pins_the_pre_update_tokenizer_with_its_source(setting, cli):
     config = json.loads(cli("show", setting, "--method", "simpo", "--format", "json", check=True).stdout)
