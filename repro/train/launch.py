@@ -25,7 +25,10 @@ from typing import Any
 import yaml
 
 from repro import paths
+from repro.config import evalconfig
 from repro.config.runconfig import RunConfig, RunFile, RunPaths
+from repro.data import bosguard, tokenizers
+from repro.data.preference import Pipeline
 from repro.errors import ReproError
 from repro.io import write_json
 from repro.progress import Progress
@@ -274,12 +277,27 @@ def prepare(
     if dry_run:
         guard = {"status": "skipped", "reason": "dry run", "checks": []}
     else:
-        from repro.data import bosguard
-
-        guard = bosguard.check_config(config, tokenizer_path)
+        guard = bos_check(config, tokenizer_path)
         write_json(directory / "bos_check.json", guard)
     return Run(directory, run_file, acc_path, ds_path, command, env, batch["num_processes"],
                batch["num_nodes"], guard, gpu=gpu, planned=files if dry_run else None)  # fmt: skip
+
+
+def bos_check(config: RunConfig, tokenizer_path: str) -> dict[str, Any]:
+    """The BOS guard (repro.data.bosguard) for a resolved recipe: the training format and the
+    setting's generation prompts, with the run's tokenizer."""
+    try:
+        tokenizer = tokenizers.load(
+            tokenizer_path, revision=config.tokenizer_revision or config.model_revision
+        )
+    except ReproError as exc:  # e.g. no hub access on the launching machine: recorded, not fatal
+        return {"status": "skipped", "reason": str(exc), "checks": []}
+    try:
+        generation = evalconfig.generation(config.evaluation.generation)
+    except ReproError:
+        generation = None
+    pipeline = Pipeline.for_config(tokenizer, config, config.tokenization)
+    return bosguard.as_manifest(bosguard.run(tokenizer, pipeline, generation))
 
 
 _STEP = re.compile(r"^REPRO_STEP (\d+)/(\d+)$")  # printed by repro.train.trainer.ProgressLines
