@@ -15,6 +15,7 @@ from repro.cli.common import (
     app,
     format_option,
 )
+from repro.config import evalconfig
 from repro.config.resolution import overview, resolve_names
 
 
@@ -55,7 +56,6 @@ def show_cmd(
     config, _ = resolve_names(
         setting, method, overrides=overrides, num_processes=gpus, num_nodes=nodes, layout=layout
     )
-    from repro.config import evalconfig
 
     data = config.to_json()
     if template := evalconfig.chat_template(config.evaluation.generation):  # generation: not in the hash

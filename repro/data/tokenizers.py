@@ -24,6 +24,7 @@ import os
 import warnings
 from pathlib import Path
 
+from repro.data import templates
 from repro.errors import ReproError, ReproWarning
 
 LLAMA3_SPECIAL = {
@@ -49,11 +50,10 @@ def _llama3_special_tokens() -> list[str]:
 
 def build_llama3(model_file: str | os.PathLike, *, post_update: bool = False):
     """The Llama 3 fast tokenizer from the tiktoken ranks file, pre- or post-update."""
+    # deferred: transformers takes about 1 s to import
     from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter
-
-    from repro.data import templates
 
     path = Path(model_file)
     if not path.is_file():
@@ -93,6 +93,7 @@ def build_mistral():
     import shutil
     import tempfile
 
+    # deferred: transformers takes about 1 s to import
     from transformers import LlamaTokenizerFast
 
     model = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
@@ -124,10 +125,9 @@ TINY_WORDS = _TINY_VOCABULARY.split()
 
 def build_tiny():
     """A word-level tokenizer over the tiny setting's vocabulary (no post-processor: no auto BOS)."""
+    # deferred: transformers takes about 1 s to import
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
-
-    from repro.data import templates
 
     vocab = {w: i for i, w in enumerate(TINY_WORDS)}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
@@ -186,6 +186,7 @@ def load(name_or_path: str, *, revision: str = "main", trust_remote_code: bool =
             "build the Llama 3 tokenizer with repro.data.tokenizers.build_llama3(tokenizer.model)"
         )
     else:
+        # deferred: transformers takes about 1 s to import
         from transformers import AutoTokenizer
 
         if Path(name_or_path).is_dir():

@@ -30,8 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from repro import hashing, io
+from repro.config.settings import get_setting
+from repro.data import bosguard, preference, tokenizers
+from repro.datagen import reward
 from repro.errors import ReproError
 from repro.evaluation import generate
+from repro.evaluation.generate import Decoding
 from repro.progress import Progress
 
 SEEDS = (13, 21, 42, 79, 100)
@@ -102,8 +106,6 @@ def unique_prompts(rows: list[Any]) -> tuple[list[str], dict[str, int]]:
 
 
 def load_prompts(spec: str, limit: int | None) -> tuple[list[str], dict[str, Any]]:
-    from repro.data import preference
-
     source, split = parse_source(spec)
     path = Path(source)
     rows = preference.read_jsonl(path) if path.is_file() else preference.load_rows(source, split)
@@ -127,8 +129,6 @@ def format_prompts(
     special tokens (vLLM's default) gives two. Returns the texts, the add_special_tokens to
     use, and the BOS check for the manifest.
     """
-    from repro.data import bosguard
-
     texts = [
         tokenizer.apply_chat_template(
             [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
@@ -170,8 +170,6 @@ def generate_seed(
     backend, texts: list[str], seed: int, options: Options, path: Path, progress: Progress | None = None
 ) -> list[str]:
     """One sample per prompt for `seed`, appended to `path` batch by batch; resumes from it."""
-    from repro.evaluation.generate import Decoding
-
     done = io.read_jsonl(path, bad="stop")
     if [d["i"] for d in done] != list(range(len(done))):
         raise ReproError(f"{path}: generations out of order; delete it to regenerate this seed")
@@ -251,7 +249,7 @@ def records(
 
 def _auto_backend() -> str:
     """`--backend auto`: vLLM when it is installed and a GPU is there, else transformers."""
-    import torch  # deferred: torch takes seconds to import
+    import torch  # deferred: torch takes about 2 s to import
 
     try:
         import vllm  # noqa: F401  (deferred: present on GPU installs only)
@@ -289,9 +287,6 @@ def check_resume(options: Options, work: Path) -> None:
 
 def run(options: Options, progress: Progress | None = None) -> dict[str, Any]:
     """Prompts -> samples per seed -> reward scores -> pairs -> dataset + manifest."""
-    from repro.data import tokenizers
-    from repro.datagen import reward
-
     if len(set(options.seeds)) != len(options.seeds) or len(options.seeds) < 2:
         raise ReproError("--seeds needs at least two distinct seeds (one sample each)")
     if not 0.0 <= options.test_fraction < 1.0:
@@ -375,6 +370,7 @@ def run(options: Options, progress: Progress | None = None) -> dict[str, Any]:
 
 def preflight(what: str, name: str, trust_remote_code: bool) -> None:
     """Fail now, in one line, if a model's config cannot be read (wrong path, no hub access)."""
+    # deferred: transformers takes about 1 s to import
     from transformers import AutoConfig
 
     try:
@@ -390,6 +386,7 @@ def _weights_sha(name: str) -> str | None:
 
 def _quiet_library_bars() -> None:
     """Our progress bars only: datasets' and transformers' own would interleave with them."""
+    # deferred: datasets takes about 1 s to import
     import datasets
     from transformers.utils import logging as hf_logging
 
@@ -401,6 +398,7 @@ def write_dataset(
     pairs: list[dict[str, Any]], output: Path, test_fraction: float, seed: int
 ) -> dict[str, int]:
     """train/test DatasetDict saved to `output` (load_from_disk(output / split) reads a split)."""
+    # deferred: datasets takes about 1 s to import
     from datasets import Dataset, DatasetDict
 
     full = Dataset.from_list(pairs)
@@ -457,8 +455,6 @@ def resolve_options(
     **rest: Any,
 ) -> Options:
     """Options from the command line over the setting's on_policy recipe over Options' defaults."""
-    from repro.config.settings import get_setting
-
     recipe: dict[str, Any] = {}
     if setting:
         recipe = get_setting(setting).on_policy or {}

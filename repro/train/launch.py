@@ -24,14 +24,15 @@ from typing import Any
 
 import yaml
 
-from repro import paths
+from repro import paths, tiny
 from repro.config import evalconfig
 from repro.config.runconfig import RunConfig, RunFile, RunPaths
 from repro.data import bosguard, tokenizers
 from repro.data.preference import Pipeline
 from repro.errors import ReproError
-from repro.io import write_json
+from repro.io import read_json, write_json
 from repro.progress import Progress
+from repro.train import trackers
 
 TINY_MODEL = "repro:tiny-llama"
 TINY_DATA = "repro:synthetic-preferences"
@@ -116,8 +117,6 @@ def accelerate_yaml(ds_path: Path, num_processes: int, num_nodes: int, port: int
 
 def _materialize_tiny(config: RunConfig, directory: Path) -> tuple[str, str, Path]:
     """Build the tiny model and tokenizer and the synthetic data into the run directory."""
-    from repro import tiny
-
     model_dir = tiny.save_policy(directory / "init-model", seed=config.seed)
     data_dir = directory / "data"
     if config.dataset == TINY_DATA and not (data_dir / "train.jsonl").exists():
@@ -160,8 +159,6 @@ def torch_extensions_dir() -> str:
 
 def environment(config: RunConfig, directory: Path, gpu: bool) -> dict[str, str]:
     """What the training processes run with, beside the user's environment."""
-    from repro.train import trackers
-
     # repro's root first, keeping whatever the user's PYTHONPATH already holds
     pythonpath = os.pathsep.join(p for p in (str(paths.ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = {
@@ -180,8 +177,6 @@ def finished_metrics(directory: Path, config: RunConfig) -> dict[str, Any] | Non
 
     Raises when the directory holds the model or metrics of another config: a run is never
     overwritten by a different one (choose another output)."""
-    from repro.io import read_json
-
     metrics = read_json(directory / "metrics.json")
     previous = read_json(directory / "run.json") or {}
     same = (previous.get("config") or {}).get("config_hash") == config.config_hash
@@ -250,8 +245,6 @@ def prepare(
     # A dry run writes its planned files only where it is told to (never into the output).
     files = (planned_dir or None) if dry_run else directory
     if not dry_run:
-        from repro.train import trackers
-
         trackers.check_installed(config.report_to)  # before anything is written or spawned
     if files is not None:
         files.mkdir(parents=True, exist_ok=True)

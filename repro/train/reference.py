@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 
 from repro.errors import ReproError
+from repro.train import packing
+from repro.train.logprobs import split_pairs
 
 
 def dataset_fingerprint(rows: list[dict[str, Any]]) -> str:
@@ -87,9 +90,7 @@ class ReferenceLogps:
         accelerator = trainer.accelerator
         if self.load():
             return
-        from torch.utils.data import DataLoader
-
-        from repro.train.logprobs import split_pairs
+        # deferred: repro.train.trainer imports transformers and datasets
         from repro.train.trainer import forward_logps
 
         was_training = model.training
@@ -154,15 +155,13 @@ class LiveReference:
     def __init__(self, model: torch.nn.Module, padding_free: bool = False):
         self.model = model.eval().requires_grad_(False)
         if padding_free:
-            from repro.train import packing
-
             packing.use_for_packed_rows(self.model)
         self.key, self.source = None, "live"
 
     def for_batch(
         self, trainer, model, split: str, batch: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        from repro.train.logprobs import split_pairs
+        # deferred: repro.train.trainer imports transformers and datasets
         from repro.train.trainer import forward_logps
 
         with torch.no_grad():

@@ -54,6 +54,7 @@ def finish(trainer) -> dict[str, Any]:
 
     The worker leaves through os._exit, so buffered event files and the W&B run must be
     closed here, not by atexit hooks."""
+    # deferred: transformers takes about 1 s to import
     from transformers.integrations import TensorBoardCallback, WandbCallback
 
     args = trainer.args

@@ -7,6 +7,7 @@ from typing import Any
 from repro import hashing
 from repro.runs.diagnosis.base import Check, rules, unknown
 from repro.runs.diagnosis.inputs import Inputs
+from repro.stack import environment, lockfile
 
 
 def _version(packages: dict[str, str], names: list[str]) -> tuple[str | None, str | None]:
@@ -21,7 +22,6 @@ def check(inputs: Inputs) -> Check:
     if not isinstance(env, dict) or not isinstance(env.get("packages"), dict):
         why = inputs.need("manifest.json") or "no environment manifest (results made outside repro)"
         return unknown("environment", f"cannot compare the environment: {why}")
-    from repro.stack import environment, lockfile
 
     packages: dict[str, str] = env["packages"]
     wanted = rules()["evaluation_packages"]

@@ -13,6 +13,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from repro.config.resolution import evaluation_plan
+from repro.config.settings import get_setting
+from repro.errors import ReproError
+from repro.runs import compare, published
 from repro.runs.diagnosis.base import Check, percent, rules, share, unknown
 from repro.runs.diagnosis.inputs import Inputs
 
@@ -44,8 +48,6 @@ def bootstrap(wins: list[float], *, resamples: int, seed: int) -> tuple[float, f
 
 
 def _published(setting: str | None, method: str | None) -> dict[str, Any]:
-    from repro.runs import compare, published
-
     if not setting or not method:
         return {}
     value = published.lookup(published.load(), setting, method, "ae2_wr")
@@ -58,10 +60,6 @@ def _published(setting: str | None, method: str | None) -> dict[str, Any]:
 def _judge_expected(inputs: Inputs) -> str:
     plan = ((inputs.config or {}).get("evaluation") or {}).get("judge")
     if plan is None and inputs.setting:
-        from repro.config.resolution import evaluation_plan
-        from repro.config.settings import get_setting
-        from repro.errors import ReproError
-
         try:
             plan = evaluation_plan(get_setting(inputs.setting)).judge
         except ReproError:

@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from repro import paths
+from repro.config.methods import get_method
+from repro.config.resolution import resolve
+from repro.config.settings import get_setting, list_settings
 from repro.errors import ReproError
 from repro.runs.diagnosis.base import Check, rules, unknown
 from repro.runs.diagnosis.inputs import Inputs
@@ -46,10 +49,6 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def published_config(config: dict[str, Any]) -> Any:
     """The setting's recipe for this method, resolved with the run's process and node counts."""
-    from repro.config.methods import get_method
-    from repro.config.resolution import resolve
-    from repro.config.settings import get_setting, list_settings
-
     name = config["setting"]
     recipe = config.get("recipe_file") or ""
     candidate = Path(recipe) if Path(recipe).is_absolute() else paths.ROOT / recipe
