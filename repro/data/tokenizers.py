@@ -86,7 +86,7 @@ def build_llama3(model_file: str | os.PathLike, *, post_update: bool = False):
 
 def build_mistral():
     """Mistral-7B's tokenizer (SentencePiece, v1 vocabulary of 32000) from mistral-common."""
-    try:
+    try:  # deferred: mistral-common is optional, needed for Mistral's own tokenizer only
         import mistral_common
     except ImportError:
         raise ReproError("mistral-common is not installed (pip install mistral-common)") from None
@@ -155,7 +155,7 @@ def resolve_revision(repo: str, revision: str) -> str:
     sha = revision[len(PARENT_OF) :]
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         raise ReproError(f"tokenizer revision '{revision}' of {repo} needs the hub (HF_HUB_OFFLINE is set)")
-    try:
+    try:  # deferred: only a parent-of: revision asks the hub
         from huggingface_hub import HfApi
 
         commits = [c.commit_id for c in HfApi().list_repo_commits(repo)]  # newest first

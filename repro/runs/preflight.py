@@ -55,7 +55,7 @@ def _model(config: RunConfig) -> Check:
     if model.startswith(("/", "./", "../", "~")):
         return Check("model", False, f"model path {model} does not exist")
     if os.environ.get("HF_HUB_OFFLINE") == "1":
-        try:
+        try:  # deferred: only an offline check reads the hub's cache
             from huggingface_hub import try_to_load_from_cache
 
             cached = try_to_load_from_cache(model, "config.json", revision=config.model_revision)

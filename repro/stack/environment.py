@@ -180,7 +180,7 @@ def memory_gib() -> float | None:
 def accelerators() -> dict[str, Any]:
     """GPU names, CUDA and driver versions, as torch sees them (empty on a CPU machine)."""
     info: dict[str, Any] = {"gpus": [], "cuda": None, "cudnn": None, "torch": None}
-    try:
+    try:  # deferred: torch takes about 2 s to import, and an install may lack it
         import torch
     except ImportError:
         return info

@@ -54,7 +54,7 @@ class Run:
 
 
 def cuda_available() -> bool:
-    try:
+    try:  # deferred: torch takes about 2 s to import, and an install may lack it
         import torch
 
         return torch.cuda.is_available()

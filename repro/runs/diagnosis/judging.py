@@ -38,7 +38,7 @@ def preference(value: Any) -> float | None:
 
 def bootstrap(wins: list[float], *, resamples: int, seed: int) -> tuple[float, float]:
     """95% percentile interval of 100 x mean(wins), resampling instructions."""
-    import numpy as np
+    import numpy as np  # deferred: only the bootstrap needs numpy
 
     rng = np.random.default_rng(seed)
     values = np.asarray(wins, dtype=float)
