@@ -1,5 +1,7 @@
 """SHA-256 of artifacts on disk: a file's bytes, a model folder's weights. One definition, so a
-hash recorded by training, evaluation, data generation and a run's manifest means one thing."""
+hash recorded by training, evaluation, data generation and a run's manifest means one thing.
+Standard library only: env/locks.py reaches it (through repro.stack.lockfile) before any
+virtual environment exists."""
 
 from __future__ import annotations
 
