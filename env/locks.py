@@ -37,8 +37,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# `make venv` runs this file with the system python before .venv (and so an installed repro)
+# exists: the checkout's root goes on sys.path for that reason alone. repro.stack.lockfile and
+# what it imports (repro.paths, repro.errors) use the standard library only.
 sys.path.insert(0, str(ROOT))
-from repro.runs import lockfile  # noqa: E402  (standard library only)
+from repro.stack import lockfile  # noqa: E402
 
 PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 CPU_IN, GPU_IN = "env/requirements.in", "env/requirements-gpu.in"

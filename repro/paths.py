@@ -18,6 +18,12 @@ EVAL = ROOT / "eval"
 GENERATION = EVAL / "generation"
 
 
+def cache_root() -> Path:
+    """Where repro keeps what it can rebuild (models, judgments, ZeroEval data): $REPRO_CACHE,
+    else ~/.cache/repro. Read at each call, so a test or a job can point it elsewhere."""
+    return Path(os.environ.get("REPRO_CACHE", Path.home() / ".cache" / "repro"))
+
+
 def shared_dir() -> Path | None:
     """The read-only shared/ folder (seed, reference notes, real data), if present.
 

@@ -13,6 +13,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from repro.data import tokenizers
+
 SUBJECTS = (
     "apple",
     "banana",
@@ -105,6 +107,7 @@ def build_model(vocab_size: int, *, seed: int = 0, hidden_size: int = 64, layers
     dimension of 32, the smallest vLLM's CPU attention accepts, so the same checkpoint runs on
     both generation backends. `config` overrides LlamaConfig fields (special token ids, tying).
     """
+    # deferred: torch takes about 2 s to import
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -127,8 +130,6 @@ def build_model(vocab_size: int, *, seed: int = 0, hidden_size: int = 64, layers
 
 def save_policy(folder: Path, *, seed: int = 0) -> Path:
     """The tiny model and its tokenizer, saved where transformers loads them (a local "hub id")."""
-    from repro.data import tokenizers
-
     folder = Path(folder)
     if not (folder / "config.json").exists():
         tokenizer = tokenizers.build_tiny()
@@ -143,10 +144,9 @@ def save_policy(folder: Path, *, seed: int = 0) -> Path:
 
 def save_reward_model(folder: Path, *, seed: int = 1) -> Path:
     """A random-init LlamaForSequenceClassification (one score) with the tiny tokenizer."""
+    # deferred: torch takes about 2 s to import
     import torch
     from transformers import LlamaConfig, LlamaForSequenceClassification
-
-    from repro.data import tokenizers
 
     folder = Path(folder)
     tokenizer = tokenizers.build_tiny()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from repro.config import recipes
+from repro.config.settings import get_setting
 from repro.data import preference, templates, tokenizers
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "tokenization.json").read_text())
@@ -80,7 +80,7 @@ def test_tokenization_equals_original_code(name, tokenizer_dirs, loaded):
     """The library path `repro data preview` runs (recipes -> Pipeline.for_config -> run), in
     process: one tokenizer load per module, not one CLI start per case."""
     tok, setting, mode, row, (max_length, max_prompt_length) = case_args(name)
-    the_setting = recipes.get_setting(
+    the_setting = get_setting(
         str(tokenizer_dirs / "zephyr-recipe.yaml") if setting == "zephyr-recipe" else setting
     )
     pipeline = preference.Pipeline.for_config(

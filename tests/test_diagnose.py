@@ -298,11 +298,11 @@ def _double_bos(run: Path) -> None:
 
 
 def _total_batch(run: Path) -> None:
-    from repro.config import recipes
+    from repro.config.methods import get_method
+    from repro.config.resolution import resolve
+    from repro.config.settings import get_setting
 
-    config = recipes.resolve(
-        recipes.get_setting("tiny"), recipes.get_method("simpo"), overrides={"total_batch_size": 32}
-    )
+    config = resolve(get_setting("tiny"), get_method("simpo"), overrides={"total_batch_size": 32})
     _edit(run / "manifest.json", lambda d: d.update(config=config.to_json(), config_hash=config.config_hash))
 
 
@@ -393,10 +393,12 @@ def test_tiny_run_tampered_or_partial(run_copy, cli):
 def test_tokenizer_revision_other_than_the_published_one(tmp_path):
     """A Llama 3 run on the post-update tokenizer (the model's own revision) is named, though its
     recorded BOS checks passed; the recipe check lists the changed value as well."""
-    from repro.config import recipes
+    from repro.config.methods import get_method
+    from repro.config.resolution import resolve
+    from repro.config.settings import get_setting
     from repro.runs.diagnosis import inputs, recipe, tokenization
 
-    config = recipes.resolve(recipes.get_setting("llama3-instruct-v0.2"), recipes.get_method("simpo"))
+    config = resolve(get_setting("llama3-instruct-v0.2"), get_method("simpo"))
     found = inputs.Inputs(setting="llama3-instruct-v0.2", method="simpo", run_dir=tmp_path)
     found.manifest = {"config": config.replace(tokenizer_revision=None).to_json(),
                       "tokenizer_checks": {"train": {"status": "ok", "checks": []}}}  # fmt: skip

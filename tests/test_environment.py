@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from repro import paths
+from repro import hashing, paths
 from repro.errors import ReproError
-from repro.runs import environment
+from repro.stack import environment
 
 
 def test_compare_statuses():
@@ -83,7 +83,7 @@ def test_vendored_copies_are_not_extra_packages():
     """alpaca-eval imports pkg_resources, which puts setuptools/_vendor on sys.path: a run's
     manifest must not list those vendored copies (wheel, zipp, ...) as extra packages."""
     code = (
-        "import json, pkg_resources, sys; from repro.runs import environment; "
+        "import json, pkg_resources, sys; from repro.stack import environment; "
         "assert any('_vendor' in p for p in sys.path); "
         "print(json.dumps([d.package for d in environment.check(files=False) if d.status == 'extra']))"
     )
@@ -115,11 +115,11 @@ def test_freeze_manifest(cli):
     for key in ("python", "os", "cpu", "gpus", "cuda", "packages", "git", "lockfile_sha256"):
         assert key in manifest
     assert manifest["packages"]["torch"].startswith("2.13.0")
-    assert manifest["lockfile_sha256"] == environment.sha256_file(paths.LOCK_CPU)
+    assert manifest["lockfile_sha256"] == hashing.file_sha256_or_none(paths.LOCK_CPU)
     assert manifest["lock"] == "cpu" and manifest["lockfile"] == "env/lock-cpu.txt"
     assert manifest["lock_drift"] == []
     gpu = json.loads(cli("env", "freeze", "--lock", "gpu", check=True).stdout)
-    assert gpu["lock"] == "gpu" and gpu["lockfile_sha256"] == environment.sha256_file(
+    assert gpu["lock"] == "gpu" and gpu["lockfile_sha256"] == hashing.file_sha256_or_none(
         paths.ENV / "lock-gpu.txt"
     )
     drift = {d["package"]: d for d in gpu["lock_drift"]}

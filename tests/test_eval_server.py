@@ -127,11 +127,12 @@ def test_server_ids_equal_transformers(backends, decoding):
 
 
 def test_every_settings_beam1_decoding_equals_transformers(backends):
-    from repro.config import evalconfig, recipes
+    from repro.config import evalconfig
+    from repro.config.settings import list_settings
 
     served, hf = backends
     ids = generate.encode(hf.tokenizer, generation_prompts(8), add_special_tokens=False)
-    for setting in recipes.list_settings():
+    for setting in list_settings():
         decoding = Decoding.alpaca_eval(evalconfig.generation(setting)["alpaca_eval"], max_new_tokens=MAX)
         if decoding.mode != "sample":
             ours = served.complete(ids, decoding, lambda i, c: None)

@@ -8,11 +8,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from repro.config import recipes
+from repro import paths
+from repro.config.methods import load_methods
+from repro.config.resolution import resolve
+from repro.config.settings import get_setting, parse_setting
 from repro.errors import ReproError
 
-METHODS = recipes.load_methods()
-BASE = yaml.safe_load((recipes.paths.SETTINGS / "llama3-base.yaml").read_text())
+METHODS = load_methods()
+BASE = yaml.safe_load((paths.SETTINGS / "llama3-base.yaml").read_text())
 HANDBOOK_KEYS = [
     "model_name_or_path",
     "dataset_mixer",
@@ -48,8 +51,8 @@ def test_mutated_setting_loads_or_fails_cleanly(key, value):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            setting = recipes.parse_setting(data, "fuzz", METHODS)
-            recipes.resolve(setting, METHODS["simpo"])
+            setting = parse_setting(data, "fuzz", METHODS)
+            resolve(setting, METHODS["simpo"])
     except ReproError:
         pass
 
@@ -62,6 +65,6 @@ def test_handbook_config_loads_or_fails_cleanly(data, tmp_path_factory):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            recipes.resolve(recipes.get_setting(str(path), METHODS), METHODS["simpo"])
+            resolve(get_setting(str(path), METHODS), METHODS["simpo"])
     except ReproError:
         pass

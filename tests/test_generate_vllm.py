@@ -119,10 +119,11 @@ def test_beam1_honours_stop_ids_and_max_tokens(engines, tokenizer, temperature):
 def test_the_configured_beam1_decodings_of_every_setting_match(engines, prompt_ids):
     """Every paper setting's AlpacaEval decoding (beam1 at its temperature with its stop ids,
     or sampling for Mistral-Instruct: skipped), capped at the tiny model's length."""
-    from repro.config import evalconfig, recipes
+    from repro.config import evalconfig
+    from repro.config.settings import list_settings
 
     seen = 0
-    for setting in recipes.list_settings():
+    for setting in list_settings():
         decoding = Decoding.alpaca_eval(evalconfig.generation(setting)["alpaca_eval"], max_new_tokens=MAX)
         if decoding.mode == "sample":
             continue

@@ -1,6 +1,6 @@
 """The hash-pinned locks (env/lock-cpu.txt, env/lock-gpu.txt) and the tooling around them.
 
-Oracles: the locks are read by `repro.runs.lockfile` and checked against facts computed here
+Oracles: the locks are read by `repro.stack.lockfile` and checked against facts computed here
 independently (the set differences of the two locks' pins, the sha256 of the torch wheel on
 disk, the bytes of a freshly re-resolved lock); installs are done by the real installers (uv,
 which `make venv` uses, and pip, which the GPU instructions use) with hashes corrupted on purpose.
@@ -28,7 +28,7 @@ import pytest
 
 from repro import paths
 from repro.errors import ReproError
-from repro.runs import lockfile
+from repro.stack import lockfile
 
 LOCKS_PY = paths.ENV / "locks.py"
 UV = paths.ROOT / ".uv" / "bin" / "uv"

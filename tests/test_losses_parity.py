@@ -338,6 +338,6 @@ def test_simpo_without_length_normalization_uses_sums():
 
 
 def test_every_method_in_recipes_has_an_objective():
-    from repro.config import recipes
+    from repro.config.methods import load_methods
 
-    assert set(recipes.load_methods()) == set(objectives.OBJECTIVES)
+    assert set(load_methods()) == set(objectives.OBJECTIVES)

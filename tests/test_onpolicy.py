@@ -217,13 +217,13 @@ def test_bad_inputs_are_one_line_errors(workspace, cli, tmp_path):
 
 
 def test_paper_settings_name_their_generation_recipe():
-    from repro.config import recipes
+    from repro.config.settings import get_setting
 
     for name, model in (
         ("gemma2-9b-it", "google/gemma-2-9b-it"),
         ("llama3-instruct-v0.2", "meta-llama/Meta-Llama-3-8B-Instruct"),
     ):
-        recipe = recipes.get_setting(name).on_policy
+        recipe = get_setting(name).on_policy
         assert recipe["model"] == model and recipe["reward_model"] == "RLHFlow/ArmoRM-Llama3-8B-v0.1"
         assert recipe["seeds"] == [13, 21, 42, 79, 100] and recipe["trust_remote_code"] is True
 

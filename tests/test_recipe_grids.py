@@ -13,7 +13,9 @@ import json
 
 import pytest
 
-from repro.config import recipes
+from repro.config.methods import get_method, load_methods, search_grid
+from repro.config.resolution import resolve
+from repro.config.settings import get_setting
 from repro.data import tokenizers
 from repro.errors import ReproError
 
@@ -30,19 +32,19 @@ README_SIMPO = {
 
 
 def test_dpo_searches_the_papers_betas():
-    grid = recipes.get_method("dpo").search_grids["paper"]
+    grid = get_method("dpo").search_grids["paper"]
     assert grid.axes["beta"] == [0.01, 0.05, 0.1] and "Table 7" in grid.source
 
 
 def test_simpo_has_the_papers_grid_and_the_readmes_each_with_its_source():
-    grids = recipes.get_method("simpo").search_grids
+    grids = get_method("simpo").search_grids
     assert grids["paper"].axes == PAPER_SIMPO and "App. B" in grids["paper"].source
     assert grids["readme"].axes == README_SIMPO and "README" in grids["readme"].source
-    assert all(g.source for m in recipes.load_methods().values() for g in m.search_grids.values())
+    assert all(g.source for m in load_methods().values() for g in m.search_grids.values())
 
 
 def test_an_absolute_gamma_becomes_the_ratio_a_run_sets():
-    points = recipes.get_method("simpo").search_grids["paper"].points()
+    points = get_method("simpo").search_grids["paper"].points()
     assert len(points) == 4 * 2 * 6
     assert {"learning_rate": 3e-7, "beta": 2.5, "gamma_beta_ratio": 0.56} in points  # gamma 1.4
 
@@ -53,7 +55,7 @@ def test_an_absolute_gamma_becomes_the_ratio_a_run_sets():
 def test_sweep_dry_run_prints_each_grid(grid, count, axis, cli, tmp_path):
     args = ["sweep", "tiny", "--method", "simpo", "--grid", grid, "--dry-run", "--results", str(tmp_path)]
     out = json.loads(cli(*args, "--format", "json", check=True).stdout)
-    assert out["grid"] == grid and out["source"] == recipes.search_grid("simpo", grid).source
+    assert out["grid"] == grid and out["source"] == search_grid("simpo", grid).source
     assert len(out["points"]) == count and len({p["run_dir"] for p in out["points"]}) == count
     values = sorted({p[axis] for p in out["points"]})
     assert values == sorted((PAPER_SIMPO if grid == "paper" else README_SIMPO)[axis])
@@ -76,7 +78,33 @@ def test_a_grid_without_source_is_refused(tmp_path):
         "  search_grids:\n    paper:\n      beta: [0.1]\n"
     )
     with pytest.raises(ReproError, match="with a source"):
-        recipes.load_methods(path)
+        load_methods(path)
+
+
+def test_method_traits_are_data(tmp_path):
+    """A method's traits come from methods.yaml: another method with a derived value gets
+    SimPO's treatment (grid axis, resolved value, source); KTO alone needs mismatched pairs."""
+    methods = load_methods()
+    assert [m.name for m in methods.values() if m.mismatched_pairs] == ["kto"]
+    assert [m.name for m in methods.values() if m.derived] == ["simpo"]
+    path = tmp_path / "methods.yaml"
+    path.write_text(
+        "toy:\n  title: Toy\n  log_probs: sum\n"
+        "  hyperparameters:\n    a: {type: float, default: 2.0, source: x}\n"
+        "    r: {type: float, default: 0.5, source: x}\n"
+        "  derived:\n    m: {times: [a, r], source: 'derived: a x r'}\n"
+        "  search_grids:\n    paper:\n      source: x\n      a: [2.0]\n      m: [1.0, 3.0]\n"
+    )
+    toy = load_methods(path)["toy"]
+    assert toy.search_grids["paper"].points() == [{"a": 2.0, "r": 0.5}, {"a": 2.0, "r": 1.5}]
+    config = resolve(get_setting("tiny"), toy)
+    assert config.hyperparameters["m"] == 1.0 and config.sources["m"] == "derived: a x r"
+    path.write_text(path.read_text().replace("      a: [2.0]\n", ""))
+    with pytest.raises(ReproError, match="an absolute m axis needs a a axis"):
+        load_methods(path)
+    path.write_text(path.read_text().replace("times: [a, r]", "times: [a, q]"))
+    with pytest.raises(ReproError, match="derived.m.times"):
+        load_methods(path)
 
 
 @pytest.mark.parametrize("setting", ["llama3-instruct", "llama3-instruct-v0.2"])
@@ -89,7 +117,7 @@ def test_llama3_instruct_pins_the_pre_update_tokenizer_with_its_source(setting, 
 
 def test_other_settings_pin_no_tokenizer_revision():
     """Only the Llama 3 Instruct settings pin a tokenizer revision; the others load the model's."""
-    config = recipes.resolve(recipes.get_setting("mistral-base"), recipes.get_method("simpo"))
+    config = resolve(get_setting("mistral-base"), get_method("simpo"))
     assert config.tokenizer_revision is None
 
 

@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from repro.config import recipes
+from repro import paths
+from repro.config.methods import get_method, load_methods
+from repro.config.resolution import parse_overrides, resolve
+from repro.config.settings import get_setting, list_settings
 from repro.errors import ReproError, ReproWarning, UsageError
 
 PAPER_SETTINGS = {
@@ -64,14 +67,12 @@ def seed(shared):
 
 @pytest.fixture(scope="module")
 def methods():
-    return recipes.load_methods()
+    return load_methods()
 
 
 def resolved(setting: str, method: str, methods, **kw) -> dict:
     """The RunConfig as JSON, with the method's hyperparameters also at the top for lookups."""
-    config = recipes.resolve(
-        recipes.get_setting(setting, methods), recipes.get_method(method, methods), **kw
-    ).to_json()
+    config = resolve(get_setting(setting, methods), get_method(method, methods), **kw).to_json()
     return {**config, **config["hyperparameters"]}
 
 
@@ -168,7 +169,7 @@ def test_indivisible_layout_is_an_error(methods):
 
 
 def test_every_setting_resolves_for_every_method(methods):
-    for name in recipes.list_settings():
+    for name in list_settings():
         for method in methods:
             config = resolved(name, method, methods)
             assert config["learning_rate"] > 0
@@ -191,7 +192,7 @@ def test_overrides(methods):
         "llama3-base",
         "simpo",
         methods,
-        overrides=recipes.parse_overrides(["beta=2.5", "learning_rate=1e-6", "max_length=4096"]),
+        overrides=parse_overrides(["beta=2.5", "learning_rate=1e-6", "max_length=4096"]),
     )
     assert config["hyperparameters"]["beta"] == 2.5 and config["hyperparameters"]["gamma"] == 1.25
     assert config["learning_rate"] == 1e-6 and config["max_length"] == 4096
@@ -217,9 +218,9 @@ def test_config_hash_changes_with_training_values_only(methods):
 
 def test_method_aliases_and_unknowns(methods):
     with pytest.raises(UsageError, match="did you mean 'simpo'"):
-        recipes.get_method("simpoo", methods)
+        get_method("simpoo", methods)
     with pytest.raises(UsageError, match="valid: .*tiny"):
-        recipes.get_setting("nope", methods)
+        get_setting("nope", methods)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -235,30 +236,26 @@ def test_user_recipe_typo_names_the_closest_key(tmp_path, methods, shared):
         UsageError,
         match="unknown alignment-handbook key 'learning_rte' \\(did you mean 'learning_rate'\\?\\)",
     ):
-        recipes.get_setting(str(path), methods)
+        get_setting(str(path), methods)
 
 
 def test_user_recipe_in_repro_format(tmp_path, methods):
-    text = (recipes.paths.SETTINGS / "tiny.yaml").read_text()
-    config = recipes.resolve(
-        recipes.get_setting(str(write(tmp_path, text)), methods), methods["dpo"]
-    ).to_json()
+    text = (paths.SETTINGS / "tiny.yaml").read_text()
+    config = resolve(get_setting(str(write(tmp_path, text)), methods), methods["dpo"]).to_json()
     assert config["hyperparameters"]["beta"] == 0.1
     with pytest.raises(UsageError, match="did you mean 'max_length'"):
-        recipes.get_setting(str(write(tmp_path, text + "max_lenght: 5\n")), methods)
+        get_setting(str(write(tmp_path, text + "max_lenght: 5\n")), methods)
     with pytest.raises(ReproError, match="max_length: expected int"):
-        recipes.get_setting(str(write(tmp_path, text.replace("max_length: 64", "max_length: long"))), methods)
+        get_setting(str(write(tmp_path, text.replace("max_length: 64", "max_length: long"))), methods)
     with pytest.raises(ReproError, match="invalid YAML at line"):
-        recipes.get_setting(str(write(tmp_path, text + "methods: [\n")), methods)
+        get_setting(str(write(tmp_path, text + "methods: [\n")), methods)
 
 
 def test_handbook_absolute_gamma_becomes_a_ratio(tmp_path, methods, shared):
     """Paper-time configs (release 586e5e3) gave an absolute gamma: 1.4 with beta 2.5."""
     text = (shared / "reference/simpo-repo/training_configs/llama-3-8b-instruct-simpo.yaml").read_text()
     text = re.sub(r"gamma_beta_ratio: .*", "gamma: 1.4", text)
-    config = recipes.resolve(
-        recipes.get_setting(str(write(tmp_path, text)), methods), methods["simpo"]
-    ).to_json()
+    config = resolve(get_setting(str(write(tmp_path, text)), methods), methods["simpo"]).to_json()
     assert config["hyperparameters"]["gamma"] == 1.4
     assert config["hyperparameters"]["gamma_beta_ratio"] == pytest.approx(0.56)
 
@@ -266,11 +263,7 @@ def test_handbook_absolute_gamma_becomes_a_ratio(tmp_path, methods, shared):
 def test_yaml_1e_minus_6_is_a_float(tmp_path, methods):
     """PyYAML reads `1e-6` (no dot) as a string; recipes accept it as the number users meant."""
     text = (
-        (recipes.paths.SETTINGS / "tiny.yaml")
-        .read_text()
-        .replace("learning_rate: 1.0e-3}", "learning_rate: 1e-3}")
+        (paths.SETTINGS / "tiny.yaml").read_text().replace("learning_rate: 1.0e-3}", "learning_rate: 1e-3}")
     )
-    config = recipes.resolve(
-        recipes.get_setting(str(write(tmp_path, text)), methods), methods["simpo"]
-    ).to_json()
+    config = resolve(get_setting(str(write(tmp_path, text)), methods), methods["simpo"]).to_json()
     assert config["learning_rate"] == 1e-3

@@ -142,10 +142,10 @@ def test_checkpoints_of_another_config_are_refused(env):
 
 
 def test_one_writer_per_run_directory(env):
-    from repro.config import recipes
+    from repro.config.resolution import resolve_names
     from repro.runs import run
 
-    config, _ = recipes.resolve_names("tiny", "simpo")
+    config, _ = resolve_names("tiny", "simpo")
     directory = run.safe_child(env / "locked", "tiny", "simpo", run.run_id(config))
     with run.run_lock(directory):
         proc = run_cli("run", "tiny", "--method", "simpo", "--results", str(env / "locked"))

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from repro import paths
-from repro.config import recipes
+from repro.config.resolution import resolve_names
 from repro.config.runconfig import RunFile
 
 pytestmark = pytest.mark.e2e
@@ -111,9 +111,9 @@ def test_identity_covers_max_steps_tokenization_and_code(workspace):
     """Finding 1: the config hash left out max_steps and tokenization, so a 2-step model was
     reported under the full run's id (and a simpo-tokenized model reused for paper-v1)."""
     recipe = str(workspace / "mytiny.yaml")
-    full, _ = recipes.resolve_names(recipe, "simpo")
-    short, _ = recipes.resolve_names(recipe, "simpo", max_steps=2)
-    paper, _ = recipes.resolve_names(recipe, "simpo", tokenization="paper-v1")
+    full, _ = resolve_names(recipe, "simpo")
+    short, _ = resolve_names(recipe, "simpo", max_steps=2)
+    paper, _ = resolve_names(recipe, "simpo", tokenization="paper-v1")
     assert len({full.run_id, short.run_id, paper.run_id}) == 3
     assert full.replace(code_version="0" * 64).run_id != full.run_id
     assert full.replace(padding_free=True).run_id != full.run_id

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from repro import io
-from repro.config import recipes
+from repro.config.resolution import resolve_names
 from repro.runs import status
 
 PAPER = ("sweep", "llama3-instruct-v0.2", "--method", "simpo", "--grid", "paper", "--launcher", "slurm")
@@ -196,7 +196,7 @@ def test_run_with_the_slurm_launcher_is_a_one_point_pipeline(cli, tmp_path):
 
 
 def _run_folder(results: Path, lr: float, **files: object) -> Path:
-    config, _ = recipes.resolve_names("tiny", "simpo", overrides=[f"learning_rate={lr:g}"])
+    config, _ = resolve_names("tiny", "simpo", overrides=[f"learning_rate={lr:g}"])
     root = results / "tiny" / "simpo" / config.run_id
     (root / "train").mkdir(parents=True)
     io.write_json(root / "train" / "run.json", {"config": config.to_json()})
@@ -298,7 +298,7 @@ def train_script(tmp_path):
     from repro.evaluation.judge.spec import Judge
     from repro.runs import slurm
 
-    config, _ = recipes.resolve_names("tiny", "simpo", num_processes=1)
+    config, _ = resolve_names("tiny", "simpo", num_processes=1)
     pipeline = slurm.build(
         [(config, {})], results_root=tmp_path / "results", benches=["alpaca_eval2"],
         judge=Judge(kind="rule"), device="cpu",

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from repro.config.settings import parse_report_to
 from repro.runs import curves
 
 pytestmark = pytest.mark.e2e  # multi-process training, generation or judging (make test-fast skips it)
@@ -167,8 +168,8 @@ def test_report_to_choices_and_defaults(cli, tmp_path, monkeypatch):
     from repro.errors import ReproError
     from repro.train import trackers
 
-    assert trackers.parse("none") == [] and trackers.parse(None) == []
-    assert trackers.parse("wandb, tensorboard,wandb") == ["wandb", "tensorboard"]
+    assert parse_report_to("none") == [] and parse_report_to(None) == []
+    assert parse_report_to("wandb, tensorboard,wandb") == ["wandb", "tensorboard"]
     bad = cli("train", "tiny", "--report-to", "wandb,mlflow", "--dry-run", "--output", str(tmp_path / "b"))
     assert bad.returncode == 2 and "unknown tracker (report_to) 'mlflow'" in bad.stderr
     dry = cli(

@@ -1,7 +1,7 @@
 """Numbers you can trust (issue 20): what compare pools, what verify covers, who answered a cached
 judgment, and the bad inputs that used to end in a traceback or a late failure.
 
-The compare folder is built from real run configs (`recipes.resolve_names`, as `repro run`
+The compare folder is built from real run configs (`resolve_names`, as `repro run`
 resolves them) and real result records (`RunResult.of`, `replicates.describe`,
 `verify.record_sha256`: what `repro run` writes), with scores chosen by hand so every expected
 row is known; nothing is trained. Each test names the finding it guards; on the code before
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from repro import io
-from repro.config import recipes
+from repro import hashing, io
+from repro.config.resolution import resolve_names
 from repro.evaluation import benchmarks as registry
 from repro.evaluation.records import BenchmarkResult, EvaluationResult
 from repro.runs import published, replicates, verify
@@ -67,7 +67,7 @@ def write_run(
 ) -> Path:
     """One finished run folder as `repro run` leaves it (result.json, manifest.json); `old_format`:
     as the previous main wrote it (no replicate key, result.json not in the manifest)."""
-    config, _ = recipes.resolve_names(SETTING, METHOD, overrides=list(overrides), max_steps=max_steps)
+    config, _ = resolve_names(SETTING, METHOD, overrides=list(overrides), max_steps=max_steps)
     judge = judge or ENDPOINT
     metrics = {"steps": steps, "data": {"train": {"kept": TRAIN_ROWS}}}
     kind = replicates.describe(config, judge=judge, backend="transformers", metrics=metrics)
@@ -152,7 +152,7 @@ def test_verify_and_compare_cover_the_scores(mixed, cli):
     """Finding 2: an edited ae2_wr in result.json verified and was compared."""
     run = mixed / SETTING / METHOD / "seed42"
     ok = cli("verify", str(run), check=True)
-    manifest_sha = verify.sha256(run / "manifest.json")
+    manifest_sha = hashing.file_sha256(run / "manifest.json")
     assert f"manifest.json sha256 {manifest_sha}" in ok.stdout
     data = json.loads((run / "result.json").read_text())
     data["scores"]["ae2_wr"] += 4.0
@@ -185,7 +185,7 @@ def test_compare_formats_carry_the_band_and_hide_missing_by_default(mixed, cli):
 
 
 def test_tiny_band_reaches_csv(tmp_path, cli):
-    config, _ = recipes.resolve_names("tiny", "simpo")
+    config, _ = resolve_names("tiny", "simpo")
     kind = replicates.describe(config, judge=RULE, backend="transformers", metrics={"steps": 32})
     record = run_record(
         model="m", setting="tiny", method="simpo", run_id=config.run_id, seed=42,

@@ -94,10 +94,11 @@ def test_gemma_setting_reads_local_items_or_says_where_to_put_them(tiny_model, c
 
 
 def test_setting_default_benches_and_the_plan(cli, tmp_path):
-    from repro.config import recipes
+    from repro.config.resolution import evaluation_plan
+    from repro.config.settings import get_setting
 
     def default(name: str) -> list[str]:
-        return benchmarks.default(recipes.evaluation_plan(recipes.get_setting(name)))
+        return benchmarks.default(evaluation_plan(get_setting(name)))
 
     assert default("gemma2-9b-it")[-2:] == ["gsm", "mmlu_redux"]
     assert default("llama3-instruct") == ["alpaca_eval2", "arena_hard", "mt_bench"]

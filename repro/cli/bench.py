@@ -12,6 +12,8 @@ import typer
 from repro import io, userpaths
 from repro.cli import render
 from repro.cli.common import app, format_option, path_option
+from repro.errors import unknown
+from repro.perf import genbench, trainbench
 
 bench_app = typer.Typer(help="Benchmarks of repro itself against its peers.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -75,9 +77,6 @@ def bench_train_cmd(
     fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Train each contender for the preset's steps in its own process; print tokens/s, memory, ratios."""
-    from repro.errors import unknown
-    from repro.perf import trainbench
-
     the_preset = trainbench.get_preset(preset)
     subset = None
     if contenders:
@@ -144,8 +143,6 @@ def bench_generate_cmd(
     fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Generate with each backend in its own process; print tokens/s and the vLLM/transformers ratio."""
-    from repro.perf import genbench
-
     the_preset = genbench.get_preset(preset)
     path = report_path(output, "generate", preset)
     report = measure(preset, lambda progress: genbench.run(the_preset, progress=progress))

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from repro import userpaths
+from repro.cli import render
 from repro.errors import unknown
 
 app = typer.Typer(
@@ -41,8 +42,6 @@ def _global_options(
 ) -> None:
     """Reproduce SimPO, DPO and seven baselines on the paper's six settings."""
     import logging
-
-    from repro.cli import render
 
     render.VERBOSE = verbose
     render.TERMINAL_LOG.setLevel(logging.INFO if verbose else logging.WARNING)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from repro.cli import render
 from repro.errors import ReproError
+from repro.runs import curves
 
 
 def _number(value: float | None) -> str:
@@ -25,8 +26,6 @@ def show(
     fail_outside: bool,
     fmt: str,
 ) -> None:
-    from repro.runs import curves
-
     render.check_format(fmt, ("table", "json", "csv"))
     run = curves.read_run(run_dir)
     history = curves.read_published(published, run_name)

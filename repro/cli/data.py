@@ -18,7 +18,9 @@ from repro.cli.common import (
     path_argument,
     path_option,
 )
-from repro.config import evalconfig, recipes
+from repro.config import evalconfig
+from repro.config.resolution import evaluation_plan
+from repro.config.settings import get_setting
 from repro.data import bosguard, preference, tokenizers
 from repro.errors import ReproError
 
@@ -35,7 +37,7 @@ def pipeline_for(
     max_length: int | None,
     max_prompt_length: int | None,
 ):
-    setting = recipes.get_setting(setting_name)
+    setting = get_setting(setting_name)
     revision = setting.tokenizer_revision or setting.model_revision
     tokenizer = tokenizers.load(tokenizer_path or setting.model_name_or_path, revision=revision)
     pipeline = preference.Pipeline.for_config(
@@ -151,13 +153,11 @@ def check_tokenizer(
 ) -> None:
     """Count BOS tokens in training sequences and generation prompts; two BOS is an error."""
     name = setting or "llama3-instruct-v0.2"
-    the_setting = recipes.get_setting(name)
+    the_setting = get_setting(name)
     revision = the_setting.tokenizer_revision or the_setting.model_revision
     tok = tokenizers.load(model_or_path, revision=revision)
     pipeline = preference.Pipeline.for_config(tok, the_setting, tokenization)
-    checks = bosguard.run(
-        tok, pipeline, evalconfig.generation(recipes.evaluation_plan(the_setting).generation)
-    )
+    checks = bosguard.run(tok, pipeline, evalconfig.generation(evaluation_plan(the_setting).generation))
     if fmt == "json":
         render.print_json(bosguard.as_manifest(checks))
     else:

@@ -11,6 +11,7 @@ import typer
 from repro.cli import render
 from repro.cli.common import app, format_option, path_argument, path_option
 from repro.errors import ReproError, UsageError
+from repro.runs import diagnosis, report
 
 
 @app.command("diagnose")
@@ -52,8 +53,6 @@ def diagnose_cmd(
     """Why a reproduction misses the published number: recipe, environment, tokenization, training,
     generation and judging, each ok / differs / unknown with its evidence, then the likely causes.
     Exit 0 when nothing differs, 1 when something does, 2 on bad input."""
-    from repro.runs import diagnosis
-
     if (run_dir is None) == (outputs is None):
         raise UsageError("give a run folder or --outputs FILE (with --setting and --method), not both")
     # exit 1 means "something differs": every input problem is a usage error (exit 2)
@@ -96,8 +95,6 @@ def report_cmd(
 ) -> None:
     """One self-contained page for a results folder: the comparison with the published tables,
     the plots, and per run its provenance and diagnosis (HTML, or Markdown for a GitHub issue)."""
-    from repro.runs import report
-
     if fmt == "html" and output is None:
         raise UsageError("an HTML report needs -o FILE (Markdown goes to stdout without it)")
     text = report.html(results_dir) if fmt == "html" else report.markdown(results_dir)

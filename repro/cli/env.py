@@ -9,7 +9,7 @@ import typer
 from repro.cli import render
 from repro.cli.common import env_app, format_option
 from repro.errors import ReproError, unknown
-from repro.runs import environment
+from repro.stack import components, environment, lockfile
 
 
 def _status(row: environment.Drift) -> str:
@@ -49,8 +49,6 @@ def env_check(
     fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Compare the installed packages, and their files, with a lock and print the drift."""
-    from repro.runs import lockfile
-
     lock_path = lockfile.resolve(lock)
     rows = environment.check(lock_path, rehash=rehash)
     if fmt == "json":
@@ -107,11 +105,9 @@ def env_show(
 ) -> None:
     """The stack (torch, CUDA runtime, vLLM, flash-attn, DeepSpeed, transformers, TRL) as the lock
     pins it, as installed here, and as the paper's environment pinned it."""
-    from repro.runs import lockfile, stack
-
     path = lockfile.resolve(lock)
     paper = environment.paper_pins()
-    rows = stack.show(path, environment.installed(), paper)
+    rows = components.show(path, environment.installed(), paper)
     if fmt == "json":
         render.print_json({"lock": str(path.name), "rows": [r.__dict__ for r in rows]})
         return

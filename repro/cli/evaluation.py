@@ -20,7 +20,8 @@ from repro.cli.common import (
     path_argument,
     path_option,
 )
-from repro.config import recipes
+from repro.config.resolution import evaluation_plan
+from repro.config.settings import get_setting
 from repro.errors import ReproError
 from repro.evaluation import benchmarks
 from repro.evaluation.judge.spec import Judge
@@ -301,7 +302,7 @@ def eval_cmd(
     load_bench_paths(bench_path)
     spec = Judge.choose(
         judge,
-        recipes.evaluation_plan(recipes.get_setting(setting)),
+        evaluation_plan(get_setting(setting)),
         url=judge_url,
         model=judge_model,
         key_env=judge_key_env,

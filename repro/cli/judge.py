@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 
 from repro.cli.common import app, path_option
+from repro.errors import ReproError
+from repro.evaluation.judge import local
 
 judge_app = typer.Typer(help="A judge you run yourself.", no_args_is_help=True)
 app.add_typer(judge_app, name="judge")
@@ -42,8 +44,6 @@ def serve_cmd(
     """Start vLLM's OpenAI server for MODEL on 127.0.0.1 with what the judges need (log-probs
     for AlpacaEval's weighted annotator, request-set decoding); print the flags for `repro eval`
     and `repro run` once it answers; stop it with Ctrl-C. Options after `--` go to vLLM."""
-    from repro.evaluation.judge import local
-
     cmd = local.command(model, port=port, name=name, max_model_len=max_model_len, extra=list(ctx.args))
     flags = local.flags(port, model, name)
     if dry_run:
@@ -64,6 +64,4 @@ def serve_cmd(
         finally:
             local.stop(proc)
     if code:
-        from repro.errors import ReproError
-
         raise ReproError(f"the judge server exited with {code}; see {log_path}")

@@ -9,6 +9,8 @@ import typer
 
 from repro.cli import render
 from repro.cli.common import data_app, format_option, local_or_hub_option, path_option
+from repro.datagen import onpolicy
+from repro.runs import preflight
 
 
 @data_app.command("on-policy")
@@ -76,9 +78,6 @@ def on_policy_cmd(
     fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Generate an on-policy preference dataset; a killed run resumes from OUTPUT."""
-    from repro.datagen import onpolicy
-    from repro.runs import preflight
-
     preflight.require_all([preflight.writable(output, "--output")])
     options = onpolicy.resolve_options(
         setting,

@@ -15,13 +15,14 @@ from repro.cli.common import (
     app,
     format_option,
 )
-from repro.config import recipes
+from repro.config import evalconfig
+from repro.config.resolution import overview, resolve_names
 
 
 @app.command("recipes")
 def recipes_cmd(fmt: Annotated[str, format_option("table", "json", "yaml")] = "table") -> None:
     """Settings x methods with their resolved hyperparameters and where each comes from."""
-    rows = recipes.overview()
+    rows = overview()
     if fmt == "json":
         render.print_json(rows)
     elif fmt == "yaml":
@@ -52,10 +53,9 @@ def show_cmd(
     overrides: OverridesOpt = None,
 ) -> None:
     """The fully resolved config of SETTING x METHOD, with derived values and sources."""
-    config, _ = recipes.resolve_names(
+    config, _ = resolve_names(
         setting, method, overrides=overrides, num_processes=gpus, num_nodes=nodes, layout=layout
     )
-    from repro.config import evalconfig
 
     data = config.to_json()
     if template := evalconfig.chat_template(config.evaluation.generation):  # generation: not in the hash

@@ -106,6 +106,7 @@ def print_markdown(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Non
 
 def progress(label: str = "{task.description}", *, disable: bool = False):
     """The progress bar of long work: label, bar, done/total, elapsed; drawn on stderr."""
+    # deferred: only long work draws a bar; the CLI starts without rich.progress
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     class QuietOnError(Progress):

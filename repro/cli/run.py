@@ -36,7 +36,8 @@ from repro.cli.common import (
     path_argument,
     path_option,
 )
-from repro.config import recipes
+from repro.config.methods import search_grid
+from repro.config.resolution import resolve_names
 from repro.errors import ReproError, UsageError
 from repro.evaluation import benchmarks, generate, judgecost
 from repro.evaluation.judge.spec import Judge
@@ -142,7 +143,7 @@ def run_cmd(
     from repro.runs import preflight, run
     from repro.train import launch
 
-    config, _ = recipes.resolve_names(
+    config, _ = resolve_names(
         setting,
         method,
         overrides=overrides,
@@ -350,7 +351,7 @@ def sweep_cmd(
     if grid is not None:
         if axes:
             raise UsageError("--grid replaces --lr, --beta and --gamma-beta-ratio: give one or the other")
-        the_grid = recipes.search_grid(method, grid)
+        the_grid = search_grid(method, grid)
         points, source = the_grid.points(), the_grid.source
     elif not axes:
         raise UsageError("give --grid NAME or at least one of --lr, --beta, --gamma-beta-ratio")
@@ -363,7 +364,7 @@ def sweep_cmd(
         )
     if slurm_cli.check_launcher(launcher, submit):
         configs = [
-            (recipes.resolve_names(setting, method, overrides=[f"{k}={v}" for k, v in values.items()],
+            (resolve_names(setting, method, overrides=[f"{k}={v}" for k, v in values.items()],
                                    num_processes=gpus, max_steps=max_steps)[0], values)
             for values in points
         ]  # fmt: skip
@@ -381,7 +382,7 @@ def sweep_cmd(
     rows = []
     total_usd = 0.0
     for values in points:
-        config, _ = recipes.resolve_names(
+        config, _ = resolve_names(
             setting,
             method,
             overrides=[f"{k}={v}" for k, v in values.items()],

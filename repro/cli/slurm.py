@@ -11,6 +11,7 @@ import typer
 from repro.cli import render
 from repro.cli.common import app, format_option, path_argument, path_option
 from repro.errors import UsageError, unknown
+from repro.runs import status
 
 LAUNCHERS = ("local", "slurm")
 
@@ -65,6 +66,7 @@ def slurm_options(
     device: str,
     signal_seconds: int,
 ) -> dict[str, Any]:
+    # deferred: repro.runs.slurm imports torch (through repro.train.preemption)
     from repro.runs import slurm
 
     site = slurm.Site(
@@ -103,6 +105,7 @@ def launch(
     options: dict[str, Any],
 ) -> None:
     """Build the pipeline; print it (--dry-run), write it, or write and submit it."""
+    # deferred: repro.runs.slurm imports torch (through repro.train.preemption)
     from repro.runs import slurm
 
     pipeline = slurm.build(
@@ -166,8 +169,6 @@ def status_cmd(
     fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Every run below RESULTS_DIR: stage, SLURM job and state, judge cost so far, score."""
-    from repro.runs import status
-
     if watch is not None and watch <= 0:
         raise UsageError(f"--watch expects a positive number of seconds, got {watch}")
     while True:

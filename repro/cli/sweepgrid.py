@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from repro.cli import render
+from repro.runs import grid
 
 
 def collect(results_dir: Path, plot: Path | None) -> list:
     """The sweeps under `results_dir`; with --plot, each one's heat maps beside the plot."""
-    from repro.runs import grid
-
     sweeps = grid.sweeps(results_dir)
     if plot is not None:
         for sweep in sweeps:
@@ -27,8 +26,6 @@ def print_all(sweeps: list, fmt: str) -> None:
 
 
 def _print(sweep, fmt: str) -> None:
-    from repro.runs import grid
-
     metrics = sweep.metrics
     best = {m: sweep.best(m) for m in metrics}
     columns = [grid.AXES[a] for a in sweep.axes] + [grid.METRICS[m] for m in metrics]

@@ -26,7 +26,7 @@ from repro.cli.common import (
     local_or_hub_option,
     path_option,
 )
-from repro.config import recipes
+from repro.config.resolution import resolve_names
 from repro.data import bosguard
 from repro.errors import ReproError, unknown
 from repro.train import launch
@@ -98,7 +98,7 @@ def train_cmd(
         raise unknown("device", device, DEVICES)
     if device == "cuda" and launcher == "local" and not dry_run and not launch.cuda_available():
         raise ReproError("--device cuda: this machine has no CUDA device (--launcher slurm for GPU nodes)")
-    config, the_method = recipes.resolve_names(
+    config, the_method = resolve_names(
         setting,
         method,
         overrides=overrides,

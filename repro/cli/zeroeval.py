@@ -11,6 +11,9 @@ import typer
 
 from repro.cli import render
 from repro.cli.common import app, format_option, local_or_hub_option, path_argument, path_option
+from repro.data import tokenizers
+from repro.evaluation import zeroeval
+from repro.evaluation.scorers import zeroeval as scorer
 
 zeroeval_app = typer.Typer(help="ZeroEval GSM and MMLU-Redux: prompts and scoring.", no_args_is_help=True)
 app.add_typer(zeroeval_app, name="zeroeval")
@@ -36,10 +39,8 @@ def score_cmd(
     fmt: Annotated[str, format_option("table", "json", "csv")] = "table",
 ) -> None:
     """Acc, No answer (%), Total and Reason Lens per model, as ZeroEval's own scorer prints them."""
-    from repro.evaluation.scorers import zeroeval
-
-    zeroeval.check_task(task)
-    scores = zeroeval.ranked([zeroeval.score_file(p, task, mmlu_match=mmlu_match) for p in outputs])
+    scorer.check_task(task)
+    scores = scorer.ranked([scorer.score_file(p, task, mmlu_match=mmlu_match) for p in outputs])
     if fmt == "json":
         render.print_json([s.as_dict() for s in scores])
         return
@@ -84,9 +85,6 @@ def prompts_cmd(
     fmt: Annotated[str, format_option("jsonl", "json")] = "jsonl",
 ) -> None:
     """The exact prompt string of every item (ZeroEval's `model_input`), one JSON line each."""
-    from repro.data import tokenizers
-    from repro.evaluation import zeroeval
-
     items = zeroeval.load_items(task, input_path, limit=limit)
     tok = tokenizers.load(tokenizer)
     rows = [{"id": item["id"], "prompt": zeroeval.prompt(tok, task, item)} for item in items]

@@ -8,6 +8,7 @@ from typing import Any
 
 from repro import paths
 from repro.config.validate import read_yaml
+from repro.data import served_templates
 from repro.errors import ReproError
 
 
@@ -34,8 +35,6 @@ def chat_template(ref: str | None) -> dict[str, Any] | None:
     """The chat template a setting's Arena-Hard (and MT-Bench) answers are generated with: its
     name, the text (byte for byte the SimPO repo's file), the source, and whether the setting's
     Arena-Hard config is borrowed from another setting. None without a generation config."""
-    from repro.data import served_templates
-
     try:
         arena = generation(ref).get("arena_hard") or {}
     except ReproError:

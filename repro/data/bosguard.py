@@ -100,23 +100,3 @@ def as_manifest(checks: list[Check]) -> dict[str, Any]:
 def worst(checks: list[Check]) -> str:
     statuses = {c.status for c in checks}
     return "error" if "error" in statuses else "warning" if "warning" in statuses else "ok"
-
-
-def check_config(config: Any, tokenizer_path: str) -> dict[str, Any]:
-    """The guard for a resolved recipe: training format and the setting's generation prompts."""
-    from repro.config import evalconfig
-    from repro.data import tokenizers
-    from repro.errors import ReproError
-
-    try:
-        tokenizer = tokenizers.load(
-            tokenizer_path, revision=config.tokenizer_revision or config.model_revision
-        )
-    except ReproError as exc:  # e.g. no hub access on the launching machine: recorded, not fatal
-        return {"status": "skipped", "reason": str(exc), "checks": []}
-    try:
-        generation = evalconfig.generation(config.evaluation.generation)
-    except ReproError:
-        generation = None
-    pipeline = Pipeline.for_config(tokenizer, config, config.tokenization)
-    return as_manifest(run(tokenizer, pipeline, generation))

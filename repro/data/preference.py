@@ -28,7 +28,7 @@ from typing import Any
 
 from repro import io
 from repro.data import templates
-from repro.errors import ReproError
+from repro.errors import ReproError, unknown
 
 TOKENIZATIONS = ("simpo", "paper-v1", "trl")
 ROLES = ("system", "user", "assistant")
@@ -136,6 +136,7 @@ def load_rows(source: str, split: str, data_dir: Path | None = None) -> list[Any
     folder = Path(source)
     if (folder / f"{split}.jsonl").exists():
         return read_jsonl(folder / f"{split}.jsonl")
+    # deferred: datasets takes about 1 s to import
     import datasets
 
     try:
@@ -306,8 +307,6 @@ class Pipeline:
         truncation_mode: str = "keep_end",
     ) -> Pipeline:
         if tokenization not in TOKENIZATIONS:
-            from repro.errors import unknown
-
             raise unknown("tokenization", tokenization, TOKENIZATIONS)
         if max_prompt_length >= max_length:
             raise ReproError(

@@ -24,6 +24,7 @@ import os
 import warnings
 from pathlib import Path
 
+from repro.data import templates
 from repro.errors import ReproError, ReproWarning
 
 LLAMA3_SPECIAL = {
@@ -49,11 +50,10 @@ def _llama3_special_tokens() -> list[str]:
 
 def build_llama3(model_file: str | os.PathLike, *, post_update: bool = False):
     """The Llama 3 fast tokenizer from the tiktoken ranks file, pre- or post-update."""
+    # deferred: transformers takes about 1 s to import
     from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter
-
-    from repro.data import templates
 
     path = Path(model_file)
     if not path.is_file():
@@ -86,13 +86,14 @@ def build_llama3(model_file: str | os.PathLike, *, post_update: bool = False):
 
 def build_mistral():
     """Mistral-7B's tokenizer (SentencePiece, v1 vocabulary of 32000) from mistral-common."""
-    try:
+    try:  # deferred: mistral-common is optional, needed for Mistral's own tokenizer only
         import mistral_common
     except ImportError:
         raise ReproError("mistral-common is not installed (pip install mistral-common)") from None
     import shutil
     import tempfile
 
+    # deferred: transformers takes about 1 s to import
     from transformers import LlamaTokenizerFast
 
     model = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
@@ -124,10 +125,9 @@ TINY_WORDS = _TINY_VOCABULARY.split()
 
 def build_tiny():
     """A word-level tokenizer over the tiny setting's vocabulary (no post-processor: no auto BOS)."""
+    # deferred: transformers takes about 1 s to import
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
-
-    from repro.data import templates
 
     vocab = {w: i for i, w in enumerate(TINY_WORDS)}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
@@ -155,7 +155,7 @@ def resolve_revision(repo: str, revision: str) -> str:
     sha = revision[len(PARENT_OF) :]
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         raise ReproError(f"tokenizer revision '{revision}' of {repo} needs the hub (HF_HUB_OFFLINE is set)")
-    try:
+    try:  # deferred: only a parent-of: revision asks the hub
         from huggingface_hub import HfApi
 
         commits = [c.commit_id for c in HfApi().list_repo_commits(repo)]  # newest first
@@ -186,6 +186,7 @@ def load(name_or_path: str, *, revision: str = "main", trust_remote_code: bool =
             "build the Llama 3 tokenizer with repro.data.tokenizers.build_llama3(tokenizer.model)"
         )
     else:
+        # deferred: transformers takes about 1 s to import
         from transformers import AutoTokenizer
 
         if Path(name_or_path).is_dir():

@@ -29,8 +29,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from repro import io
+from repro import hashing, io
+from repro.config.settings import get_setting
+from repro.data import bosguard, preference, tokenizers
+from repro.datagen import reward
 from repro.errors import ReproError
+from repro.evaluation import generate
+from repro.evaluation.generate import Decoding
 from repro.progress import Progress
 
 SEEDS = (13, 21, 42, 79, 100)
@@ -101,8 +106,6 @@ def unique_prompts(rows: list[Any]) -> tuple[list[str], dict[str, int]]:
 
 
 def load_prompts(spec: str, limit: int | None) -> tuple[list[str], dict[str, Any]]:
-    from repro.data import preference
-
     source, split = parse_source(spec)
     path = Path(source)
     rows = preference.read_jsonl(path) if path.is_file() else preference.load_rows(source, split)
@@ -126,8 +129,6 @@ def format_prompts(
     special tokens (vLLM's default) gives two. Returns the texts, the add_special_tokens to
     use, and the BOS check for the manifest.
     """
-    from repro.data import bosguard
-
     texts = [
         tokenizer.apply_chat_template(
             [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
@@ -169,8 +170,6 @@ def generate_seed(
     backend, texts: list[str], seed: int, options: Options, path: Path, progress: Progress | None = None
 ) -> list[str]:
     """One sample per prompt for `seed`, appended to `path` batch by batch; resumes from it."""
-    from repro.evaluation.generate import Decoding
-
     done = io.read_jsonl(path, bad="stop")
     if [d["i"] for d in done] != list(range(len(done))):
         raise ReproError(f"{path}: generations out of order; delete it to regenerate this seed")
@@ -248,31 +247,26 @@ def records(
 # ---------------------------------------------------------------------------- the pipeline
 
 
-def _backend(options: Options, tokenizer, add_special_tokens: bool):
-    import torch
+def _auto_backend() -> str:
+    """`--backend auto`: vLLM when it is installed and a GPU is there, else transformers."""
+    import torch  # deferred: torch takes about 2 s to import
 
-    from repro.evaluation import generate
+    try:
+        import vllm  # noqa: F401  (deferred: present on GPU installs only)
+    except ImportError:
+        return "transformers"
+    return "vllm" if torch.cuda.is_available() else "transformers"
 
-    name = options.backend
-    if name == "auto":
-        try:
-            import vllm  # noqa: F401
 
-            name = "vllm" if torch.cuda.is_available() else "transformers"
-        except ImportError:
-            name = "transformers"
-    if name == "transformers":
-        backend = generate.TransformersBackend(
-            options.model,
-            tokenizer=tokenizer,
-            batch_size=options.batch_size,
-            add_special_tokens=add_special_tokens,
-        )
-    elif name == "vllm":  # pragma: no cover - GPU only
-        backend = generate.VLLMBackend(options.model, add_special_tokens=add_special_tokens)
-    else:
-        raise ReproError(f"unknown generation backend '{name}' (auto, transformers or vllm)")
-    return name, backend
+def _backend(options: Options, tokenizer, add_special_tokens: bool) -> tuple[str, generate.Backend]:
+    """The sampling engine, built by evaluation's chooser (`generate.backend`)."""
+    name = _auto_backend() if options.backend == "auto" else options.backend
+    # Only the transformers backend batches; vLLM is handed the whole set at once.
+    kwargs: dict[str, Any] = {"batch_size": options.batch_size} if name == "transformers" else {}
+    engine = generate.backend(
+        name, options.model, tokenizer=tokenizer, add_special_tokens=add_special_tokens, **kwargs
+    )
+    return name, engine
 
 
 def check_resume(options: Options, work: Path) -> None:
@@ -293,9 +287,6 @@ def check_resume(options: Options, work: Path) -> None:
 
 def run(options: Options, progress: Progress | None = None) -> dict[str, Any]:
     """Prompts -> samples per seed -> reward scores -> pairs -> dataset + manifest."""
-    from repro.data import tokenizers
-    from repro.datagen import reward
-
     if len(set(options.seeds)) != len(options.seeds) or len(options.seeds) < 2:
         raise ReproError("--seeds needs at least two distinct seeds (one sample each)")
     if not 0.0 <= options.test_fraction < 1.0:
@@ -379,6 +370,7 @@ def run(options: Options, progress: Progress | None = None) -> dict[str, Any]:
 
 def preflight(what: str, name: str, trust_remote_code: bool) -> None:
     """Fail now, in one line, if a model's config cannot be read (wrong path, no hub access)."""
+    # deferred: transformers takes about 1 s to import
     from transformers import AutoConfig
 
     try:
@@ -389,13 +381,12 @@ def preflight(what: str, name: str, trust_remote_code: bool) -> None:
 
 def _weights_sha(name: str) -> str | None:
     """SHA-256 of a local model directory's weights (hub ids: None; their revision pins them)."""
-    from repro.train import reference
-
-    return reference.weights_sha256(name) if Path(name).is_dir() else None
+    return hashing.weights_sha256(name) if Path(name).is_dir() else None
 
 
 def _quiet_library_bars() -> None:
     """Our progress bars only: datasets' and transformers' own would interleave with them."""
+    # deferred: datasets takes about 1 s to import
     import datasets
     from transformers.utils import logging as hf_logging
 
@@ -407,6 +398,7 @@ def write_dataset(
     pairs: list[dict[str, Any]], output: Path, test_fraction: float, seed: int
 ) -> dict[str, int]:
     """train/test DatasetDict saved to `output` (load_from_disk(output / split) reads a split)."""
+    # deferred: datasets takes about 1 s to import
     from datasets import Dataset, DatasetDict
 
     full = Dataset.from_list(pairs)
@@ -463,11 +455,9 @@ def resolve_options(
     **rest: Any,
 ) -> Options:
     """Options from the command line over the setting's on_policy recipe over Options' defaults."""
-    from repro.config import recipes
-
     recipe: dict[str, Any] = {}
     if setting:
-        recipe = recipes.get_setting(setting).on_policy or {}
+        recipe = get_setting(setting).on_policy or {}
         if not recipe:
             raise ReproError(f"setting '{setting}' has no on_policy recipe; give --model and --reward-model")
     model = model or recipe.get("model")

@@ -21,6 +21,7 @@ class RewardModel:
     (tokenized by the template: no extra BOS)."""
 
     def __init__(self, path: str, *, trust_remote_code: bool = False, device: str | None = None):
+        # deferred: torch takes about 2 s to import
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -51,6 +52,7 @@ class RewardModel:
         return list(ids)
 
     def score_ids(self, rows: list[list[int]]) -> list[float]:
+        # deferred: torch takes about 2 s to import
         import torch
 
         length = max(len(r) for r in rows)

@@ -31,7 +31,7 @@ def fingerprint(model: str) -> str:
     folder = Path(model)
     if folder.is_dir():
         from repro.errors import ReproError
-        from repro.train.reference import weights_sha256
+        from repro.hashing import weights_sha256
 
         try:
             return weights_sha256(folder)

@@ -20,6 +20,7 @@ from typing import Any
 
 from repro import paths
 from repro.config import evalconfig
+from repro.config.resolution import evaluation_plan
 from repro.config.runconfig import EvalPlan
 from repro.errors import ReproError
 from repro.evaluation import answering, benchmarks, generate
@@ -50,9 +51,7 @@ class Target:
 
     @classmethod
     def of_setting(cls, setting: Any) -> Target:
-        from repro.config import recipes  # deferred: recipes imports the evaluation plan's home
-
-        return cls(setting.name, recipes.evaluation_plan(setting), setting)
+        return cls(setting.name, evaluation_plan(setting), setting)
 
 
 @dataclass

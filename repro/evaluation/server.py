@@ -56,7 +56,7 @@ class ServerBackend(Backend):
         self._checked_temperatures: set[float] = set()
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        import requests
+        import requests  # deferred: only a served model needs HTTP (0.3 s to import)
 
         try:
             response = requests.request(

@@ -87,7 +87,7 @@ def _check_items(items: list[dict[str, Any]], task: str, where: str) -> list[dic
 
 
 def default_data_dir() -> Path:
-    return Path(os.environ.get("REPRO_CACHE", Path.home() / ".cache" / "repro")) / "zeroeval"
+    return paths.cache_root() / "zeroeval"
 
 
 def _hub(task: str) -> list[dict[str, Any]] | None:

@@ -25,9 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from repro import paths
+from repro import paths, tiny
+from repro.config import evalconfig
 from repro.config.validate import read_yaml
+from repro.data import tokenizers
 from repro.errors import ReproError, unknown
+from repro.evaluation import generate
+from repro.evaluation.generate import Decoding
+from repro.perf.trainbench import machine
+from repro.train.launch import TINY_MODEL
 
 PRESETS = paths.ROOT / "benchmarks" / "generate-presets.yaml"
 BACKENDS = ("transformers", "vllm")
@@ -67,12 +73,6 @@ def get_preset(name: str) -> Preset:
 
 def prepare(preset: Preset, folder: Path) -> tuple[Path, list[list[int]]]:
     """The checkpoint and the prompt ids every backend gets."""
-    from repro import tiny
-    from repro.config import evalconfig
-    from repro.data import tokenizers
-    from repro.evaluation import generate
-    from repro.train.launch import TINY_MODEL
-
     if preset.model != TINY_MODEL:
         raise ReproError(f"preset {preset.name}: only the tiny model is built in (model: {TINY_MODEL})")
     model = tiny.save_policy(folder / "model", seed=0)
@@ -89,6 +89,7 @@ def prepare(preset: Preset, folder: Path) -> tuple[Path, list[list[int]]]:
 
 def reshape(model: Path, preset: Preset) -> None:
     """The preset's changes to the tiny checkpoint: more positions, an EOS that never wins."""
+    # deferred: torch takes about 2 s to import
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -103,8 +104,6 @@ def reshape(model: Path, preset: Preset) -> None:
 
 def decoding_of(name: str, max_new_tokens: int) -> tuple[Any, str]:
     """A preset's decoding name: a mode, or `beam1-stepwise` (the oracle search)."""
-    from repro.evaluation.generate import Decoding
-
     mode, _, search = name.partition("-")
     return Decoding(mode=mode, max_new_tokens=max_new_tokens), search or "one-pass"
 
@@ -113,8 +112,6 @@ def run_backend(
     preset: Preset, backend_name: str, model: Path, prompt_ids: list[list[int]]
 ) -> dict[str, Any]:
     """One backend in this process: start-up once, then every decoding."""
-    from repro.evaluation import generate
-
     start = time.perf_counter()
     kwargs: dict[str, Any] = (
         {"batch_size": preset.transformers_batch_size} if backend_name == "transformers" else {}
@@ -148,8 +145,6 @@ def run_backend(
 
 def run(preset: Preset, progress=None) -> dict[str, Any]:
     """Every backend of the preset in its own process; the report with ratios."""
-    from repro.perf.trainbench import machine
-
     results: dict[str, Any] = {}
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="repro-genbench-") as tmp:

@@ -136,6 +136,7 @@ def text_rows(pairs: list[dict[str, list[int]]]) -> list[dict[str, str]]:
 
 
 def word_tokenizer(vocab_size: int):
+    # deferred: transformers takes about 1 s to import
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -190,6 +191,7 @@ def run_contender(preset: Preset, contender: str, workdir: Path) -> dict[str, An
     """Train one contender in this process and return its timings and peak memory."""
     import resource
 
+    # deferred: torch takes about 2 s to import
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
 
@@ -278,9 +280,11 @@ def run_contender(preset: Preset, contender: str, workdir: Path) -> dict[str, An
 def _repro_trainer(preset, contender, model, tokenizer, pairs, common, workdir):
     import copy
 
+    # deferred: datasets takes about 1 s to import
     from datasets import Dataset
     from transformers import TrainingArguments
 
+    # deferred: repro.train.reference imports torch (seconds)
     from repro.train import reference
     from repro.train.trainer import PairCollator, PreferenceTrainer
 
@@ -315,10 +319,12 @@ def _repro_trainer(preset, contender, model, tokenizer, pairs, common, workdir):
 
 def _trl_trainer(preset, contender, model, tokenizer, pairs, common):
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    # deferred: datasets takes about 1 s to import
     from datasets import Dataset
 
     data = Dataset.from_list(text_rows(pairs))
     if contender == "trl-cpo-simpo":
+        # deferred: TRL imports torch and transformers
         from trl.experimental.cpo import CPOConfig, CPOTrainer
 
         args = CPOConfig(
@@ -330,6 +336,7 @@ def _trl_trainer(preset, contender, model, tokenizer, pairs, common):
             max_length=preset.max_length,
         )
         return CPOTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+    # deferred: TRL imports torch and transformers
     from trl import DPOConfig, DPOTrainer
 
     args = DPOConfig(**common, beta=0.1, precompute_ref_log_probs=True, max_length=preset.max_length)
@@ -349,6 +356,7 @@ def order(contenders: tuple[str, ...], rounds: int) -> list[str]:
 
 def check_device(preset: Preset) -> None:
     if preset.requires_gpu:
+        # deferred: torch takes about 2 s to import
         import torch
 
         if not torch.cuda.is_available():
@@ -427,6 +435,7 @@ def report(
 def machine() -> dict[str, Any]:
     import platform
 
+    # deferred: torch takes about 2 s to import
     import torch
 
     info = {

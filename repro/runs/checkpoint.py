@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from repro.config import recipes
+from repro.config.settings import get_setting
 from repro.data import bosguard
 from repro.errors import ReproError
 from repro.evaluation import benchmarks, generate, runner
@@ -28,7 +28,7 @@ def evaluate(
 ) -> RunResult:
     """Check what can fail before any model loads (benchmarks, engine, output folder, judge),
     evaluate, refuse a failed BOS check unless allowed, and write the result."""
-    target = runner.Target.of_setting(recipes.get_setting(setting))
+    target = runner.Target.of_setting(get_setting(setting))
     benches = benchmarks.parse(bench, target.plan)
     generate.check_backend(options.backend)  # an unknown engine is a usage error, as for repro run
     checks = [preflight.writable(output, "--output")]

@@ -355,9 +355,11 @@ def compare(
 def plot(report: CurveReport, run: History, published: History, path: Path) -> dict[str, list[str]]:
     """One panel per compared metric: the run's curve over the published one, with the band.
     Returns the curves drawn per metric."""
+    # deferred: matplotlib takes 0.5 s to import; only plots need it
     import matplotlib
 
     matplotlib.use("Agg")
+    # deferred: matplotlib takes 0.5 s to import; only plots need it
     import matplotlib.pyplot as plt
 
     shown = [m for m in report.metrics if m.status in ("within", "outside")]

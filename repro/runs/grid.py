@@ -16,7 +16,7 @@ from typing import Any
 
 from repro import io
 from repro.evaluation import benchmarks
-from repro.runs import compare, published
+from repro.runs import compare, plots, published
 
 AXES = {"learning_rate": "lr", "beta": "beta", "gamma_beta_ratio": "gamma/beta"}
 # the metrics compared with the paper, and the headline ones without a published value (MT-Bench)
@@ -125,8 +125,6 @@ def sweeps(results_dir: Path, only: set[Path] | None = None) -> list[Sweep]:
 
 def heatmap(sweep: Sweep, metric: str, path: Path) -> Path:
     """Score by learning rate (x) and beta (y), one panel per gamma/beta; the best point starred."""
-    from repro.runs import plots
-
     plt = plots._pyplot()
     gammas = sorted({p.values.get("gamma_beta_ratio") for p in sweep.points}, key=lambda g: (g is None, g))
     lrs = sorted({p.values.get("learning_rate") for p in sweep.points if "learning_rate" in p.values})
@@ -171,8 +169,6 @@ def heatmap(sweep: Sweep, metric: str, path: Path) -> Path:
 
 def write(sweep: Sweep, folder: Path) -> list[Path]:
     """The sweep's table (JSON) and one heat map per metric into `folder`."""
-    from repro import io
-
     name = f"grid-{sweep.setting}-{sweep.method}"
     io.write_json(folder / f"{name}.json", sweep.as_dict())
     return [folder / f"{name}.json"] + [heatmap(sweep, m, folder / f"{name}-{m}.png") for m in sweep.metrics]

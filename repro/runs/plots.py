@@ -17,9 +17,11 @@ ROW_INCHES = 0.32
 
 
 def _pyplot():
+    # deferred: matplotlib takes 0.5 s to import; only plots need it
     import matplotlib
 
     matplotlib.use("Agg")
+    # deferred: matplotlib takes 0.5 s to import; only plots need it
     import matplotlib.pyplot as plt
 
     return plt
@@ -93,6 +95,7 @@ def compare_figure(rows: Iterable[Any], metrics: dict[str, str], tolerance: dict
     reproduced (filled, +- spread), green within tolerance, red outside, blue where nothing is
     published; tiny's band shaded. A configuration other than the recipe's is a row of its own."""
     plt = _pyplot()
+    # deferred: matplotlib takes 0.5 s to import; only plots need it
     from matplotlib.ticker import MaxNLocator
 
     rows = [r for r in rows if r.runs]
@@ -135,6 +138,7 @@ def compare_figure(rows: Iterable[Any], metrics: dict[str, str], tolerance: dict
     )
     if labels:
         first.set_ylim(len(labels) - 0.5, -0.5)  # first label at the top
+    # deferred: matplotlib takes 0.5 s to import; only plots need it
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 

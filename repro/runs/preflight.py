@@ -23,6 +23,10 @@ from typing import Any
 from repro.config import evalconfig
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
+from repro.evaluation import generate
+from repro.evaluation.judge.backends import url_problem
+from repro.train import trackers
+from repro.train.launch import cuda_available
 
 # Bytes of training state per parameter under ZeRO-3 with mixed-precision Adam: bf16 weights
 # and gradients (2 + 2) plus fp32 master weights and two Adam moments (4 + 4 + 4).
@@ -51,7 +55,7 @@ def _model(config: RunConfig) -> Check:
     if model.startswith(("/", "./", "../", "~")):
         return Check("model", False, f"model path {model} does not exist")
     if os.environ.get("HF_HUB_OFFLINE") == "1":
-        try:
+        try:  # deferred: only an offline check reads the hub's cache
             from huggingface_hub import try_to_load_from_cache
 
             cached = try_to_load_from_cache(model, "config.json", revision=config.model_revision)
@@ -69,8 +73,6 @@ def _model(config: RunConfig) -> Check:
 
 
 def _device(config: RunConfig) -> Check:
-    from repro.train.launch import cuda_available
-
     if not config.bf16:
         return Check("device", True, "runs on CPU processes or GPUs")
     gpus = config.batch["num_processes"] * config.batch["num_nodes"]
@@ -120,8 +122,6 @@ def judge_answers(url: str, key_env: str | None, timeout: float = JUDGE_TIMEOUT_
 
 
 def judge_check(judge) -> Check:
-    from repro.evaluation.judge.backends import url_problem
-
     if judge.kind == "endpoint" and judge.url and (problem := url_problem(judge.url)):
         return Check("judge", False, problem)
     try:
@@ -174,8 +174,6 @@ def wandb_credentials(env: dict[str, str] | None = None) -> str | None:
 
 
 def _trackers(config: RunConfig) -> Check:
-    from repro.train import trackers
-
     try:
         trackers.check_installed(config.report_to)
     except ReproError as exc:
@@ -186,8 +184,6 @@ def _trackers(config: RunConfig) -> Check:
 
 
 def backend_check(backend: str) -> Check:
-    from repro.evaluation import generate
-
     try:
         generate.check_backend(backend)
     except ReproError as exc:

@@ -15,7 +15,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from repro.config.resolution import resolve_names
 from repro.config.runconfig import NOT_IN_IDENTITY, RunConfig
+from repro.errors import ReproError
 
 # What replicates may differ in: the seed (their point) and what changes no number.
 NOT_COMPARED = ("seed", "config_hash", *NOT_IN_IDENTITY)
@@ -49,13 +51,10 @@ def key(flat: dict[str, Any]) -> str:
 def recipe_config(config: RunConfig) -> RunConfig | None:
     """The same setting x method as its recipe gives it (no overrides), or None when the recipe
     file is gone."""
-    from repro.config import recipes
-    from repro.errors import ReproError
-
     source = config.recipe_file
     where = source if source and Path(source).exists() else config.setting
     try:
-        recipe, _ = recipes.resolve_names(where, config.method)
+        recipe, _ = resolve_names(where, config.method)
     except ReproError:
         return None
     return recipe

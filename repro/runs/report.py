@@ -22,6 +22,7 @@ from typing import Any
 
 from repro import io
 from repro.errors import ReproError
+from repro.runs import compare, diagnosis, plots
 
 STATUS_CLASS = {
     "within": "ok",
@@ -132,8 +133,6 @@ def find_runs(results_dir: Path) -> list[Path]:
 
 
 def collect(results_dir: Path) -> tuple[Any, list[RunPage]]:
-    from repro.runs import compare, diagnosis
-
     comparison = compare.compare(results_dir)
     pages = []
     for path in find_runs(results_dir):
@@ -180,8 +179,6 @@ def _image(path: Path) -> str:
 
 
 def html_page(results_dir: Path) -> str:
-    from repro.runs import compare
-
     comparison, pages = collect(results_dir)
     e = _html.escape
     out = [
@@ -213,8 +210,6 @@ def html_page(results_dir: Path) -> str:
             )
         out.append("</tbody></table>")
         with tempfile.TemporaryDirectory(prefix="repro-report-") as tmp:
-            from repro.runs import plots
-
             titles, tolerance = compare.metric_titles(), compare.default_tolerance()
             plot = plots.compare(rows, titles, tolerance, Path(tmp) / "compare.png")
             out.append(
@@ -278,8 +273,6 @@ def _run_html(page: RunPage) -> list[str]:
 
 
 def markdown(results_dir: Path) -> str:
-    from repro.runs import compare
-
     comparison, pages = collect(results_dir)
     out = [
         f"## Reproduction report: `{results_dir}`",

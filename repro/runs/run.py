@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from repro import io
+from repro import hashing, io
 from repro.config import evalconfig
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
@@ -30,8 +30,9 @@ from repro.evaluation.judge.spec import Judge
 from repro.evaluation.options import EvalOptions
 from repro.evaluation.records import EvaluationResult
 from repro.progress import Progress
-from repro.runs import environment, plots, preflight, replicates, verify
+from repro.runs import plots, preflight, replicates, verify
 from repro.runs.result import RunResult
+from repro.stack import environment
 from repro.train import launch
 
 
@@ -284,15 +285,15 @@ def _execute(
         curves(metrics, root)
 
     # -- generate + judge + score (skipped when done for the same inputs)
-    from repro.train.reference import weights_sha256
-
-    weights = weights_sha256(train_dir / "model")
+    weights = hashing.weights_sha256(train_dir / "model")
     eval_key = {
         "weights_sha256": weights,
         "benches": sorted(benches),
         "judge": judge.describe(),
         "limit": options.limit,
-        "generation_config_sha256": environment.sha256_file(evalconfig.locate(config.evaluation.generation)),
+        "generation_config_sha256": hashing.file_sha256_or_none(
+            evalconfig.locate(config.evaluation.generation)
+        ),
         "code_version": config.code_version,
         "backend": options.backend,
     }

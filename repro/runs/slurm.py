@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repro import filesystems, io
+from repro import filesystems, io, paths
 from repro.config.runconfig import RunConfig
-from repro.errors import ReproError, UsageError
+from repro.errors import ReproError, UsageError, unknown
 from repro.evaluation import judgecost
 from repro.evaluation.judge.spec import Judge
 from repro.runs import run
@@ -215,12 +215,8 @@ def build(
     if max_parallel is not None and max_parallel < 1:
         raise UsageError(f"--max-parallel must be at least 1, got {max_parallel}")
     if judge_on not in JUDGE_ON:
-        from repro.errors import unknown
-
         raise unknown("--judge-on", judge_on, JUDGE_ON)
     if device not in DEVICES:
-        from repro.errors import unknown
-
         raise unknown("--device", device, DEVICES)
     if signal_seconds < 1:
         raise UsageError(f"--signal-seconds must be at least 1, got {signal_seconds}")
@@ -344,8 +340,6 @@ def _script(
 
 
 def _environment() -> dict[str, str]:
-    from repro import paths
-
     pythonpath = os.pathsep.join(p for p in (str(paths.ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return {"PYTHONPATH": pythonpath, "TOKENIZERS_PARALLELISM": "false"}
 

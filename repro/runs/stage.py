@@ -23,6 +23,7 @@ from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
 from repro.evaluation.judge.spec import Judge
 from repro.evaluation.options import EvalOptions
+from repro.runs import grid, run
 
 STAGE_FILE = "stage.json"  # in a run's evaluation folder: the pipeline stage working on it
 
@@ -67,8 +68,6 @@ def load(plan_file: Path) -> tuple[dict[str, Any], list[RunConfig], Judge]:
 
 
 def generate(plan_file: Path, index: int) -> None:
-    from repro.runs import run
-
     plan, configs, judge = load(plan_file)
     if not 0 <= index < len(configs):
         raise ReproError(f"{plan_file}: no point {index} (the plan has {len(configs)})")
@@ -91,8 +90,6 @@ def generate(plan_file: Path, index: int) -> None:
 
 def judge(plan_file: Path) -> None:
     """Every run of the plan in one process: one judge client, one cache user."""
-    from repro.runs import run
-
     plan, configs, the_judge = load(plan_file)
     failures = []
     for point, config in zip(plan["points"], configs, strict=True):
@@ -116,8 +113,6 @@ def judge(plan_file: Path) -> None:
         mark(directory, "done")
         print(f"repro: scored {record['run_dir']}", flush=True)
     if len(configs) > 1:  # the sweep's grid: table and heat maps beside the plan
-        from repro.runs import grid
-
         folders = {Path(p["directory"]).resolve() for p in plan["points"]}
         for sweep in grid.sweeps(Path(plan["points"][0]["root"]).parents[2], only=folders):
             for path in grid.write(sweep, plan_file.parent):
@@ -127,6 +122,7 @@ def judge(plan_file: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
+    # deferred: repro.runs.slurm imports torch (through repro.train.preemption)
     from repro.runs.slurm import REQUEUE_EXIT
 
     signal.signal(signal.SIGUSR1, _on_signal)

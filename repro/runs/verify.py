@@ -18,6 +18,7 @@ from typing import Any
 from repro import io
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
+from repro.hashing import file_sha256
 
 # What a run produced, relative to its directory, and what its training root holds.
 PRODUCED = ("eval/**/*.json", "eval/**/*.jsonl", "curves.csv")
@@ -47,14 +48,6 @@ def record_sha256(data: Any) -> str:
     return hashlib.sha256(io.dumps(data).encode("utf-8")).hexdigest()
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_hashes(directory: Path, root: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     for base, patterns in ((directory, PRODUCED), (root, TRAINED)):
@@ -62,7 +55,7 @@ def file_hashes(directory: Path, root: Path) -> dict[str, str]:
             for path in sorted(base.glob(pattern)):
                 if path.is_file():
                     found[str(path.relative_to(directory) if path.is_relative_to(directory) else
-                              Path("..") / path.relative_to(root))] = sha256(path)  # fmt: skip
+                              Path("..") / path.relative_to(root))] = file_sha256(path)  # fmt: skip
     return found
 
 
@@ -75,7 +68,7 @@ def verify(run_dir: Path, *, scores_only: bool = False) -> Verification:
     manifest = io.read_json(manifest_path)
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise ReproError(f"{run_dir}: no manifest.json with recorded file hashes (not a finished run)")
-    result = Verification(checked=0, manifest_sha256=sha256(manifest_path))
+    result = Verification(checked=0, manifest_sha256=file_sha256(manifest_path))
     try:
         config = RunConfig.from_json(manifest["config"], f"{run_dir}/manifest.json")
         if config.config_hash != manifest.get("config_hash"):
@@ -92,11 +85,11 @@ def verify(run_dir: Path, *, scores_only: bool = False) -> Verification:
     root = next((d for d in (run_dir, *run_dir.parents) if (d / "train").is_dir()), run_dir)
     if scores_only:
         recorded = {k: v for k, v in recorded.items() if k in SCORES}
-        current = {k: sha256(run_dir / k) for k in SCORES if (run_dir / k).is_file()}
+        current = {k: file_sha256(run_dir / k) for k in SCORES if (run_dir / k).is_file()}
     else:
         current = file_hashes(run_dir, root)
         if (run_dir / RECORD).is_file():
-            current[RECORD] = sha256(run_dir / RECORD)
+            current[RECORD] = file_sha256(run_dir / RECORD)
         if RECORD not in manifest["files"]:
             current.pop(RECORD, None)  # said in a note above
     result.checked = len(recorded)

@@ -24,11 +24,15 @@ from typing import Any
 
 import yaml
 
-from repro import paths
+from repro import paths, tiny
+from repro.config import evalconfig
 from repro.config.runconfig import RunConfig, RunFile, RunPaths
+from repro.data import bosguard, tokenizers
+from repro.data.preference import Pipeline
 from repro.errors import ReproError
-from repro.io import write_json
+from repro.io import read_json, write_json
 from repro.progress import Progress
+from repro.train import trackers
 
 TINY_MODEL = "repro:tiny-llama"
 TINY_DATA = "repro:synthetic-preferences"
@@ -50,7 +54,7 @@ class Run:
 
 
 def cuda_available() -> bool:
-    try:
+    try:  # deferred: torch takes about 2 s to import, and an install may lack it
         import torch
 
         return torch.cuda.is_available()
@@ -113,17 +117,11 @@ def accelerate_yaml(ds_path: Path, num_processes: int, num_nodes: int, port: int
 
 def _materialize_tiny(config: RunConfig, directory: Path) -> tuple[str, str, Path]:
     """Build the tiny model and tokenizer and the synthetic data into the run directory."""
-    from repro import tiny
-
     model_dir = tiny.save_policy(directory / "init-model", seed=config.seed)
     data_dir = directory / "data"
     if config.dataset == TINY_DATA and not (data_dir / "train.jsonl").exists():
         tiny.write_dataset(data_dir, seed=config.seed)
     return str(model_dir), str(model_dir), data_dir
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("REPRO_CACHE", Path.home() / ".cache" / "repro"))
 
 
 def command_for(accelerate_config: Path, run_file: Path, batch: dict[str, Any]) -> list[str]:
@@ -161,8 +159,6 @@ def torch_extensions_dir() -> str:
 
 def environment(config: RunConfig, directory: Path, gpu: bool) -> dict[str, str]:
     """What the training processes run with, beside the user's environment."""
-    from repro.train import trackers
-
     # repro's root first, keeping whatever the user's PYTHONPATH already holds
     pythonpath = os.pathsep.join(p for p in (str(paths.ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = {
@@ -181,8 +177,6 @@ def finished_metrics(directory: Path, config: RunConfig) -> dict[str, Any] | Non
 
     Raises when the directory holds the model or metrics of another config: a run is never
     overwritten by a different one (choose another output)."""
-    from repro.io import read_json
-
     metrics = read_json(directory / "metrics.json")
     previous = read_json(directory / "run.json") or {}
     same = (previous.get("config") or {}).get("config_hash") == config.config_hash
@@ -251,8 +245,6 @@ def prepare(
     # A dry run writes its planned files only where it is told to (never into the output).
     files = (planned_dir or None) if dry_run else directory
     if not dry_run:
-        from repro.train import trackers
-
         trackers.check_installed(config.report_to)  # before anything is written or spawned
     if files is not None:
         files.mkdir(parents=True, exist_ok=True)
@@ -268,7 +260,7 @@ def prepare(
             model=model,
             tokenizer=tokenizer_path,
             data_dir=str(data_dir),
-            cache_dir=str(cache_dir or cache_root()),
+            cache_dir=str(cache_dir or paths.cache_root()),
             reference_cache=reference_cache,
         ),
         eval_during_training=eval_during_training,
@@ -278,12 +270,27 @@ def prepare(
     if dry_run:
         guard = {"status": "skipped", "reason": "dry run", "checks": []}
     else:
-        from repro.data import bosguard
-
-        guard = bosguard.check_config(config, tokenizer_path)
+        guard = bos_check(config, tokenizer_path)
         write_json(directory / "bos_check.json", guard)
     return Run(directory, run_file, acc_path, ds_path, command, env, batch["num_processes"],
                batch["num_nodes"], guard, gpu=gpu, planned=files if dry_run else None)  # fmt: skip
+
+
+def bos_check(config: RunConfig, tokenizer_path: str) -> dict[str, Any]:
+    """The BOS guard (repro.data.bosguard) for a resolved recipe: the training format and the
+    setting's generation prompts, with the run's tokenizer."""
+    try:
+        tokenizer = tokenizers.load(
+            tokenizer_path, revision=config.tokenizer_revision or config.model_revision
+        )
+    except ReproError as exc:  # e.g. no hub access on the launching machine: recorded, not fatal
+        return {"status": "skipped", "reason": str(exc), "checks": []}
+    try:
+        generation = evalconfig.generation(config.evaluation.generation)
+    except ReproError:
+        generation = None
+    pipeline = Pipeline.for_config(tokenizer, config, config.tokenization)
+    return bosguard.as_manifest(bosguard.run(tokenizer, pipeline, generation))
 
 
 _STEP = re.compile(r"^REPRO_STEP (\d+)/(\d+)$")  # printed by repro.train.trainer.ProgressLines

@@ -61,6 +61,7 @@ def _no_mask(*args, **kwargs) -> None:
 
 
 def register() -> None:
+    # deferred: transformers takes about 1 s to import
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface
 

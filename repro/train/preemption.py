@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+import torch.distributed as dist
 from transformers import TrainerCallback
 
 STOP_FILE_ENV = "REPRO_STOP_FILE"  # set by the SLURM job script; absent in local runs
@@ -33,9 +35,6 @@ class StopOnRequest(TrainerCallback):
         self.max_steps: int | None = None
 
     def on_step_end(self, args, state, control, **kwargs):
-        import torch
-        import torch.distributed as dist
-
         requested = self.path.exists()
         if dist.is_initialized() and dist.get_world_size() > 1:  # every rank stops at the same step
             flag = torch.tensor([int(requested)], device=args.device)

@@ -16,25 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 
 from repro.errors import ReproError
-
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-
-
-def weights_sha256(model_dir: str | os.PathLike) -> str:
-    """SHA-256 over the weight files of a model directory (names and bytes, in name order)."""
-    folder = Path(model_dir)
-    files = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
-    if not files:
-        raise ReproError(f"{folder}: no weight files to hash for the reference model")
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode())
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+from repro.train import packing
+from repro.train.logprobs import split_pairs
 
 
 def dataset_fingerprint(rows: list[dict[str, Any]]) -> str:
@@ -104,9 +90,7 @@ class ReferenceLogps:
         accelerator = trainer.accelerator
         if self.load():
             return
-        from torch.utils.data import DataLoader
-
-        from repro.train.logprobs import split_pairs
+        # deferred: repro.train.trainer imports transformers and datasets
         from repro.train.trainer import forward_logps
 
         was_training = model.training
@@ -171,15 +155,13 @@ class LiveReference:
     def __init__(self, model: torch.nn.Module, padding_free: bool = False):
         self.model = model.eval().requires_grad_(False)
         if padding_free:
-            from repro.train import packing
-
             packing.use_for_packed_rows(self.model)
         self.key, self.source = None, "live"
 
     def for_batch(
         self, trainer, model, split: str, batch: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        from repro.train.logprobs import split_pairs
+        # deferred: repro.train.trainer imports transformers and datasets
         from repro.train.trainer import forward_logps
 
         with torch.no_grad():

@@ -17,24 +17,11 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from repro.errors import ReproError, unknown
+from repro.errors import ReproError
 
-TRACKERS = ("wandb", "tensorboard")
+# The names (TRACKERS) and the check of a report_to value (parse_report_to) live with the
+# recipes that name them, in repro.config.settings; this module runs them.
 PACKAGES = {"wandb": "wandb", "tensorboard": "tensorboard"}
-
-
-def parse(value: Any) -> list[str]:
-    """A report_to value (list, comma string, "none" or None) as a checked list of trackers."""
-    if value is None:
-        return []
-    items = value.split(",") if isinstance(value, str) else list(value)
-    names = [str(i).strip() for i in items if str(i).strip()]
-    if names == ["none"]:
-        return []
-    for name in names:
-        if name not in TRACKERS:
-            raise unknown("tracker (report_to)", name, (*TRACKERS, "none"))
-    return list(dict.fromkeys(names))
 
 
 def check_installed(report_to: list[str]) -> None:
@@ -67,6 +54,7 @@ def finish(trainer) -> dict[str, Any]:
 
     The worker leaves through os._exit, so buffered event files and the W&B run must be
     closed here, not by atexit hooks."""
+    # deferred: transformers takes about 1 s to import
     from transformers.integrations import TensorBoardCallback, WandbCallback
 
     args = trainer.args

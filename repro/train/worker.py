@@ -14,27 +14,34 @@ import time
 from pathlib import Path
 from typing import Any
 
-from repro import io
+import numpy as np
+import torch
+import torch.distributed as dist
+from accelerate import PartialState
+from transformers import AutoModelForCausalLM, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from repro import hashing, io
+from repro.config.methods import get_method
 from repro.config.runconfig import RunFile
+from repro.data import preference, tokenizers
 from repro.errors import ReproError
-from repro.train import preemption
+from repro.train import preemption, reference, trackers
 
 
 def shuffled(rows: list[Any], seed: int) -> list[Any]:
     """alignment/data.py shuffles train and test with a hard-coded seed (42) via datasets."""
-    import numpy as np
-
     order = np.random.default_rng(seed).permutation(len(rows))  # datasets.Dataset.shuffle's generator
     return [rows[i] for i in order]
 
 
-def tokenize_split(pipeline, rows: list[Any], *, kto: bool) -> tuple[list[dict], dict]:
+def tokenize_split(pipeline, rows: list[Any], *, mismatched_pairs: bool) -> tuple[list[dict], dict]:
     examples, stats = pipeline.run(rows)
     out = []
     for i, ex in enumerate(examples):
         item = {"index": i, **ex.as_dict()}
         out.append(item)
-    if kto:  # mismatched pairs: prompt i with the chosen completion of example i+1 (TRL's KL pairing)
+    if mismatched_pairs:  # KTO's: prompt i with the chosen completion of example i+1 (TRL's KL pairing)
         for i, item in enumerate(out):
             nxt = out[(i + 1) % len(out)]
             prompt_len = item["chosen_labels"].count(-100)
@@ -58,9 +65,6 @@ def fix_cpu_deepspeed_state() -> None:
     backend None, so it reports one process: the sampler would not shard the data and gathers
     would fail. Its state is shared (Borg), so correcting it once fixes every later reader
     (TrainingArguments, Trainer, Accelerator)."""
-    import torch
-    import torch.distributed as dist
-    from accelerate import PartialState
 
     state = PartialState()
     if torch.cuda.is_available() or not dist.is_initialized():
@@ -77,7 +81,6 @@ def checkpoint_to_resume(trainer_dir: Path, config_hash: str) -> str | None:
 
     Checkpoints written for another config are refused: resuming them would mix two runs.
     """
-    from transformers.trainer_utils import get_last_checkpoint
 
     stamp = trainer_dir / "config_hash"
     if not trainer_dir.is_dir():
@@ -108,11 +111,6 @@ def engine_info(trainer) -> dict[str, Any]:
 
 def training_arguments(run: RunFile, resume: str | None):
     """HF TrainingArguments first, so ZeRO-3 partitions the model as it loads."""
-    import torch
-    from transformers import TrainingArguments
-
-    from repro.train import trackers
-
     config, batch = run.config, run.config.batch
     return TrainingArguments(
         output_dir=str(Path(run.paths.output_dir) / "trainer"),
@@ -156,15 +154,14 @@ def training_arguments(run: RunFile, resume: str | None):
 
 def tokenized_splits(run: RunFile, tokenizer) -> tuple[dict[str, list[dict]], dict[str, Any]]:
     """Train and held-out splits, shuffled as the original did and tokenized by the setting's rules."""
-    from repro.data import preference
-
     config = run.config
     pipeline = preference.Pipeline.for_config(tokenizer, config, config.tokenization)
+    mismatched = get_method(config.method).mismatched_pairs  # recipes/methods.yaml's trait
     splits, stats = {}, {}
     for name, split in (("train", config.train_split), ("eval", config.test_split)):
         rows = preference.load_rows(config.dataset, split, Path(run.paths.data_dir))
         splits[name], stats[name] = tokenize_split(
-            pipeline, shuffled(rows, config.data_shuffle_seed), kto=config.method == "kto"
+            pipeline, shuffled(rows, config.data_shuffle_seed), mismatched_pairs=mismatched
         )
         if not splits[name]:
             raise ReproError(f"no valid rows in the {name} split of {config.dataset}")
@@ -172,9 +169,6 @@ def tokenized_splits(run: RunFile, tokenizer) -> tuple[dict[str, list[dict]], di
 
 
 def load_model(run: RunFile):
-    import torch
-    from transformers import AutoModelForCausalLM
-
     config = run.config
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     attention = config.attn_implementation
@@ -189,8 +183,6 @@ def load_model(run: RunFile):
 
 def reference_logps(run: RunFile, splits: dict[str, list[dict]], collator):
     """The DPO family's reference log-probs, computed once and cached by content."""
-    from repro.train import reference
-
     config = run.config
     if not config.reference_model:
         return None
@@ -200,9 +192,9 @@ def reference_logps(run: RunFile, splits: dict[str, list[dict]], collator):
             "mode": config.tokenization,
             "max_length": config.max_length,
             "max_prompt_length": config.max_prompt_length,
-            "kl_pairs": config.method == "kto",
+            "kl_pairs": get_method(config.method).mismatched_pairs,
         },
-        weights=reference.weights_sha256(run.paths.model),
+        weights=hashing.weights_sha256(run.paths.model),
     )
     cache = Path(run.paths.reference_cache or Path(run.paths.cache_dir) / f"reference-{key[:16]}.pt")
     return reference.ReferenceLogps(
@@ -236,8 +228,6 @@ def write_metrics(
 
 
 def _finish_processes() -> None:
-    import torch.distributed as dist
-
     if dist.is_initialized():  # without this, gloo threads can abort the interpreter at exit
         dist.barrier()
         dist.destroy_process_group()
@@ -259,10 +249,9 @@ def _preempted(trainer, out_dir: Path, step: int) -> int:
 
 def main(run_file: str) -> int:
     """setup (arguments, data, model, reference) -> train -> evaluate -> save."""
+    # deferred: datasets, and repro.train.trainer which imports it, take about 1 s to import
     from datasets import Dataset
 
-    from repro.data import tokenizers
-    from repro.train import trackers
     from repro.train.trainer import PairCollator, PreferenceTrainer, ProgressLines
 
     run = RunFile.read(Path(run_file))

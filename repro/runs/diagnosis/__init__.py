@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from repro.errors import ReproError
+from repro.config.methods import load_methods
+from repro.config.settings import list_settings
+from repro.errors import ReproError, unknown
+from repro.runs import verify
 from repro.runs.diagnosis import environment, generation, inputs, judging, recipe, tokenization, training
 from repro.runs.diagnosis.base import CHECKS, Cause, Check, Diagnosis
 
@@ -46,8 +49,6 @@ def _owner(name: str) -> str:
 
 
 def run(run_dir: Path, *, curves: Path | None = None) -> Diagnosis:
-    from repro.runs import verify
-
     found = inputs.from_run(Path(run_dir), curves)
     diagnosis = _chain(found, str(run_dir))
     if found.manifest is None or "files" not in found.manifest:
@@ -86,11 +87,8 @@ def outputs(
 
 
 def _known_pair(setting: str, method: str) -> None:
-    from repro.config import recipes
-    from repro.errors import unknown
-
-    if setting not in recipes.list_settings() and not Path(setting).is_file():
-        raise unknown("setting", setting, recipes.list_settings())
-    methods = recipes.load_methods()
+    if setting not in list_settings() and not Path(setting).is_file():
+        raise unknown("setting", setting, list_settings())
+    methods = load_methods()
     if method not in methods:
         raise unknown("method", method, methods)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from repro import hashing
 from repro.runs.diagnosis.base import Check, rules, unknown
 from repro.runs.diagnosis.inputs import Inputs
+from repro.stack import environment, lockfile
 
 
 def _version(packages: dict[str, str], names: list[str]) -> tuple[str | None, str | None]:
@@ -20,7 +22,6 @@ def check(inputs: Inputs) -> Check:
     if not isinstance(env, dict) or not isinstance(env.get("packages"), dict):
         why = inputs.need("manifest.json") or "no environment manifest (results made outside repro)"
         return unknown("environment", f"cannot compare the environment: {why}")
-    from repro.runs import environment, lockfile
 
     packages: dict[str, str] = env["packages"]
     wanted = rules()["evaluation_packages"]
@@ -46,7 +47,7 @@ def check(inputs: Inputs) -> Check:
         locked = lockfile.read(env.get("lock")).versions() if env.get("lock") else {}
     except Exception:  # noqa: BLE001 - a lock name this checkout does not have
         locked = {}
-    paper = {environment.normalize(k): str(v) for k, v in environment.paper_pins().get("pins", {}).items()}
+    paper = {lockfile.normalize(k): str(v) for k, v in environment.paper_pins().get("pins", {}).items()}
     evidence["stack"] = {
         pkg: {"run": packages.get(pkg), "lock": locked.get(pkg), "paper": paper.get(pkg)}
         for pkg in rules()["stack"]
@@ -64,7 +65,7 @@ def check(inputs: Inputs) -> Check:
             f"the environment drifted from the {env.get('lock')} lock: {named}{more}",
             30 + min(len(drift), 10),
         )
-    current = environment.sha256_file(lockfile.resolve(env["lock"])) if env.get("lock") else None
+    current = hashing.file_sha256_or_none(lockfile.resolve(env["lock"])) if env.get("lock") else None
     if current and env.get("lockfile_sha256") and current != env["lockfile_sha256"]:
         evidence["lock_changed_since_run"] = True
     result.evidence = evidence

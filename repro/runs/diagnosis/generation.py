@@ -15,7 +15,13 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from repro.config import evalconfig
+from repro.config.resolution import evaluation_plan
+from repro.config.settings import get_setting
+from repro.data import tokenizers
 from repro.errors import ReproError
+from repro.evaluation.generate import Decoding
+from repro.runs import released
 from repro.runs.diagnosis.base import Check, percent, rules, share, unknown
 from repro.runs.diagnosis.inputs import Inputs
 
@@ -60,8 +66,6 @@ def _token_counts(tokenizer_dir: Path | None, texts: list[str]) -> list[int] | N
     if tokenizer_dir is None:
         return None
     try:
-        from repro.data import tokenizers
-
         tok = tokenizers.load(str(tokenizer_dir))
         return [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
     except (ReproError, OSError, ValueError):
@@ -72,13 +76,10 @@ def expected_decoding(
     setting: str | None, config: dict[str, Any] | None
 ) -> tuple[dict[str, Any] | None, str]:
     """The decoding the setting's generation config says the published numbers used."""
-    from repro.config import evalconfig, recipes
-    from repro.evaluation.generate import Decoding
-
     try:
         ref = ((config or {}).get("evaluation") or {}).get("generation")
         if ref is None and setting:
-            ref = recipes.evaluation_plan(recipes.get_setting(setting)).generation
+            ref = evaluation_plan(get_setting(setting)).generation
         cfg = evalconfig.generation(ref)["alpaca_eval"]
     except (ReproError, KeyError, TypeError):
         return None, ""
@@ -102,7 +103,6 @@ def check(inputs: Inputs) -> Check:
     if not inputs.outputs:
         why = inputs.need("eval/alpaca_eval2/model_outputs.json") or "no AlpacaEval answers"
         return unknown("generation", f"cannot check the answers: {why}")
-    from repro.runs import released
 
     cfg = rules()["answers"]
     outputs = inputs.outputs
@@ -207,8 +207,6 @@ def check(inputs: Inputs) -> Check:
 def _against_released(
     result: Check, evidence: dict[str, Any], inputs: Inputs, pair: Any, shares: dict
 ) -> None:
-    from repro.runs import released
-
     cfg = rules()["answers"]
     by_sha = pair.by_instruction()
     ratios, matched = [], []

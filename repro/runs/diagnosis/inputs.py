@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from repro import userpaths
+from repro.config.validate import read_yaml
 from repro.errors import ReproError, UsageError
+from repro.evaluation.generate import Decoding
 from repro.evaluation.records import EvaluationResult
+from repro.runs import released
 
 
 @dataclass
@@ -141,8 +144,6 @@ def from_files(
     leaderboard: Path | None = None,
 ) -> Inputs:
     """Results made elsewhere: alpaca_eval-format outputs, optionally annotations and a leaderboard."""
-    from repro.runs import released
-
     inputs = Inputs(setting=setting, method=method, outputs_path=str(outputs))
     inputs.outputs = read_outputs(outputs)
     if annotations is not None:
@@ -170,9 +171,6 @@ def from_files(
 def generator_config(path: Path) -> dict[str, Any] | None:
     """The decoding an alpaca_eval model config (configs.yaml beside the outputs) asked for, read
     as alpaca-eval 0.6.2 read it (`do_sample: true` is beam search of width 1)."""
-    from repro.config.validate import read_yaml
-    from repro.evaluation.generate import Decoding
-
     try:
         data = read_yaml(path)
     except ReproError:

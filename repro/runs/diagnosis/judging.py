@@ -13,6 +13,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from repro.config.resolution import evaluation_plan
+from repro.config.settings import get_setting
+from repro.errors import ReproError
+from repro.evaluation.benchmarks.alpaca_eval2 import WR
+from repro.runs import compare, published
 from repro.runs.diagnosis.base import Check, percent, rules, share, unknown
 from repro.runs.diagnosis.inputs import Inputs
 
@@ -34,7 +39,7 @@ def preference(value: Any) -> float | None:
 
 def bootstrap(wins: list[float], *, resamples: int, seed: int) -> tuple[float, float]:
     """95% percentile interval of 100 x mean(wins), resampling instructions."""
-    import numpy as np
+    import numpy as np  # deferred: only the bootstrap needs numpy
 
     rng = np.random.default_rng(seed)
     values = np.asarray(wins, dtype=float)
@@ -44,9 +49,6 @@ def bootstrap(wins: list[float], *, resamples: int, seed: int) -> tuple[float, f
 
 
 def _published(setting: str | None, method: str | None) -> dict[str, Any]:
-    from repro.evaluation.benchmarks.alpaca_eval2 import WR
-    from repro.runs import compare, published
-
     if not setting or not method:
         return {}
     value = published.lookup(published.load(), setting, method, WR)
@@ -59,11 +61,8 @@ def _published(setting: str | None, method: str | None) -> dict[str, Any]:
 def _judge_expected(inputs: Inputs) -> str:
     plan = ((inputs.config or {}).get("evaluation") or {}).get("judge")
     if plan is None and inputs.setting:
-        from repro.config import recipes
-        from repro.errors import ReproError
-
         try:
-            plan = recipes.evaluation_plan(recipes.get_setting(inputs.setting)).judge
+            plan = evaluation_plan(get_setting(inputs.setting)).judge
         except ReproError:
             plan = None
     return plan or "endpoint"

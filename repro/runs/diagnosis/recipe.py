@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from repro import paths
+from repro.config.methods import get_method
+from repro.config.resolution import resolve
+from repro.config.settings import get_setting, list_settings
 from repro.errors import ReproError
 from repro.runs.diagnosis.base import Check, rules, unknown
 from repro.runs.diagnosis.inputs import Inputs
@@ -46,20 +49,18 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def published_config(config: dict[str, Any]) -> Any:
     """The setting's recipe for this method, resolved with the run's process and node counts."""
-    from repro.config import recipes
-
     name = config["setting"]
     recipe = config.get("recipe_file") or ""
     candidate = Path(recipe) if Path(recipe).is_absolute() else paths.ROOT / recipe
-    setting = recipes.get_setting(name if name in recipes.list_settings() else str(candidate))
-    method = recipes.get_method(config["method"])
+    setting = get_setting(name if name in list_settings() else str(candidate))
+    method = get_method(config["method"])
     batch = config.get("batch") or {}
     try:
-        return recipes.resolve(
+        return resolve(
             setting, method, num_processes=batch.get("num_processes"), num_nodes=batch.get("num_nodes", 1)
         )
     except ReproError:  # the run's process count does not divide the total: compare the default layout
-        return recipes.resolve(setting, method)
+        return resolve(setting, method)
 
 
 def check(inputs: Inputs) -> Check:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from repro import hashing
+from repro.config import evalconfig
+from repro.errors import ReproError
+from repro.runs.diagnosis import recipe
 from repro.runs.diagnosis.base import Check, unknown
 from repro.runs.diagnosis.inputs import Inputs
 
@@ -77,9 +81,6 @@ def check(inputs: Inputs) -> Check:
 def _revision(result: Check, config: dict[str, Any]) -> str | None:
     """The tokenizer revision the setting's recipe names (the published one); a run on another
     differs (the post-update Llama 3 tokenizer adds a BOS of its own)."""
-    from repro.errors import ReproError
-    from repro.runs.diagnosis import recipe
-
     if not config:
         return None
     try:
@@ -100,16 +101,12 @@ def _revision(result: Check, config: dict[str, Any]) -> str | None:
 def _template(result: Check, inputs: Inputs, config: dict[str, Any]) -> dict[str, Any] | None:
     """The generation config (AlpacaEval prompt template, decoding) the run used, by hash, against
     the setting's as it is now."""
-    from repro.config import evalconfig
-    from repro.errors import ReproError
-    from repro.runs import environment
-
     used = ((inputs.evaluation.key if inputs.evaluation else None) or {}).get("generation_config_sha256")
     ref = (config.get("evaluation") or {}).get("generation")
     if not used or not ref:
         return None
     try:
-        now = environment.sha256_file(evalconfig.locate(ref))
+        now = hashing.file_sha256_or_none(evalconfig.locate(ref))
     except ReproError:
         return None
     if now and used != now:
@@ -122,9 +119,6 @@ def _template(result: Check, inputs: Inputs, config: dict[str, Any]) -> dict[str
 
 
 def _generation_config(config: dict[str, Any]) -> dict[str, Any]:
-    from repro.config import evalconfig
-    from repro.errors import ReproError
-
     ref = (config.get("evaluation") or {}).get("generation")
     if not ref:
         return {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from repro.errors import ReproError
+from repro.runs import curves
 from repro.runs.diagnosis.base import Check, unknown
 from repro.runs.diagnosis.inputs import Inputs
 
@@ -63,8 +64,6 @@ def check(inputs: Inputs) -> Check:
         else "no held-out accuracy"
     )
     if inputs.curves_path is not None:
-        from repro.runs import curves
-
         try:
             root = next(
                 (d for d in (inputs.run_dir, *inputs.run_dir.parents) if (d / "train").is_dir()),

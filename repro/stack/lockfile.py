@@ -8,13 +8,13 @@ one `name==version` pin per package, each followed by its `--hash=sha256:...` li
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from repro import paths
 from repro.errors import ReproError
+from repro.hashing import file_sha256
 
 # The one target both locks are resolved for (env/locks.py).
 PYTHON = "3.11"
@@ -58,7 +58,7 @@ class Lock:
         return {name: pin.version for name, pin in self.pins.items()}
 
     def sha256(self) -> str:
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        return file_sha256(self.path)
 
 
 def resolve(spec: str | Path | None) -> Path:

@@ -3,11 +3,9 @@ the paper's. Every run embeds `freeze()` so a score can be traced to the exact s
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -19,16 +17,13 @@ from typing import Any
 from repro import __version__, paths
 from repro.config.validate import read_yaml
 from repro.errors import ReproError
-from repro.runs import lockfile
-from repro.runs.installed_files import Verifier
+from repro.hashing import file_sha256_or_none
+from repro.stack import lockfile
+from repro.stack.installed_files import Verifier
+from repro.stack.lockfile import normalize
 
 # Packages that belong to the venv machinery or to this project, not to the lock.
 _NOT_LOCKED = {"repro"}
-
-
-def normalize(name: str) -> str:
-    """PEP 503 name normalization: Liger_Kernel == liger-kernel."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def public_version(version: str) -> str:
@@ -140,13 +135,6 @@ def diff_paper(path: Path | None = None) -> tuple[list[Drift], dict[str, Any]]:
 # ---------------------------------------------------------------------------- freeze
 
 
-def sha256_file(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except FileNotFoundError:
-        return None
-
-
 def _git(*args: str) -> str | None:
     if not shutil.which("git"):
         return None
@@ -188,7 +176,7 @@ def memory_gib() -> float | None:
 def accelerators() -> dict[str, Any]:
     """GPU names, CUDA and driver versions, as torch sees them (empty on a CPU machine)."""
     info: dict[str, Any] = {"gpus": [], "cuda": None, "cudnn": None, "torch": None}
-    try:
+    try:  # deferred: torch takes about 2 s to import, and an install may lack it
         import torch
     except ImportError:
         return info
@@ -224,7 +212,7 @@ def freeze(lock: Path | str | None = None) -> dict[str, Any]:
         "git": git_state(),
         "lock": lockfile.read(lock).name if lock else None,
         "lockfile": _shown(lock) if lock else None,
-        "lockfile_sha256": sha256_file(lock) if lock else None,
+        "lockfile_sha256": file_sha256_or_none(lock) if lock else None,
         "lock_drift": [d.__dict__ for d in drift if d.status != "ok"],
         "packages": dict(sorted(installed().items())),
     }

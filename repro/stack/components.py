@@ -11,7 +11,7 @@ from pathlib import Path
 from repro import paths
 from repro.config.validate import read_yaml
 from repro.errors import ReproError
-from repro.runs import lockfile
+from repro.stack import lockfile
 
 STACK_FILE = paths.ENV / "stack.yaml"
 
