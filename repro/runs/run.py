@@ -26,7 +26,7 @@ from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
 from repro.evaluation import judgecost, runner
 from repro.progress import Progress
-from repro.runs import environment, plots, preflight, replicates, result, verify
+from repro.runs import environment, plots, preflight, replicates, result, training, verify
 from repro.train import launch
 
 DEFAULT_BENCHES = ("alpaca_eval2", "arena_hard", "mt_bench")
@@ -102,7 +102,7 @@ def plan(
     }
 
 
-def curves(metrics: dict[str, Any], directory: Path) -> None:
+def curves(log_history: list[dict[str, Any]], directory: Path) -> None:
     """Training curves as CSV and PNG. The CSV's columns are the original trainer's W&B names
     (train/loss, train/rewards/..., train/logps/...), so `repro compare --curves` and a W&B
     export line up column for column."""
@@ -114,9 +114,9 @@ def curves(metrics: dict[str, Any], directory: Path) -> None:
     with open(directory / "curves.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(keys)
-        for row in curve_names.history_rows(metrics.get("log_history", [])):
+        for row in curve_names.history_rows(log_history):
             writer.writerow([row.get(k, "") for k in keys])
-    plots.curves(metrics.get("log_history", []), directory / "curves.png", title=plots.run_title(directory))
+    plots.curves(log_history, directory / "curves.png", title=plots.run_title(directory))
 
 
 @contextlib.contextmanager
@@ -191,39 +191,6 @@ def _log_to(path: Path):
         handler.close()
 
 
-def trained_metrics(config: RunConfig, train_dir: Path) -> dict[str, Any] | None:
-    """The metrics of a finished training of this exact config in `train_dir`, or None; a run
-    of another config there is refused (launch.finished_metrics)."""
-    return launch.finished_metrics(train_dir, config)
-
-
-def train(
-    config: RunConfig,
-    train_dir: Path,
-    *,
-    progress: Progress | None = None,
-    echo: Callable[[str], None] | None = None,
-    verbose: bool = False,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train (or resume training) into `train_dir`: the finished run's metrics, and where the
-    stage's time went: writing the run directory (model, data, BOS check), the training
-    processes (start-up, DeepSpeed, evaluation, saving) and their optimizer steps."""
-    start = time.time()
-    prepared = launch.prepare(config, train_dir)
-    if prepared.bos_check["status"] == "error":
-        raise ReproError(f"BOS check failed ({train_dir / 'bos_check.json'})")
-    launched = time.time()
-    if launch.launch(prepared, progress=progress, echo=echo, verbose=verbose) != 0:
-        raise ReproError(f"training failed; see {train_dir / 'train.log'}")
-    metrics = io.read_json(train_dir / "metrics.json")
-    breakdown = {
-        "prepare": round(launched - start, 1),
-        "processes": round(time.time() - launched, 1),
-        "optimizer_steps": (metrics or {}).get("train_seconds"),
-    }
-    return metrics, breakdown
-
-
 def generate(
     config: RunConfig,
     *,
@@ -238,7 +205,7 @@ def generate(
     complete, resumed when interrupted, taken as they are by the judging job that follows."""
     root = safe_child(results_root, config.setting, config.method, config.run_id)
     directory = run_directory(config, results_root, limit, backend)
-    if trained_metrics(config, root / "train") is None:
+    if training.finished(config, root / "train") is None:
         raise ReproError(f"{root / 'train'}: training has not finished; generate after the training job")
     reference = str(root / "train" / "init-model") if config.evaluation.baseline == "init-model" else None
     with run_lock(root), _log_to(directory / "repro.log"):
@@ -273,15 +240,18 @@ def _execute(
     train_dir = root / "train"
 
     # -- train (skipped when a finished run of this exact config is there)
-    metrics = trained_metrics(config, train_dir)
-    if metrics is None:
-        if (eval_kwargs or {}).get("stage") == "judge":  # a judging job never trains on its CPU node
-            raise ReproError(f"{train_dir}: training has not finished; judge after the training job")
-        start = time.time()
-        metrics, breakdown = train(config, train_dir, progress=progress, echo=echo, verbose=verbose)
-        done_work.append({"stage": "train", "seconds": round(time.time() - start, 1), "breakdown": breakdown})
+    if (eval_kwargs or {}).get("stage") == "judge" and training.finished(config, train_dir) is None:
+        # a judging job never trains on its CPU node
+        raise ReproError(f"{train_dir}: training has not finished; judge after the training job")
+    start = time.time()
+    trained = training.train(config, train_dir, progress=progress, echo=echo, verbose=verbose)
+    outcome = trained.outcome
+    if trained.launched:
+        done_work.append(
+            {"stage": "train", "seconds": round(time.time() - start, 1), "breakdown": trained.seconds}
+        )
     if not (root / "curves.csv").exists() or done_work:
-        curves(metrics, root)
+        curves(outcome.log_history, root)
 
     # -- generate + judge + score (skipped when done for the same inputs)
     from repro.train.reference import weights_sha256
@@ -328,7 +298,7 @@ def _execute(
         )
 
     judged_by = {**judge.describe(), **(cached.get("judge") or {})}  # with what the judge said of itself
-    kind = replicates.describe(config, judge=judged_by, backend=eval_key["backend"], metrics=metrics)
+    kind = replicates.describe(config, judge=judged_by, backend=eval_key["backend"], metrics=outcome)
     record = result.record(
         model=str(train_dir / "model"),
         setting=config.setting,
@@ -342,8 +312,8 @@ def _execute(
         judge=judged_by,
         limit=limit,
         training={
-            "held_out_reward_accuracy": metrics["eval"].get("eval_rewards/accuracies"),
-            "held_out_loss": metrics["eval"].get("eval_loss"),
+            "held_out_reward_accuracy": outcome.held_out_accuracy,
+            "held_out_loss": outcome.held_out_loss,
             **kind["training"],
         },
         replicate_key=kind["replicate_key"],
@@ -356,10 +326,10 @@ def _execute(
             "config": config.to_json(),
             "config_hash": config.config_hash,
             "environment": environment.freeze(),
-            "data": metrics.get("data"),
-            "reference": metrics.get("reference"),
-            "engine": metrics.get("engine"),
-            "trackers": metrics.get("trackers"),
+            "data": outcome.data,
+            "reference": outcome.reference,
+            "engine": outcome.engine,
+            "trackers": outcome.trackers,
             "weights_sha256": weights,
             "tokenizer_checks": {
                 "train": io.read_json(train_dir / "bos_check.json"),

@@ -37,7 +37,7 @@ from repro import filesystems, io
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError, UsageError
 from repro.evaluation import judgecost, runner
-from repro.runs import run
+from repro.runs import run, training
 from repro.train import launch, preemption
 
 REQUEUE_EXIT = 75  # a stage process stopped on the warning signal (EX_TEMPFAIL): requeue it
@@ -447,7 +447,7 @@ def write(pipeline: Pipeline, *, device: str | None = None) -> list[Path]:
     if judge["kind"] == "endpoint" and not judge["url"]:  # found now, not hours later in the judging job
         raise UsageError("no judge: pass --judge-url URL (an OpenAI-compatible endpoint) or --judge rule")
     for point in pipeline.points:
-        if run.trained_metrics(point.config, point.root / "train") is None:
+        if training.finished(point.config, point.root / "train") is None:
             launch.prepare(point.config, point.root / "train", device=device or pipeline.plan["device"])
     pipeline.folder.mkdir(parents=True, exist_ok=True)
     (pipeline.folder / "logs").mkdir(exist_ok=True)

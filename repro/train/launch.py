@@ -176,25 +176,6 @@ def environment(config: RunConfig, directory: Path, gpu: bool) -> dict[str, str]
     return env
 
 
-def finished_metrics(directory: Path, config: RunConfig) -> dict[str, Any] | None:
-    """metrics.json of a finished training of exactly `config` in `directory`, or None.
-
-    Raises when the directory holds the model or metrics of another config: a run is never
-    overwritten by a different one (choose another output)."""
-    from repro.io import read_json
-
-    metrics = read_json(directory / "metrics.json")
-    previous = read_json(directory / "run.json") or {}
-    same = (previous.get("config") or {}).get("config_hash") == config.config_hash
-    if not same and ((directory / "model").exists() or metrics is not None):
-        raise ReproError(
-            f"{directory} holds a finished run of another config; choose another output directory"
-        )
-    if same and metrics and (directory / "model" / "config.json").exists():
-        return metrics
-    return None
-
-
 def writable_directory(path: Path) -> Path:
     """Create `path` and prove it can be written, or fail in one line."""
     directory = path.resolve()

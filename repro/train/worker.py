@@ -18,6 +18,7 @@ from repro import io
 from repro.config.runconfig import RunFile
 from repro.errors import ReproError
 from repro.train import preemption
+from repro.train.outcome import TrainingOutcome
 
 
 def shuffled(rows: list[Any], seed: int) -> list[Any]:
@@ -215,24 +216,21 @@ def write_metrics(
 ) -> None:
     history = [h for h in trainer.state.log_history if "loss" in h and "eval_loss" not in h]
     before = next((h for h in trainer.state.log_history if "eval_loss" in h), {})
-    io.write_json(
-        out_dir / "metrics.json",
-        {
-            "train": dict(history[-1]) if history else {},
-            "train_summary": result.metrics,
-            "eval": evaluation,
-            "eval_before_training": before,
-            "steps": trainer.state.global_step,
-            "train_seconds": round(seconds, 2),
-            "world_size": trainer.accelerator.num_processes,
-            "engine": engine_info(trainer),
-            "data": data_stats,
-            "reference": {"key": ref.key, "source": ref.source} if ref else None,
-            "resumed_from": resume,
-            "log_history": trainer.state.log_history,
-            "trackers": tracked,
-        },
-    )
+    TrainingOutcome(
+        train=dict(history[-1]) if history else {},
+        train_summary=result.metrics,
+        eval=evaluation,
+        eval_before_training=before,
+        steps=trainer.state.global_step,
+        train_seconds=round(seconds, 2),
+        world_size=trainer.accelerator.num_processes,
+        engine=engine_info(trainer),
+        data=data_stats,
+        reference={"key": ref.key, "source": ref.source} if ref else None,
+        resumed_from=resume,
+        log_history=trainer.state.log_history,
+        trackers=tracked,
+    ).write(out_dir)
 
 
 def _finish_processes() -> None:
