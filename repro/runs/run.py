@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextlib
 import getpass
 import logging
-import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,111 @@ def run_directory(
     return directory / f"partial-limit{limit}" if limit else directory
 
 
+@dataclass(frozen=True)
+class Steps:
+    """Optimizer steps of a run: the recipe's whole training and the --max-steps cap on it."""
+
+    full_epoch: int | None  # num_train_epochs over the recorded rows (None: rows unknown)
+    cap: int | None  # --max-steps
+
+    @classmethod
+    def of(cls, config: RunConfig) -> Steps:
+        return cls(replicates.epoch_steps(config, config.train_rows), config.max_steps)
+
+    @property
+    def planned(self) -> int | None:
+        """The steps that will run (None: unknown until the dataset is loaded)."""
+        if self.full_epoch and self.cap:
+            return min(self.full_epoch, self.cap)
+        return self.cap or self.full_epoch
+
+    def text(self) -> str:
+        """The steps in words, with --max-steps applied and the full run beside it."""
+        full, cap = self.full_epoch, self.cap
+        if cap is None:
+            return str(full) if full else UNKNOWN_STEPS
+        if full is None:
+            return f"at most {cap} (--max-steps; a full epoch is unknown until the data is loaded)"
+        if cap < full:
+            return f"{cap} (--max-steps {cap}; a full epoch is {full})"
+        return f"{full} (a full epoch; --max-steps {cap} does not cut it)"
+
+
+UNKNOWN_STEPS = "unknown until the dataset is loaded (train_rows not recorded)"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `repro run` would do, as `--dry-run` shows it; nothing is written to make it."""
+
+    run_dir: Path
+    config: RunConfig
+    steps: Steps
+    train_command: str
+    judge: runner.Judge
+    judge_estimate: dict[str, Any]  # judgecost.for_judge: calls and dollars (zero for the rule judge)
+    partial: bool
+    preflight: tuple[preflight.Check, ...] = ()
+
+    @property
+    def device(self) -> str:
+        """Where training would run from this machine."""
+        return "GPU (CUDA)" if launch.cuda_available() else "CPU processes (DS_ACCELERATOR=cpu)"
+
+    @property
+    def batch_text(self) -> str:
+        return batch_text(self.config)
+
+    @property
+    def judge_text(self) -> str:
+        models = {b: v["judge_model"] for b, v in self.judge_estimate["benchmarks"].items()}
+        return judgecost.describe_judge(self.judge.kind, self.judge.url, self.judge.key_env, models)
+
+    @property
+    def judge_cost_text(self) -> str:
+        if self.judge.kind == "rule":
+            return "local, no calls, no cost"
+        return judgecost.describe_cost(self.judge_estimate)
+
+    def to_json(self) -> dict[str, Any]:
+        """`repro run --dry-run --format json`: the keys it has always printed."""
+        batch, rule = self.config.batch, self.judge.kind == "rule"
+        return {
+            "run_dir": str(self.run_dir),
+            "setting": self.config.setting,
+            "method": self.config.method,
+            "config_hash": self.config.config_hash,
+            "processes_per_node": batch["num_processes"],
+            "nodes": batch["num_nodes"],
+            "batch": self.batch_text,
+            "optimizer_steps": self.steps.planned,
+            "optimizer_steps_note": None if self.steps.planned else UNKNOWN_STEPS,
+            "train_command": self.train_command,
+            "judge": {"kind": "rule", "note": "local rule judge, no cost"} if rule else self.judge.describe(),
+            "judge_calls": {"total_calls": "local", "estimated_cost_usd": 0} if rule else self.judge_estimate,
+            "partial": self.partial,
+            "device (this machine)": self.device,
+            **({"preflight": {c.name: _check_text(c) for c in self.preflight}} if self.preflight else {}),
+            "judge_text": self.judge_text,
+            "judge_cost_text": self.judge_cost_text,
+            "optimizer_steps_text": self.steps.text(),
+            "optimizer_steps_full_epoch": self.steps.full_epoch,
+        }
+
+
+def _check_text(check: preflight.Check) -> str:
+    return ("ok: " if check.ok else "FAILS: ") + check.message
+
+
+def batch_text(config: RunConfig) -> str:
+    batch = config.batch
+    return (
+        f"{batch['total']} = {batch['per_device']} per device x "
+        f"{batch['gradient_accumulation_steps']} accumulation x {batch['num_processes']} processes"
+        f" x {batch['num_nodes']} nodes"
+    )
+
+
 def plan(
     config: RunConfig,
     *,
@@ -62,44 +167,25 @@ def plan(
     benches: list[str],
     judge: runner.Judge,
     limit: int | None = None,
-) -> dict[str, Any]:
-    batch = config.batch
-    rows = config.train_rows
-    steps = math.ceil(rows / batch["total"]) * config.num_train_epochs if rows else None
-    if steps and config.max_steps:
-        steps = min(steps, config.max_steps)
-    elif config.max_steps:
-        steps = config.max_steps
-    directory = run_directory(config, results_root, limit)
+    backend: str | None = None,
+) -> Plan:
+    """The plan of one run; with `backend`, the preflight checks of running it here too."""
     train_dir = safe_child(results_root, config.setting, config.method, config.run_id) / "train"
-    prepared = launch.prepare(config, train_dir, dry_run=True)
-    return {
-        "run_dir": str(directory),
-        "setting": config.setting,
-        "method": config.method,
-        "config_hash": config.config_hash,
-        "processes_per_node": batch["num_processes"],
-        "nodes": batch["num_nodes"],
-        "batch": (
-            f"{batch['total']} = {batch['per_device']} per device x "
-            f"{batch['gradient_accumulation_steps']} accumulation x {batch['num_processes']} processes"
-            f" x {batch['num_nodes']} nodes"
-        ),
-        "optimizer_steps": int(steps) if steps else None,
-        "optimizer_steps_note": None
-        if steps
-        else "unknown until the dataset is loaded (train_rows not recorded)",
-        "train_command": " ".join(f"{k}={v}" for k, v in prepared.env.items() if k != "PYTHONPATH")
-        + " "
-        + " ".join(prepared.command),
-        "judge": judge.describe()
-        if judge.kind != "rule"
-        else {"kind": "rule", "note": "local rule judge, no cost"},
-        "judge_calls": judgecost.estimate(benches, limit=limit, judge_model=judge.model)
-        if judge.kind != "rule"
-        else {"total_calls": "local", "estimated_cost_usd": 0},
-        "partial": bool(limit),
-    }
+    prepared = launch.prepare(config, train_dir, dry_run=True)  # writes nothing, anywhere
+    command = " ".join(f"{k}={v}" for k, v in prepared.env.items() if k != "PYTHONPATH")
+    checks = (
+        preflight.checks(config, judge=judge, results_root=results_root, backend=backend) if backend else []
+    )
+    return Plan(
+        run_dir=run_directory(config, results_root, limit),
+        config=config,
+        steps=Steps.of(config),
+        train_command=command + " " + " ".join(prepared.command),
+        judge=judge,
+        judge_estimate=judgecost.for_judge(judge.kind, benches, limit=limit, judge_model=judge.model),
+        partial=bool(limit),
+        preflight=tuple(checks),
+    )
 
 
 def curves(log_history: list[dict[str, Any]], directory: Path) -> None:

@@ -293,13 +293,13 @@ def build(
         "backend": backend,
         "device": device,
     }
-    per_run = judgecost.estimate(benches, limit=limit, judge_model=judge.model)
-    usd = 0.0 if judge.kind == "rule" else per_run["estimated_cost_usd"] * n
+    per_run = judgecost.for_judge(judge.kind, benches, limit=limit, judge_model=judge.model)
+    usd = per_run["estimated_cost_usd"] * n
     estimate = {
         "runs": n,
         "gpu_hours_reserved": round(n * site.hours() * nodes * per_node, 1) if gpu else 0.0,
         "gpu_hours_note": "upper bound: runs x nodes x GPUs per node x --time (training only)",
-        "judge_calls": 0 if judge.kind == "rule" else per_run["total_calls"] * n,
+        "judge_calls": per_run["total_calls"] * n,
         "judge_cost_usd": round(usd, 2),
     }
     return Pipeline(folder, points, jobs, plan, estimate, judge_on)
