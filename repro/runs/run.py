@@ -29,12 +29,6 @@ from repro.progress import Progress
 from repro.runs import environment, plots, preflight, replicates, result, training, verify
 from repro.train import launch
 
-DEFAULT_BENCHES = ("alpaca_eval2", "arena_hard", "mt_bench")
-
-
-def run_id(config: RunConfig) -> str:
-    return config.run_id
-
 
 def safe_child(root: Path, *parts: str) -> Path:
     """A path under `root` that cannot escape it (names come from recipes and flags)."""
