@@ -190,8 +190,8 @@ def _print_plan(plan) -> None:
     rows = [
         ("run directory", str(plan.run_dir)),
         ("optimizer steps", plan.steps.text()),
-        ("batch", plan.batch_text),
-        ("processes", f"{batch['num_processes']} per node x {batch['num_nodes']} nodes"),
+        ("batch", batch.describe()),
+        ("processes", f"{batch.num_processes} per node x {batch.num_nodes} nodes"),
         ("judge", plan.judge_text),
         ("judge calls", plan.judge_cost_text),
         ("config hash", plan.config.config_hash),

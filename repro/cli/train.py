@@ -142,7 +142,7 @@ def train_cmd(
         script = run.directory / "train.sbatch"
         script.write_text(
             launch.slurm_script(
-                run, nodes=nodes, processes_per_node=config.batch["num_processes"], partition=partition
+                run, nodes=nodes, processes_per_node=config.batch.num_processes, partition=partition
             )
         )
         where = "GPU nodes" if run.gpu else "CPU nodes (DS_ACCELERATOR=cpu, gloo; --device cuda for GPUs)"
@@ -159,12 +159,7 @@ def train_cmd(
 
 
 def _layout(config, directory: Path) -> str:
-    b = config.batch
-    return (
-        f"{config.setting} x {config.method}: {b['total']} = {b['per_device']} per device x "
-        f"{b['gradient_accumulation_steps']} accumulation x {b['num_processes']} processes x "
-        f"{b['num_nodes']} nodes; run directory {directory}"
-    )
+    return f"{config.setting} x {config.method}: {config.batch.describe()}; run directory {directory}"
 
 
 def _already(output: Path, outcome) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from repro import paths
-from repro.config.runconfig import EvalPlan, RunConfig, code_version
+from repro.config.runconfig import Batch, EvalPlan, RunConfig, code_version
 from repro.config.validate import check_choice, check_keys, check_range, coerce, read_yaml
 from repro.data.preference import TOKENIZATIONS
 from repro.errors import ReproError, ReproWarning, UsageError, unknown
@@ -452,7 +452,7 @@ def batch_layout(
     num_nodes: int = 1,
     layout: str = "current",
     per_device: int | None = None,
-) -> dict[str, Any]:
+) -> Batch:
     """Per-device batch x accumulation x processes x nodes that keeps the setting's total batch."""
     if layout not in LAYOUTS:
         raise unknown("layout", layout, LAYOUTS)
@@ -477,15 +477,15 @@ def batch_layout(
             f"total batch {total} is not divisible by per-device {per_device_batch} x "
             f"{processes} processes x {num_nodes} nodes = {per_step}"
         )
-    return {
-        "total": total,
-        "per_device": per_device_batch,
-        "gradient_accumulation_steps": total // per_step,
-        "num_processes": processes,
-        "num_nodes": num_nodes,
-        "world_size": world,
-        "layout": layout,
-    }
+    return Batch(
+        total=total,
+        per_device=per_device_batch,
+        gradient_accumulation_steps=total // per_step,
+        num_processes=processes,
+        num_nodes=num_nodes,
+        world_size=world,
+        layout=layout,
+    )
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

@@ -84,11 +84,9 @@ def epoch_steps(config: RunConfig, train_rows: int | None) -> int | None:
     if not train_rows:
         return None
     batch = config.batch
-    per_step = batch["per_device"] * batch["num_processes"] * batch["num_nodes"]
+    per_step = batch.per_device * batch.world_size
     batches = math.ceil(train_rows / per_step)
-    return max(1, math.ceil(batches / batch["gradient_accumulation_steps"])) * math.ceil(
-        config.num_train_epochs
-    )
+    return max(1, math.ceil(batches / batch.gradient_accumulation_steps)) * math.ceil(config.num_train_epochs)
 
 
 def training_extent(config: RunConfig, metrics: TrainingOutcome | dict[str, Any]) -> dict[str, Any]:

@@ -101,10 +101,6 @@ class Plan:
         return "GPU (CUDA)" if launch.cuda_available() else "CPU processes (DS_ACCELERATOR=cpu)"
 
     @property
-    def batch_text(self) -> str:
-        return batch_text(self.config)
-
-    @property
     def judge_text(self) -> str:
         models = {b: v["judge_model"] for b, v in self.judge_estimate["benchmarks"].items()}
         return judgecost.describe_judge(self.judge.kind, self.judge.url, self.judge.key_env, models)
@@ -123,9 +119,9 @@ class Plan:
             "setting": self.config.setting,
             "method": self.config.method,
             "config_hash": self.config.config_hash,
-            "processes_per_node": batch["num_processes"],
-            "nodes": batch["num_nodes"],
-            "batch": self.batch_text,
+            "processes_per_node": batch.num_processes,
+            "nodes": batch.num_nodes,
+            "batch": batch.describe(),
             "optimizer_steps": self.steps.planned,
             "optimizer_steps_note": None if self.steps.planned else UNKNOWN_STEPS,
             "train_command": self.train_command,
@@ -143,15 +139,6 @@ class Plan:
 
 def _check_text(check: preflight.Check) -> str:
     return ("ok: " if check.ok else "FAILS: ") + check.message
-
-
-def batch_text(config: RunConfig) -> str:
-    batch = config.batch
-    return (
-        f"{batch['total']} = {batch['per_device']} per device x "
-        f"{batch['gradient_accumulation_steps']} accumulation x {batch['num_processes']} processes"
-        f" x {batch['num_nodes']} nodes"
-    )
 
 
 def plan(

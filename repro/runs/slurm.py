@@ -227,7 +227,7 @@ def build(
     points = points_for(configs, results_root=results_root, limit=limit, backend=backend)
     folder = run.safe_child(results_root, "slurm", pipeline_id(points, benches, judge, limit))
     batch = points[0].config.batch
-    nodes, per_node = batch["num_nodes"], batch["num_processes"]
+    nodes, per_node = batch.num_nodes, batch.num_processes
     gpu = device == "cuda"
     throttle = f"%{max_parallel}" if max_parallel else ""
     n = len(points)
@@ -372,9 +372,7 @@ def _wait_lines(pid: str) -> list[str]:
 def _train_body(train_dirs: list[Path], nodes: int, per_node: int, gpu: bool) -> list[str]:
     placeholder = "@DIR@"
     command = launch.command_for(
-        Path(placeholder) / "accelerate.yaml",
-        Path(placeholder) / "run.json",
-        {"num_processes": per_node, "num_nodes": nodes},
+        Path(placeholder) / "accelerate.yaml", Path(placeholder) / "run.json", per_node, nodes
     )
     launcher, worker = command[:-3], command[-3:]
     per_node_cmd = (

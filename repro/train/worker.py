@@ -117,9 +117,9 @@ def training_arguments(run: RunFile, resume: str | None):
     config, batch = run.config, run.config.batch
     return TrainingArguments(
         output_dir=str(Path(run.paths.output_dir) / "trainer"),
-        per_device_train_batch_size=batch["per_device"],
+        per_device_train_batch_size=batch.per_device,
         per_device_eval_batch_size=config.per_device_eval_batch_size,
-        gradient_accumulation_steps=batch["gradient_accumulation_steps"],
+        gradient_accumulation_steps=batch.gradient_accumulation_steps,
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler_type,
         warmup_steps=float(
