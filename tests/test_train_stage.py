@@ -102,3 +102,17 @@ def test_a_folder_of_another_config_is_refused(tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
     assert training.finished(config, tmp_path).steps == 8
+
+
+def test_config_options_resolve_as_the_flags_did():
+    from repro.config import recipes
+    from repro.config.options import ConfigOptions
+
+    options = ConfigOptions(overrides=("beta=3",), num_processes=1, max_steps=4, padding_free=True)
+    config, _ = options.resolve("tiny", "simpo")
+    flags, _ = recipes.resolve_names(
+        "tiny", "simpo", overrides=["beta=3"], num_processes=1, max_steps=4, padding_free=True
+    )
+    assert config.config_hash == flags.config_hash and config.batch.num_processes == 1
+    point, _ = options.with_overrides({"learning_rate": 1e-4}).resolve("tiny", "simpo")
+    assert point.learning_rate == 1e-4 and point.hyperparameters["beta"] == 3

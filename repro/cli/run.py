@@ -33,6 +33,7 @@ from repro.cli.common import (
     path_option,
 )
 from repro.config import recipes
+from repro.config.options import ConfigOptions
 from repro.errors import ReproError, UsageError
 from repro.evaluation import generate, runner
 
@@ -98,19 +99,12 @@ def run_cmd(
     """Train, generate, judge and score SETTING x METHOD; resumable, skipping finished stages."""
     from repro.runs import run
 
-    config, _ = recipes.resolve_names(
-        setting,
-        method,
-        overrides=overrides,
-        num_processes=gpus,
-        num_nodes=nodes,
-        layout=layout,
-        padding_free=padding_free,
-        dataset=dataset,
-        tokenization=tokenization,
-        max_steps=max_steps,
+    options = ConfigOptions(
+        overrides=tuple(overrides or ()), num_processes=gpus, num_nodes=nodes, layout=layout,
+        padding_free=padding_free, dataset=dataset, tokenization=tokenization, max_steps=max_steps,
         report_to=report_to,
-    )
+    )  # fmt: skip
+    config, _ = options.resolve(setting, method)
     benches = runner.parse_benches(bench, config.evaluation)
     spec = runner.Judge.choose(
         judge,
@@ -280,11 +274,8 @@ def sweep_cmd(
         render.warn(
             f"{len(points)} grid points{shape}: more than {SWEEP_WARN_POINTS} runs, each trained and judged"
         )
-    configs = [
-        (recipes.resolve_names(setting, method, overrides=[f"{k}={v}" for k, v in values.items()],
-                               num_processes=gpus, max_steps=max_steps)[0], values)
-        for values in points
-    ]  # fmt: skip
+    options = ConfigOptions(num_processes=gpus, max_steps=max_steps)
+    configs = [(options.with_overrides(values).resolve(setting, method)[0], values) for values in points]
     if slurm_cli.check_launcher(launcher, submit):
         spec = runner.Judge.choose(judge, configs[0][0].evaluation, url=judge_url)
         slurm_cli.launch(

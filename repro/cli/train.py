@@ -25,7 +25,7 @@ from repro.cli.common import (
     local_or_hub_option,
     path_option,
 )
-from repro.config import recipes
+from repro.config.options import ConfigOptions
 from repro.errors import ReproError, unknown
 from repro.runs import training
 from repro.train import launch
@@ -97,19 +97,12 @@ def train_cmd(
         raise unknown("device", device, DEVICES)
     if device == "cuda" and launcher == "local" and not dry_run and not launch.cuda_available():
         raise ReproError("--device cuda: this machine has no CUDA device (--launcher slurm for GPU nodes)")
-    config, the_method = recipes.resolve_names(
-        setting,
-        method,
-        overrides=overrides,
-        num_processes=gpus,
-        num_nodes=nodes,
-        layout=layout,
-        padding_free=padding_free,
-        dataset=dataset,
-        tokenization=tokenization,
-        max_steps=max_steps,
+    options = ConfigOptions(
+        overrides=tuple(overrides or ()), num_processes=gpus, num_nodes=nodes, layout=layout,
+        padding_free=padding_free, dataset=dataset, tokenization=tokenization, max_steps=max_steps,
         report_to=report_to,
-    )
+    )  # fmt: skip
+    config, _ = options.resolve(setting, method)
     if not dry_run:
         from repro.runs import preflight
 
