@@ -26,9 +26,11 @@ from repro.cli.common import (
     path_option,
 )
 from repro.config.options import ConfigOptions
+from repro.config.runconfig import RunConfig
 from repro.errors import ReproError, unknown
 from repro.runs import training
 from repro.train import launch
+from repro.train.outcome import TrainingOutcome
 
 LAUNCHERS = ("local", "slurm")
 DEVICES = ("auto", "cuda", "cpu")
@@ -151,11 +153,11 @@ def train_cmd(
     console.print(f"dry run: nothing written to {run.directory}{where}")
 
 
-def _layout(config, directory: Path) -> str:
+def _layout(config: RunConfig, directory: Path) -> str:
     return f"{config.setting} x {config.method}: {config.batch.describe()}; run directory {directory}"
 
 
-def _already(output: Path, outcome) -> None:
+def _already(output: Path, outcome: TrainingOutcome) -> None:
     """Finished means finished: nothing is resumed, rewritten or relaunched."""
     render.console(stderr=True).print(
         f"already trained: {outcome.steps} steps, {output / 'metrics.json'} (nothing to do)",
@@ -165,7 +167,12 @@ def _already(output: Path, outcome) -> None:
 
 
 def _train_here(
-    config, output: Path, tokenizer, reference_cache, device: str, allow_double_bos: bool
+    config: RunConfig,
+    output: Path,
+    tokenizer: str | None,
+    reference_cache: Path | None,
+    device: str,
+    allow_double_bos: bool,
 ) -> None:
     """The train stage on this machine (repro.runs.training, as `repro run` runs it)."""
     console = render.console(stderr=True)

@@ -158,7 +158,7 @@ def plan(
         preflight.checks(config, judge=judge, results_root=results_root, backend=backend) if backend else []
     )
     return Plan(
-        run_dir=run_directory(config, results_root, limit),
+        run_dir=run_directory(config, results_root, limit, backend or "transformers"),
         config=config,
         steps=Steps.of(config),
         train_command=command + " " + " ".join(prepared.command),
