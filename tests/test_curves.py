@@ -177,7 +177,7 @@ def test_several_wandb_runs_and_bad_requests(run_dir, tmp_path, cli):
 def test_curves_csv_uses_the_original_trainers_names(tmp_path):
     from repro.runs import run
 
-    run.curves({"log_history": log_history(200, 10)}, tmp_path)
+    run.curves(log_history(200, 10), tmp_path)
     with open(tmp_path / "curves.csv", newline="") as fh:
         header = next(csv.reader(fh))
     assert header[:2] == ["step", "epoch"] and set(curves.TRAINER_KEYS) <= set(header)

@@ -146,7 +146,7 @@ def test_one_writer_per_run_directory(env):
     from repro.runs import run
 
     config, _ = resolve_names("tiny", "simpo")
-    directory = run.safe_child(env / "locked", "tiny", "simpo", run.run_id(config))
+    directory = run.safe_child(env / "locked", "tiny", "simpo", config.run_id)
     with run.run_lock(directory):
         proc = run_cli("run", "tiny", "--method", "simpo", "--results", str(env / "locked"))
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1

@@ -247,3 +247,19 @@ def test_missing_judge_or_gpu_fails_before_training(tmp_path, cli):
                "--results", str(tmp_path / "r"))  # fmt: skip
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "preflight:" in proc.stderr
     assert not (tmp_path / "r" / "llama3-instruct-v0.2").exists()
+
+
+def test_a_config_written_before_batch_was_typed_keeps_its_hash():
+    """tests/golden/run_config_tiny_simpo.json: `repro run tiny --method simpo`'s config as run.json
+    held it when `batch` was a plain mapping. The typed Batch reads it, its recorded hash still
+    matches the values (from_json checks), and it is written back byte for byte the same."""
+    from repro.config.runconfig import Batch, RunConfig
+    from repro.errors import ReproError
+
+    golden = json.loads((paths.ROOT / "tests" / "golden" / "run_config_tiny_simpo.json").read_text())
+    config = RunConfig.from_json(golden, "golden run config")
+    assert isinstance(config.batch, Batch) and config.batch.describe().startswith("16 = 4 per device x 2")
+    assert config.config_hash == golden["config_hash"] and config.to_json() == golden
+    bad = {**golden, "batch": {**golden["batch"], "extra": 1}}
+    with pytest.raises(ReproError, match="batch: unknown key 'extra'"):
+        RunConfig.from_json(bad, "golden run config")

@@ -24,6 +24,7 @@ import pytest
 
 from repro.config.settings import parse_report_to
 from repro.runs import curves
+from repro.train.outcome import TrainingOutcome
 
 pytestmark = pytest.mark.e2e  # multi-process training, generation or judging (make test-fast skips it)
 
@@ -155,7 +156,7 @@ def test_trainer_logs_under_the_original_names_and_matches_itself(trained, cli, 
     out, _ = trained
     first = logged(out)[0]
     assert {curves.tracker_key(k) for k in first} >= set(curves.TRAINER_KEYS)
-    run.curves(json.loads((out / "metrics.json").read_text()), tmp_path)
+    run.curves(TrainingOutcome.read(out).log_history, tmp_path)
     with open(tmp_path / "curves.csv", newline="") as fh:
         assert set(curves.TRAINER_KEYS) <= set(next(csv.reader(fh)))
     report = json.loads(

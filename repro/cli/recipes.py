@@ -74,11 +74,7 @@ def show_cmd(
             if key == "arena_hard_chat_template":
                 value = f"{value['name']} ({value['source']})"
             if key == "batch":
-                b = value
-                value = (
-                    f"{b['total']} = {b['per_device']} per device x {b['gradient_accumulation_steps']} "
-                    f"accumulation x {b['num_processes']} processes x {b['num_nodes']} nodes ({b['layout']})"
-                )
+                value = f"{config.batch.describe()} ({config.batch.layout})"
             rows.append((key, render.number(value), sources.get(key, "")))
         notes = "\n".join(f"note: {n}" for n in config.notes) or None
         render.print_table(

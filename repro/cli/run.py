@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -36,10 +34,10 @@ from repro.cli.common import (
     path_argument,
     path_option,
 )
-from repro.config.methods import search_grid
-from repro.config.resolution import resolve_names
+from repro.config.methods import SearchGrid, search_grid
+from repro.config.options import ConfigOptions
 from repro.errors import ReproError, UsageError
-from repro.evaluation import benchmarks, generate, judgecost
+from repro.evaluation import benchmarks, generate
 from repro.evaluation.judge.spec import Judge
 from repro.evaluation.options import EvalOptions
 
@@ -50,41 +48,6 @@ ResultsOpt = Annotated[
 ]
 # A sweep this large is usually a typo in a grid (or a surprise bill): say so before it starts.
 SWEEP_WARN_POINTS = 100
-
-
-def _judge_estimate(spec: Judge, benches: list[str], limit: int | None) -> dict:
-    """Calls and cost of the judge over `benches` (zero for the local rule judge)."""
-    estimate = judgecost.estimate(benches, limit=limit, judge_model=spec.model)
-    if spec.kind == "rule":
-        estimate = {**estimate, "estimated_cost_usd": 0.0, "priced_as": "local rule judge"}
-    return estimate
-
-
-def _full_epoch_steps(config) -> int | None:
-    """Optimizer steps of the whole training run without --max-steps (None: rows unknown)."""
-    rows = config.train_rows
-    return int(math.ceil(rows / config.batch["total"]) * config.num_train_epochs) if rows else None
-
-
-def _steps_text(config) -> str:
-    """The optimizer steps in words, with --max-steps applied and the full run beside it."""
-    full, cap = _full_epoch_steps(config), config.max_steps
-    if cap is None:
-        return str(full) if full else "unknown until the dataset is loaded (train_rows not recorded)"
-    if full is None:
-        return f"at most {cap} (--max-steps; a full epoch is unknown until the data is loaded)"
-    if cap < full:
-        return f"{cap} (--max-steps {cap}; a full epoch is {full})"
-    return f"{full} (a full epoch; --max-steps {cap} does not cut it)"
-
-
-def _plain_text(value) -> str:
-    """A plan value for people: dicts as 'key value, ...', never Python reprs."""
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {_plain_text(v)}" for k, v in value.items() if v is not None)
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_plain_text(v) for v in value)
-    return render.number(value)
 
 
 @app.command("run")
@@ -140,22 +103,14 @@ def run_cmd(
 ) -> None:
     """Train, generate, judge and score SETTING x METHOD; resumable, skipping finished stages."""
     load_bench_paths(bench_path)
-    from repro.runs import preflight, run
-    from repro.train import launch
+    from repro.runs import run
 
-    config, _ = resolve_names(
-        setting,
-        method,
-        overrides=overrides,
-        num_processes=gpus,
-        num_nodes=nodes,
-        layout=layout,
-        padding_free=padding_free,
-        dataset=dataset,
-        tokenization=tokenization,
-        max_steps=max_steps,
+    options = ConfigOptions(
+        overrides=tuple(overrides or ()), num_processes=gpus, num_nodes=nodes, layout=layout,
+        padding_free=padding_free, dataset=dataset, tokenization=tokenization, max_steps=max_steps,
         report_to=report_to,
-    )
+    )  # fmt: skip
+    config, _ = options.resolve(setting, method)
     benches = benchmarks.parse(bench, config.evaluation)
     spec = Judge.choose(
         judge,
@@ -177,53 +132,13 @@ def run_cmd(
         )  # fmt: skip
         return
     if dry_run:
-        info = run.plan(config, results_root=results, benches=benches, judge=spec, limit=limit)
-        checks = preflight.checks(config, judge=spec, results_root=results, backend=backend)
-        info["device (this machine)"] = (
-            "GPU (CUDA)" if launch.cuda_available() else "CPU processes (DS_ACCELERATOR=cpu)"
+        the_plan = run.plan(
+            config, results_root=results, benches=benches, judge=spec, limit=limit, backend=backend
         )
-        info["preflight"] = {c.name: ("ok: " if c.ok else "FAILS: ") + c.message for c in checks}
-        estimate = _judge_estimate(spec, benches, limit)
-        models = {b: v["judge_model"] for b, v in estimate["benchmarks"].items()}
-        info["judge_text"] = judgecost.describe_judge(spec.kind, spec.url, spec.key_env, models)
-        info["judge_cost_text"] = (
-            judgecost.describe_cost(estimate) if spec.kind != "rule" else "local, no calls, no cost"
-        )
-        info["optimizer_steps_text"] = _steps_text(config)
-        info["optimizer_steps_full_epoch"] = _full_epoch_steps(config)
         if fmt == "json":
-            render.print_json(info)
+            render.print_json(the_plan.to_json())
             return
-        # one line per fact, in words; keys the plan grows later are shown as text too
-        shown = {
-            "run directory": info.pop("run_dir"),
-            "optimizer steps": info.pop("optimizer_steps_text"),
-            "batch": info.pop("batch"),
-            "processes": f"{info.pop('processes_per_node')} per node x {info.pop('nodes')} nodes",
-            "judge": info.pop("judge_text"),
-            "judge calls": info.pop("judge_cost_text"),
-        }
-        preflight_rows = info.pop("preflight")
-        for key in (
-            "setting",
-            "method",
-            "judge",
-            "judge_calls",
-            "optimizer_steps",
-            "optimizer_steps_note",
-            "optimizer_steps_full_epoch",
-        ):
-            info.pop(key, None)
-        shown.update({k.replace("_", " "): v for k, v in info.items()})
-        rows = [(k, _plain_text(v)) for k, v in shown.items()]
-        rows += [(f"preflight {k}", v) for k, v in preflight_rows.items()]
-        render.print_table(
-            render.table(
-                ["plan", "value"],
-                rows,
-                title=f"repro run {config.setting} --method {config.method} (dry run)",
-            )
-        )
+        _print_plan(the_plan)
         return
     with render.Bars() as bars:
         result = run.execute(
@@ -269,18 +184,24 @@ def run_cmd(
     )
 
 
-def _state(result: dict) -> str:
-    partial = f"partial (--limit {result['limit']}); " if result["partial"] else ""
-    if result["complete"]:
-        return partial + "complete"
-    return partial + f"incomplete: {', '.join(result['incomplete_benchmarks'])}"
-
-
-def _describe(value: object) -> str:
-    """A plan value as text: the judge as model, URL and cost, not a dict."""
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {v}" for k, v in value.items() if v is not None)
-    return str(value)
+def _print_plan(plan) -> None:
+    """One line per fact, in words."""
+    batch = plan.config.batch
+    rows = [
+        ("run directory", str(plan.run_dir)),
+        ("optimizer steps", plan.steps.text()),
+        ("batch", batch.describe()),
+        ("processes", f"{batch.num_processes} per node x {batch.num_nodes} nodes"),
+        ("judge", plan.judge_text),
+        ("judge calls", plan.judge_cost_text),
+        ("config hash", plan.config.config_hash),
+        ("train command", plan.train_command),
+        ("partial", render.number(plan.partial)),
+        ("device (this machine)", plan.device),
+    ]
+    rows += [(f"preflight {c.name}", ("ok: " if c.ok else "FAILS: ") + c.message) for c in plan.preflight]
+    title = f"repro run {plan.config.setting} --method {plan.config.method} (dry run)"
+    render.print_table(render.table(["plan", "value"], rows, title=title))
 
 
 def _grid(values: str | None, name: str) -> list[float] | None:
@@ -347,27 +268,23 @@ def sweep_cmd(
         "gamma_beta_ratio": _grid(gamma_beta_ratio, "gamma-beta-ratio"),
     }
     axes = {k: v for k, v in axes.items() if v}
-    source = "command line"
     if grid is not None:
         if axes:
             raise UsageError("--grid replaces --lr, --beta and --gamma-beta-ratio: give one or the other")
         the_grid = search_grid(method, grid)
-        points, source = the_grid.points(), the_grid.source
     elif not axes:
         raise UsageError("give --grid NAME or at least one of --lr, --beta, --gamma-beta-ratio")
     else:
-        points = [dict(zip(axes, p, strict=True)) for p in itertools.product(*axes.values())]
+        the_grid = SearchGrid("command line", "command line", axes)
+    points, source = the_grid.points(), the_grid.source
     if len(points) > SWEEP_WARN_POINTS:
         shape = f" ({' x '.join(str(len(v)) for v in axes.values())})" if axes else ""
         render.warn(
             f"{len(points)} grid points{shape}: more than {SWEEP_WARN_POINTS} runs, each trained and judged"
         )
+    options = ConfigOptions(num_processes=gpus, max_steps=max_steps)
+    configs = [(options.with_overrides(values).resolve(setting, method)[0], values) for values in points]
     if slurm_cli.check_launcher(launcher, submit):
-        configs = [
-            (resolve_names(setting, method, overrides=[f"{k}={v}" for k, v in values.items()],
-                                   num_processes=gpus, max_steps=max_steps)[0], values)
-            for values in points
-        ]  # fmt: skip
         spec = Judge.choose(judge, configs[0][0].evaluation, url=judge_url)
         slurm_cli.launch(
             configs, results=results, benches=benchmarks.parse(bench, configs[0][0].evaluation),
@@ -380,30 +297,22 @@ def sweep_cmd(
         )  # fmt: skip
         return
     rows = []
-    total_usd = 0.0
-    for values in points:
-        config, _ = resolve_names(
-            setting,
-            method,
-            overrides=[f"{k}={v}" for k, v in values.items()],
-            num_processes=gpus,
-            max_steps=max_steps,
-        )
+    plans = []
+    for config, values in configs:
         spec = Judge.choose(judge, config.evaluation, url=judge_url)
         benches = benchmarks.parse(bench, config.evaluation)
         if dry_run:
-            info = run.plan(config, results_root=results, benches=benches, judge=spec)
-            estimate = _judge_estimate(spec, benches, None)
-            total_usd += estimate["estimated_cost_usd"]
+            the_plan = run.plan(config, results_root=results, benches=benches, judge=spec)
+            plans.append(the_plan)
             gamma = config.hyperparameters.get("gamma")
             rows.append(
                 {
                     **values,
                     **({"gamma": gamma} if gamma is not None and "gamma" not in values else {}),
-                    "run_dir": info["run_dir"],
-                    "optimizer_steps": info["optimizer_steps"],
-                    "judge_calls": estimate["total_calls"] if spec.kind != "rule" else 0,
-                    "judge_cost_usd": estimate["estimated_cost_usd"],
+                    "run_dir": str(the_plan.run_dir),
+                    "optimizer_steps": the_plan.steps.planned,
+                    "judge_calls": the_plan.judge_estimate["total_calls"],
+                    "judge_cost_usd": the_plan.judge_estimate["estimated_cost_usd"],
                 }
             )
             continue
@@ -425,10 +334,9 @@ def sweep_cmd(
     columns = list(rows[0])
     caption = None
     if dry_run:
-        models = {b: v["judge_model"] for b, v in estimate["benchmarks"].items()}
-        judge_text = judgecost.describe_judge(spec.kind, spec.url, spec.key_env, models)
+        total_usd = sum(p.judge_estimate["estimated_cost_usd"] for p in plans)
         caption = (
-            f"judge: {judge_text}; {len(rows)} runs, about ${total_usd:.2f} of judging in all "
+            f"judge: {plans[-1].judge_text}; {len(rows)} runs, about ${total_usd:.2f} of judging in all "
             "(estimate at gpt-4-1106-preview prices)"
         )
     render.print_table(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 from typing import Annotated
@@ -26,10 +25,12 @@ from repro.cli.common import (
     local_or_hub_option,
     path_option,
 )
-from repro.config.resolution import resolve_names
-from repro.data import bosguard
+from repro.config.options import ConfigOptions
+from repro.config.runconfig import RunConfig
 from repro.errors import ReproError, unknown
+from repro.runs import training
 from repro.train import launch
+from repro.train.outcome import TrainingOutcome
 
 LAUNCHERS = ("local", "slurm")
 DEVICES = ("auto", "cuda", "cpu")
@@ -98,19 +99,12 @@ def train_cmd(
         raise unknown("device", device, DEVICES)
     if device == "cuda" and launcher == "local" and not dry_run and not launch.cuda_available():
         raise ReproError("--device cuda: this machine has no CUDA device (--launcher slurm for GPU nodes)")
-    config, the_method = resolve_names(
-        setting,
-        method,
-        overrides=overrides,
-        num_processes=gpus,
-        num_nodes=nodes,
-        layout=layout,
-        padding_free=padding_free,
-        dataset=dataset,
-        tokenization=tokenization,
-        max_steps=max_steps,
+    options = ConfigOptions(
+        overrides=tuple(overrides or ()), num_processes=gpus, num_nodes=nodes, layout=layout,
+        padding_free=padding_free, dataset=dataset, tokenization=tokenization, max_steps=max_steps,
         report_to=report_to,
-    )
+    )  # fmt: skip
+    config, _ = options.resolve(setting, method)
     if not dry_run:
         from repro.runs import preflight
 
@@ -121,14 +115,12 @@ def train_cmd(
             here=launcher == "local",
             device=device != "cpu",
         )
-    finished = launch.finished_metrics(output.resolve(), config) if output.exists() else None
-    if finished is not None and launcher == "local":
-        # finished means finished: nothing is resumed, rewritten or relaunched
-        render.console(stderr=True).print(
-            f"already trained: {finished['steps']} steps, {output / 'metrics.json'} (nothing to do)",
-            markup=False,
-            highlight=False,
-        )
+    if launcher == "local" and not dry_run:
+        _train_here(config, output, tokenizer, reference_cache, device, allow_double_bos)
+        return
+    done = training.finished(config, output)  # a folder of another config is refused, here too
+    if done is not None and launcher == "local":
+        _already(output, done)
         return
     run = launch.prepare(
         config,
@@ -139,49 +131,79 @@ def train_cmd(
         planned_dir=planned_files,
         device=None if device == "auto" else device,
     )
-    batch = config.batch
     console = render.console(stderr=True)
-    console.print(
-        f"{config.setting} x {config.method}: {batch['total']} = {batch['per_device']} per device x "
-        f"{batch['gradient_accumulation_steps']} accumulation x {batch['num_processes']} processes x "
-        f"{batch['num_nodes']} nodes; run directory {run.directory}"
-    )
+    console.print(_layout(config, run.directory))
     if launcher == "slurm":
         script = run.directory / "train.sbatch"
         script.write_text(
             launch.slurm_script(
-                run, nodes=nodes, processes_per_node=batch["num_processes"], partition=partition
+                run, nodes=nodes, processes_per_node=config.batch.num_processes, partition=partition
             )
         )
         where = "GPU nodes" if run.gpu else "CPU nodes (DS_ACCELERATOR=cpu, gloo; --device cuda for GPUs)"
         console.print(f"wrote {script} for {where}; submit with: sbatch {script}")
         return
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in run.env.items())
-    if dry_run:
-        print(f"{env} {shlex.join(run.command)}")
-        where = (
-            f"; the planned files are in {run.planned}"
-            if run.planned
-            else " (--planned-files DIR writes the planned files there)"
-        )
-        console.print(f"dry run: nothing written to {run.directory}{where}")
-        return
-    if run.bos_check["status"] == "error" and not allow_double_bos:
-        raise ReproError(f"BOS check failed ({run.directory / 'bos_check.json'}): {bosguard.FIX}")
-    with render.Bars() as bars:
-        code = launch.launch(run, progress=bars, echo=bars.echo, verbose=render.VERBOSE)
-    if code != 0:
-        raise ReproError(f"training failed (exit {code}); see {run.directory / 'train.log'}")
-    metrics = json.loads((run.directory / "metrics.json").read_text())
-    ev, before = metrics["eval"], metrics["eval_before_training"]
-    nan = float("nan")
-    accuracy = before.get("eval_rewards/accuracies", nan), ev.get("eval_rewards/accuracies", nan)
-    loss = before.get("eval_loss", nan), ev.get("eval_loss", nan)
-    console.print(
-        f"done: {metrics['steps']} steps in {metrics['train_seconds']} s, {metrics['world_size']} processes; "
-        f"held-out reward accuracy {accuracy[0]:.3f} -> {accuracy[1]:.3f}, "
-        f"eval loss {loss[0]:.4f} -> {loss[1]:.4f}; {run.directory / 'metrics.json'}"
+    print(f"{env} {shlex.join(run.command)}")
+    where = (
+        f"; the planned files are in {run.planned}"
+        if run.planned
+        else " (--planned-files DIR writes the planned files there)"
     )
-    for name, where in (metrics.get("trackers") or {}).items():
+    console.print(f"dry run: nothing written to {run.directory}{where}")
+
+
+def _layout(config: RunConfig, directory: Path) -> str:
+    return f"{config.setting} x {config.method}: {config.batch.describe()}; run directory {directory}"
+
+
+def _already(output: Path, outcome: TrainingOutcome) -> None:
+    """Finished means finished: nothing is resumed, rewritten or relaunched."""
+    render.console(stderr=True).print(
+        f"already trained: {outcome.steps} steps, {output / 'metrics.json'} (nothing to do)",
+        markup=False,
+        highlight=False,
+    )
+
+
+def _train_here(
+    config: RunConfig,
+    output: Path,
+    tokenizer: str | None,
+    reference_cache: Path | None,
+    device: str,
+    allow_double_bos: bool,
+) -> None:
+    """The train stage on this machine (repro.runs.training, as `repro run` runs it)."""
+    console = render.console(stderr=True)
+    with render.Bars() as bars:
+        trained = training.train(
+            config,
+            output,
+            tokenizer=tokenizer,
+            reference_cache=str(reference_cache) if reference_cache else None,
+            device=None if device == "auto" else device,
+            allow_double_bos=allow_double_bos,
+            on_launch=lambda run: bars.echo(_layout(config, run.directory)),
+            progress=bars,
+            echo=bars.echo,
+            verbose=render.VERBOSE,
+        )
+    out = trained.outcome
+    if not trained.launched:
+        _already(output, out)
+        return
+    nan = float("nan")
+
+    def value(x: float | None) -> float:
+        return nan if x is None else x
+
+    console.print(
+        f"done: {out.steps} steps in {out.train_seconds} s, {out.world_size} processes; "
+        f"held-out reward accuracy {value(out.accuracy_before):.3f} -> {value(out.held_out_accuracy):.3f}, "
+        f"eval loss {value(out.loss_before):.4f} -> {value(out.held_out_loss):.4f}; "
+        f"{trained.directory / 'metrics.json'}"
+    )
+    for name, where in (out.trackers or {}).items():
         if isinstance(where, dict):
             console.print(f"{name}: {where.get('url') or where.get('dir')}", markup=False, highlight=False)

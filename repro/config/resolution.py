@@ -17,7 +17,7 @@ import yaml
 
 from repro import paths
 from repro.config.methods import Method, check_hyperparameters, get_method, load_methods
-from repro.config.runconfig import EvalPlan, RunConfig, code_version
+from repro.config.runconfig import Batch, EvalPlan, RunConfig, code_version
 from repro.config.settings import (
     SETTING_FIELDS,
     Setting,
@@ -41,7 +41,7 @@ def batch_layout(
     num_nodes: int = 1,
     layout: str = "current",
     per_device: int | None = None,
-) -> dict[str, Any]:
+) -> Batch:
     """Per-device batch x accumulation x processes x nodes that keeps the setting's total batch."""
     if layout not in LAYOUTS:
         raise unknown("layout", layout, LAYOUTS)
@@ -66,15 +66,15 @@ def batch_layout(
             f"total batch {total} is not divisible by per-device {per_device_batch} x "
             f"{processes} processes x {num_nodes} nodes = {per_step}"
         )
-    return {
-        "total": total,
-        "per_device": per_device_batch,
-        "gradient_accumulation_steps": total // per_step,
-        "num_processes": processes,
-        "num_nodes": num_nodes,
-        "world_size": world,
-        "layout": layout,
-    }
+    return Batch(
+        total=total,
+        per_device=per_device_batch,
+        gradient_accumulation_steps=total // per_step,
+        num_processes=processes,
+        num_nodes=num_nodes,
+        world_size=world,
+        layout=layout,
+    )
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The run configuration: one typed, frozen object from recipe to loss.
 
-`recipes.resolve()` builds it from a setting, a method and the user's overrides;
+`repro.config.resolution.resolve()` builds it from a setting, a method and the user's overrides;
 `launch.prepare()` writes it into run.json and the training worker reads it back through
 `RunConfig.from_json`, which refuses an unknown or a missing key in one line. The run's
 identity (`config_hash`) is computed here, from every field that can change the trained
@@ -56,6 +56,25 @@ class EvalPlan:
 
 
 @dataclass(frozen=True)
+class Batch:
+    """The training batch: per device x accumulation x processes x nodes = the setting's total."""
+
+    total: int
+    per_device: int
+    gradient_accumulation_steps: int
+    num_processes: int  # per node
+    num_nodes: int
+    world_size: int  # num_processes x num_nodes
+    layout: str  # recipes.LAYOUTS: current, or paper-time (the paper's per-device batch and GPUs)
+
+    def describe(self) -> str:
+        return (
+            f"{self.total} = {self.per_device} per device x {self.gradient_accumulation_steps} accumulation"
+            f" x {self.num_processes} processes x {self.num_nodes} nodes"
+        )
+
+
+@dataclass(frozen=True)
 class RunConfig:
     setting: str
     title: str
@@ -87,7 +106,7 @@ class RunConfig:
     bf16: bool
     gradient_checkpointing: bool
     seed: int
-    batch: dict[str, int]
+    batch: Batch
     per_device_eval_batch_size: int
     eval_steps: int
     logging_steps: int
@@ -118,6 +137,7 @@ class RunConfig:
     def to_json(self, *, with_hash: bool = True) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["evaluation"] = dataclasses.asdict(self.evaluation)
+        data["batch"] = dataclasses.asdict(self.batch)  # the same mapping as ever: the hash is over it
         data["notes"] = list(self.notes)
         if with_hash:
             data["config_hash"] = self.config_hash
@@ -139,6 +159,11 @@ class RunConfig:
         _exact_keys(plan, [f.name for f in dataclasses.fields(EvalPlan)], f"{where}: evaluation",
                     optional=tuple(f.name for f in dataclasses.fields(EvalPlan)))  # fmt: skip
         data["evaluation"] = EvalPlan(**plan)
+        batch = data.get("batch")
+        if not isinstance(batch, dict):
+            raise ReproError(f"{where}: batch must be a mapping")
+        _exact_keys(batch, [f.name for f in dataclasses.fields(Batch)], f"{where}: batch")
+        data["batch"] = Batch(**batch)
         data["notes"] = tuple(data.get("notes") or ())
         config = cls(**data)
         if recorded is not None and recorded != config.config_hash:

@@ -48,6 +48,17 @@ def estimate(
     }
 
 
+def for_judge(
+    kind: str, benches: list[str], *, limit: int | None = None, judge_model: str | None = None
+) -> dict[str, Any]:
+    """estimate() for the judge that will run: the local rule judge makes no calls and costs nothing."""
+    found = estimate(benches, limit=limit, judge_model=judge_model)
+    if kind != "rule":
+        return found
+    zero = {b: {**v, "calls": 0, "usd": 0.0} for b, v in found["benchmarks"].items()}
+    return {"benchmarks": zero, "total_calls": 0, "estimated_cost_usd": 0.0, "priced_as": "local rule judge"}
+
+
 def describe_judge(kind: str, url: str | None, key_env: str | None, models: dict[str, str]) -> str:
     """The judge in one line: 'endpoint URL, gpt-4-1106-preview (alpaca_eval2, arena_hard), key from $VAR'."""
     if kind == "rule":

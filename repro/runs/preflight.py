@@ -75,7 +75,7 @@ def _model(config: RunConfig) -> Check:
 def _device(config: RunConfig) -> Check:
     if not config.bf16:
         return Check("device", True, "runs on CPU processes or GPUs")
-    gpus = config.batch["num_processes"] * config.batch["num_nodes"]
+    gpus = config.batch.world_size
     billions = parameters_from_name(config.model_name_or_path)
     need = (
         f"; {billions:g}B in bf16 needs about {billions * BYTES_PER_PARAMETER / gpus:.0f} GB per GPU "

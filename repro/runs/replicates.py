@@ -18,6 +18,7 @@ from typing import Any
 from repro.config.resolution import resolve_names
 from repro.config.runconfig import NOT_IN_IDENTITY, RunConfig
 from repro.errors import ReproError
+from repro.train.outcome import TrainingOutcome
 
 # What replicates may differ in: the seed (their point) and what changes no number.
 NOT_COMPARED = ("seed", "config_hash", *NOT_IN_IDENTITY)
@@ -82,18 +83,19 @@ def epoch_steps(config: RunConfig, train_rows: int | None) -> int | None:
     if not train_rows:
         return None
     batch = config.batch
-    per_step = batch["per_device"] * batch["num_processes"] * batch["num_nodes"]
+    per_step = batch.per_device * batch.world_size
     batches = math.ceil(train_rows / per_step)
-    return max(1, math.ceil(batches / batch["gradient_accumulation_steps"])) * math.ceil(
-        config.num_train_epochs
-    )
+    return max(1, math.ceil(batches / batch.gradient_accumulation_steps)) * math.ceil(config.num_train_epochs)
 
 
-def training_extent(config: RunConfig, metrics: dict[str, Any]) -> dict[str, Any]:
+def training_extent(config: RunConfig, metrics: TrainingOutcome | dict[str, Any]) -> dict[str, Any]:
     """Steps trained against the recipe's full training; `full` is False when --max-steps cut it."""
-    rows = (((metrics.get("data") or {}).get("train") or {}).get("kept")) or config.train_rows
+    if isinstance(metrics, TrainingOutcome):
+        steps, kept = metrics.steps, metrics.train_rows_kept
+    else:  # metrics.json as repro compare reads it, maybe in part ({} when missing)
+        steps, kept = metrics.get("steps"), ((metrics.get("data") or {}).get("train") or {}).get("kept")
+    rows = kept or config.train_rows
     full_steps = epoch_steps(config, rows)
-    steps = metrics.get("steps")
     if config.max_steps is None:
         full = True
     elif full_steps is None:
@@ -104,7 +106,11 @@ def training_extent(config: RunConfig, metrics: dict[str, Any]) -> dict[str, Any
 
 
 def describe(
-    config: RunConfig, *, judge: dict[str, Any], backend: str, metrics: dict[str, Any]
+    config: RunConfig,
+    *,
+    judge: dict[str, Any],
+    backend: str,
+    metrics: TrainingOutcome | dict[str, Any],
 ) -> dict[str, Any]:
     """What result.json says of a run's kind: its replicate key, what differs from the recipe,
     and how far it trained (`repro run` writes it; `repro compare` rebuilds it for old runs)."""

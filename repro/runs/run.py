@@ -14,9 +14,9 @@ import contextlib
 import dataclasses
 import getpass
 import logging
-import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,14 +30,10 @@ from repro.evaluation.judge.spec import Judge
 from repro.evaluation.options import EvalOptions
 from repro.evaluation.records import EvaluationResult
 from repro.progress import Progress
-from repro.runs import plots, preflight, replicates, verify
+from repro.runs import plots, preflight, replicates, training, verify
 from repro.runs.result import RunResult
 from repro.stack import environment
 from repro.train import launch
-
-
-def run_id(config: RunConfig) -> str:
-    return config.run_id
 
 
 def safe_child(root: Path, *parts: str) -> Path:
@@ -59,6 +55,98 @@ def run_directory(
     return directory / f"partial-limit{limit}" if limit else directory
 
 
+@dataclass(frozen=True)
+class Steps:
+    """Optimizer steps of a run: the recipe's whole training and the --max-steps cap on it."""
+
+    full_epoch: int | None  # num_train_epochs over the recorded rows (None: rows unknown)
+    cap: int | None  # --max-steps
+
+    @classmethod
+    def of(cls, config: RunConfig) -> Steps:
+        return cls(replicates.epoch_steps(config, config.train_rows), config.max_steps)
+
+    @property
+    def planned(self) -> int | None:
+        """The steps that will run (None: unknown until the dataset is loaded)."""
+        if self.full_epoch and self.cap:
+            return min(self.full_epoch, self.cap)
+        return self.cap or self.full_epoch
+
+    def text(self) -> str:
+        """The steps in words, with --max-steps applied and the full run beside it."""
+        full, cap = self.full_epoch, self.cap
+        if cap is None:
+            return str(full) if full else UNKNOWN_STEPS
+        if full is None:
+            return f"at most {cap} (--max-steps; a full epoch is unknown until the data is loaded)"
+        if cap < full:
+            return f"{cap} (--max-steps {cap}; a full epoch is {full})"
+        return f"{full} (a full epoch; --max-steps {cap} does not cut it)"
+
+
+UNKNOWN_STEPS = "unknown until the dataset is loaded (train_rows not recorded)"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `repro run` would do, as `--dry-run` shows it; nothing is written to make it."""
+
+    run_dir: Path
+    config: RunConfig
+    steps: Steps
+    train_command: str
+    judge: runner.Judge
+    judge_estimate: dict[str, Any]  # judgecost.for_judge: calls and dollars (zero for the rule judge)
+    partial: bool
+    preflight: tuple[preflight.Check, ...] = ()
+
+    @property
+    def device(self) -> str:
+        """Where training would run from this machine."""
+        return "GPU (CUDA)" if launch.cuda_available() else "CPU processes (DS_ACCELERATOR=cpu)"
+
+    @property
+    def judge_text(self) -> str:
+        models = {b: v["judge_model"] for b, v in self.judge_estimate["benchmarks"].items()}
+        return judgecost.describe_judge(self.judge.kind, self.judge.url, self.judge.key_env, models)
+
+    @property
+    def judge_cost_text(self) -> str:
+        if self.judge.kind == "rule":
+            return "local, no calls, no cost"
+        return judgecost.describe_cost(self.judge_estimate)
+
+    def to_json(self) -> dict[str, Any]:
+        """`repro run --dry-run --format json`: the keys it has always printed."""
+        batch, rule = self.config.batch, self.judge.kind == "rule"
+        return {
+            "run_dir": str(self.run_dir),
+            "setting": self.config.setting,
+            "method": self.config.method,
+            "config_hash": self.config.config_hash,
+            "processes_per_node": batch.num_processes,
+            "nodes": batch.num_nodes,
+            "batch": batch.describe(),
+            "optimizer_steps": self.steps.planned,
+            "optimizer_steps_note": None if self.steps.planned else UNKNOWN_STEPS,
+            "train_command": self.train_command,
+            "judge": {"kind": "rule", "note": "local rule judge, no cost"} if rule else self.judge.describe(),
+            "judge_calls": {"total_calls": "local", "estimated_cost_usd": 0} if rule else self.judge_estimate,
+            "partial": self.partial,
+            "device (this machine)": self.device,
+            **({"preflight": {c.name: _check_text(c) for c in self.preflight}} if self.preflight else {}),
+            "judge_text": self.judge_text,
+            "judge_cost_text": self.judge_cost_text,
+            "optimizer_steps_text": self.steps.text(),
+            "optimizer_steps_full_epoch": self.steps.full_epoch,
+        }
+
+
+def _check_text(check: preflight.Check) -> str:
+    return ("ok: " if check.ok else "FAILS: ") + check.message
+
+
 def plan(
     config: RunConfig,
     *,
@@ -66,47 +154,28 @@ def plan(
     benches: list[str],
     judge: Judge,
     limit: int | None = None,
-) -> dict[str, Any]:
-    batch = config.batch
-    rows = config.train_rows
-    steps = math.ceil(rows / batch["total"]) * config.num_train_epochs if rows else None
-    if steps and config.max_steps:
-        steps = min(steps, config.max_steps)
-    elif config.max_steps:
-        steps = config.max_steps
-    directory = run_directory(config, results_root, limit)
+    backend: str | None = None,
+) -> Plan:
+    """The plan of one run; with `backend`, the preflight checks of running it here too."""
     train_dir = safe_child(results_root, config.setting, config.method, config.run_id) / "train"
-    prepared = launch.prepare(config, train_dir, dry_run=True)
-    return {
-        "run_dir": str(directory),
-        "setting": config.setting,
-        "method": config.method,
-        "config_hash": config.config_hash,
-        "processes_per_node": batch["num_processes"],
-        "nodes": batch["num_nodes"],
-        "batch": (
-            f"{batch['total']} = {batch['per_device']} per device x "
-            f"{batch['gradient_accumulation_steps']} accumulation x {batch['num_processes']} processes"
-            f" x {batch['num_nodes']} nodes"
-        ),
-        "optimizer_steps": int(steps) if steps else None,
-        "optimizer_steps_note": None
-        if steps
-        else "unknown until the dataset is loaded (train_rows not recorded)",
-        "train_command": " ".join(f"{k}={v}" for k, v in prepared.env.items() if k != "PYTHONPATH")
-        + " "
-        + " ".join(prepared.command),
-        "judge": judge.describe()
-        if judge.kind != "rule"
-        else {"kind": "rule", "note": "local rule judge, no cost"},
-        "judge_calls": judgecost.estimate(benches, limit=limit, judge_model=judge.model)
-        if judge.kind != "rule"
-        else {"total_calls": "local", "estimated_cost_usd": 0},
-        "partial": bool(limit),
-    }
+    prepared = launch.prepare(config, train_dir, dry_run=True)  # writes nothing, anywhere
+    command = " ".join(f"{k}={v}" for k, v in prepared.env.items() if k != "PYTHONPATH")
+    checks = (
+        preflight.checks(config, judge=judge, results_root=results_root, backend=backend) if backend else []
+    )
+    return Plan(
+        run_dir=run_directory(config, results_root, limit, backend or "transformers"),
+        config=config,
+        steps=Steps.of(config),
+        train_command=command + " " + " ".join(prepared.command),
+        judge=judge,
+        judge_estimate=judgecost.for_judge(judge.kind, benches, limit=limit, judge_model=judge.model),
+        partial=bool(limit),
+        preflight=tuple(checks),
+    )
 
 
-def curves(metrics: dict[str, Any], directory: Path) -> None:
+def curves(log_history: list[dict[str, Any]], directory: Path) -> None:
     """Training curves as CSV and PNG. The CSV's columns are the original trainer's W&B names
     (train/loss, train/rewards/..., train/logps/...), so `repro compare --curves` and a W&B
     export line up column for column."""
@@ -118,9 +187,9 @@ def curves(metrics: dict[str, Any], directory: Path) -> None:
     with open(directory / "curves.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(keys)
-        for row in curve_names.history_rows(metrics.get("log_history", [])):
+        for row in curve_names.history_rows(log_history):
             writer.writerow([row.get(k, "") for k in keys])
-    plots.curves(metrics.get("log_history", []), directory / "curves.png", title=plots.run_title(directory))
+    plots.curves(log_history, directory / "curves.png", title=plots.run_title(directory))
 
 
 @contextlib.contextmanager
@@ -195,39 +264,6 @@ def _log_to(path: Path):
         handler.close()
 
 
-def trained_metrics(config: RunConfig, train_dir: Path) -> dict[str, Any] | None:
-    """The metrics of a finished training of this exact config in `train_dir`, or None; a run
-    of another config there is refused (launch.finished_metrics)."""
-    return launch.finished_metrics(train_dir, config)
-
-
-def train(
-    config: RunConfig,
-    train_dir: Path,
-    *,
-    progress: Progress | None = None,
-    echo: Callable[[str], None] | None = None,
-    verbose: bool = False,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train (or resume training) into `train_dir`: the finished run's metrics, and where the
-    stage's time went: writing the run directory (model, data, BOS check), the training
-    processes (start-up, DeepSpeed, evaluation, saving) and their optimizer steps."""
-    start = time.time()
-    prepared = launch.prepare(config, train_dir)
-    if prepared.bos_check["status"] == "error":
-        raise ReproError(f"BOS check failed ({train_dir / 'bos_check.json'})")
-    launched = time.time()
-    if launch.launch(prepared, progress=progress, echo=echo, verbose=verbose) != 0:
-        raise ReproError(f"training failed; see {train_dir / 'train.log'}")
-    metrics = io.read_json(train_dir / "metrics.json")
-    breakdown = {
-        "prepare": round(launched - start, 1),
-        "processes": round(time.time() - launched, 1),
-        "optimizer_steps": (metrics or {}).get("train_seconds"),
-    }
-    return metrics, breakdown
-
-
 def generate(
     config: RunConfig,
     *,
@@ -242,7 +278,7 @@ def generate(
     complete, resumed when interrupted, taken as they are by the judging job that follows."""
     root = safe_child(results_root, config.setting, config.method, config.run_id)
     directory = run_directory(config, results_root, limit, backend)
-    if trained_metrics(config, root / "train") is None:
+    if training.finished(config, root / "train") is None:
         raise ReproError(f"{root / 'train'}: training has not finished; generate after the training job")
     reference = str(root / "train" / "init-model") if config.evaluation.baseline == "init-model" else None
     options = EvalOptions(backend=backend, limit=limit, reference_model=reference, stage="generate")
@@ -274,15 +310,18 @@ def _execute(
     train_dir = root / "train"
 
     # -- train (skipped when a finished run of this exact config is there)
-    metrics = trained_metrics(config, train_dir)
-    if metrics is None:
-        if options.stage == "judge":  # a judging job never trains on its CPU node
-            raise ReproError(f"{train_dir}: training has not finished; judge after the training job")
-        start = time.time()
-        metrics, breakdown = train(config, train_dir, progress=progress, echo=echo, verbose=verbose)
-        done_work.append({"stage": "train", "seconds": round(time.time() - start, 1), "breakdown": breakdown})
+    if options.stage == "judge" and training.finished(config, train_dir) is None:
+        # a judging job never trains on its CPU node
+        raise ReproError(f"{train_dir}: training has not finished; judge after the training job")
+    start = time.time()
+    trained = training.train(config, train_dir, progress=progress, echo=echo, verbose=verbose)
+    outcome = trained.outcome
+    if trained.launched:
+        done_work.append(
+            {"stage": "train", "seconds": round(time.time() - start, 1), "breakdown": trained.seconds}
+        )
     if not (root / "curves.csv").exists() or done_work:
-        curves(metrics, root)
+        curves(outcome.log_history, root)
 
     # -- generate + judge + score (skipped when done for the same inputs)
     weights = hashing.weights_sha256(train_dir / "model")
@@ -326,7 +365,7 @@ def _execute(
         )
 
     judged_by = {**judge.describe(), **evaluation.judge}  # with what the judge said of itself
-    kind = replicates.describe(config, judge=judged_by, backend=options.backend, metrics=metrics)
+    kind = replicates.describe(config, judge=judged_by, backend=options.backend, metrics=outcome)
     train_bos = io.read_json(train_dir / "bos_check.json")
     record = RunResult.of(
         evaluation,
@@ -336,8 +375,8 @@ def _execute(
         seed=config.seed,
         judge=judged_by,
         training={
-            "held_out_reward_accuracy": metrics["eval"].get("eval_rewards/accuracies"),
-            "held_out_loss": metrics["eval"].get("eval_loss"),
+            "held_out_reward_accuracy": outcome.held_out_accuracy,
+            "held_out_loss": outcome.held_out_loss,
             **kind["training"],
         },
         replicate_key=kind["replicate_key"],
@@ -349,10 +388,10 @@ def _execute(
             "config": config.to_json(),
             "config_hash": config.config_hash,
             "environment": environment.freeze(),
-            "data": metrics.get("data"),
-            "reference": metrics.get("reference"),
-            "engine": metrics.get("engine"),
-            "trackers": metrics.get("trackers"),
+            "data": outcome.data,
+            "reference": outcome.reference,
+            "engine": outcome.engine,
+            "trackers": outcome.trackers,
             "weights_sha256": weights,
             "tokenizer_checks": {"train": train_bos, "eval": evaluation.bos_check},
             "history": [],

@@ -38,7 +38,7 @@ from repro.config.runconfig import RunConfig
 from repro.errors import ReproError, UsageError, unknown
 from repro.evaluation import judgecost
 from repro.evaluation.judge.spec import Judge
-from repro.runs import run
+from repro.runs import run, training
 from repro.train import launch, preemption
 
 REQUEUE_EXIT = 75  # a stage process stopped on the warning signal (EX_TEMPFAIL): requeue it
@@ -224,7 +224,7 @@ def build(
     points = points_for(configs, results_root=results_root, limit=limit, backend=backend)
     folder = run.safe_child(results_root, "slurm", pipeline_id(points, benches, judge, limit))
     batch = points[0].config.batch
-    nodes, per_node = batch["num_nodes"], batch["num_processes"]
+    nodes, per_node = batch.num_nodes, batch.num_processes
     gpu = device == "cuda"
     throttle = f"%{max_parallel}" if max_parallel else ""
     n = len(points)
@@ -290,13 +290,13 @@ def build(
         "backend": backend,
         "device": device,
     }
-    per_run = judgecost.estimate(benches, limit=limit, judge_model=judge.model)
-    usd = 0.0 if judge.kind == "rule" else per_run["estimated_cost_usd"] * n
+    per_run = judgecost.for_judge(judge.kind, benches, limit=limit, judge_model=judge.model)
+    usd = per_run["estimated_cost_usd"] * n
     estimate = {
         "runs": n,
         "gpu_hours_reserved": round(n * site.hours() * nodes * per_node, 1) if gpu else 0.0,
         "gpu_hours_note": "upper bound: runs x nodes x GPUs per node x --time (training only)",
-        "judge_calls": 0 if judge.kind == "rule" else per_run["total_calls"] * n,
+        "judge_calls": per_run["total_calls"] * n,
         "judge_cost_usd": round(usd, 2),
     }
     return Pipeline(folder, points, jobs, plan, estimate, judge_on)
@@ -367,9 +367,7 @@ def _wait_lines(pid: str) -> list[str]:
 def _train_body(train_dirs: list[Path], nodes: int, per_node: int, gpu: bool) -> list[str]:
     placeholder = "@DIR@"
     command = launch.command_for(
-        Path(placeholder) / "accelerate.yaml",
-        Path(placeholder) / "run.json",
-        {"num_processes": per_node, "num_nodes": nodes},
+        Path(placeholder) / "accelerate.yaml", Path(placeholder) / "run.json", per_node, nodes
     )
     launcher, worker = command[:-3], command[-3:]
     per_node_cmd = (
@@ -442,7 +440,7 @@ def write(pipeline: Pipeline, *, device: str | None = None) -> list[Path]:
     if judge["kind"] == "endpoint" and not judge["url"]:  # found now, not hours later in the judging job
         raise UsageError("no judge: pass --judge-url URL (an OpenAI-compatible endpoint) or --judge rule")
     for point in pipeline.points:
-        if run.trained_metrics(point.config, point.root / "train") is None:
+        if training.finished(point.config, point.root / "train") is None:
             launch.prepare(point.config, point.root / "train", device=device or pipeline.plan["device"])
     pipeline.folder.mkdir(parents=True, exist_ok=True)
     (pipeline.folder / "logs").mkdir(exist_ok=True)

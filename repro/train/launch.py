@@ -30,7 +30,7 @@ from repro.config.runconfig import RunConfig, RunFile, RunPaths
 from repro.data import bosguard, tokenizers
 from repro.data.preference import Pipeline
 from repro.errors import ReproError
-from repro.io import read_json, write_json
+from repro.io import write_json
 from repro.progress import Progress
 from repro.train import trackers
 
@@ -81,8 +81,8 @@ def deepspeed_json(config: RunConfig, *, gpu: bool) -> dict[str, Any]:
             "stage3_gather_16bit_weights_on_model_save": True,
         },
         "gradient_clipping": 1.0,
-        "train_micro_batch_size_per_gpu": batch["per_device"],
-        "gradient_accumulation_steps": batch["gradient_accumulation_steps"],
+        "train_micro_batch_size_per_gpu": batch.per_device,
+        "gradient_accumulation_steps": batch.gradient_accumulation_steps,
         # train_batch_size is left to DeepSpeed (micro x accumulation x world size): on CPU HF's
         # TrainingArguments computes a world size of 1 and would refuse an explicit total.
         "steps_per_print": 1_000_000,
@@ -124,7 +124,7 @@ def _materialize_tiny(config: RunConfig, directory: Path) -> tuple[str, str, Pat
     return str(model_dir), str(model_dir), data_dir
 
 
-def command_for(accelerate_config: Path, run_file: Path, batch: dict[str, Any]) -> list[str]:
+def command_for(accelerate_config: Path, run_file: Path, num_processes: int, num_nodes: int) -> list[str]:
     """The one command that trains: every launcher and every dry run prints this. The process
     counts repeat the accelerate config's, so the command line alone says what runs."""
     return [
@@ -134,9 +134,9 @@ def command_for(accelerate_config: Path, run_file: Path, batch: dict[str, Any]) 
         "--config_file",
         str(accelerate_config),
         "--num_processes",
-        str(batch["num_processes"] * batch["num_nodes"]),
+        str(num_processes * num_nodes),
         "--num_machines",
-        str(batch["num_nodes"]),
+        str(num_nodes),
         "-m",
         "repro.train.worker",
         str(run_file),
@@ -170,23 +170,6 @@ def environment(config: RunConfig, directory: Path, gpu: bool) -> dict[str, str]
     if not gpu:
         env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", ACCELERATE_USE_DEEPSPEED="true")
     return env
-
-
-def finished_metrics(directory: Path, config: RunConfig) -> dict[str, Any] | None:
-    """metrics.json of a finished training of exactly `config` in `directory`, or None.
-
-    Raises when the directory holds the model or metrics of another config: a run is never
-    overwritten by a different one (choose another output)."""
-    metrics = read_json(directory / "metrics.json")
-    previous = read_json(directory / "run.json") or {}
-    same = (previous.get("config") or {}).get("config_hash") == config.config_hash
-    if not same and ((directory / "model").exists() or metrics is not None):
-        raise ReproError(
-            f"{directory} holds a finished run of another config; choose another output directory"
-        )
-    if same and metrics and (directory / "model" / "config.json").exists():
-        return metrics
-    return None
 
 
 def writable_directory(path: Path) -> Path:
@@ -240,7 +223,7 @@ def prepare(
     ds_path = directory / "deepspeed.json"
     acc_path = directory / "accelerate.yaml"
     run_file = directory / "run.json"
-    command = command_for(acc_path, run_file, batch)
+    command = command_for(acc_path, run_file, batch.num_processes, batch.num_nodes)
     env = environment(config, directory, gpu)
     # A dry run writes its planned files only where it is told to (never into the output).
     files = (planned_dir or None) if dry_run else directory
@@ -250,7 +233,7 @@ def prepare(
         files.mkdir(parents=True, exist_ok=True)
         (files / ds_path.name).write_text(json.dumps(deepspeed_json(config, gpu=gpu), indent=2))
         (files / acc_path.name).write_text(
-            yaml.safe_dump(accelerate_yaml(ds_path, batch["num_processes"], batch["num_nodes"], free_port()))
+            yaml.safe_dump(accelerate_yaml(ds_path, batch.num_processes, batch.num_nodes, free_port()))
         )
     run = RunFile(
         config=config,
@@ -272,8 +255,8 @@ def prepare(
     else:
         guard = bos_check(config, tokenizer_path)
         write_json(directory / "bos_check.json", guard)
-    return Run(directory, run_file, acc_path, ds_path, command, env, batch["num_processes"],
-               batch["num_nodes"], guard, gpu=gpu, planned=files if dry_run else None)  # fmt: skip
+    return Run(directory, run_file, acc_path, ds_path, command, env, batch.num_processes,
+               batch.num_nodes, guard, gpu=gpu, planned=files if dry_run else None)  # fmt: skip
 
 
 def bos_check(config: RunConfig, tokenizer_path: str) -> dict[str, Any]:
@@ -340,9 +323,7 @@ def slurm_script(
     node as the machine rank. A CPU run (`run.gpu` false) asks for no GPUs and exports the local
     launcher's environment: DS_ACCELERATOR=cpu (DeepSpeed's CPU accelerator, gloo).
     """
-    command = command_for(
-        run.accelerate_config, run.run_file, {"num_processes": processes_per_node, "num_nodes": nodes}
-    )
+    command = command_for(run.accelerate_config, run.run_file, processes_per_node, nodes)
     launcher, worker = command[:-3], command[-3:]  # worker: -m repro.train.worker RUN_FILE
     per_node = (
         f"exec {shlex.join(launcher)} "

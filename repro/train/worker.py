@@ -27,6 +27,7 @@ from repro.config.runconfig import RunFile
 from repro.data import preference, tokenizers
 from repro.errors import ReproError
 from repro.train import preemption, reference, trackers
+from repro.train.outcome import TrainingOutcome
 
 
 def shuffled(rows: list[Any], seed: int) -> list[Any]:
@@ -114,9 +115,9 @@ def training_arguments(run: RunFile, resume: str | None):
     config, batch = run.config, run.config.batch
     return TrainingArguments(
         output_dir=str(Path(run.paths.output_dir) / "trainer"),
-        per_device_train_batch_size=batch["per_device"],
+        per_device_train_batch_size=batch.per_device,
         per_device_eval_batch_size=config.per_device_eval_batch_size,
-        gradient_accumulation_steps=batch["gradient_accumulation_steps"],
+        gradient_accumulation_steps=batch.gradient_accumulation_steps,
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler_type,
         warmup_steps=float(
@@ -207,24 +208,21 @@ def write_metrics(
 ) -> None:
     history = [h for h in trainer.state.log_history if "loss" in h and "eval_loss" not in h]
     before = next((h for h in trainer.state.log_history if "eval_loss" in h), {})
-    io.write_json(
-        out_dir / "metrics.json",
-        {
-            "train": dict(history[-1]) if history else {},
-            "train_summary": result.metrics,
-            "eval": evaluation,
-            "eval_before_training": before,
-            "steps": trainer.state.global_step,
-            "train_seconds": round(seconds, 2),
-            "world_size": trainer.accelerator.num_processes,
-            "engine": engine_info(trainer),
-            "data": data_stats,
-            "reference": {"key": ref.key, "source": ref.source} if ref else None,
-            "resumed_from": resume,
-            "log_history": trainer.state.log_history,
-            "trackers": tracked,
-        },
-    )
+    TrainingOutcome(
+        train=dict(history[-1]) if history else {},
+        train_summary=result.metrics,
+        eval=evaluation,
+        eval_before_training=before,
+        steps=trainer.state.global_step,
+        train_seconds=round(seconds, 2),
+        world_size=trainer.accelerator.num_processes,
+        engine=engine_info(trainer),
+        data=data_stats,
+        reference={"key": ref.key, "source": ref.source} if ref else None,
+        resumed_from=resume,
+        log_history=trainer.state.log_history,
+        trackers=tracked,
+    ).write(out_dir)
 
 
 def _finish_processes() -> None:

@@ -8,6 +8,7 @@ from repro.errors import ReproError
 from repro.runs import curves
 from repro.runs.diagnosis.base import Check, unknown
 from repro.runs.diagnosis.inputs import Inputs
+from repro.train.outcome import TrainingOutcome
 
 CHANCE = 0.5  # held-out reward accuracy of a model that has not learned the preference
 
@@ -19,19 +20,15 @@ def _held_out(inputs: Inputs) -> dict[str, Any] | None:
     if inputs.run_dir is None:
         return None
     root = next((d for d in (inputs.run_dir, *inputs.run_dir.parents) if (d / "train").is_dir()), None)
-    metrics = root / "train" / "metrics.json" if root else None
-    if metrics and metrics.is_file():
-        import json
-
-        try:
-            held = json.loads(metrics.read_text()).get("eval") or {}
-        except (json.JSONDecodeError, AttributeError):
-            return None
-        return {
-            "held_out_reward_accuracy": held.get("eval_rewards/accuracies"),
-            "held_out_loss": held.get("eval_loss"),
-        }
-    return None
+    if root is None:
+        return None
+    try:
+        outcome = TrainingOutcome.read(root / "train")
+    except ReproError:  # not a metrics file this repro reads: no held-out numbers from it
+        return None
+    if outcome is None:
+        return None
+    return {"held_out_reward_accuracy": outcome.held_out_accuracy, "held_out_loss": outcome.held_out_loss}
 
 
 def check(inputs: Inputs) -> Check:

@@ -1,0 +1,97 @@
+"""The train stage, as `repro train` and `repro run` both run it: refuse a folder of another
+config, skip a finished training of this one, write the run directory, stop on a failed BOS
+check, launch the processes and read back what they report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from repro.config.runconfig import RunConfig
+from repro.data import bosguard
+from repro.errors import ReproError
+from repro.progress import Progress
+from repro.train import launch
+from repro.train.outcome import TrainingOutcome
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A finished training: its outcome, and where this call's time went (None: it was already
+    finished, nothing was launched)."""
+
+    directory: Path
+    outcome: TrainingOutcome
+    seconds: dict[str, float | None] | None
+
+    @property
+    def launched(self) -> bool:
+        return self.seconds is not None
+
+
+def finished(config: RunConfig, directory: Path) -> TrainingOutcome | None:
+    """The outcome of a finished training of exactly `config` in `directory`, or None.
+
+    Raises when the directory holds the model or metrics of another config: a run is never
+    overwritten by a different one (choose another output)."""
+    from repro.io import read_json
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    outcome = TrainingOutcome.read(directory)
+    previous = read_json(directory / "run.json") or {}
+    same = (previous.get("config") or {}).get("config_hash") == config.config_hash
+    if not same and ((directory / "model").exists() or outcome is not None):
+        raise ReproError(
+            f"{directory} holds a finished run of another config; choose another output directory"
+        )
+    if same and outcome and (directory / "model" / "config.json").exists():
+        return outcome
+    return None
+
+
+def train(
+    config: RunConfig,
+    directory: Path,
+    *,
+    tokenizer: str | None = None,
+    reference_cache: str | None = None,
+    device: str | None = None,
+    allow_double_bos: bool = False,
+    on_launch: Callable[[launch.Run], None] | None = None,
+    progress: Progress | None = None,
+    echo: Callable[[str], None] | None = None,
+    verbose: bool = False,
+) -> Trained:
+    """Train (or resume training) `config` into `directory`; a finished one is returned as it is
+    (finished means finished: nothing is resumed, rewritten or relaunched). `on_launch` hears of
+    the prepared run just before its processes start (the CLI prints the batch layout)."""
+    done = finished(config, directory)
+    if done is not None:
+        return Trained(Path(directory).resolve(), done, None)
+    start = time.time()
+    run = launch.prepare(
+        config, directory, tokenizer=tokenizer, reference_cache=reference_cache, device=device
+    )
+    if run.bos_check["status"] == "error" and not allow_double_bos:
+        raise ReproError(f"BOS check failed ({run.directory / 'bos_check.json'}): {bosguard.FIX}")
+    if on_launch:
+        on_launch(run)
+    launched = time.time()
+    code = launch.launch(run, progress=progress, echo=echo, verbose=verbose)
+    if code != 0:
+        raise ReproError(f"training failed (exit {code}); see {run.directory / 'train.log'}")
+    outcome = TrainingOutcome.read(run.directory)
+    if outcome is None:
+        raise ReproError(f"training exited without writing {run.directory / 'metrics.json'}")
+    # writing the run directory (model, data, BOS check), the training processes (start-up,
+    # DeepSpeed, evaluation, saving), and their optimizer steps
+    seconds = {
+        "prepare": round(launched - start, 1),
+        "processes": round(time.time() - launched, 1),
+        "optimizer_steps": outcome.train_seconds,
+    }
+    return Trained(run.directory, outcome, seconds)
