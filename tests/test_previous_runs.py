@@ -1,0 +1,90 @@
+"""A run folder written by the previous main still resumes, verifies and compares.
+
+The folder is made by the previous main's own code (PREVIOUS_MAIN, taken from this checkout's
+git history with `git archive`, run with the same installed packages): its result.json is
+schema repro.result/1, its evaluation record is eval/result.json, its metrics.json has no
+schema. Today's code must resume it without any work (every file byte-identical), verify it,
+and count it in `repro compare` as the recipe's run. No weights are committed: the folder is
+trained here, by the old code, on the tiny model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from repro import paths
+from repro.config.runconfig import RunConfig
+from repro.evaluation import benchmarks
+from repro.evaluation.judge.spec import Judge
+from repro.runs import run, verify
+from repro.runs.result import RunResult
+
+PREVIOUS_MAIN = "f55c782"  # main before the typed records and the benchmark registry
+
+
+def _old_tree(dest: Path) -> Path:
+    """The previous main's package and data files, or a skip when the history is not here."""
+    git = ["git", "-C", str(paths.ROOT)]
+    found = subprocess.run([*git, "cat-file", "-e", f"{PREVIOUS_MAIN}^{{commit}}"], capture_output=True)
+    if found.returncode != 0:
+        pytest.skip(f"commit {PREVIOUS_MAIN} is not in this checkout's history (a shallow clone)")
+    dest.mkdir(parents=True)
+    archive = subprocess.run(
+        [*git, "archive", PREVIOUS_MAIN, "repro", "recipes", "eval", "env", "results/published"],
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest
+
+
+def _tree_digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in ("repro.log", ".lock")
+    }
+
+
+@pytest.mark.e2e
+def test_a_run_of_the_previous_main_resumes_verifies_and_compares(tmp_path, monkeypatch):
+    old = _old_tree(tmp_path / "old")
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": str(old), "REPRO_CACHE": str(cache)}
+    made = subprocess.run(
+        [sys.executable, "-m", "repro", "run", "tiny", "--method", "simpo", "--results", str(results)],
+        capture_output=True, text=True, env=env, timeout=900, cwd=old,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr[-2000:]
+    (result_file,) = results.glob("tiny/simpo/*/result.json")
+    folder = result_file.parent
+    assert json.loads(result_file.read_text())["schema"] == "repro.result/1"
+    assert (folder / "eval" / "result.json").exists() and not (folder / "eval" / "evaluation.json").exists()
+
+    # resume with today's code: the old config (its code version included) names the same run
+    monkeypatch.setenv("REPRO_CACHE", str(cache))
+    config = RunConfig.from_json(json.loads((folder / "manifest.json").read_text())["config"], "manifest")
+    before = _tree_digest(folder)
+    judge = Judge(kind="rule", cache=cache / "judgments.sqlite")
+    record = run.execute(
+        config, results_root=results, benches=benchmarks.default(config.evaluation), judge=judge
+    )
+    assert record["work_done"] == [] and Path(record["run_dir"]) == folder
+    assert _tree_digest(folder) == before  # nothing rewritten, nothing added
+
+    check = verify.verify(folder)
+    assert check.ok, check.problems
+    assert RunResult.read(result_file).scores["ae2_wr"] is not None
+
+    from repro.runs import compare
+
+    comparison = compare.compare(results)
+    assert not comparison.skipped
+    rows = [r for r in comparison.rows if (r.setting, r.method) == ("tiny", "simpo") and r.runs]
+    assert rows and all(r.recipe and len(r.runs) == 1 for r in rows)
