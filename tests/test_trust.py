@@ -23,6 +23,7 @@ from repro.evaluation import benchmarks as registry
 from repro.evaluation.records import BenchmarkResult, EvaluationResult
 from repro.runs import published, replicates, verify
 from repro.runs.result import RunResult
+from repro.train.outcome import TrainingOutcome
 
 SETTING, METHOD = "llama3-instruct-v0.2", "simpo"
 RULE = {"kind": "rule", "url": None, "model": None, "key_env": "OPENAI_API_KEY"}
@@ -39,6 +40,15 @@ ENDPOINT = {
 def published_cell(metric: str) -> float:
     row = next(r for r in published.load() if (r.setting, r.method) == (SETTING, METHOD))
     return row.scores[metric]
+
+
+def trained(steps: int, kept: int | None) -> TrainingOutcome:
+    """A training outcome with the two numbers a run's kind is made of."""
+    return TrainingOutcome(
+        train={}, train_summary={}, eval={}, eval_before_training={}, steps=steps, train_seconds=0.0,
+        world_size=1, engine=None, data={"train": {"kept": kept}}, reference=None, resumed_from=None,
+        log_history=[], trackers=None,
+    )  # fmt: skip
 
 
 def run_record(*, model, setting, method, run_id, seed, benchmarks, judge, limit, training=None,
@@ -69,8 +79,9 @@ def write_run(
     as the previous main wrote it (no replicate key, result.json not in the manifest)."""
     config, _ = resolve_names(SETTING, METHOD, overrides=list(overrides), max_steps=max_steps)
     judge = judge or ENDPOINT
-    metrics = {"steps": steps, "data": {"train": {"kept": TRAIN_ROWS}}}
-    kind = replicates.describe(config, judge=judge, backend="transformers", metrics=metrics)
+    kind = replicates.describe(
+        config, judge=judge, backend="transformers", outcome=trained(steps, TRAIN_ROWS)
+    )
     scores = {"ae2_lc": published_cell("ae2_lc") + delta, "ae2_wr": published_cell("ae2_wr") + delta}
     record = run_record(
         model="m",
@@ -186,7 +197,7 @@ def test_compare_formats_carry_the_band_and_hide_missing_by_default(mixed, cli):
 
 def test_tiny_band_reaches_csv(tmp_path, cli):
     config, _ = resolve_names("tiny", "simpo")
-    kind = replicates.describe(config, judge=RULE, backend="transformers", metrics={"steps": 32})
+    kind = replicates.describe(config, judge=RULE, backend="transformers", outcome=trained(32, None))
     record = run_record(
         model="m", setting="tiny", method="simpo", run_id=config.run_id, seed=42,
         benchmarks={"alpaca_eval2": {"win_rate": 95.0}}, judge=RULE, limit=None,

@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from repro import records
 from repro.errors import ReproError
 
 # Fields that describe a run without changing what it computes. Everything else is in the hash.
@@ -152,17 +153,17 @@ class RunConfig:
         recorded = data.pop("config_hash", None)
         optional = [f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING
                     or f.default_factory is not dataclasses.MISSING]  # fmt: skip
-        _exact_keys(data, [f.name for f in dataclasses.fields(cls)], where, optional=tuple(optional))
+        records.exact_keys(data, cls, where, optional=tuple(optional))
         plan = data.get("evaluation")
         if not isinstance(plan, dict):
             raise ReproError(f"{where}: evaluation must be a mapping")
-        _exact_keys(plan, [f.name for f in dataclasses.fields(EvalPlan)], f"{where}: evaluation",
+        records.exact_keys(plan, EvalPlan, f"{where}: evaluation",
                     optional=tuple(f.name for f in dataclasses.fields(EvalPlan)))  # fmt: skip
         data["evaluation"] = EvalPlan(**plan)
         batch = data.get("batch")
         if not isinstance(batch, dict):
             raise ReproError(f"{where}: batch must be a mapping")
-        _exact_keys(batch, [f.name for f in dataclasses.fields(Batch)], f"{where}: batch")
+        records.exact_keys(batch, Batch, f"{where}: batch")
         data["batch"] = Batch(**batch)
         data["notes"] = tuple(data.get("notes") or ())
         config = cls(**data)
@@ -212,24 +213,13 @@ class RunFile:
             raise ReproError(f"{where}: not a readable run file ({exc})") from None
         if not isinstance(data, dict):
             raise ReproError(f"{where}: expected a mapping")
-        _exact_keys(
-            data, [f.name for f in dataclasses.fields(cls)], where, optional=("eval_during_training",)
-        )
+        records.exact_keys(data, cls, where, optional=("eval_during_training",))
         paths_ = data["paths"]
         if not isinstance(paths_, dict):
             raise ReproError(f"{where}: paths must be a mapping")
-        _exact_keys(paths_, [f.name for f in dataclasses.fields(RunPaths)], f"{where}: paths")
+        records.exact_keys(paths_, RunPaths, f"{where}: paths")
         return cls(
             config=RunConfig.from_json(data["config"], where),
             paths=RunPaths(**paths_),
             eval_during_training=bool(data.get("eval_during_training", True)),
         )
-
-
-def _exact_keys(data: dict, names: list[str], where: str, optional: tuple[str, ...] = ()) -> None:
-    for key in data:
-        if key not in names:
-            raise ReproError(f"{where}: unknown key '{key}'")
-    for key in names:
-        if key not in data and key not in optional:
-            raise ReproError(f"{where}: missing key '{key}'")

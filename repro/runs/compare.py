@@ -32,6 +32,7 @@ from repro.evaluation.benchmarks import Metric
 from repro.evaluation.judge import identity
 from repro.runs import published, replicates, verify
 from repro.runs.result import EVALUATION_RECORD, RunResult
+from repro.train.outcome import TrainingOutcome
 
 
 def compared() -> dict[str, Metric]:
@@ -223,8 +224,11 @@ def _identity(path: Path, result: RunResult) -> tuple[str | None, dict | None, d
     engine = engines[-1] if engines else "transformers"
     judge = result.judge if isinstance(result.judge, dict) else {}
     root = next((d for d in (path.parent, *path.parents) if (d / "train").is_dir()), path.parent)
-    metrics = io.read_json(root / "train" / "metrics.json") or {}
-    kind = replicates.describe(config, judge=judge, backend=engine, metrics=metrics)
+    try:
+        outcome = TrainingOutcome.read(root / "train")
+    except ReproError:
+        outcome = None  # a damaged metrics.json: the steps are unknown, the grouping stands
+    kind = replicates.describe(config, judge=judge, backend=engine, outcome=outcome)
     return kind["replicate_key"], kind["variant"], kind["training"]
 
 

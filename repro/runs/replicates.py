@@ -88,12 +88,10 @@ def epoch_steps(config: RunConfig, train_rows: int | None) -> int | None:
     return max(1, math.ceil(batches / batch.gradient_accumulation_steps)) * math.ceil(config.num_train_epochs)
 
 
-def training_extent(config: RunConfig, metrics: TrainingOutcome | dict[str, Any]) -> dict[str, Any]:
-    """Steps trained against the recipe's full training; `full` is False when --max-steps cut it."""
-    if isinstance(metrics, TrainingOutcome):
-        steps, kept = metrics.steps, metrics.train_rows_kept
-    else:  # metrics.json as repro compare reads it, maybe in part ({} when missing)
-        steps, kept = metrics.get("steps"), ((metrics.get("data") or {}).get("train") or {}).get("kept")
+def training_extent(config: RunConfig, outcome: TrainingOutcome | None) -> dict[str, Any]:
+    """Steps trained against the recipe's full training; `full` is False when --max-steps cut it.
+    Without an outcome (an old run folder without metrics.json) the steps are unknown."""
+    steps, kept = (outcome.steps, outcome.train_rows_kept) if outcome else (None, None)
     rows = kept or config.train_rows
     full_steps = epoch_steps(config, rows)
     if config.max_steps is None:
@@ -110,14 +108,14 @@ def describe(
     *,
     judge: dict[str, Any],
     backend: str,
-    metrics: TrainingOutcome | dict[str, Any],
+    outcome: TrainingOutcome | None,
 ) -> dict[str, Any]:
     """What result.json says of a run's kind: its replicate key, what differs from the recipe,
     and how far it trained (`repro run` writes it; `repro compare` rebuilds it for old runs)."""
     return {
         "replicate_key": key(identity(config, judge=judge, backend=backend)),
         "variant": differences(config, judge=judge, backend=backend),
-        "training": training_extent(config, metrics),
+        "training": training_extent(config, outcome),
     }
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from repro import io
 from repro.errors import ReproError
 from repro.runs import compare, diagnosis, plots
+from repro.runs.result import FILE, RunResult
 
 STATUS_CLASS = {
     "within": "ok",
@@ -54,29 +55,31 @@ section.run { break-inside: avoid-page; }
 @dataclass
 class RunPage:
     path: Path
-    result: dict[str, Any] | None
+    result: RunResult | None  # None: an unfinished run (or an unreadable result.json)
     manifest: dict[str, Any] | None
     diagnosis: Any
 
     @property
     def label(self) -> str:
-        data = self.result or (self.manifest or {}).get("config") or {}
+        data = (self.manifest or {}).get("config") or {}
+        if self.result:
+            data = {"setting": self.result.setting, "method": self.result.method}
         return f"{data.get('setting', '?')} x {data.get('method', '?')}, run {self.path.name}"
 
     def provenance(self) -> list[tuple[str, str]]:
-        manifest, result = self.manifest or {}, self.result or {}
+        manifest, result = self.manifest or {}, self.result
         env = manifest.get("environment") or {}
         config = manifest.get("config") or {}
-        judge = result.get("judge") or manifest.get("judge") or {}
+        judge = (result.judge if result else None) or manifest.get("judge") or {}
         history = manifest.get("history") or [{}]
         if result:
             state = (
-                "partial (--limit {})".format(result.get("limit"))
-                if result.get("partial")
+                f"partial (--limit {result.limit})"
+                if result.partial
                 else (
                     "complete"
-                    if result.get("complete")
-                    else f"incomplete ({', '.join(result.get('incomplete_benchmarks') or [])})"
+                    if result.complete
+                    else f"incomplete ({', '.join(result.incomplete_benchmarks)})"
                 )
             )
         else:
@@ -92,7 +95,9 @@ class RunPage:
             ("judge", ", ".join(f"{k} {v}" for k, v in judge.items() if v and k != "key_env") or "unknown"),
             (
                 "judge cost spent",
-                judge_cost(self.path, judge, result.get("judge_calls") or manifest.get("judge_calls")),
+                judge_cost(
+                    self.path, judge, (result.judge_calls if result else None) or manifest.get("judge_calls")
+                ),
             ),
         ]
 
@@ -140,13 +145,20 @@ def collect(results_dir: Path) -> tuple[Any, list[RunPage]]:
             diagnosed = diagnosis.run(path)
         except ReproError as exc:
             diagnosed = exc
-        pages.append(RunPage(path, _dict(path / "result.json"), _dict(path / "manifest.json"), diagnosed))
+        pages.append(RunPage(path, _result(path / FILE), _dict(path / "manifest.json"), diagnosed))
     return comparison, pages
 
 
 def _method(row: Any) -> str:
     """The method, with what the row's configuration changed from the recipe (compare's label)."""
     return f"{row.method} ({row.variant})" if getattr(row, "variant", "") else row.method
+
+
+def _result(path: Path) -> RunResult | None:
+    try:
+        return RunResult.read(path) if path.exists() else None
+    except ReproError:
+        return None  # the run's diagnosis names the problem
 
 
 def _dict(path: Path) -> dict[str, Any] | None:

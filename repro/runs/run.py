@@ -365,7 +365,7 @@ def _execute(
         )
 
     judged_by = {**judge.describe(), **evaluation.judge}  # with what the judge said of itself
-    kind = replicates.describe(config, judge=judged_by, backend=options.backend, metrics=outcome)
+    kind = replicates.describe(config, judge=judged_by, backend=options.backend, outcome=outcome)
     train_bos = io.read_json(train_dir / "bos_check.json")
     record = RunResult.of(
         evaluation,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from repro import io
+from repro import io, records
 from repro.errors import ReproError
 
 FILE = "metrics.json"
@@ -64,15 +64,7 @@ class TrainingOutcome:
     @classmethod
     def from_json(cls, data: Any, where: str = FILE) -> TrainingOutcome:
         """Strict: every key present, nothing else (`schema` may be missing: schema 0)."""
-        if not isinstance(data, dict):
-            raise ReproError(f"{where}: expected a mapping")
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in data:
-            if key not in names:
-                raise ReproError(f"{where}: unknown key '{key}'")
-        for key in names:
-            if key not in data and key != "schema":
-                raise ReproError(f"{where}: missing key '{key}'")
+        records.exact_keys(data, cls, where, optional=("schema",))
         schema = data.get("schema", 0)
         if not isinstance(schema, int) or schema > SCHEMA:
             raise ReproError(f"{where}: schema {schema!r} is newer than this repro reads ({SCHEMA})")

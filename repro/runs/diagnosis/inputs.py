@@ -18,6 +18,7 @@ from repro.errors import ReproError, UsageError
 from repro.evaluation.generate import Decoding
 from repro.evaluation.records import EvaluationResult
 from repro.runs import released
+from repro.runs.result import FILE, RunResult
 
 
 @dataclass
@@ -26,7 +27,7 @@ class Inputs:
     method: str | None = None
     run_dir: Path | None = None
     manifest: dict[str, Any] | None = None
-    result: dict[str, Any] | None = None
+    result: RunResult | None = None  # result.json (an unfinished run: made from its evaluation)
     evaluation: EvaluationResult | None = None  # eval/evaluation.json: the evaluation's record and key
     outputs: list[dict[str, Any]] | None = None
     outputs_path: str | None = None
@@ -49,7 +50,19 @@ class Inputs:
         return (self.manifest or {}).get("config")
 
     def alpaca_eval(self) -> dict[str, Any] | None:
-        return ((self.result or {}).get("benchmarks") or {}).get("alpaca_eval2")
+        return self.result.benchmarks.get("alpaca_eval2") if self.result else None
+
+
+def _result(path: Path, inputs: Inputs) -> RunResult | None:
+    """result.json through its one reader; missing or unreadable is recorded, not raised."""
+    if not path.exists():
+        inputs.missing[FILE] = "not found"
+        return None
+    try:
+        return RunResult.read(path)
+    except ReproError as exc:
+        inputs.missing[FILE] = f"unreadable: {str(exc).removeprefix(f'{path}: ')}"
+        return None
 
 
 def _json(path: Path, inputs: Inputs, label: str) -> Any:
@@ -70,16 +83,15 @@ def from_run(run_dir: Path, curves: Path | None = None) -> Inputs:
         raise UsageError(f"{run_dir}: not a directory")
     inputs = Inputs(run_dir=run_dir, curves_path=curves)
     inputs.manifest = _json(run_dir / "manifest.json", inputs, "manifest.json")
-    inputs.result = _json(run_dir / "result.json", inputs, "result.json")
+    inputs.result = _result(run_dir / FILE, inputs)
     inputs.evaluation = EvaluationResult.read_run_folder(run_dir / "eval")
     if inputs.result is None and inputs.evaluation:  # an unfinished run: its evaluation may have finished
-        inputs.result = inputs.evaluation.to_json()
-    for data in (inputs.manifest, inputs.result):
-        if data is not None and not isinstance(data, dict):
-            raise ReproError(f"{run_dir}: manifest.json or result.json is not a JSON object")
+        inputs.result = RunResult.of(inputs.evaluation, model=inputs.evaluation.model)
+    if inputs.manifest is not None and not isinstance(inputs.manifest, dict):
+        raise ReproError(f"{run_dir}: manifest.json is not a JSON object")
     config = inputs.config or {}
-    inputs.setting = config.get("setting") or (inputs.result or {}).get("setting")
-    inputs.method = config.get("method") or (inputs.result or {}).get("method")
+    inputs.setting = config.get("setting") or (inputs.result.setting if inputs.result else None)
+    inputs.method = config.get("method") or (inputs.result.method if inputs.result else None)
     nothing = not inputs.setting and not inputs.manifest and not inputs.result
     if nothing and not (run_dir / "train").is_dir() and not (run_dir / "eval").is_dir():
         raise UsageError(

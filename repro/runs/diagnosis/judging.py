@@ -73,7 +73,7 @@ def check(inputs: Inputs) -> Check:
     expected_judge = cfg["judge"]
     result = Check("judging")
     evidence: dict[str, Any] = {}
-    judge = (inputs.result or {}).get("judge") or (inputs.manifest or {}).get("judge")
+    judge = (inputs.result.judge if inputs.result else None) or (inputs.manifest or {}).get("judge")
     plan = _judge_expected(inputs)
     if isinstance(judge, dict):
         evidence["judge"] = {k: judge.get(k) for k in ("kind", "model", "url")}
@@ -85,7 +85,7 @@ def check(inputs: Inputs) -> Check:
                 f"judge model {judge['model']} where the published numbers used {expected_judge['model']}", 60
             )
     ae = inputs.alpaca_eval() or {}
-    calls = ae.get("judge_calls") or (inputs.result or {}).get("judge_calls")
+    calls = ae.get("judge_calls") or (inputs.result.judge_calls if inputs.result else None)
     if calls:
         evidence["judge_calls"] = calls
     if not inputs.annotations:

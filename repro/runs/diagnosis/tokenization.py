@@ -13,7 +13,11 @@ from repro.runs.diagnosis.inputs import Inputs
 
 
 def _recorded(inputs: Inputs) -> dict[str, Any]:
-    checks = (inputs.manifest or {}).get("tokenizer_checks") or (inputs.result or {}).get("bos_check") or {}
+    checks = (
+        (inputs.manifest or {}).get("tokenizer_checks")
+        or (inputs.result.bos_check if inputs.result else None)
+        or {}
+    )
     return {stage: v for stage, v in checks.items() if isinstance(v, dict)}
 
 

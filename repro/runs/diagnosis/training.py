@@ -14,7 +14,7 @@ CHANCE = 0.5  # held-out reward accuracy of a model that has not learned the pre
 
 
 def _held_out(inputs: Inputs) -> dict[str, Any] | None:
-    training = (inputs.result or {}).get("training")
+    training = inputs.result.training if inputs.result else None
     if isinstance(training, dict) and training.get("held_out_reward_accuracy") is not None:
         return training
     if inputs.run_dir is None:
