@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from repro import io
 from repro.data import templates
@@ -283,6 +283,16 @@ def tokenize_trl(
 # ---------------------------------------------------------------------------- pipeline
 
 
+class TrainingFormat(Protocol):
+    """How a recipe formats its training data (a RunConfig and a Setting both say it)."""
+
+    chat_template: str
+    model_name_or_path: str
+    max_length: int
+    max_prompt_length: int
+    truncation_mode: str
+
+
 @dataclass
 class Pipeline:
     """One setting's tokenization rules, applied row by row."""
@@ -306,6 +316,9 @@ class Pipeline:
         tokenization: str = "simpo",
         truncation_mode: str = "keep_end",
     ) -> Pipeline:
+        """The pipeline of a training format. The recipe's chat template (when it names one) is
+        installed on `tokenizer`, so what renders the training data later, and the BOS guard,
+        use the template the recipe trains with."""
         if tokenization not in TOKENIZATIONS:
             raise unknown("tokenization", tokenization, TOKENIZATIONS)
         if max_prompt_length >= max_length:
@@ -327,25 +340,22 @@ class Pipeline:
     def for_config(
         cls,
         tokenizer,
-        config: Any,
+        config: TrainingFormat,
         tokenization: str = "simpo",
         *,
         max_length: int | None = None,
         max_prompt_length: int | None = None,
     ) -> Pipeline:
-        """The pipeline of a RunConfig or a recipes.Setting; lengths can be overridden."""
-
-        def get(key: str) -> Any:
-            return getattr(config, key)
-
+        """The pipeline of a recipe's training format (a RunConfig or a Setting); lengths can be
+        overridden. Like `for_setting`, it installs the recipe's chat template on `tokenizer`."""
         return cls.for_setting(
             tokenizer,
-            chat_template=get("chat_template"),
-            model_name_or_path=get("model_name_or_path"),
-            max_length=max_length or get("max_length"),
-            max_prompt_length=max_prompt_length or get("max_prompt_length"),
+            chat_template=config.chat_template,
+            model_name_or_path=config.model_name_or_path,
+            max_length=max_length or config.max_length,
+            max_prompt_length=max_prompt_length or config.max_prompt_length,
             tokenization=tokenization,
-            truncation_mode=get("truncation_mode"),
+            truncation_mode=config.truncation_mode,
         )
 
     def tokenize(self, pair: Pair, stats: Stats | None = None) -> Tokenized:
