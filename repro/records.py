@@ -33,4 +33,4 @@ def read(path: Path) -> Any:
     except OSError as exc:
         raise ReproError(f"{path}: {exc.strerror or 'unreadable'}") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ReproError(f"{path}: not valid JSON") from None
+        raise ReproError(f"{path}: corrupt JSON") from None
