@@ -10,6 +10,7 @@ from pathlib import Path
 
 from repro import paths
 from repro.config.validate import read_yaml
+from repro.evaluation import benchmarks
 
 PACKAGE = paths.ROOT / "repro"
 
@@ -146,3 +147,25 @@ def test_imports_go_down_the_layers():
     }
     assert sorted(upward - KNOWN_VIOLATIONS) == []
     assert sorted(KNOWN_VIOLATIONS - upward) == [], "fixed: remove from KNOWN_VIOLATIONS"
+
+
+def test_no_metric_key_is_named_outside_its_benchmark_module():
+    """Issue 19: a metric key as a string literal anywhere in repro/ but its benchmark's module would be a
+    second place that knows it (compare, result, plots, status and the CLI read the registry)."""
+    owners = {}
+    for bench, metric in benchmarks.metrics():
+        module = type(bench).__module__.rsplit(".", 1)[-1]
+        owners[metric.key] = (
+            {f"{module}.py", "zeroeval_task.py"} if module.startswith("zeroeval") else {f"{module}.py"}
+        )
+    # keys that are also benchmark names (MT-Bench's one metric, GSM's accuracy) are allowed as
+    # benchmark names; a metric key is only flagged where it is not one
+    names = set(benchmarks.names())
+    hits = []
+    for path in (paths.ROOT / "repro").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in owners:
+                if node.value in names or path.name in owners[node.value]:
+                    continue
+                hits.append(f"{path.relative_to(paths.ROOT)}:{node.lineno} {node.value}")
+    assert hits == []
