@@ -97,28 +97,25 @@ def test_no_import_cycle():
             assert (cycle := visit(name, [])) is None, " -> ".join(cycle)
 
 
-def test_no_behaviour_switch_on_the_tiny_name():
-    pattern = re.compile(r"""(==|!=|\bin\b)\s*\(?\s*["']tiny["']|["']tiny["']\s*(==|!=)""")
-    hits = [
+def lines_matching(pattern: re.Pattern[str]) -> list[str]:
+    """path:line of every line of the package that matches `pattern`."""
+    return [
         f"{path.relative_to(paths.ROOT)}:{n}"
         for path in PACKAGE.rglob("*.py")
         for n, line in enumerate(path.read_text().splitlines(), 1)
         if pattern.search(line)
     ]
-    assert hits == []
+
+
+def test_no_behaviour_switch_on_the_tiny_name():
+    assert lines_matching(re.compile(r"""(==|!=|\bin\b)\s*\(?\s*["']tiny["']|["']tiny["']\s*(==|!=)""")) == []
 
 
 def test_no_behaviour_switch_on_a_method_name():
     """What sets a method apart is a trait in recipes/methods.yaml (`derived`, `mismatched_pairs`)."""
     names = "|".join(re.escape(n) for n in read_yaml(paths.METHODS_FILE))
     pattern = re.compile(rf"""(==|!=|\bin\b)\s*\(?\s*["']({names})["']|["']({names})["']\s*(==|!=)""")
-    hits = [
-        f"{path.relative_to(paths.ROOT)}:{n}"
-        for path in PACKAGE.rglob("*.py")
-        for n, line in enumerate(path.read_text().splitlines(), 1)
-        if pattern.search(line)
-    ]
-    assert hits == []
+    assert lines_matching(pattern) == []
 
 
 def layer(module: str) -> int:

@@ -277,6 +277,22 @@ class TransformersBackend(Backend):
             out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
         return [cut_at_stop([int(t) for t in row], stops) for row in out[:, ids.shape[1] :]]
 
+    def _extend(self, out, mask, positions, tokens: list[int]):
+        """One cached forward step with one more token per row: (outputs, mask, positions)."""
+        import torch  # deferred: torch takes seconds to import
+
+        new = torch.tensor(tokens, device=self.device)[:, None]
+        mask = torch.cat([mask, torch.ones_like(new)], dim=1)
+        positions = positions[:, -1:] + 1
+        out = self.model(
+            input_ids=new,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=out.past_key_values,
+            use_cache=True,
+        )
+        return out, mask, positions
+
     def _beam1(self, rows, decoding: Decoding) -> list[list[int]]:
         """Width-1 beam search with a KV cache, step-wise (the oracle): each row's running beam
         grows by one token a step."""
@@ -300,16 +316,7 @@ class TransformersBackend(Backend):
                     step.append(pad if token is None else token)  # finished rows take padding
                 if all(s.done for s in searches):
                     break
-                new = torch.tensor(step, device=self.device)[:, None]
-                mask = torch.cat([mask, torch.ones_like(new)], dim=1)
-                positions = positions[:, -1:] + 1
-                out = self.model(
-                    input_ids=new,
-                    attention_mask=mask,
-                    position_ids=positions,
-                    past_key_values=out.past_key_values,
-                    use_cache=True,
-                )
+                out, mask, positions = self._extend(out, mask, positions, step)
         return [s.completion() for s in searches]
 
     def _beam1_rounds(self, rows, decoding: Decoding) -> list[list[int]]:
@@ -354,16 +361,7 @@ class TransformersBackend(Backend):
                         following.append(self.pad_id if token is None or not live[row] else token)
                     if not any(live):
                         return
-                    new = torch.tensor(following, device=self.device)[:, None]
-                    mask = torch.cat([mask, torch.ones_like(new)], dim=1)
-                    positions = positions[:, -1:] + 1
-                    out = self.model(
-                        input_ids=new,
-                        attention_mask=mask,
-                        position_ids=positions,
-                        past_key_values=out.past_key_values,
-                        use_cache=True,
-                    )
+                    out, mask, positions = self._extend(out, mask, positions, following)
 
         return run
 

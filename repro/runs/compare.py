@@ -31,7 +31,7 @@ from repro.evaluation import benchmarks
 from repro.evaluation.benchmarks import Metric
 from repro.evaluation.judge import identity
 from repro.runs import published, replicates, verify
-from repro.runs.result import EVALUATION_RECORD, RunResult
+from repro.runs.result import NotARunResult, RunResult
 from repro.train.outcome import TrainingOutcome
 
 
@@ -162,7 +162,7 @@ def collect(
             continue
         try:
             result = RunResult.read(path)
-        except EVALUATION_RECORD:  # an older repro's eval/result.json: read through its run
+        except NotARunResult:  # an older repro's eval/result.json: read through its run
             continue
         except ReproError as exc:
             skipped.append((str(path), str(exc).removeprefix(f"{path}: ")))

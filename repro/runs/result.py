@@ -27,7 +27,7 @@ from repro.errors import ReproError
 from repro.evaluation.records import EvaluationResult
 
 
-class EVALUATION_RECORD(ReproError):  # noqa: N801 - read as "except EVALUATION_RECORD"
+class NotARunResult(ReproError):
     """An older repro's eval/result.json: the evaluation record a run is made from, not a run's result."""
 
 
@@ -127,7 +127,7 @@ class RunResult:
         if schema not in OLD_SCHEMAS:
             raise ReproError(f"{where}: unknown result schema {schema!r} (expected {SCHEMA!r})")
         if "key" in data:
-            raise EVALUATION_RECORD(f"{where}: an evaluation record (read through its run folder)")
+            raise NotARunResult(f"{where}: an evaluation record (read through its run folder)")
         return cls._lenient(data, where)
 
     @classmethod

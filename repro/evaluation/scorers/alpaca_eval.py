@@ -236,15 +236,18 @@ def _plain(value: Any) -> Any:
 # ---------------------------------------------------------------------------- replay
 
 
-def load_annotations(path: Path) -> list[dict[str, Any]]:
+REPLAYED = frozenset({"instruction", "output_1", "output_2", "generator_2"})  # what a replay needs
+
+
+def load_annotations(path: Path, needed: frozenset[str] = REPLAYED) -> list[dict[str, Any]]:
+    """An alpaca_eval annotations.json: a non-empty list of judgments, each with the `needed` keys."""
     text = userpaths.read_text(path, "alpaca_eval annotations")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ReproError(f"{path}: not a JSON annotations file ({type(exc).__name__})") from None
+        raise ReproError(f"{path}: not a JSON annotations file ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, list) or not data or not all(isinstance(r, dict) for r in data):
-        raise ReproError(f"{path}: expected a JSON list of annotation objects")
-    needed = {"instruction", "output_1", "output_2", "generator_2"}
+        raise ReproError(f"{path}: expected a non-empty JSON list of annotation objects")
     for i, row in enumerate(data):
         if missing := needed - set(row):
             raise ReproError(f"{path}: annotation {i} lacks {', '.join(sorted(missing))}")

@@ -17,6 +17,7 @@ from repro.config.validate import read_yaml
 from repro.errors import ReproError, UsageError
 from repro.evaluation.generate import Decoding
 from repro.evaluation.records import EvaluationResult
+from repro.evaluation.scorers import alpaca_eval
 from repro.runs import released
 from repro.runs.result import FILE, RunResult
 
@@ -133,18 +134,8 @@ def read_outputs(path: Path) -> list[dict[str, Any]]:
 
 
 def read_annotations(path: Path) -> list[dict[str, Any]]:
-    """An alpaca_eval annotations.json: a list of judgments with instruction, output_2, preference."""
-    text = userpaths.read_text(path, "alpaca_eval annotations")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ReproError(f"{path}: not a JSON annotations file ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, list) or not data or not all(isinstance(r, dict) for r in data):
-        raise ReproError(f"{path}: expected a non-empty JSON list of annotation objects")
-    for i, row in enumerate(data):
-        if missing := {"instruction", "preference"} - set(row):
-            raise ReproError(f"{path}: annotation {i} lacks {', '.join(sorted(missing))}")
-    return data
+    """An alpaca_eval annotations.json as the judging check reads it (instruction, preference)."""
+    return alpaca_eval.load_annotations(path, needed=frozenset({"instruction", "preference"}))
 
 
 def from_files(
