@@ -27,6 +27,11 @@ from repro.evaluation.generate import Decoding
 TEMPERATURES = (0.0, 0.5, 1.3)
 MAX_TOKENS = (6, 24)
 TIE_A, TIE_B, TIE_EOS = 20, 21, 22  # tiny vocabulary ids (ordinary words)
+# The tiny head's scale-up: peaked next-token distributions, as a trained model's are. With the
+# random head's near-uniform log-probs (all about -log 101) every running score falls by about
+# log V / length a step, so the search ends just after the first stop id it meets at any
+# temperature, and a search that ignored the temperature would pass every case.
+SHARPNESS = 60.0
 LLAMA3_BOS, LLAMA3_EOS, LLAMA3_EOT = 128000, 128001, 128009
 LLAMA3_VOCAB = 128256
 
@@ -67,6 +72,7 @@ def tiny_model(root: Path) -> Model:
             head = model.lm_head.weight
             head[TIE_EOS] = head[tokenizer.eos_token_id]
             head[TIE_B] = head[TIE_A]
+            head *= SHARPNESS  # exact for the tied rows: the ties stay ties
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
     prompts = generate.encode(tokenizer, generation_prompts(24), add_special_tokens=False)
@@ -182,19 +188,34 @@ class Coverage:
         return [w for w in wanted if not self.counts.get(w)]
 
 
-def compare(backend, model: Model, quick: bool = False) -> tuple[int, list[str]]:
-    """Every case of the grid, one-pass against step-wise on `backend`: (cases, mismatches)."""
-    cases, mismatches = 0, []
+@dataclass
+class Comparison:
+    cases: int = 0
+    mismatches: list[str] = field(default_factory=list)
+    # completions at a temperature that differ from the same case at temperature 0 (the grid
+    # shows that the temperature decides something, so a search that ignored it would fail)
+    temperature_decided: int = 0
+
+
+def compare(backend, model: Model, quick: bool = False) -> Comparison:
+    """Every case of the grid, one-pass against step-wise on `backend`."""
+    result = Comparison()
+    unscaled: dict[tuple, list[list[int]]] = {}  # (stops, max_tokens) -> step-wise at T = 0
     for decoding in decodings(model, quick):
         backend.beam1_search = "stepwise"
         oracle = backend.complete(model.prompt_ids, decoding, lambda i, c: None)
+        key = (tuple(decoding.stop_token_ids or ()), decoding.max_new_tokens)
+        if decoding.temperature == 0.0:
+            unscaled[key] = oracle
+        elif key in unscaled:
+            result.temperature_decided += sum(a != b for a, b in zip(oracle, unscaled[key], strict=True))
         backend.beam1_search = "one-pass"
         ours = backend.complete(model.prompt_ids, decoding, lambda i, c: None)
         for k, (a, b) in enumerate(zip(oracle, ours, strict=True)):
-            cases += 1
+            result.cases += 1
             if a != b:
-                mismatches.append(
+                result.mismatches.append(
                     f"{model.name} T={decoding.temperature} stops={decoding.stop_token_ids} "
                     f"max={decoding.max_new_tokens} prompt {k}: step-wise {a} one-pass {b}"
                 )
-    return cases, mismatches
+    return result

@@ -69,3 +69,62 @@ def test_the_running_beam_takes_the_better_of_two_running_candidates():
     s = search()
     assert s.feed([(5, -0.5), (6, -0.7)]) == 5
     assert s.tokens == [5] and s.cumulative == -0.5 and s.best is None
+
+
+class LiteralWidth1(Width1):
+    """The engine's step as it was written (vLLM 0.4-0.5, and repro's first `Width1.feed`):
+    build each child sequence, pool the existing best with the new finished ones, stable-sort
+    both lists by score. `Width1.feed` scores candidates without building them (it runs once
+    per generated token inside the engine); this is its oracle."""
+
+    def feed(self, candidates):
+        if self.done:
+            return None
+        finished, running = [], []
+        for token, logprob in candidates[:2]:
+            child = (self.tokens + [token], self.cumulative + logprob)
+            n, last = len(child[0]), child[0][-1]
+            ends = (
+                last == self.eos_id
+                or last in self.stop_ids
+                or n >= self.max_tokens
+                or (self.max_model_len is not None and self.prompt_len + n > self.max_model_len)
+            )
+            (finished if ends else running).append(child)
+        pool = ([self.best] if self.best else []) + finished
+        if pool:
+            self.best = sorted(pool, key=lambda c: self.score(*c), reverse=True)[0]
+        running.sort(key=lambda c: self.score(*c), reverse=True)
+        if not running or (self.best and self.score(*self.best) >= self.score(*running[0])):
+            self.done = True
+            return None
+        self.tokens, self.cumulative = running[0]
+        return self.tokens[-1]
+
+
+def test_feed_takes_the_literal_engine_steps_decisions():
+    """Random streams over 6 tokens with log-probs on a coarse grid (ties between candidates,
+    between finished beams and between a finished and the running beam), the EOS and a second
+    stop id among them, short max_tokens and model lengths: the same token (or end) at every
+    step and the same completion and best score as the literal step. Tolerance: none."""
+    import random
+
+    rng = random.Random(0)
+    steps = 0
+    for case in range(4000):
+        prompt_len = rng.randrange(1, 12)
+        stops = frozenset({STOP, EOS}) if case % 2 else frozenset({EOS})
+        args = (prompt_len, rng.randrange(1, 14), stops, EOS)
+        limit = prompt_len + rng.randrange(1, 14) if case % 3 == 0 else None
+        ours, literal = Width1(*args, max_model_len=limit), LiteralWidth1(*args, max_model_len=limit)
+        while not literal.done:
+            first = rng.choice([EOS, STOP, 4, 5, 6, 7])
+            second = rng.choice([t for t in (EOS, STOP, 4, 5, 6, 7) if t != first])
+            high = -rng.randrange(0, 12) / 4
+            candidates = [(first, high), (second, high - rng.randrange(0, 6) / 4)]
+            assert ours.feed(candidates) == literal.feed(candidates), (case, candidates)
+            steps += 1
+        assert ours.done
+        assert ours.completion() == literal.completion()
+        assert ours.best == literal.best and ours.tokens == literal.tokens
+    assert steps > 10_000  # about 11,300

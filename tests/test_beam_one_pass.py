@@ -73,9 +73,12 @@ def test_one_pass_equals_step_wise_on_transformers_quick(tmp_path_factory):
     """The fast tier's share of the grid: the tiny model, 2 temperatures, 3 stop-id sets."""
     model = tiny_model(tmp_path_factory.mktemp("beam-models"))
     backend = generate.backend("transformers", str(model.folder), add_special_tokens=False, batch_size=32)
-    cases, mismatches = compare(backend, model, quick=True)
-    assert not mismatches, f"{len(mismatches)}/{cases} differ:\n" + "\n".join(mismatches[:10])
-    assert cases == 6 * len(model.prompt_ids)
+    result = compare(backend, model, quick=True)
+    assert not result.mismatches, f"{len(result.mismatches)}/{result.cases} differ:\n" + "\n".join(
+        result.mismatches[:10]
+    )
+    assert result.cases == 6 * len(model.prompt_ids)
+    assert result.temperature_decided, "the temperature must decide some of the cases"
 
 
 @pytest.mark.e2e  # the whole grid: about a minute of CPU
@@ -85,7 +88,11 @@ def test_one_pass_equals_step_wise_on_transformers(build, tmp_path_factory, monk
     backend = generate.backend("transformers", str(model.folder), add_special_tokens=False, batch_size=32)
     coverage = Coverage()
     coverage.install(monkeypatch)
-    cases, mismatches = compare(backend, model)
-    assert not mismatches, f"{len(mismatches)}/{cases} differ:\n" + "\n".join(mismatches[:10])
-    assert cases >= 200
+    result = compare(backend, model)
+    assert not result.mismatches, f"{len(result.mismatches)}/{result.cases} differ:\n" + "\n".join(
+        result.mismatches[:10]
+    )
+    assert result.cases >= 200
     assert not coverage.missing(model.name), coverage.counts
+    if model.name == "tiny":  # its peaked head (beam_cases.SHARPNESS)
+        assert result.temperature_decided, "the temperature must decide some of the cases"

@@ -36,15 +36,24 @@ def engine(request, tmp_path_factory):
     backend.close()
 
 
-def test_one_pass_equals_step_wise_on_vllm(engine, monkeypatch):
+@pytest.mark.parametrize("in_engine", [True, False], ids=["in-engine", "streamed"])
+def test_one_pass_equals_step_wise_on_vllm(engine, monkeypatch, in_engine):
+    """Both one-pass paths: the search inside the engine (the default where the engine runs in
+    this process, as here) and the streamed top-2 log-probs (a multiprocess engine's)."""
     model, backend = engine
     assert backend.max_model_len == model.length_limit
+    assert backend.beam1_in_engine, "the engine runs in this process: its processor must be here"
+    monkeypatch.setattr(backend, "beam1_in_engine", in_engine)
     coverage = Coverage()
     coverage.install(monkeypatch)
-    cases, mismatches = compare(backend, model)
-    assert not mismatches, f"{len(mismatches)}/{cases} differ:\n" + "\n".join(mismatches[:10])
-    assert cases >= 200
+    result = compare(backend, model)
+    assert not result.mismatches, f"{len(result.mismatches)}/{result.cases} differ:\n" + "\n".join(
+        result.mismatches[:10]
+    )
+    assert result.cases >= 200
     assert not coverage.missing(model.name), coverage.counts
+    if model.name == "tiny":  # its peaked head (beam_cases.SHARPNESS)
+        assert result.temperature_decided, "the temperature must decide some of the cases"
 
 
 def test_one_pass_equals_transformers(engine):
@@ -77,3 +86,24 @@ def test_the_scaled_log_probs_are_the_samplers(engine):
     plain = top(vllm.SamplingParams(temperature=0.0))
     assert scaled == sampled
     assert [t for t, _ in plain] == [t for t, _ in scaled] and plain != scaled
+
+
+def test_an_engine_that_does_not_follow_the_search_is_named(engine, monkeypatch):
+    """The processor decides but does not mask (as if another processor overrode it): the
+    request's tokens are not the search's, and the backend says so instead of answering."""
+    from repro.errors import ReproError
+    from repro.evaluation import beam_in_engine
+
+    model, backend = engine
+    original = beam_in_engine.Width1InEngine.apply
+
+    def decide_only(self, logits):
+        original(self, logits.clone())  # the search decides on a copy
+        return logits  # the engine samples from the unmasked logits
+
+    monkeypatch.setattr(beam_in_engine.Width1InEngine, "apply", decide_only)
+    with pytest.raises(ReproError, match="did not take the tokens the search chose"):
+        backend.complete(model.prompt_ids, Decoding("beam1", 24), lambda i, c: None)
+    monkeypatch.undo()
+    assert not backend.llm.llm_engine.has_unfinished_requests()  # the failed call's requests are gone
+    assert backend.complete(model.prompt_ids, Decoding("beam1", 24), lambda i, c: None)

@@ -32,11 +32,14 @@ offline loop over one-token requests (`LLM.beam_search`, `BeamSearchParams`), an
 differs from rules 2, 3 and 5: it knows no `stop_token_ids` (only the EOS), it never stops
 early (every prompt runs to `max_tokens`, and any EOS-terminated prefix seen on the way may
 win), and its log-probs are raw (it has no temperature). Its `BeamSearchSequence.text`
-also decodes the prompt with the completion. So repro runs the search itself, in one of two
-ways that take the same decisions from the same log-probs. One pass (`search_in_rounds`, the
-default on vLLM and transformers): the engine decodes greedily, many tokens per call, and
-each step's top 2 are fed to `Width1` as they come (below). Step-wise (the oracle, and what
-a server backend runs): each step
+also decodes the prompt with the completion. So repro runs the search itself, in one of three
+ways that take the same decisions from the same log-probs. In the engine (the default on a
+vLLM engine whose worker runs in this process, `beam_in_engine`): a logits processor feeds
+each step's top 2 to the request's `Width1` and makes the engine take the token it chose, as
+the old engine's own beam search did. One pass (`search_in_rounds`, the default elsewhere on
+vLLM and on transformers): the engine decodes greedily, many tokens per call, and each step's
+top 2 are fed to `Width1` as they come (below). Step-wise (the oracle, and what a server
+backend runs): each step
 asks the engine for the top-2 log-probs of every running beam at once (vLLM:
 `SamplingParams(max_tokens=1, logprobs=2)` with `logprobs_mode="processed_logprobs"`, the
 sampler's temperature-scaled log-probs; transformers: `log_softmax(logits / T)`; a server:
@@ -71,38 +74,50 @@ class Width1:
     done: bool = False
 
     def score(self, tokens: list[int], cumulative: float) -> float:
-        length = self.prompt_len + len(tokens)
-        if tokens and self.eos_id is not None and tokens[-1] == self.eos_id:
+        return self._score(len(tokens), tokens[-1] if tokens else None, cumulative)
+
+    def _score(self, length: int, last: int | None, cumulative: float) -> float:
+        """`score` of a completion of `length` tokens ending in `last`."""
+        length += self.prompt_len
+        if last is not None and self.eos_id is not None and last == self.eos_id:
             length -= 1  # vLLM, like transformers, does not count the EOS
         return cumulative / length
 
-    def _finishes(self, tokens: list[int]) -> bool:
-        last = tokens[-1]
+    def _finishes(self, length: int, last: int) -> bool:
         return (
             last == self.eos_id
             or last in self.stop_ids
-            or len(tokens) >= self.max_tokens
-            or (self.max_model_len is not None and self.prompt_len + len(tokens) > self.max_model_len)
+            or length >= self.max_tokens
+            or (self.max_model_len is not None and self.prompt_len + length > self.max_model_len)
         )
 
     def feed(self, candidates: TopTwo) -> int | None:
-        """One step: returns the token the running beam takes next, or None when the search ends."""
+        """One step: returns the token the running beam takes next, or None when the search ends.
+
+        The engine's order of ties is kept: it sorted the existing best finished sequence before
+        the new ones and each list in candidate order, with a stable sort, so a candidate
+        replaces an earlier one only with a strictly higher score. Candidates are scored without
+        building their sequences: this runs once per generated token (in the engine, for
+        `beam_in_engine`)."""
         if self.done:
             return None
-        finished, running = [], []
+        length = len(self.tokens) + 1
+        best_score = self._score(len(self.best[0]), self.best[0][-1], self.best[1]) if self.best else None
+        running: tuple[int, float, float] | None = None  # (token, cumulative, score)
         for token, logprob in candidates[:2]:
-            child = (self.tokens + [token], self.cumulative + logprob)
-            (finished if self._finishes(child[0]) else running).append(child)
-        # existing finished first: Python's sort is stable, as the engine's list sort was
-        pool = ([self.best] if self.best else []) + finished
-        if pool:
-            self.best = sorted(pool, key=lambda c: self.score(*c), reverse=True)[0]
-        running.sort(key=lambda c: self.score(*c), reverse=True)
-        if not running or (self.best and self.score(*self.best) >= self.score(*running[0])):
+            cumulative = self.cumulative + logprob
+            score = self._score(length, token, cumulative)
+            if self._finishes(length, token):
+                if best_score is None or score > best_score:
+                    self.best, best_score = (self.tokens + [token], cumulative), score
+            elif running is None or score > running[2]:
+                running = (token, cumulative, score)
+        if running is None or (best_score is not None and best_score >= running[2]):
             self.done = True
             return None
-        self.tokens, self.cumulative = running[0]
-        return self.tokens[-1]
+        self.tokens.append(running[0])
+        self.cumulative = running[1]
+        return running[0]
 
     def completion(self) -> list[int]:
         """The best finished completion without its stop token (empty if nothing finished)."""
@@ -153,9 +168,9 @@ def search_in_rounds(
 
         def resume(row: int, active: list[int] = active) -> tuple[list[int], int] | None:
             i = active[row]
-            return None if searches[i].done else _continuation(prompt_ids[i], searches[i])
+            return None if searches[i].done else continuation(prompt_ids[i], searches[i])
 
-        todo = [_continuation(prompt_ids[i], searches[i]) for i in active]
+        todo = [continuation(prompt_ids[i], searches[i]) for i in active]
         run_round([sequence for sequence, _ in todo], [budget for _, budget in todo], step, resume)
         if not all(fed):
             raise ReproError("beam1: the engine generated no token for a running search")
@@ -163,7 +178,7 @@ def search_in_rounds(
     return [s.completion() for s in searches]
 
 
-def _continuation(prompt: list[int], search: Width1) -> tuple[list[int], int]:
+def continuation(prompt: list[int], search: Width1) -> tuple[list[int], int]:
     """Where a search goes on: its prompt and running beam, and the tokens it can still use."""
     budget = search.max_tokens - len(search.tokens)
     if search.max_model_len is not None:  # a candidate finishes once prompt + completion > it

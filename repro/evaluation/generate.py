@@ -402,12 +402,14 @@ class VLLMBackend(Backend):
             ) from None
         self.vllm = vllm
         self.beam1_search = check_beam1_search(beam1_search)
+        from repro.evaluation import beam_in_engine
         from repro.evaluation.temperature_scale import TemperatureScale
 
         on_gpu = torch.cuda.is_available()
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's CPU default takes far more
         if not on_gpu:  # the engine in this process: starts in seconds instead of a minute, no spawn
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        mark = beam_in_engine.created()
         self.llm = vllm.LLM(
             model=model_path,
             tensor_parallel_size=tensor_parallel_size,
@@ -417,8 +419,11 @@ class VLLMBackend(Backend):
             max_model_len=max_model_len,
             # beam1 scores with the sampler's temperature-scaled log-probs (repro.evaluation.beam)
             logprobs_mode="processed_logprobs",
-            logits_processors=[TemperatureScale],  # the one-pass beam1's scaled greedy log-probs
+            # the one-pass beam1: in the engine where its worker runs here, else streamed
+            logits_processors=[beam_in_engine.Width1InEngine, TemperatureScale],
         )
+        # True: the one-pass beam1 runs inside the engine (beam_in_engine); False: streamed
+        self.beam1_in_engine = beam_in_engine.created_since(mark)
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self._requests = 0
         self.last_prompt_ids: list[list[int]] = []
@@ -439,13 +444,17 @@ class VLLMBackend(Backend):
             name = f"repro-{self._requests}"
             order[name] = order[engine.add_request(name, {"prompt_token_ids": ids}, p)] = i
         outputs: list[Any] = [None] * len(prompt_ids)
-        while engine.has_unfinished_requests():
-            for out in engine.step():
-                if out.finished:
-                    i = order[out.request_id]
-                    outputs[i] = out
-                    if done:
-                        done(i, out)
+        try:
+            while engine.has_unfinished_requests():
+                for out in engine.step():
+                    if out.finished:
+                        i = order[out.request_id]
+                        outputs[i] = out
+                        if done:
+                            done(i, out)
+        except BaseException:  # leave the engine empty for the next call
+            engine.abort_request(list(order))
+            raise
         self.last_prompt_ids = [list(o.prompt_token_ids) for o in outputs]  # as the engine saw them
         return outputs
 
@@ -454,7 +463,9 @@ class VLLMBackend(Backend):
         stops = decoding.stops(eos)
         if decoding.mode == "beam1" and self.beam1_search == "one-pass":
             searches = beam1_searches(prompt_ids, decoding, eos, self.max_model_len)
-            return beam.search_in_rounds(prompt_ids, searches, self._greedy_round(decoding), done)
+            if self.beam1_in_engine and self._engine_stops(stops):
+                return self._beam1_in_engine(prompt_ids, searches, decoding, done)
+            return beam.search_in_rounds(prompt_ids, searches, self._streamed_round(decoding), done)
         if decoding.mode == "beam1":
             return run_beam1(prompt_ids, decoding, eos, self._top2(decoding), done, self.max_model_len)
         params = [
@@ -495,7 +506,56 @@ class VLLMBackend(Backend):
 
         return top2
 
-    def _greedy_round(self, decoding: Decoding) -> beam.Round:
+    def _beam1_in_engine(
+        self, prompt_ids: list[list[int]], searches: list[beam.Width1], decoding: Decoding, done
+    ) -> list[list[int]]:
+        """Greedy requests without log-probs whose tokens the engine's `Width1InEngine` decides
+        (beam_in_engine); a search the engine cut short (its length limit) goes on in a new round."""
+        from repro.evaluation import beam_in_engine
+
+        stop = self._engine_stops(decoding.stops(self.tokenizer.eos_token_id))[0]
+        temperature = beam1_temperature(decoding)
+        active = [i for i, s in enumerate(searches) if not s.done]
+        seen: list[list[int]] | None = None  # the prompts as the engine saw them (first round)
+        while active:
+            names, jobs, sequences, params = [], [], [], []
+            for i in active:
+                sequence, budget = beam.continuation(prompt_ids[i], searches[i])
+                self._requests += 1
+                name = f"repro-beam1-{self._requests}"
+                beam_in_engine.JOBS[name] = job = beam_in_engine.Job(searches[i], temperature, stop)
+                names.append(name)
+                jobs.append(job)
+                sequences.append(sequence)
+                params.append(
+                    self.vllm.SamplingParams(
+                        max_tokens=budget,
+                        temperature=0.0,
+                        stop_token_ids=[stop],
+                        detokenize=False,
+                        extra_args={beam_in_engine.KEY: name},
+                    )
+                )
+
+            def finished(k: int, out, active: list[int] = active, jobs=jobs) -> None:
+                if list(out.outputs[0].token_ids) != jobs[k].forced:
+                    raise ReproError("beam1: the engine did not take the tokens the search chose")
+                if searches[active[k]].done:
+                    done(active[k], searches[active[k]].completion())
+
+            try:
+                self._run(sequences, params, finished)
+            finally:
+                for name in names:
+                    beam_in_engine.JOBS.pop(name, None)
+            seen = self.last_prompt_ids if seen is None else seen
+            if not all(job.forced for job in jobs):
+                raise ReproError("beam1: the engine generated no token for a running search")
+            active = [i for i in active if not searches[i].done]
+        self.last_prompt_ids = seen or []
+        return [s.completion() for s in searches]
+
+    def _streamed_round(self, decoding: Decoding) -> beam.Round:
         """Greedy requests with the stop ids as stops and the top-2 log-probs of every step,
         scaled by the temperature (`temperature_scale`), streamed to the search token by token;
         a request is aborted as soon as the search is done with it."""

@@ -7,7 +7,8 @@ engine's start-up seconds (once), then per decoding after an untimed warm-up on 
 the generation seconds, the completion tokens and tokens
 per second; then the vLLM / transformers ratio of tokens per second and whether the two
 produced the same completions, and on each engine beam1's tokens per second against greedy's
-(the one-pass search's cost over plain greedy decoding). A decoding named `beam1-stepwise`
+(the one-pass search's cost over plain greedy decoding; `beam1_in_engine` in the report says
+whether vLLM ran it inside the engine or streamed). A decoding named `beam1-stepwise`
 runs the step-wise search (the oracle, one engine round per token) for comparison. The load
 average before and after is recorded: on a shared machine a busy CPU moves these figures.
 Measured, never asserted.
@@ -120,6 +121,8 @@ def run_backend(
     result: dict[str, Any] = {
         "backend": backend_name,
         "startup_seconds": time.perf_counter() - start,
+        # vLLM: whether the one-pass beam1 ran inside the engine (beam_in_engine) or streamed
+        "beam1_in_engine": getattr(backend, "beam1_in_engine", None),
         "runs": {},
     }
     for mode in preset.decodings:
