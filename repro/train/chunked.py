@@ -25,15 +25,16 @@ from torch import Tensor, nn
 from repro.train.logprobs import IGNORE_INDEX
 from repro.train.objectives import SequenceLogps
 
-# Logits per chunk: chunk tokens = budget // vocabulary. 32 MiB in fp32 on CPU (65 tokens at
-# Llama 3's 128,256 entries: as fast as larger chunks, measured by `repro bench train`),
-# 512 MiB on GPU, where larger matrix products keep the device busy.
-LOGIT_BUDGET = {"cpu": 2**23, "cuda": 2**27}
+# Logits per chunk: chunk tokens = budget // vocabulary. 16 MiB in fp32 on CPU (32 tokens at
+# Llama 3's 128,256 entries: as fast as 65 or more, measured by `repro bench train`; the head's
+# backward, where a step's memory peaks, holds one chunk beside the head's gradient), 512 MiB
+# on GPU, where larger matrix products keep the device busy.
+LOGIT_BUDGET = {"cpu": 2**22, "cuda": 2**27}
 
 
 def chunk_tokens(vocab_size: int, requested: int | None = None, device: str = "cpu") -> int:
     """Tokens per chunk: the requested number, or as many as fit the device's logit budget."""
-    return requested if requested else max(16, LOGIT_BUDGET.get(device, 2**23) // vocab_size)
+    return requested if requested else max(16, LOGIT_BUDGET.get(device, 2**22) // vocab_size)
 
 
 def _logits(hidden: Tensor, weight: Tensor, bias: Tensor | None, softcap: float | None) -> Tensor:
