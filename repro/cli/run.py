@@ -146,11 +146,9 @@ def run_cmd(
             results_root=results,
             benches=benches,
             judge=spec,
-            limit=limit,
+            options=EvalOptions(backend=backend, limit=limit, zeroeval_data=zeroeval_data),
             progress=bars,
             echo=bars.echo,
-            backend=backend,
-            options=EvalOptions(zeroeval_data=zeroeval_data),
             verbose=render.VERBOSE,
         )
     if fmt == "json":

@@ -217,8 +217,6 @@ def execute(
     results_root: Path,
     benches: list[str],
     judge: Judge,
-    limit: int | None = None,
-    backend: str = "transformers",
     options: EvalOptions | None = None,
     progress: Progress | None = None,
     echo: Callable[[str], None] | None = None,
@@ -226,11 +224,11 @@ def execute(
 ) -> dict[str, Any]:
     """Run (or resume) every stage; returns the result record. Library logs go to repro.log;
     `verbose` also hands the training metrics (the Trainer's logged dicts) to `echo`.
-    `options`: how the evaluation runs (its backend and limit are this call's)."""
-    directory = run_directory(config, results_root, limit, backend)
-    options = dataclasses.replace(options or EvalOptions(), backend=backend, limit=limit)
+    `options`: how the evaluation runs (its backend and limit also name the run's folder)."""
+    options = options or EvalOptions()
+    directory = run_directory(config, results_root, options.limit, options.backend)
     root = safe_child(results_root, config.setting, config.method, config.run_id)
-    preflight.require(config, judge=judge, results_root=results_root, backend=backend)
+    preflight.require(config, judge=judge, results_root=results_root, backend=options.backend)
     with run_lock(root), _log_to(directory / "repro.log"):
         return _execute(
             config,
@@ -270,18 +268,19 @@ def generate(
     results_root: Path,
     benches: list[str],
     judge: Judge,
-    limit: int | None = None,
-    backend: str = "transformers",
+    options: EvalOptions | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Only the answers of a trained run (a generation job on a GPU node): written as they
-    complete, resumed when interrupted, taken as they are by the judging job that follows."""
+    complete, resumed when interrupted, taken as they are by the judging job that follows.
+    `options`: the evaluation's backend and limit (the rest is the run's own)."""
+    options = options or EvalOptions()
     root = safe_child(results_root, config.setting, config.method, config.run_id)
-    directory = run_directory(config, results_root, limit, backend)
+    directory = run_directory(config, results_root, options.limit, options.backend)
     if training.finished(config, root / "train") is None:
         raise ReproError(f"{root / 'train'}: training has not finished; generate after the training job")
     reference = str(root / "train" / "init-model") if config.evaluation.baseline == "init-model" else None
-    options = EvalOptions(backend=backend, limit=limit, reference_model=reference, stage="generate")
+    options = dataclasses.replace(options, reference_model=reference, stage="generate")
     with run_lock(root), _log_to(directory / "repro.log"):
         ev = runner.Evaluation(
             str(root / "train" / "model"),

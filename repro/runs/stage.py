@@ -80,8 +80,7 @@ def generate(plan_file: Path, index: int) -> None:
         results_root=results_root,
         benches=plan["benches"],
         judge=judge,
-        limit=plan["limit"],
-        backend=plan["backend"],
+        options=EvalOptions(backend=plan["backend"], limit=plan["limit"]),
         progress=lambda label, done, total: mark(directory, "generating", done=done, total=total),
     )
     mark(directory, "generated")
@@ -101,9 +100,7 @@ def judge(plan_file: Path) -> None:
                 results_root=Path(point["root"]).parents[2],
                 benches=plan["benches"],
                 judge=the_judge,
-                limit=plan["limit"],
-                backend=plan["backend"],
-                options=EvalOptions(stage="judge"),
+                options=EvalOptions(backend=plan["backend"], limit=plan["limit"], stage="judge"),
             )
         except ReproError as exc:  # one run's failure does not stop the others
             mark(directory, "failed", reason=str(exc))
