@@ -192,6 +192,63 @@ def test_run_with_the_slurm_launcher_is_a_one_point_pipeline(cli, tmp_path):
     assert "on the login node" in login["order"][-1] and "repro.runs.stage judge" in login["order"][-1]
 
 
+PLUGIN = """from repro.evaluation.benchmarks import Benchmark, Metric, register
+
+
+@register
+class Capitals(Benchmark):
+    name = "capitals"
+    title = "Capitals"
+    metrics = (Metric("capitals_em", "Capitals EM"),)
+
+    def run(self, model, output, ctx):
+        return {}
+
+    def scores(self, outputs):
+        return {"capitals_em": None}
+"""
+
+
+def test_the_jobs_load_a_bench_path_plugin_from_the_plan(cli, tmp_path, shared_results):
+    """A --bench-path benchmark reaches the stage jobs through plan.json (file and sha256), not
+    through the environment sbatch may or may not export; a plugin changed or gone since the
+    pipeline was written stops the job with one line (its answers would not be the run's)."""
+    import os
+    import subprocess
+    import sys
+
+    plugin = tmp_path / "mine" / "capitals.py"
+    plugin.parent.mkdir()
+    plugin.write_text(PLUGIN)
+    proc = cli(*TINY, "--bench", "gsm,capitals", "--bench-path", str(plugin),
+               "--results", str(shared_results), "--format", "json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    plan_file = Path(json.loads(proc.stdout)["folder"]) / "plan.json"
+    plan = io.read_json(plan_file)
+    sha = __import__("hashlib").sha256(plugin.read_bytes()).hexdigest()
+    assert plan["plugins"] == {"capitals": {"path": str(plugin.resolve()), "sha256": sha}}
+
+    env = {k: v for k, v in os.environ.items() if k != "REPRO_BENCH_PATH"}  # an --export=NONE job
+    load = "import sys; from pathlib import Path; from repro.runs import stage; stage.load(Path(sys.argv[1]))"
+    names = f"{load}; from repro.evaluation import benchmarks; print(' '.join(benchmarks.names()))"
+    out = subprocess.run([sys.executable, "-c", names, str(plan_file)], env=env, capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    assert out.split()[-1] == "capitals"
+
+    def judge_job() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "repro.runs.stage", "judge", str(plan_file)], env=env,
+                              capture_output=True, text=True)  # fmt: skip
+
+    plugin.write_text(PLUGIN.replace('"Capitals EM"', '"Capital cities EM"'))
+    job = judge_job()
+    assert job.returncode == 1 and job.stdout.count("\n") == 1, (job.stdout, job.stderr)
+    assert "changed since the pipeline was written" in job.stdout and str(plugin.resolve()) in job.stdout
+    plugin.unlink()
+    job = judge_job()
+    assert job.returncode == 1 and job.stdout.count("\n") == 1, (job.stdout, job.stderr)
+    assert "which is gone" in job.stdout
+
+
 # -- repro status ---------------------------------------------------------------------------------
 
 

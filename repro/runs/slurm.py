@@ -36,7 +36,7 @@ from typing import Any
 from repro import filesystems, io, paths
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError, UsageError, unknown
-from repro.evaluation import judgecost
+from repro.evaluation import benchmarks, judgecost
 from repro.evaluation.judge.spec import Judge
 from repro.runs import run, training
 from repro.train import launch, preemption
@@ -285,6 +285,7 @@ def build(
             for p in points
         ],
         "benches": benches,
+        "plugins": benchmarks.plugins(benches),  # --bench-path files: the jobs load them from here
         "judge": {**judge.describe(), "concurrency": judge.concurrency, "cache": str(judge.cache)},
         "limit": limit,
         "backend": backend,

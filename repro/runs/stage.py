@@ -21,6 +21,7 @@ from typing import Any
 from repro import io
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
+from repro.evaluation import benchmarks
 from repro.evaluation.judge.spec import Judge
 from repro.evaluation.options import EvalOptions
 from repro.runs import grid, run
@@ -56,6 +57,7 @@ def load(plan_file: Path) -> tuple[dict[str, Any], list[RunConfig], Judge]:
     plan = io.read_json(plan_file)
     if not plan:
         raise ReproError(f"{plan_file}: no pipeline plan there")
+    benchmarks.load_plugins(plan.get("plugins", {}), where=str(plan_file))
     configs = [
         RunConfig.from_json(p["config"], where=f"{plan_file} point {i}") for i, p in enumerate(plan["points"])
     ]

@@ -33,6 +33,7 @@ _MODULES = {
 ENV = "REPRO_BENCH_PATH"  # plugin paths (os.pathsep-separated), inherited by jobs a run submits
 _REGISTRY: dict[str, Benchmark] = {}
 _SOURCES: dict[str, str] = {}  # plugin benchmark -> sha256 of its file (part of a run's identity)
+_FILES: dict[str, Path] = {}  # plugin benchmark -> its file
 _loading: Path | None = None  # the plugin file being imported (named in its errors)
 _from_env = False
 
@@ -58,6 +59,7 @@ def register(cls: type[Benchmark]) -> type[Benchmark]:
     _REGISTRY[cls.name] = cls()
     if _loading is not None:
         _SOURCES[cls.name] = hashlib.sha256(_loading.read_bytes()).hexdigest()
+        _FILES[cls.name] = _loading
     return cls
 
 
@@ -75,6 +77,30 @@ def _built_ins() -> None:
 def sources(names_: list[str]) -> dict[str, str]:
     """sha256 of each plugin benchmark's file among `names_` (built-ins are the code version's)."""
     return {n: _SOURCES[n] for n in names_ if n in _SOURCES}
+
+
+def plugins(names_: list[str]) -> dict[str, dict[str, str]]:
+    """The plugin benchmarks among `names_`, each with its file and that file's sha256: what a
+    process that did not load them (a SLURM job) needs to load the same code (`load_plugins`)."""
+    return {n: {"path": str(_FILES[n]), "sha256": _SOURCES[n]} for n in names_ if n in _SOURCES}
+
+
+def load_plugins(recorded: dict[str, dict[str, str]], *, where: str) -> None:
+    """Load the plugins `plugins()` recorded; a file gone or changed since is one line (its
+    answers would no longer be what the run's identity says)."""
+    for name, plugin in recorded.items():
+        path = Path(plugin["path"])
+        if name not in _SOURCES:
+            if not path.is_file():
+                raise ReproError(f"{where}: benchmark '{name}' was loaded from {path}, which is gone")
+            load_path(path)
+        if name not in _SOURCES:
+            raise ReproError(f"{where}: {path} no longer registers benchmark '{name}'")
+        if _SOURCES[name] != plugin["sha256"]:
+            raise ReproError(
+                f"{where}: {path} (benchmark '{name}') changed since the pipeline was written; "
+                "submit it again"
+            )
 
 
 def all() -> list[Benchmark]:  # noqa: A001 - the registry's own vocabulary
