@@ -34,7 +34,7 @@ LOGIT_BUDGET = {"cpu": 2**22, "cuda": 2**27}
 
 def chunk_tokens(vocab_size: int, requested: int | None = None, device: str = "cpu") -> int:
     """Tokens per chunk: the requested number, or as many as fit the device's logit budget."""
-    return requested if requested else max(16, LOGIT_BUDGET.get(device, 2**22) // vocab_size)
+    return requested if requested else max(16, LOGIT_BUDGET.get(device, LOGIT_BUDGET["cpu"]) // vocab_size)
 
 
 def _logits(hidden: Tensor, weight: Tensor, bias: Tensor | None, softcap: float | None) -> Tensor:

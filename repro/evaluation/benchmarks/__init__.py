@@ -32,8 +32,8 @@ _MODULES = {
 }
 ENV = "REPRO_BENCH_PATH"  # plugin paths (os.pathsep-separated), inherited by jobs a run submits
 _REGISTRY: dict[str, Benchmark] = {}
-_SOURCES: dict[str, str] = {}  # plugin benchmark -> sha256 of its file (part of a run's identity)
-_FILES: dict[str, Path] = {}  # plugin benchmark -> its file
+# plugin benchmark -> {"path": its file, "sha256": the file's (part of a run's identity)}
+_PLUGINS: dict[str, dict[str, str]] = {}
 _loading: Path | None = None  # the plugin file being imported (named in its errors)
 _from_env = False
 
@@ -58,8 +58,8 @@ def register(cls: type[Benchmark]) -> type[Benchmark]:
             raise ReproError(f"{where}metric '{metric.key}' is already {taken[metric.key]}'s")
     _REGISTRY[cls.name] = cls()
     if _loading is not None:
-        _SOURCES[cls.name] = hashlib.sha256(_loading.read_bytes()).hexdigest()
-        _FILES[cls.name] = _loading
+        sha = hashlib.sha256(_loading.read_bytes()).hexdigest()
+        _PLUGINS[cls.name] = {"path": str(_loading), "sha256": sha}
     return cls
 
 
@@ -76,13 +76,13 @@ def _built_ins() -> None:
 
 def sources(names_: list[str]) -> dict[str, str]:
     """sha256 of each plugin benchmark's file among `names_` (built-ins are the code version's)."""
-    return {n: _SOURCES[n] for n in names_ if n in _SOURCES}
+    return {n: _PLUGINS[n]["sha256"] for n in names_ if n in _PLUGINS}
 
 
 def plugins(names_: list[str]) -> dict[str, dict[str, str]]:
     """The plugin benchmarks among `names_`, each with its file and that file's sha256: what a
     process that did not load them (a SLURM job) needs to load the same code (`load_plugins`)."""
-    return {n: {"path": str(_FILES[n]), "sha256": _SOURCES[n]} for n in names_ if n in _SOURCES}
+    return {n: dict(_PLUGINS[n]) for n in names_ if n in _PLUGINS}
 
 
 def load_plugins(recorded: dict[str, dict[str, str]], *, where: str) -> None:
@@ -90,13 +90,13 @@ def load_plugins(recorded: dict[str, dict[str, str]], *, where: str) -> None:
     answers would no longer be what the run's identity says)."""
     for name, plugin in recorded.items():
         path = Path(plugin["path"])
-        if name not in _SOURCES:
+        if name not in _PLUGINS:
             if not path.is_file():
                 raise ReproError(f"{where}: benchmark '{name}' was loaded from {path}, which is gone")
             load_path(path)
-        if name not in _SOURCES:
+        if name not in _PLUGINS:
             raise ReproError(f"{where}: {path} no longer registers benchmark '{name}'")
-        if _SOURCES[name] != plugin["sha256"]:
+        if _PLUGINS[name]["sha256"] != plugin["sha256"]:
             raise ReproError(
                 f"{where}: {path} (benchmark '{name}') changed since the pipeline was written; "
                 "submit it again"
