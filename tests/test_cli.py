@@ -21,9 +21,10 @@ def test_recipes_lists_every_setting_and_method(cli):
         "llama3-instruct-v0.2",
         "gemma2-9b-it",
         "tiny",
+        "smol",
     }
     assert {r["method"] for r in rows} == ALL_METHODS
-    assert len(rows) == 7 * 9
+    assert len(rows) == 8 * 9
     published = {(r["setting"], r["method"]) for r in rows if r["source"] == "published"}
     assert ("gemma2-9b-it", "simpo") in published and ("gemma2-9b-it", "ipo") not in published
     table = cli("recipes", check=True).stdout

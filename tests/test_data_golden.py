@@ -51,9 +51,8 @@ def tokenizer_dirs(shared, tmp_path_factory):
     tokenizers.save(zephyr, root / "zephyr")
     # Mistral-Base trains with the Zephyr template of zephyr-7b-sft-full: a recipe naming it
     recipe = (Path(__file__).parent.parent / "recipes" / "settings" / "mistral-base.yaml").read_text()
-    (root / "zephyr-recipe.yaml").write_text(
-        recipe.replace("chat_template: tokenizer", "chat_template: zephyr")
-    )
+    assert "\nchat_template:" not in recipe  # the family's template (the tokenizer's own) by default
+    (root / "zephyr-recipe.yaml").write_text(recipe + "chat_template: zephyr\n")
     for name, row in GOLDEN["rows"].items():
         (root / f"{name}.jsonl").write_text(json.dumps(row) + "\n")
     return root
@@ -213,7 +212,13 @@ def test_check_tokenizer_flags_double_bos(tokenizer_dirs, cli):
     assert post.returncode == 1 and "double BOS" in post.stderr
     report = json.loads(post.stdout)
     assert report["status"] == "error"
-    assert report["checks"][1]["first_ids"][:2] == [128000, 128000]
+    by_what = {c["what"]: c for c in report["checks"]}
+    assert by_what["generation (AlpacaEval prompt template)"]["first_ids"][:2] == [128000, 128000]
+    # the llama3 family declares a tokenizer that adds no BOS: the post-update one contradicts it
+    assert by_what["family declaration"]["status"] == "error"
+    assert (
+        "tokenizer_adds_bos is False but the tokenizer adds BOS" in by_what["family declaration"]["message"]
+    )
     pre = cli(
         "check-tokenizer",
         str(tokenizer_dirs / "llama3-pre"),

@@ -130,6 +130,14 @@ DatasetOpt = Annotated[
         "--dataset", help="Train on this dataset (hub id or directory) instead of the setting's."
     ),
 ]
+DataOpt = Annotated[
+    str | None,
+    path_option(
+        "--data",
+        role="dir",
+        help="AlpacaEval annotation files to build the dataset from (smol; default: shared/).",
+    ),
+]
 ReportToOpt = Annotated[
     str | None,
     typer.Option("--report-to", help="Trackers: wandb, tensorboard or none (default: the recipe's; none)."),

@@ -179,4 +179,6 @@ def check_tokenizer(
             )
         )
     if bosguard.worst(checks) == "error":
-        raise ReproError("double BOS: " + bosguard.FIX)
+        raise ReproError(
+            f"double BOS or a contradicted family: {bosguard.first_error(checks)}; {bosguard.FIX}"
+        )

@@ -15,6 +15,7 @@ from repro.cli import (  # noqa: F401  (registers the commands)
     env,
     evaluation,
     judge,
+    models,
     onpolicy,
     published,
     recipes,

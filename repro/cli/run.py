@@ -13,6 +13,7 @@ from repro.cli import render, sweepgrid
 from repro.cli import slurm as slurm_cli
 from repro.cli.common import (
     BenchPathOpt,
+    DataOpt,
     DatasetOpt,
     GpusOpt,
     JudgeKeyEnvOpt,
@@ -62,6 +63,7 @@ def run_cmd(
     layout: LayoutOpt = "current",
     overrides: OverridesOpt = None,
     dataset: DatasetOpt = None,
+    data: DataOpt = None,
     padding_free: PaddingFreeOpt = None,
     tokenization: TokenizationOpt = "simpo",
     max_steps: MaxStepsOpt = None,
@@ -107,7 +109,8 @@ def run_cmd(
 
     options = ConfigOptions(
         overrides=tuple(overrides or ()), num_processes=gpus, num_nodes=nodes, layout=layout,
-        padding_free=padding_free, dataset=dataset, tokenization=tokenization, max_steps=max_steps,
+        padding_free=padding_free, dataset=dataset, data_source=str(data) if data else None,
+        tokenization=tokenization, max_steps=max_steps,
         report_to=report_to,
     )  # fmt: skip
     config, _ = options.resolve(setting, method)

@@ -10,6 +10,7 @@ import typer
 
 from repro.cli import render
 from repro.cli.common import (
+    DataOpt,
     DatasetOpt,
     GpusOpt,
     LayoutOpt,
@@ -48,6 +49,7 @@ def train_cmd(
     layout: LayoutOpt = "current",
     overrides: OverridesOpt = None,
     dataset: DatasetOpt = None,
+    data: DataOpt = None,
     padding_free: PaddingFreeOpt = None,
     tokenization: TokenizationOpt = "simpo",
     tokenizer: Annotated[
@@ -101,7 +103,8 @@ def train_cmd(
         raise ReproError("--device cuda: this machine has no CUDA device (--launcher slurm for GPU nodes)")
     options = ConfigOptions(
         overrides=tuple(overrides or ()), num_processes=gpus, num_nodes=nodes, layout=layout,
-        padding_free=padding_free, dataset=dataset, tokenization=tokenization, max_steps=max_steps,
+        padding_free=padding_free, dataset=dataset, data_source=str(data) if data else None,
+        tokenization=tokenization, max_steps=max_steps,
         report_to=report_to,
     )  # fmt: skip
     config, _ = options.resolve(setting, method)

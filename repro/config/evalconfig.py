@@ -31,6 +31,16 @@ def generation(ref: str | None) -> dict[str, Any]:
     return data
 
 
+def with_family_stops(config: dict[str, Any], stop_ids: list[int]) -> dict[str, Any]:
+    """The generation config with every `stop_token_ids: family` replaced by the model family's
+    stop tokens as ids (repro.data.family.Family.stop_ids); other sections as they are."""
+    out = dict(config)
+    for name, section in config.items():
+        if isinstance(section, dict) and section.get("stop_token_ids") == "family":
+            out[name] = {**section, "stop_token_ids": list(stop_ids)}
+    return out
+
+
 def chat_template(ref: str | None) -> dict[str, Any] | None:
     """The chat template a setting's Arena-Hard (and MT-Bench) answers are generated with: its
     name, the text (byte for byte the SimPO repo's file), the source, and whether the setting's

@@ -20,6 +20,9 @@ class ConfigOptions:
     layout: str = "current"  # --layout
     padding_free: bool | None = None  # --padding-free/--padded (None: the setting's)
     dataset: str | None = None  # --dataset (None: the setting's)
+    data_source: str | None = (
+        None  # --data: the annotation files a built dataset is made from (None: shared/)
+    )
     tokenization: str = "simpo"  # --tokenization
     max_steps: int | None = None  # --max-steps
     report_to: str | None = None  # --report-to (None: the recipe's)

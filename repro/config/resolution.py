@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ from repro.config.settings import (
     parse_report_to,
     parse_setting,
 )
-from repro.config.validate import check_choice, check_keys
+from repro.config.validate import check_choice, check_keys, coerce
+from repro.data import alpaca_preferences
 from repro.data.preference import TOKENIZATIONS
 from repro.errors import ReproError, UsageError, unknown
 
@@ -102,8 +104,10 @@ def resolve(
     layout: str = "current",
     tokenization: str = "simpo",
     max_steps: int | None = None,
+    data_source: str | None = None,
 ) -> RunConfig:
-    """The fully resolved run config for one setting x method, with each value's source."""
+    """The fully resolved run config for one setting x method, with each value's source.
+    `data_source`: the source folder of a dataset repro builds itself (--data; default: shared/)."""
     overrides = dict(overrides or {})
     sources: dict[str, str] = {}
     check_choice(tokenization, TOKENIZATIONS, "--tokenization")
@@ -179,6 +183,8 @@ def resolve(
         torch_dtype=setting.torch_dtype,
         attn_implementation=setting.attn_implementation,
         chat_template=setting.chat_template,
+        family=setting.family,
+        dataset_options=built_dataset_options(setting, data_source),
         dataset=dataset_location(setting.dataset, setting.source),
         train_split=setting.train_split,
         test_split=setting.test_split,
@@ -225,6 +231,27 @@ def evaluation_plan(setting: Setting) -> EvalPlan:
     return plan
 
 
+def built_dataset_options(setting: Setting, data: str | None) -> dict[str, Any] | None:
+    """The options of a dataset repro builds from annotation files (repro:alpaca-eval-preferences):
+    the setting's binarization values, checked, with the source folder and its digest. Without
+    the sources (no shared/, no --data) the digest is missing and training says so in one line."""
+    if setting.dataset != alpaca_preferences.NAME:
+        if data is not None:
+            raise ReproError(
+                f"--data is for settings whose dataset is {alpaca_preferences.NAME}, not {setting.dataset}"
+            )
+        return None
+    where = f"{setting.source or setting.name}: dataset_options"
+    values = dict(setting.dataset_options or {})
+    check_keys(values, [f.name for f in dataclasses.fields(alpaca_preferences.Binarization)], where)
+    hints = typing.get_type_hints(alpaca_preferences.Binarization)
+    options: dict[str, Any] = {k: coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()}
+    folder = Path(data).expanduser().resolve() if data else alpaca_preferences.default_source()
+    options["source"] = str(folder) if folder else None
+    options["sources_sha256"] = alpaca_preferences.digest(folder) if folder else None
+    return options
+
+
 def dataset_location(value: str, recipe_file: str) -> str:
     """A hub id as it is; a path (./, ../, /, ~: e.g. a `repro data on-policy` output) made
     absolute, relative ones against the recipe file's folder so a recipe travels with its data."""
@@ -253,6 +280,7 @@ def resolve_names(
     layout: str = "current",
     padding_free: bool | None = None,
     dataset: str | None = None,
+    data_source: str | None = None,
     tokenization: str = "simpo",
     max_steps: int | None = None,
     report_to: str | None = None,
@@ -269,6 +297,7 @@ def resolve_names(
         layout=layout,
         tokenization=tokenization,
         max_steps=max_steps,
+        data_source=data_source,
     )
     if padding_free is not None:
         config = config.replace(padding_free=padding_free)
@@ -276,8 +305,12 @@ def resolve_names(
         config = config.replace(report_to=parse_report_to(report_to))
     if dataset is not None:  # e.g. a directory written by `repro data on-policy`
         dataset = str(Path(dataset).resolve()) if Path(dataset).exists() else dataset
+        if data_source is not None:
+            raise ReproError("--data builds the setting's dataset; --dataset replaces it: give one of them")
         config = config.replace(
-            dataset=dataset, notes=(*config.notes, f"dataset replaced by --dataset {dataset}")
+            dataset=dataset,
+            dataset_options=None,  # the setting's way of building its dataset no longer applies
+            notes=(*config.notes, f"dataset replaced by --dataset {dataset}"),
         )
     return config, the_method
 

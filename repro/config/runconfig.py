@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import records
+from repro.data.family import Family
 from repro.errors import ReproError
 
 # Fields that describe a run without changing what it computes. Everything else is in the hash.
@@ -121,11 +122,26 @@ class RunConfig:
     recipe_file: str
     sources: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    # The setting's model family (repro.data.family): how its tokenizer starts, turns and ends a
+    # sequence. None: inferred from the tokenizer (a recipe that names none, a run of an older repro).
+    family: Family | None = None
+    # How a dataset repro builds itself is made (repro.data.alpaca_preferences.Binarization), with
+    # the sources' digest (in the identity) and their folder (`source`, not in it). None: a file dataset.
+    dataset_options: dict[str, Any] | None = None
 
     @cached_property
     def config_hash(self) -> str:
         """SHA-256 of every value that changes training (not sources, notes, titles, paths)."""
         keep = {k: v for k, v in self.to_json(with_hash=False).items() if k not in NOT_IN_IDENTITY}
+        # fields added later stay out of the hash where unset, so older runs keep their identity
+        if self.family is None:
+            keep.pop("family")
+        else:
+            keep["family"] = self.family.identity
+        if self.dataset_options is None:
+            keep.pop("dataset_options")
+        else:
+            keep["dataset_options"] = {k: v for k, v in self.dataset_options.items() if k != "source"}
         return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
 
     @property
@@ -140,6 +156,7 @@ class RunConfig:
         data["evaluation"] = dataclasses.asdict(self.evaluation)
         data["batch"] = dataclasses.asdict(self.batch)  # the same mapping as ever: the hash is over it
         data["notes"] = list(self.notes)
+        data["family"] = self.family.to_json() if self.family else None
         if with_hash:
             data["config_hash"] = self.config_hash
         return data
@@ -166,6 +183,15 @@ class RunConfig:
         records.exact_keys(batch, Batch, f"{where}: batch")
         data["batch"] = Batch(**batch)
         data["notes"] = tuple(data.get("notes") or ())
+        family = data.get("family")
+        if family is not None:
+            if not isinstance(family, dict):
+                raise ReproError(f"{where}: family must be a mapping")
+            defaults = tuple(
+                f.name for f in dataclasses.fields(Family) if f.default is not dataclasses.MISSING
+            )
+            records.exact_keys(family, Family, f"{where}: family", optional=defaults)
+            data["family"] = Family(**{**family, "stop": tuple(family["stop"])})
         config = cls(**data)
         if recorded is not None and recorded != config.config_hash:
             raise ReproError(

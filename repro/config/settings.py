@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from repro import paths
-from repro.config import handbook
+from repro.config import families, handbook
 from repro.config.methods import Method, check_hyperparameters, get_method, load_methods
 from repro.config.runconfig import EvalPlan
 from repro.config.validate import check_choice, check_keys, check_range, coerce, read_yaml
+from repro.data.family import Family
 from repro.errors import ReproError, UsageError, unknown
 
 # The experiment trackers a setting's report_to may name (repro.train.trackers runs them).
@@ -43,7 +44,6 @@ class Setting:
     name: str
     title: str
     model_name_or_path: str
-    chat_template: str
     dataset: str
     train_split: str
     test_split: str
@@ -66,6 +66,11 @@ class Setting:
     baseline_learning_rate: float
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     method_sources: dict[str, str] = field(default_factory=dict)
+    # How its tokenizer starts, turns and ends a sequence (recipes/families/NAME.yaml, read into
+    # repro.data.family.Family); None: inferred from the tokenizer when it loads.
+    family: Family | None = None
+    # "tokenizer" (the checkpoint's own), a named template or a literal one; default: the family's.
+    chat_template: str = ""
     model_revision: str = "main"
     # The tokenizer's hub revision where it must differ from the model's ("parent-of:SHA": the
     # commit before SHA, resolved on the hub), with where the pin comes from.
@@ -87,6 +92,9 @@ class Setting:
     # Log-probs through the LM head in chunks (repro.train.chunked); false: full logits, as the
     # original computed them (repro.train.logprobs). Same values within 1e-5; not in the config hash.
     chunked_logprobs: bool = True
+    # How a dataset that repro builds itself is made (repro:alpaca-eval-preferences: the keys of
+    # repro.data.alpaca_preferences.Binarization). In the run's identity.
+    dataset_options: dict[str, Any] | None = None
     # How `dataset` was generated on-policy (repro data on-policy --setting NAME), where it was.
     on_policy: dict[str, Any] | None = None
     # How it is evaluated (repro.config.runconfig.EvalPlan): generation config, judge, baseline.
@@ -147,6 +155,14 @@ def parse_setting(data: Any, where: str, methods: dict[str, Method]) -> Setting:
             continue
         if name == "evaluation":
             continue  # checked below by check_evaluation
+        if name == "family":  # a name in a recipe; a Family when a setting is re-read with overrides
+            value = data[name]
+            if isinstance(value, dict):
+                value = families.parse(value, f"{where}: family")
+            elif value is not None and not isinstance(value, Family):
+                value = families.load(coerce(value, str, f"{where}: family"))
+            values[name] = value
+            continue
         value = coerce(data[name], hints[name], f"{where}: {name}")
         if name in _RANGES and value is not None:
             check_range(value, *_RANGES[name], f"{where}: {name}")
@@ -176,6 +192,9 @@ def parse_setting(data: Any, where: str, methods: dict[str, Method]) -> Setting:
         values["evaluation"] = check_evaluation(data["evaluation"], f"{where}: evaluation")
     if "report_to" in values:
         values["report_to"] = parse_report_to(values["report_to"])
+    if not values.get("chat_template"):
+        family = values.get("family")
+        values["chat_template"] = family.chat_template if family else "tokenizer"
     return Setting(**values, source=where)
 
 

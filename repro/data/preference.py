@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from repro import io
+from repro.data import family as families
 from repro.data import templates
+from repro.data.family import Family
 from repro.errors import ReproError, unknown
 
 TOKENIZATIONS = ("simpo", "paper-v1", "trl")
@@ -147,16 +149,28 @@ def load_rows(source: str, split: str, data_dir: Path | None = None) -> list[Any
         raise ReproError(f"cannot load dataset '{source}' split '{split}': {exc}".splitlines()[0]) from None
 
 
-def format_texts(pair: Pair, tokenizer, *, insert_system: bool = True) -> tuple[str, str, str]:
-    """scripts/run_simpo.py apply_chat_template (task "simpo"): prompt, chosen and rejected strings."""
+def format_texts(pair: Pair, tokenizer, family: Family) -> tuple[str, str, str]:
+    """scripts/run_simpo.py apply_chat_template (task "simpo"): prompt, chosen and rejected strings.
+
+    The family says where the original's choices do not carry over: `system_turn` (an empty
+    system turn inserted, or the template's own), `answer_text` (the answer rendered alone with
+    a leading BOS stripped, or what rendering prompt + answer adds to the rendered prompt)."""
     prompt_messages = [dict(m) for m in pair.prompt]
     if (
-        insert_system
+        family.system_turn == "insert-empty"
         and prompt_messages[0]["role"] != "system"
         and templates.wants_system_message(tokenizer.chat_template)
     ):
         prompt_messages.insert(0, {"role": "system", "content": ""})
     text_prompt = tokenizer.apply_chat_template(prompt_messages, tokenize=False)
+    if family.answer_text == "continuation":
+        answers = []
+        for answer in (pair.chosen, pair.rejected):
+            whole = tokenizer.apply_chat_template([*prompt_messages, answer], tokenize=False)
+            if not whole.startswith(text_prompt):
+                raise RowError("the chat template renders the prompt differently once an answer follows")
+            answers.append(whole[len(text_prompt) :])
+        return text_prompt, answers[0], answers[1]
     text_chosen = tokenizer.apply_chat_template([pair.chosen], tokenize=False)
     text_rejected = tokenizer.apply_chat_template([pair.rejected], tokenize=False)
     bos = tokenizer.bos_token
@@ -192,9 +206,13 @@ def tokenize_original(
     max_prompt_length: int,
     truncation_mode: str = "keep_end",
     paper_v1: bool = False,
+    append_eos: str = "if-missing",
     stats: Stats | None = None,
 ) -> Tokenized:
-    """SimPOTrainer.tokenize_row (HEAD), or trl 0.8.6 DPOTrainer.tokenize_row when paper_v1."""
+    """SimPOTrainer.tokenize_row (HEAD), or trl 0.8.6 DPOTrainer.tokenize_row when paper_v1.
+
+    A tokenizer without a BOS token gets none prepended; `append_eos` "as-template" leaves the
+    answer as the template ends it (the family's choice; paper_v1 always appends)."""
     prompt, chosen, rejected = texts
     prompt_ids = _encode(tokenizer, prompt)
     chosen_prompt, chosen_answer = _split_answer(tokenizer, prompt, chosen)
@@ -207,11 +225,11 @@ def tokenize_original(
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     prompts = [prompt_ids, chosen_prompt, rejected_prompt]
     for i, ids in enumerate(prompts):
-        if paper_v1 or not ids or ids[0] != bos:
+        if bos is not None and (paper_v1 or not ids or ids[0] != bos):
             prompts[i] = [bos, *ids]
     answers = [chosen_answer, rejected_answer]
     for i, ids in enumerate(answers):
-        if paper_v1 or not ids or ids[-1] != eos:
+        if paper_v1 or (append_eos == "if-missing" and (not ids or ids[-1] != eos)):
             answers[i] = [*ids, eos]
 
     longer = max(len(a) for a in answers)
@@ -291,6 +309,7 @@ class TrainingFormat(Protocol):
     max_length: int
     max_prompt_length: int
     truncation_mode: str
+    family: Family | None  # None: inferred from the tokenizer
 
 
 @dataclass
@@ -303,6 +322,7 @@ class Pipeline:
     tokenization: str = "simpo"
     truncation_mode: str = "keep_end"
     notes: list[str] = field(default_factory=list)
+    family: Family | None = None  # set by for_setting (declared, or inferred from the tokenizer)
 
     @classmethod
     def for_setting(
@@ -315,10 +335,12 @@ class Pipeline:
         max_prompt_length: int,
         tokenization: str = "simpo",
         truncation_mode: str = "keep_end",
+        family: Family | None = None,
     ) -> Pipeline:
         """The pipeline of a training format. The recipe's chat template (when it names one) is
         installed on `tokenizer`, so what renders the training data later, and the BOS guard,
-        use the template the recipe trains with."""
+        use the template the recipe trains with. Without a declared `family`, one is inferred
+        from the tokenizer (repro.data.family.infer); the BOS guard checks a declared one."""
         if tokenization not in TOKENIZATIONS:
             raise unknown("tokenization", tokenization, TOKENIZATIONS)
         if max_prompt_length >= max_length:
@@ -332,9 +354,10 @@ class Pipeline:
             raise ReproError(
                 f"tokenizer of '{model_name_or_path}' has no chat template; set chat_template in the recipe"
             )
-        if tokenizer.bos_token_id is None or tokenizer.eos_token_id is None:
-            raise ReproError("the tokenizer needs a BOS and an EOS token")
-        return cls(tokenizer, max_length, max_prompt_length, tokenization, truncation_mode, notes)
+        if tokenizer.eos_token_id is None:
+            raise ReproError("the tokenizer needs an EOS token (it ends every trained answer)")
+        family = family or families.infer(tokenizer)
+        return cls(tokenizer, max_length, max_prompt_length, tokenization, truncation_mode, notes, family)
 
     @classmethod
     def for_config(
@@ -356,12 +379,14 @@ class Pipeline:
             max_prompt_length=max_prompt_length or config.max_prompt_length,
             tokenization=tokenization,
             truncation_mode=config.truncation_mode,
+            family=getattr(config, "family", None),
         )
 
     def tokenize(self, pair: Pair, stats: Stats | None = None) -> Tokenized:
         if self.tokenization == "trl":
             return tokenize_trl(pair, self.tokenizer, max_length=self.max_length, stats=stats)
-        texts = format_texts(pair, self.tokenizer)
+        family = self.family or families.infer(self.tokenizer)
+        texts = format_texts(pair, self.tokenizer, family)
         return tokenize_original(
             texts,
             self.tokenizer,
@@ -369,6 +394,7 @@ class Pipeline:
             max_prompt_length=self.max_prompt_length,
             truncation_mode=self.truncation_mode,
             paper_v1=self.tokenization == "paper-v1",
+            append_eos=family.append_eos,
             stats=stats,
         )
 

@@ -123,7 +123,7 @@ class Evaluation:
     ):
         from transformers.utils import logging as hf_logging  # deferred: transformers is heavy
 
-        from repro.data import served_templates, tokenizers
+        from repro.data import family, served_templates, tokenizers
 
         hf_logging.disable_progress_bar()  # one line per error; the CLI reports progress itself
         options = options or EvalOptions()
@@ -150,6 +150,8 @@ class Evaluation:
         self.judge = judge
         self.toy_questions = self.plan.questions == "repro:tiny"
         self.tokenizer = tokenizers.load(options.tokenizer or model_path)
+        self.family = getattr(target.recipe, "family", None) or family.infer(self.tokenizer)
+        self.config = evalconfig.with_family_stops(self.config, self.family.stop_ids(self.tokenizer))
         self.model_name = Path(model_path).name if Path(model_path).exists() else model_path.split("/")[-1]
         self.answerer = answering.Answerer(output, allow_double_bos=options.allow_double_bos)
         lazy = self.stage == "judge"
@@ -200,6 +202,32 @@ class Evaluation:
         shared = paths.shared_dir()
         return shared / "data" / relative if shared else None
 
+    @property
+    def baseline(self) -> str:
+        """`published` (each benchmark's reference answers) or `init-model` (the starting model's)."""
+        return self.plan.baseline
+
+    def subset(self, section: str) -> int | None:
+        """How many of a benchmark's questions this evaluation answers: the setting's own subset
+        (`questions: N` in its generation config's section), cut further by --limit."""
+        sizes = [n for n in ((self.config.get(section) or {}).get("questions"), self.limit) if n is not None]
+        return min(sizes) if sizes else None
+
+    def heldout_instructions(self) -> list[str]:
+        """The AlpacaEval instructions a setting that trains on AlpacaEval annotations holds out
+        (repro.data.alpaca_preferences): never trained on, so they can be evaluated on."""
+        from repro.data import alpaca_preferences  # deferred: only smol-like settings need it
+
+        options = dict(getattr(self.target.recipe, "dataset_options", None) or {})
+        source = options.pop("source", None)
+        options.pop("sources_sha256", None)
+        folder = Path(source) if source else alpaca_preferences.default_source()
+        if not folder:
+            raise ReproError(
+                f"{self.name}: its AlpacaEval instructions are its data's held-out ones: pass --data DIR"
+            )
+        return alpaca_preferences.heldout_from(folder, alpaca_preferences.Binarization(**options))
+
     def generator_fingerprint(self) -> str | None:
         return getattr(self.generator, "fingerprint", None)
 
@@ -247,7 +275,8 @@ class Evaluation:
             messages = [{"role": "user", "content": messages}]
         if self.chat_template == "tokenizer":
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            return text, True
+            # a template that writes the BOS itself goes in without special tokens (no second BOS)
+            return text, not self.family.template_writes_bos
         return answering.chat_prompt(self.tokenizer, self.chat_template, messages)
 
     def _bos_check(self) -> dict[str, Any]:

@@ -279,7 +279,9 @@ def generate(
     directory = run_directory(config, results_root, options.limit, options.backend)
     if training.finished(config, root / "train") is None:
         raise ReproError(f"{root / 'train'}: training has not finished; generate after the training job")
-    reference = str(root / "train" / "init-model") if config.evaluation.baseline == "init-model" else None
+    reference = (
+        training.starting_model(root / "train") if config.evaluation.baseline == "init-model" else None
+    )
     options = dataclasses.replace(options, reference_model=reference, stage="generate")
     with run_lock(root), _log_to(directory / "repro.log"):
         ev = runner.Evaluation(
@@ -342,7 +344,7 @@ def _execute(
     if not (evaluation and evaluation.key == eval_key and evaluation.complete):
         start = time.time()
         if config.evaluation.baseline == "init-model":
-            options = dataclasses.replace(options, reference_model=str(train_dir / "init-model"))
+            options = dataclasses.replace(options, reference_model=training.starting_model(train_dir))
         ev = runner.Evaluation(
             str(train_dir / "model"),
             runner.Target.of_run(config),

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro.config.runconfig import RunConfig
+from repro.config.runconfig import RunConfig, RunFile
 from repro.data import bosguard
 from repro.errors import ReproError
 from repro.progress import Progress
@@ -29,6 +29,13 @@ class Trained:
     @property
     def launched(self) -> bool:
         return self.seconds is not None
+
+
+def starting_model(directory: Path) -> str:
+    """The checkpoint a training run started from (its run.json's model): the baseline of a
+    setting judged against its starting model (the tiny model built in the run, a built-in
+    model's imported folder, a local or hub checkpoint)."""
+    return RunFile.read(directory / "run.json").paths.model
 
 
 def finished(config: RunConfig, directory: Path) -> TrainingOutcome | None:

@@ -9,6 +9,7 @@ the same ZeRO-3 path runs on CPU processes (gloo).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -27,10 +28,11 @@ import yaml
 from repro import paths, tiny
 from repro.config import evalconfig
 from repro.config.runconfig import RunConfig, RunFile, RunPaths
-from repro.data import bosguard, tokenizers
+from repro.data import alpaca_preferences, bosguard, tokenizers
 from repro.data.preference import Pipeline
 from repro.errors import ReproError
-from repro.io import write_json
+from repro.io import read_json, write_json
+from repro.models import catalog
 from repro.progress import Progress
 from repro.train import trackers
 
@@ -122,6 +124,24 @@ def _materialize_tiny(config: RunConfig, directory: Path) -> tuple[str, str, Pat
     if config.dataset == TINY_DATA and not (data_dir / "train.jsonl").exists():
         tiny.write_dataset(data_dir, seed=config.seed)
     return str(model_dir), str(model_dir), data_dir
+
+
+def build_dataset(config: RunConfig, data_dir: Path) -> None:
+    """Binarize the annotation files into `data_dir` (train.jsonl, test.jsonl, heldout.json),
+    once: a folder already built from the same sources and options is kept."""
+    options = dict(config.dataset_options or {})
+    source, sha = options.pop("source", None), options.pop("sources_sha256", None)
+    if not source or not sha:
+        raise ReproError(
+            f"{config.setting}: its dataset is built from AlpacaEval annotation files: pass --data DIR "
+            "(alpaca_eval's results/*/weighted_alpaca_eval_gpt4_turbo/annotations.json as "
+            "preferences/*.json, and reference/gpt4_1106_preview.json), or keep shared/ beside the checkout"
+        )
+    record = read_json(data_dir / "binarization.json")
+    wanted = alpaca_preferences.Binarization(**options)
+    if record and record.get("sources_sha256") == sha and record.get("config") == dataclasses.asdict(wanted):
+        return
+    alpaca_preferences.write(Path(source), data_dir, wanted)
 
 
 def command_for(accelerate_config: Path, run_file: Path, num_processes: int, num_nodes: int) -> list[str]:
@@ -219,6 +239,11 @@ def prepare(
             model, tokenizer_path, data_dir = _materialize_tiny(config, directory)
     elif config.dataset == TINY_DATA:
         raise ReproError("the synthetic dataset only goes with the tiny model")
+    elif catalog.is_builtin(model) and not dry_run:  # fetched and imported once per machine
+        model = catalog.local_path(model)
+        tokenizer_path = tokenizer or model
+    if config.dataset == alpaca_preferences.NAME and not dry_run:
+        build_dataset(config, data_dir)
 
     ds_path = directory / "deepspeed.json"
     acc_path = directory / "accelerate.yaml"

@@ -41,14 +41,19 @@ class AlpacaEval2(Benchmark):
         if ev.toy_questions:
             instructions = tiny.eval_instructions()[: ev.limit]
             reference_outputs = None
+        elif cfg.get("instructions") == "heldout":  # a setting trained on AlpacaEval annotations
+            instructions = ev.heldout_instructions()[: ev.subset("alpaca_eval")]
+            reference_outputs = None
         else:
             path = ev.options.alpaca_reference or ev.shared_data(
                 "alpaca_eval/reference/gpt4_1106_preview.json"
             )
             if not path or not Path(path).exists():
                 raise ReproError("AlpacaEval reference outputs not found: pass --alpaca-reference FILE")
-            reference_outputs = json.loads(Path(path).read_text())[: ev.limit]
+            reference_outputs = json.loads(Path(path).read_text())[: ev.subset("alpaca_eval")]
             instructions = [r["instruction"] for r in reference_outputs]
+        if ev.baseline == "init-model":  # judged against the starting model's answers
+            reference_outputs = None
         # not str.format: instructions hold braces
         prompts = [cfg["prompt_template"].replace("{instruction}", i) for i in instructions]
         # strings with add_special_tokens, as alpaca-eval 0.6.2 gave them to vLLM

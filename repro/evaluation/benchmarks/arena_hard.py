@@ -54,6 +54,8 @@ class ArenaHard(Benchmark):
         if judge is not None and judge.model:
             config["judge_model"] = judge.model
         cfg = ev.config["arena_hard"]
+        # a setting may cap the judgment's length (a small local judge rambles to the limit)
+        config["max_tokens"] = cfg.get("judge_max_tokens", config["max_tokens"])
         decoding = Decoding(
             mode="greedy",
             max_new_tokens=ev.max_new_tokens or cfg["max_tokens"],
@@ -69,8 +71,10 @@ class ArenaHard(Benchmark):
             data = ev.options.arena_hard_data or ev.shared_data("arena_hard_v0.1")
             if data is None:
                 raise ReproError("Arena-Hard data not found: pass --arena-hard-data DIR")
-            questions = arena_hard.read_jsonl(data / "question.jsonl")[: ev.limit]
+            questions = arena_hard.read_jsonl(data / "question.jsonl")[: ev.subset("arena_hard")]
             baseline = {a["question_id"]: a for a in arena_hard.read_jsonl(data / "gpt-4-0314.jsonl")}
+            if ev.baseline == "init-model":  # against the starting model's answers
+                baseline = None
         rendered = [ev.chat_prompt(q["turns"][0]["content"]) for q in questions]
         prompts, flags = [p for p, _ in rendered], [f for _, f in rendered]
         how = dict(add_special_tokens=flags, what="Arena-Hard prompts")

@@ -62,6 +62,10 @@ class Context(Protocol):
     model_name: str
     max_new_tokens: int | None
 
+    baseline: str  # published | init-model: whose answers the judged benchmarks compare against
+
+    def subset(self, section: str) -> int | None: ...
+    def heldout_instructions(self) -> list[str]: ...
     def folder(self, benchmark: str) -> Path: ...
     def answer(
         self, benchmark: str, prompts: list[str], decoding: Decoding, *, reference: bool = False, **kw: Any

@@ -54,7 +54,7 @@ class MTBench(Benchmark):
                 )
             folder = data.parent if (data / "question.jsonl").exists() else data
             questions, prompts, references = mt_bench.load_data(folder, judge_model)
-            questions = questions[: ev.limit]
+            questions = questions[: ev.subset("mt_bench")]
         max_new_tokens = ev.max_new_tokens or ev.config.get("mt_bench", {}).get("max_new_tokens", 1024)
         with ev.timed("generate"):
             turns = ev.answerer.mt_bench_turns(
@@ -74,7 +74,8 @@ class MTBench(Benchmark):
             return {"answers": len(answers)}
         with ev.timed("judge"):
             judgments = mt_bench.judge(
-                judge.chat(judge_model, 0.0, 2048),
+                # FastChat's 2048 tokens, unless the setting caps the judgment (a small local judge)
+                judge.chat(judge_model, 0.0, ev.config.get("mt_bench", {}).get("judge_max_tokens", 2048)),
                 prompts,
                 questions,
                 answers,

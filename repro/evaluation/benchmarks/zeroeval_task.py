@@ -32,7 +32,13 @@ class ZeroEvalTask(Benchmark):
         if ev.toy_questions:
             items = zeroeval.tiny_items(self.task)[: ev.limit]
         else:
-            items = zeroeval.load_items(self.task, data_dir=ev.options.zeroeval_data, limit=ev.limit)
+            # a setting may name the items as a file under shared/data (smol: the GSM8K test
+            # questions as ZeroEval's own recorded outputs hold them); --zeroeval-data wins
+            named = (ev.config.get("zeroeval") or {}).get("shared_items", {}).get(self.task)
+            path = ev.shared_data(named) if named and not ev.options.zeroeval_data else None
+            items = zeroeval.load_items(
+                self.task, path, data_dir=ev.options.zeroeval_data, limit=ev.subset("zeroeval")
+            )
         with ev.timed("generate"):
             records, generation = zeroeval.generate(
                 ev.generator,

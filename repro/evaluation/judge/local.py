@@ -43,7 +43,25 @@ def command(
     cmd += ["--max-logprobs", str(MAX_LOGPROBS), "--generation-config", "vllm", "--seed", "0"]
     if max_model_len:
         cmd += ["--max-model-len", str(max_model_len)]
-    return cmd + list(extra or [])
+    extra = list(extra or [])
+    if (
+        _cpu()
+        and "--enforce-eager" not in extra
+        and not any(e.startswith("--compilation-config") for e in extra)
+    ):
+        # on a CPU, compiling the model takes minutes at start and buys little: eager, as the
+        # generation backend runs it (repro.evaluation.generate)
+        cmd.append("--enforce-eager")
+    return cmd + extra
+
+
+def _cpu() -> bool:
+    try:  # deferred: torch takes seconds to import
+        import torch
+
+        return not torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        return True
 
 
 def url(port: int, host: str = "127.0.0.1") -> str:
@@ -58,13 +76,7 @@ def environment() -> dict[str, str]:
     """vLLM on a CPU: its engine in this process and a 1 GiB KV cache, as repro's generation
     backend runs it (the user's values win)."""
     env = dict(os.environ)
-    try:
-        import torch
-
-        cpu = not torch.cuda.is_available()
-    except ImportError:  # pragma: no cover
-        cpu = True
-    if cpu:
+    if _cpu():
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     return env
 
