@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRL_EXPERIMENTAL_SILENCE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv uv tiny test test-fast lint lock clean
+.PHONY: venv uv tiny smol test test-fast lint lock clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,12 @@ tiny: $(STAMP)
 	$(VENV)/bin/repro run tiny --method simpo
 	$(VENV)/bin/repro run tiny --method dpo
 	$(VENV)/bin/repro compare results --plot results/compare-tiny.png
+
+# A real model on a CPU: SmolLM2-135M-Instruct trained (SimPO and DPO), generated with vLLM,
+# judged by itself served with `repro judge serve`, compared with the smol band (scripts/smol.sh).
+smol: $(STAMP)
+	$(VENV)/bin/repro env check
+	scripts/smol.sh
 
 # Everything CI runs: the unit tests and parity oracles on both cores, then the end-to-end tier
 # and the lock re-resolution one test at a time (their own processes use both cores).

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pytest
 
+from repro import paths
 from repro.config import families
 from repro.config.settings import get_setting, list_settings
 from repro.data import bosguard, preference, templates, tokenizers
@@ -231,3 +232,14 @@ def test_the_family_is_part_of_a_runs_identity():
     data = old.to_json()
     del data["family"]
     assert RunConfig.from_json(data).config_hash == old.config_hash
+
+
+def test_a_setting_whose_family_contradicts_its_tokenizer_is_one_line_and_writes_nothing(tmp_path, cli):
+    recipe = (paths.SETTINGS / "tiny.yaml").read_text().replace("family: tiny", "family: llama3")
+    (tmp_path / "mine.yaml").write_text(recipe)
+    out = tmp_path / "out"
+    proc = cli("train", str(tmp_path / "mine.yaml"), "--method", "simpo", "--output", str(out))
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "BOS check failed: family declaration: family 'llama3' contradicts the tokenizer" in proc.stderr
+    assert "bos is '<|begin_of_text|>' in the family, '<bos>' in the tokenizer" in proc.stderr
+    assert not out.exists()

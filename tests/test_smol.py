@@ -136,9 +136,9 @@ def test_trl_mode_ids_equal_trl_tokenization(smol, pairs, tmp_path):
     pipeline = preference.Pipeline.for_config(tok, get_setting("smol"), "trl")
     for theirs, row in zip(trainer.train_dataset, rows, strict=True):
         ours = pipeline.tokenize(preference.parse_row(row))
-        assert ours.prompt_input_ids == theirs["prompt_input_ids"]
-        assert ours.chosen_input_ids == theirs["prompt_input_ids"] + theirs["chosen_input_ids"]
-        assert ours.rejected_input_ids == theirs["prompt_input_ids"] + theirs["rejected_input_ids"]
+        assert ours.prompt_input_ids == theirs["prompt_ids"]
+        assert ours.chosen_input_ids == theirs["prompt_ids"] + theirs["chosen_ids"]
+        assert ours.rejected_input_ids == theirs["prompt_ids"] + theirs["rejected_ids"]
 
 
 @pytest.fixture(scope="module")

@@ -133,6 +133,7 @@ def train_cmd(
         dry_run=dry_run and launcher != "slurm",
         planned_dir=planned_files,
         device=None if device == "auto" else device,
+        allow_double_bos=allow_double_bos,
     )
     console = render.console(stderr=True)
     console.print(_layout(config, run.directory))

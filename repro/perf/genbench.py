@@ -28,11 +28,13 @@ from typing import Any
 
 from repro import paths, tiny
 from repro.config import evalconfig
+from repro.config.settings import get_setting
 from repro.config.validate import read_yaml
-from repro.data import tokenizers
+from repro.data import alpaca_preferences, tokenizers
 from repro.errors import ReproError, unknown
 from repro.evaluation import generate
 from repro.evaluation.generate import Decoding
+from repro.models import catalog
 from repro.perf.trainbench import machine
 from repro.train.launch import TINY_MODEL
 
@@ -53,6 +55,9 @@ class Preset:
     backends: tuple[str, ...]
     max_position_embeddings: int | None = None  # the tiny model's 256 positions, unless set
     eos_logit_zero: bool = False  # the EOS's output row zeroed: never a top-2 candidate, no early stop
+    # whose instructions fill the template: `tiny` (the tiny setting's), or a setting that holds
+    # out AlpacaEval instructions from its training data (smol: real instructions, never trained on)
+    instructions: str = "tiny"
 
 
 def get_preset(name: str) -> Preset:
@@ -73,19 +78,37 @@ def get_preset(name: str) -> Preset:
 
 
 def prepare(preset: Preset, folder: Path) -> tuple[Path, list[list[int]]]:
-    """The checkpoint and the prompt ids every backend gets."""
-    if preset.model != TINY_MODEL:
-        raise ReproError(f"preset {preset.name}: only the tiny model is built in (model: {TINY_MODEL})")
-    model = tiny.save_policy(folder / "model", seed=0)
-    if preset.max_position_embeddings or preset.eos_logit_zero:
-        reshape(model, preset)
+    """The checkpoint and the prompt ids every backend gets: the tiny model built here, or a
+    built-in real one (repro:NAME, fetched and imported once per machine)."""
+    if catalog.is_builtin(preset.model):  # the cached import is shared: never reshaped
+        if preset.max_position_embeddings or preset.eos_logit_zero:
+            raise ReproError(f"preset {preset.name}: only the tiny model is reshaped")
+        model = Path(catalog.local_path(preset.model))
+    elif preset.model == TINY_MODEL:
+        model = tiny.save_policy(folder / "model", seed=0)
+        if preset.max_position_embeddings or preset.eos_logit_zero:
+            reshape(model, preset)
+    else:
+        raise ReproError(f"preset {preset.name}: model {preset.model} is neither {TINY_MODEL} nor built in")
     template = evalconfig.generation(preset.generation)["alpaca_eval"]["prompt_template"]
-    instructions = tiny.eval_instructions(n=10_000)
+    instructions = _instructions(preset)
     texts = [
         template.replace("{instruction}", instructions[i % len(instructions)]) for i in range(preset.prompts)
     ]
     ids = generate.encode(tokenizers.load(str(model)), texts, add_special_tokens=False)
     return model, ids
+
+
+def _instructions(preset: Preset) -> list[str]:
+    if preset.instructions == "tiny":
+        return tiny.eval_instructions(n=10_000)
+    setting = get_setting(preset.instructions)
+    folder = alpaca_preferences.default_source()
+    if folder is None or not setting.dataset_options:
+        raise ReproError(
+            f"preset {preset.name}: {preset.instructions}'s held-out AlpacaEval instructions need shared/"
+        )
+    return alpaca_preferences.heldout_from(folder, alpaca_preferences.Binarization(**setting.dataset_options))
 
 
 def reshape(model: Path, preset: Preset) -> None:

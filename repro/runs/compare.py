@@ -266,8 +266,10 @@ def parse_tolerances(items: list[str]) -> dict[str, float]:
     return tolerances
 
 
-def tiny_band() -> dict[tuple[str, str, str], tuple[float, float]]:
-    with open(paths.PUBLISHED / "tiny_band.csv", newline="") as fh:
+def reference_bands() -> dict[tuple[str, str, str], tuple[float, float]]:
+    """The bands that stand in for published numbers where a setting has none (tiny, smol):
+    results/published/reference_bands.csv, each row with how it was derived."""
+    with open(paths.PUBLISHED / "reference_bands.csv", newline="") as fh:
         return {
             (r["setting"], r["method"], r["metric"]): (float(r["low"]), float(r["high"]))
             for r in csv.DictReader(fh)
@@ -294,10 +296,10 @@ def compare(results_dir: Path, tolerances: dict[str, float] | None = None) -> Co
             rows[(prow.setting, prow.method, metric)] = Row(
                 prow.setting, prow.method, metric, value, tolerance=tolerance[metric], erratum=note
             )
-    # Reference bands (results/published/tiny_band.csv) stand in for published values of the
-    # settings they name, once a run of that setting is there.
+    # Reference bands (results/published/reference_bands.csv) stand in for published values of
+    # the settings they name, once a run of that setting is there.
     reproduced = {r.setting for r in results}
-    for (setting, method, metric), limits in tiny_band().items():
+    for (setting, method, metric), limits in reference_bands().items():
         if setting in reproduced:
             rows[(setting, method, metric)] = Row(setting, method, metric, None, band=limits)
     labels = _labels(results)

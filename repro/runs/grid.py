@@ -103,7 +103,7 @@ def sweeps(results_dir: Path, only: set[Path] | None = None) -> list[Sweep]:
             if (value := run.result.metric(metric)) is not None:
                 point.scores.setdefault(metric, []).append(value)
     table = published.load()
-    bands = compare.tiny_band()
+    bands = compare.reference_bands()
     out = []
     for (setting, method), points in sorted(groups.items()):
         if len(points) < 2:

@@ -22,6 +22,7 @@ from typing import Any
 
 from repro.config import evalconfig
 from repro.config.runconfig import RunConfig
+from repro.data import alpaca_preferences
 from repro.errors import ReproError
 from repro.evaluation import generate
 from repro.evaluation.judge.backends import url_problem
@@ -70,6 +71,23 @@ def _model(config: RunConfig) -> Check:
             )
         return Check("model", True, f"{model} (Hugging Face cache)")
     return Check("model", True, f"{model} (Hugging Face Hub)")
+
+
+def _built_dataset(config: RunConfig) -> Check:
+    """A dataset repro builds from AlpacaEval annotation files (smol): the files are there and are
+    annotations (a malformed one is named), before anything is written or spawned."""
+    if config.dataset != alpaca_preferences.NAME:
+        return Check("data", True, config.dataset)
+    source = (config.dataset_options or {}).get("source")
+    if not source:
+        return Check(
+            "data", False, f"{config.setting} builds its dataset from AlpacaEval annotations: pass --data DIR"
+        )
+    try:
+        alpaca_preferences.read(Path(source))
+    except ReproError as exc:
+        return Check("data", False, str(exc))
+    return Check("data", True, f"AlpacaEval annotations in {source}")
 
 
 def _device(config: RunConfig) -> Check:
@@ -206,7 +224,7 @@ def checks(
     (not for an sbatch script written on a login node: the compute nodes have their own)."""
     found = [_output(results_root, output_option)]
     if here:
-        found.append(_model(config))
+        found += [_model(config), _built_dataset(config)]
         if device:
             found.append(_device(config))
     found.append(_trackers(config))

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.config.runconfig import RunConfig, RunFile
-from repro.data import bosguard
 from repro.errors import ReproError
 from repro.progress import Progress
 from repro.train import launch
@@ -81,10 +80,9 @@ def train(
         return Trained(Path(directory).resolve(), done, None)
     start = time.time()
     run = launch.prepare(
-        config, directory, tokenizer=tokenizer, reference_cache=reference_cache, device=device
-    )
-    if run.bos_check["status"] == "error" and not allow_double_bos:
-        raise ReproError(f"BOS check failed ({run.directory / 'bos_check.json'}): {bosguard.FIX}")
+        config, directory, tokenizer=tokenizer, reference_cache=reference_cache, device=device,
+        allow_double_bos=allow_double_bos,
+    )  # fmt: skip
     if on_launch:
         on_launch(run)
     launched = time.time()

@@ -218,30 +218,41 @@ def prepare(
     dry_run: bool = False,
     planned_dir: Path | None = None,
     device: str | None = None,
+    allow_double_bos: bool = False,
 ) -> Run:
     """Write the run directory (run.json, DeepSpeed and accelerate configs, bos_check.json).
 
     With dry_run nothing is written anywhere: the Run holds the paths and the command that
     would run; with `planned_dir` too, the planned files go there (Run.planned). `device`
     "cuda" or "cpu" says where training runs; None: CUDA if this machine has it (an sbatch
-    script written on a login node names the compute nodes' device).
+    script written on a login node names the compute nodes' device). A failed BOS check (two
+    BOS, or a family that contradicts its tokenizer) is one error before the run directory is
+    written, unless `allow_double_bos`.
     """
-    directory = output_dir.resolve() if dry_run else writable_directory(output_dir)
+    directory = output_dir.resolve()
     gpu = cuda_available() if device is None else device == "cuda"
     batch = config.batch
     data_dir = directory / "data"
     model = config.model_name_or_path
-    tokenizer_path = tokenizer or model
+    if model != TINY_MODEL and config.dataset == TINY_DATA:
+        raise ReproError("the synthetic dataset only goes with the tiny model")
+    if catalog.is_builtin(model) and not dry_run:  # fetched and imported once per machine
+        model = catalog.local_path(model)
+    tokenizer_path = tokenizer or model  # the tiny tokenizer loads by name (repro:tiny-llama)
+    if dry_run:
+        guard = {"status": "skipped", "reason": "dry run", "checks": []}
+    else:  # before the run directory is written: a refusal leaves nothing behind
+        guard = bos_check(config, tokenizer_path)
+        if guard["status"] == "error" and not allow_double_bos:
+            first = next((c for c in guard["checks"] if c["status"] == "error"), {})
+            what, message = first.get("what"), first.get("message")
+            raise ReproError(f"BOS check failed: {what}: {message} (--allow-double-bos trains anyway)")
+        directory = writable_directory(output_dir)
     if model == TINY_MODEL:
         if dry_run:
             model = tokenizer_path = str(directory / "init-model")
         else:
             model, tokenizer_path, data_dir = _materialize_tiny(config, directory)
-    elif config.dataset == TINY_DATA:
-        raise ReproError("the synthetic dataset only goes with the tiny model")
-    elif catalog.is_builtin(model) and not dry_run:  # fetched and imported once per machine
-        model = catalog.local_path(model)
-        tokenizer_path = tokenizer or model
     if config.dataset == alpaca_preferences.NAME and not dry_run:
         build_dataset(config, data_dir)
 
@@ -275,10 +286,7 @@ def prepare(
     )
     if files is not None:
         write_json(files / run_file.name, run.to_json())
-    if dry_run:
-        guard = {"status": "skipped", "reason": "dry run", "checks": []}
-    else:
-        guard = bos_check(config, tokenizer_path)
+    if not dry_run:
         write_json(directory / "bos_check.json", guard)
     return Run(directory, run_file, acc_path, ds_path, command, env, batch.num_processes,
                batch.num_nodes, guard, gpu=gpu, planned=files if dry_run else None)  # fmt: skip

