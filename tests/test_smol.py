@@ -184,6 +184,26 @@ def _first_step(run: Path) -> dict:
     return next(h for h in history if h.get("step") == 1 and "loss" in h)
 
 
+def _cpo_batch(rows, tok) -> dict[str, torch.Tensor]:
+    from repro.config.settings import get_setting
+    from repro.data import preference
+
+    pipeline = preference.Pipeline.for_config(tok, get_setting("smol"), "trl")
+    tokenized = [pipeline.tokenize(preference.parse_row(r)) for r in rows]
+
+    def pad(seqs: list[list[int]], value: int) -> torch.Tensor:
+        n = max(len(s) for s in seqs)
+        return torch.tensor([s + [value] * (n - len(s)) for s in seqs])
+
+    batch = {}
+    for side in ("chosen", "rejected"):
+        ids = [getattr(t, f"{side}_input_ids") for t in tokenized]
+        batch[f"{side}_input_ids"] = pad(ids, tok.pad_token_id)
+        batch[f"{side}_attention_mask"] = pad([[1] * len(i) for i in ids], 0)
+        batch[f"{side}_labels"] = pad([getattr(t, f"{side}_labels") for t in tokenized], -100)
+    return batch
+
+
 def test_first_zero3_step_equals_trl_cpo_simpo(trained, four_pairs, smol, tmp_path):
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from trl.experimental.cpo import CPOConfig, CPOTrainer
@@ -198,7 +218,9 @@ def test_first_zero3_step_equals_trl_cpo_simpo(trained, four_pairs, smol, tmp_pa
     trainer = CPOTrainer(
         model=model, args=args, train_dataset=_trl_dataset(four_pairs[1]), processing_class=tok
     )
-    batch = next(iter(trainer.get_train_dataloader()))
+    # CPOTrainer tokenizes as the trl 0.8 trainers did (EOS appended after the template's newline):
+    # it is handed the ids repro trained on instead, collated as its own collator would
+    batch = _cpo_batch(four_pairs[1], tok)
     with torch.no_grad():
         loss, metrics = trainer.get_batch_loss_metrics(model, batch, train_eval="train")
     ours = _first_step(trained["simpo"])
@@ -220,12 +242,13 @@ def test_first_zero3_step_equals_trl_dpo(trained, four_pairs, smol, tmp_path):
                          processing_class=tok)  # fmt: skip
     batch = next(iter(trainer.get_train_dataloader()))
     with torch.no_grad():
-        loss, metrics = trainer._compute_loss(model, batch, return_outputs=True)
+        loss = trainer._compute_loss(model, batch, return_outputs=False)
+    metrics = trainer._metrics["train" if model.training else "eval"]  # what TRL logs for the batch
     ours = _first_step(trained["dpo"])
     torch.testing.assert_close(torch.tensor(ours["loss"]), loss.float(), **TOL)  # ln 2: policy = reference
     # the log-probs are not trivial: summed over each answer, the same 4 pairs
     for key in ("logps/chosen", "logps/rejected"):
-        torch.testing.assert_close(torch.tensor(ours[key]), torch.tensor(float(metrics[key])), **TOL)
+        torch.testing.assert_close(torch.tensor(ours[key]), torch.tensor(metrics[key][-1]), **TOL)
 
 
 def test_saved_checkpoints_keep_the_head_tied_and_generate(trained):
