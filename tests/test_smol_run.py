@@ -16,7 +16,9 @@ read it. What must hold:
 
 from __future__ import annotations
 
+import ast
 import json
+import math
 import os
 import subprocess
 import sys
@@ -95,8 +97,19 @@ def test_alpaca_eval_uses_real_top_logprobs_on_held_out_instructions(run, shared
 
     annotations = json.loads((run / "eval" / "alpaca_eval2" / "annotations.json").read_text())
     assert len(annotations) == LIMIT
-    for row in annotations:  # computed from the log-probs of m and M: not 1 or 2 exactly
-        assert 1.0 < row["preference"] < 2.0, row
+    for row in annotations:  # the oracle: the preference recomputed from the server's own log-probs
+        if row["output_1"] == row["output_2"]:
+            assert float(row["preference"]) == 1.5  # alpaca-eval asks no judge for identical outputs
+            continue
+        raw = row["raw_completion"]
+        raw = raw if isinstance(raw, dict) else ast.literal_eval(raw)
+        first = raw["logprobs"]["content"][0]["top_logprobs"]
+        p = {t["token"]: math.exp(t["logprob"]) for t in first if t["token"] in ("m", "M")}
+        p_m = p.get("m", 0.0) / (p.get("m", 0.0) + p.get("M", 0.0))  # a weak judge may offer only one
+        assert any(abs(float(row["preference"]) - x) < 1e-6 for x in (2 - p_m, 1 + p_m)), (
+            row["preference"],
+            p,
+        )
     options = get_setting("smol").dataset_options
     heldout = alpaca_preferences.heldout_from(
         shared / "data" / "alpaca_eval", alpaca_preferences.Binarization(**options)

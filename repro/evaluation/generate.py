@@ -409,6 +409,10 @@ class VLLMBackend(Backend):
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's CPU default takes far more
         if not on_gpu:  # the engine in this process: starts in seconds instead of a minute, no spawn
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+            if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0":
+                # vLLM's CPU worker keeps a core for a scheduler process; in this process there is
+                # none, and on 2 cores that core is half the machine
+                os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         mark = beam_in_engine.created()
         self.llm = vllm.LLM(
             model=model_path,
