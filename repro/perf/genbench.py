@@ -55,9 +55,9 @@ class Preset:
     backends: tuple[str, ...]
     max_position_embeddings: int | None = None  # the tiny model's 256 positions, unless set
     eos_logit_zero: bool = False  # the EOS's output row zeroed: never a top-2 candidate, no early stop
-    # whose instructions fill the template: `tiny` (the tiny setting's), or a setting that holds
-    # out AlpacaEval instructions from its training data (smol: real instructions, never trained on)
-    instructions: str = "tiny"
+    # whose instructions fill the template: none (the tiny setting's toy ones), or a setting that
+    # holds out AlpacaEval instructions from its training data (smol: real instructions, never trained on)
+    instructions: str | None = None
 
 
 def get_preset(name: str) -> Preset:
@@ -100,7 +100,7 @@ def prepare(preset: Preset, folder: Path) -> tuple[Path, list[list[int]]]:
 
 
 def _instructions(preset: Preset) -> list[str]:
-    if preset.instructions == "tiny":
+    if preset.instructions is None:
         return tiny.eval_instructions(n=10_000)
     setting = get_setting(preset.instructions)
     folder = alpaca_preferences.default_source()
