@@ -25,6 +25,7 @@ from repro.cli.common import (
     NodesOpt,
     OverridesOpt,
     PaddingFreeOpt,
+    RefreshJudgmentsOpt,
     ReportToOpt,
     SettingArg,
     TokenizationOpt,
@@ -76,6 +77,7 @@ def run_cmd(
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, metavar="N", help="Judge calls in flight at once.")
     ] = 4,
+    refresh_judgments: RefreshJudgmentsOpt = False,
     zeroeval_data: Annotated[
         Path | None,
         path_option("--zeroeval-data", role="dir", help="Folder with gsm.json / mmlu-redux.json."),
@@ -119,6 +121,7 @@ def run_cmd(
         model=judge_model,
         key_env=judge_key_env,
         concurrency=concurrency,
+        refresh=refresh_judgments,
     )
     generate.check_backend(backend)  # a usage error before anything runs (dry runs too)
     if slurm_cli.check_launcher(launcher, submit):
@@ -238,6 +241,7 @@ def sweep_cmd(
     gpus: GpusOpt = None,
     judge: JudgeOpt = None,
     judge_url: JudgeUrlOpt = None,
+    refresh_judgments: RefreshJudgmentsOpt = False,
     max_steps: MaxStepsOpt = None,
     launcher: slurm_cli.LauncherOpt = "local",
     submit: slurm_cli.SubmitOpt = False,
@@ -283,7 +287,7 @@ def sweep_cmd(
     options = ConfigOptions(num_processes=gpus, max_steps=max_steps)
     configs = [(options.with_overrides(values).resolve(setting, method)[0], values) for values in points]
     if slurm_cli.check_launcher(launcher, submit):
-        spec = Judge.choose(judge, configs[0][0].evaluation, url=judge_url)
+        spec = Judge.choose(judge, configs[0][0].evaluation, url=judge_url, refresh=refresh_judgments)
         slurm_cli.launch(
             configs, results=results, benches=benchmarks.parse(bench, configs[0][0].evaluation),
             judge=spec, limit=None, backend="transformers", submit=submit, dry_run=dry_run, fmt=fmt,
@@ -297,7 +301,7 @@ def sweep_cmd(
     rows = []
     plans = []
     for config, values in configs:
-        spec = Judge.choose(judge, config.evaluation, url=judge_url)
+        spec = Judge.choose(judge, config.evaluation, url=judge_url, refresh=refresh_judgments)
         benches = benchmarks.parse(bench, config.evaluation)
         if dry_run:
             the_plan = run.plan(config, results_root=results, benches=benches, judge=spec)

@@ -78,8 +78,14 @@ class _JudgeAccess:
     def model(self) -> str | None:
         return self.spec.model
 
-    def chat(self, model: str, temperature: float, max_tokens: int):
-        return client.chat_function(self.base_url, model, temperature=temperature, max_tokens=max_tokens)
+    @property
+    def refresh(self) -> bool:
+        return self.spec.refresh
+
+    def chat(self, model: str, temperature: float, max_tokens: int, *, expect: str | None = None):
+        return client.chat_function(
+            self.base_url, model, temperature=temperature, max_tokens=max_tokens, expect=expect
+        )
 
 
 class _OnDemand:
@@ -141,6 +147,7 @@ class Evaluation:
         if self.needs_judge and judge.kind == "endpoint":
             asked = {b: judge.model or benchmarks.get(b).published_judge for b in judged}
             self.judge_identity = identity.probe(judge.url, asked=asked, key_env=judge.key_env)
+            self.backend.learn(self.judge_identity)  # the cache knows the judge by what it said
         self.chat_template = options.chat_template or self.config["arena_hard"].get(
             "chat_template", "tokenizer"
         )
@@ -324,7 +331,7 @@ class Evaluation:
                 backend = self.backend or self.judge.backend()
                 cache = JudgmentCache(self.judge.cache)
                 stack.callback(cache.close)
-                base_url, gateway = stack.enter_context(serve(backend, cache))
+                base_url, gateway = stack.enter_context(serve(backend, cache, refresh=self.judge.refresh))
             access = _JudgeAccess(backend, base_url, self.judge)
             for done, name in enumerate(judged):
                 if progress:

@@ -339,7 +339,7 @@ def _execute(
         eval_key["plugins"] = plugins
     eval_dir = directory / "eval"
     evaluation = EvaluationResult.read_run_folder(eval_dir)
-    if not (evaluation and evaluation.key == eval_key and evaluation.complete):
+    if judge.refresh or not (evaluation and evaluation.key == eval_key and evaluation.complete):
         start = time.time()
         if config.evaluation.baseline == "init-model":
             options = dataclasses.replace(options, reference_model=str(train_dir / "init-model"))

@@ -83,6 +83,7 @@ class AlpacaEval2(Benchmark):
                 concurrency=1 if judge.kind == "rule" else judge.concurrency,
                 judge_model=None,
                 annotations_out=ev.folder(self.name) / "annotations.json",
+                refresh=judge.refresh,
             )
         result["decoding"] = decoding.__dict__
         return result

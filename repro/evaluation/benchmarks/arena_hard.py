@@ -83,7 +83,12 @@ class ArenaHard(Benchmark):
             return {"answers": len(answers)}
         with ev.timed("judge"):
             judgments = arena_hard.judge(
-                judge.chat(config["judge_model"], config["temperature"], config["max_tokens"]),
+                judge.chat(
+                    config["judge_model"],
+                    config["temperature"],
+                    config["max_tokens"],
+                    expect=config["regex_pattern"],  # an answer without a verdict is never reused
+                ),
                 config,
                 questions,
                 answers,

@@ -82,8 +82,13 @@ class JudgeAccess(Protocol):
     concurrency: int
     kind: str  # endpoint | rule
     model: str | None  # --judge-model (None: each benchmark's own)
+    refresh: bool  # --refresh-judgments: stored judgments are asked again
 
-    def chat(self, model: str, temperature: float, max_tokens: int) -> Any: ...
+    def chat(self, model: str, temperature: float, max_tokens: int, *, expect: str | None = None) -> Any:
+        """A function from chat messages to the judge's text, through repro's gateway and cache.
+        `expect`: a regular expression the answer must hold (the verdict you parse out of it);
+        an answer without it is returned to you but never stored, so it is asked again next time."""
+        ...
 
 
 class Benchmark:

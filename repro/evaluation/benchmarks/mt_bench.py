@@ -74,7 +74,8 @@ class MTBench(Benchmark):
             return {"answers": len(answers)}
         with ev.timed("judge"):
             judgments = mt_bench.judge(
-                judge.chat(judge_model, 0.0, 2048),
+                # an answer without a [[rating]] (nor FastChat's [rating] fallback) is never reused
+                judge.chat(judge_model, 0.0, 2048, expect=mt_bench.ONE_SCORE_BACKUP.pattern),
                 prompts,
                 questions,
                 answers,

@@ -63,13 +63,28 @@ class OpenAIEndpoint:
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self.require_key = require_key
         self._unreachable = 0
-        # an endpoint is known by the model it is asked for (in each request, or this override),
-        # not by its URL: the same judge behind a proxy or on another port answers the same
+        # an endpoint is known by the model it is asked for (in each request, or this override)
+        # and by what the server says of that model (`learn`), not by its URL: the same judge
+        # behind a proxy or on another port answers the same
         self.identity = {"kind": "endpoint", "model": model}
+        self.probed: dict[str, Any] = {}
         if require_key and not os.environ.get(api_key_env):
             from repro.errors import ReproError
 
             raise ReproError(f"judge API key missing: set the environment variable {api_key_env}")
+
+    def learn(self, probed: dict[str, Any]) -> None:
+        """What the server said of itself at the identity check (repro.evaluation.judge.identity.probe)."""
+        self.probed = probed or {}
+
+    def identity_for(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Who answers `request`: the model it goes to, and what the server said of that model
+        (its /models entry, the name it answered as, its fingerprint). Two servers under one
+        model name that describe themselves differently never answer for each other."""
+        from repro.evaluation.judge.identity import server_identity
+
+        model = self.model or request.get("model")
+        return {**self.identity, "server": server_identity(self.probed, model)}
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         if retry_after:
