@@ -311,11 +311,25 @@ class Evaluation:
         )
 
     def _one(self, name: str, judge: _JudgeAccess | None) -> dict[str, Any]:
+        """One benchmark's output. A plugin's own error, or scores it does not declare, is one
+        line naming its file, before the next benchmark starts (its answers stay on disk)."""
         start = time.time()
         try:
-            return benchmarks.get(name).run(self, judge)
+            output = benchmarks.get(name).run(self, judge)
+        except ReproError:
+            raise
+        except Exception as exc:
+            if not benchmarks.is_plugin(name):
+                raise
+            where = benchmarks.source_file(name)
+            raise ReproError(f"{where}: benchmark '{name}' failed: {type(exc).__name__}: {exc}") from None
         finally:
             self.timings[name] = round(time.time() - start, 2)
+        if not isinstance(output, dict):
+            raise ReproError(f"{benchmarks.source_file(name)}: benchmark '{name}' run() returned no mapping")
+        if judge is not None or not benchmarks.get(name).judged:  # a scored output, not answers only
+            benchmarks.scores_of(name, output)
+        return output
 
     def _run(self, progress: Progress | None) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
         outputs: dict[str, dict[str, Any]] = {}

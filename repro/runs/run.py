@@ -381,6 +381,7 @@ def _execute(
         replicate_key=kind["replicate_key"],
         variant=kind["variant"],
         bos_check={"train": train_bos, "eval": evaluation.bos_check},
+        sources=(evaluation.key or {}).get("plugins"),
     ).to_json()
     if done_work or not (directory / "result.json").exists():
         manifest = io.read_json(directory / "manifest.json") or {

@@ -100,6 +100,10 @@ class Benchmark:
     judged: ClassVar[bool] = False  # needs the judge (and its gateway)
     published_judge: ClassVar[str | None] = None  # who judged the paper's numbers
     cost: ClassVar[JudgeCost | None] = None  # None: no judge calls
+    # A plugin's data (questions, references, rules): files or folders, relative to the plugin's
+    # own file. Their bytes join the evaluation's key and the replicate key, so a changed
+    # questions file is a new evaluation. None: every file directly beside the plugin.
+    inputs: ClassVar[tuple[str, ...] | None] = None
 
     def run(self, ev: Context, judge: JudgeAccess | None = None) -> dict[str, Any]:
         """Generate (resumably, through `ev.answer`), judge and score; the benchmark's output.
