@@ -339,6 +339,10 @@ def _execute(
         eval_key["plugins"] = plugins
     eval_dir = directory / "eval"
     evaluation = EvaluationResult.read_run_folder(eval_dir)
+    recorded = (evaluation.key or {}).get("weights_sha256") if evaluation else None
+    if recorded not in (None, weights) and recorded == hashing.legacy_weights_sha256(train_dir / "model"):
+        # recorded by a repro that hashed the Trainer's training_args.bin too: the same weights
+        evaluation = evaluation.with_key({**evaluation.key, "weights_sha256": weights})
     if judge.refresh or not (evaluation and evaluation.key == eval_key and evaluation.complete):
         start = time.time()
         if config.evaluation.baseline == "init-model":
