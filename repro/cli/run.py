@@ -175,7 +175,7 @@ def run_cmd(
             ["", "value"],
             rows,
             title=f"{result['setting']} x {result['method']}: {result['run_dir']}",
-            caption=("partial: --limit " + str(result["limit"]) + "; " if result["partial"] else "")
+            caption=("partial: " + "; ".join(result["partial_reasons"]) + "; " if result["partial"] else "")
             + (
                 "complete"
                 if result["complete"]

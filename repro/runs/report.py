@@ -44,10 +44,11 @@ table { border-collapse: collapse; margin: 0.6em 0 1.2em; width: 100%; }
 th, td { border: 1px solid #d0d7de; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .ok { background: #dafbe1; } .bad { background: #ffebe9; } .none { background: #f6f8fa; color: #57606a; }
+.variant { background: #fff8c5; }
 .meta { color: #57606a; } img { max-width: 100%; border: 1px solid #d0d7de; margin: 0.4em 0; }
 ol.causes li { margin: 0.2em 0; } code { font-size: 0.92em; }
 section.run { break-inside: avoid-page; }
-@media print { body { margin: 0; max-width: none; } img { max-width: 90%; } .ok, .bad, .none
+@media print { body { margin: 0; max-width: none; } img { max-width: 90%; } .ok, .bad, .none, .variant
   { -webkit-print-color-adjust: exact; print-color-adjust: exact; } }
 """
 
@@ -74,14 +75,10 @@ class RunPage:
         history = manifest.get("history") or [{}]
         if result:
             state = (
-                f"partial (--limit {result.limit})"
-                if result.partial
-                else (
-                    "complete"
-                    if result.complete
-                    else f"incomplete ({', '.join(result.incomplete_benchmarks)})"
-                )
+                "complete" if result.complete else f"incomplete ({', '.join(result.incomplete_benchmarks)})"
             )
+            if result.partial:  # what makes it partial, in its own words (--limit N, --max-steps)
+                state = f"partial: {'; '.join(result.partial_reasons) or 'see result.json'}; {state}"
         else:
             state = "unfinished (no result.json)"
         git = (history[-1].get("git") or {}) if history else {}
@@ -181,6 +178,14 @@ def _published_text(row: Any) -> str:
     return f"{row.published:g} ± {row.tolerance:g}" + (" *" if row.erratum else "")
 
 
+def _status(row: Any) -> str:
+    """A row's status; a row that is not the recipe's (truncated, an override, a grid point)
+    says so: being within tolerance does not make it a reproduction."""
+    if row.recipe or row.status not in ("within", "outside"):
+        return row.status
+    return f"{row.status}, but not the recipe's run"
+
+
 def _fmt(value: float | None, spec: str = ".2f") -> str:
     return "" if value is None else format(value, spec)
 
@@ -211,14 +216,14 @@ def html_page(results_dir: Path) -> str:
             "<th>status</th></tr></thead><tbody>"
         )
         for r in rows:
-            cls = STATUS_CLASS.get(r.status, "none")
+            cls = STATUS_CLASS.get(r.status, "none") if r.recipe else "variant"
             out.append(
                 f'<tr class="{cls}" data-status="{e(r.status)}">'
                 f"<td>{e(r.setting)}</td><td>{e(_method(r))}</td>"
                 f"<td>{e(compare.metric_titles()[r.metric])}</td><td>{e(_published_text(r))}</td>"
                 f'<td class="num">{_fmt(r.mean)}</td><td class="num">{_fmt(r.spread)}</td>'
                 f'<td class="num">{len(r.runs)}</td><td class="num">{_fmt(r.delta, "+.2f")}</td>'
-                f"<td>{e(r.status)}</td></tr>"
+                f"<td>{e(_status(r))}</td></tr>"
             )
         out.append("</tbody></table>")
         with tempfile.TemporaryDirectory(prefix="repro-report-") as tmp:
@@ -294,10 +299,11 @@ def markdown(results_dir: Path) -> str:
     ]
     mark = {"within": "✅ within", "outside": "❌ outside"}
     for r in _rows(comparison):
+        status = mark.get(r.status, r.status) if r.recipe else f"⚠️ {_status(r)}"
         out.append(
             f"| {r.setting} | {_method(r)} | {compare.metric_titles()[r.metric]} | {_published_text(r)} | "
             f"{_fmt(r.mean)} | "
-            f"{_fmt(r.spread)} | {len(r.runs)} | {_fmt(r.delta, '+.2f')} | {mark.get(r.status, r.status)} |"
+            f"{_fmt(r.spread)} | {len(r.runs)} | {_fmt(r.delta, '+.2f')} | {status} |"
         )
     for page in pages:
         out += ["", f"### {page.label}", ""]
