@@ -106,3 +106,28 @@ def test_the_report_says_what_a_truncated_run_is(tmp_path):
     assert recipe and all(r.startswith('<tr class="ok"') for r in recipe)
     text = report.markdown(tmp_path)
     assert "⚠️ within, but not the recipe's run" in text and "partial (--limit None)" not in text
+
+
+def test_every_file_the_report_shows_is_covered_by_the_manifest(tmp_path, cli):
+    """Issue 32, 1.8: DPO's curves.png copied over SimPO's verified, and the report showed DPO's
+    curves under SimPO."""
+    from repro.runs import plots, report, verify
+    from tests.test_trust import write_run
+
+    runs = {}
+    for name, loss in (("simpo", 0.7), ("dpo", 0.2)):
+        run = write_run(tmp_path / "results", name)
+        history = [{"step": s, "loss": loss / s, "epoch": s / 4} for s in (1, 2, 3, 4)]
+        plots.curves(history, run / "curves.png", title=name)
+        manifest = json.loads((run / "manifest.json").read_text())
+        manifest["files"].update(verify.file_hashes(run, run))  # as repro run records them
+        io.write_json(run / "manifest.json", manifest)
+        runs[name] = run
+    assert "curves.png" in json.loads((runs["simpo"] / "manifest.json").read_text())["files"]
+    assert cli("verify", str(runs["simpo"])).returncode == 0
+    (runs["simpo"] / "curves.png").write_bytes((runs["dpo"] / "curves.png").read_bytes())
+    bad = cli("verify", str(runs["simpo"]))
+    assert bad.returncode == 1 and "curves.png: changed" in bad.stderr
+    page = report.html_page(tmp_path / "results")
+    assert page.count('class="curves"') == 1  # DPO's own; SimPO's copy is not shown
+    assert "training curves not shown: curves.png: changed" in page

@@ -261,7 +261,9 @@ def _run_html(page: RunPage) -> list[str]:
     out += [f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in page.provenance()]
     out.append("</tbody></table>")
     curves = page.path / "curves.png"
-    if curves.is_file():
+    if curves.is_file() and (problem := _changed(page, "curves.png")):
+        out.append(f'<p class="bad">training curves not shown: {e(problem)} (repro verify)</p>')
+    elif curves.is_file():
         out.append(f'<img class="curves" alt="training curves of {e(page.label)}" src="{_image(curves)}">')
     diagnosed = page.diagnosis
     if isinstance(diagnosed, Exception):
@@ -287,6 +289,15 @@ def _run_html(page: RunPage) -> list[str]:
         out.append("<p>Nothing differs.</p>")
     out.append("</section>")
     return out
+
+
+def _changed(page: RunPage, name: str) -> str | None:
+    """Why the run's file `name` does not verify against its manifest (as its diagnosis found
+    it, repro.runs.diagnosis.run), or None."""
+    if isinstance(page.diagnosis, Exception):
+        return None
+    problems = [p for c in page.diagnosis.checks for p in c.evidence.get("verify", [])]
+    return next((p for p in problems if p.startswith(f"{name}:")), None)
 
 
 def markdown(results_dir: Path) -> str:
