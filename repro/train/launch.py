@@ -289,12 +289,15 @@ def launch(
 ) -> int:
     """Run the training processes. Everything goes to train.log; `progress` gets the optimizer
     steps, `echo` gets errors (and, when verbose, the logged metrics: HF's log dicts)."""
+    from repro.train import lifetime
+
     env = {**os.environ, **run.env}
     log_path = log_file or run.directory / "train.log"
+    lifetime.wait_for_workers(run.directory)  # ranks of a killed earlier launch are gone first
+    # the launcher dies with this process (and its ranks with it: repro.train.lifetime)
+    command = [sys.executable, "-m", "repro.train.lifetime", *run.command]
     with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(
-            run.command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)

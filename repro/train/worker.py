@@ -19,14 +19,13 @@ import torch
 import torch.distributed as dist
 from accelerate import PartialState
 from transformers import AutoModelForCausalLM, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from repro import hashing, io
 from repro.config.methods import get_method
 from repro.config.runconfig import RunFile
 from repro.data import preference, tokenizers
 from repro.errors import ReproError
-from repro.train import preemption, reference, trackers
+from repro.train import checkpoints, lifetime, preemption, reference, trackers
 from repro.train.outcome import TrainingOutcome
 
 
@@ -86,7 +85,7 @@ def checkpoint_to_resume(trainer_dir: Path, config_hash: str) -> str | None:
     stamp = trainer_dir / "config_hash"
     if not trainer_dir.is_dir():
         return None
-    last = get_last_checkpoint(str(trainer_dir))
+    last = checkpoints.last_complete(trainer_dir)  # a half-written one (killed mid-write) is not
     if last is None:
         return None
     recorded = stamp.read_text().strip() if stamp.exists() else None
@@ -95,7 +94,7 @@ def checkpoint_to_resume(trainer_dir: Path, config_hash: str) -> str | None:
             f"{trainer_dir} holds checkpoints of another config ({(recorded or 'unknown')[:10]}, this run is "
             f"{config_hash[:10]}); use another output directory or delete it"
         )
-    return last
+    return str(last)
 
 
 def engine_info(trainer) -> dict[str, Any]:
@@ -252,8 +251,10 @@ def main(run_file: str) -> int:
 
     from repro.train.trainer import PairCollator, PreferenceTrainer, ProgressLines
 
+    lifetime.die_with_parent()  # a killed launcher takes every rank with it
     run = RunFile.read(Path(run_file))
     config, out_dir = run.config, Path(run.paths.output_dir)
+    lifetime.hold_workers_lock(out_dir)  # the next launcher waits for this process to be gone
     resume = checkpoint_to_resume(out_dir / "trainer", config.config_hash)
     fix_cpu_deepspeed_state()
     args = training_arguments(run, resume)
@@ -269,6 +270,9 @@ def main(run_file: str) -> int:
         (out_dir / "trainer").mkdir(parents=True, exist_ok=True)
         (out_dir / "trainer" / "config_hash").write_text(config.config_hash)
         (out_dir / preemption.MARKER).unlink(missing_ok=True)
+        for path in checkpoints.remove_leftovers(out_dir / "trainer"):
+            print(f"repro: removed {path.name}, an incomplete checkpoint (the run was killed writing it)")
+        print(f"REPRO_RESUMED_FROM {Path(resume).name if resume else 'none'}", flush=True)
     callbacks = [ProgressLines()]
     stop = preemption.stop_file()
     if stop is not None:  # a SLURM job: its warning signal asks for a checkpoint and a requeue

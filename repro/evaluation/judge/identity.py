@@ -109,7 +109,11 @@ def short_request(model: str) -> dict[str, Any]:
     }
 
 
-def _ask(url: str, key_env: str, body: dict[str, Any], timeout: float, why: str) -> dict[str, Any]:
+def _ask(
+    url: str, key_env: str, body: dict[str, Any], timeout: float, why: str, *, required: bool = True
+) -> dict[str, Any]:
+    """The judge's answer to `body`. Refused: one line, or (not `required`) an empty answer: a
+    judge may turn down a request that is not one of its formats and still judge."""
     base = url.rstrip("/")
     name = body["model"]
     try:
@@ -117,6 +121,8 @@ def _ask(url: str, key_env: str, body: dict[str, Any], timeout: float, why: str)
     except (urllib.error.URLError, OSError) as exc:
         raise ReproError(f"judge at {url} did not answer ({type(exc).__name__})") from None
     if status != 200 or not isinstance(data, dict):
+        if not required and status < 500:
+            return {}
         detail = (data.get("error") or {}).get("message") if isinstance(data, dict) else str(data)
         raise ReproError(f"judge at {url} ({name}) refused {why}: HTTP {status}: {str(detail)[:160]}")
     answered = data.get("model")
@@ -162,7 +168,7 @@ def probe(url: str, *, asked: dict[str, str], key_env: str, timeout: float = 300
             _check_logprobs(url, name, data)
             identity["logprobs"] = True
         else:
-            data = _ask(url, key_env, short_request(name), timeout, "a one-token request")
+            data = _ask(url, key_env, short_request(name), timeout, "a one-token request", required=False)
         models[name] = {
             "served": entries.get(name),
             "answered_as": data.get("model"),
