@@ -81,10 +81,9 @@ class OpenAIEndpoint:
         """Who answers `request`: the model it goes to, and what the server said of that model
         (its /models entry, the name it answered as, its fingerprint). Two servers under one
         model name that describe themselves differently never answer for each other."""
-        from repro.evaluation.judge.identity import server_identity
-
         model = self.model or request.get("model")
-        return {**self.identity, "server": server_identity(self.probed, model)}
+        said = (self.probed.get("models") or {}).get(model) if model else None
+        return {**self.identity, "server": said}
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         if retry_after:

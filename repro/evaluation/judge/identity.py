@@ -10,7 +10,7 @@ from, is named in one line (ReproError) before the benchmarks' judge calls.
 
 What the server said of each model (`models`: its `/models` entry without the fields that
 change on every call, the name it answered as, and the `system_fingerprint` where the server
-gives one) is the judge's identity in the judgment cache (`server_identity`): two servers
+gives one) is the judge's identity in the judgment cache (backends.OpenAIEndpoint.identity_for): two servers
 that answer to the same model name are one judge only when they say the same of themselves.
 
 `published_note()` says when a score was judged by something other than the judge behind
@@ -194,12 +194,6 @@ def _check_logprobs(url: str, name: str, data: dict[str, Any]) -> None:
             f"judge at {url} ({name}) gave neither 'm' nor 'M' among its top log-probs "
             f"({', '.join(map(repr, sorted(tokens, key=str)[:5]))}): {WEIGHTED_HINT}"
         )
-
-
-def server_identity(probed: dict[str, Any], model: str | None) -> dict[str, Any] | None:
-    """What the server said of `model` at the probe (its /models entry, the name it answered
-    as, its fingerprint), or None when it was not probed for that model."""
-    return ((probed or {}).get("models") or {}).get(model) if model else None
 
 
 def label(judge: dict[str, Any] | None) -> str:
