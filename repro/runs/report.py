@@ -22,6 +22,7 @@ from typing import Any
 
 from repro import io
 from repro.errors import ReproError
+from repro.evaluation.records import EvaluationResult
 from repro.runs import compare, diagnosis, plots
 from repro.runs.result import FILE, RunResult
 
@@ -109,7 +110,9 @@ def judge_cost(run_dir: Path, judge: dict[str, Any], calls: dict[str, Any] | Non
     )
     if judge.get("kind") == "rule":
         return "$0 (local rule judge)" + count
-    annotations = io.read_json(run_dir / "eval" / "alpaca_eval2" / "annotations.json")
+    record = EvaluationResult.read_run_folder(run_dir / "eval")  # where its AlpacaEval files are
+    folder = record.folder("alpaca_eval2") if record else "eval/alpaca_eval2"
+    annotations = io.read_json(run_dir / folder / "annotations.json")
     if isinstance(annotations, list):
         prices = [a.get("price_per_example") for a in annotations if isinstance(a, dict)]
         total = sum(float(p) for p in prices if isinstance(p, (int, float, str)) and _is_number(p))
@@ -136,8 +139,11 @@ def find_runs(results_dir: Path) -> list[Path]:
 
 def collect(results_dir: Path) -> tuple[Any, list[RunPage]]:
     comparison = compare.compare(results_dir)
+    found = find_runs(results_dir)
+    if not found:  # as `repro compare` says it: a report of no runs is a wrong folder
+        raise ReproError(f"no runs found under {results_dir}")
     pages = []
-    for path in find_runs(results_dir):
+    for path in found:
         try:
             diagnosed = diagnosis.run(path)
         except ReproError as exc:

@@ -286,9 +286,12 @@ def launch(
     progress: Progress | None = None,
     echo: Callable[[str], None] | None = None,
     verbose: bool = False,
+    errors: list[str] | None = None,
 ) -> int:
     """Run the training processes. Everything goes to train.log; `progress` gets the optimizer
-    steps, `echo` gets errors (and, when verbose, the logged metrics: HF's log dicts)."""
+    steps, `echo` the logged metrics when verbose (HF's log dicts), `errors` each distinct
+    `repro: error:` line of the ranks (every rank says the same: it is said once, by the
+    caller), or `echo` gets them when no list is given."""
     from repro.train import lifetime
 
     env = {**os.environ, **run.env}
@@ -305,7 +308,14 @@ def launch(
             if match := _STEP.match(line.strip()):
                 if progress:
                     progress("training", int(match[1]), int(match[2]))
-            elif echo and ("repro: error" in line or (verbose and line.startswith("{'"))):
+            elif "repro: error" in line:
+                said = line.strip()[line.strip().index("repro: error") :]
+                if errors is not None:
+                    if said not in errors:
+                        errors.append(said)
+                elif echo:
+                    echo(line.rstrip())
+            elif echo and verbose and line.startswith("{'"):
                 echo(line.rstrip())
         return proc.wait()
 
