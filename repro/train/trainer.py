@@ -10,6 +10,7 @@ rank (the original logged rank 0 only).
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,8 @@ class PreferenceTrainer(Trainer):
         self.accelerator.wait_for_everyone()  # every rank's shards are written
         if self.args.should_save:
             checkpoints.publish(staging / name, run_dir / name)
+            with contextlib.suppress(OSError):
+                staging.rmdir()  # empty now: a staging folder that remains was left by a kill
             checkpoints.failpoint("published", self.state.global_step)
             rotate_checkpoints(
                 output_dir=str(run_dir),
