@@ -88,6 +88,10 @@ class _JudgeAccess:
         )
 
 
+def _has_rule(bench: benchmarks.Benchmark) -> bool:
+    return type(bench).rule is not benchmarks.Benchmark.rule
+
+
 class _OnDemand:
     """A generation engine that loads its model at the first answer it must generate: a judging
     job finds every answer on disk and never holds the model (no GPU, little memory)."""
@@ -126,7 +130,10 @@ class Evaluation:
         judge: Judge,
         benches: list[str],
         options: EvalOptions | None = None,
+        earlier: list[Path] | None = None,
     ):
+        """`earlier`: output folders of earlier evaluations of the same model, whose answer files
+        serve this one where they were generated the same way (repro.runs.evaluations)."""
         from transformers.utils import logging as hf_logging  # deferred: transformers is heavy
 
         from repro.data import served_templates, tokenizers
@@ -142,6 +149,11 @@ class Evaluation:
         judged = benchmarks.judged(self.benches)
         self.needs_judge = self.stage != "generate" and bool(judged)
         self.backend = judge.backend() if self.needs_judge else None
+        if judge.kind == "rule" and self.backend is not None:  # judged plugins' own rules
+            sources = benchmarks.sources(judged)
+            self.backend.rules = {
+                b: (benchmarks.get(b).rule, sources.get(b)) for b in judged if _has_rule(benchmarks.get(b))
+            }
         # who judges, asked before any model loads or judge call is paid for (one line if wrong)
         self.judge_identity: dict[str, Any] = {}
         if self.needs_judge and judge.kind == "endpoint":
@@ -158,7 +170,9 @@ class Evaluation:
         self.toy_questions = self.plan.questions == "repro:tiny"
         self.tokenizer = tokenizers.load(options.tokenizer or model_path)
         self.model_name = Path(model_path).name if Path(model_path).exists() else model_path.split("/")[-1]
-        self.answerer = answering.Answerer(output, allow_double_bos=options.allow_double_bos)
+        self.answerer = answering.Answerer(
+            output, allow_double_bos=options.allow_double_bos, earlier=earlier or []
+        )
         lazy = self.stage == "judge"
         if options.server:  # the evaluated model comes from the server; a tiny reference model stays local
             from repro.evaluation.server import ServerBackend

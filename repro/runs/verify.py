@@ -20,6 +20,7 @@ from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
 from repro.hashing import file_sha256
 
+RERUN = "rerun-"  # eval/rerun-KEY/: a later evaluation's folder (repro.runs.evaluations)
 # What a run produced, relative to its directory, and what its training root holds: every
 # file `repro compare` and `repro report` show (the curves' image too).
 PRODUCED = ("eval/**/*.json", "eval/**/*.jsonl", "curves.csv", "curves.png")
@@ -105,6 +106,14 @@ def verify(run_dir: Path, *, scores_only: bool = False) -> Verification:
         elif current[name] != digest:
             result.problems.append(f"{name}: changed (sha256 {current[name][:12]}, recorded {digest[:12]})")
     if not scores_only:
+        attempts: set[str] = set()
         for name in sorted(set(current) - set(recorded)):
+            parts = Path(name).parts
+            if len(parts) > 2 and parts[0] == "eval" and parts[1].startswith(RERUN):
+                attempts.add(f"eval/{parts[1]}")  # an evaluation that did not become the result
+                continue
             result.problems.append(f"{name}: not recorded in the manifest")
+        result.notes += [
+            f"{a}/: an evaluation attempt that is not part of the result" for a in sorted(attempts)
+        ]
     return result
