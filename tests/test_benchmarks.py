@@ -110,11 +110,14 @@ def test_the_readme_example_runs_end_to_end_on_the_tiny_model(cli, tiny_results,
     assert record["benchmarks"]["capitals"]["n"] == 3 and 0.0 <= record["scores"]["capitals_em"] <= 100.0
     assert "gsm" in record["scores"] and record["complete"] and record["schema"] == "repro.result/2"
     run_dir = Path(record["run_dir"])
-    answers = (run_dir / "eval" / "capitals" / "answers.jsonl").read_text().splitlines()
+    evaluation = json.loads((run_dir / "eval" / "evaluation.json").read_text())
+    folder = evaluation["folders"]["capitals"]  # a finished run's new benchmark: its own folder
+    answers = (run_dir / folder / "answers.jsonl").read_text().splitlines()
     assert len(answers) == 1 + 3  # the generator's identity, then one line per answer
-    key = json.loads((run_dir / "eval" / "evaluation.json").read_text())["key"]
     benchmarks.load_path(plugin)
-    assert key["plugins"]["capitals"] == benchmarks.sources(["capitals"])["capitals"]
+    assert (
+        evaluation["key"]["benchmarks"]["capitals"]["plugin"] == benchmarks.sources(["capitals"])["capitals"]
+    )
     assert set(benchmarks.inputs("capitals")) == {"capitals.jsonl"}  # as the example declares
     assert cli("verify", str(run_dir), check=True).returncode == 0
 
@@ -248,3 +251,41 @@ def test_a_plugins_own_mistake_is_one_line_naming_its_file(change, says, tmp_pat
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert out.stderr.strip() == f"repro: error: {plugin}: {says}"
     assert not (tmp_path / "eval" / "result.json").exists()
+
+
+def readme_judged_example() -> str:
+    """The README's judged example, exactly as printed."""
+    after = README.read_text().split("<!-- judged-benchmark-example -->", 1)[1]
+    return re.search(r"```python\n(.*?)```", after, re.S).group(1)
+
+
+@pytest.mark.e2e
+def test_the_readme_judged_example_runs_end_to_end_under_the_rule_judge(cli, tiny_results, tmp_path):
+    """Issue 32, 4: the README's judged example, verbatim, judged by the tiny setting's rule
+    judge through the plugin's own rule() (it used to be HTTP 400 'unrecognized judge prompt'),
+    beside the run's earlier benchmarks; a line added to its questions file is evaluated again
+    (1.3), and the earlier benchmarks stay in the result (2.3)."""
+    plugin = write_plugin(tmp_path / "mine", readme_judged_example(), "polite.py")
+    questions = plugin.parent / "polite.jsonl"
+    questions.write_text(
+        "".join(json.dumps({"question": q}) + "\n" for q in ("hi", "what is the cat ?", "no"))
+    )
+    results = tmp_path / "results"
+    shutil.copytree(tiny_results, results)
+    args = ("run", "tiny", "--method", "simpo", "--bench", "polite", "--bench-path", str(plugin),
+            "--results", str(results), "--format", "json")  # fmt: skip
+    record = json.loads(cli(*args, check=True).stdout)
+    polite = record["benchmarks"]["polite"]
+    assert polite["n"] == 3 and polite["failed"] == 0 and record["complete"]
+    assert 0.0 <= record["scores"]["polite_rate"] <= 100.0
+    assert record["scores"]["ah"] is not None and record["scores"]["ae2_wr"] is not None  # kept
+    with questions.open("a") as fh:
+        fh.write(json.dumps({"question": "tell me about the dog ."}) + "\n")
+    again = json.loads(cli(*args, check=True).stdout)
+    assert again["benchmarks"]["polite"]["n"] == 4 and [w["benchmarks"] for w in again["work_done"]] == [
+        ["polite"]
+    ]
+    assert cli("verify", again["run_dir"]).returncode == 0
+    rows = json.loads(cli("compare", str(results), "--bench-path", str(plugin), "--format", "json",
+                          check=True).stdout)["rows"]  # fmt: skip
+    assert [r["runs"] for r in rows if r["metric"] == "polite_rate"] == [1]

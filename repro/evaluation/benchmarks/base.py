@@ -115,6 +115,19 @@ class Benchmark:
         """This benchmark's metrics (`metrics` keys) from its output."""
         raise NotImplementedError
 
+    def why_missing(self, output: dict[str, Any], key: str) -> str:
+        """Why metric `key` has no value in this output (a blank cell says why, in a few words)."""
+        if output.get("incomplete"):
+            return "incomplete: some judgments never came back"
+        return "not computed"
+
+    def rule(self, messages: list[dict[str, Any]]) -> str | None:
+        """How the tiny setting's rule judge (`--judge rule`, no model) answers this benchmark's
+        judge prompt: its text, or None for a prompt that is not this benchmark's. The rule
+        judge knows AlpacaEval's, Arena-Hard's and MT-Bench's formats; a judged plugin that
+        runs under it gives its own rule here (a real judge never calls this)."""
+        return None
+
     def rows(self, output: dict[str, Any]) -> list[tuple[str, str]]:
         """(what, value) lines for `repro eval`'s table; default: the metrics."""
         scores = self.scores(output)
