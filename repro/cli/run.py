@@ -160,7 +160,9 @@ def run_cmd(
     rows = [
         (
             k,
-            render.number(v)
+            f"blank: {benchmarks.why_missing(result['benchmarks'], k)}"
+            if v is None or (isinstance(v, list) and all(x is None for x in v))
+            else render.number(v)
             if not isinstance(v, list)
             else ", ".join(f"{x:.2f}" for x in v if x is not None),
         )

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import html as _html
-import json
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -322,6 +321,11 @@ def markdown(results_dir: Path) -> str:
             f"{_fmt(r.mean)} | "
             f"{_fmt(r.spread)} | {len(r.runs)} | {_fmt(r.delta, '+.2f')} | {status} |"
         )
+    if not _rows(comparison):
+        out.append("\nNo complete run to compare.")
+    if comparison.skipped:  # a run left out of the table says why (it failed verification, ...)
+        out += ["", "Left out of the comparison:", ""]
+        out += [f"- `{path}`: {reason}" for path, reason in comparison.skipped]
     for page in pages:
         out += ["", f"### {page.label}", ""]
         out += [f"- {k}: `{v}`" for k, v in page.provenance()]
@@ -334,17 +338,7 @@ def markdown(results_dir: Path) -> str:
         if diagnosed.causes:
             out += ["", "Likely causes, most likely first:", ""]
             out += [f"{i}. [{c.check}] {c.summary}" for i, c in enumerate(diagnosed.causes, 1)]
-    details = json.dumps({"runs": [_diagnosis_dict(p.diagnosis) for p in pages]}, default=str)
-    out += [
-        "",
-        "<details><summary>diagnosis as JSON</summary>",
-        "",
-        "```json",
-        details,
-        "```",
-        "",
-        "</details>",
-    ]
+    out += ["", "Each run's evidence in numbers: `repro diagnose RUN_DIR --format json`."]
     return "\n".join(out) + "\n"
 
 

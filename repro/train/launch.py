@@ -277,6 +277,7 @@ def bos_check(config: RunConfig, tokenizer_path: str) -> dict[str, Any]:
 
 
 _STEP = re.compile(r"^REPRO_STEP (\d+)/(\d+)$")  # printed by repro.train.trainer.ProgressLines
+_PHASE = re.compile(r"^REPRO_PHASE (\d+)/(\d+) (.*)$")  # printed by repro.train.worker.phase
 
 
 def launch(
@@ -302,12 +303,17 @@ def launch(
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None
+        if progress:  # start-up takes a minute before the first step: say what is starting
+            progress(f"start-up: starting {run.num_processes * run.num_nodes} training processes", 0, None)
         for line in proc.stdout:
             log.write(line)
             log.flush()
             if match := _STEP.match(line.strip()):
                 if progress:
                     progress("training", int(match[1]), int(match[2]))
+            elif match := _PHASE.match(line.strip()):
+                if progress:
+                    progress(f"start-up: {match[3]}", int(match[1]), int(match[2]))
             elif "repro: error" in line:
                 said = line.strip()[line.strip().index("repro: error") :]
                 if errors is not None:

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from accelerate import PartialState
 from transformers import AutoModelForCausalLM, TrainingArguments
 
-from repro import hashing, io
+from repro import hashing, io, library_warnings
 from repro.config.methods import get_method
 from repro.config.runconfig import RunFile
 from repro.data import preference, tokenizers
@@ -74,6 +74,15 @@ def fix_cpu_deepspeed_state() -> None:
         state.process_index = dist.get_rank()
         state.local_process_index = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
         state.backend = dist.get_backend()
+
+
+PHASES = 5  # the start-up before the first step, as the launcher's progress shows it
+
+
+def phase(number: int, text: str) -> None:
+    """Rank 0 says what is starting (`REPRO_PHASE n/N text`: the launcher's start-up bar)."""
+    if trainer_is_main():
+        print(f"REPRO_PHASE {number}/{PHASES} {text}", flush=True)
 
 
 def checkpoint_to_resume(trainer_dir: Path, config_hash: str) -> str | None:
@@ -252,6 +261,8 @@ def main(run_file: str) -> int:
     from repro.train.trainer import PairCollator, PreferenceTrainer, ProgressLines
 
     lifetime.die_with_parent()  # a killed launcher takes every rank with it
+    library_warnings.silence()  # train.log holds what the run says, not 200 deprecation notes
+    phase(1, "processes started: reading the run file and the tokenizer")
     run = RunFile.read(Path(run_file))
     config, out_dir = run.config, Path(run.paths.output_dir)
     lifetime.hold_workers_lock(out_dir)  # the next launcher waits for this process to be gone
@@ -261,9 +272,13 @@ def main(run_file: str) -> int:
     tokenizer = tokenizers.load(
         run.paths.tokenizer, revision=config.tokenizer_revision or config.model_revision
     )
+    phase(2, "tokenizing the data")
     splits, data_stats = tokenized_splits(run, tokenizer)
+    phase(3, "loading the model (ZeRO-3 partitions it)")
     model = load_model(run)
     collator = PairCollator(tokenizer.pad_token_id, padding_free=config.padding_free)
+    if config.reference_model:
+        phase(4, "reference log-probs (computed once, cached)")
     ref = reference_logps(run, splits, collator)
 
     if trainer_is_main():
@@ -277,6 +292,7 @@ def main(run_file: str) -> int:
     stop = preemption.stop_file()
     if stop is not None:  # a SLURM job: its warning signal asks for a checkpoint and a requeue
         callbacks.append(preemption.StopOnRequest(stop))
+    phase(5, "building the DeepSpeed engine")
     trainer = PreferenceTrainer(
         model=model,
         args=args,

@@ -226,6 +226,18 @@ def scores_of(name: str, output: dict) -> dict[str, object]:
     return found
 
 
+def why_missing(outputs: dict[str, dict], key: str) -> str:
+    """Why score `key` is blank in a result with these benchmark outputs."""
+    try:
+        bench, _ = metric(key)
+    except ReproError:
+        return "not a metric of a loaded benchmark"
+    output = outputs.get(bench.name)
+    if not isinstance(output, dict):
+        return f"{bench.name} was not evaluated"
+    return bench.why_missing(output, key)
+
+
 def default(plan: EvalPlan) -> list[str]:
     """The benchmarks a setting is evaluated on unless --bench says otherwise: its generation
     config's `benches` (gemma2-9b-it adds ZeroEval's GSM and MMLU-Redux), else the judged built-ins."""

@@ -96,6 +96,13 @@ class AlpacaEval2(Benchmark):
             "ae2_length": output.get("avg_length"),
         }
 
+    def why_missing(self, output: dict[str, Any], key: str) -> str:
+        if key == LC and output.get("lc_available") is False:
+            return "no length-controlled data: pass --lc-data DIR (df_gamed.csv, instruction_difficulty.csv)"
+        if not output.get("n_total"):
+            return "no judgment came back"
+        return super().why_missing(output, key)
+
     def rows(self, output: dict[str, Any]) -> list[tuple[str, str]]:
         return [
             ("LC win rate", fmt(output.get("length_controlled_winrate"))),
