@@ -319,7 +319,7 @@ def test_all_judgments_failed_is_an_incomplete_alpaca_eval_result():
         (("run", "tiny", "--judge", "endpoint", "--judge-url", "not-a-url"), 2, "is not an http(s) URL"),
         (("run", "tiny", "--judge-url", "http://:99999"), 2, "is not a URL"),
         (("run", "tiny", "--judge-url", "http://127.0.0.1:9/v1"), 1, "does not answer"),
-        (("run", "tiny", "--results", "/proc/nope"), 1, "preflight: results: /proc/nope: cannot be created"),
+        (("run", "tiny", "--results", "/proc/nope"), 1, "/proc/nope: cannot be written, proc is a kernel"),
         (("run", "tiny", "--backend", "foo", "--dry-run"), 2, "unknown --backend 'foo'"),
         (("eval", "{tmp}", "--setting", "tiny", "--backend", "vlm", "--output", "{tmp}/e"), 2,
          "did you mean 'vllm'"),
