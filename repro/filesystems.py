@@ -39,6 +39,25 @@ def filesystem_type(path: Path) -> str | None:
     return kind
 
 
+# Kernel filesystems: no file can be created in them, whatever the permission bits say.
+PSEUDO_TYPES = ("proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "securityfs",
+                "tracefs", "pstore", "bpf", "configfs", "fusectl", "mqueue", "binfmt_misc")  # fmt: skip
+
+
+def unwritable_reason(path: Path) -> str | None:
+    """Why no file can be created in folder `path` though its permission bits allow it (a kernel
+    filesystem such as /proc, a read-only mount), or None."""
+    kind = filesystem_type(path)
+    if kind in PSEUDO_TYPES:
+        return f"{kind} is a kernel filesystem"
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return "it is mounted read-only"
+    except OSError:
+        return None
+    return None
+
+
 def is_network(path: Path) -> bool:
     return filesystem_type(path) in NETWORK_TYPES
 

@@ -13,6 +13,9 @@ from repro.errors import ReproError
 
 # The files that hold a model's weights (safetensors, or PyTorch's pickles).
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+# Pickles beside the weights that are not weights: the Trainer's arguments (they hold the output
+# path, so byte-identical weights saved to two folders would hash apart) and training state.
+NOT_WEIGHTS = ("training_args.bin", "optimizer", "scheduler", "scaler", "rng_state")
 
 _BLOCK = 1 << 20  # read in 1 MiB blocks: weight files are gigabytes
 
@@ -38,12 +41,34 @@ def file_sha256_or_none(path: str | os.PathLike) -> str | None:
         return None
 
 
-def weights_sha256(model_dir: str | os.PathLike) -> str:
-    """SHA-256 over the weight files of a model directory (names and bytes, in name order)."""
-    folder = Path(model_dir)
+def weight_files(folder: Path) -> list[Path]:
+    """The files of a model folder that hold its weights: the safetensors files when there are
+    any (a model saved by transformers has one format), else the PyTorch pickles that are not
+    training state (NOT_WEIGHTS)."""
     files = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+    safetensors = [p for p in files if p.suffix == ".safetensors"]
+    return safetensors or [p for p in files if not p.name.startswith(NOT_WEIGHTS)]
+
+
+def weights_sha256(model_dir: str | os.PathLike) -> str:
+    """SHA-256 over the weight files of a model directory (names and bytes, in name order): the
+    same weights give the same hash wherever they were saved."""
+    folder = Path(model_dir)
+    files = weight_files(folder)
     if not files:
         raise ReproError(f"{folder}: no weight files to hash for the reference model")
+    return _digest(files)
+
+
+def legacy_weights_sha256(model_dir: str | os.PathLike) -> str | None:
+    """The hash repro recorded before issue 32 (every .safetensors/.bin/.pt/.pth file, the
+    Trainer's training_args.bin too): a run recorded with it is still recognised as the same."""
+    folder = Path(model_dir)
+    files = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+    return _digest(files) if files else None
+
+
+def _digest(files: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode())

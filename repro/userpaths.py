@@ -84,9 +84,14 @@ def _nearest_existing(path: Path) -> Path:
 def _writable_dir(folder: Path, target: Path, what: str) -> None:
     if not folder.is_dir():
         raise ReproError(f"{target}: cannot be created, {folder} is not a directory ({what})")
-    # os.access, not a probe file: a check must not write anything (dry runs stay dry)
+    # os.access, not a probe file: a check must not write anything (dry runs stay dry); root
+    # passes os.access everywhere, so kernel filesystems and read-only mounts are asked for too
+    from repro import filesystems
+
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ReproError(f"{target}: not writable ({what})")
+    if reason := filesystems.unwritable_reason(folder):
+        raise ReproError(f"{target}: cannot be written, {reason} ({what})")
 
 
 def output_dir(path: Path | str, what: str = "output folder") -> Path:

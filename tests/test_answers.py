@@ -72,11 +72,28 @@ def test_a_changed_prompt_is_generated_again(tmp_path):
     ]
 
 
-def test_another_models_answers_are_refused_not_mixed(tmp_path):
+def test_another_generations_answers_are_kept_beside_not_mixed(tmp_path):
+    """Issue 32, 2.4: a changed plugin's decoding stopped the rerun ('holds answers of another
+    generation ... delete it or choose another --output'). The earlier answers are kept beside
+    and come back when their generation does."""
     path = tmp_path / "a.jsonl"
-    AnswerLog(path, {"model": "m", "backend": "vllm"}).start()
-    with pytest.raises(ReproError, match="another generation .*model"):
-        AnswerLog(path, {"model": "other", "backend": "vllm"})
+    first = {"model": "m", "backend": "vllm", "decoding": {"max_new_tokens": 4}}
+    log = AnswerLog(path, first)
+    log.start()
+    log.append(0, "p", "first answer")
+    earlier = path.read_text()
+    calls: list = []
+    second = {**first, "decoding": {"max_new_tokens": 16}}
+    assert generate_resumable(AnswerLog(path, second), ["p"], fake_generate(calls)) == ["answer to p"]
+    assert calls == [["p"]]
+    (kept,) = [p for p in tmp_path.iterdir() if p != path]
+    assert kept.read_text() == earlier and kept.name.startswith("a.") and kept.suffix == ".jsonl"
+    back = AnswerLog(path, first)  # the first generation again: its answers, nothing generated
+    assert back.done(["p"]) == {0: "first answer"}
+    assert len(list(tmp_path.iterdir())) == 2
+    with pytest.raises(ReproError, match="not an answer file"):
+        (tmp_path / "b.jsonl").write_text('{"i": 0}\n')
+        AnswerLog(tmp_path / "b.jsonl", first)
 
 
 @pytest.fixture(scope="module")

@@ -110,10 +110,15 @@ def test_the_readme_example_runs_end_to_end_on_the_tiny_model(cli, tiny_results,
     assert record["benchmarks"]["capitals"]["n"] == 3 and 0.0 <= record["scores"]["capitals_em"] <= 100.0
     assert "gsm" in record["scores"] and record["complete"] and record["schema"] == "repro.result/2"
     run_dir = Path(record["run_dir"])
-    answers = (run_dir / "eval" / "capitals" / "answers.jsonl").read_text().splitlines()
+    evaluation = json.loads((run_dir / "eval" / "evaluation.json").read_text())
+    folder = evaluation["folders"]["capitals"]  # a finished run's new benchmark: its own folder
+    answers = (run_dir / folder / "answers.jsonl").read_text().splitlines()
     assert len(answers) == 1 + 3  # the generator's identity, then one line per answer
-    key = json.loads((run_dir / "eval" / "evaluation.json").read_text())["key"]
-    assert key["plugins"]["capitals"] == __import__("hashlib").sha256(plugin.read_bytes()).hexdigest()
+    benchmarks.load_path(plugin)
+    assert (
+        evaluation["key"]["benchmarks"]["capitals"]["plugin"] == benchmarks.sources(["capitals"])["capitals"]
+    )
+    assert set(benchmarks.inputs("capitals")) == {"capitals.jsonl"}  # as the example declares
     assert cli("verify", str(run_dir), check=True).returncode == 0
 
     rows = json.loads(
@@ -131,3 +136,156 @@ def test_the_readme_example_runs_end_to_end_on_the_tiny_model(cli, tiny_results,
     )  # fmt: skip
     assert "Capitals (exact match)" in evaluated.stdout
     assert json.loads((out / "result.json").read_text())["benchmarks"]["capitals"]["n"] == 3
+
+
+ECHO = """from pathlib import Path
+
+from repro.evaluation.benchmarks import Benchmark, Metric, register
+from repro.evaluation.generate import Decoding
+
+WORDS = Path(__file__).with_name("words.txt")
+
+
+@register
+class Echo(Benchmark):
+    name = "NAME"
+    title = "Echo words"
+    metrics = (Metric("NAME_words", "Echo words", tolerance=5.0),)
+    INPUTS
+
+    def run(self, ev, judge=None):
+        words = WORDS.read_text().split()[: ev.limit]
+        answers = ev.ask(self.name, words, Decoding(mode="greedy", max_new_tokens=4))
+        RUN
+        return {"words": sum(len(a.split()) for a in answers) / len(words)}
+
+    def scores(self, output):
+        return {"SCORE": output["words"]}
+"""
+
+
+def echo_plugin(folder: Path, name: str, *, inputs: str = "", run: str = "", score: str = "") -> Path:
+    body = ECHO.replace("INPUTS", inputs).replace("RUN", run or "pass").replace("NAME", name)
+    path = write_plugin(folder, body.replace("SCORE", score or f"{name}_words"), f"{name}.py")
+    (folder / "words.txt").write_text("alpha beta gamma delta\n")
+    return path
+
+
+def test_a_plugins_data_is_part_of_its_identity(tmp_path):
+    """Issue 32, 1.3: adding a line to the questions file beside a plugin changed nothing: repro
+    said every stage was done and reported the old score (only the .py file was hashed)."""
+    plugin = echo_plugin(tmp_path / "default", "echo_default")
+    benchmarks.load_path(plugin)
+    before = benchmarks.sources(["echo_default"])["echo_default"]
+    (plugin.parent / "words.txt").write_text("alpha beta gamma delta\nepsilon\n")
+    after = benchmarks.sources(["echo_default"])["echo_default"]
+    assert before != after  # by default, the files beside the plugin are its inputs
+    (plugin.parent / "results").mkdir()
+    (plugin.parent / "results" / "result.json").write_text("{}")  # results below it are not
+    assert benchmarks.sources(["echo_default"])["echo_default"] == after
+
+    declared = echo_plugin(tmp_path / "declared", "echo_declared", inputs='inputs = ("words.txt", "data")')
+    (declared.parent / "data").mkdir()
+    (declared.parent / "data" / "rules.yaml").write_text("a: 1\n")
+    benchmarks.load_path(declared)
+    first = benchmarks.sources(["echo_declared"])["echo_declared"]
+    (declared.parent / "notes.md").write_text("not an input")
+    assert benchmarks.sources(["echo_declared"])["echo_declared"] == first
+    (declared.parent / "data" / "rules.yaml").write_text("a: 2\n")
+    assert benchmarks.sources(["echo_declared"])["echo_declared"] != first
+    assert set(benchmarks.inputs("echo_declared")) == {"words.txt", "data/rules.yaml"}
+    missing = echo_plugin(tmp_path / "missing", "echo_missing", inputs='inputs = ("gone.jsonl",)')
+    benchmarks.load_path(missing)
+    with pytest.raises(ReproError, match=r"echo_missing\.py: benchmark 'echo_missing' declares input"):
+        benchmarks.sources(["echo_missing"])
+
+
+def test_two_versions_of_a_plugin_are_not_replicates(tmp_path, cli):
+    """Issue 32, 1.3: seed 42 judged with plugin v1 and seed 43 with v2 were averaged into one
+    row ('Echo words 18.00 +- 8.49, 2 runs'). A plugin's metric is averaged only over runs of
+    the same plugin; the built-in metrics of the same runs still are."""
+    from repro import io
+    from repro.runs import verify
+    from tests.test_trust import write_run
+
+    plugin = echo_plugin(tmp_path / "plugin", "echo")
+    for name, seed, words, version in (("seed42", 42, 24.0, "a" * 64), ("seed43", 43, 12.0, "b" * 64),
+                                       ("seed44", 44, 14.0, "b" * 64)):  # fmt: skip
+        run = write_run(tmp_path / "results", name, overrides=(f"seed={seed}",))
+        record = json.loads((run / "result.json").read_text())
+        record["scores"]["echo_words"] = words
+        record["benchmarks"]["echo"] = {"words": words}
+        record["sources"] = {"echo": version}
+        manifest = json.loads((run / "manifest.json").read_text())
+        manifest["files"][verify.RECORD] = verify.record_sha256(record)
+        io.write_json(run / "manifest.json", manifest)
+        io.write_json(run / "result.json", record)
+    out = cli("compare", str(tmp_path / "results"), "--bench-path", str(plugin), "--format", "json")
+    rows = json.loads(out.stdout)["rows"]
+    echo = {r["variant"]: r for r in rows if r["metric"] == "echo_words"}
+    assert {v: (r["runs"], r["reproduced_mean"]) for v, r in echo.items()} == {
+        "echo aaaaaaaa": (1, 24.0),
+        "echo bbbbbbbb": (2, 13.0),
+    }
+    (ae2,) = [r for r in rows if r["metric"] == "ae2_lc"]
+    assert ae2["runs"] == 3 and ae2["variant"] == ""
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"score": "echo_wordz"}, "benchmark 'echo' scores() returned 'echo_wordz', which its metrics "
+                                  "do not declare (declared: echo_words)"),
+        ({"run": "raise RuntimeError('plugin bug')"}, "benchmark 'echo' failed: RuntimeError: plugin bug"),
+    ],
+)  # fmt: skip
+def test_a_plugins_own_mistake_is_one_line_naming_its_file(change, says, tmp_path, cli):
+    """Issue 32, 1.4 and 3: a plugin whose scores() returned an undeclared key exited 0, stored it
+    and compare showed nothing; one whose run() raised printed a traceback."""
+    from tests.conftest import make_generation_model
+
+    model = make_generation_model(tmp_path / "model", tokenizer_adds_bos=False)
+    plugin = echo_plugin(tmp_path / "plugin", "echo", **change)
+    out = cli("eval", str(model), "--setting", "tiny", "--bench", "echo", "--bench-path", str(plugin),
+              "--output", str(tmp_path / "eval"))  # fmt: skip
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == f"repro: error: {plugin}: {says}"
+    assert not (tmp_path / "eval" / "result.json").exists()
+
+
+def readme_judged_example() -> str:
+    """The README's judged example, exactly as printed."""
+    after = README.read_text().split("<!-- judged-benchmark-example -->", 1)[1]
+    return re.search(r"```python\n(.*?)```", after, re.S).group(1)
+
+
+@pytest.mark.e2e
+def test_the_readme_judged_example_runs_end_to_end_under_the_rule_judge(cli, tiny_results, tmp_path):
+    """Issue 32, 4: the README's judged example, verbatim, judged by the tiny setting's rule
+    judge through the plugin's own rule() (it used to be HTTP 400 'unrecognized judge prompt'),
+    beside the run's earlier benchmarks; a line added to its questions file is evaluated again
+    (1.3), and the earlier benchmarks stay in the result (2.3)."""
+    plugin = write_plugin(tmp_path / "mine", readme_judged_example(), "polite.py")
+    questions = plugin.parent / "polite.jsonl"
+    questions.write_text(
+        "".join(json.dumps({"question": q}) + "\n" for q in ("hi", "what is the cat ?", "no"))
+    )
+    results = tmp_path / "results"
+    shutil.copytree(tiny_results, results)
+    args = ("run", "tiny", "--method", "simpo", "--bench", "polite", "--bench-path", str(plugin),
+            "--results", str(results), "--format", "json")  # fmt: skip
+    record = json.loads(cli(*args, check=True).stdout)
+    polite = record["benchmarks"]["polite"]
+    assert polite["n"] == 3 and polite["failed"] == 0 and record["complete"]
+    assert 0.0 <= record["scores"]["polite_rate"] <= 100.0
+    assert record["scores"]["ah"] is not None and record["scores"]["ae2_wr"] is not None  # kept
+    with questions.open("a") as fh:
+        fh.write(json.dumps({"question": "tell me about the dog ."}) + "\n")
+    again = json.loads(cli(*args, check=True).stdout)
+    assert again["benchmarks"]["polite"]["n"] == 4 and [w["benchmarks"] for w in again["work_done"]] == [
+        ["polite"]
+    ]
+    assert cli("verify", again["run_dir"]).returncode == 0
+    rows = json.loads(cli("compare", str(results), "--bench-path", str(plugin), "--format", "json",
+                          check=True).stdout)["rows"]  # fmt: skip
+    assert [r["runs"] for r in rows if r["metric"] == "polite_rate"] == [1]

@@ -157,3 +157,55 @@ def test_missing_cl100k_leaves_lengths_empty_with_a_note(monkeypatch):
     assert ArenaHard._tokens(holder, answers) is None
     assert "cl100k_base is not cached" in holder.notes[0]
     assert arena_hard.answer_tokens([{"choices": [{"turns": [{"content": "x", "token_len": 7}]}]}]) == 7
+
+
+def test_mt_bench_scores_equal_fastchats_own_show_result_run_here(capsys):
+    """The oracle run in the suite: FastChat 0.2.36's display_result_single (installed, base
+    fschat) on the golden judgments prints the same turn means as repro's score (issue 32, 6)."""
+    import argparse
+
+    from fastchat.llm_judge import show_result
+
+    from repro.evaluation.scorers import mt_bench
+
+    path = GOLDEN / "mt_bench_judgments.jsonl"
+    args = argparse.Namespace(
+        input_file=str(path), bench_name="mt_bench", model_list=None, judge_model="gpt-4"
+    )
+    show_result.display_result_single(args)
+    printed = capsys.readouterr().out
+    ours = mt_bench.score(mt_bench.load_judgments(path), keep_out_of_range=True)
+    for model, row in ours.items():
+        for value in (row["turn_1"], row["turn_2"], row["average"]):
+            assert f"{value:.6f}" in printed, (model, value, printed)
+
+
+def test_mt_bench_judging_is_fastchats_own_code_through_repros_gateway():
+    """Judge prompts, the judge's conversation and the rating parse are FastChat's
+    (run_judge_single); the call goes through `chat` (repro's gateway) with FastChat's messages,
+    for a judge name FastChat does not know too (it gets gpt-4's format)."""
+    from fastchat.llm_judge import common
+    from fastchat.model.model_adapter import get_conversation_template
+
+    from repro import tiny
+    from repro.evaluation.scorers import mt_bench
+
+    sent: list[list[dict]] = []
+
+    def chat(messages):
+        sent.append(messages)
+        return "Fine.\n\nRating: [[7]]" if len(sent) == 1 else "no rating here"
+
+    question = {"question_id": 1, "category": "writing", "turns": ["Write a haiku.", "Now a limerick."]}
+    answer = {"model_id": "m", "choices": [{"index": 0, "turns": ["leaves fall", "there once was"]}]}
+    rows = mt_bench.judge(
+        chat, tiny.TINY_MT_PROMPTS, [question], {1: answer}, {}, "local-judge", concurrency=1
+    )
+    assert [r["score"] for r in rows] == [7, -1] and [r["turn"] for r in rows] == [1, 2]
+    expected = get_conversation_template("gpt-4")
+    expected.set_system_message(tiny.TINY_MT_PROMPTS["single-v1"]["system_prompt"])
+    expected.append_message(expected.roles[0], rows[0]["user_prompt"])
+    expected.append_message(expected.roles[1], None)
+    assert sent[0] == expected.to_openai_api_messages()
+    assert common.chat_completion_openai.__module__ == "fastchat.llm_judge.common"  # restored after
+    assert mt_bench.rating_pattern() == common.one_score_pattern_backup.pattern

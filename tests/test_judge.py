@@ -38,7 +38,11 @@ class Upstream:
             def do_POST(self):  # noqa: N802
                 upstream.calls += 1
                 upstream.seen_auth.append(self.headers.get("Authorization", ""))
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                try:  # a real server answers as the model it was asked for
+                    asked = json.loads(raw).get("model") or "judge"
+                except (ValueError, AttributeError):
+                    asked = "judge"
                 fault = upstream.script.popleft() if upstream.script else upstream.default
                 if upstream.delay:
                     time.sleep(upstream.delay)
@@ -49,7 +53,7 @@ class Upstream:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
-                status, body, headers = 200, json.dumps(GOOD), {}
+                status, body, headers = 200, json.dumps({**GOOD, "model": asked}), {}
                 if fault == "429":
                     status, body, headers = 429, '{"error": "slow down"}', {"Retry-After": "0"}
                 elif fault == "500":
@@ -67,7 +71,7 @@ class Upstream:
                     top = [{"token": "M", "logprob": -0.2}, {"token": "m", "logprob": -1.7}]
                     body = json.dumps(
                         chat_response(
-                            "judge", "M", logprobs=[{"token": "M", "logprob": -0.2, "top_logprobs": top}]
+                            asked, "M", logprobs=[{"token": "M", "logprob": -0.2, "top_logprobs": top}]
                         )
                     )
                 elif fault == "400":

@@ -93,7 +93,11 @@ def scripted():
 def test_a_judge_with_logprobs_is_accepted_and_asked_as_alpaca_eval_asks(scripted):
     up = scripted(["judge"], with_logprobs)
     ident = identity.probe(up.url, asked=asked("judge", ["alpaca_eval2", "mt_bench"]), key_env="NO_SUCH_KEY")
-    assert ident == {"local": True, "served_models": ["judge"], "answered_as": "judge", "logprobs": True}
+    said = {"served": {"id": "judge", "object": "model"}, "answered_as": "judge", "fingerprint": None}
+    assert ident == {
+        "local": True, "served_models": ["judge"], "answered_as": "judge", "logprobs": True,
+        "models": {"judge": said},  # what the server said of itself: the judge in the cache's keys
+    }  # fmt: skip
     (body,) = up.bodies  # one request: the weighted annotator's own shape
     assert (body["max_tokens"], body["logprobs"], body["top_logprobs"], body["temperature"]) == (
         1,
@@ -105,9 +109,9 @@ def test_a_judge_with_logprobs_is_accepted_and_asked_as_alpaca_eval_asks(scripte
         body["messages"][0]["role"] == "system"
         and "## Best Model Identifier" in body["messages"][-1]["content"]
     )
-    # without AlpacaEval 2 nothing is paid for: the model list only
-    identity.probe(up.url, asked=asked("judge", ["arena_hard"]), key_env="NO_SUCH_KEY")
-    assert len(up.bodies) == 1
+    # without AlpacaEval 2: the model list, and one token from the model asked for (who answers)
+    ident = identity.probe(up.url, asked=asked("judge", ["arena_hard"]), key_env="NO_SUCH_KEY")
+    assert len(up.bodies) == 2 and up.bodies[1]["max_tokens"] == 1 and ident["models"]["judge"] == said
 
 
 @pytest.mark.parametrize(

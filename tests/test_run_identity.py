@@ -173,11 +173,12 @@ def test_a_rule_judged_cache_never_answers_for_an_endpoint(finished, tmp_path, c
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads(proc.stdout)
     # every distinct request reached the endpoint: as many as the rule judge answered itself
-    # (identical requests within one evaluation are cache hits in both), plus the one request
-    # that checks the judge's log-probs before any judging (repro.evaluation.judge.identity)
+    # (identical requests within one evaluation are cache hits in both), plus the identity
+    # check's request per judge model before any judging (repro.evaluation.judge.identity): the
+    # log-probs check of gpt-4-1106-preview, and a one-token request to gpt-4 (MT-Bench's)
     paid = finished["judge_calls"]["backend_calls"]  # Arena-Hard and MT-Bench's gateway
     paid += finished["benchmarks"]["alpaca_eval2"]["judge_calls"]["backend_calls"]  # alpaca-eval's own
-    assert sent == paid + 1 > 1
+    assert sent == paid + 2 > 2
     assert record["complete"] and record["judge"]["kind"] == "endpoint"
 
 

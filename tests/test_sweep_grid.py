@@ -69,3 +69,33 @@ def test_one_point_is_not_a_sweep(tmp_path):
     for run in list((tmp_path / "r" / "llama3-instruct-v0.2" / "simpo").iterdir())[1:]:
         (run / "result.json").unlink()
     assert grid.sweeps(tmp_path / "r") == []
+
+
+def test_the_grid_groups_replicates_as_compare_does(tmp_path):
+    """Issue 32, 1.2: the grid grouped by hyperparameters only. Two seeds and a --max-steps run
+    of the recipe were one cell (the mean of all three), and a `beta=5 --max-steps 2` run was
+    drawn as the beta=5 cell. Now a point is one replicate group; what differs in anything but
+    the swept values is left off the grid, and said."""
+    from tests.test_trust import ENDPOINT, RULE, published_cell, write_run
+
+    write_run(tmp_path, "seed42", delta=0.4)
+    write_run(tmp_path, "seed43", overrides=("seed=43",), delta=-0.2)
+    write_run(tmp_path, "two-steps", max_steps=2, steps=2, delta=-30.0)
+    write_run(tmp_path, "beta5", overrides=("beta=5",), delta=-8.0)
+    write_run(tmp_path, "beta5-two-steps", overrides=("beta=5",), max_steps=2, steps=2, delta=-40.0)
+    write_run(tmp_path, "rule-judged", judge=RULE, delta=40.0)
+    (sweep,) = grid.sweeps(tmp_path)
+    assert sweep.axes == ["beta"]
+    by_beta = {p.values["beta"]: p for p in sweep.points}
+    assert sorted(by_beta) == [5.0, 10.0] and ENDPOINT["kind"] == "endpoint"
+    recipe, beta5 = by_beta[10.0], by_beta[5.0]
+    assert recipe.score("ae2_lc") == pytest.approx(published_cell("ae2_lc") + 0.1)  # the two seeds
+    assert beta5.score("ae2_lc") == pytest.approx(published_cell("ae2_lc") - 8.0)
+    assert recipe.runs == 2 and beta5.runs == 1
+    left = {Path(run).name: why for run, why in sweep.left_out}
+    assert left == {
+        "two-steps": "truncated: 2 of 468 steps",
+        "beta5-two-steps": "truncated: 2 of 468 steps",
+        "rule-judged": "judge.kind rule",
+    }
+    assert sweep.as_dict()["left_out"][0]["differs"].startswith("truncated")

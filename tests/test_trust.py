@@ -319,7 +319,7 @@ def test_all_judgments_failed_is_an_incomplete_alpaca_eval_result():
         (("run", "tiny", "--judge", "endpoint", "--judge-url", "not-a-url"), 2, "is not an http(s) URL"),
         (("run", "tiny", "--judge-url", "http://:99999"), 2, "is not a URL"),
         (("run", "tiny", "--judge-url", "http://127.0.0.1:9/v1"), 1, "does not answer"),
-        (("run", "tiny", "--results", "/proc/nope"), 1, "preflight: results: /proc/nope: cannot be created"),
+        (("run", "tiny", "--results", "/proc/nope"), 1, "/proc/nope: cannot be written, proc is a kernel"),
         (("run", "tiny", "--backend", "foo", "--dry-run"), 2, "unknown --backend 'foo'"),
         (("eval", "{tmp}", "--setting", "tiny", "--backend", "vlm", "--output", "{tmp}/e"), 2,
          "did you mean 'vllm'"),
@@ -375,6 +375,12 @@ def test_dry_runs_write_nothing_anywhere(tmp_path, cli, monkeypatch):
     cli("sweep", "tiny", "--lr", "1e-3,1e-4", "--dry-run", "--results", str(tmp_path / "r"), check=True)
     cli("train", "tiny", "--dry-run", "--output", str(tmp_path / "t"), check=True)
     assert list(scratch.iterdir()) == [] and not (tmp_path / "r").exists() and not (tmp_path / "t").exists()
+    # issue 32, 4: the SLURM launcher's dry run wrote run.json, the configs, bos_check.json, data/,
+    # init-model/ and train.sbatch; it prints the script instead
+    slurm = cli("train", "tiny", "--method", "simpo", "--nodes", "2", "--launcher", "slurm", "--dry-run",
+                "--output", str(tmp_path / "s"), check=True)  # fmt: skip
+    assert slurm.stdout.startswith("#!/bin/bash") and "srun" in slurm.stdout
+    assert not (tmp_path / "s").exists() and list(scratch.iterdir()) == []
 
 
 def test_verbose_hands_training_metrics_to_the_terminal(tmp_path):

@@ -205,6 +205,12 @@ JudgeUrlOpt = Annotated[
     str | None,
     typer.Option("--judge-url", metavar="URL", help="Base URL of an OpenAI-compatible judge."),
 ]
+RefreshJudgmentsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--refresh-judgments", help="Ask the judge again instead of reusing judgments from the cache."
+    ),
+]
 BenchPathOpt = Annotated[
     list[Path] | None,
     path_option(

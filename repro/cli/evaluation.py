@@ -13,6 +13,7 @@ from repro.cli.common import (
     BenchPathOpt,
     JudgeKeyEnvOpt,
     JudgeModelOpt,
+    RefreshJudgmentsOpt,
     app,
     format_option,
     load_bench_paths,
@@ -296,6 +297,7 @@ def eval_cmd(
         ),
     ] = "single",
     bench_path: BenchPathOpt = None,
+    refresh_judgments: RefreshJudgmentsOpt = False,
     fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Evaluate a checkpoint with SETTING's templates and decoding; writes OUTPUT/result.json."""
@@ -308,6 +310,7 @@ def eval_cmd(
         key_env=judge_key_env,
         concurrency=concurrency,
         cache=judge_cache,
+        refresh=refresh_judgments,
     )
     options = EvalOptions.pick(locals())
     with render.Bars() as bars:

@@ -8,6 +8,7 @@ import warnings
 import click
 import typer
 
+from repro import library_warnings
 from repro.cli import (  # noqa: F401  (registers the commands)
     bench,
     data,
@@ -87,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     # bars, with or without --verbose (which adds library logs and training metrics, not bars).
     os.environ.setdefault("TQDM_DISABLE", "1")
     warnings.showwarning = _warn
-    # alpaca-eval 0.6.2 imports pkg_resources (setuptools < 81 is pinned for it): not the user's concern
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    library_warnings.silence()  # the libraries' known ones, once; repro's own stay
     try:
         # a command that ends with typer.Exit(code) (diagnose: 1 = something differs) returns it here
         code = app(args=argv, standalone_mode=False)

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import yaml
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -30,11 +31,27 @@ for _name in ("httpx", "httpcore"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
+def width() -> int | None:
+    """Columns for tables: $COLUMNS when set (a log, a pipe, a narrow terminal), else the
+    terminal's own width, else 80 (piped into a file)."""
+    import os
+
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    return None if sys.stdout.isatty() else 80
+
+
 def console(stderr: bool = False) -> Console:
-    """A console that does not wrap tables when output is piped into a file or a test."""
+    """A console whose tables fit `width()` columns (cells fold, never overflow)."""
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else 200
-    return Console(file=stream, width=width, soft_wrap=False, highlight=False)
+    columns = width()
+    if columns is None and not stream.isatty():
+        columns = 80
+    return Console(file=stream, width=columns, soft_wrap=False, highlight=False)
 
 
 def warn(message: str) -> None:
@@ -68,7 +85,11 @@ def table(
     title: str | None = None,
     caption: str | None = None,
 ) -> Table:
-    out = Table(title=title, caption=caption, show_lines=False, header_style="bold")
+    # no outer or inner vertical rules: at 80 columns every character goes to the data
+    out = Table(
+        title=title, caption=caption, show_lines=False, header_style="bold", box=box.SIMPLE_HEAD,
+        show_edge=False, pad_edge=False, padding=(0, 0),
+    )  # fmt: skip
     for column in columns:
         out.add_column(column, overflow="fold")
     for row in rows:  # Text: cell contents are data, never rich markup ("[masked]" stays visible)
@@ -141,12 +162,14 @@ class Bars:
             self._progress.__exit__(*exc)
 
     def __call__(self, stage: str, done: int, total: int | None) -> None:
+        """`stage` "NAME: what now" updates NAME's bar with the words after the colon."""
         if not self._started:
             self._progress.__enter__()
             self._started = True
-        if stage not in self._tasks:
-            self._tasks[stage] = self._progress.add_task(stage, total=total)
-        self._progress.update(self._tasks[stage], completed=done, total=total)
+        name = stage.split(": ", 1)[0]
+        if name not in self._tasks:
+            self._tasks[name] = self._progress.add_task(stage, total=total)
+        self._progress.update(self._tasks[name], completed=done, total=total, description=stage)
 
     def echo(self, line: str) -> None:
         self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -26,6 +26,7 @@ from repro.cli.common import (
     NodesOpt,
     OverridesOpt,
     PaddingFreeOpt,
+    RefreshJudgmentsOpt,
     ReportToOpt,
     SettingArg,
     TokenizationOpt,
@@ -78,6 +79,7 @@ def run_cmd(
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, metavar="N", help="Judge calls in flight at once.")
     ] = 4,
+    refresh_judgments: RefreshJudgmentsOpt = False,
     zeroeval_data: Annotated[
         Path | None,
         path_option("--zeroeval-data", role="dir", help="Folder with gsm.json / mmlu-redux.json."),
@@ -122,6 +124,7 @@ def run_cmd(
         model=judge_model,
         key_env=judge_key_env,
         concurrency=concurrency,
+        refresh=refresh_judgments,
     )
     generate.check_backend(backend)  # a usage error before anything runs (dry runs too)
     if slurm_cli.check_launcher(launcher, submit):
@@ -160,7 +163,9 @@ def run_cmd(
     rows = [
         (
             k,
-            render.number(v)
+            f"blank: {benchmarks.why_missing(result['benchmarks'], k)}"
+            if v is None or (isinstance(v, list) and all(x is None for x in v))
+            else render.number(v)
             if not isinstance(v, list)
             else ", ".join(f"{x:.2f}" for x in v if x is not None),
         )
@@ -175,7 +180,7 @@ def run_cmd(
             ["", "value"],
             rows,
             title=f"{result['setting']} x {result['method']}: {result['run_dir']}",
-            caption=("partial: --limit " + str(result["limit"]) + "; " if result["partial"] else "")
+            caption=("partial: " + "; ".join(result["partial_reasons"]) + "; " if result["partial"] else "")
             + (
                 "complete"
                 if result["complete"]
@@ -241,6 +246,7 @@ def sweep_cmd(
     gpus: GpusOpt = None,
     judge: JudgeOpt = None,
     judge_url: JudgeUrlOpt = None,
+    refresh_judgments: RefreshJudgmentsOpt = False,
     max_steps: MaxStepsOpt = None,
     launcher: slurm_cli.LauncherOpt = "local",
     submit: slurm_cli.SubmitOpt = False,
@@ -286,7 +292,7 @@ def sweep_cmd(
     options = ConfigOptions(num_processes=gpus, max_steps=max_steps)
     configs = [(options.with_overrides(values).resolve(setting, method)[0], values) for values in points]
     if slurm_cli.check_launcher(launcher, submit):
-        spec = Judge.choose(judge, configs[0][0].evaluation, url=judge_url)
+        spec = Judge.choose(judge, configs[0][0].evaluation, url=judge_url, refresh=refresh_judgments)
         slurm_cli.launch(
             configs, results=results, benches=benchmarks.parse(bench, configs[0][0].evaluation),
             judge=spec, limit=None, backend="transformers", submit=submit, dry_run=dry_run, fmt=fmt,
@@ -300,7 +306,7 @@ def sweep_cmd(
     rows = []
     plans = []
     for config, values in configs:
-        spec = Judge.choose(judge, config.evaluation, url=judge_url)
+        spec = Judge.choose(judge, config.evaluation, url=judge_url, refresh=refresh_judgments)
         benches = benchmarks.parse(bench, config.evaluation)
         if dry_run:
             the_plan = run.plan(config, results_root=results, benches=benches, judge=spec)

@@ -47,6 +47,8 @@ def _print(sweep, fmt: str) -> None:
         elif item["published"] is not None:
             text += f" vs published {item['published']:.2f} ({item['delta']:+.2f})"
         notes.append(text)
+    for run, why in sweep.left_out:
+        notes.append(f"not on the grid: {Path(run).name} ({why})")
     title = f"sweep {sweep.setting} x {sweep.method}: {len(sweep.points)} points (* best)"
     if fmt == "markdown":
         print(f"\n**{title}**\n")

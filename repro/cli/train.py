@@ -130,7 +130,7 @@ def train_cmd(
         output,
         tokenizer=tokenizer,
         reference_cache=str(reference_cache) if reference_cache else None,
-        dry_run=dry_run and launcher != "slurm",
+        dry_run=dry_run,
         planned_dir=planned_files,
         device=None if device == "auto" else device,
         allow_double_bos=allow_double_bos,
@@ -138,13 +138,19 @@ def train_cmd(
     console = render.console(stderr=True)
     console.print(_layout(config, run.directory))
     if launcher == "slurm":
-        script = run.directory / "train.sbatch"
-        script.write_text(
-            launch.slurm_script(
-                run, nodes=nodes, processes_per_node=config.batch.num_processes, partition=partition
-            )
+        text = launch.slurm_script(
+            run, nodes=nodes, processes_per_node=config.batch.num_processes, partition=partition
         )
         where = "GPU nodes" if run.gpu else "CPU nodes (DS_ACCELERATOR=cpu, gloo; --device cuda for GPUs)"
+        if dry_run:  # the script it would write, and nothing written (--planned-files: there)
+            print(text, end="")
+            if run.planned:
+                (run.planned / "train.sbatch").write_text(text)
+            planned = f"; the planned files are in {run.planned}" if run.planned else ""
+            console.print(f"dry run: nothing written to {run.directory}{planned}")
+            return
+        script = run.directory / "train.sbatch"
+        script.write_text(text)
         console.print(f"wrote {script} for {where}; submit with: sbatch {script}")
         return
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in run.env.items())

@@ -22,7 +22,7 @@ from typing import Any
 
 from repro.data import served_templates
 from repro.evaluation import generate
-from repro.evaluation.answers import AnswerLog, generate_resumable
+from repro.evaluation.answers import AnswerLog, generate_resumable, reuse
 from repro.evaluation.generate import Backend, Decoding
 
 
@@ -48,9 +48,13 @@ def chat_prompt(tokenizer, template: str, messages: list[dict[str, str]]) -> tup
 
 
 class Answerer:
-    def __init__(self, output: Path, *, allow_double_bos: bool = False):
+    """`earlier`: folders of earlier evaluations; an answer file missing here is started from
+    theirs when it was generated the same way (its identity line), instead of generated again."""
+
+    def __init__(self, output: Path, *, allow_double_bos: bool = False, earlier: list[Path] | None = None):
         self.output = Path(output)
         self.allow_double_bos = allow_double_bos
+        self.earlier = [Path(p) for p in earlier or []]
         self._fingerprints: dict[int, str] = {}
         self.resumed: dict[str, int] = {}  # answer file -> answers taken from it, not generated
 
@@ -85,7 +89,10 @@ class Answerer:
         ]
         if not self.allow_double_bos:
             generate.check_bos(generator.tokenizer, ids, expected_bos, what)
-        log = AnswerLog(self.output / file, self.identity(generator, decoding, what))
+        identity = self.identity(generator, decoding, what)
+        if not (self.output / file).exists():
+            reuse(self.output / file, [folder / file for folder in self.earlier], identity)
+        log = AnswerLog(self.output / file, identity)
         texts = generate_resumable(
             log, ids, lambda pending, on_answer: generator.generate_ids(pending, decoding, on_answer)
         )

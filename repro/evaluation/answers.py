@@ -25,6 +25,29 @@ def prompt_sha256(prompt: str | list[int]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def same_generation(path: Path, identity: dict[str, Any]) -> bool:
+    """Whether the answer file at `path` was written for `identity` (its first line)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            first = json.loads(fh.readline())
+    except (OSError, json.JSONDecodeError):
+        return False
+    wanted = json.loads(json.dumps(identity, sort_keys=True, default=str))
+    return isinstance(first, dict) and first.get("identity") == wanted
+
+
+def reuse(target: Path, candidates: list[Path], identity: dict[str, Any]) -> Path | None:
+    """Start `target` as a copy of the first candidate written for the same generation; which one."""
+    import shutil
+
+    for candidate in candidates:
+        if candidate.is_file() and same_generation(candidate, identity):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(candidate, target)
+            return candidate
+    return None
+
+
 class AnswerLog:
     def __init__(self, path: Path, identity: dict[str, Any]):
         self.path = Path(path)
@@ -48,13 +71,26 @@ class AnswerLog:
         if not rows:
             return
         if rows[0].get("identity") != self.identity:
-            theirs = rows[0].get("identity") or {}
-            differ = sorted(k for k in {**theirs, **self.identity} if theirs.get(k) != self.identity.get(k))
-            raise ReproError(
-                f"{self.path} holds answers of another generation ({', '.join(differ) or 'format'} "
-                "differ); delete it or choose another --output"
-            )
+            theirs = rows[0].get("identity")
+            if not isinstance(theirs, dict):
+                raise ReproError(
+                    f"{self.path}: not an answer file (no identity line); move it away"
+                ) from None
+            # another generation's answers: kept beside, never mixed; this generation's, if kept
+            # beside earlier, come back
+            os.replace(self.path, self.beside(theirs))
+            if self.beside(self.identity).exists():
+                os.replace(self.beside(self.identity), self.path)
+                self._read()
+            return
         self.answers = {int(r["i"]): r for r in rows[1:]}
+
+    def beside(self, identity: dict[str, Any]) -> Path:
+        """Where the answers of another generation are kept: NAME.HASH.jsonl beside this file."""
+        blob = json.dumps(identity, sort_keys=True, default=str).encode()
+        return self.path.with_name(
+            f"{self.path.stem}.{hashlib.sha256(blob).hexdigest()[:10]}{self.path.suffix}"
+        )
 
     def done(self, prompts: list[Any]) -> dict[int, str]:
         """Answers already there for these prompts (same index, same prompt)."""

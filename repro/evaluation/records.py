@@ -49,6 +49,8 @@ class EvaluationResult:
     timings_seconds: dict[str, float] = field(default_factory=dict)  # per benchmark
     stage_seconds: dict[str, float] = field(default_factory=dict)  # generate / judge / score
     key: dict[str, Any] | None = None  # repro run: the inputs this evaluation was made from
+    # where each benchmark's files are, relative to the run folder (absent: eval/BENCHMARK)
+    folders: dict[str, str] = field(default_factory=dict)
     schema: str = SCHEMA
 
     @property
@@ -58,6 +60,10 @@ class EvaluationResult:
     @property
     def complete(self) -> bool:
         return not self.incomplete_benchmarks
+
+    def folder(self, benchmark: str) -> str:
+        """The folder of `benchmark`'s answers and judgments, relative to the run folder."""
+        return self.folders.get(benchmark, f"eval/{benchmark}")
 
     def outputs(self) -> dict[str, dict[str, Any]]:
         return {name: b.output for name, b in self.benchmarks.items()}
@@ -72,7 +78,7 @@ class EvaluationResult:
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> EvaluationResult:
-        records.exact_keys(data, cls, where, optional=("key",))
+        records.exact_keys(data, cls, where, optional=("key", "folders"))
         if data["schema"] != SCHEMA:
             raise ReproError(f"{where}: schema {data['schema']!r}, expected {SCHEMA!r}")
         if not isinstance(data["benchmarks"], dict):

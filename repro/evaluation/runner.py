@@ -78,8 +78,18 @@ class _JudgeAccess:
     def model(self) -> str | None:
         return self.spec.model
 
-    def chat(self, model: str, temperature: float, max_tokens: int):
-        return client.chat_function(self.base_url, model, temperature=temperature, max_tokens=max_tokens)
+    @property
+    def refresh(self) -> bool:
+        return self.spec.refresh
+
+    def chat(self, model: str, temperature: float, max_tokens: int, *, expect: str | None = None):
+        return client.chat_function(
+            self.base_url, model, temperature=temperature, max_tokens=max_tokens, expect=expect
+        )
+
+
+def _has_rule(bench: benchmarks.Benchmark) -> bool:
+    return type(bench).rule is not benchmarks.Benchmark.rule
 
 
 class _OnDemand:
@@ -120,7 +130,10 @@ class Evaluation:
         judge: Judge,
         benches: list[str],
         options: EvalOptions | None = None,
+        earlier: list[Path] | None = None,
     ):
+        """`earlier`: output folders of earlier evaluations of the same model, whose answer files
+        serve this one where they were generated the same way (repro.runs.evaluations)."""
         from transformers.utils import logging as hf_logging  # deferred: transformers is heavy
 
         from repro.data import family, served_templates, tokenizers
@@ -136,11 +149,17 @@ class Evaluation:
         judged = benchmarks.judged(self.benches)
         self.needs_judge = self.stage != "generate" and bool(judged)
         self.backend = judge.backend() if self.needs_judge else None
+        if judge.kind == "rule" and self.backend is not None:  # judged plugins' own rules
+            sources = benchmarks.sources(judged)
+            self.backend.rules = {
+                b: (benchmarks.get(b).rule, sources.get(b)) for b in judged if _has_rule(benchmarks.get(b))
+            }
         # who judges, asked before any model loads or judge call is paid for (one line if wrong)
         self.judge_identity: dict[str, Any] = {}
         if self.needs_judge and judge.kind == "endpoint":
             asked = {b: judge.model or benchmarks.get(b).published_judge for b in judged}
             self.judge_identity = identity.probe(judge.url, asked=asked, key_env=judge.key_env)
+            self.backend.learn(self.judge_identity)  # the cache knows the judge by what it said
         self.chat_template = options.chat_template or self.config["arena_hard"].get(
             "chat_template", "tokenizer"
         )
@@ -153,7 +172,9 @@ class Evaluation:
         self.family = getattr(target.recipe, "family", None) or family.infer(self.tokenizer)
         self.config = evalconfig.with_family_stops(self.config, self.family.stop_ids(self.tokenizer))
         self.model_name = Path(model_path).name if Path(model_path).exists() else model_path.split("/")[-1]
-        self.answerer = answering.Answerer(output, allow_double_bos=options.allow_double_bos)
+        self.answerer = answering.Answerer(
+            output, allow_double_bos=options.allow_double_bos, earlier=earlier or []
+        )
         lazy = self.stage == "judge"
         if options.server:  # the evaluated model comes from the server; a tiny reference model stays local
             from repro.evaluation.server import ServerBackend
@@ -333,11 +354,25 @@ class Evaluation:
         )
 
     def _one(self, name: str, judge: _JudgeAccess | None) -> dict[str, Any]:
+        """One benchmark's output. A plugin's own error, or scores it does not declare, is one
+        line naming its file, before the next benchmark starts (its answers stay on disk)."""
         start = time.time()
         try:
-            return benchmarks.get(name).run(self, judge)
+            output = benchmarks.get(name).run(self, judge)
+        except ReproError:
+            raise
+        except Exception as exc:
+            if not benchmarks.is_plugin(name):
+                raise
+            where = benchmarks.source_file(name)
+            raise ReproError(f"{where}: benchmark '{name}' failed: {type(exc).__name__}: {exc}") from None
         finally:
             self.timings[name] = round(time.time() - start, 2)
+        if not isinstance(output, dict):
+            raise ReproError(f"{benchmarks.source_file(name)}: benchmark '{name}' run() returned no mapping")
+        if judge is not None or not benchmarks.get(name).judged:  # a scored output, not answers only
+            benchmarks.scores_of(name, output)
+        return output
 
     def _run(self, progress: Progress | None) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
         outputs: dict[str, dict[str, Any]] = {}
@@ -353,7 +388,7 @@ class Evaluation:
                 backend = self.backend or self.judge.backend()
                 cache = JudgmentCache(self.judge.cache)
                 stack.callback(cache.close)
-                base_url, gateway = stack.enter_context(serve(backend, cache))
+                base_url, gateway = stack.enter_context(serve(backend, cache, refresh=self.judge.refresh))
             access = _JudgeAccess(backend, base_url, self.judge)
             for done, name in enumerate(judged):
                 if progress:

@@ -31,9 +31,9 @@ def evaluate(
     target = runner.Target.of_setting(get_setting(setting))
     benches = benchmarks.parse(bench, target.plan)
     generate.check_backend(options.backend)  # an unknown engine is a usage error, as for repro run
-    checks = [preflight.writable(output, "--output")]
+    checks = [preflight.writable(output, "--output"), preflight.cache()]
     if benchmarks.judged(benches):
-        checks.append(preflight.judge_check(judge))
+        checks += [preflight.cache(Path(judge.cache).parent, "--judge-cache"), preflight.judge_check(judge)]
     preflight.require_all(checks)
     ev = runner.Evaluation(model, target, output=output, judge=judge, benches=benches, options=options)
     if ev.bos_check["status"] == "error" and not options.allow_double_bos:

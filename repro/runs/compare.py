@@ -250,6 +250,24 @@ def _labels(results: list[Counted]) -> dict[tuple[str, str, str | None], tuple[s
     return labels
 
 
+def _plugin_versions(results: list[Counted]) -> dict[tuple[str, str, str], set[str | None]]:
+    """(setting, method, plugin benchmark) -> the plugin identities its runs were evaluated with."""
+    versions: dict[tuple[str, str, str], set[str | None]] = {}
+    for r in results:
+        for bench in {benchmarks.metric(k)[0].name for k in r.result.scores if _known(k)}:
+            if benchmarks.is_plugin(bench):
+                versions.setdefault((r.setting, r.method, bench), set()).add(r.result.sources.get(bench))
+    return versions
+
+
+def _known(key: str) -> bool:
+    try:
+        benchmarks.metric(key)
+    except ReproError:
+        return False
+    return True
+
+
 def parse_tolerances(items: list[str]) -> dict[str, float]:
     """--tolerance METRIC=VALUE pairs."""
     tolerances = {}
@@ -303,23 +321,32 @@ def compare(results_dir: Path, tolerances: dict[str, float] | None = None) -> Co
         if setting in reproduced:
             rows[(setting, method, metric)] = Row(setting, method, metric, None, band=limits)
     labels = _labels(results)
+    versions = _plugin_versions(results)
     recipe_groups: dict[tuple[str, str, str], str | None] = {}  # the recipe row's group, once taken
     grouped: dict[tuple[str, str, str, str | None], Row] = {}
     for run in results:
         group = (run.setting, run.method, run.group)
-        text, is_recipe = labels[group]
         for metric, spec in metrics.items():
             value = run.result.metric(metric)
             if value is None:
                 continue
+            text, is_recipe = labels[group]
+            gid = group[2]
+            bench = benchmarks.metric(metric)[0].name
+            if benchmarks.is_plugin(bench):  # replicates of a plugin's metric ran the same plugin
+                source = run.result.sources.get(bench)
+                gid = f"{gid}+{source}"
+                if len(versions[(run.setting, run.method, bench)]) > 1:
+                    tag = f"{bench} {source[:8]}" if source else f"{bench} (version not recorded)"
+                    text = "; ".join(t for t in (text, tag) if t)
             cell = (run.setting, run.method, metric)
             template = rows.get(cell) or Row(*cell, None, tolerance=tolerance[metric])
-            if is_recipe and recipe_groups.setdefault(cell, group[2]) == group[2]:
+            if is_recipe and recipe_groups.setdefault(cell, gid) == gid:
                 row = rows.setdefault(cell, template)  # the published cell's own row
             else:
-                row = grouped.get((*cell, group[2]))
+                row = grouped.get((*cell, gid))
                 if row is None:
-                    row = grouped[(*cell, group[2])] = Row(
+                    row = grouped[(*cell, gid)] = Row(
                         *cell, template.published, tolerance=template.tolerance, erratum=template.erratum,
                         band=template.band, variant=text, recipe=is_recipe,
                     )  # fmt: skip

@@ -2,9 +2,13 @@
 point per benchmark and how it compares with the published number.
 
 A sweep is every complete run of one setting x method whose hyperparameters (learning rate,
-beta, gamma/beta) differ; seeds of one point are averaged. The published number is the
-paper's cell for that setting x method (the tiny setting: the middle of its reference band,
-with the band shown), which the authors also picked from such a search.
+beta, gamma/beta) differ. A point is one group of replicates, as `repro compare`'s table
+groups them (repro.runs.replicates: the same key but the seed), so only seeds are averaged.
+A run that differs from its recipe in anything but the swept hyperparameters (training cut by
+--max-steps, another override, judge or engine) is not a point of the grid: it is listed in
+`left_out` with what differs. The published number is the paper's cell for that setting x
+method (the tiny setting: the middle of its reference band, with the band shown), which the
+authors also picked from such a search.
 """
 
 from __future__ import annotations
@@ -16,9 +20,16 @@ from typing import Any
 
 from repro import io
 from repro.evaluation import benchmarks
-from repro.runs import compare, plots, published
+from repro.runs import compare, plots, published, replicates
 
 AXES = {"learning_rate": "lr", "beta": "beta", "gamma_beta_ratio": "gamma/beta"}
+# what a grid point may differ in from its recipe: the axes, and gamma (gamma/beta x beta)
+ON_THE_GRID = {
+    "learning_rate",
+    "hyperparameters.beta",
+    "hyperparameters.gamma_beta_ratio",
+    "hyperparameters.gamma",
+}
 # the metrics compared with the paper, and the headline ones without a published value (MT-Bench)
 METRICS = {m.key: m.title for _, m in benchmarks.metrics() if m.tolerance is not None or m.headline}
 
@@ -27,6 +38,7 @@ METRICS = {m.key: m.title for _, m in benchmarks.metrics() if m.tolerance is not
 class Point:
     values: dict[str, float]
     scores: dict[str, list[float]] = field(default_factory=dict)  # metric -> one value per seed
+    runs: int = 0  # replicates averaged into it
 
     def score(self, metric: str) -> float | None:
         runs = self.scores.get(metric)
@@ -41,6 +53,7 @@ class Sweep:
     points: list[Point]
     published: dict[str, float] = field(default_factory=dict)
     bands: dict[str, tuple[float, float]] = field(default_factory=dict)
+    left_out: list[tuple[str, str]] = field(default_factory=list)  # (run folder, what differs)
 
     @property
     def metrics(self) -> list[str]:
@@ -75,8 +88,11 @@ class Sweep:
             "setting": self.setting,
             "method": self.method,
             "axes": self.axes,
-            "points": [{**p.values, **{m: p.score(m) for m in self.metrics}} for p in self.points],
+            "points": [
+                {**p.values, **{m: p.score(m) for m in self.metrics}, "runs": p.runs} for p in self.points
+            ],
             "best": self.summary(),
+            "left_out": [{"run": run, "differs": why} for run, why in self.left_out],
         }
 
 
@@ -85,20 +101,35 @@ def _hyperparameters(config: dict[str, Any]) -> dict[str, float]:
     return {k: float(values[k]) for k in AXES if isinstance(values.get(k), (int, float))}
 
 
+def off_the_grid(run: compare.Counted) -> str | None:
+    """What keeps a run off its sweep's grid (in compare's words), or None for a grid point."""
+    extent = run.extent or {}
+    other = {k: v for k, v in (run.variant or {}).items() if k not in ON_THE_GRID}
+    if extent.get("full", True) and not other:
+        return None
+    return replicates.label(other, extent) or "not the recipe's training"
+
+
 def sweeps(results_dir: Path, only: set[Path] | None = None) -> list[Sweep]:
     """Every setting x method under `results_dir` with two or more distinct grid points
     (`only`: just the runs in these folders, e.g. one pipeline's)."""
     complete, _ = compare.collect(results_dir)
     groups: dict[tuple[str, str], dict[tuple, Point]] = {}
+    left_out: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for run in complete:
         if only is not None and run.path.parent.resolve() not in only:
             continue
         manifest = io.read_json(run.path.parent / "manifest.json")
         if not isinstance(manifest, dict):
             continue  # a hand-made result: no configuration to place it on the grid
+        if (why := off_the_grid(run)) is not None:
+            left_out.setdefault((run.setting, run.method), []).append((str(run.path.parent), why))
+            continue
         values = _hyperparameters(manifest.get("config") or {})
-        key = tuple(sorted(values.items()))
+        # replicates are one point (a result without a replicate key: its hyperparameters)
+        key = (run.group,) if run.group else tuple(sorted(values.items()))
         point = groups.setdefault((run.setting, run.method), {}).setdefault(key, Point(values))
+        point.runs += 1
         for metric in METRICS:
             if (value := run.result.metric(metric)) is not None:
                 point.scores.setdefault(metric, []).append(value)
@@ -110,7 +141,7 @@ def sweeps(results_dir: Path, only: set[Path] | None = None) -> list[Sweep]:
             continue
         pts = sorted(points.values(), key=lambda p: tuple(p.values.get(a, 0.0) for a in AXES))
         varying = [a for a in AXES if len({p.values.get(a) for p in pts}) > 1]
-        sweep = Sweep(setting, method, varying, pts)
+        sweep = Sweep(setting, method, varying, pts, left_out=left_out.get((setting, method), []))
         for metric in METRICS:
             value = published.lookup(table, setting, method, metric)
             band = bands.get((setting, method, metric))

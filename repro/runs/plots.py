@@ -32,6 +32,17 @@ def ellipsize(text: str, limit: int = LABEL_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
+def row_label(setting: str, method: str, variant: str) -> str:
+    """'setting / method', and under it what the row's configuration changed, wrapped (never cut
+    short: two rows that differ only at the end of their variant must read apart)."""
+    import textwrap
+
+    head = ellipsize(f"{setting} / {method}")
+    if not variant:
+        return head
+    return "\n".join([head, *textwrap.wrap(f"({variant})", LABEL_CHARS, break_on_hyphens=False)])
+
+
 def run_title(directory: Path) -> str:
     """'tiny x simpo, run fe1426ff64-seed42' for results/tiny/simpo/fe1426ff64-seed42."""
     directory = Path(directory)
@@ -102,7 +113,9 @@ def compare_figure(rows: Iterable[Any], metrics: dict[str, str], tolerance: dict
     shown = [m for m in metrics if any(r.metric == m for r in rows)] or list(metrics)
     labels = sorted({(r.setting, r.method, getattr(r, "variant", "")) for r in rows})
     index = {key: i for i, key in enumerate(labels)}
-    height = max(2.8, ROW_INCHES * len(labels) + 1.6)
+    texts = [row_label(*key) for key in labels]
+    lines = max((t.count("\n") + 1 for t in texts), default=1)  # rows as tall as the tallest label
+    height = max(2.8, ROW_INCHES * len(labels) * (1 + 0.8 * (lines - 1)) + 1.6)
     fig, axes = plt.subplots(
         1,
         len(shown),
@@ -133,9 +146,7 @@ def compare_figure(rows: Iterable[Any], metrics: dict[str, str], tolerance: dict
             ax.text(0.5, 0.5, "no reproduced runs", ha="center", va="center", transform=ax.transAxes)
     first = axes[0][0]
     first.set_yticks(range(len(labels)))
-    first.set_yticklabels(
-        [ellipsize(f"{s} / {m}" + (f" ({v})" if v else "")) for s, m, v in labels], fontsize=8
-    )
+    first.set_yticklabels(texts, fontsize=8)
     if labels:
         first.set_ylim(len(labels) - 0.5, -0.5)  # first label at the top
     # deferred: matplotlib takes 0.5 s to import; only plots need it

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from repro import paths
 from repro.config import evalconfig
 from repro.config.runconfig import RunConfig
 from repro.data import alpaca_preferences
@@ -88,6 +89,21 @@ def _built_dataset(config: RunConfig) -> Check:
     except ReproError as exc:
         return Check("data", False, str(exc))
     return Check("data", True, f"AlpacaEval annotations in {source}")
+
+
+def _dataset(config: RunConfig) -> Check:
+    """A local dataset folder holds each split the run reads (SPLIT.jsonl, or a saved SPLIT/
+    folder), as repro.data.preference.load_rows reads them; a hub id is the hub's to answer."""
+    source = config.dataset
+    folder = Path(source).expanduser()
+    if source.startswith("repro:") or not folder.is_dir():
+        return Check("dataset", True, source)
+    for split in (config.train_split, config.test_split):
+        if not (folder / f"{split}.jsonl").is_file() and not (folder / split).is_dir():
+            return Check(
+                "dataset", False, f"{source}: no {split}.jsonl and no saved '{split}' split folder in it"
+            )
+    return Check("dataset", True, f"{source} (local)")
 
 
 def _device(config: RunConfig) -> Check:
@@ -169,6 +185,12 @@ def writable(folder: Path, option: str) -> Check:
     return Check("output", True, str(root.resolve()))
 
 
+def cache(folder: Path | None = None, what: str = "$REPRO_CACHE") -> Check:
+    """The cache folder (the tiny model and data, reference log-probs, judgments) can be written."""
+    found = writable(folder or paths.cache_root(), what)
+    return Check("cache", found.ok, found.message)
+
+
 def _output(results_root: Path, option: str) -> Check:
     found = writable(results_root, option)
     return Check("results" if option == "--results" else "output", found.ok, found.message)
@@ -222,9 +244,11 @@ def checks(
     """The checks for what a command will do: training always; `judge`, generation and
     `backend` when it evaluates; the model and the `device` only when training runs `here`
     (not for an sbatch script written on a login node: the compute nodes have their own)."""
-    found = [_output(results_root, output_option)]
+    found = [_output(results_root, output_option), cache()]
+    if judge is not None and Path(judge.cache).parent.absolute() != paths.cache_root().absolute():
+        found.append(cache(Path(judge.cache).parent, "the judgment cache"))
     if here:
-        found += [_model(config), _built_dataset(config)]
+        found += [_model(config), _dataset(config), _built_dataset(config)]
         if device:
             found.append(_device(config))
     found.append(_trackers(config))

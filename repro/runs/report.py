@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import html as _html
-import json
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from typing import Any
 
 from repro import io
 from repro.errors import ReproError
+from repro.evaluation.records import EvaluationResult
 from repro.runs import compare, diagnosis, plots
 from repro.runs.result import FILE, RunResult
 
@@ -44,10 +44,11 @@ table { border-collapse: collapse; margin: 0.6em 0 1.2em; width: 100%; }
 th, td { border: 1px solid #d0d7de; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .ok { background: #dafbe1; } .bad { background: #ffebe9; } .none { background: #f6f8fa; color: #57606a; }
+.variant { background: #fff8c5; }
 .meta { color: #57606a; } img { max-width: 100%; border: 1px solid #d0d7de; margin: 0.4em 0; }
 ol.causes li { margin: 0.2em 0; } code { font-size: 0.92em; }
 section.run { break-inside: avoid-page; }
-@media print { body { margin: 0; max-width: none; } img { max-width: 90%; } .ok, .bad, .none
+@media print { body { margin: 0; max-width: none; } img { max-width: 90%; } .ok, .bad, .none, .variant
   { -webkit-print-color-adjust: exact; print-color-adjust: exact; } }
 """
 
@@ -74,14 +75,10 @@ class RunPage:
         history = manifest.get("history") or [{}]
         if result:
             state = (
-                f"partial (--limit {result.limit})"
-                if result.partial
-                else (
-                    "complete"
-                    if result.complete
-                    else f"incomplete ({', '.join(result.incomplete_benchmarks)})"
-                )
+                "complete" if result.complete else f"incomplete ({', '.join(result.incomplete_benchmarks)})"
             )
+            if result.partial:  # what makes it partial, in its own words (--limit N, --max-steps)
+                state = f"partial: {'; '.join(result.partial_reasons) or 'see result.json'}; {state}"
         else:
             state = "unfinished (no result.json)"
         git = (history[-1].get("git") or {}) if history else {}
@@ -112,7 +109,9 @@ def judge_cost(run_dir: Path, judge: dict[str, Any], calls: dict[str, Any] | Non
     )
     if judge.get("kind") == "rule":
         return "$0 (local rule judge)" + count
-    annotations = io.read_json(run_dir / "eval" / "alpaca_eval2" / "annotations.json")
+    record = EvaluationResult.read_run_folder(run_dir / "eval")  # where its AlpacaEval files are
+    folder = record.folder("alpaca_eval2") if record else "eval/alpaca_eval2"
+    annotations = io.read_json(run_dir / folder / "annotations.json")
     if isinstance(annotations, list):
         prices = [a.get("price_per_example") for a in annotations if isinstance(a, dict)]
         total = sum(float(p) for p in prices if isinstance(p, (int, float, str)) and _is_number(p))
@@ -139,8 +138,11 @@ def find_runs(results_dir: Path) -> list[Path]:
 
 def collect(results_dir: Path) -> tuple[Any, list[RunPage]]:
     comparison = compare.compare(results_dir)
+    found = find_runs(results_dir)
+    if not found:  # as `repro compare` says it: a report of no runs is a wrong folder
+        raise ReproError(f"no runs found under {results_dir}")
     pages = []
-    for path in find_runs(results_dir):
+    for path in found:
         try:
             diagnosed = diagnosis.run(path)
         except ReproError as exc:
@@ -181,6 +183,14 @@ def _published_text(row: Any) -> str:
     return f"{row.published:g} ± {row.tolerance:g}" + (" *" if row.erratum else "")
 
 
+def _status(row: Any) -> str:
+    """A row's status; a row that is not the recipe's (truncated, an override, a grid point)
+    says so: being within tolerance does not make it a reproduction."""
+    if row.recipe or row.status not in ("within", "outside"):
+        return row.status
+    return f"{row.status}, but not the recipe's run"
+
+
 def _fmt(value: float | None, spec: str = ".2f") -> str:
     return "" if value is None else format(value, spec)
 
@@ -211,14 +221,14 @@ def html_page(results_dir: Path) -> str:
             "<th>status</th></tr></thead><tbody>"
         )
         for r in rows:
-            cls = STATUS_CLASS.get(r.status, "none")
+            cls = STATUS_CLASS.get(r.status, "none") if r.recipe else "variant"
             out.append(
                 f'<tr class="{cls}" data-status="{e(r.status)}">'
                 f"<td>{e(r.setting)}</td><td>{e(_method(r))}</td>"
                 f"<td>{e(compare.metric_titles()[r.metric])}</td><td>{e(_published_text(r))}</td>"
                 f'<td class="num">{_fmt(r.mean)}</td><td class="num">{_fmt(r.spread)}</td>'
                 f'<td class="num">{len(r.runs)}</td><td class="num">{_fmt(r.delta, "+.2f")}</td>'
-                f"<td>{e(r.status)}</td></tr>"
+                f"<td>{e(_status(r))}</td></tr>"
             )
         out.append("</tbody></table>")
         with tempfile.TemporaryDirectory(prefix="repro-report-") as tmp:
@@ -256,7 +266,9 @@ def _run_html(page: RunPage) -> list[str]:
     out += [f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in page.provenance()]
     out.append("</tbody></table>")
     curves = page.path / "curves.png"
-    if curves.is_file():
+    if curves.is_file() and (problem := _changed(page, "curves.png")):
+        out.append(f'<p class="bad">training curves not shown: {e(problem)} (repro verify)</p>')
+    elif curves.is_file():
         out.append(f'<img class="curves" alt="training curves of {e(page.label)}" src="{_image(curves)}">')
     diagnosed = page.diagnosis
     if isinstance(diagnosed, Exception):
@@ -284,6 +296,15 @@ def _run_html(page: RunPage) -> list[str]:
     return out
 
 
+def _changed(page: RunPage, name: str) -> str | None:
+    """Why the run's file `name` does not verify against its manifest (as its diagnosis found
+    it, repro.runs.diagnosis.run), or None."""
+    if isinstance(page.diagnosis, Exception):
+        return None
+    problems = [p for c in page.diagnosis.checks for p in c.evidence.get("verify", [])]
+    return next((p for p in problems if p.startswith(f"{name}:")), None)
+
+
 def markdown(results_dir: Path) -> str:
     comparison, pages = collect(results_dir)
     out = [
@@ -294,11 +315,17 @@ def markdown(results_dir: Path) -> str:
     ]
     mark = {"within": "✅ within", "outside": "❌ outside"}
     for r in _rows(comparison):
+        status = mark.get(r.status, r.status) if r.recipe else f"⚠️ {_status(r)}"
         out.append(
             f"| {r.setting} | {_method(r)} | {compare.metric_titles()[r.metric]} | {_published_text(r)} | "
             f"{_fmt(r.mean)} | "
-            f"{_fmt(r.spread)} | {len(r.runs)} | {_fmt(r.delta, '+.2f')} | {mark.get(r.status, r.status)} |"
+            f"{_fmt(r.spread)} | {len(r.runs)} | {_fmt(r.delta, '+.2f')} | {status} |"
         )
+    if not _rows(comparison):
+        out.append("\nNo complete run to compare.")
+    if comparison.skipped:  # a run left out of the table says why (it failed verification, ...)
+        out += ["", "Left out of the comparison:", ""]
+        out += [f"- `{path}`: {reason}" for path, reason in comparison.skipped]
     for page in pages:
         out += ["", f"### {page.label}", ""]
         out += [f"- {k}: `{v}`" for k, v in page.provenance()]
@@ -311,17 +338,7 @@ def markdown(results_dir: Path) -> str:
         if diagnosed.causes:
             out += ["", "Likely causes, most likely first:", ""]
             out += [f"{i}. [{c.check}] {c.summary}" for i, c in enumerate(diagnosed.causes, 1)]
-    details = json.dumps({"runs": [_diagnosis_dict(p.diagnosis) for p in pages]}, default=str)
-    out += [
-        "",
-        "<details><summary>diagnosis as JSON</summary>",
-        "",
-        "```json",
-        details,
-        "```",
-        "",
-        "</details>",
-    ]
+    out += ["", "Each run's evidence in numbers: `repro diagnose RUN_DIR --format json`."]
     return "\n".join(out) + "\n"
 
 

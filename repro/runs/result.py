@@ -59,6 +59,9 @@ class RunResult:
     notes: list[str]
     bos_check: dict[str, Any] | None
     timings_seconds: dict[str, Any] = field(default_factory=dict)
+    # each plugin benchmark's identity (its file and declared inputs, repro.evaluation.benchmarks
+    # .sources): compare averages a plugin's metric only over runs of the same plugin
+    sources: dict[str, str] = field(default_factory=dict)
     schema: str = SCHEMA
 
     # ---------------------------------------------------------------- made from an evaluation
@@ -77,6 +80,7 @@ class RunResult:
         bos_check: dict[str, Any] | None = None,
         replicate_key: str | None = None,
         variant: dict[str, Any] | None = None,
+        sources: dict[str, str] | None = None,
     ) -> RunResult:
         limit = evaluation.limit
         reasons = [f"--limit {limit}: the first {limit} questions of each benchmark"] if limit else []
@@ -105,6 +109,7 @@ class RunResult:
             notes=evaluation.notes,
             bos_check=bos_check if bos_check is not None else evaluation.bos_check,
             timings_seconds=evaluation.timings_seconds,
+            sources=dict(sources or {}),
         )
 
     # ---------------------------------------------------------------- JSON
@@ -121,7 +126,7 @@ class RunResult:
             raise ReproError(f"{where}: not a repro run result (a {type(data).__name__})")
         schema = data.get("schema")
         if schema == SCHEMA:
-            records.exact_keys(data, cls, where)
+            records.exact_keys(data, cls, where, optional=("sources",))  # results before plugin sources
             _check_scores(data["scores"], where)
             return cls(**data)
         if schema not in OLD_SCHEMAS:
@@ -147,7 +152,7 @@ class RunResult:
             "model": "", "run_id": None, "seed": None, "training": None, "complete": False,
             "incomplete_benchmarks": [], "partial": False, "partial_reasons": [], "limit": None,
             "replicate_key": None, "variant": None, "judge": {}, "benchmarks": {}, "judge_calls": None,
-            "resumed_answers": None, "notes": [], "bos_check": None, "timings_seconds": {},
+            "resumed_answers": None, "notes": [], "bos_check": None, "timings_seconds": {}, "sources": {},
         }  # fmt: skip
         values = {**defaults, **{k: v for k, v in data.items() if k in known}}
         values["schema"] = data.get("schema") or "none (made by hand or by an older tool)"

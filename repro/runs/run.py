@@ -25,12 +25,11 @@ from repro import hashing, io
 from repro.config import evalconfig
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
-from repro.evaluation import benchmarks, judgecost, runner
+from repro.evaluation import judgecost, runner
 from repro.evaluation.judge.spec import Judge
 from repro.evaluation.options import EvalOptions
-from repro.evaluation.records import EvaluationResult
 from repro.progress import Progress
-from repro.runs import plots, preflight, replicates, training, verify
+from repro.runs import evaluations, plots, preflight, replicates, training, verify
 from repro.runs.result import RunResult
 from repro.stack import environment
 from repro.train import launch
@@ -192,6 +191,34 @@ def curves(log_history: list[dict[str, Any]], directory: Path) -> None:
     plots.curves(log_history, directory / "curves.png", title=plots.run_title(directory))
 
 
+def evaluation_plan(
+    config: RunConfig,
+    directory: Path,
+    train_dir: Path,
+    benches: list[str],
+    judge: Judge,
+    options: EvalOptions,
+) -> evaluations.Plan:
+    """Which benchmarks the evaluation stage evaluates now, and where (repro.runs.evaluations)."""
+    base = {
+        "weights_sha256": hashing.weights_sha256(train_dir / "model"),
+        "limit": options.limit,
+        "generation_config_sha256": hashing.file_sha256_or_none(
+            evalconfig.locate(config.evaluation.generation)
+        ),
+        "code_version": config.code_version,
+        "backend": options.backend,
+    }
+    return evaluations.plan(
+        directory,
+        benches,
+        base=base,
+        judge=judge.describe(),
+        legacy_weights=hashing.legacy_weights_sha256(train_dir / "model"),
+        refresh=judge.refresh,
+    )
+
+
 @contextlib.contextmanager
 def run_lock(directory: Path):
     """One writer per run directory: a second `repro run` of the same run stops with one line."""
@@ -284,13 +311,15 @@ def generate(
     )
     options = dataclasses.replace(options, reference_model=reference, stage="generate")
     with run_lock(root), _log_to(directory / "repro.log"):
+        stage = evaluation_plan(config, directory, root / "train", benches, judge, options)
         ev = runner.Evaluation(
             str(root / "train" / "model"),
             runner.Target.of_run(config),
-            output=directory / "eval",
+            output=stage.output,  # where the judging job that follows looks for them
             judge=judge,
-            benches=benches,
+            benches=stage.todo,
             options=options,
+            earlier=stage.earlier_folders(),
         )
         return ev.run(progress=progress).outputs()
 
@@ -324,46 +353,39 @@ def _execute(
     if not (root / "curves.csv").exists() or done_work:
         curves(outcome.log_history, root)
 
-    # -- generate + judge + score (skipped when done for the same inputs)
-    weights = hashing.weights_sha256(train_dir / "model")
-    eval_key = {
-        "weights_sha256": weights,
-        "benches": sorted(benches),
-        "judge": judge.describe(),
-        "limit": options.limit,
-        "generation_config_sha256": hashing.file_sha256_or_none(
-            evalconfig.locate(config.evaluation.generation)
-        ),
-        "code_version": config.code_version,
-        "backend": options.backend,
-    }
-    if plugins := benchmarks.sources(benches):  # your own benchmarks: their code is an input too
-        eval_key["plugins"] = plugins
-    eval_dir = directory / "eval"
-    evaluation = EvaluationResult.read_run_folder(eval_dir)
-    if not (evaluation and evaluation.key == eval_key and evaluation.complete):
+    # -- generate + judge + score: the benchmarks whose inputs changed, added to the earlier ones
+    stage = evaluation_plan(config, directory, train_dir, benches, judge, options)
+    weights = hashing.weights_sha256(train_dir / "model")  # the manifest records it
+    evaluation = stage.record
+    if stage.todo:
         start = time.time()
         if config.evaluation.baseline == "init-model":
             options = dataclasses.replace(options, reference_model=training.starting_model(train_dir))
         ev = runner.Evaluation(
             str(train_dir / "model"),
             runner.Target.of_run(config),
-            output=eval_dir,
+            output=stage.output,
             judge=judge,
-            benches=benches,
+            benches=stage.todo,
             options=options,
+            earlier=stage.earlier_folders(),
         )
         loaded = time.time()
-        evaluation = ev.run(progress=progress).with_key(eval_key)
-        evaluation.write(eval_dir)
+        attempt = ev.run(progress=progress)
+        if refused := evaluations.not_kept(stage, attempt):
+            attempt.with_key({"benchmarks": {b: stage.wanted[b] for b in stage.todo}}).write(stage.output)
+            raise ReproError(f"{directory}: {refused}")
+        evaluation = evaluations.merge(stage, attempt)
+        evaluation.write(directory / "eval")
         # model and tokenizer loads with the BOS check, then each stage over every benchmark
         breakdown = {
             "load": round(loaded - start, 1),
             **{k: round(v, 1) for k, v in ev.stage_seconds.items()},
         }
         done_work.append(
-            {"stage": "evaluate", "seconds": round(time.time() - start, 1), "breakdown": breakdown}
-        )
+            {"stage": "evaluate", "seconds": round(time.time() - start, 1), "breakdown": breakdown,
+             "benchmarks": stage.todo}
+        )  # fmt: skip
 
     judged_by = {**judge.describe(), **evaluation.judge}  # with what the judge said of itself
     kind = replicates.describe(config, judge=judged_by, backend=options.backend, outcome=outcome)
@@ -383,6 +405,7 @@ def _execute(
         replicate_key=kind["replicate_key"],
         variant=kind["variant"],
         bos_check={"train": train_bos, "eval": evaluation.bos_check},
+        sources=evaluations.sources(evaluation),
     ).to_json()
     if done_work or not (directory / "result.json").exists():
         manifest = io.read_json(directory / "manifest.json") or {

@@ -286,7 +286,12 @@ def build(
         ],
         "benches": benches,
         "plugins": benchmarks.plugins(benches),  # --bench-path files: the jobs load them from here
-        "judge": {**judge.describe(), "concurrency": judge.concurrency, "cache": str(judge.cache)},
+        "judge": {
+            **judge.describe(),
+            "concurrency": judge.concurrency,
+            "cache": str(judge.cache),
+            "refresh": judge.refresh,
+        },
         "limit": limit,
         "backend": backend,
         "device": device,

@@ -34,6 +34,8 @@ class RunStatus:
     setting: str
     method: str
     point: dict[str, float] = field(default_factory=dict)
+    seed: int | None = None
+    max_steps: int | None = None  # --max-steps: training cut short of the recipe's
     kind: str = "not started"  # not started | queued | training | preempted | trained | generating |
     #                             generated | judging | done | failed
     stage: str = "not started"  # the kind in words: "training step 12 of 32", "failed: reason"
@@ -46,8 +48,14 @@ class RunStatus:
         return asdict(self)
 
     def point_text(self) -> str:
-        return " ".join(f"{k.replace('learning_rate', 'lr').replace('gamma_beta_ratio', 'g/b')}={v:g}"
-                        for k, v in self.point.items())  # fmt: skip
+        """The grid point, the seed and a --max-steps cut: what tells two runs of one point apart."""
+        parts = [f"{k.replace('learning_rate', 'lr').replace('gamma_beta_ratio', 'g/b')}={v:g}"
+                 for k, v in self.point.items()]  # fmt: skip
+        if self.seed is not None:
+            parts.append(f"seed={self.seed}")
+        if self.max_steps is not None:
+            parts.append(f"max-steps={self.max_steps}")
+        return " ".join(parts)
 
     def score_text(self) -> str:
         return ", ".join(f"{k} {v:.2f}" for k, v in self.scores.items() if isinstance(v, (int, float)))
@@ -85,7 +93,11 @@ def collect(results: Path, *, scheduler: bool = True) -> list[RunStatus]:
     ids = [j for s in submitted.values() for j in (s["train"], s["generate"], s["judge"]) if j]
     states = job_states(ids) if scheduler and ids else {}
     rows = [_status(root, submitted.get(str(root)), states) for root in run_roots(results)]
-    return sorted(rows, key=lambda r: (r.setting, r.method, tuple(r.point.get(k, 0.0) for k in POINT_KEYS)))
+    return sorted(
+        rows,
+        key=lambda r: (r.setting, r.method, tuple(r.point.get(k, 0.0) for k in POINT_KEYS), r.seed or 0,
+                       r.max_steps or 0),
+    )  # fmt: skip
 
 
 def _status(root: Path, jobs: dict[str, Any] | None, states: dict[str, dict[str, str]]) -> RunStatus:
@@ -99,6 +111,8 @@ def _status(root: Path, jobs: dict[str, Any] | None, states: dict[str, dict[str,
         setting=setting,
         method=method,
         point={k: hp[k] for k in POINT_KEYS if isinstance(hp.get(k), (int, float))},
+        seed=config.get("seed"),
+        max_steps=config.get("max_steps"),
     )
     directory = Path(jobs["directory"]) if jobs and jobs.get("directory") else root
     record = _result(directory / FILE)

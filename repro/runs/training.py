@@ -86,9 +86,11 @@ def train(
     if on_launch:
         on_launch(run)
     launched = time.time()
-    code = launch.launch(run, progress=progress, echo=echo, verbose=verbose)
+    errors: list[str] = []
+    code = launch.launch(run, progress=progress, echo=echo, verbose=verbose, errors=errors)
     if code != 0:
-        raise ReproError(f"training failed (exit {code}); see {run.directory / 'train.log'}")
+        why = errors[0].removeprefix("repro: error: ") if errors else f"exit {code}"
+        raise ReproError(f"training failed: {why}; see {run.directory / 'train.log'}")
     outcome = TrainingOutcome.read(run.directory)
     if outcome is None:
         raise ReproError(f"training exited without writing {run.directory / 'metrics.json'}")

@@ -20,8 +20,12 @@ from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
 from repro.hashing import file_sha256
 
-# What a run produced, relative to its directory, and what its training root holds.
-PRODUCED = ("eval/**/*.json", "eval/**/*.jsonl", "curves.csv")
+RERUN = "rerun-"  # eval/rerun-KEY/: a later evaluation's folder (repro.runs.evaluations)
+# What a run produced, relative to its directory, and what its training root holds: every
+# file `repro compare` and `repro report` show (the curves' image too).
+PRODUCED = ("eval/**/*.json", "eval/**/*.jsonl", "curves.csv", "curves.png")
+# Covered since a later repro: a manifest without them says so in a note, not as a problem.
+NEWLY_COVERED = ("curves.png",)
 TRAINED = ("train/model/*", "train/metrics.json", "train/run.json")
 RECORD = "result.json"  # the run's scores; hashed before it is written (see record_sha256)
 # What carries a score that `repro compare` reads: checked on every compare (small files only).
@@ -92,6 +96,9 @@ def verify(run_dir: Path, *, scores_only: bool = False) -> Verification:
             current[RECORD] = file_sha256(run_dir / RECORD)
         if RECORD not in manifest["files"]:
             current.pop(RECORD, None)  # said in a note above
+        for name in NEWLY_COVERED:
+            if name not in recorded and current.pop(name, None) is not None:
+                result.notes.append(f"{name}: not covered by this manifest (written by an older repro)")
     result.checked = len(recorded)
     for name, digest in sorted(recorded.items()):
         if name not in current:
@@ -99,6 +106,14 @@ def verify(run_dir: Path, *, scores_only: bool = False) -> Verification:
         elif current[name] != digest:
             result.problems.append(f"{name}: changed (sha256 {current[name][:12]}, recorded {digest[:12]})")
     if not scores_only:
+        attempts: set[str] = set()
         for name in sorted(set(current) - set(recorded)):
+            parts = Path(name).parts
+            if len(parts) > 2 and parts[0] == "eval" and parts[1].startswith(RERUN):
+                attempts.add(f"eval/{parts[1]}")  # an evaluation that did not become the result
+                continue
             result.problems.append(f"{name}: not recorded in the manifest")
+        result.notes += [
+            f"{a}/: an evaluation attempt that is not part of the result" for a in sorted(attempts)
+        ]
     return result

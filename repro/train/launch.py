@@ -310,6 +310,7 @@ def bos_check(config: RunConfig, tokenizer_path: str) -> dict[str, Any]:
 
 
 _STEP = re.compile(r"^REPRO_STEP (\d+)/(\d+)$")  # printed by repro.train.trainer.ProgressLines
+_PHASE = re.compile(r"^REPRO_PHASE (\d+)/(\d+) (.*)$")  # printed by repro.train.worker.phase
 
 
 def launch(
@@ -319,23 +320,41 @@ def launch(
     progress: Progress | None = None,
     echo: Callable[[str], None] | None = None,
     verbose: bool = False,
+    errors: list[str] | None = None,
 ) -> int:
     """Run the training processes. Everything goes to train.log; `progress` gets the optimizer
-    steps, `echo` gets errors (and, when verbose, the logged metrics: HF's log dicts)."""
+    steps, `echo` the logged metrics when verbose (HF's log dicts), `errors` each distinct
+    `repro: error:` line of the ranks (every rank says the same: it is said once, by the
+    caller), or `echo` gets them when no list is given."""
+    from repro.train import lifetime
+
     env = {**os.environ, **run.env}
     log_path = log_file or run.directory / "train.log"
+    lifetime.wait_for_workers(run.directory)  # ranks of a killed earlier launch are gone first
+    # the launcher dies with this process (and its ranks with it: repro.train.lifetime)
+    command = [sys.executable, "-m", "repro.train.lifetime", *run.command]
     with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(
-            run.command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None
+        if progress:  # start-up takes a minute before the first step: say what is starting
+            progress(f"start-up: starting {run.num_processes * run.num_nodes} training processes", 0, None)
         for line in proc.stdout:
             log.write(line)
             log.flush()
             if match := _STEP.match(line.strip()):
                 if progress:
                     progress("training", int(match[1]), int(match[2]))
-            elif echo and ("repro: error" in line or (verbose and line.startswith("{'"))):
+            elif match := _PHASE.match(line.strip()):
+                if progress:
+                    progress(f"start-up: {match[3]}", int(match[1]), int(match[2]))
+            elif "repro: error" in line:
+                said = line.strip()[line.strip().index("repro: error") :]
+                if errors is not None:
+                    if said not in errors:
+                        errors.append(said)
+                elif echo:
+                    echo(line.rstrip())
+            elif echo and verbose and line.startswith("{'"):
                 echo(line.rstrip())
         return proc.wait()
 

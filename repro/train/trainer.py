@@ -10,13 +10,16 @@ rank (the original logged rank 0 only).
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import rotate_checkpoints
 
-from repro.train import chunked, logprobs, objectives, packing
+from repro.train import checkpoints, chunked, logprobs, objectives, packing
 from repro.train.logprobs import IGNORE_INDEX, split_pairs
 from repro.train.objectives import Inputs, SequenceLogps
 
@@ -175,6 +178,42 @@ class PreferenceTrainer(Trainer):
         with torch.no_grad():
             out = self._loss(model, inputs, "eval")
         return out.loss.detach(), None, None
+
+    # -------------------------------------------------------------------- checkpoints
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Write checkpoint-N aside (trainer/.staging/) and publish it in one rename once every
+        rank wrote its part, so a kill never leaves a half-written checkpoint-N (see
+        repro.train.checkpoints); older ones are rotated only after it is in place."""
+        run_dir = Path(self._get_output_dir(trial=trial))
+        staging = run_dir / checkpoints.STAGING
+        name = f"checkpoint-{self.state.global_step}"
+        self._get_output_dir = lambda trial=None: str(staging)  # the Trainer writes under staging/
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            del self._get_output_dir
+        checkpoints.failpoint("state", self.state.global_step)
+        self.accelerator.wait_for_everyone()  # every rank's shards are written
+        if self.args.should_save:
+            checkpoints.publish(staging / name, run_dir / name)
+            with contextlib.suppress(OSError):
+                staging.rmdir()  # empty now: a staging folder that remains was left by a kill
+            checkpoints.failpoint("published", self.state.global_step)
+            rotate_checkpoints(
+                output_dir=str(run_dir),
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+            )
+        self.accelerator.wait_for_everyone()
+
+    def _save_optimizer_and_scheduler(self, output_dir) -> None:
+        checkpoints.failpoint("model", self.state.global_step)  # the weights are written
+        super()._save_optimizer_and_scheduler(output_dir)
+
+    def _save_rng_state(self, output_dir) -> None:
+        checkpoints.failpoint("optimizer", self.state.global_step)  # the optimizer too
+        super()._save_rng_state(output_dir)
 
     # -------------------------------------------------------------------- metrics
 

@@ -19,14 +19,13 @@ import torch
 import torch.distributed as dist
 from accelerate import PartialState
 from transformers import AutoModelForCausalLM, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
-from repro import hashing, io
+from repro import hashing, io, library_warnings
 from repro.config.methods import get_method
 from repro.config.runconfig import RunFile
 from repro.data import preference, tokenizers
 from repro.errors import ReproError
-from repro.train import preemption, reference, trackers
+from repro.train import checkpoints, lifetime, preemption, reference, trackers
 from repro.train.outcome import TrainingOutcome
 
 
@@ -77,6 +76,15 @@ def fix_cpu_deepspeed_state() -> None:
         state.backend = dist.get_backend()
 
 
+PHASES = 5  # the start-up before the first step, as the launcher's progress shows it
+
+
+def phase(number: int, text: str) -> None:
+    """Rank 0 says what is starting (`REPRO_PHASE n/N text`: the launcher's start-up bar)."""
+    if trainer_is_main():
+        print(f"REPRO_PHASE {number}/{PHASES} {text}", flush=True)
+
+
 def checkpoint_to_resume(trainer_dir: Path, config_hash: str) -> str | None:
     """The last checkpoint of an interrupted run of this exact config, or None for a fresh start.
 
@@ -86,7 +94,7 @@ def checkpoint_to_resume(trainer_dir: Path, config_hash: str) -> str | None:
     stamp = trainer_dir / "config_hash"
     if not trainer_dir.is_dir():
         return None
-    last = get_last_checkpoint(str(trainer_dir))
+    last = checkpoints.last_complete(trainer_dir)  # a half-written one (killed mid-write) is not
     if last is None:
         return None
     recorded = stamp.read_text().strip() if stamp.exists() else None
@@ -95,7 +103,7 @@ def checkpoint_to_resume(trainer_dir: Path, config_hash: str) -> str | None:
             f"{trainer_dir} holds checkpoints of another config ({(recorded or 'unknown')[:10]}, this run is "
             f"{config_hash[:10]}); use another output directory or delete it"
         )
-    return last
+    return str(last)
 
 
 def engine_info(trainer) -> dict[str, Any]:
@@ -252,27 +260,39 @@ def main(run_file: str) -> int:
 
     from repro.train.trainer import PairCollator, PreferenceTrainer, ProgressLines
 
+    lifetime.die_with_parent()  # a killed launcher takes every rank with it
+    library_warnings.silence()  # train.log holds what the run says, not 200 deprecation notes
+    phase(1, "processes started: reading the run file and the tokenizer")
     run = RunFile.read(Path(run_file))
     config, out_dir = run.config, Path(run.paths.output_dir)
+    lifetime.hold_workers_lock(out_dir)  # the next launcher waits for this process to be gone
     resume = checkpoint_to_resume(out_dir / "trainer", config.config_hash)
     fix_cpu_deepspeed_state()
     args = training_arguments(run, resume)
     tokenizer = tokenizers.load(
         run.paths.tokenizer, revision=config.tokenizer_revision or config.model_revision
     )
+    phase(2, "tokenizing the data")
     splits, data_stats = tokenized_splits(run, tokenizer)
+    phase(3, "loading the model (ZeRO-3 partitions it)")
     model = load_model(run)
     collator = PairCollator(tokenizer.pad_token_id, padding_free=config.padding_free)
+    if config.reference_model:
+        phase(4, "reference log-probs (computed once, cached)")
     ref = reference_logps(run, splits, collator)
 
     if trainer_is_main():
         (out_dir / "trainer").mkdir(parents=True, exist_ok=True)
         (out_dir / "trainer" / "config_hash").write_text(config.config_hash)
         (out_dir / preemption.MARKER).unlink(missing_ok=True)
+        for path in checkpoints.remove_leftovers(out_dir / "trainer"):
+            print(f"repro: removed {path.name}, an incomplete checkpoint (the run was killed writing it)")
+        print(f"REPRO_RESUMED_FROM {Path(resume).name if resume else 'none'}", flush=True)
     callbacks = [ProgressLines()]
     stop = preemption.stop_file()
     if stop is not None:  # a SLURM job: its warning signal asks for a checkpoint and a requeue
         callbacks.append(preemption.StopOnRequest(stop))
+    phase(5, "building the DeepSpeed engine")
     trainer = PreferenceTrainer(
         model=model,
         args=args,

@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
 
+from repro import hashing
 from repro.config import evalconfig
 from repro.config.runconfig import EvalPlan
 from repro.errors import ReproError, UsageError, unknown
@@ -74,9 +76,58 @@ def _built_ins() -> None:
             load_path(Path(entry))
 
 
+def is_plugin(name: str) -> bool:
+    return name in _PLUGINS
+
+
+def source_file(name: str) -> str:
+    """The file a benchmark is defined in (a plugin's, or the built-in module's)."""
+    if name in _PLUGINS:
+        return _PLUGINS[name]["path"]
+    import inspect
+
+    return inspect.getsourcefile(type(get(name))) or name
+
+
+def inputs(name: str) -> dict[str, str]:
+    """sha256 of each file a plugin benchmark declares as its input (`Benchmark.inputs`; by
+    default the files directly beside it), by path relative to the plugin's folder."""
+    plugin = Path(_PLUGINS[name]["path"])
+    folder = plugin.parent
+    declared = get(name).inputs
+    found: dict[str, str] = {}
+    for entry in declared if declared is not None else (".",):
+        path = (folder / entry).resolve()
+        if not path.exists():
+            raise ReproError(f"{plugin}: benchmark '{name}' declares input {entry!r}, which does not exist")
+        if path.is_dir():
+            # the default (the plugin's folder) is not recursive: results and caches live below it
+            files = path.rglob("*") if declared is not None else path.iterdir()
+            chosen = [f for f in files if f.is_file() and not _ignored(f.relative_to(path))]
+        else:
+            chosen = [path]
+        for file in sorted(chosen):
+            label = str(file.relative_to(folder)) if file.is_relative_to(folder) else str(file)
+            found[label] = hashing.file_sha256(file)
+    return found
+
+
+def _ignored(relative: Path) -> bool:
+    """Hidden files and bytecode are not a benchmark's data."""
+    return any(part.startswith(".") or part == "__pycache__" for part in relative.parts) or (
+        relative.suffix == ".pyc"
+    )
+
+
 def sources(names_: list[str]) -> dict[str, str]:
-    """sha256 of each plugin benchmark's file among `names_` (built-ins are the code version's)."""
-    return {n: _PLUGINS[n]["sha256"] for n in names_ if n in _PLUGINS}
+    """The identity of each plugin benchmark among `names_` (built-ins are the code version's):
+    the sha256 of its file and of the inputs it declares, in one hash."""
+    out = {}
+    for name in names_:
+        if name in _PLUGINS:
+            blob = {"file": _PLUGINS[name]["sha256"], "inputs": inputs(name)}
+            out[name] = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+    return out
 
 
 def plugins(names_: list[str]) -> dict[str, dict[str, str]]:
@@ -147,8 +198,44 @@ def scores(outputs: dict[str, dict]) -> dict[str, object]:
     found: dict[str, object] = {}
     for bench in all():
         if isinstance(outputs.get(bench.name), dict):
-            found.update(bench.scores(outputs[bench.name]))
+            found.update(scores_of(bench.name, outputs[bench.name]))
     return found
+
+
+def scores_of(name: str, output: dict) -> dict[str, object]:
+    """One benchmark's `scores(output)`, checked: a key its `metrics` do not declare would be
+    stored and shown nowhere (compare reads declared metrics only), so it is one line naming
+    the file; a plugin's own error in `scores` is one line too."""
+    bench = get(name)
+    try:
+        found = bench.scores(output)
+    except Exception as exc:
+        if not is_plugin(name):
+            raise
+        raise ReproError(
+            f"{source_file(name)}: benchmark '{name}' scores() failed: {type(exc).__name__}: {exc}"
+        ) from None
+    declared = [m.key for m in bench.metrics]
+    if not isinstance(found, dict):
+        raise ReproError(f"{source_file(name)}: benchmark '{name}' scores() returned no mapping")
+    if undeclared := [k for k in found if k not in declared]:
+        raise ReproError(
+            f"{source_file(name)}: benchmark '{name}' scores() returned {', '.join(map(repr, undeclared))}, "
+            f"which its metrics do not declare (declared: {', '.join(declared) or 'none'})"
+        )
+    return found
+
+
+def why_missing(outputs: dict[str, dict], key: str) -> str:
+    """Why score `key` is blank in a result with these benchmark outputs."""
+    try:
+        bench, _ = metric(key)
+    except ReproError:
+        return "not a metric of a loaded benchmark"
+    output = outputs.get(bench.name)
+    if not isinstance(output, dict):
+        return f"{bench.name} was not evaluated"
+    return bench.why_missing(output, key)
 
 
 def default(plan: EvalPlan) -> list[str]:

@@ -88,6 +88,7 @@ class AlpacaEval2(Benchmark):
                 concurrency=1 if judge.kind == "rule" else judge.concurrency,
                 judge_model=None,
                 annotations_out=ev.folder(self.name) / "annotations.json",
+                refresh=judge.refresh,
             )
         result["decoding"] = decoding.__dict__
         return result
@@ -99,6 +100,13 @@ class AlpacaEval2(Benchmark):
             "ae2_wr_se": output.get("standard_error"),
             "ae2_length": output.get("avg_length"),
         }
+
+    def why_missing(self, output: dict[str, Any], key: str) -> str:
+        if key == LC and output.get("lc_available") is False:
+            return "no length-controlled data: pass --lc-data DIR (df_gamed.csv, instruction_difficulty.csv)"
+        if not output.get("n_total"):
+            return "no judgment came back"
+        return super().why_missing(output, key)
 
     def rows(self, output: dict[str, Any]) -> list[tuple[str, str]]:
         return [

@@ -87,7 +87,12 @@ class ArenaHard(Benchmark):
             return {"answers": len(answers)}
         with ev.timed("judge"):
             judgments = arena_hard.judge(
-                judge.chat(config["judge_model"], config["temperature"], config["max_tokens"]),
+                judge.chat(
+                    config["judge_model"],
+                    config["temperature"],
+                    config["max_tokens"],
+                    expect=config["regex_pattern"],  # an answer without a verdict is never reused
+                ),
                 config,
                 questions,
                 answers,
@@ -127,6 +132,13 @@ class ArenaHard(Benchmark):
             "ah_ci": [_rounded(output.get("lower")), _rounded(output.get("upper"))],
             "ah_length": output.get("avg_tokens"),
         }
+
+    def why_missing(self, output: dict[str, Any], key: str) -> str:
+        if key == "ah_length" and output.get("avg_tokens") is None:
+            return "token lengths need tiktoken's cl100k_base, not cached offline (TIKTOKEN_CACHE_DIR)"
+        if key in ("ah", "ah_ci") and output.get("score") is None:
+            return f"no game has a verdict ({output.get('n_games_without_verdict', 0)} without one)"
+        return super().why_missing(output, key)
 
     def rows(self, output: dict[str, Any]) -> list[tuple[str, str]]:
         lower, upper = output.get("lower"), output.get("upper")

@@ -86,8 +86,13 @@ class JudgeAccess(Protocol):
     concurrency: int
     kind: str  # endpoint | rule
     model: str | None  # --judge-model (None: each benchmark's own)
+    refresh: bool  # --refresh-judgments: stored judgments are asked again
 
-    def chat(self, model: str, temperature: float, max_tokens: int) -> Any: ...
+    def chat(self, model: str, temperature: float, max_tokens: int, *, expect: str | None = None) -> Any:
+        """A function from chat messages to the judge's text, through repro's gateway and cache.
+        `expect`: a regular expression the answer must hold (the verdict you parse out of it);
+        an answer without it is returned to you but never stored, so it is asked again next time."""
+        ...
 
 
 class Benchmark:
@@ -99,6 +104,10 @@ class Benchmark:
     judged: ClassVar[bool] = False  # needs the judge (and its gateway)
     published_judge: ClassVar[str | None] = None  # who judged the paper's numbers
     cost: ClassVar[JudgeCost | None] = None  # None: no judge calls
+    # A plugin's data (questions, references, rules): files or folders, relative to the plugin's
+    # own file. Their bytes join the evaluation's key and the replicate key, so a changed
+    # questions file is a new evaluation. None: every file directly beside the plugin.
+    inputs: ClassVar[tuple[str, ...] | None] = None
 
     def run(self, ev: Context, judge: JudgeAccess | None = None) -> dict[str, Any]:
         """Generate (resumably, through `ev.answer`), judge and score; the benchmark's output.
@@ -109,6 +118,19 @@ class Benchmark:
     def scores(self, output: dict[str, Any]) -> dict[str, Any]:
         """This benchmark's metrics (`metrics` keys) from its output."""
         raise NotImplementedError
+
+    def why_missing(self, output: dict[str, Any], key: str) -> str:
+        """Why metric `key` has no value in this output (a blank cell says why, in a few words)."""
+        if output.get("incomplete"):
+            return "incomplete: some judgments never came back"
+        return "not computed"
+
+    def rule(self, messages: list[dict[str, Any]]) -> str | None:
+        """How the tiny setting's rule judge (`--judge rule`, no model) answers this benchmark's
+        judge prompt: its text, or None for a prompt that is not this benchmark's. The rule
+        judge knows AlpacaEval's, Arena-Hard's and MT-Bench's formats; a judged plugin that
+        runs under it gives its own rule here (a real judge never calls this)."""
+        return None
 
     def rows(self, output: dict[str, Any]) -> list[tuple[str, str]]:
         """(what, value) lines for `repro eval`'s table; default: the metrics."""

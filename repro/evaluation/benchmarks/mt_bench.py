@@ -1,5 +1,6 @@
 """MT-Bench: 80 two-turn questions answered with FastChat's per-category temperatures and the
-setting's served chat template, single-answer graded 1-10 by GPT-4 (FastChat llm_judge)."""
+setting's served chat template, single-answer graded 1-10 by GPT-4 through FastChat 0.2.36's
+own llm_judge code (repro.evaluation.scorers.mt_bench)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,6 @@ from repro.errors import ReproError
 from repro.evaluation.benchmarks import register
 from repro.evaluation.benchmarks.base import Benchmark, Context, JudgeAccess, JudgeCost, Metric, fmt
 from repro.evaluation.scorers import mt_bench
-
-# FastChat's per-category temperatures for MT-Bench answers (greedy below 1e-4)
-TEMPERATURE = {
-    "writing": 0.7,
-    "roleplay": 0.7,
-    "extraction": 0.0,
-    "math": 0.0,
-    "coding": 0.0,
-    "reasoning": 0.0,
-    "stem": 0.1,
-    "humanities": 0.1,
-}
 
 
 @register
@@ -57,8 +46,12 @@ class MTBench(Benchmark):
             questions = questions[: ev.subset("mt_bench")]
         max_new_tokens = ev.max_new_tokens or ev.config.get("mt_bench", {}).get("max_new_tokens", 1024)
         with ev.timed("generate"):
+            # FastChat's per-category temperatures (its conversation templates are not used: fschat
+            # 0.2.36 has no Llama-3 template (one_shot) and gives Mistral-Base [INST], where the
+            # authors served each checkpoint with its own template: repro.data.served_templates)
+            temperatures = mt_bench.fastchat().temperature_config
             turns = ev.answerer.mt_bench_turns(
-                ev.generator, questions, ev.chat_prompt, TEMPERATURE, max_new_tokens
+                ev.generator, questions, ev.chat_prompt, temperatures, max_new_tokens
             )
         answers = {
             q["question_id"]: {
@@ -74,8 +67,15 @@ class MTBench(Benchmark):
             return {"answers": len(answers)}
         with ev.timed("judge"):
             judgments = mt_bench.judge(
-                # FastChat's 2048 tokens, unless the setting caps the judgment (a small local judge)
-                judge.chat(judge_model, 0.0, ev.config.get("mt_bench", {}).get("judge_max_tokens", 2048)),
+                # FastChat's decoding (temperature 0, max_tokens 2048 unless the setting caps the
+                # judgment: a small local judge); an answer without its rating pattern is never
+                # reused from the judgment cache
+                judge.chat(
+                    judge_model,
+                    0,
+                    ev.config.get("mt_bench", {}).get("judge_max_tokens", 2048),
+                    expect=mt_bench.rating_pattern(),
+                ),
                 prompts,
                 questions,
                 answers,

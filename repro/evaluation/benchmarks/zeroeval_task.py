@@ -69,6 +69,9 @@ class ZeroEvalTask(Benchmark):
         accuracy, length = (m.key for m in self.metrics)
         return {accuracy: output.get("acc"), length: output.get("reason_length")}
 
+    def why_missing(self, output: dict[str, Any], key: str) -> str:
+        return output.get("note") or super().why_missing(output, key)  # e.g. no output parsed
+
     def rows(self, output: dict[str, Any]) -> list[tuple[str, str]]:
         return [
             ("accuracy", fmt(output.get("acc"))),

@@ -63,13 +63,27 @@ class OpenAIEndpoint:
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self.require_key = require_key
         self._unreachable = 0
-        # an endpoint is known by the model it is asked for (in each request, or this override),
-        # not by its URL: the same judge behind a proxy or on another port answers the same
+        # an endpoint is known by the model it is asked for (in each request, or this override)
+        # and by what the server says of that model (`learn`), not by its URL: the same judge
+        # behind a proxy or on another port answers the same
         self.identity = {"kind": "endpoint", "model": model}
+        self.probed: dict[str, Any] = {}
         if require_key and not os.environ.get(api_key_env):
             from repro.errors import ReproError
 
             raise ReproError(f"judge API key missing: set the environment variable {api_key_env}")
+
+    def learn(self, probed: dict[str, Any]) -> None:
+        """What the server said of itself at the identity check (repro.evaluation.judge.identity.probe)."""
+        self.probed = probed or {}
+
+    def identity_for(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Who answers `request`: the model it goes to, and what the server said of that model
+        (its /models entry, the name it answered as, its fingerprint). Two servers under one
+        model name that describe themselves differently never answer for each other."""
+        model = self.model or request.get("model")
+        said = (self.probed.get("models") or {}).get(model) if model else None
+        return {**self.identity, "server": said}
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         if retry_after:
@@ -241,15 +255,41 @@ def _token(token: str, logprob: float) -> dict[str, Any]:
 class RuleJudge:
     """A deterministic judge for the tiny setting: repro.tiny.judge_score decides, in each
     benchmark's own answer format (alpaca-eval m/M log-probs, Arena-Hard [[A>B]] verdicts,
-    MT-Bench [[rating]])."""
+    MT-Bench [[rating]]). Any other prompt goes to the `rules` of the judged plugins being
+    evaluated (Benchmark.rule: {name: (rule, the plugin's identity)}); a prompt none of them
+    answers is refused (HTTP 400), as a real judge cannot follow a format it was never given."""
 
     identity = {"kind": "rule", "judge": "repro.tiny.judge_score"}
+
+    def __init__(self, rules: dict[str, tuple[Any, str | None]] | None = None):
+        self.rules = dict(rules or {})
+
+    def identity_for(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A plugin's prompt is answered by the plugin's rule: its code is part of who answers."""
+        if self._built_in(request) or not self.rules:
+            return self.identity
+        return {**self.identity, "rules": {name: source for name, (_, source) in sorted(self.rules.items())}}
+
+    @staticmethod
+    def _built_in(request: dict[str, Any]) -> bool:
+        text = _user_text(request)
+        return bool(alpaca_eval_parts(text) or _AH.search(text) or _MT_ANSWER.search(text))
 
     def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         from repro.tiny import judge_score
 
         model = request.get("model", "rule")
         text = _user_text(request)
+        if not self._built_in(request):
+            for name, (rule, _) in sorted(self.rules.items()):
+                try:
+                    answer = rule(request.get("messages", []))
+                except Exception as exc:  # a plugin's bug: a counted failure naming it
+                    raise JudgeError(
+                        f"rule judge: {name}'s rule failed: {type(exc).__name__}: {exc}"
+                    ) from None
+                if answer is not None:
+                    return chat_response(model, str(answer))
         if parts := alpaca_eval_parts(text):
             instruction, outputs = parts
             diff = judge_score(instruction, outputs["M"]) - judge_score(instruction, outputs["m"])
@@ -286,4 +326,8 @@ class RuleJudge:
             score = judge_score(questions[-1], answers[-1])
             rating = max(1, min(10, 5 + score))
             return chat_response(model, f"The answer is judged by the rule.\n\nRating: [[{rating}]]")
-        raise JudgeError("rule judge: unrecognized judge prompt", status=400)
+        raise JudgeError(
+            "rule judge: unrecognized judge prompt (it answers AlpacaEval, Arena-Hard and MT-Bench "
+            "prompts, and a plugin's through the plugin's `rule`)",
+            status=400,
+        )

@@ -51,7 +51,8 @@ def journal_mode_for(path: Path) -> str:
 
 
 class JudgmentCache:
-    """Thread- and process-safe; one row per distinct request. Only successful responses are stored."""
+    """Thread- and process-safe; one row per distinct request. Only successful responses are
+    stored (and, where the caller names a pattern, only those that hold it: see the gateway)."""
 
     def __init__(self, path: Path, *, stale_after: float = STALE_CLAIM_SECONDS):
         self.path = Path(path)
@@ -81,19 +82,24 @@ class JudgmentCache:
                 if "duplicate column" not in str(exc):
                     raise
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str, *, newer_than: float | None = None) -> dict[str, Any] | None:
+        """The stored judgment of `key` (`newer_than`: only one stored at or after that time)."""
         with self._lock:
-            row = self._db.execute("SELECT response FROM judgments WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+            row = self._db.execute("SELECT response, created FROM judgments WHERE key = ?", (key,)).fetchone()
+        if row is None or (newer_than is not None and row[1] < newer_than):
+            return None
+        return json.loads(row[0])
 
-    def claim(self, key: str) -> str | None:
+    def claim(self, key: str, *, replace_before: float | None = None) -> str | None:
         """Claim `key` for one judge call: a token to pass to put/release, or None when another
-        live caller holds it or the judgment is already stored."""
+        live caller holds it or a judgment is stored (one stored before `replace_before` does
+        not count: it is asked again and replaced)."""
         token = uuid.uuid4().hex
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                if self._db.execute("SELECT 1 FROM judgments WHERE key = ?", (key,)).fetchone():
+                stored = self._db.execute("SELECT created FROM judgments WHERE key = ?", (key,)).fetchone()
+                if stored and (replace_before is None or stored[0] >= replace_before):
                     return None
                 held = self._db.execute(
                     "SELECT host, pid, since FROM claims WHERE key = ?", (key,)
@@ -155,18 +161,16 @@ class JudgmentCache:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def wait(self, key: str, poll: float = 0.05) -> dict[str, Any] | None:
-        """Wait while another caller holds the claim on `key`; its judgment, or None when the
-        claim went away without one (failed or stale: the caller may claim it then)."""
+    def wait(self, key: str, poll: float = 0.05) -> None:
+        """Wait while another live caller holds the claim on `key` (it is asking the judge); the
+        caller then looks for its answer, or claims the key itself."""
         while True:
-            if (hit := self.get(key)) is not None:
-                return hit
             with self._lock:
                 held = self._db.execute(
                     "SELECT host, pid, since FROM claims WHERE key = ?", (key,)
                 ).fetchone()
             if held is None or self._stale(*held):
-                return None
+                return
             time.sleep(poll)
 
     def __len__(self) -> int:

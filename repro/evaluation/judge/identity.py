@@ -1,11 +1,17 @@
 """Who judged: the judge's identity, checked before any judging is paid for.
 
-`probe()` asks an endpoint judge two things up front: the model names it serves
-(`GET /models`, free) and, when AlpacaEval 2 will be judged, one request shaped exactly as
-alpaca-eval 0.6.2's weighted annotator sends it (its real prompt, `max_tokens` 1,
-`logprobs` with `top_logprobs` 5). A judge that does not serve the model asked for, answers
-as another model, or answers without the log-probs the weighted annotator computes its
-preference from, is named in one line (ReproError) before the benchmarks' judge calls.
+`probe()` asks an endpoint judge up front what it is: the model names it serves and each
+one's entry (`GET /models`, free), and one answer from every model the benchmarks will ask
+for: for AlpacaEval 2 a request shaped exactly as alpaca-eval 0.6.2's weighted annotator
+sends it (its real prompt, `max_tokens` 1, `logprobs` with `top_logprobs` 5), for the others
+a one-token request. A judge that does not serve the model asked for, answers as another
+model, or answers without the log-probs the weighted annotator computes its preference
+from, is named in one line (ReproError) before the benchmarks' judge calls.
+
+What the server said of each model (`models`: its `/models` entry without the fields that
+change on every call, the name it answered as, and the `system_fingerprint` where the server
+gives one) is the judge's identity in the judgment cache (backends.OpenAIEndpoint.identity_for): two servers
+that answer to the same model name are one judge only when they say the same of themselves.
 
 `published_note()` says when a score was judged by something other than the judge behind
 the published numbers (GPT-4 Turbo for AlpacaEval 2 and Arena-Hard, GPT-4 for MT-Bench),
@@ -81,6 +87,53 @@ def _answered_as(answered: str | None, asked: str) -> bool:
     return answered is not None and (answered == asked or re.fullmatch(dated, answered) is not None)
 
 
+# /models fields that change from one call to the next (vLLM stamps `created` with the time of
+# the request and gives every permission a random id): not part of what a judge says it is
+VOLATILE = ("created", "permission")
+
+
+def served_entry(entry: Any) -> dict[str, Any] | None:
+    """A `/models` entry without its volatile fields."""
+    if not isinstance(entry, dict):
+        return None
+    return {k: v for k, v in sorted(entry.items()) if k not in VOLATILE}
+
+
+def short_request(model: str) -> dict[str, Any]:
+    """The cheapest request that makes a server say which model answered (one token)."""
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": "Reply with OK."}],
+        "max_tokens": 1,
+        "temperature": 0,
+    }
+
+
+def _ask(
+    url: str, key_env: str, body: dict[str, Any], timeout: float, why: str, *, required: bool = True
+) -> dict[str, Any]:
+    """The judge's answer to `body`. Refused: one line, or (not `required`) an empty answer: a
+    judge may turn down a request that is not one of its formats and still judge."""
+    base = url.rstrip("/")
+    name = body["model"]
+    try:
+        status, data = _request(f"{base}/chat/completions", key_env, body, timeout)
+    except (urllib.error.URLError, OSError) as exc:
+        raise ReproError(f"judge at {url} did not answer ({type(exc).__name__})") from None
+    if status != 200 or not isinstance(data, dict):
+        if not required and status < 500:
+            return {}
+        detail = (data.get("error") or {}).get("message") if isinstance(data, dict) else str(data)
+        raise ReproError(f"judge at {url} ({name}) refused {why}: HTTP {status}: {str(detail)[:160]}")
+    answered = data.get("model")
+    if not _answered_as(answered, name):
+        raise ReproError(
+            f"judge at {url} answered as '{answered}', not the '{name}' asked for "
+            f"(pass --judge-model {answered} if that is the judge you mean)"
+        )
+    return data
+
+
 def probe(url: str, *, asked: dict[str, str], key_env: str, timeout: float = 300.0) -> dict[str, Any]:
     """Check an endpoint judge before any judging; returns what it said about itself. `asked`:
     the model each judged benchmark will ask for (--judge-model, or the benchmark's published judge).
@@ -90,12 +143,14 @@ def probe(url: str, *, asked: dict[str, str], key_env: str, timeout: float = 300
     `GET /models` (some proxies) skips that check; the identity then says so."""
     base = url.rstrip("/")
     identity: dict[str, Any] = {"local": is_local(url), "served_models": None, "answered_as": None}
+    entries: dict[str, Any] = {}
     try:
         status, data = _request(f"{base}/models", key_env, None, timeout=min(timeout, 30.0))
     except (urllib.error.URLError, OSError) as exc:
         raise ReproError(f"judge at {url} is not reachable ({type(exc).__name__})") from None
     if status == 200 and isinstance(data, dict) and isinstance(data.get("data"), list):
         served = [m.get("id") for m in data["data"] if isinstance(m, dict)]
+        entries = {m.get("id"): served_entry(m) for m in data["data"] if isinstance(m, dict)}
         identity["served_models"] = served
         missing = sorted({name for name in asked.values() if name not in served})
         if missing:
@@ -105,24 +160,28 @@ def probe(url: str, *, asked: dict[str, str], key_env: str, timeout: float = 300
                 else f"it serves {', '.join(served[:5])}"
             )
             raise ReproError(f"judge at {url} does not serve {', '.join(map(repr, missing))} ({hint})")
-    if "alpaca_eval2" not in asked:
-        return identity
-    name = asked["alpaca_eval2"]
-    try:
-        status, data = _request(f"{base}/chat/completions", key_env, weighted_request(name), timeout)
-    except (urllib.error.URLError, OSError) as exc:
-        raise ReproError(f"judge at {url} did not answer ({type(exc).__name__})") from None
-    if status != 200 or not isinstance(data, dict):
-        detail = (data.get("error") or {}).get("message") if isinstance(data, dict) else str(data)
-        raise ReproError(
-            f"judge at {url} ({name}) refused AlpacaEval's request: HTTP {status}: {str(detail)[:160]}"
-        )
-    identity["answered_as"] = answered = data.get("model")
-    if not _answered_as(answered, name):
-        raise ReproError(
-            f"judge at {url} answered as '{answered}', not the '{name}' asked for "
-            f"(pass --judge-model {answered} if that is the judge you mean)"
-        )
+    models: dict[str, dict[str, Any]] = {}
+    weighted = asked.get("alpaca_eval2")
+    for name in sorted(set(asked.values()), key=lambda n: n != weighted):  # AlpacaEval's model first
+        if name == weighted:
+            data = _ask(url, key_env, weighted_request(name), timeout, "AlpacaEval's request")
+            _check_logprobs(url, name, data)
+            identity["logprobs"] = True
+        else:
+            data = _ask(url, key_env, short_request(name), timeout, "a one-token request", required=False)
+        models[name] = {
+            "served": entries.get(name),
+            "answered_as": data.get("model"),
+            "fingerprint": data.get("system_fingerprint"),
+        }
+    if models:
+        first = weighted if weighted in models else next(iter(models))
+        identity["answered_as"] = models[first]["answered_as"]
+        identity["models"] = models
+    return identity
+
+
+def _check_logprobs(url: str, name: str, data: dict[str, Any]) -> None:
     try:
         top = data["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
     except (KeyError, IndexError, TypeError):
@@ -135,8 +194,6 @@ def probe(url: str, *, asked: dict[str, str], key_env: str, timeout: float = 300
             f"judge at {url} ({name}) gave neither 'm' nor 'M' among its top log-probs "
             f"({', '.join(map(repr, sorted(tokens, key=str)[:5]))}): {WEIGHTED_HINT}"
         )
-    identity["logprobs"] = True
-    return identity
 
 
 def label(judge: dict[str, Any] | None) -> str:

@@ -26,6 +26,7 @@ class Judge:
     key_env: str = "OPENAI_API_KEY"
     concurrency: int = 4
     cache: Path = field(default_factory=_default_cache)
+    refresh: bool = False  # --refresh-judgments: ask the judge again instead of the cache
 
     KINDS = ("endpoint", "rule")
 

@@ -152,15 +152,17 @@ def evaluate(
     concurrency: int = 4,
     judge_model: str | None = None,
     annotations_out: Path | None = None,
+    refresh: bool = False,
 ) -> dict[str, Any]:
-    """Judge `model_outputs` against `reference_outputs` with alpaca-eval 0.6.2; the leaderboard row."""
+    """Judge `model_outputs` against `reference_outputs` with alpaca-eval 0.6.2; the leaderboard row.
+    `refresh`: ask the judge again for judgments the cache already holds."""
     from alpaca_eval import main as ae_main
 
     lc_folder = find_lc_data(lc_data)
     with tempfile.TemporaryDirectory(prefix="repro-ae-") as tmp, contextlib.ExitStack() as stack:
         folder = Path(tmp)
         cache = JudgmentCache(cache_path) if cache_path else None
-        base_url, gateway = stack.enter_context(serve(backend, cache))
+        base_url, gateway = stack.enter_context(serve(backend, cache, refresh=refresh))
         config = write_annotator_config(
             folder, write_client_config(folder, base_url), concurrency=concurrency, judge_model=judge_model
         )

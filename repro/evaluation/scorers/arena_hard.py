@@ -196,7 +196,9 @@ def cl100k():
         source = shared / "data" / "tokenizers" / "cl100k" / "cl100k_base.tiktoken" if shared else None
         if not source or not source.exists():
             raise ReproError(
-                "cl100k_base is not cached; set TIKTOKEN_CACHE_DIR (see shared/README.md)"
+                "tiktoken's cl100k_base is not cached and cannot be downloaded offline: on a machine "
+                "online, run `python -c \"import tiktoken; tiktoken.get_encoding('cl100k_base')\"` with "
+                "TIKTOKEN_CACHE_DIR=DIR, then set TIKTOKEN_CACHE_DIR=DIR here"
             ) from None
         cache = Path(tempfile.gettempdir()) / "repro-tiktoken"
         cache.mkdir(exist_ok=True)

@@ -1,23 +1,32 @@
-"""MT-Bench single-answer grading (FastChat 0.2.36, reimplemented: fschat needs openai<1).
+"""MT-Bench single-answer grading through FastChat 0.2.36's own code (`fschat`, base, no extras).
 
-Judging (common.py run_judge_single): prompt `single-v1` for turn 1 and
-`single-v1-multi-turn` for turn 2; questions in math, reasoning and coding (ids 101-130)
-use `single-math-v1(-multi-turn)` with reference answers: FastChat's GPT-4 references
-for the gpt-4 judge, SimPO's GPT-4-Turbo references for gpt-4-1106-preview. Temperature
-0, max_tokens 2048. Rating: `\\[\\[(\\d+\\.?\\d*)\\]\\]`, else `\\[(\\d+\\.?\\d*)\\]`, else -1.
-Scoring (show_result.py, single mode): drop -1; per model the mean of turn 1, of turn 2,
-and of all judgments together. One deliberate difference: FastChat averages any number the
-regex finds, so a judge's [[15]] lifts a model; here a rating outside 1-10 counts as failed
-(`score(..., keep_out_of_range=True)`, `repro mt-bench score --keep-out-of-range`: FastChat's way).
+FastChat does: the judge prompts (`common.load_judge_prompts`), the choice of prompt per turn
+and category (`single-v1`, `single-v1-multi-turn`, and `single-math-v1(-multi-turn)` with
+reference answers for `common.NEED_REF_CATS`), the prompt's construction and the judge's
+conversation (`common.run_judge_single`: system prompt, user prompt, the OpenAI message
+format), the judge's decoding (temperature 0, max_tokens 2048), the `[[rating]]` patterns
+(`common.one_score_pattern`, then `one_score_pattern_backup`; none: -1) and the answers'
+per-category temperatures (`common.temperature_config`). Its judge calls
+(`common.chat_completion_openai`, written for openai<1) go through repro's gateway and
+judgment cache instead (`fastchat_calls`); the references are FastChat's GPT-4 ones for the
+gpt-4 judge and SimPO's GPT-4-Turbo ones for gpt-4-1106-preview.
+
+Scoring (show_result.py, single mode): drop -1; per model the mean of turn 1, of turn 2, and
+of all judgments together. FastChat's `display_result_single` prints these tables and returns
+nothing, so repro computes the same means (tests run it on the same judgments and compare).
+One deliberate difference: FastChat averages any number the regex finds, so a judge's [[15]]
+lifts a model; here a rating outside 1-10 counts as failed (`score(..., keep_out_of_range=True)`,
+`repro mt-bench score --keep-out-of-range`: FastChat's way).
 """
 
 from __future__ import annotations
 
-import ast
+import contextlib
 import json
 import math
-import re
+import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,21 +34,25 @@ from typing import Any
 from repro import io
 from repro.errors import ReproError
 
-NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")
-ONE_SCORE = re.compile(r"\[\[(\d+\.?\d*)\]\]")
-ONE_SCORE_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
 # judge model -> reference answer file (FastChat loads reference_answer/<judge>.jsonl)
 REFERENCES = {"gpt-4": "gpt-4.jsonl", "gpt-4-1106-preview": "gpt-4-1106-preview.jsonl"}
+# FastChat's judge knows OpenAI and Anthropic model names only (run_judge_single raises
+# "Invalid judge model name" for others): a judge served under another name gets the message
+# format FastChat gives gpt-4 (the published numbers' judge), sent to that name by repro
+FASTCHAT_FORMAT_OF = "gpt-4"
 
 
-def parse_rating(judgment: str) -> float:
-    match = ONE_SCORE.search(judgment) or ONE_SCORE_BACKUP.search(judgment)
-    if not match:
-        return -1
-    try:
-        return ast.literal_eval(match.groups()[0])
-    except (ValueError, SyntaxError):
-        return -1
+def fastchat():
+    """fastchat.llm_judge.common, imported on first use (it imports torch and transformers)."""
+    from fastchat.llm_judge import common
+
+    return common
+
+
+def rating_pattern() -> str:
+    """What a judgment must hold to be parsed: FastChat's backup pattern ([rating]) also matches
+    its first ([[rating]]); an answer without it is never stored in the judgment cache."""
+    return fastchat().one_score_pattern_backup.pattern
 
 
 def score(judgments: list[dict[str, Any]], *, keep_out_of_range: bool = False) -> dict[str, dict[str, Any]]:
@@ -130,6 +143,32 @@ def load_data(data_dir: Path, judge_model: str) -> tuple[list[dict], dict[str, d
 # ---------------------------------------------------------------------------- judging
 
 
+_calls = threading.local()  # the error of this thread's last judge call, for its judgment row
+
+
+@contextlib.contextmanager
+def fastchat_calls(chat: Callable[[list[dict[str, Any]]], str]) -> Iterator[None]:
+    """FastChat's judge calls (`common.chat_completion_openai`, openai<1's API) through `chat`:
+    repro's gateway and judgment cache. A failed call is FastChat's "$ERROR$" (rated -1), and
+    its reason is kept for the judgment row."""
+    common = fastchat()
+
+    def through_gateway(model, conv, temperature, max_tokens, api_dict=None):
+        _calls.error = None
+        try:
+            return chat(conv.to_openai_api_messages())
+        except Exception as exc:  # noqa: BLE001 - FastChat's own answer to a failed call
+            _calls.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return common.API_ERROR_OUTPUT
+
+    original = common.chat_completion_openai
+    common.chat_completion_openai = through_gateway
+    try:
+        yield
+    finally:
+        common.chat_completion_openai = original
+
+
 def judge_turn(
     chat,
     prompts: dict[str, dict],
@@ -139,47 +178,31 @@ def judge_turn(
     turn: int,
     judge_model: str,
 ) -> dict[str, Any]:
-    needs_ref = question["category"] in NEED_REF_CATS
+    """One judgment by FastChat's run_judge_single; `chat` is unused here (see fastchat_calls)."""
+    common = fastchat()
+    needs_ref = question["category"] in common.NEED_REF_CATS
     name = ("single-math-v1" if needs_ref else "single-v1") + ("-multi-turn" if turn == 2 else "")
-    template = prompts[name]
-    kwargs = {}
-    if needs_ref:
-        if reference is None:
-            raise ReproError(
-                f"no reference answer for question {question['question_id']} and judge {judge_model}"
-            )
-        kwargs["ref_answer_1"] = reference["choices"][0]["turns"][0]
-        if turn == 2:
-            kwargs["ref_answer_2"] = reference["choices"][0]["turns"][1]
-    turns = answer["choices"][0]["turns"]
-    if turn == 2:
-        user = template["prompt_template"].format(
-            question_1=question["turns"][0],
-            question_2=question["turns"][1],
-            answer_1=turns[0],
-            answer_2=turns[1],
-            **kwargs,
+    if needs_ref and reference is None:
+        raise ReproError(
+            f"no reference answer for question {question['question_id']} and judge {judge_model}"
         )
-    else:
-        user = template["prompt_template"].format(question=question["turns"][0], answer=turns[0], **kwargs)
-    messages = [{"role": "system", "content": template["system_prompt"]}, {"role": "user", "content": user}]
-    try:
-        judgment = chat(messages)
-        error = None
-    except Exception as exc:  # noqa: BLE001 - FastChat stores $ERROR$ and rates -1
-        judgment, error = "$ERROR$", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    known = judge_model in common.OPENAI_MODEL_LIST
+    judge = common.Judge(judge_model if known else FASTCHAT_FORMAT_OF, prompts[name], needs_ref, turn == 2)
+    rating, user, judgment = common.run_judge_single(
+        question, answer, judge, reference if needs_ref else None, multi_turn=turn == 2
+    )
     row = {
         "question_id": question["question_id"],
         "model": answer["model_id"],
         "judge": [judge_model, name],
         "user_prompt": user,
         "judgment": judgment,
-        "score": parse_rating(judgment),
+        "score": rating,
         "turn": turn,
         "tstamp": time.time(),
     }
-    if error:
-        row["error"] = error
+    if getattr(_calls, "error", None):
+        row["error"] = _calls.error
     return row
 
 
@@ -195,7 +218,7 @@ def judge(
     progress=None,
 ) -> list[dict]:
     jobs = [(q, t) for q in questions if q["question_id"] in answers for t in (1, 2)]
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+    with fastchat_calls(chat), ThreadPoolExecutor(max_workers=concurrency) as pool:
         futures = [
             pool.submit(
                 judge_turn,

@@ -195,9 +195,20 @@ def check(inputs: Inputs) -> Check:
             )
         decoding = "decoding as published" if inputs.decoding and expected else "decoding not recorded"
         limit_share = f", {percent(at_limit)} at the token limit" if at_limit is not None else ""
+        inside = shares.get("contains_special") or 0
+        if inside > margin:  # said as found: without released answers there is nothing to hold it to
+            example = evidence["examples"]["contains_special"][0]
+            token = next((t for t in cfg["special_tokens"] if t in example), example[:40])
+            special = (
+                f"a special token inside {percent(inside)} of the answers (e.g. {token!r}; "
+                f"no released answers of {inputs.setting} x {inputs.method} to compare with); "
+                "no answer starts with a role header or special token"
+            )
+        else:
+            special = "no leaked header or special token"
         result.summary = (
-            f"{n} answers, mean {evidence['mean_length']:.0f} characters{limit_share}; {decoding}; no leaked "
-            f"header or special token, empty or repeating answers beyond {percent(margin)}{against}"
+            f"{n} answers, mean {evidence['mean_length']:.0f} characters{limit_share}; {decoding}; "
+            f"{special}, empty or repeating answers beyond {percent(margin)}{against}"
         )
     else:
         result.summary = "; ".join(c.summary for c in result.causes)

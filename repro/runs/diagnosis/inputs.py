@@ -98,20 +98,27 @@ def from_run(run_dir: Path, curves: Path | None = None) -> Inputs:
         raise UsageError(
             f"{run_dir}: not a repro run folder (no manifest.json, result.json, train/ or eval/)"
         )
-    outputs = _json(
-        run_dir / "eval" / "alpaca_eval2" / "model_outputs.json",
-        inputs,
-        "eval/alpaca_eval2/model_outputs.json",
-    )
-    if isinstance(outputs, list):
-        inputs.outputs = outputs
-        inputs.outputs_path = str(run_dir / "eval" / "alpaca_eval2" / "model_outputs.json")
-    annotations = _json(
-        run_dir / "eval" / "alpaca_eval2" / "annotations.json", inputs, "eval/alpaca_eval2/annotations.json"
-    )
-    if isinstance(annotations, list):
-        inputs.annotations = annotations
-        inputs.annotations_path = str(run_dir / "eval" / "alpaca_eval2" / "annotations.json")
+    # AlpacaEval's answers and judgments as the evaluation that result.json names wrote them:
+    # files an earlier evaluation left on disk are not evidence for this result
+    folder = inputs.evaluation.folder("alpaca_eval2") if inputs.evaluation else "eval/alpaca_eval2"
+    if inputs.result is not None and "alpaca_eval2" not in inputs.result.benchmarks:
+        for name in ("model_outputs.json", "annotations.json"):
+            inputs.missing[f"eval/alpaca_eval2/{name}"] = (
+                "AlpacaEval 2 is not part of result.json's evaluation"
+            )
+    else:
+        outputs = _json(
+            run_dir / folder / "model_outputs.json", inputs, "eval/alpaca_eval2/model_outputs.json"
+        )
+        if isinstance(outputs, list):
+            inputs.outputs = outputs
+            inputs.outputs_path = str(run_dir / folder / "model_outputs.json")
+        annotations = _json(
+            run_dir / folder / "annotations.json", inputs, "eval/alpaca_eval2/annotations.json"
+        )
+        if isinstance(annotations, list):
+            inputs.annotations = annotations
+            inputs.annotations_path = str(run_dir / folder / "annotations.json")
     inputs.decoding = (inputs.alpaca_eval() or {}).get("decoding")
     root = next((d for d in (run_dir, *run_dir.parents) if (d / "train").is_dir()), run_dir)
     model = root / "train" / "model"

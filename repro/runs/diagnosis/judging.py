@@ -68,6 +68,34 @@ def _judge_expected(inputs: Inputs) -> str:
     return plan or "endpoint"
 
 
+# What each judged benchmark of a run's result says of the verdicts it could not parse:
+# (output key of the failures, output key of the total or None, what a failure is called)
+UNPARSED = {
+    "arena_hard": ("n_games_without_verdict", None, "games without a verdict"),
+    "mt_bench": ("n_dropped", "n_counted", "judgments without a rating in 1-10"),
+}
+
+
+def _unparsed(inputs: Inputs, evidence: dict[str, Any], result: Check, limit: float) -> None:
+    """Arena-Hard and MT-Bench verdicts that failed to parse, from the outputs of the evaluation
+    that result.json names (never from files an earlier evaluation left on disk)."""
+    outputs = inputs.result.benchmarks if inputs.result else {}
+    for bench, (failed_key, counted_key, what) in UNPARSED.items():
+        output = outputs.get(bench)
+        if not isinstance(output, dict) or not isinstance(output.get(failed_key), int):
+            continue
+        failed = output[failed_key]
+        if counted_key is None:
+            total = 2 * int(output.get("n_questions") or 0)  # two games per question
+        else:
+            total = failed + int(output.get(counted_key) or 0)
+        evidence.setdefault("unparsed", {})[bench] = {"failed": failed, "of": total}
+        if total and failed / total > limit:
+            result.differs(
+                f"{bench}: {failed} of {total} {what} ({percent(failed / total)})", 50 + 300 * failed / total
+            )
+
+
 def check(inputs: Inputs) -> Check:
     cfg = rules()
     expected_judge = cfg["judge"]
@@ -88,13 +116,17 @@ def check(inputs: Inputs) -> Check:
     calls = ae.get("judge_calls") or (inputs.result.judge_calls if inputs.result else None)
     if calls:
         evidence["judge_calls"] = calls
+    _unparsed(inputs, evidence, result, cfg["failed_judgments_share"])
     if not inputs.annotations:
         why = inputs.need("eval/alpaca_eval2/annotations.json") or "no annotations given (--annotations)"
         if not evidence:
             return unknown("judging", f"cannot check the judgments: {why}")
         evidence["annotations"] = why
         result.evidence = evidence
-        result.summary = f"judge {evidence.get('judge')}; judgments not checked: {why}"
+        if result.status == "ok":
+            result.summary = f"judge {evidence.get('judge')}; AlpacaEval judgments not checked: {why}"
+        else:
+            result.summary = "; ".join(c.summary for c in result.causes)
         return result
     annotations = inputs.annotations
     annotators = sorted({str(a.get("annotator")) for a in annotations if a.get("annotator")})

@@ -26,6 +26,9 @@ IGNORED = {
     "checkpoint_steps",
     "report_to",
 }
+# Values a run may change without changing what it reproduces: another seed is a replicate
+# (`repro compare` averages it with the recipe's runs), said in the summary, never a cause.
+REPLICATE = {"seed"}  # repro.runs.replicates.NOT_COMPARED: all a replicate changes
 LAYOUT = {
     "batch.per_device",
     "batch.gradient_accumulation_steps",
@@ -101,7 +104,8 @@ def check(inputs: Inputs) -> Check:
         result.differs(
             f"not the paper's recipe: {key_values[key]} {d['run']} where the recipe has {d['recipe']}", weight
         )
-    others = [k for k in differences if k not in key_values and k not in LAYOUT]
+    others = [k for k in differences if k not in key_values and k not in LAYOUT and k not in REPLICATE]
+    seeds = {k: v for k, v in differences.items() if k in REPLICATE}
     if others:
         listed = ", ".join(f"{k}={differences[k]['run']} (recipe {differences[k]['recipe']})" for k in others)
         result.differs(f"recipe values changed: {listed}", 40)
@@ -110,6 +114,10 @@ def check(inputs: Inputs) -> Check:
         if layout:
             result.summary += "; batch layout changed with the same total: " + ", ".join(
                 f"{k.split('.')[-1]} {v['run']} (recipe {v['recipe']})" for k, v in layout.items()
+            )
+        if seeds:
+            result.summary += "; another seed (a replicate, averaged with the recipe's runs): " + ", ".join(
+                f"{k} {v['run']} (recipe {v['recipe']})" for k, v in seeds.items()
             )
     else:
         changed = [*named, *others]

@@ -1,0 +1,53 @@
+"""Which benchmarks a rerun evaluates, and what stays (repro.runs.evaluations; issue 32, 2.3).
+The record is written as `repro run` writes it; nothing is generated or judged."""
+
+from __future__ import annotations
+
+from repro.evaluation.records import BenchmarkResult, EvaluationResult
+from repro.runs import evaluations
+
+BASE = {"weights_sha256": "w", "limit": None, "generation_config_sha256": "g", "code_version": "c",
+        "backend": "transformers"}  # fmt: skip
+RULE = {"kind": "rule", "url": None, "model": None, "key_env": "OPENAI_API_KEY"}
+ENDPOINT = {"kind": "endpoint", "url": "http://127.0.0.1:9/v1", "model": None, "key_env": "OPENAI_API_KEY"}
+
+
+def recorded(run, outputs: dict, judge: dict = RULE) -> None:
+    keys = {n: evaluations.benchmark_key(BASE, judge, n, None) for n in outputs}
+    EvaluationResult(
+        model="m", setting="tiny", benchmarks={n: BenchmarkResult(n, o) for n, o in outputs.items()},
+        scores={}, judge=judge, limit=None, key={"benchmarks": keys},
+    ).write(run / "eval")  # fmt: skip
+
+
+def test_only_what_changed_is_evaluated_and_the_rest_stays(tmp_path):
+    recorded(
+        tmp_path, {"alpaca_eval2": {"win_rate": 90.0}, "arena_hard": {"score": 60.0}, "gsm": {"acc": 1.0}}
+    )
+    same = evaluations.plan(tmp_path, ["alpaca_eval2"], base=BASE, judge=RULE)
+    assert same.todo == [] and sorted(same.kept) == ["alpaca_eval2", "arena_hard", "gsm"]
+    more = evaluations.plan(tmp_path, ["alpaca_eval2", "mt_bench"], base=BASE, judge=RULE)
+    assert more.todo == ["mt_bench"] and more.output.name.startswith("rerun-")
+    assert more.output != evaluations.plan(tmp_path, ["arena_hard", "mt_bench"], base=BASE, judge=RULE,
+                                           refresh=True).output  # fmt: skip
+    refreshed = evaluations.plan(tmp_path, ["alpaca_eval2"], base=BASE, judge=RULE, refresh=True)
+    assert refreshed.todo == ["alpaca_eval2"]  # --refresh-judgments evaluates what it names again
+    other_judge = evaluations.plan(tmp_path, ["arena_hard"], base=BASE, judge=ENDPOINT)
+    assert other_judge.todo == ["arena_hard"]
+    assert other_judge.kept == ["gsm"]  # one result names one judge; GSM has none
+    new_weights = evaluations.plan(tmp_path, ["gsm"], base={**BASE, "weights_sha256": "x"}, judge=RULE)
+    assert new_weights.todo == ["gsm"] and new_weights.kept == []
+
+
+def test_an_incomplete_output_is_evaluated_again(tmp_path):
+    recorded(tmp_path, {"arena_hard": {"score": None, "incomplete": True}})
+    assert evaluations.plan(tmp_path, ["arena_hard"], base=BASE, judge=RULE).todo == ["arena_hard"]
+
+
+def test_a_record_of_an_older_repro_is_read_per_benchmark(tmp_path):
+    EvaluationResult(
+        model="m", setting="tiny", benchmarks={"gsm": BenchmarkResult("gsm", {"acc": 1.0})}, scores={},
+        judge=RULE, limit=None, key={**BASE, "weights_sha256": "old", "benches": ["gsm"], "judge": RULE},
+    ).write(tmp_path / "eval")  # fmt: skip
+    plan = evaluations.plan(tmp_path, ["gsm"], base=BASE, judge=RULE, legacy_weights="old")
+    assert plan.todo == [] and plan.kept == ["gsm"]  # the old weights hash, training_args.bin included

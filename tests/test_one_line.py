@@ -1,0 +1,76 @@
+"""Issue 32, section 3: each of these ended in a traceback or failed late; each is one line now,
+before any work where possible. (A plugin whose run() raises: tests/test_benchmarks.py.)"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def one_line(proc) -> str:
+    assert proc.returncode in (1, 2) and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.startswith("repro: error: ") and proc.stderr.count("\n") == 1, proc.stderr[-3000:]
+    return proc.stderr
+
+
+@pytest.fixture
+def results(tmp_path):
+    """One run's result, as compare and report read it."""
+    from tests.test_trust import write_run
+
+    write_run(tmp_path / "results", "seed42")
+    return tmp_path / "results"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("compare", "{results}", "--plot", "/proc/x.png"), "/proc/x.png: cannot be written, proc"),
+        (("report", "{results}", "-o", "/proc/report.html"), "/proc/report.html: cannot be written"),
+        (("report", "{empty}", "--format", "markdown"), "no runs found under"),
+        (("report", "{empty}", "-o", "{empty}/r.html"), "no runs found under"),
+    ],
+)  # fmt: skip
+def test_outputs_and_folders(args, says, results, tmp_path, cli):
+    """compare --plot /proc/x.png and report -o /proc/report.html were 58- and 42-line tracebacks;
+    report of an empty folder exited 0 with a report of no runs where compare says none found."""
+    (tmp_path / "empty").mkdir()
+    proc = cli(*(a.format(results=results, empty=tmp_path / "empty") for a in args))
+    assert says in one_line(proc)
+    assert not (tmp_path / "empty" / "r.html").exists()
+
+
+def test_an_unwritable_cache_is_one_line_before_any_work(tmp_path, cli, monkeypatch):
+    """REPRO_CACHE=/proc/nope repro run tiny: a 62-line traceback."""
+    monkeypatch.setenv("REPRO_CACHE", "/proc/nope")
+    proc = cli("run", "tiny", "--results", str(tmp_path / "r"), timeout=120)
+    assert "preflight: cache: /proc/nope: cannot be created or written" in one_line(proc)
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_empty_dataset_folder_is_one_line_before_training(tmp_path, cli, monkeypatch):
+    """repro run tiny --dataset EMPTY_DIR: training started, the error printed twice, a run
+    folder was left behind."""
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "empty").mkdir()
+    proc = cli(
+        "run", "tiny", "--dataset", str(tmp_path / "empty"), "--results", str(tmp_path / "r"), timeout=120
+    )
+    assert "preflight: dataset:" in one_line(proc) and "no train.jsonl" in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_ranks_error_is_said_once(tmp_path):
+    """A training failure: every rank's error was echoed, then 'training failed (exit 1)'."""
+    import sys
+
+    from repro.train import launch
+
+    script = (
+        "print('repro: error: cannot load dataset X'); print('repro: error: cannot load dataset X'); exit(1)"
+    )
+    run = launch.Run(tmp_path, tmp_path / "run.json", tmp_path / "a.yaml", tmp_path / "d.json",
+                     [sys.executable, "-c", script], {}, 1, 1, {})  # fmt: skip
+    errors: list[str] = []
+    seen: list[str] = []
+    assert launch.launch(run, echo=seen.append, errors=errors) == 1
+    assert errors == ["repro: error: cannot load dataset X"] and seen == []

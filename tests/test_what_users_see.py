@@ -1,0 +1,151 @@
+"""What a user sees (issue 32, section 5): tables at the width they are given, library warnings
+filtered once, what is starting before the first step, status that tells runs apart, a seed
+that is not a diagnosed cause, a Markdown report that says what it left out, blank cells that
+say why, plot labels that are not cut. The folders are written as `repro run` writes them
+(tests/test_trust.py's helpers); nothing is trained."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+
+import pytest
+
+from repro import io
+from tests.test_trust import write_run
+
+
+def widest(text: str) -> int:
+    return max((len(line) for line in text.splitlines()), default=0)
+
+
+@pytest.fixture
+def results(tmp_path):
+    write_run(tmp_path, "seed42", delta=0.4)
+    write_run(tmp_path, "seed43", overrides=("seed=43",), delta=-0.2)
+    write_run(tmp_path, "two-steps", max_steps=2, steps=2, delta=-30.0)
+    write_run(tmp_path, "beta5", overrides=("beta=5",), delta=-8.0)
+    return tmp_path
+
+
+@pytest.mark.parametrize("columns", ["80", "120"])
+def test_tables_fit_the_columns_they_are_given(columns, results, cli, monkeypatch):
+    """Tables printed 152-200 characters wide in logs whatever COLUMNS said."""
+    import os
+    import subprocess
+
+    from tests.conftest import REPRO
+
+    env = {**os.environ, "COLUMNS": columns}
+    for args in (("compare", str(results)), ("status", str(results)), ("recipes",), ("show", "tiny")):
+        out = subprocess.run([str(REPRO), *args], capture_output=True, text=True, env=env, check=True).stdout
+        assert 0 < widest(out) <= int(columns), (args, widest(out))
+    env.pop("COLUMNS")  # piped into a file without COLUMNS: 80
+    out = subprocess.run(
+        [str(REPRO), "compare", str(results)], capture_output=True, text=True, env=env
+    ).stdout
+    assert widest(out) <= 80
+
+
+def test_known_library_warnings_are_filtered_and_repros_own_are_not():
+    """train.log held 54 KB of torch's deprecation warnings for a 32-step run."""
+    from repro import library_warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        library_warnings.silence()
+        warnings.warn(
+            "`torch.distributed.reduce_scatter_tensor` is deprecated. Please use ...",
+            FutureWarning,
+            stacklevel=1,
+        )
+        warnings.warn(
+            "'pin_memory' argument is set as true but no accelerator is found, then ...",
+            UserWarning,
+            stacklevel=1,
+        )
+        warnings.warn("repro: learning rate above 1e-3", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["repro: learning rate above 1e-3"]
+
+
+def test_start_up_says_what_is_starting(tmp_path):
+    """70-110 s of process start-up showed nothing before the training bar."""
+    from repro.train import launch
+
+    lines = ("REPRO_PHASE 1/2 processes started", "REPRO_PHASE 2/2 loading the model", "REPRO_STEP 1/4")
+    script = "; ".join(f"print({line!r})" for line in lines)
+    run = launch.Run(tmp_path, tmp_path / "run.json", tmp_path / "a.yaml", tmp_path / "d.json",
+                     [sys.executable, "-c", script], {}, 2, 1, {})  # fmt: skip
+    seen: list[tuple] = []
+    assert launch.launch(run, progress=lambda *a: seen.append(a)) == 0
+    assert seen == [
+        ("start-up: starting 2 training processes", 0, None),
+        ("start-up: processes started", 1, 2),
+        ("start-up: loading the model", 2, 2),
+        ("training", 1, 4),
+    ]
+
+
+def test_status_tells_seeds_and_truncated_runs_apart(tmp_path):
+    """Full, --max-steps 2 and seed-43 runs all read 'lr=... beta=... g/b=...'."""
+    from repro.runs import status
+
+    for name, kwargs in (("00000000aa-seed42", {}), ("00000000bb-seed43", {"overrides": ("seed=43",)}),
+                         ("00000000cc-seed42", {"max_steps": 2, "steps": 2})):  # fmt: skip
+        run = write_run(tmp_path, name, **kwargs)
+        manifest = json.loads((run / "manifest.json").read_text())
+        io.write_json(run / "train" / "run.json", {"config": manifest["config"]})
+    points = [s.point_text() for s in status.collect(tmp_path, scheduler=False)]
+    assert len(set(points)) == 3, points
+    assert any("seed=43" in p for p in points) and any("max-steps=2" in p for p in points)
+
+
+def test_a_seed_is_not_a_diagnosed_cause(results):
+    """diagnose called seed=1 a likely cause, and exited 1, for a run compare treats as a replicate."""
+    from repro.runs import diagnosis
+
+    found = diagnosis.run(results / "llama3-instruct-v0.2" / "simpo" / "seed43")
+    recipe = next(c for c in found.checks if c.check == "recipe")
+    assert recipe.status == "ok" and not recipe.causes
+    assert (
+        "another seed (a replicate, averaged with the recipe's runs): seed 43 (recipe 42)" in recipe.summary
+    )
+
+
+def test_the_markdown_report_says_what_it_left_out_and_ends_short(results):
+    """It dropped a run that failed verification without a word, and ended with ~20 KB of JSON."""
+    from repro.runs import report
+
+    run = results / "llama3-instruct-v0.2" / "simpo" / "seed42"
+    data = json.loads((run / "result.json").read_text())
+    data["scores"]["ae2_wr"] += 4.0
+    io.write_json(run / "result.json", data)
+    text = report.markdown(results)
+    assert f"- `{run / 'result.json'}`: fails verification: result.json: changed" in text
+    assert "```json" not in text and len(text) < 10_000  # tables and verdicts only
+
+
+def test_a_blank_cell_says_why():
+    """ae2_lc and ah_length cells were blank with nothing said."""
+    from repro.evaluation import benchmarks
+
+    outputs = {"alpaca_eval2": {"win_rate": 90.0, "n_total": 24, "lc_available": False},
+               "arena_hard": {"score": 60.0, "avg_tokens": None}}  # fmt: skip
+    assert "pass --lc-data DIR" in benchmarks.why_missing(outputs, "ae2_lc")
+    assert "tiktoken's cl100k_base" in benchmarks.why_missing(outputs, "ah_length")
+    assert benchmarks.why_missing(outputs, "mt_bench") == "mt_bench was not evaluated"
+    from repro.evaluation.scorers import arena_hard
+
+    assert "shared/README" not in arena_hard.cl100k.__code__.co_consts.__repr__()
+
+
+def test_compare_plot_labels_are_not_cut():
+    """'llama3-instruct-v0.2 / simpo (tru...' hid which configuration a row was."""
+    from repro.runs import plots
+
+    label = plots.row_label("llama3-instruct-v0.2", "simpo", "truncated: 2 of 468 steps; beta 5; gamma 1.5")
+    assert "\u2026" not in label and label.replace("\n", " ").endswith(
+        "(truncated: 2 of 468 steps; beta 5; gamma 1.5)"
+    )
+    assert all(len(line) <= plots.LABEL_CHARS for line in label.splitlines())
