@@ -3,9 +3,11 @@
 Oracles and tolerances:
 - Chunked vs plain log-probs (repro.train.logprobs: full B x T x V logits, fp32 log_softmax, the
   path checked against TRL and the SimPO repo in test_trainer_parity / test_losses_parity):
-  per-sequence sums and every parameter gradient within 1e-5 absolute (fp32), for chunk
-  sizes that divide the token count, do not, and exceed it; with Gemma-2's final logit
-  softcapping and with a biased head.
+  per-sequence sums and every parameter gradient within 1e-5 absolute (fp32), for tiles whose
+  token and vocabulary sizes divide the counts, do not, and exceed them (several token tiles
+  per vocabulary block: the head's gradient accumulated across them; a partial last block);
+  with Gemma-2's final logit softcapping, with a biased head, and with the head tied to the
+  input embeddings (SmolLM2): the one weight's gradient is the head's plus the embedding's.
 - Liger 0.8.5's fused linear SimPO loss (compute_nll_loss=False, compiled=False), an
   independent chunked implementation: the SimPO loss and head/hidden gradients from our
   chunked log-probs match within Liger's own fp32 tolerance (atol 1e-5, rtol 5e-4).
@@ -27,7 +29,8 @@ import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from repro.perf import trainbench
-from repro.train import chunked, losses, packing
+from repro.train import chunked, head_tiles, losses, packing
+from repro.train.head_tiles import Tile
 from repro.train.logprobs import sequence_logps as plain_logps
 from repro.train.trainer import PairCollator
 
@@ -45,9 +48,16 @@ SHAPE = {
 }
 
 
-def llama(attn: str = "sdpa") -> LlamaForCausalLM:
+def llama(attn: str = "sdpa", tied: bool = False) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(**SHAPE, attn_implementation=attn)).float()
+    config = LlamaConfig(**SHAPE, attn_implementation=attn, tie_word_embeddings=tied)
+    return LlamaForCausalLM(config).float()
+
+
+def tied_llama() -> LlamaForCausalLM:
+    model = llama(tied=True)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    return model
 
 
 def gemma2() -> Gemma2ForCausalLM:
@@ -78,8 +88,13 @@ def grads(model, loss) -> list[torch.Tensor]:
     return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
 
 
-@pytest.mark.parametrize("build", [llama, gemma2], ids=["llama", "gemma2-softcap"])
-@pytest.mark.parametrize("chunk", [1, 7, 16, 10_000])
+# An int: tokens per tile over the whole vocabulary (300). Tiles: 7 tokens x 64 entries (4 full
+# blocks and one of 44, 5 token tiles per block), 16 x 299 (a block of one entry), one tile.
+CHUNKS = [1, 7, 16, 10_000, Tile(7, 64), Tile(16, 299), Tile(10_000, 10_000)]
+
+
+@pytest.mark.parametrize("build", [llama, gemma2, tied_llama], ids=["llama", "gemma2-softcap", "llama-tied"])
+@pytest.mark.parametrize("chunk", CHUNKS, ids=str)
 def test_chunked_matches_full_logits(build, chunk):
     model, batch = build(), padded_batch()
     ours = chunked.sequence_logps(model, batch, chunk=chunk)
@@ -99,7 +114,7 @@ def test_chunked_head_with_bias_matches_autograd():
     bias = torch.randn(50, generator=g, requires_grad=True)
     targets = torch.randint(0, 50, (13,), generator=g)
     upstream = torch.randn(13, generator=g)
-    ours = chunked.ChunkedHeadLogps.apply(hidden, weight, bias, targets, 4, 3.0)
+    ours = chunked.ChunkedHeadLogps.apply(hidden, weight, bias, targets, Tile(4, 16), 3.0)
     mine = torch.autograd.grad((ours * upstream).sum(), (hidden, weight, bias))
     z = torch.nn.functional.linear(hidden, weight, bias)
     z = torch.tanh(z / 3.0) * 3.0
@@ -119,7 +134,7 @@ def test_chunked_head_in_bf16_matches_autograd_within_bf16_resolution():
     weight = torch.randn(100, 16, generator=g).bfloat16().requires_grad_()
     targets = torch.randint(0, 100, (40,), generator=g)
     upstream = torch.randn(40, generator=g)
-    ours = chunked.ChunkedHeadLogps.apply(hidden, weight, None, targets, 7, None)
+    ours = chunked.ChunkedHeadLogps.apply(hidden, weight, None, targets, Tile(7, 32), None)
     mine = torch.autograd.grad((ours * upstream).sum(), (hidden, weight))
     theirs = (hidden @ weight.t()).float().log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
     ref = torch.autograd.grad((theirs * upstream).sum(), (hidden, weight))
@@ -130,12 +145,63 @@ def test_chunked_head_in_bf16_matches_autograd_within_bf16_resolution():
         torch.testing.assert_close(a.float(), b.float(), rtol=1e-2, atol=2e-2)
 
 
+def test_chunked_head_without_scored_tokens_gives_zero_sums_and_no_nan():
+    """A micro-batch whose labels are all -100: sums and counts 0, gradients finite."""
+    model, batch = llama(), padded_batch()
+    batch["labels"] = torch.full_like(batch["labels"], -100)
+    stats = chunked.sequence_logps(model, batch, chunk=Tile(7, 64))
+    assert torch.equal(stats.sum, torch.zeros(4)) and torch.equal(
+        stats.count, torch.zeros(4, dtype=torch.long)
+    )
+    hidden = torch.randn(0, 8, requires_grad=True)
+    weight = torch.randn(50, 8, requires_grad=True)
+    out = chunked.ChunkedHeadLogps.apply(
+        hidden, weight, None, torch.zeros(0, dtype=torch.long), Tile(4, 16), None
+    )
+    _, grad_w = torch.autograd.grad(out.sum() + 0 * weight.sum(), (hidden, weight))
+    assert torch.equal(grad_w, torch.zeros_like(weight))
+
+
+def test_head_tile_is_measured_once_per_machine_and_shape(monkeypatch, tmp_path):
+    """The first call measures every candidate and caches the pick under $REPRO_CACHE; the
+    next reads it without measuring; a head too small to matter is one whole-vocabulary tile."""
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path))
+    monkeypatch.setattr(head_tiles, "CANDIDATES", {"cpu": [Tile(8, 64), Tile(32, 128)]})
+    monkeypatch.setattr(head_tiles, "SMALL_HEAD", 16 * 100)
+    calls = []
+    real = head_tiles.measure
+
+    def measure(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(head_tiles, "measure", measure)
+    cpu = torch.device("cpu")
+    first = head_tiles.choose(16, 300, torch.float32, cpu)
+    assert first in (Tile(8, 64), Tile(32, 128)) and len(calls) == 1
+    assert head_tiles.choose(16, 300, torch.float32, cpu) == first and len(calls) == 1  # cached
+    entry = json.loads((tmp_path / head_tiles.CACHE_NAME).read_text())
+    (record,) = entry.values()
+    assert set(record["seconds"]) == {"8x64", "32x128"} and (record["tokens"], record["vocab"]) == (
+        first.tokens,
+        first.vocab,
+    )
+    assert head_tiles.choose(16, 301, torch.float32, cpu) and len(calls) == 2  # another shape: measured
+    assert head_tiles.choose(4, 100, torch.float32, cpu) == Tile(1024, 100) and len(calls) == 2  # small
+
+
+def test_head_tile_pick_prefers_the_smaller_of_near_equal_tiles():
+    timings = {Tile(1024, 4096): 1.00, Tile(256, 1024): 1.01, Tile(256, 2048): 0.99, Tile(1024, 1024): 1.5}
+    assert head_tiles.pick(timings) == Tile(256, 1024)  # within 3% of the fastest, 16x less memory
+    assert head_tiles.pick({Tile(1024, 4096): 1.0, Tile(256, 1024): 1.2}) == Tile(1024, 4096)
+
+
 def test_chunked_simpo_matches_liger_fused_loss():
     liger = pytest.importorskip("liger_kernel.chunked_loss")
     model, batch = llama(), padded_batch(seed=3)
     beta, gamma = 2.0, 1.0
     # Ours: chunked log-probs through the model, SimPO on per-token means.
-    stats = chunked.sequence_logps(model, batch, chunk=7)
+    stats = chunked.sequence_logps(model, batch, chunk=Tile(7, 64))
     half = stats.sum.shape[0] // 2
     mean = stats.sum / stats.count
     ours = losses.simpo_loss(mean[:half], mean[half:], beta=beta, gamma_beta_ratio=gamma / beta).mean()
