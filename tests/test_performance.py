@@ -15,20 +15,29 @@ Oracles and tolerances:
   sdpa): the same sums within 1e-5 and gradients within 1e-5.
 - The ZeRO-3 path (lm_head partitioned across 2 processes) is covered end to end by
   tests/test_train.py (padded and packed curves equal within 1e-4) and tests/test_trainer_parity.py.
-- `repro bench train --preset smoke`: every contender runs and the report holds its ratios;
-  speed and memory targets are measured by the benchmark, never asserted here.
+- `repro bench train --preset smoke`: every contender runs and the report holds its ratios,
+  model FLOP/s and MFU against the matrix-multiply peak measured in the same run, and where
+  repro's step time goes; `--against HEAD` runs the committed tree's code (a temporary git
+  worktree) beside the working tree's and reports the change. Speed and memory targets are
+  measured by the benchmark, never asserted here.
+- The change's band (repro.perf.stats): the 95% t-interval on paired log-ratios, checked
+  against scipy's t quantiles and a hand computation.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from repro.perf import trainbench
+from repro import paths
+from repro.perf import stats, trainbench
 from repro.train import chunked, head_tiles, losses, packing
 from repro.train.head_tiles import Tile
 from repro.train.logprobs import sequence_logps as plain_logps
@@ -292,6 +301,16 @@ def test_bench_train_smoke(cli, tmp_path):
     assert all(len(r["before"]) == 3 and len(r["after"]) == 3 for r in readings)
     assert isinstance(report["load"]["busy"], bool) and report["load"]["cores"] == os.cpu_count()
     assert all(len(r["load_before"]) == 3 for r in report["results"].values())
+    # model FLOP/s against the matrix-multiply peak measured in this run (issue 35, section 3)
+    assert report["matmul_peak"]["flops"] > 1e9 and len(report["matmul_peak"]["measurements"]) == 2
+    for name, result in report["results"].items():
+        assert 0 < result["mfu"] < 1 and result["model_flops_per_step"]["head"] > 0
+        phases = result["phases"]
+        assert phases["step"] > 0 and phases["forward_backward"] <= phases["step"]
+        if name.startswith("repro"):  # where the step's time goes
+            assert {"body", "head", "loss", "optimizer", "data"} <= set(phases)
+            parts = phases["body"] + phases["head"] + phases["loss"] + phases["optimizer"] + phases["other"]
+            assert math.isclose(parts, phases["step"], rel_tol=0.05)
 
 
 @pytest.mark.e2e
@@ -305,6 +324,73 @@ def test_bench_train_zero3_path(cli, tmp_path):
     for result in report["results"].values():
         assert (result["engine"], result["zero_stage"]) == ("DeepSpeedEngine", 3)
     assert "ZeRO-3" in proc.stdout and "ratios" in proc.stdout
+    assert "where repro-simpo's step time goes" in proc.stdout
+
+
+@pytest.mark.e2e
+def test_bench_train_against_a_revision(cli, tmp_path):
+    """--against HEAD on the smoke preset (one contender, one round): the committed tree's code
+    runs from a temporary worktree beside the working tree's, and the report sets them side by side."""
+    head = subprocess.run(["git", "-C", str(paths.ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    out = tmp_path / "bench.json"
+    args = ["--preset", "smoke", "--contenders", "repro-simpo", "--against", "HEAD", "--rounds", "1"]
+    proc = cli("bench", "train", *args, "--output", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    other = report["against"]
+    assert other["commit"] == head.stdout.strip() and set(other["results"]) == {"repro-simpo"}
+    sides = [(r["contender"], r["side"]) for r in report["load"]["readings"]]
+    assert sides == [("repro-simpo", "working"), ("repro-simpo", "HEAD")]  # A then B in round 0
+    # each side imported its own tree's repro
+    assert report["results"]["repro-simpo"]["repro_path"] == str(paths.ROOT)
+    assert "repro-against-" in other["results"]["repro-simpo"]["repro_path"]
+    assert not Path(other["results"]["repro-simpo"]["repro_path"]).exists()  # the worktree is gone
+    changes = {c["metric"]: c for c in report["changes"]}
+    assert set(changes) == {"tokens_per_second", "peak_memory_bytes"}
+    assert all(c["verdict"].startswith("one round") and c["ratio"] > 0 for c in changes.values())
+    assert "working tree against HEAD" in proc.stdout
+
+
+def test_bench_train_against_an_unknown_revision_is_one_line(cli):
+    proc = cli("bench", "train", "--preset", "smoke", "--against", "no-such-revision-35")
+    assert proc.returncode != 0 and proc.stderr.strip().count("\n") == 0
+    assert "no-such-revision-35" in proc.stderr
+
+
+def test_bench_schedule_interleaves_revisions_and_alternates_order():
+    jobs = trainbench.schedule(("a", "b"), 2, against="REV")
+    assert [(j.round, j.contender, j.side) for j in jobs] == [
+        (0, "a", "working"), (0, "a", "REV"), (0, "b", "working"), (0, "b", "REV"),
+        (1, "b", "REV"), (1, "b", "working"), (1, "a", "REV"), (1, "a", "working"),
+    ]  # fmt: skip
+    assert [j.contender for j in trainbench.schedule(("a", "b"), 2)] == ["a", "b", "b", "a"]
+
+
+def test_paired_change_band_and_verdict():
+    """Oracle: scipy's Student t quantile and the interval computed by hand on the log-ratios."""
+    scipy_stats = pytest.importorskip("scipy.stats")
+    new, old = [110.0, 121.0, 112.0, 118.0], [100.0, 104.0, 99.0, 101.0]
+    logs = [math.log(a / b) for a, b in zip(new, old, strict=True)]
+    mean = sum(logs) / 4
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / 3)
+    half = scipy_stats.t.ppf(0.975, 3) * sd / 2
+    change = stats.paired_change(new, old)
+    assert math.isclose(change["ratio"], math.exp(mean))
+    assert math.isclose(change["low"], math.exp(mean - half), rel_tol=1e-4)
+    assert math.isclose(change["high"], math.exp(mean + half), rel_tol=1e-4)
+    assert stats.verdict(change, "faster", "slower") == "faster"
+    noisy = stats.paired_change([100.0, 93.0, 108.0], [100.0, 100.0, 100.0])
+    assert (
+        noisy["low"] < 1 < noisy["high"]
+        and stats.verdict(noisy, "faster", "slower") == "no change beyond noise"
+    )
+    worse = stats.paired_change([90.0, 91.0, 89.0], [100.0, 100.0, 100.0])
+    assert stats.verdict(worse, "faster", "slower") == "slower"
+    assert stats.verdict(stats.paired_change([1.0], [2.0]), "faster", "slower").startswith("one round")
+    for df in range(1, 31):  # the table of quantiles
+        assert math.isclose(stats.T95[df - 1], scipy_stats.t.ppf(0.975, df), abs_tol=6e-4)
 
 
 def test_bench_load_summary_says_when_the_machine_was_busy(monkeypatch):
