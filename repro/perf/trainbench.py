@@ -248,7 +248,7 @@ def summarize(preset: Preset, runs: dict[str, list[dict[str, Any]]], peak: float
         first = items[0]
         result = {
             **{k: first[k] for k in ("contender", "peak_memory_kind", "steps_timed", "engine") if k in first},
-            **{k: first[k] for k in ("zero_stage", "gpu", "threads") if k in first},
+            **{k: first[k] for k in ("zero_stage", "gpu", "threads", "repro_path") if k in first},
             "rounds": len(items),
             "tokens_per_step": first["tokens_per_step"],
             "tokens_per_second": tps["median"],

@@ -8,8 +8,11 @@ tile of memory to the step, nothing else: the head's memory no longer grows with
 The choice is measured, not budgeted: the first time a head shape (hidden size, vocabulary,
 dtype) trains on a machine (CPU model or GPU name, threads, torch version), every candidate
 tile runs the head's forward and backward on the same synthetic block of tokens and vocabulary,
-`REPEATS` times in rotating order, and the fastest minimum wins; any candidate within
-`TOLERANCE` of it that is smaller wins instead (less memory for no measurable speed). The
+`REPEATS` times in rotating order, and the fastest minimum wins; among candidates within
+`TOLERANCE` of it, the largest: fewer tiles mean fewer parallel regions, and on cores shared
+with other work each one can wait a time slice for a descheduled thread (on a loaded 2-core
+machine, 256 x 1024 tiles ran the cpu-small head 14x slower than 1024 x 4096). The memory this
+costs is bounded by the candidates: at most 16 MiB of fp32 logits on CPU. The
 result is cached in $REPRO_CACHE/head-tiles.json, so every later run on that machine uses the
 same tile: sums and gradients depend on the tile in the last bits of fp32 (summation order),
 and repeated runs stay bitwise comparable. A file lock lets one process measure while the
@@ -47,7 +50,8 @@ class Tile:
 
 
 # Candidates per device type: tokens x vocabulary entries, each at most MAX_TILE_BYTES of fp32
-# logits. On CPU the products stay large in the token dimension; a GPU wants larger tiles.
+# logits (on CPU 16 MiB at most: the old 32-token chunks' budget at a 128k vocabulary). The
+# products stay large in the token dimension at any of them; a GPU wants larger tiles.
 CANDIDATES = {
     "cpu": [Tile(t, v) for t in (256, 1024) for v in (1024, 2048, 4096)],
     "cuda": [Tile(t, v) for t in (2048, 8192) for v in (8192, 16384, 32768)],
@@ -154,7 +158,7 @@ def measure(hidden_size: int, vocab_size: int, dtype: torch.dtype, device: torch
 
 
 def pick(timings: dict[Tile, float]) -> Tile:
-    """The smallest tile within TOLERANCE of the fastest."""
+    """The largest tile within TOLERANCE of the fastest."""
     fastest = min(timings.values())
     near = [t for t, s in timings.items() if s <= fastest * (1 + TOLERANCE)]
-    return min(near, key=lambda t: (t.bytes(), timings[t]))
+    return max(near, key=lambda t: (t.bytes(), -timings[t]))
