@@ -359,6 +359,23 @@ def test_bench_train_against_an_unknown_revision_is_one_line(cli):
     assert "no-such-revision-35" in proc.stderr
 
 
+def test_bench_memory_segments_get_their_own_peaks():
+    """The worker's per-segment peak RSS: 256 MiB touched in one segment shows there and in the
+    overall peak, not in the segment after it (the high-water mark is reset between them)."""
+    from repro.perf.train_worker import Memory
+
+    memory = Memory()
+    if not memory.enabled:
+        pytest.skip("/proc/self/clear_refs is not writable here")
+    memory.enter("big")
+    block = torch.ones(2**26)  # 256 MiB, touched
+    del block
+    memory.enter("small")
+    memory.enter(None)
+    assert memory.peaks["big"] - memory.peaks["small"] > 200 * 2**20
+    assert memory.peak() >= memory.peaks["big"]
+
+
 def test_bench_schedule_interleaves_revisions_and_alternates_order():
     jobs = trainbench.schedule(("a", "b"), 2, against="REV")
     assert [(j.round, j.contender, j.side) for j in jobs] == [

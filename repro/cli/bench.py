@@ -189,6 +189,9 @@ PHASES = (
 )
 
 
+SEGMENTS = ["body forward", "head forward", "loss", "head backward", "body backward", "optimizer"]
+
+
 def phase_table(result: dict[str, Any], peak: float | None):
     phases, flops = result["phases"], result["model_flops_per_step"]
     step = phases["step"] + phases.get("data", 0.0)
@@ -206,10 +209,20 @@ def phase_table(result: dict[str, Any], peak: float | None):
                 f"{rate / peak:.0%}" if rate and peak else "-",
             )
         )
+    memory = result.get("memory_peaks") or {}
+    caption = None
+    if memory:
+        top = max(memory, key=memory.get)
+        ordered = sorted(memory, key=lambda k: SEGMENTS.index(k) if k in SEGMENTS else len(SEGMENTS))
+        caption = "peak RSS by segment of the step, GiB: " + ", ".join(
+            f"{k} {memory[k] / GIB:.2f}" for k in ordered
+        )
+        caption += f" (highest: {top})"
     return render.table(
         ["phase", "s per step", "share", "model GFLOP/s", "of peak"],
         rows,
         title=f"where {result['contender']}'s step time goes (medians)",
+        caption=caption,
     )
 
 

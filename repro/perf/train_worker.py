@@ -137,6 +137,55 @@ def model_flops(spec: dict[str, Any], pairs: list[dict[str, list[int]]]) -> dict
 # ---------------------------------------------------------------------------- where the time goes
 
 
+class Memory:
+    """Peak resident memory per segment of a step, from the kernel's high-water mark.
+
+    Linux keeps a process's peak RSS (VmHWM) and resets it on `5 > /proc/self/clear_refs`;
+    reading and resetting it at each boundary gives every segment its own peak. `overall`
+    keeps the process's peak across resets (what ru_maxrss would have said). Elsewhere, or
+    where the file cannot be written, it records nothing.
+    """
+
+    def __init__(self):
+        self.overall = self._hwm() or 0
+        self.enabled = self._reset()
+        self.label: str | None = None
+        self.peaks: dict[str, int] = {}
+
+    @staticmethod
+    def _hwm() -> int | None:
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        return None
+
+    @staticmethod
+    def _reset() -> bool:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            return True
+        except OSError:
+            return False
+
+    def enter(self, label: str | None) -> None:
+        """Close the current segment (its peak since the last boundary) and open `label`."""
+        if not self.enabled:
+            return
+        peak = self._hwm() or 0
+        self.overall = max(self.overall, peak)
+        if self.label is not None:
+            self.peaks[self.label] = max(self.peaks.get(self.label, 0), peak)
+        self._reset()
+        self.label = label
+
+    def peak(self) -> int:
+        self.enter(self.label)
+        return self.overall
+
+
 class Phases:
     """Seconds per step in each phase, from wrappers around the trainer's calls.
 
@@ -145,16 +194,31 @@ class Phases:
     forward/backward to its end (gradient clipping, AdamW, scheduler, zero_grad); data: the
     collator (called before the step begins: outside the timed window). Derived: body =
     forward_backward - head - loss; other = step - forward_backward - optimizer.
+    Memory: the peak RSS of each segment of the timed steps (body forward, head forward,
+    loss, head backward, body backward, optimizer; TRL: forward/backward, optimizer).
     """
 
-    def __init__(self):
+    # segment a wrapper's start and end open, per phase and per direction of the head
+    SEGMENTS = {
+        "head:forward": ("head forward", "loss"),
+        "head:backward": ("head backward", "body backward"),
+        "forward_backward": (None, "optimizer"),
+    }
+
+    def __init__(self, memory: Memory | None = None):
         self.current: dict[str, float] = defaultdict(float)
         self.pending_data = 0.0
         self.steps: list[dict[str, float]] = []
         self.mark = 0.0
+        self.memory = memory
+        self.timing = False  # only inside a step: the reference log-probs before training are not one
 
-    def wrap(self, name: str, fn):
+    def wrap(self, name: str, fn, segment: str | None = None):
+        opens, closes = self.SEGMENTS.get(segment or name, (None, None))
+
         def timed(*args, **kwargs):
+            if self.memory and self.timing and opens:
+                self.memory.enter(opens)
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
@@ -166,17 +230,25 @@ class Phases:
                     self.current[name] += elapsed
                 if name == "forward_backward":
                     self.mark = time.perf_counter()
+                if self.memory and self.timing and closes:
+                    self.memory.enter(closes)
 
         return timed
 
-    def begin(self) -> None:
+    def begin(self, repro: bool) -> None:
         self.current = defaultdict(float, data=self.pending_data)
         self.pending_data = 0.0
+        self.timing = True
+        if self.memory:
+            self.memory.enter("body forward" if repro else "forward/backward")
 
     def end(self, step: float) -> None:
         self.current["optimizer"] = time.perf_counter() - self.mark
         self.current["step"] = step
         self.steps.append(dict(self.current))
+        self.timing = False
+        if self.memory:
+            self.memory.enter(None)
 
 
 def instrument(trainer, phases: Phases, repro: bool) -> None:
@@ -189,8 +261,8 @@ def instrument(trainer, phases: Phases, repro: bool) -> None:
         from repro.train import chunked, objectives
 
         head = chunked.ChunkedHeadLogps
-        head.forward = staticmethod(phases.wrap("head", head.forward))
-        head.backward = staticmethod(phases.wrap("head", head.backward))
+        head.forward = staticmethod(phases.wrap("head", head.forward, "head:forward"))
+        head.backward = staticmethod(phases.wrap("head", head.backward, "head:backward"))
         objectives.compute = phases.wrap("loss", objectives.compute)
     except (ImportError, AttributeError):
         pass
@@ -254,13 +326,15 @@ def run_contender(spec: dict[str, Any], contender: str, workdir: Path) -> dict[s
         model = model.cuda()
 
     times: list[float] = []
-    phases = Phases()
+    memory = None if cuda else Memory()
+    phases = Phases(memory)
+    repro = contender.startswith("repro")
 
     class Timer(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
             if cuda:
                 torch.cuda.synchronize()
-            phases.begin()
+            phases.begin(repro)
             self.start = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
@@ -286,7 +360,6 @@ def run_contender(spec: dict[str, Any], contender: str, workdir: Path) -> dict[s
         deepspeed=_deepspeed_config(spec["pairs_per_step"]) if spec["zero3"] else None,
     )
     tokenizer = word_tokenizer(spec["model"]["vocab_size"])
-    repro = contender.startswith("repro")
     if repro:
         trainer = _repro_trainer(spec, contender, model, tokenizer, pairs, common, workdir)
     else:
@@ -299,7 +372,8 @@ def run_contender(spec: dict[str, Any], contender: str, workdir: Path) -> dict[s
     if cuda:
         peak, peak_kind = torch.cuda.max_memory_allocated(), "GPU peak allocated"
     else:
-        peak, peak_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "peak RSS"
+        peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, memory.peak() if memory else 0)
+        peak_kind = "peak RSS"
     step = sum(timed) / len(timed)
     tokens = tokens_per_step(spec, trainer.train_dataset)
     result = {
@@ -313,6 +387,8 @@ def run_contender(spec: dict[str, Any], contender: str, workdir: Path) -> dict[s
         "steps_timed": len(timed),
         "engine": type(trainer.model_wrapped).__name__,
         "phases": summarize_phases(phases.steps[warmup:]),
+        # the warm-up steps' segments too: AdamW's states appear in the first step
+        "memory_peaks": dict(memory.peaks) if memory else {},
         "threads": torch.get_num_threads(),
     }
     import repro  # the tree under test: the working tree's, or --against's worktree

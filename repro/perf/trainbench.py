@@ -262,6 +262,7 @@ def summarize(preset: Preset, runs: dict[str, list[dict[str, Any]]], peak: float
             "load_before": first.get("load_before"),
             "load_after": items[-1].get("load_after"),
             "phases": _phases([r.get("phases") or {} for r in items]),
+            "memory_peaks": _phases([r.get("memory_peaks") or {} for r in items]),
         }
         if peak:
             result["mfu"] = result["model_flops_per_second"] / peak
