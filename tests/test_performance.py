@@ -37,6 +37,7 @@ import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from repro import paths
+from repro.errors import ReproError
 from repro.perf import stats, trainbench
 from repro.train import chunked, head_tiles, losses, packing
 from repro.train.head_tiles import Tile
@@ -186,17 +187,32 @@ def test_head_tile_is_measured_once_per_machine_and_shape(monkeypatch, tmp_path)
 
     monkeypatch.setattr(head_tiles, "measure", measure)
     cpu = torch.device("cpu")
-    first = head_tiles.choose(16, 300, torch.float32, cpu)
+    first = head_tiles.choose(16, 300, torch.float32, cpu, chunked.ChunkedHeadLogps)
     assert first in (Tile(8, 64), Tile(32, 128)) and len(calls) == 1
-    assert head_tiles.choose(16, 300, torch.float32, cpu) == first and len(calls) == 1  # cached
+    assert (
+        head_tiles.choose(16, 300, torch.float32, cpu, chunked.ChunkedHeadLogps) == first and len(calls) == 1
+    )  # cached
     entry = json.loads((tmp_path / head_tiles.CACHE_NAME).read_text())
     (record,) = entry.values()
     assert set(record["seconds"]) == {"8x64", "32x128"} and (record["tokens"], record["vocab"]) == (
         first.tokens,
         first.vocab,
     )
-    assert head_tiles.choose(16, 301, torch.float32, cpu) and len(calls) == 2  # another shape: measured
-    assert head_tiles.choose(4, 100, torch.float32, cpu) == Tile(1024, 100) and len(calls) == 2  # small
+    assert (
+        head_tiles.choose(16, 301, torch.float32, cpu, chunked.ChunkedHeadLogps) and len(calls) == 2
+    )  # another shape: measured
+    assert (
+        head_tiles.choose(4, 100, torch.float32, cpu, chunked.ChunkedHeadLogps) == Tile(1024, 100)
+        and len(calls) == 2
+    )  # small
+    monkeypatch.setenv("REPRO_HEAD_TILE", "16x32")  # set by hand: no measurement
+    assert (
+        head_tiles.choose(16, 999, torch.float32, cpu, chunked.ChunkedHeadLogps) == Tile(16, 32)
+        and len(calls) == 2
+    )
+    monkeypatch.setenv("REPRO_HEAD_TILE", "16 by 32")
+    with pytest.raises(ReproError, match="TOKENSxVOCAB"):
+        head_tiles.choose(16, 999, torch.float32, cpu, chunked.ChunkedHeadLogps)
 
 
 def test_head_tile_pick_prefers_the_larger_of_near_equal_tiles():

@@ -222,7 +222,7 @@ def _head_as_logps(model: nn.Module, labels: Tensor, chunk: int | Tile | None):
     softcap = getattr(config, "final_logit_softcapping", None)
     # config's sizes, not head.weight.shape: ZeRO-3 partitions the weight outside forward
     tile = chunk or head_tiles.choose(
-        config.hidden_size, config.vocab_size, head.weight.dtype, head.weight.device
+        config.hidden_size, config.vocab_size, head.weight.dtype, head.weight.device, ChunkedHeadLogps
     )
 
     def forward(hidden: Tensor) -> Tensor:

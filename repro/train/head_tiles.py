@@ -18,6 +18,7 @@ same tile: sums and gradients depend on the tile in the last bits of fp32 (summa
 and repeated runs stay bitwise comparable. A file lock lets one process measure while the
 others (the ranks of a ZeRO-3 run) wait for its answer. Heads too small for the choice to
 matter (under SMALL_HEAD weight entries) take one tile over the whole vocabulary unmeasured.
+REPRO_HEAD_TILE=TOKENSxVOCAB (e.g. 256x1024) sets the tile instead, for experiments.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 import torch
 
 from repro import io, paths
+from repro.errors import ReproError
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,12 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def choose(hidden_size: int, vocab_size: int, dtype: torch.dtype, device: torch.device) -> Tile:
-    """The tile for this head on this machine: cached, or measured now and cached."""
+def choose(hidden_size: int, vocab_size: int, dtype: torch.dtype, device: torch.device, kernel) -> Tile:
+    """The tile for this head on this machine: REPRO_HEAD_TILE, or cached, or measured now and
+    cached. `kernel`: the head's autograd Function (repro.train.chunked.ChunkedHeadLogps)."""
+    forced = os.environ.get("REPRO_HEAD_TILE")
+    if forced:
+        return parse(forced)
     if hidden_size * vocab_size <= SMALL_HEAD:
         return Tile(tokens=1024, vocab=vocab_size)
     key = f"{machine_key(device)}|{dtype}|hidden={hidden_size}|vocab={vocab_size}"
@@ -94,7 +100,7 @@ def choose(hidden_size: int, vocab_size: int, dtype: torch.dtype, device: torch.
         cached = _lookup(path, key)
         if cached:
             return cached
-        timings = measure(hidden_size, vocab_size, dtype, device)
+        timings = measure(hidden_size, vocab_size, dtype, device, kernel)
         tile = pick(timings)
         table = io.read_json(path) or {}
         table[key] = {
@@ -106,6 +112,15 @@ def choose(hidden_size: int, vocab_size: int, dtype: torch.dtype, device: torch.
         }
         io.write_json(path, table)
     return tile
+
+
+def parse(text: str) -> Tile:
+    """TOKENSxVOCAB, e.g. 1024x4096."""
+    try:
+        tokens, vocab = (int(x) for x in text.lower().split("x"))
+        return Tile(tokens, vocab)
+    except ValueError:
+        raise ReproError(f"REPRO_HEAD_TILE={text!r}: expected TOKENSxVOCAB, e.g. 1024x4096") from None
 
 
 def _lookup(path: Path, key: str) -> Tile | None:
@@ -123,12 +138,11 @@ def candidates(vocab_size: int, device: torch.device) -> list[Tile]:
     return out
 
 
-def measure(hidden_size: int, vocab_size: int, dtype: torch.dtype, device: torch.device) -> dict[Tile, float]:
+def measure(
+    hidden_size: int, vocab_size: int, dtype: torch.dtype, device: torch.device, kernel
+) -> dict[Tile, float]:
     """Seconds per candidate (best of REPEATS) for the head's forward and backward on one block:
     as many tokens as the largest candidate holds, as many vocabulary entries as its widest."""
-    # deferred: chunked imports this module
-    from repro.train.chunked import ChunkedHeadLogps
-
     tiles = candidates(vocab_size, device)
     tokens = max(t.tokens for t in tiles)
     vocab = min(vocab_size, max(t.vocab for t in tiles))
@@ -143,7 +157,7 @@ def measure(hidden_size: int, vocab_size: int, dtype: torch.dtype, device: torch
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        out = ChunkedHeadLogps.apply(hidden, weight, None, targets, tile, None)
+        out = kernel.apply(hidden, weight, None, targets, tile, None)
         torch.autograd.grad(out, (hidden, weight), upstream)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
