@@ -364,7 +364,7 @@ def test_bench_train_against_a_revision(cli, tmp_path):
     assert "repro-against-" in other["results"]["repro-simpo"]["repro_path"]
     assert not Path(other["results"]["repro-simpo"]["repro_path"]).exists()  # the worktree is gone
     changes = {c["metric"]: c for c in report["changes"]}
-    assert set(changes) == {"tokens_per_second", "peak_memory_bytes"}
+    assert set(changes) == {"tokens_per_second", "cpu_seconds_per_step", "peak_memory_bytes"}
     assert all(c["verdict"].startswith("one round") and c["ratio"] > 0 for c in changes.values())
     assert "working tree against HEAD" in proc.stdout
 

@@ -233,11 +233,11 @@ def revision_table(report: dict[str, Any]):
     for change in report["changes"]:
         name, metric = change["contender"], change["metric"]
         mine, theirs = report["results"][name], other["results"][name]
-        key, fmt, scale, unit = (
-            ("tokens_per_second_spread", ".0f", 1.0, "tokens/s")
-            if metric == "tokens_per_second"
-            else ("peak_memory_spread", ".2f", GIB, "peak GiB")
-        )
+        key, fmt, scale, unit = {
+            "tokens_per_second": ("tokens_per_second_spread", ".0f", 1.0, "tokens/s"),
+            "cpu_seconds_per_step": ("cpu_seconds_per_step_spread", ".2f", 1.0, "CPU s/step"),
+            "peak_memory_bytes": ("peak_memory_spread", ".2f", GIB, "peak GiB"),
+        }[metric]
         band = "-"
         if change["low"] is not None:
             band = f"{change['low'] - 1:+.1%} to {change['high'] - 1:+.1%}"

@@ -326,6 +326,7 @@ def run_contender(spec: dict[str, Any], contender: str, workdir: Path) -> dict[s
         model = model.cuda()
 
     times: list[float] = []
+    cpu_times: list[float] = []  # CPU seconds of all the process's threads per step
     memory = None if cuda else Memory()
     phases = Phases(memory)
     repro = contender.startswith("repro")
@@ -335,12 +336,14 @@ def run_contender(spec: dict[str, Any], contender: str, workdir: Path) -> dict[s
             if cuda:
                 torch.cuda.synchronize()
             phases.begin(repro)
+            self.cpu = time.process_time()
             self.start = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
             if cuda:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - self.start)
+            cpu_times.append(time.process_time() - self.cpu)
             phases.end(times[-1])
 
     common = dict(
@@ -380,6 +383,9 @@ def run_contender(spec: dict[str, Any], contender: str, workdir: Path) -> dict[s
         "contender": contender,
         "step_seconds": step,
         "step_seconds_each": timed,
+        # less sensitive to other work on the cores than wall time (but it counts the threads'
+        # spinning at parallel regions' barriers, which rises under load too)
+        "cpu_seconds_per_step": sum(cpu_times[warmup:]) / len(timed),
         "tokens_per_step": tokens,
         "tokens_per_second": tokens / step,
         "peak_memory_bytes": peak,

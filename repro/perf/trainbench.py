@@ -245,6 +245,7 @@ def summarize(preset: Preset, runs: dict[str, list[dict[str, Any]]], peak: float
         tps = stats.spread([r["tokens_per_second"] for r in items])
         mem = stats.spread([r["peak_memory_bytes"] for r in items])
         step = stats.spread([r["step_seconds"] for r in items])
+        cpu = stats.spread([r["cpu_seconds_per_step"] for r in items if "cpu_seconds_per_step" in r] or [0.0])
         first = items[0]
         result = {
             **{k: first[k] for k in ("contender", "peak_memory_kind", "steps_timed", "engine") if k in first},
@@ -255,6 +256,8 @@ def summarize(preset: Preset, runs: dict[str, list[dict[str, Any]]], peak: float
             "tokens_per_second_spread": tps,
             "step_seconds": step["median"],
             "step_seconds_spread": step,
+            "cpu_seconds_per_step": cpu["median"],
+            "cpu_seconds_per_step_spread": cpu,
             "peak_memory_bytes": mem["median"],
             "peak_memory_spread": mem,
             "model_flops_per_step": flops,
@@ -324,6 +327,7 @@ def changes(
             continue
         for metric, up, down in (
             ("tokens_per_second", "faster", "slower"),
+            ("cpu_seconds_per_step", "more CPU time", "less CPU time"),
             ("peak_memory_bytes", "more memory", "less memory"),
         ):
             change = stats.paired_change(
