@@ -112,9 +112,9 @@ def _logsumexp(tiles: _Tiles, targets: Tensor) -> tuple[Tensor, Tensor]:
     for vocab, tokens in tiles:
         z = tiles.logits(vocab, tokens)
         t = targets[tokens] - vocab.start
-        inside = ((t >= 0) & (t < z.shape[1])).nonzero().squeeze(-1)
-        if inside.numel():
-            target[tokens.start + inside] = z[inside, t[inside]]
+        inside = (t >= 0) & (t < z.shape[1])  # a mask, not indices: no device sync on a GPU
+        found = z.gather(1, t.clamp(0, z.shape[1] - 1)[:, None]).squeeze(1)
+        target[tokens] = torch.where(inside, found, target[tokens])
         top = z.amax(-1)
         block = z.sub_(top[:, None]).exp_().sum(-1).log_().add_(top)
         lse[tokens] = torch.logaddexp(lse[tokens], block)
