@@ -361,6 +361,10 @@ def run_contender(spec: dict[str, Any], contender: str, workdir: Path) -> dict[s
         use_cpu=not cuda,
         dataloader_num_workers=0,
         deepspeed=_deepspeed_config(spec["pairs_per_step"]) if spec["zero3"] else None,
+        gradient_checkpointing=spec.get("gradient_checkpointing", False),
+        gradient_checkpointing_kwargs={"use_reentrant": False}
+        if spec.get("gradient_checkpointing")
+        else None,
     )
     tokenizer = word_tokenizer(spec["model"]["vocab_size"])
     if repro:

@@ -72,6 +72,7 @@ class Preset:
     contenders: tuple[str, ...]
     lengths: dict[str, float]
     requires_gpu: bool = False
+    gradient_checkpointing: bool = False  # for every contender (the real settings use it)
 
     def spec(self) -> dict[str, Any]:
         """The preset as data, for the worker (which may run another revision's code)."""
