@@ -141,6 +141,7 @@ def tables(report: dict[str, Any]) -> list:
             "kind",
             "model GFLOP/s",
             "MFU",
+            "MFU by CPU time",
             "load 1 min",
         ],
         [
@@ -153,6 +154,7 @@ def tables(report: dict[str, Any]) -> list:
                 r["peak_memory_kind"],
                 f"{r['model_flops_per_second'] / 1e9:.1f}",
                 f"{r['mfu']:.1%}" if "mfu" in r else "-",
+                f"{r['mfu_cpu_time']:.1%}" if "mfu_cpu_time" in r else "-",
                 _load(r),
             )
             for r in results

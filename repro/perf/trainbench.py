@@ -223,7 +223,9 @@ def run(
             "revision": against,
             "commit": other.commit,
             "working": revisions.working(),
-            "results": summarize(preset, runs[against], peak_flops(peaks)),
+            "results": summarize(
+                preset, runs[against], peak_flops(peaks), peak_flops(peaks, "flops_per_cpu_second")
+            ),
         }
         out["changes"] = changes(runs[WORKING], runs[against])
     return out
@@ -232,13 +234,22 @@ def run(
 # ---------------------------------------------------------------------------- the report
 
 
-def peak_flops(peaks: list[dict[str, Any]]) -> float | None:
+def peak_flops(peaks: list[dict[str, Any]], key: str = "flops") -> float | None:
     """The higher of the two measurements: load only ever lowers it."""
-    return max((p["flops"] for p in peaks), default=None)
+    return max((p[key] for p in peaks if p.get(key)), default=None)
 
 
-def summarize(preset: Preset, runs: dict[str, list[dict[str, Any]]], peak: float | None) -> dict[str, Any]:
-    """Per contender: medians over rounds with their spread, model FLOP/s and MFU, phases."""
+def summarize(
+    preset: Preset,
+    runs: dict[str, list[dict[str, Any]]],
+    peak: float | None,
+    peak_per_cpu_second: float | None = None,
+) -> dict[str, Any]:
+    """Per contender: medians over rounds with their spread, model FLOP/s and MFU, phases.
+
+    `mfu_cpu_time`: model FLOPs per CPU second over the peak's FLOPs per CPU second: with one
+    thread (OMP_NUM_THREADS=1) what a core achieves however busy the machine; with more it
+    also counts threads spinning at barriers, which rises with the load."""
     flops = train_worker.model_flops(preset.spec(), train_worker.workload_pairs(preset.spec()))
     per_step = sum(flops.values())
     results = {}
@@ -270,6 +281,8 @@ def summarize(preset: Preset, runs: dict[str, list[dict[str, Any]]], peak: float
         }
         if peak:
             result["mfu"] = result["model_flops_per_second"] / peak
+        if peak_per_cpu_second and cpu["median"] > 0:
+            result["mfu_cpu_time"] = per_step / cpu["median"] / peak_per_cpu_second
         if "gpu" in first:
             datasheet = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in first["gpu"]), None)
             if datasheet and preset.dtype == "bfloat16":
@@ -290,7 +303,7 @@ def report(
     peaks: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     peak = peak_flops(peaks or [])
-    results = summarize(preset, runs, peak)
+    results = summarize(preset, runs, peak, peak_flops(peaks or [], "flops_per_cpu_second"))
     ratios = []
     for label, a, b in RATIOS:
         if a in results and b in results:
@@ -309,7 +322,11 @@ def report(
         "description": preset.description,
         "machine": machine(),
         "load": load.summary(readings or []),
-        "matmul_peak": {"flops": peak, "measurements": peaks or []},
+        "matmul_peak": {
+            "flops": peak,
+            "flops_per_cpu_second": peak_flops(peaks or [], "flops_per_cpu_second"),
+            "measurements": peaks or [],
+        },
         "results": results,
         "ratios": ratios,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
