@@ -195,6 +195,7 @@ def run(
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     readings: list[dict[str, Any]] = []  # load averages around each contender, read here
     total = len(jobs) + 2
+    here = revisions.working() if against else None  # before the runs: what they measured
     with revisions.checkout(against) if against else nullcontext() as other:
         trees = {WORKING: paths.ROOT} | ({against: other.path} if other else {})
         if progress:
@@ -222,7 +223,7 @@ def run(
         out["against"] = {
             "revision": against,
             "commit": other.commit,
-            "working": revisions.working(),
+            "working": here,
             "results": summarize(
                 preset, runs[against], peak_flops(peaks), peak_flops(peaks, "flops_per_cpu_second")
             ),
