@@ -3,9 +3,11 @@
 Oracles and tolerances:
 - Chunked vs plain log-probs (repro.train.logprobs: full B x T x V logits, fp32 log_softmax, the
   path checked against TRL and the SimPO repo in test_trainer_parity / test_losses_parity):
-  per-sequence sums and every parameter gradient within 1e-5 absolute (fp32), for chunk
-  sizes that divide the token count, do not, and exceed it; with Gemma-2's final logit
-  softcapping and with a biased head.
+  per-sequence sums and every parameter gradient within 1e-5 absolute (fp32), for tiles whose
+  token and vocabulary sizes divide the counts, do not, and exceed them (several token tiles
+  per vocabulary block: the head's gradient accumulated across them; a partial last block);
+  with Gemma-2's final logit softcapping, with a biased head, and with the head tied to the
+  input embeddings (SmolLM2): the one weight's gradient is the head's plus the embedding's.
 - Liger 0.8.5's fused linear SimPO loss (compute_nll_loss=False, compiled=False), an
   independent chunked implementation: the SimPO loss and head/hidden gradients from our
   chunked log-probs match within Liger's own fp32 tolerance (atol 1e-5, rtol 5e-4).
@@ -13,21 +15,32 @@ Oracles and tolerances:
   sdpa): the same sums within 1e-5 and gradients within 1e-5.
 - The ZeRO-3 path (lm_head partitioned across 2 processes) is covered end to end by
   tests/test_train.py (padded and packed curves equal within 1e-4) and tests/test_trainer_parity.py.
-- `repro bench train --preset smoke`: every contender runs and the report holds its ratios;
-  speed and memory targets are measured by the benchmark, never asserted here.
+- `repro bench train --preset smoke`: every contender runs and the report holds its ratios,
+  model FLOP/s and MFU against the matrix-multiply peak measured in the same run, and where
+  repro's step time goes; `--against HEAD` runs the committed tree's code (a temporary git
+  worktree) beside the working tree's and reports the change. Speed and memory targets are
+  measured by the benchmark, never asserted here.
+- The change's band (repro.perf.stats): the 95% t-interval on paired log-ratios, checked
+  against scipy's t quantiles and a hand computation.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from repro.perf import trainbench
-from repro.train import chunked, losses, packing
+from repro import paths
+from repro.errors import ReproError
+from repro.perf import stats, trainbench
+from repro.train import chunked, head_tiles, losses, packing
+from repro.train.head_tiles import Tile
 from repro.train.logprobs import sequence_logps as plain_logps
 from repro.train.trainer import PairCollator
 
@@ -45,9 +58,16 @@ SHAPE = {
 }
 
 
-def llama(attn: str = "sdpa") -> LlamaForCausalLM:
+def llama(attn: str = "sdpa", tied: bool = False) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(**SHAPE, attn_implementation=attn)).float()
+    config = LlamaConfig(**SHAPE, attn_implementation=attn, tie_word_embeddings=tied)
+    return LlamaForCausalLM(config).float()
+
+
+def tied_llama() -> LlamaForCausalLM:
+    model = llama(tied=True)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    return model
 
 
 def gemma2() -> Gemma2ForCausalLM:
@@ -78,8 +98,13 @@ def grads(model, loss) -> list[torch.Tensor]:
     return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
 
 
-@pytest.mark.parametrize("build", [llama, gemma2], ids=["llama", "gemma2-softcap"])
-@pytest.mark.parametrize("chunk", [1, 7, 16, 10_000])
+# An int: tokens per tile over the whole vocabulary (300). Tiles: 7 tokens x 64 entries (4 full
+# blocks and one of 44, 5 token tiles per block), 16 x 299 (a block of one entry), one tile.
+CHUNKS = [1, 7, 16, 10_000, Tile(7, 64), Tile(16, 299), Tile(10_000, 10_000)]
+
+
+@pytest.mark.parametrize("build", [llama, gemma2, tied_llama], ids=["llama", "gemma2-softcap", "llama-tied"])
+@pytest.mark.parametrize("chunk", CHUNKS, ids=str)
 def test_chunked_matches_full_logits(build, chunk):
     model, batch = build(), padded_batch()
     ours = chunked.sequence_logps(model, batch, chunk=chunk)
@@ -99,7 +124,7 @@ def test_chunked_head_with_bias_matches_autograd():
     bias = torch.randn(50, generator=g, requires_grad=True)
     targets = torch.randint(0, 50, (13,), generator=g)
     upstream = torch.randn(13, generator=g)
-    ours = chunked.ChunkedHeadLogps.apply(hidden, weight, bias, targets, 4, 3.0)
+    ours = chunked.ChunkedHeadLogps.apply(hidden, weight, bias, targets, Tile(4, 16), 3.0)
     mine = torch.autograd.grad((ours * upstream).sum(), (hidden, weight, bias))
     z = torch.nn.functional.linear(hidden, weight, bias)
     z = torch.tanh(z / 3.0) * 3.0
@@ -119,7 +144,7 @@ def test_chunked_head_in_bf16_matches_autograd_within_bf16_resolution():
     weight = torch.randn(100, 16, generator=g).bfloat16().requires_grad_()
     targets = torch.randint(0, 100, (40,), generator=g)
     upstream = torch.randn(40, generator=g)
-    ours = chunked.ChunkedHeadLogps.apply(hidden, weight, None, targets, 7, None)
+    ours = chunked.ChunkedHeadLogps.apply(hidden, weight, None, targets, Tile(7, 32), None)
     mine = torch.autograd.grad((ours * upstream).sum(), (hidden, weight))
     theirs = (hidden @ weight.t()).float().log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
     ref = torch.autograd.grad((theirs * upstream).sum(), (hidden, weight))
@@ -130,12 +155,78 @@ def test_chunked_head_in_bf16_matches_autograd_within_bf16_resolution():
         torch.testing.assert_close(a.float(), b.float(), rtol=1e-2, atol=2e-2)
 
 
+def test_chunked_head_without_scored_tokens_gives_zero_sums_and_no_nan():
+    """A micro-batch whose labels are all -100: sums and counts 0, gradients finite."""
+    model, batch = llama(), padded_batch()
+    batch["labels"] = torch.full_like(batch["labels"], -100)
+    stats = chunked.sequence_logps(model, batch, chunk=Tile(7, 64))
+    assert torch.equal(stats.sum, torch.zeros(4)) and torch.equal(
+        stats.count, torch.zeros(4, dtype=torch.long)
+    )
+    hidden = torch.randn(0, 8, requires_grad=True)
+    weight = torch.randn(50, 8, requires_grad=True)
+    out = chunked.ChunkedHeadLogps.apply(
+        hidden, weight, None, torch.zeros(0, dtype=torch.long), Tile(4, 16), None
+    )
+    _, grad_w = torch.autograd.grad(out.sum() + 0 * weight.sum(), (hidden, weight))
+    assert torch.equal(grad_w, torch.zeros_like(weight))
+
+
+def test_head_tile_is_measured_once_per_machine_and_shape(monkeypatch, tmp_path):
+    """The first call measures every candidate and caches the pick under $REPRO_CACHE; the
+    next reads it without measuring; a head too small to matter is one whole-vocabulary tile."""
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path))
+    monkeypatch.setattr(head_tiles, "CANDIDATES", {"cpu": [Tile(8, 64), Tile(32, 128)]})
+    monkeypatch.setattr(head_tiles, "SMALL_HEAD", 16 * 100)
+    calls = []
+    real = head_tiles.measure
+
+    def measure(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(head_tiles, "measure", measure)
+    cpu = torch.device("cpu")
+    first = head_tiles.choose(16, 300, torch.float32, cpu, chunked.ChunkedHeadLogps)
+    assert first in (Tile(8, 64), Tile(32, 128)) and len(calls) == 1
+    assert (
+        head_tiles.choose(16, 300, torch.float32, cpu, chunked.ChunkedHeadLogps) == first and len(calls) == 1
+    )  # cached
+    entry = json.loads((tmp_path / head_tiles.CACHE_NAME).read_text())
+    (record,) = entry.values()
+    assert set(record["seconds"]) == {"8x64", "32x128"} and (record["tokens"], record["vocab"]) == (
+        first.tokens,
+        first.vocab,
+    )
+    assert (
+        head_tiles.choose(16, 301, torch.float32, cpu, chunked.ChunkedHeadLogps) and len(calls) == 2
+    )  # another shape: measured
+    assert (
+        head_tiles.choose(4, 100, torch.float32, cpu, chunked.ChunkedHeadLogps) == Tile(1024, 100)
+        and len(calls) == 2
+    )  # small
+    monkeypatch.setenv("REPRO_HEAD_TILE", "16x32")  # set by hand: no measurement
+    assert (
+        head_tiles.choose(16, 999, torch.float32, cpu, chunked.ChunkedHeadLogps) == Tile(16, 32)
+        and len(calls) == 2
+    )
+    monkeypatch.setenv("REPRO_HEAD_TILE", "16 by 32")
+    with pytest.raises(ReproError, match="TOKENSxVOCAB"):
+        head_tiles.choose(16, 999, torch.float32, cpu, chunked.ChunkedHeadLogps)
+
+
+def test_head_tile_pick_prefers_the_larger_of_near_equal_tiles():
+    timings = {Tile(1024, 4096): 1.01, Tile(256, 1024): 0.99, Tile(256, 2048): 1.0, Tile(1024, 8192): 1.5}
+    assert head_tiles.pick(timings) == Tile(1024, 4096)  # within 3% of the fastest: fewer tiles
+    assert head_tiles.pick({Tile(1024, 4096): 1.2, Tile(256, 1024): 1.0}) == Tile(256, 1024)
+
+
 def test_chunked_simpo_matches_liger_fused_loss():
     liger = pytest.importorskip("liger_kernel.chunked_loss")
     model, batch = llama(), padded_batch(seed=3)
     beta, gamma = 2.0, 1.0
     # Ours: chunked log-probs through the model, SimPO on per-token means.
-    stats = chunked.sequence_logps(model, batch, chunk=7)
+    stats = chunked.sequence_logps(model, batch, chunk=Tile(7, 64))
     half = stats.sum.shape[0] // 2
     mean = stats.sum / stats.count
     ours = losses.simpo_loss(mean[:half], mean[half:], beta=beta, gamma_beta_ratio=gamma / beta).mean()
@@ -226,11 +317,24 @@ def test_bench_train_smoke(cli, tmp_path):
     assert all(len(r["before"]) == 3 and len(r["after"]) == 3 for r in readings)
     assert isinstance(report["load"]["busy"], bool) and report["load"]["cores"] == os.cpu_count()
     assert all(len(r["load_before"]) == 3 for r in report["results"].values())
+    # model FLOP/s against the matrix-multiply peak measured in this run (issue 35, section 3)
+    assert report["matmul_peak"]["flops"] > 1e9 and len(report["matmul_peak"]["measurements"]) == 2
+    for name, result in report["results"].items():
+        assert 0 < result["mfu"] < 1 and result["model_flops_per_step"]["head"] > 0
+        phases = result["phases"]
+        assert phases["step"] > 0 and phases["forward_backward"] <= phases["step"]
+        if name.startswith("repro"):  # where the step's time goes
+            assert {"body", "head", "loss", "optimizer", "data"} <= set(phases)
+            parts = phases["body"] + phases["head"] + phases["loss"] + phases["optimizer"] + phases["other"]
+            assert math.isclose(parts, phases["step"], rel_tol=0.05)
 
 
 @pytest.mark.e2e
-def test_bench_train_zero3_path(cli, tmp_path):
-    """The GPU preset's path (DeepSpeed ZeRO-3 in one process, tied head) on CPU."""
+def test_bench_train_zero3_path(cli, tmp_path, monkeypatch):
+    """The GPU preset's path (DeepSpeed ZeRO-3 in one process, tied head) on CPU, the head in
+    tiles of 16 tokens x 96 entries (11 vocabulary blocks, the last partial) around the
+    gathered weight."""
+    monkeypatch.setenv("REPRO_HEAD_TILE", "16x96")
     out = tmp_path / "bench.json"
     proc = cli("bench", "train", "--preset", "smoke-zero3", "--output", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -239,6 +343,90 @@ def test_bench_train_zero3_path(cli, tmp_path):
     for result in report["results"].values():
         assert (result["engine"], result["zero_stage"]) == ("DeepSpeedEngine", 3)
     assert "ZeRO-3" in proc.stdout and "ratios" in proc.stdout
+    assert "where repro-simpo's step time goes" in proc.stdout
+
+
+@pytest.mark.e2e
+def test_bench_train_against_a_revision(cli, tmp_path):
+    """--against HEAD on the smoke preset (one contender, one round): the committed tree's code
+    runs from a temporary worktree beside the working tree's, and the report sets them side by side."""
+    head = subprocess.run(["git", "-C", str(paths.ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    out = tmp_path / "bench.json"
+    args = ["--preset", "smoke", "--contenders", "repro-simpo", "--against", "HEAD", "--rounds", "1"]
+    proc = cli("bench", "train", *args, "--output", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    other = report["against"]
+    assert other["commit"] == head.stdout.strip() and set(other["results"]) == {"repro-simpo"}
+    sides = [(r["contender"], r["side"]) for r in report["load"]["readings"]]
+    assert sides == [("repro-simpo", "working"), ("repro-simpo", "HEAD")]  # A then B in round 0
+    # each side imported its own tree's repro
+    assert report["results"]["repro-simpo"]["repro_path"] == str(paths.ROOT)
+    assert "repro-against-" in other["results"]["repro-simpo"]["repro_path"]
+    assert not Path(other["results"]["repro-simpo"]["repro_path"]).exists()  # the worktree is gone
+    changes = {c["metric"]: c for c in report["changes"]}
+    assert set(changes) == {"tokens_per_second", "cpu_seconds_per_step", "peak_memory_bytes"}
+    assert all(c["verdict"].startswith("one round") and c["ratio"] > 0 for c in changes.values())
+    assert "working tree against HEAD" in proc.stdout
+
+
+def test_bench_train_against_an_unknown_revision_is_one_line(cli):
+    proc = cli("bench", "train", "--preset", "smoke", "--against", "no-such-revision-35")
+    assert proc.returncode != 0 and proc.stderr.strip().count("\n") == 0
+    assert "no-such-revision-35" in proc.stderr
+
+
+def test_bench_memory_segments_get_their_own_peaks():
+    """The worker's per-segment peak RSS: 256 MiB touched in one segment shows there and in the
+    overall peak, not in the segment after it (the high-water mark is reset between them)."""
+    from repro.perf.train_worker import Memory
+
+    memory = Memory()
+    if not memory.enabled:
+        pytest.skip("/proc/self/clear_refs is not writable here")
+    memory.enter("big")
+    block = torch.ones(2**26)  # 256 MiB, touched
+    del block
+    memory.enter("small")
+    memory.enter(None)
+    assert memory.peaks["big"] - memory.peaks["small"] > 200 * 2**20
+    assert memory.peak() >= memory.peaks["big"]
+
+
+def test_bench_schedule_interleaves_revisions_and_alternates_order():
+    jobs = trainbench.schedule(("a", "b"), 2, against="REV")
+    assert [(j.round, j.contender, j.side) for j in jobs] == [
+        (0, "a", "working"), (0, "a", "REV"), (0, "b", "working"), (0, "b", "REV"),
+        (1, "b", "REV"), (1, "b", "working"), (1, "a", "REV"), (1, "a", "working"),
+    ]  # fmt: skip
+    assert [j.contender for j in trainbench.schedule(("a", "b"), 2)] == ["a", "b", "b", "a"]
+
+
+def test_paired_change_band_and_verdict():
+    """Oracle: scipy's Student t quantile and the interval computed by hand on the log-ratios."""
+    scipy_stats = pytest.importorskip("scipy.stats")
+    new, old = [110.0, 121.0, 112.0, 118.0], [100.0, 104.0, 99.0, 101.0]
+    logs = [math.log(a / b) for a, b in zip(new, old, strict=True)]
+    mean = sum(logs) / 4
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / 3)
+    half = scipy_stats.t.ppf(0.975, 3) * sd / 2
+    change = stats.paired_change(new, old)
+    assert math.isclose(change["ratio"], math.exp(mean))
+    assert math.isclose(change["low"], math.exp(mean - half), rel_tol=1e-4)
+    assert math.isclose(change["high"], math.exp(mean + half), rel_tol=1e-4)
+    assert stats.verdict(change, "faster", "slower") == "faster"
+    noisy = stats.paired_change([100.0, 93.0, 108.0], [100.0, 100.0, 100.0])
+    assert (
+        noisy["low"] < 1 < noisy["high"]
+        and stats.verdict(noisy, "faster", "slower") == "no change beyond noise"
+    )
+    worse = stats.paired_change([90.0, 91.0, 89.0], [100.0, 100.0, 100.0])
+    assert stats.verdict(worse, "faster", "slower") == "slower"
+    assert stats.verdict(stats.paired_change([1.0], [2.0]), "faster", "slower").startswith("one round")
+    for df in range(1, 31):  # the table of quantiles
+        assert math.isclose(stats.T95[df - 1], scipy_stats.t.ppf(0.975, df), abs_tol=6e-4)
 
 
 def test_bench_load_summary_says_when_the_machine_was_busy(monkeypatch):

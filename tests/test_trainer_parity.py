@@ -26,6 +26,7 @@ import torch
 from repro import tiny
 from repro.data import tokenizers
 from repro.train import chunked, objectives
+from repro.train.head_tiles import Tile
 from repro.train.logprobs import sequence_logps, split_pairs
 from repro.train.objectives import Inputs, SequenceLogps
 
@@ -84,9 +85,9 @@ def grads_of(model, loss) -> list[torch.Tensor]:
 def logps(model, ids, attention, completion_mask, *, grad: bool, path: str = "plain") -> SequenceLogps:
     labels = ids.masked_fill(completion_mask == 0, -100)
     with torch.set_grad_enabled(grad):
-        if path == "chunked":  # 5 tokens per chunk: several chunks, the last one partial
+        if path == "chunked":  # tiles of 5 tokens x 32 entries: several of each, the last ones partial
             batch = {"input_ids": ids, "attention_mask": attention, "labels": labels}
-            return chunked.sequence_logps(model, batch, chunk=5)
+            return chunked.sequence_logps(model, batch, chunk=Tile(5, 32))
         return sequence_logps(model(input_ids=ids, attention_mask=attention, use_cache=False).logits, labels)
 
 
