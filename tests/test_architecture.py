@@ -17,9 +17,10 @@ PACKAGE = paths.ROOT / "repro"
 # The layers, lowest first: a module may import its own layer and the layers below it, never one
 # above. A name stands for the module and everything under it.
 LAYERS: list[set[str]] = [
-    # foundations: one-line errors, where things are, JSON files, strict records, progress, hashes, user paths
+    # foundations: one-line errors, where things are, JSON files, strict records, progress, hashes,
+    # user paths, the tests' pauses
     {"repro", "repro.errors", "repro.paths", "repro.io", "repro.records", "repro.progress", "repro.hashing",
-     "repro.userpaths", "repro.filesystems"},
+     "repro.userpaths", "repro.filesystems", "repro.pauses"},
     # data: preference pairs, tokenizers, chat templates, the BOS guard; the toy setting built on them
     {"repro.data", "repro.tiny"},
     # config: methods, settings, their resolution into the typed run config, generation configs

@@ -75,7 +75,7 @@ def test_killed_run_resumes_to_identical_weights(env):
     proc = subprocess.Popen(
         [str(REPRO), *args, "--results", str(killed)],
         start_new_session=True,
-        env={**os.environ, "REPRO_TEST_STEP_SLEEP": "0.4"},
+        env={**os.environ, "REPRO_TEST_PAUSE": "train.step=0.4"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

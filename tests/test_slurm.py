@@ -230,9 +230,9 @@ def test_tiny_sweep_pipeline_survives_preemption(cluster, cli, tmp_path, monkeyp
             "squeue", "-h", "-o", "JobId=%i"
         )
 
-        monkeypatch.setenv("REPRO_TEST_STEP_SLEEP", "0.2")  # time to signal a run mid-training
+        monkeypatch.setenv("REPRO_TEST_PAUSE", "train.step=0.2")  # time to signal a run mid-training
         proc = cli(*sweep, "--max-parallel", "2", "--results", str(results), "--format", "json")
-        monkeypatch.delenv("REPRO_TEST_STEP_SLEEP")
+        monkeypatch.delenv("REPRO_TEST_PAUSE")
         assert proc.returncode == 0, proc.stderr
         info = json.loads(proc.stdout)
         jobs = info["jobs"]

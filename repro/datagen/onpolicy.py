@@ -23,13 +23,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from repro import hashing, io
+from repro import hashing, io, pauses
 from repro.config.settings import get_setting
 from repro.data import bosguard, preference, tokenizers
 from repro.datagen import reward
@@ -40,7 +39,6 @@ from repro.progress import Progress
 
 SEEDS = (13, 21, 42, 79, 100)
 DEFAULT_PROMPTS = "HuggingFaceH4/ultrafeedback_binarized:train_prefs"
-_TEST_SLEEP = float(os.environ.get("REPRO_TEST_STEP_SLEEP", "0"))  # never set in real runs
 
 
 @dataclass
@@ -189,8 +187,7 @@ def generate_seed(
         )
         new = backend.generate(chunk, decoding)
         io.append_jsonl(path, [{"i": start + k, "text": t} for k, t in enumerate(new)])
-        if _TEST_SLEEP:  # kill-and-resume tests: time to kill mid-seed
-            time.sleep(_TEST_SLEEP)
+        pauses.pause("onpolicy.batch")  # kill-and-resume tests only: time to kill mid-seed
         outputs += new
         start += len(chunk)
         if progress:

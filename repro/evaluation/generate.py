@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from repro import pauses
 from repro.errors import ReproError
 from repro.evaluation import beam
 
@@ -257,7 +258,7 @@ class TransformersBackend(Backend):
             for k, ids in enumerate(batch):
                 done(start + k, ids)
             outputs += batch
-            _test_pause()
+            pauses.pause("generate.batch")
         return outputs
 
     def _generate(self, rows, decoding: Decoding, stops: frozenset[int]) -> list[list[int]]:
@@ -660,15 +661,6 @@ def model_dtype(model_path: str, dtype: str, device: str) -> str:
     if device == "cpu" and found == "float16":
         return "float32"
     return found
-
-
-def _test_pause() -> None:
-    """Kill-and-resume tests: time to kill a generation between batches."""
-    pause = float(os.environ.get("REPRO_TEST_GENERATION_PAUSE", "0") or 0)
-    if pause:
-        import time
-
-        time.sleep(pause)
 
 
 BACKENDS = ("transformers", "vllm")
