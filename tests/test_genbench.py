@@ -23,14 +23,14 @@ def test_cpu_long_builds_a_model_whose_answers_do_not_stop_early(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from repro.evaluation import generate
-    from repro.evaluation.generate import Decoding
+    from repro.evaluation import generation
+    from repro.evaluation.generation.decoding import Decoding
 
     preset = genbench.get_preset("cpu-long")
     model, ids = genbench.prepare(preset, tmp_path)
     policy = AutoModelForCausalLM.from_pretrained(model)
     assert policy.config.max_position_embeddings == 1024
     assert torch.count_nonzero(policy.lm_head.weight[policy.config.eos_token_id]) == 0
-    backend = generate.backend("transformers", str(model), batch_size=8)
+    backend = generation.backend("transformers", str(model), batch_size=8)
     completions = backend.complete(ids[:8], Decoding("beam1", 96), lambda i, c: None)
     assert [len(c) for c in completions] == [96] * 8

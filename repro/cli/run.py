@@ -37,7 +37,7 @@ from repro.cli.common import (
 from repro.config.methods import SearchGrid, search_grid
 from repro.config.options import ConfigOptions
 from repro.errors import ReproError, UsageError
-from repro.evaluation import benchmarks, generate
+from repro.evaluation import benchmarks, generation
 from repro.evaluation.judge.spec import Judge
 from repro.evaluation.options import EvalOptions
 
@@ -120,7 +120,7 @@ def run_cmd(
         key_env=judge_key_env,
         concurrency=concurrency,
     )
-    generate.check_backend(backend)  # a usage error before anything runs (dry runs too)
+    generation.check_backend(backend)  # a usage error before anything runs (dry runs too)
     if slurm_cli.check_launcher(launcher, submit):
         slurm_cli.launch(
             [(config, {})], results=results, benches=benches, judge=spec, limit=limit, backend=backend,

@@ -23,8 +23,8 @@ from repro.config import evalconfig
 from repro.config.resolution import evaluation_plan
 from repro.config.runconfig import EvalPlan
 from repro.errors import ReproError
-from repro.evaluation import answering, benchmarks, generate
-from repro.evaluation.generate import Decoding
+from repro.evaluation import answering, benchmarks, generation
+from repro.evaluation.generation.decoding import Decoding
 from repro.evaluation.judge import client, identity
 from repro.evaluation.judge.cache import JudgmentCache
 from repro.evaluation.judge.gateway import serve
@@ -95,7 +95,7 @@ class _OnDemand:
         if attr.startswith("_"):
             raise AttributeError(attr)
         if self._engine is None:
-            self._engine = generate.backend(self.name, self.model_path, tokenizer=self.tokenizer)
+            self._engine = generation.backend(self.name, self.model_path, tokenizer=self.tokenizer)
             self._engine.fingerprint = self.fingerprint
         return getattr(self._engine, attr)
 
@@ -103,7 +103,7 @@ class _OnDemand:
 def _engine(name: str, model_path: str, tokenizer, *, lazy: bool):
     if lazy:
         return _OnDemand(name, model_path, tokenizer)
-    engine = generate.backend(name, model_path, tokenizer=tokenizer)
+    engine = generation.backend(name, model_path, tokenizer=tokenizer)
     engine.fingerprint = answering.fingerprint(model_path)
     return engine
 
@@ -154,7 +154,7 @@ class Evaluation:
         self.answerer = answering.Answerer(output, allow_double_bos=options.allow_double_bos)
         lazy = self.stage == "judge"
         if options.server:  # the evaluated model comes from the server; a tiny reference model stays local
-            from repro.evaluation.server import ServerBackend
+            from repro.evaluation.generation.server_backend import ServerBackend
 
             self.generator = ServerBackend(
                 options.server, tokenizer=self.tokenizer, key_env=options.server_key_env

@@ -229,9 +229,9 @@ def generate(
     max_new_tokens: int | None = None,
     bos: str = "single",
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Generate every item's answer with `generator` (repro.evaluation.generate); returns the ZeroEval
+    """Generate every item's answer with `generator` (repro.evaluation.generation); returns the ZeroEval
     result items and the generation record (decoding, BOS plan)."""
-    from repro.evaluation.generate import Decoding
+    from repro.evaluation.generation.decoding import Decoding
 
     prompts = [prompt(tokenizer, task, item) for item in items]
     plan = bos_plan(tokenizer, prompts, bos)

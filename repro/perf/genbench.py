@@ -31,8 +31,9 @@ from repro.config import evalconfig
 from repro.config.validate import read_yaml
 from repro.data import tokenizers
 from repro.errors import ReproError, unknown
-from repro.evaluation import generate
-from repro.evaluation.generate import Decoding
+from repro.evaluation import generation
+from repro.evaluation.generation import base
+from repro.evaluation.generation.decoding import Decoding
 from repro.perf.trainbench import machine
 from repro.train.launch import TINY_MODEL
 
@@ -84,7 +85,7 @@ def prepare(preset: Preset, folder: Path) -> tuple[Path, list[list[int]]]:
     texts = [
         template.replace("{instruction}", instructions[i % len(instructions)]) for i in range(preset.prompts)
     ]
-    ids = generate.encode(tokenizers.load(str(model)), texts, add_special_tokens=False)
+    ids = base.encode(tokenizers.load(str(model)), texts, add_special_tokens=False)
     return model, ids
 
 
@@ -117,7 +118,7 @@ def run_backend(
     kwargs: dict[str, Any] = (
         {"batch_size": preset.transformers_batch_size} if backend_name == "transformers" else {}
     )
-    backend = generate.backend(backend_name, str(model), **kwargs)
+    backend = generation.backend(backend_name, str(model), **kwargs)
     result: dict[str, Any] = {
         "backend": backend_name,
         "startup_seconds": time.perf_counter() - start,

@@ -8,7 +8,7 @@ from pathlib import Path
 from repro.config.settings import get_setting
 from repro.data import bosguard
 from repro.errors import ReproError
-from repro.evaluation import benchmarks, generate, runner
+from repro.evaluation import benchmarks, generation, runner
 from repro.evaluation.judge.spec import Judge
 from repro.evaluation.options import EvalOptions
 from repro.progress import Progress
@@ -30,7 +30,7 @@ def evaluate(
     evaluate, refuse a failed BOS check unless allowed, and write the result."""
     target = runner.Target.of_setting(get_setting(setting))
     benches = benchmarks.parse(bench, target.plan)
-    generate.check_backend(options.backend)  # an unknown engine is a usage error, as for repro run
+    generation.check_backend(options.backend)  # an unknown engine is a usage error, as for repro run
     checks = [preflight.writable(output, "--output")]
     if benchmarks.judged(benches):
         checks.append(preflight.judge_check(judge))

@@ -23,7 +23,7 @@ from typing import Any
 from repro.config import evalconfig
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
-from repro.evaluation import generate
+from repro.evaluation import generation
 from repro.evaluation.judge.backends import url_problem
 from repro.train import trackers
 from repro.train.launch import cuda_available
@@ -185,7 +185,7 @@ def _trackers(config: RunConfig) -> Check:
 
 def backend_check(backend: str) -> Check:
     try:
-        generate.check_backend(backend)
+        generation.check_backend(backend)
     except ReproError as exc:
         return Check("backend", False, str(exc))
     return Check("backend", True, backend)

@@ -12,7 +12,7 @@ from repro import io, tiny
 from repro.errors import ReproError
 from repro.evaluation.benchmarks import register
 from repro.evaluation.benchmarks.base import Benchmark, Context, JudgeAccess, JudgeCost, Metric, fmt
-from repro.evaluation.generate import Decoding
+from repro.evaluation.generation.decoding import Decoding
 from repro.evaluation.scorers import alpaca_eval
 
 LC, WR = "ae2_lc", "ae2_wr"  # the headline metrics (the judging diagnosis reads WR)

@@ -13,7 +13,7 @@ from repro import io, paths, tiny
 from repro.errors import ReproError
 from repro.evaluation.benchmarks import register
 from repro.evaluation.benchmarks.base import Benchmark, Context, JudgeAccess, JudgeCost, Metric, fmt
-from repro.evaluation.generate import Decoding
+from repro.evaluation.generation.decoding import Decoding
 from repro.evaluation.scorers import arena_hard
 
 JUDGE_CONFIG = paths.EVAL / "judges" / "arena-hard-v0.1.yaml"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from repro.evaluation.generate import Decoding
+from repro.evaluation.generation.decoding import Decoding
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from repro.config.resolution import evaluation_plan
 from repro.config.settings import get_setting
 from repro.data import tokenizers
 from repro.errors import ReproError
-from repro.evaluation.generate import Decoding
+from repro.evaluation.generation.decoding import Decoding
 from repro.runs import released
 from repro.runs.diagnosis.base import Check, percent, rules, share, unknown
 from repro.runs.diagnosis.inputs import Inputs
