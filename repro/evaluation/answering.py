@@ -2,7 +2,7 @@
 
 Every benchmark's answers go through `Answerer.answers`: the prompts are tokenized once
 (`generation.base.encode`), the BOS guard checks the ids the engine will see, and generation resumes
-from the benchmark's answer file (`repro.evaluation.answers`), one line per answer as it
+from the benchmark's answer file (`repro.evaluation.answer_log`), one line per answer as it
 completes. The whole set goes to the backend in one call (vLLM and servers batch it).
 
 Prompt BOS, two cases:
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.data import served_templates
-from repro.evaluation.answers import AnswerLog, generate_resumable
+from repro.evaluation.answer_log import AnswerLog, generate_resumable
 from repro.evaluation.generation.base import Backend, encode
 from repro.evaluation.generation.bos import check_bos
 from repro.evaluation.generation.decoding import Decoding
