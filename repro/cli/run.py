@@ -34,8 +34,8 @@ from repro.cli.common import (
     path_argument,
     path_option,
 )
+from repro.config.config_options import ConfigOptions
 from repro.config.methods import SearchGrid, search_grid
-from repro.config.options import ConfigOptions
 from repro.errors import ReproError, UsageError
 from repro.evaluation import benchmarks, generation
 from repro.evaluation.judge.spec import Judge
