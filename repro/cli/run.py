@@ -38,8 +38,8 @@ from repro.config.config_options import ConfigOptions
 from repro.config.methods import SearchGrid, search_grid
 from repro.errors import ReproError, UsageError
 from repro.evaluation import benchmarks, generation
+from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
-from repro.evaluation.options import EvalOptions
 
 BENCH_HELP = "Comma-separated benchmarks (default: the setting's, see eval/generation/SETTING.yaml)."
 BenchOpt = Annotated[str | None, typer.Option("--bench", metavar="LIST", help=BENCH_HELP)]

@@ -24,12 +24,12 @@ from repro.config.resolution import evaluation_plan
 from repro.config.runconfig import EvalPlan
 from repro.errors import ReproError
 from repro.evaluation import answering, benchmarks, generation
+from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.generation.decoding import Decoding
 from repro.evaluation.judge import client, identity
 from repro.evaluation.judge.cache import JudgmentCache
 from repro.evaluation.judge.gateway import serve
 from repro.evaluation.judge.spec import Judge
-from repro.evaluation.options import EvalOptions
 from repro.evaluation.records import BenchmarkResult, EvaluationResult
 from repro.progress import Progress
 

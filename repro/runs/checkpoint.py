@@ -9,8 +9,8 @@ from repro.config.settings import get_setting
 from repro.data import bosguard
 from repro.errors import ReproError
 from repro.evaluation import benchmarks, generation, runner
+from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
-from repro.evaluation.options import EvalOptions
 from repro.progress import Progress
 from repro.runs import preflight
 from repro.runs.result import FILE, RunResult

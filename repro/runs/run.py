@@ -26,8 +26,8 @@ from repro.config import evalconfig
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
 from repro.evaluation import benchmarks, judgecost, runner
+from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
-from repro.evaluation.options import EvalOptions
 from repro.evaluation.records import EvaluationResult
 from repro.progress import Progress
 from repro.runs import plots, preflight, replicates, training, verify
