@@ -24,7 +24,7 @@ from repro.config import evalconfig
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
 from repro.evaluation import generation
-from repro.evaluation.judge.backends import url_problem
+from repro.evaluation.judge.upstream import url_problem
 from repro.train import trackers
 from repro.train.launch import cuda_available
 
