@@ -26,7 +26,7 @@ import pytest
 import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from repro.perf import trainbench
+from repro.perf import train_speed
 from repro.train import chunked, losses, packing
 from repro.train.logprobs import sequence_logps as plain_logps
 from repro.train.trainer import PairCollator
@@ -214,7 +214,7 @@ def test_bench_train_smoke(cli, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
     assert json.loads(proc.stdout) == report
-    assert set(report["results"]) == set(trainbench.CONTENDERS)  # every contender
+    assert set(report["results"]) == set(train_speed.CONTENDERS)  # every contender
     for result in report["results"].values():
         assert result["steps_timed"] == 2
         assert result["tokens_per_second"] > 0 and result["peak_memory_bytes"] > 100 * 2**20
@@ -222,7 +222,7 @@ def test_bench_train_smoke(cli, tmp_path):
     assert all(r["throughput_ratio"] > 0 and r["memory_ratio"] > 0 for r in report["ratios"])
     # the machine's load around every contender, read by the parent (issue 23, section 3)
     readings = report["load"]["readings"]
-    assert sorted(r["contender"] for r in readings) == sorted(trainbench.CONTENDERS)  # one round
+    assert sorted(r["contender"] for r in readings) == sorted(train_speed.CONTENDERS)  # one round
     assert all(len(r["before"]) == 3 and len(r["after"]) == 3 for r in readings)
     assert isinstance(report["load"]["busy"], bool) and report["load"]["cores"] == os.cpu_count()
     assert all(len(r["load_before"]) == 3 for r in report["results"].values())

@@ -9,7 +9,6 @@ import click
 import typer
 
 from repro.cli import (  # noqa: F401  (registers the commands)
-    bench,
     data,
     diagnose,
     env,
@@ -20,6 +19,7 @@ from repro.cli import (  # noqa: F401  (registers the commands)
     recipes,
     run,
     slurm,
+    speed,
     train,
     zeroeval,
 )

@@ -13,7 +13,7 @@ from repro import io, userpaths
 from repro.cli import render
 from repro.cli.common import app, format_option, path_option
 from repro.errors import unknown
-from repro.perf import genbench, trainbench
+from repro.perf import generation_speed, train_speed
 
 bench_app = typer.Typer(help="Benchmarks of repro itself against its peers.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -77,7 +77,7 @@ def bench_train_cmd(
     fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Train each contender for the preset's steps in its own process; print tokens/s, memory, ratios."""
-    the_preset = trainbench.get_preset(preset)
+    the_preset = train_speed.get_preset(preset)
     subset = None
     if contenders:
         subset = tuple(c.strip() for c in contenders.split(",") if c.strip())
@@ -85,10 +85,10 @@ def bench_train_cmd(
             if c not in the_preset.contenders:
                 raise unknown(f"contender of preset {preset}", c, the_preset.contenders)
     path = report_path(output, "train", preset)
-    trainbench.check_device(the_preset)  # before the progress bar
+    train_speed.check_device(the_preset)  # before the progress bar
     report = measure(
         preset,
-        lambda progress: trainbench.run(the_preset, rounds=rounds, contenders=subset, progress=progress),
+        lambda progress: train_speed.run(the_preset, rounds=rounds, contenders=subset, progress=progress),
     )
     show(path, report, fmt, tables(report))
     if fmt != "json" and (report.get("load") or {}).get("busy"):
@@ -143,9 +143,9 @@ def bench_generate_cmd(
     fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Generate with each backend in its own process; print tokens/s and the vLLM/transformers ratio."""
-    the_preset = genbench.get_preset(preset)
+    the_preset = generation_speed.get_preset(preset)
     path = report_path(output, "generate", preset)
-    report = measure(preset, lambda progress: genbench.run(the_preset, progress=progress))
+    report = measure(preset, lambda progress: generation_speed.run(the_preset, progress=progress))
     show(path, report, fmt, generate_tables(report))
 
 

@@ -34,7 +34,7 @@ from repro.errors import ReproError, unknown
 from repro.evaluation import generation
 from repro.evaluation.generation import base
 from repro.evaluation.generation.decoding import Decoding
-from repro.perf.trainbench import machine
+from repro.perf.train_speed import machine
 from repro.train.launch import TINY_MODEL
 
 PRESETS = paths.ROOT / "benchmarks" / "generate-presets.yaml"
@@ -160,7 +160,15 @@ def run(preset: Preset, progress=None) -> dict[str, Any]:
                 progress(k, len(preset.backends), backend)
             out = folder / f"{backend}.json"
             env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-            cmd = [sys.executable, "-m", "repro.perf.genbench", preset.name, backend, str(model), str(folder)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "repro.perf.generation_speed",
+                preset.name,
+                backend,
+                str(model),
+                str(folder),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0 or not out.exists():
                 tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
@@ -209,7 +217,7 @@ def run(preset: Preset, progress=None) -> dict[str, Any]:
 
 
 def _main(argv: list[str]) -> int:
-    """`python -m repro.perf.genbench PRESET BACKEND MODEL FOLDER`: one backend's measurements."""
+    """`python -m repro.perf.generation_speed PRESET BACKEND MODEL FOLDER`: one backend's measurements."""
     preset_name, backend, model, folder = argv
     preset = get_preset(preset_name)
     ids = json.loads((Path(folder) / "prompts.json").read_text())

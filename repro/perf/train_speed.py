@@ -382,7 +382,7 @@ def run(preset: Preset, *, rounds: int = 1, contenders: tuple[str, ...] | None =
             progress(i, len(schedule), contender)
         with tempfile.TemporaryDirectory(prefix="repro-bench-") as tmp:
             out = Path(tmp) / "result.json"
-            cmd = [sys.executable, "-m", "repro.perf.trainbench", preset.name, contender, tmp, str(out)]
+            cmd = [sys.executable, "-m", "repro.perf.train_speed", preset.name, contender, tmp, str(out)]
             before = load.averages()
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
             readings.append({"contender": contender, "before": before, "after": load.averages()})
@@ -450,7 +450,7 @@ def machine() -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    """Worker: python -m repro.perf.trainbench PRESET CONTENDER WORKDIR RESULT_JSON."""
+    """Worker: python -m repro.perf.train_speed PRESET CONTENDER WORKDIR RESULT_JSON."""
     preset_name, contender, workdir, out = argv
     preset = get_preset(preset_name)
     if preset.zero3:  # one-process "distributed" group for DeepSpeed
