@@ -19,12 +19,12 @@ pytestmark = pytest.mark.e2e  # multi-process training, generation or judging (m
 
 
 def tiny_loop():
-    """benchmarks/tiny_loop.py as a module (benchmarks/ is not a package)."""
+    """perf/tiny_loop.py as a module (perf/ is not a package)."""
     import importlib.util
 
     from repro import paths
 
-    spec = importlib.util.spec_from_file_location("tiny_loop", paths.ROOT / "benchmarks" / "tiny_loop.py")
+    spec = importlib.util.spec_from_file_location("tiny_loop", paths.ROOT / "perf" / "tiny_loop.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -55,7 +55,7 @@ def test_tiny_run_beats_its_starting_point_and_resumes(method, results, cli):
     # the synthetic arithmetic set went through the ZeroEval path (generate, result file, score)
     assert first["scores"]["gsm"] is not None and first["scores"]["mmlu"] is not None
     assert (run_dir / "eval" / "gsm" / "model.json").exists()
-    # benchmarks/tiny_loop.py reads its per-stage figures from this very output
+    # perf/tiny_loop.py reads its per-stage figures from this very output
     seconds = tiny_loop().breakdown(first, wall=999.0)
     for stage in ("train", "train.prepare", "train.processes", "train.optimizer_steps", "evaluate",
                   "evaluate.load", "generate", "judge", "score", "other"):  # fmt: skip

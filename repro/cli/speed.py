@@ -62,7 +62,7 @@ def show(path: Path, report: dict[str, Any], fmt: str, tables: list) -> None:
 @bench_app.command("train")
 def bench_train_cmd(
     preset: Annotated[
-        str, typer.Option("--preset", metavar="NAME", help="A preset of benchmarks/train-presets.yaml.")
+        str, typer.Option("--preset", metavar="NAME", help="A preset of perf/train-presets.yaml.")
     ] = "cpu-small",
     rounds: Annotated[
         int, typer.Option("--rounds", min=1, help="Runs of every contender, alternating order.")
@@ -137,7 +137,7 @@ def _load(result: dict[str, Any]) -> str:
 @bench_app.command("generate")
 def bench_generate_cmd(
     preset: Annotated[
-        str, typer.Option("--preset", help="A preset of benchmarks/generate-presets.yaml.")
+        str, typer.Option("--preset", help="A preset of perf/generate-presets.yaml.")
     ] = "cpu-tiny",
     output: ReportOpt = None,
     fmt: Annotated[str, format_option("table", "json")] = "table",

@@ -37,7 +37,7 @@ from repro.evaluation.generation.decoding import Decoding
 from repro.perf.train_speed import machine
 from repro.train.launch import TINY_MODEL
 
-PRESETS = paths.ROOT / "benchmarks" / "generate-presets.yaml"
+PRESETS = paths.ROOT / "perf" / "generate-presets.yaml"
 BACKENDS = ("transformers", "vllm")
 
 

@@ -27,7 +27,7 @@ from repro.config.validate import read_yaml
 from repro.errors import ReproError, unknown
 from repro.perf import load
 
-PRESETS = paths.ROOT / "benchmarks" / "train-presets.yaml"
+PRESETS = paths.ROOT / "perf" / "train-presets.yaml"
 CONTENDERS = (
     "repro-simpo",
     "trl-cpo-simpo",
