@@ -22,6 +22,7 @@ LC, WR = "ae2_lc", "ae2_wr"  # the headline metrics (the judging diagnosis reads
 class AlpacaEval2(Benchmark):
     name = "alpaca_eval2"
     title = "AlpacaEval 2"
+    table_order = 1
     judged = True
     published_judge = "gpt-4-1106-preview"
     cost = JudgeCost(

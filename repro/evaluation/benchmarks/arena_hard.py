@@ -37,6 +37,7 @@ def answer_records(questions: list[dict], texts: list[str], model_id: str) -> di
 class ArenaHard(Benchmark):
     name = "arena_hard"
     title = "Arena-Hard"
+    table_order = 2
     judged = True
     published_judge = "gpt-4-1106-preview"
     cost = JudgeCost(

@@ -91,6 +91,9 @@ class Benchmark:
 
     name: ClassVar[str]  # the --bench name and the folder of its outputs
     title: ClassVar[str]
+    # Where its columns stand in the published tables, compare's rows and result.json (the
+    # built-ins: 1-5); None: after those, in the order registered (a plugin's default).
+    table_order: ClassVar[int | None] = None
     metrics: ClassVar[tuple[Metric, ...]] = ()
     judged: ClassVar[bool] = False  # needs the judge (and its gateway)
     published_judge: ClassVar[str | None] = None  # who judged the paper's numbers

@@ -29,6 +29,7 @@ TEMPERATURE = {
 class MTBench(Benchmark):
     name = "mt_bench"
     title = "MT-Bench"
+    table_order = 3
     judged = True
     published_judge = "gpt-4"
     cost = JudgeCost(
