@@ -108,6 +108,17 @@ def _engine(name: str, model_path: str, tokenizer, *, lazy: bool):
     return engine
 
 
+def question_set(questions: str) -> Path | None:
+    """The folder of the question set an evaluation plan names: `repro:NAME` is eval/questions/NAME/,
+    bundled with repro; `benchmark` (None): each benchmark's own questions."""
+    if questions == "benchmark":
+        return None
+    folder = paths.EVAL / "questions" / questions.removeprefix("repro:")
+    if not folder.is_dir():
+        raise ReproError(f"question set '{questions}': no folder {folder}")
+    return folder
+
+
 class Evaluation:
     """One evaluation of one model: the context every benchmark runs in, and the loop over them."""
 
@@ -148,7 +159,8 @@ class Evaluation:
             served_templates.lookup(self.chat_template)  # an unknown name fails fast too
         self.output = output
         self.judge = judge
-        self.toy_questions = self.plan.questions == "repro:tiny"
+        self.baseline = self.plan.baseline
+        self.questions = question_set(self.plan.questions)
         self.tokenizer = tokenizers.load(options.tokenizer or model_path)
         self.model_name = Path(model_path).name if Path(model_path).exists() else model_path.split("/")[-1]
         self.answerer = answering.Answerer(output, allow_double_bos=options.allow_double_bos)
@@ -194,6 +206,11 @@ class Evaluation:
 
     def note(self, text: str) -> None:
         self.notes.append(text)
+
+    def question_set(self, entry: str) -> Path | None:
+        """The setting's own question set's `entry` (eval/questions/SET/ENTRY, in the layout of
+        the benchmark's data option), or None: the setting uses each benchmark's own questions."""
+        return self.questions / entry if self.questions else None
 
     def shared_data(self, relative: str) -> Path | None:
         """A file or folder under shared/data, when shared/ is there."""

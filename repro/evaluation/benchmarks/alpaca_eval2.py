@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from repro import io, tiny
+from repro import io
 from repro.errors import ReproError
 from repro.evaluation.benchmarks import register
 from repro.evaluation.benchmarks.base import Benchmark, Context, JudgeAccess, JudgeCost, Metric, fmt
@@ -39,17 +39,17 @@ class AlpacaEval2(Benchmark):
     def run(self, ev: Context, judge: JudgeAccess | None = None) -> dict[str, Any]:
         cfg = ev.config["alpaca_eval"]
         decoding = Decoding.alpaca_eval(cfg, max_new_tokens=ev.max_new_tokens)
-        if ev.toy_questions:
-            instructions = tiny.eval_instructions()[: ev.limit]
-            reference_outputs = None
-        else:
-            path = ev.options.alpaca_reference or ev.shared_data(
-                "alpaca_eval/reference/gpt4_1106_preview.json"
-            )
-            if not path or not Path(path).exists():
-                raise ReproError("AlpacaEval reference outputs not found: pass --alpaca-reference FILE")
-            reference_outputs = json.loads(Path(path).read_text())[: ev.limit]
-            instructions = [r["instruction"] for r in reference_outputs]
+        path = (
+            ev.options.alpaca_reference
+            or ev.question_set("alpaca_eval2.json")
+            or ev.shared_data("alpaca_eval/reference/gpt4_1106_preview.json")
+        )
+        if not path or not Path(path).exists():
+            raise ReproError("AlpacaEval reference outputs not found: pass --alpaca-reference FILE")
+        records = json.loads(Path(path).read_text())[: ev.limit]
+        instructions = [r["instruction"] for r in records]
+        # the baseline's answers: the reference file's, or the starting model's (generated below)
+        reference_outputs = None if ev.baseline == "init-model" else records
         # not str.format: instructions hold braces
         prompts = [cfg["prompt_template"].replace("{instruction}", i) for i in instructions]
         # strings with add_special_tokens, as alpaca-eval 0.6.2 gave them to vLLM

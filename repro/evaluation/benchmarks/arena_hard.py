@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from repro import io, paths, tiny
+from repro import io, paths
 from repro.errors import ReproError
 from repro.evaluation.benchmarks import register
 from repro.evaluation.benchmarks.base import Benchmark, Context, JudgeAccess, JudgeCost, Metric, fmt
@@ -60,17 +60,14 @@ class ArenaHard(Benchmark):
             max_new_tokens=ev.max_new_tokens or cfg["max_tokens"],
             stop_token_ids=cfg.get("stop_token_ids"),
         )
-        if ev.toy_questions:
-            questions = [
-                {"question_id": f"tiny-{i:03d}", "turns": [{"content": q}]}
-                for i, q in enumerate(tiny.eval_instructions()[: ev.limit])
-            ]
-            baseline = None
-        else:
-            data = ev.options.arena_hard_data or ev.shared_data("arena_hard_v0.1")
-            if data is None:
-                raise ReproError("Arena-Hard data not found: pass --arena-hard-data DIR")
-            questions = arena_hard.read_jsonl(data / "question.jsonl")[: ev.limit]
+        data = (
+            ev.options.arena_hard_data or ev.question_set("arena_hard") or ev.shared_data("arena_hard_v0.1")
+        )
+        if data is None:
+            raise ReproError("Arena-Hard data not found: pass --arena-hard-data DIR")
+        questions = arena_hard.read_jsonl(data / "question.jsonl")[: ev.limit]
+        baseline = None  # the starting model's answers (generated below), or gpt-4-0314's
+        if ev.baseline != "init-model":
             baseline = {a["question_id"]: a for a in arena_hard.read_jsonl(data / "gpt-4-0314.jsonl")}
         rendered = [ev.chat_prompt(q["turns"][0]["content"]) for q in questions]
         prompts, flags = [p for p, _ in rendered], [f for _, f in rendered]

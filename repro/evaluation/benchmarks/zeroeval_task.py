@@ -29,10 +29,9 @@ class ZeroEvalTask(Benchmark):
         return result
 
     def _run(self, ev: Context) -> dict[str, Any]:
-        if ev.toy_questions:
-            items = zeroeval.tiny_items(self.task)[: ev.limit]
-        else:
-            items = zeroeval.load_items(self.task, data_dir=ev.options.zeroeval_data, limit=ev.limit)
+        bundled = ev.question_set("zeroeval")
+        data_dir = ev.options.zeroeval_data or bundled
+        items = zeroeval.load_items(self.task, data_dir=data_dir, limit=ev.limit)
         with ev.timed("generate"):
             records, generation = zeroeval.generate(
                 ev.generator,
@@ -53,7 +52,7 @@ class ZeroEvalTask(Benchmark):
         return {
             **score.as_dict(),
             "outputs": str(path),
-            "data": "tiny synthetic arithmetic" if ev.toy_questions else "ZeroEval items",
+            "data": "the setting's question set" if data_dir and data_dir == bundled else "ZeroEval items",
             "scoring": "ZeroEval 41d0bfd",
             **generation,
             "incomplete": False,
