@@ -209,3 +209,14 @@ def test_benchmarks_use_only_what_their_context_declares():
         if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"
     }
     assert sorted(declared - offered) == []
+
+
+def test_no_central_list_names_a_built_in_benchmark_or_check():
+    """Issue 33: a built-in benchmark or a diagnosis check is one file of its package, found by
+    listing the package; neither registry names them."""
+    registry = (PACKAGE / "evaluation" / "benchmarks" / "__init__.py").read_text()
+    assert [n for n in benchmarks.names() if f'"{n}"' in registry or f"'{n}'" in registry] == []
+    folder = PACKAGE / "runs" / "diagnosis"
+    checks = {path.stem for path in folder.glob("*.py")} - {"__init__", "base", "inputs"}
+    chain = (folder / "base.py").read_text()
+    assert [c for c in checks if f'"{c}"' in chain or f"'{c}'" in chain] == []
