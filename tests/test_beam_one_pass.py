@@ -22,7 +22,7 @@ import pytest
 from beam_cases import Coverage, compare, llama3_vocab_model, tiny_model
 
 from repro.evaluation import beam, generation
-from repro.evaluation.generation.decoding import Decoding
+from repro.evaluation.generation.decoding import Decoding, beam1_searches, run_beam1
 
 VOCAB, EOS = 8, 3
 
@@ -59,10 +59,10 @@ def test_the_driver_equals_the_step_wise_search_on_a_scripted_model():
         prompts = [[seed, k] * (1 + k % 3) for k in range(10)]
         decoding.max_new_tokens = 1 + seed % 17
         limit = None if seed % 4 else 9
-        oracle = decoding.run_beam1(
+        oracle = run_beam1(
             prompts, decoding, EOS, lambda seqs: [scripted_top2(s) for s in seqs], lambda i, c: None, limit
         )
-        searches = decoding.beam1_searches(prompts, decoding, EOS, limit)
+        searches = beam1_searches(prompts, decoding, EOS, limit)
         ours = beam.search_in_rounds(prompts, searches, scripted_round, lambda i, c: None)
         assert ours == oracle, seed
         cases += len(prompts)
