@@ -27,7 +27,7 @@ from conftest import generation_prompts, make_generation_model  # noqa: E402
 
 from repro.data import tokenizers  # noqa: E402
 from repro.evaluation import generation  # noqa: E402
-from repro.evaluation.generation import base  # noqa: E402
+from repro.evaluation.generation.base import encode  # noqa: E402
 from repro.evaluation.generation.decoding import Decoding  # noqa: E402
 
 MAX = 24
@@ -123,7 +123,7 @@ def test_the_server_reports_its_model(backends):
 )
 def test_server_ids_equal_transformers(backends, decoding):
     served, hf = backends
-    ids = base.encode(hf.tokenizer, generation_prompts(), add_special_tokens=False)
+    ids = encode(hf.tokenizer, generation_prompts(), add_special_tokens=False)
     assert served.complete(ids, decoding, lambda i, c: None) == hf.complete(ids, decoding, lambda i, c: None)
 
 
@@ -132,7 +132,7 @@ def test_every_settings_beam1_decoding_equals_transformers(backends):
     from repro.config.settings import list_settings
 
     served, hf = backends
-    ids = base.encode(hf.tokenizer, generation_prompts(8), add_special_tokens=False)
+    ids = encode(hf.tokenizer, generation_prompts(8), add_special_tokens=False)
     for setting in list_settings():
         decoding = Decoding.alpaca_eval(evalconfig.generation(setting)["alpaca_eval"], max_new_tokens=MAX)
         if decoding.mode != "sample":

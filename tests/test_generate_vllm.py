@@ -30,7 +30,8 @@ from conftest import generation_prompts, make_generation_model  # noqa: E402
 
 from repro.data import bosguard, tokenizers  # noqa: E402
 from repro.evaluation import generation  # noqa: E402
-from repro.evaluation.generation import base, bos  # noqa: E402
+from repro.evaluation.generation.base import encode  # noqa: E402
+from repro.evaluation.generation.bos import check_bos  # noqa: E402
 from repro.evaluation.generation.decoding import Decoding  # noqa: E402
 
 MAX = 24
@@ -57,7 +58,7 @@ def engines(model, tokenizer):
 
 @pytest.fixture(scope="module")
 def prompt_ids(tokenizer):
-    return base.encode(tokenizer, generation_prompts(), add_special_tokens=False)
+    return encode(tokenizer, generation_prompts(), add_special_tokens=False)
 
 
 def both(engines, ids, decoding):
@@ -145,10 +146,10 @@ def test_prompts_go_in_with_exactly_one_bos(engines, tokenizer):
         vllm_backend.generate(prompts, Decoding(mode, 4))
         counts = [bosguard.leading(ids, tokenizer.bos_token_id) for ids in vllm_backend.last_prompt_ids]
         assert counts and set(counts) == {1}
-    doubled = base.encode(tokenizer, prompts, add_special_tokens=True)
+    doubled = encode(tokenizer, prompts, add_special_tokens=True)
     assert all(bosguard.leading(ids, tokenizer.bos_token_id) == 2 for ids in doubled)
     with pytest.raises(Exception, match="2 BOS where 1 expected"):
-        bos.check_bos(tokenizer, doubled, 1, "AlpacaEval prompts")
+        check_bos(tokenizer, doubled, 1, "AlpacaEval prompts")
 
 
 def test_seeded_sampling_is_reproducible_on_each_backend(engines, prompt_ids):
