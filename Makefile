@@ -40,20 +40,21 @@ smol: $(STAMP)
 	scripts/smol.sh
 
 # Everything CI runs: the unit tests and parity oracles on both cores, then the end-to-end tier
-# and the lock re-resolution one test at a time (their own processes use both cores).
+# and the lock re-resolution one test at a time (their own processes use both cores; the tiny
+# runs they share are trained once, tests/conftest.py). Each tier prints its 25 slowest tests.
 test: $(STAMP)
-	$(VENV)/bin/ruff check repro tests benchmarks
-	$(VENV)/bin/python -m pytest -q -n 2 -m "not e2e and not network"
-	$(VENV)/bin/python -m pytest -q -m "e2e or network"
+	$(VENV)/bin/ruff check repro tests perf
+	$(VENV)/bin/python -m pytest -q -n 2 -m "not e2e and not network" --durations=25
+	$(VENV)/bin/python -m pytest -q -m "e2e or network" --durations=25
 
 # The edit loop: parity oracles and unit tests on both cores, without the end-to-end tier
 # (pytest -m e2e) and the registry re-resolution of the locks (pytest -m network).
 test-fast: $(STAMP)
-	$(VENV)/bin/ruff check repro tests benchmarks
+	$(VENV)/bin/ruff check repro tests perf
 	$(VENV)/bin/python -m pytest -q -n 2 -m "not e2e and not network"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check repro tests benchmarks
+	$(VENV)/bin/ruff check repro tests perf
 	$(VENV)/bin/ruff format --check repro tests
 
 # Re-resolve env/requirements.in and env/requirements-gpu.in into env/lock-cpu.txt and

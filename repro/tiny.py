@@ -176,26 +176,3 @@ def eval_instructions(n: int = 24, seed: int = 7_000_003) -> list[str]:
     """Held-out instructions for the tiny benchmarks (a seed no training split uses)."""
     combos = [template.format(s=subject) for template in PROMPTS for subject in SUBJECTS]
     return random.Random(seed).sample(combos, min(n, len(combos)))  # unique: alpaca-eval joins on instruction
-
-
-_TINY_MT_BODY = "[Question]\n{q}\n\n[The Start of Assistant's Answer]\n{a}\n[The End of Assistant's Answer]"
-# FastChat-shaped single-grading prompts for the tiny MT-Bench (repro's own text; the real
-# benchmark reads FastChat's judge_prompts.jsonl from the data folder).
-TINY_MT_PROMPTS = {
-    name: {
-        "name": name,
-        "type": "single",
-        "system_prompt": "You are a helpful assistant.",
-        "prompt_template": (
-            "[Instruction]\nPlease act as an impartial judge and rate the response on a scale of 1 to 10 "
-            'by strictly following this format: "[[rating]]".\n\n'
-            + (
-                _TINY_MT_BODY.format(q="{question_2}", a="{answer_2}")
-                if name.endswith("multi-turn")
-                else _TINY_MT_BODY.format(q="{question}", a="{answer}")
-            )
-        ),
-        "output_format": "[[rating]]",
-    }
-    for name in ("single-v1", "single-v1-multi-turn")
-}

@@ -24,7 +24,8 @@ run simpo --method simpo
 run dpo --method dpo
 run simpo-bf16 --method simpo --set bf16=true
 python3 - > "$out/generate.txt" 2>&1 <<'PY' || status=1
-from repro.evaluation.generate import Decoding, TransformersBackend
+from repro.evaluation.generation.decoding import Decoding
+from repro.evaluation.generation.transformers_backend import TransformersBackend
 backend = TransformersBackend("/tmp/gpu-simpo/model")
 print(backend.device, backend.generate(["<bos><user> what is the cat ? <eot> <assistant> "], Decoding(max_new_tokens=12)))
 PY

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from repro.evaluation import beam
-from repro.evaluation.generate import Decoding
+from repro.evaluation.generation.decoding import Decoding
 
 TEMPERATURES = (0.0, 0.5, 1.3)
 MAX_TOKENS = (6, 24)
@@ -61,7 +61,7 @@ def tiny_model(root: Path) -> Model:
     from transformers import AutoModelForCausalLM
 
     from repro.data import tokenizers
-    from repro.evaluation import generate
+    from repro.evaluation.generation.base import encode
 
     folder = root / "tiny-ties"
     base = make_generation_model(root / "tiny-base")
@@ -75,7 +75,7 @@ def tiny_model(root: Path) -> Model:
             head *= SHARPNESS  # exact for the tied rows: the ties stay ties
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
-    prompts = generate.encode(tokenizer, generation_prompts(24), add_special_tokens=False)
+    prompts = encode(tokenizer, generation_prompts(24), add_special_tokens=False)
     # near the 256-position limit: the search can run into the model length
     long = [(prompts[k] * 64)[:n] for k, n in enumerate((250, 253, 254, 255))]
     return Model(

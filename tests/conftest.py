@@ -1,11 +1,16 @@
-"""Shared fixtures: the shared/ folder (skip cleanly when absent) and the installed CLI."""
+"""Shared fixtures: the shared/ folder (skip cleanly when absent), the installed CLI, and the
+expensive things the suite builds once (the tiny runs: tests copy them, never retrain them)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,8 +18,34 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 from repro import paths  # noqa: E402
+from tests import builds  # noqa: E402
 
 REPRO = Path(sys.executable).parent / "repro"
+
+# What a test or fixture sets in the environment it must restore (monkeypatch, or
+# pytest.MonkeyPatch.context() in a module or session fixture): a variable left behind changes
+# what every later test runs with (a REPRO_CACHE left set made later modules share a cache).
+WATCHED = ("REPRO_", "WANDB_", "OPENAI_API_KEY", "PATH", "TORCH_EXTENSIONS_DIR")
+
+
+def watched_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(WATCHED)}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _environment_is_restored():
+    """After each module: the watched variables are as they were before it (an error names any
+    left changed, and they are put back so the next module starts clean)."""
+    before = watched_environment()
+    yield
+    after = watched_environment()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    for key in changed:
+        if key in before:
+            os.environ[key] = before[key]
+        else:
+            os.environ.pop(key)
+    assert not changed, f"environment variables left changed by this module: {', '.join(changed)}"
 
 
 @pytest.fixture(scope="session")
@@ -92,23 +123,76 @@ def generation_prompts(n: int = 24) -> list[str]:
     return [template.replace("{instruction}", q) for q in tiny.eval_instructions(n)]
 
 
-@pytest.fixture(scope="session")
-def tiny_results(tmp_path_factory) -> Path:
-    """`make tiny`'s runs, trained once per session: `repro run tiny` for SimPO and DPO into one
-    results folder (the diagnose and report tests read copies; nothing writes into it)."""
-    results = tmp_path_factory.mktemp("tiny-results")
-    cache = tmp_path_factory.mktemp("tiny-cache")
-    previous = os.environ.get("REPRO_CACHE")
-    os.environ["REPRO_CACHE"] = str(cache)
-    try:
+@dataclass(frozen=True)
+class TinyRun:
+    """One of the session's `repro run tiny` runs: its folder, and the record `--format json`
+    printed when it trained and evaluated (a rerun prints a resumed one)."""
+
+    run_dir: Path
+    printed: dict[str, Any]
+
+    @property
+    def train(self) -> Path:
+        """The training folder: what `repro train tiny --method M` writes (the same config)."""
+        return self.run_dir / "train"
+
+
+@dataclass(frozen=True)
+class TinyRuns:
+    results: Path  # RESULTS/tiny/{simpo,dpo}/RUN-ID, as `make tiny` writes them
+    cache: Path  # the $REPRO_CACHE they ran with: DPO's reference log-probs, the judgments
+    runs: dict[str, TinyRun]
+
+
+def _tiny_runs(folder: Path) -> None:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("REPRO_CACHE", str(folder / "cache"))
         for method in ("simpo", "dpo"):
-            run_cli("run", "tiny", "--method", method, "--results", str(results), check=True)
-    finally:
-        if previous is None:
-            os.environ.pop("REPRO_CACHE", None)
-        else:
-            os.environ["REPRO_CACHE"] = previous
-    return results
+            proc = run_cli(
+                "run", "tiny", "--method", method, "--results", str(folder / "results"), "--format", "json",
+                check=True,
+            )  # fmt: skip
+            (folder / f"{method}.json").write_text(proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory) -> Iterator[TinyRuns]:
+    """`make tiny`'s runs, trained and evaluated once per session (by the first test that asks,
+    for every xdist worker): `repro run tiny` for SimPO and DPO, everything default, into one
+    results folder. They are the suite's default tiny trainings: tests read them, or copy them
+    (`builds.copy`) to change them, and never retrain them. A test that writes into them is an
+    error at the end of the session."""
+    folder = builds.once_per_session(tmp_path_factory, "tiny-runs", _tiny_runs)
+    runs = {}
+    for method in ("simpo", "dpo"):
+        printed = json.loads((folder / f"{method}.json").read_text())
+        runs[method] = TinyRun(Path(printed["run_dir"]), printed)
+    before = builds.digest(folder)
+    yield TinyRuns(folder / "results", folder / "cache", runs)
+    after = builds.digest(folder)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"tests wrote into the session's tiny runs: {', '.join(changed[:5])}"
+
+
+@pytest.fixture(scope="session")
+def tiny_results(tiny_runs) -> Path:
+    """The results folder of the session's tiny runs (read only)."""
+    return tiny_runs.results
+
+
+def _one_process(folder: Path) -> None:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("REPRO_CACHE", str(folder / "cache"))
+        run_cli(
+            "train", "tiny", "--method", "simpo", "--gpus", "1", "--output", str(folder / "train"), check=True
+        )
+
+
+@pytest.fixture(scope="session")
+def tiny_one_process(tmp_path_factory) -> Path:
+    """`repro train tiny --method simpo --gpus 1`, trained once per session: the one-process
+    oracle of tests/test_train.py and of the SLURM sweep's point at the recipe's values (read only)."""
+    return builds.once_per_session(tmp_path_factory, "tiny-one-process", _one_process) / "train"
 
 
 # The cache the real model lives in: the user's (or CI machine's) $REPRO_CACHE as this test run
@@ -124,14 +208,9 @@ def smol_model() -> Path:
     from repro.errors import ReproError
     from repro.models import catalog
 
-    previous = os.environ.get("REPRO_CACHE")
-    os.environ["REPRO_CACHE"] = str(SMOL_CACHE)
-    try:
-        return catalog.fetch(catalog.get("smollm2-135m-instruct"))
-    except ReproError as exc:
-        pytest.skip(f"SmolLM2 checkpoint unavailable: {exc}")
-    finally:
-        if previous is None:
-            os.environ.pop("REPRO_CACHE", None)
-        else:
-            os.environ["REPRO_CACHE"] = previous
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("REPRO_CACHE", str(SMOL_CACHE))
+        try:
+            return catalog.fetch(catalog.get("smollm2-135m-instruct"))
+        except ReproError as exc:
+            pytest.skip(f"SmolLM2 checkpoint unavailable: {exc}")

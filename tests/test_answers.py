@@ -16,7 +16,7 @@ import time
 import pytest
 
 from repro.errors import ReproError
-from repro.evaluation.answers import AnswerLog, generate_resumable
+from repro.evaluation.answer_log import AnswerLog, generate_resumable
 
 
 def fake_generate(calls):
@@ -127,13 +127,13 @@ def _answers(path):
 
 
 @pytest.mark.e2e  # generates in a child process it kills
-def test_a_killed_generation_continues_where_it_stopped(models, cli, tmp_path):
+def test_a_killed_generation_continues_where_it_stopped(models, cli, tmp_path, monkeypatch):
     from tests.conftest import REPRO
 
-    os.environ["REPRO_CACHE"] = str(tmp_path / "cache")
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))
     killed = tmp_path / "killed"
     answers = killed / "alpaca_eval2" / "answers.jsonl"
-    env = {**os.environ, "REPRO_TEST_GENERATION_PAUSE": "3"}  # 3 s after each batch of 8
+    env = {**os.environ, "REPRO_TEST_PAUSE": "generate.batch=3"}  # 3 s after each batch of 8
     proc = subprocess.Popen([str(REPRO), *_eval_args(models, killed)], env=env, stdout=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and (not answers.exists() or len(_answers(answers)) < 8):

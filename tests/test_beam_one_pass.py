@@ -21,8 +21,8 @@ import hashlib
 import pytest
 from beam_cases import Coverage, compare, llama3_vocab_model, tiny_model
 
-from repro.evaluation import beam, generate
-from repro.evaluation.generate import Decoding
+from repro.evaluation import beam, generation
+from repro.evaluation.generation.decoding import Decoding, beam1_searches, run_beam1
 
 VOCAB, EOS = 8, 3
 
@@ -59,10 +59,10 @@ def test_the_driver_equals_the_step_wise_search_on_a_scripted_model():
         prompts = [[seed, k] * (1 + k % 3) for k in range(10)]
         decoding.max_new_tokens = 1 + seed % 17
         limit = None if seed % 4 else 9
-        oracle = generate.run_beam1(
+        oracle = run_beam1(
             prompts, decoding, EOS, lambda seqs: [scripted_top2(s) for s in seqs], lambda i, c: None, limit
         )
-        searches = generate.beam1_searches(prompts, decoding, EOS, limit)
+        searches = beam1_searches(prompts, decoding, EOS, limit)
         ours = beam.search_in_rounds(prompts, searches, scripted_round, lambda i, c: None)
         assert ours == oracle, seed
         cases += len(prompts)
@@ -72,7 +72,7 @@ def test_the_driver_equals_the_step_wise_search_on_a_scripted_model():
 def test_one_pass_equals_step_wise_on_transformers_quick(tmp_path_factory):
     """The fast tier's share of the grid: the tiny model, 2 temperatures, 3 stop-id sets."""
     model = tiny_model(tmp_path_factory.mktemp("beam-models"))
-    backend = generate.backend("transformers", str(model.folder), add_special_tokens=False, batch_size=32)
+    backend = generation.backend("transformers", str(model.folder), add_special_tokens=False, batch_size=32)
     result = compare(backend, model, quick=True)
     assert not result.mismatches, f"{len(result.mismatches)}/{result.cases} differ:\n" + "\n".join(
         result.mismatches[:10]
@@ -85,7 +85,7 @@ def test_one_pass_equals_step_wise_on_transformers_quick(tmp_path_factory):
 @pytest.mark.parametrize("build", [tiny_model, llama3_vocab_model], ids=["tiny", "llama3-vocab"])
 def test_one_pass_equals_step_wise_on_transformers(build, tmp_path_factory, monkeypatch):
     model = build(tmp_path_factory.mktemp("beam-models"))
-    backend = generate.backend("transformers", str(model.folder), add_special_tokens=False, batch_size=32)
+    backend = generation.backend("transformers", str(model.folder), add_special_tokens=False, batch_size=32)
     coverage = Coverage()
     coverage.install(monkeypatch)
     result = compare(backend, model)

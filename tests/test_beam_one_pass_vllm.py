@@ -24,14 +24,15 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 from beam_cases import Coverage, compare, llama3_vocab_model, tiny_model  # noqa: E402
 
-from repro.evaluation import generate  # noqa: E402
-from repro.evaluation.generate import Decoding  # noqa: E402
+from repro.evaluation import generation  # noqa: E402
+from repro.evaluation.generation import vllm_backend  # noqa: E402
+from repro.evaluation.generation.decoding import Decoding  # noqa: E402
 
 
 @pytest.fixture(scope="module", params=[tiny_model, llama3_vocab_model], ids=["tiny", "llama3-vocab"])
 def engine(request, tmp_path_factory):
     model = request.param(tmp_path_factory.mktemp("beam-models"))
-    backend = generate.backend("vllm", str(model.folder), add_special_tokens=False)
+    backend = generation.backend("vllm", str(model.folder), add_special_tokens=False)
     yield model, backend
     backend.close()
 
@@ -59,7 +60,7 @@ def test_one_pass_equals_step_wise_on_vllm(engine, monkeypatch, in_engine):
 def test_one_pass_equals_transformers(engine):
     """Across engines: vLLM's one-pass search and transformers' on the same ids."""
     model, backend = engine
-    hf = generate.backend("transformers", str(model.folder), add_special_tokens=False, batch_size=32)
+    hf = generation.backend("transformers", str(model.folder), add_special_tokens=False, batch_size=32)
     for decoding in (
         Decoding("beam1", 24),
         Decoding("beam1", 24, temperature=0.9, stop_token_ids=list(model.stop_sets[-1])),
@@ -79,7 +80,7 @@ def test_the_scaled_log_probs_are_the_samplers(engine):
 
     def top(params):
         params.logprobs, params.max_tokens, params.detokenize = 2, 1, False
-        return generate.top_two(backend._run(prompt, [params])[0].outputs[0].logprobs[0])
+        return vllm_backend.top_two(backend._run(prompt, [params])[0].outputs[0].logprobs[0])
 
     sampled = top(vllm.SamplingParams(temperature=0.5, seed=0))
     scaled = top(vllm.SamplingParams(temperature=0.0, extra_args={KEY: 0.5}))

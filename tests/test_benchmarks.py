@@ -141,7 +141,7 @@ def test_the_readme_example_runs_end_to_end_on_the_tiny_model(cli, tiny_results,
 ECHO = """from pathlib import Path
 
 from repro.evaluation.benchmarks import Benchmark, Metric, register
-from repro.evaluation.generate import Decoding
+from repro.evaluation.generation.decoding import Decoding
 
 WORDS = Path(__file__).with_name("words.txt")
 

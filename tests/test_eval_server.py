@@ -26,8 +26,9 @@ pytest.importorskip("vllm", reason="vllm is not installed (the CPU lock adds vll
 from conftest import generation_prompts, make_generation_model  # noqa: E402
 
 from repro.data import tokenizers  # noqa: E402
-from repro.evaluation import generate  # noqa: E402
-from repro.evaluation.generate import Decoding  # noqa: E402
+from repro.evaluation import generation  # noqa: E402
+from repro.evaluation.generation.base import encode  # noqa: E402
+from repro.evaluation.generation.decoding import Decoding  # noqa: E402
 
 MAX = 24
 READY_TIMEOUT = 600  # seconds; a loaded 2-core machine needs a few minutes at worst
@@ -96,12 +97,12 @@ def server(models, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def backends(models, server):
-    from repro.evaluation.server import ServerBackend
+    from repro.evaluation.generation.server_backend import ServerBackend
 
     policy, _ = models
     tok = tokenizers.load(str(policy))
     served = ServerBackend(server, tokenizer=tok)
-    yield served, generate.backend("transformers", str(policy), tokenizer=tok)
+    yield served, generation.backend("transformers", str(policy), tokenizer=tok)
     served.close()
 
 
@@ -122,7 +123,7 @@ def test_the_server_reports_its_model(backends):
 )
 def test_server_ids_equal_transformers(backends, decoding):
     served, hf = backends
-    ids = generate.encode(hf.tokenizer, generation_prompts(), add_special_tokens=False)
+    ids = encode(hf.tokenizer, generation_prompts(), add_special_tokens=False)
     assert served.complete(ids, decoding, lambda i, c: None) == hf.complete(ids, decoding, lambda i, c: None)
 
 
@@ -131,7 +132,7 @@ def test_every_settings_beam1_decoding_equals_transformers(backends):
     from repro.config.settings import list_settings
 
     served, hf = backends
-    ids = generate.encode(hf.tokenizer, generation_prompts(8), add_special_tokens=False)
+    ids = encode(hf.tokenizer, generation_prompts(8), add_special_tokens=False)
     for setting in list_settings():
         decoding = Decoding.alpaca_eval(evalconfig.generation(setting)["alpaca_eval"], max_new_tokens=MAX)
         if decoding.mode != "sample":
@@ -147,9 +148,9 @@ def _answers(folder: Path) -> dict[str, list[str]]:
     return found
 
 
-def test_eval_through_the_server_and_vllm_equals_transformers(models, server, cli, tmp_path):
+def test_eval_through_the_server_and_vllm_equals_transformers(models, server, cli, tmp_path, monkeypatch):
     policy, reference = models
-    os.environ["REPRO_CACHE"] = str(tmp_path / "cache")
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))
     base = ["eval", str(policy), "--setting", "tiny", "--reference-model", str(reference), "--format", "json"]
     runs = {
         "transformers": [],

@@ -1,6 +1,6 @@
-"""`repro eval` end to end on the tiny setting: a model trained on ZeRO-3, generation with the
-setting's templates and decoding, a rule-based judge behind the local gateway on 127.0.0.1,
-all three benchmarks scored, and a rerun served from the judgment cache."""
+"""`repro eval` end to end on the tiny setting: a model trained on ZeRO-3 (the session's run),
+generation with the setting's templates and decoding, a rule-based judge behind the local
+gateway on 127.0.0.1, all three benchmarks scored, and a rerun served from the judgment cache."""
 
 from __future__ import annotations
 
@@ -12,17 +12,14 @@ pytestmark = pytest.mark.e2e  # multi-process training, generation or judging (m
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    import os
+def trained(tiny_runs):
+    """The session's SimPO training (conftest): `repro train tiny --method simpo`'s folder, read only."""
+    return tiny_runs.runs["simpo"].train
 
-    from tests.conftest import run_cli
 
-    out = tmp_path_factory.mktemp("eval") / "tiny-simpo"
-    env_cache = tmp_path_factory.mktemp("cache")
-    os.environ["REPRO_CACHE"] = str(env_cache)
-    os.environ["REPRO_QUIET"] = "1"
-    run_cli("train", "tiny", "--method", "simpo", "--output", str(out), check=True)
-    return out
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))
 
 
 def test_tiny_eval_all_benchmarks_with_a_local_rule_judge(trained, cli, tmp_path):

@@ -1,7 +1,9 @@
-"""Fuzz recipe loading: whatever the YAML holds, the result is a setting or a ReproError."""
+"""Fuzz recipe loading: whatever the YAML holds, the result is a run config that survives its strict
+JSON unchanged, or a one-line ReproError that names what was wrong."""
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import yaml
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 from repro import paths
 from repro.config.methods import load_methods
 from repro.config.resolution import resolve
+from repro.config.runconfig import RunConfig
 from repro.config.settings import get_setting, parse_setting
 from repro.errors import ReproError
 
@@ -43,18 +46,31 @@ values = st.recursive(
 )
 
 
+def loads_or_fails_in_one_line(build, names: list[str]) -> None:
+    """`build()` gives a RunConfig that round-trips through strict JSON (no NaN, no infinity), or
+    raises a ReproError of one line that names one of `names` (the key, or the file)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            config = build()
+    except ReproError as exc:
+        message = str(exc)
+        assert message and "\n" not in message, message
+        assert any(name in message for name in names), message
+        return
+    text = json.dumps(config.to_json(), allow_nan=False)
+    assert RunConfig.from_json(json.loads(text)) == config
+
+
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(key=st.sampled_from(sorted(BASE) + ["max_lenght", "methods"]), value=values)
 def test_mutated_setting_loads_or_fails_cleanly(key, value):
     data = dict(BASE)
     data[key] = value
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            setting = parse_setting(data, "fuzz", METHODS)
-            resolve(setting, METHODS["simpo"])
-    except ReproError:
-        pass
+    # `methods: {x: ...}` is refused as "unknown method 'x'"
+    loads_or_fails_in_one_line(
+        lambda: resolve(parse_setting(data, "fuzz", METHODS), METHODS["simpo"]), [key, key.removesuffix("s")]
+    )
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
@@ -62,9 +78,6 @@ def test_mutated_setting_loads_or_fails_cleanly(key, value):
 def test_handbook_config_loads_or_fails_cleanly(data, tmp_path_factory):
     path = tmp_path_factory.mktemp("hb") / "c.yaml"
     path.write_text(yaml.safe_dump(data))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            resolve(get_setting(str(path), METHODS), METHODS["simpo"])
-    except ReproError:
-        pass
+    loads_or_fails_in_one_line(
+        lambda: resolve(get_setting(str(path), METHODS), METHODS["simpo"]), [*data, str(path)]
+    )

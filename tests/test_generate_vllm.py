@@ -29,8 +29,10 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 from conftest import generation_prompts, make_generation_model  # noqa: E402
 
 from repro.data import bosguard, tokenizers  # noqa: E402
-from repro.evaluation import generate  # noqa: E402
-from repro.evaluation.generate import Decoding  # noqa: E402
+from repro.evaluation import generation  # noqa: E402
+from repro.evaluation.generation.base import encode  # noqa: E402
+from repro.evaluation.generation.bos import check_bos  # noqa: E402
+from repro.evaluation.generation.decoding import Decoding  # noqa: E402
 
 MAX = 24
 
@@ -47,16 +49,16 @@ def tokenizer(model):
 
 @pytest.fixture(scope="module")
 def engines(model, tokenizer):
-    """(vLLM, transformers); vLLM through generate.backend with its keyword arguments (bug 4)."""
-    vllm_backend = generate.backend("vllm", str(model), tokenizer=tokenizer, add_special_tokens=False)
-    hf = generate.backend("transformers", str(model), tokenizer=tokenizer, add_special_tokens=False)
+    """(vLLM, transformers); vLLM through generation.backend with its keyword arguments (bug 4)."""
+    vllm_backend = generation.backend("vllm", str(model), tokenizer=tokenizer, add_special_tokens=False)
+    hf = generation.backend("transformers", str(model), tokenizer=tokenizer, add_special_tokens=False)
     yield vllm_backend, hf
     vllm_backend.close()
 
 
 @pytest.fixture(scope="module")
 def prompt_ids(tokenizer):
-    return generate.encode(tokenizer, generation_prompts(), add_special_tokens=False)
+    return encode(tokenizer, generation_prompts(), add_special_tokens=False)
 
 
 def both(engines, ids, decoding):
@@ -144,10 +146,10 @@ def test_prompts_go_in_with_exactly_one_bos(engines, tokenizer):
         vllm_backend.generate(prompts, Decoding(mode, 4))
         counts = [bosguard.leading(ids, tokenizer.bos_token_id) for ids in vllm_backend.last_prompt_ids]
         assert counts and set(counts) == {1}
-    doubled = generate.encode(tokenizer, prompts, add_special_tokens=True)
+    doubled = encode(tokenizer, prompts, add_special_tokens=True)
     assert all(bosguard.leading(ids, tokenizer.bos_token_id) == 2 for ids in doubled)
     with pytest.raises(Exception, match="2 BOS where 1 expected"):
-        generate.check_bos(tokenizer, doubled, 1, "AlpacaEval prompts")
+        check_bos(tokenizer, doubled, 1, "AlpacaEval prompts")
 
 
 def test_seeded_sampling_is_reproducible_on_each_backend(engines, prompt_ids):

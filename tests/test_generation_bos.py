@@ -16,8 +16,10 @@ from repro import tiny
 from repro.config import evalconfig
 from repro.data import bosguard, tokenizers
 from repro.errors import ReproError
-from repro.evaluation import answering, generate
-from repro.evaluation.generate import Decoding
+from repro.evaluation import answering
+from repro.evaluation.generation.base import encode
+from repro.evaluation.generation.decoding import Decoding
+from repro.evaluation.generation.transformers_backend import TransformersBackend
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +58,8 @@ def answer_alpaca(answerer: answering.Answerer, backend) -> list:
 
 def test_pre_update_tokenizer_gives_one_bos_and_generates(llama3, llama3_model, tmp_path):
     pre, _ = llama3
-    backend = generate.TransformersBackend(str(llama3_model), tokenizer=pre)
-    ids = generate.encode(pre, alpaca_prompts(), add_special_tokens=True)
+    backend = TransformersBackend(str(llama3_model), tokenizer=pre)
+    ids = encode(pre, alpaca_prompts(), add_special_tokens=True)
     assert [bosguard.leading(i, pre.bos_token_id) for i in ids] == [1, 1]
     answers = answer_alpaca(answering.Answerer(tmp_path), backend)
     assert len(answers) == 2 and (tmp_path / "a.jsonl").exists()
@@ -65,9 +67,9 @@ def test_pre_update_tokenizer_gives_one_bos_and_generates(llama3, llama3_model, 
 
 def test_post_update_tokenizer_gives_two_and_the_guard_stops_generation(llama3, llama3_model, tmp_path):
     _, post = llama3
-    ids = generate.encode(post, alpaca_prompts(), add_special_tokens=True)
+    ids = encode(post, alpaca_prompts(), add_special_tokens=True)
     assert [bosguard.leading(i, post.bos_token_id) for i in ids] == [2, 2]
-    backend = generate.TransformersBackend(str(llama3_model), tokenizer=post)
+    backend = TransformersBackend(str(llama3_model), tokenizer=post)
     answerer = answering.Answerer(tmp_path)
     with pytest.raises(ReproError, match="2 BOS where 1 expected"):
         answer_alpaca(answerer, backend)
@@ -83,5 +85,5 @@ def test_served_llama3_template_gives_one_bos_with_either_tokenizer(llama3):
             tok, "arenahard-llama3", [{"role": "user", "content": "Hi"}]
         )
         assert text.startswith("<|begin_of_text|>") and add_special_tokens is False
-        ids = generate.encode(tok, [text], add_special_tokens=add_special_tokens)[0]
+        ids = encode(tok, [text], add_special_tokens=add_special_tokens)[0]
         assert bosguard.leading(ids, tok.bos_token_id) == 1

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from repro.errors import ReproError
-from repro.evaluation.judge import backends, client
+from repro.evaluation.judge import client, upstream
 from repro.evaluation.judge.cache import JudgmentCache
 from repro.evaluation.judge.gateway import JudgeError, chat_response, serve
 
@@ -100,7 +100,7 @@ def key(monkeypatch):
 
 
 def endpoint(url, key, **kw):
-    return backends.OpenAIEndpoint(url, api_key_env=key, backoff=0.01, max_backoff=0.05, timeout=1.0, **kw)
+    return upstream.OpenAIEndpoint(url, api_key_env=key, backoff=0.01, max_backoff=0.05, timeout=1.0, **kw)
 
 
 REQUEST = {
@@ -145,7 +145,7 @@ def test_client_errors_are_not_retried(key):
 def test_missing_key_is_a_one_line_error(monkeypatch):
     monkeypatch.delenv("REPRO_NO_SUCH_KEY", raising=False)
     with pytest.raises(ReproError, match="set the environment variable REPRO_NO_SUCH_KEY"):
-        backends.OpenAIEndpoint("http://127.0.0.1:9/v1", api_key_env="REPRO_NO_SUCH_KEY")
+        upstream.OpenAIEndpoint("http://127.0.0.1:9/v1", api_key_env="REPRO_NO_SUCH_KEY")
 
 
 def test_gateway_caches_successes_only_and_never_pays_twice(key, tmp_path):
@@ -174,7 +174,7 @@ def test_gateway_caches_successes_only_and_never_pays_twice(key, tmp_path):
 
 
 def test_rule_judge_speaks_each_benchmark_format():
-    judge = backends.RuleJudge()
+    judge = upstream.RuleJudge()
     prompt = (
         "<|User Prompt|>\nwhat is the cat ?\n\n<|The Start of Assistant A's Answer|>\nno .\n"
         "<|The End of Assistant A's Answer|>\n\n<|The Start of Assistant B's Answer|>\n"
@@ -229,14 +229,14 @@ def test_alpaca_eval_judge_faults_are_counted_and_a_rerun_judges_only_the_missin
 JUDGING_PROCESS = """
 import json, random, sys, urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from repro.evaluation.judge import backends
+from repro.evaluation.judge import upstream
 from repro.evaluation.judge.cache import JudgmentCache
 from repro.evaluation.judge.gateway import serve
 
 cache_path, url, seed, out = sys.argv[1:]
 questions = [f"q{i}" for i in range(30)]
 random.Random(int(seed)).shuffle(questions)
-backend = backends.OpenAIEndpoint(url, api_key_env="REPRO_TEST_JUDGE_KEY", timeout=30, max_concurrency=4)
+backend = upstream.OpenAIEndpoint(url, api_key_env="REPRO_TEST_JUDGE_KEY", timeout=30, max_concurrency=4)
 cache = JudgmentCache(cache_path)
 with serve(backend, cache) as (base, gateway):
     def ask(q):

@@ -16,8 +16,8 @@ import pytest
 
 from repro.config.settings import get_setting
 from repro.evaluation import runner
+from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
-from repro.evaluation.options import EvalOptions
 from tests.conftest import make_generation_model
 from tests.judge_servers import JudgeServer, no_verdict, verdicts
 

@@ -127,7 +127,7 @@ def test_batched_reward_scores_equal_one_at_a_time(workspace, dataset):
 def test_killed_run_resumes_to_the_same_dataset(workspace, dataset):
     reference, _ = dataset
     out = workspace / "killed"
-    env = {**os.environ, "REPRO_TEST_STEP_SLEEP": "0.5", "COLUMNS": "200"}
+    env = {**os.environ, "REPRO_TEST_PAUSE": "onpolicy.batch=0.5", "COLUMNS": "200"}
     repro = Path(sys.executable).parent / "repro"
     proc = subprocess.Popen([str(repro), *args(workspace, out)], env=env, stderr=subprocess.DEVNULL)
     target = out / "work" / "generations-seed21.jsonl"

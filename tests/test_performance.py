@@ -38,7 +38,7 @@ from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForC
 
 from repro import paths
 from repro.errors import ReproError
-from repro.perf import stats, trainbench
+from repro.perf import stats, train_speed
 from repro.train import chunked, head_tiles, losses, packing
 from repro.train.head_tiles import Tile
 from repro.train.logprobs import sequence_logps as plain_logps
@@ -305,7 +305,7 @@ def test_bench_train_smoke(cli, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
     assert json.loads(proc.stdout) == report
-    assert set(report["results"]) == set(trainbench.CONTENDERS)  # every contender
+    assert set(report["results"]) == set(train_speed.CONTENDERS)  # every contender
     for result in report["results"].values():
         assert result["steps_timed"] == 2
         assert result["tokens_per_second"] > 0 and result["peak_memory_bytes"] > 100 * 2**20
@@ -313,7 +313,7 @@ def test_bench_train_smoke(cli, tmp_path):
     assert all(r["throughput_ratio"] > 0 and r["memory_ratio"] > 0 for r in report["ratios"])
     # the machine's load around every contender, read by the parent (issue 23, section 3)
     readings = report["load"]["readings"]
-    assert sorted(r["contender"] for r in readings) == sorted(trainbench.CONTENDERS)  # one round
+    assert sorted(r["contender"] for r in readings) == sorted(train_speed.CONTENDERS)  # one round
     assert all(len(r["before"]) == 3 and len(r["after"]) == 3 for r in readings)
     assert isinstance(report["load"]["busy"], bool) and report["load"]["cores"] == os.cpu_count()
     assert all(len(r["load_before"]) == 3 for r in report["results"].values())
@@ -396,12 +396,12 @@ def test_bench_memory_segments_get_their_own_peaks():
 
 
 def test_bench_schedule_interleaves_revisions_and_alternates_order():
-    jobs = trainbench.schedule(("a", "b"), 2, against="REV")
+    jobs = train_speed.schedule(("a", "b"), 2, against="REV")
     assert [(j.round, j.contender, j.side) for j in jobs] == [
         (0, "a", "working"), (0, "a", "REV"), (0, "b", "working"), (0, "b", "REV"),
         (1, "b", "REV"), (1, "b", "working"), (1, "a", "REV"), (1, "a", "working"),
     ]  # fmt: skip
-    assert [j.contender for j in trainbench.schedule(("a", "b"), 2)] == ["a", "b", "b", "a"]
+    assert [j.contender for j in train_speed.schedule(("a", "b"), 2)] == ["a", "b", "b", "a"]
 
 
 def test_paired_change_band_and_verdict():

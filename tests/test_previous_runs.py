@@ -5,7 +5,8 @@ git history with `git archive`, run with the same installed packages): its resul
 schema repro.result/1, its evaluation record is eval/result.json, its metrics.json has no
 schema. Today's code must resume it without any work (every file byte-identical), verify it,
 and count it in `repro compare` as the recipe's run. No weights are committed: the folder is
-trained here, by the old code, on the tiny model."""
+trained here, by the old code, on the tiny model, once for that commit and the lock (kept
+across sessions, tests/builds.py), and each test works on a copy."""
 
 from __future__ import annotations
 
@@ -24,19 +25,19 @@ from repro.evaluation import benchmarks
 from repro.evaluation.judge.spec import Judge
 from repro.runs import run, verify
 from repro.runs.result import RunResult
+from tests import builds
 
 PREVIOUS_MAIN = "f55c782"  # main before the typed records and the benchmark registry
 
 
+GIT = ["git", "-C", str(paths.ROOT)]
+
+
 def _old_tree(dest: Path) -> Path:
-    """The previous main's package and data files, or a skip when the history is not here."""
-    git = ["git", "-C", str(paths.ROOT)]
-    found = subprocess.run([*git, "cat-file", "-e", f"{PREVIOUS_MAIN}^{{commit}}"], capture_output=True)
-    if found.returncode != 0:
-        pytest.skip(f"commit {PREVIOUS_MAIN} is not in this checkout's history (a shallow clone)")
+    """The previous main's package and data files."""
     dest.mkdir(parents=True)
     archive = subprocess.run(
-        [*git, "archive", PREVIOUS_MAIN, "repro", "recipes", "eval", "env", "results/published"],
+        [*GIT, "archive", PREVIOUS_MAIN, "repro", "recipes", "eval", "env", "results/published"],
         capture_output=True,
         check=True,
     )
@@ -52,16 +53,36 @@ def _tree_digest(folder: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.e2e
-def test_a_run_of_the_previous_main_resumes_verifies_and_compares(tmp_path, monkeypatch):
-    old = _old_tree(tmp_path / "old")
-    results, cache = tmp_path / "results", tmp_path / "cache"
-    env = {**os.environ, "PYTHONPATH": str(old), "REPRO_CACHE": str(cache)}
+def _previous_run(folder: Path) -> None:
+    """`repro run tiny --method simpo` by the previous main's code: folder/results, folder/cache."""
+    old = _old_tree(folder / "old")
+    env = {**os.environ, "PYTHONPATH": str(old), "REPRO_CACHE": str(folder / "cache")}
+    command = ["run", "tiny", "--method", "simpo", "--results", str(folder / "results")]
     made = subprocess.run(
-        [sys.executable, "-m", "repro", "run", "tiny", "--method", "simpo", "--results", str(results)],
-        capture_output=True, text=True, env=env, timeout=900, cwd=old,
-    )  # fmt: skip
+        [sys.executable, "-m", "repro", *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        cwd=old,
+    )
     assert made.returncode == 0, made.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def previous_run() -> Path:
+    """The previous main's run, built once for that commit and this checkout's lock; read only."""
+    found = subprocess.run([*GIT, "cat-file", "-e", f"{PREVIOUS_MAIN}^{{commit}}"], capture_output=True)
+    if found.returncode != 0:
+        pytest.skip(f"commit {PREVIOUS_MAIN} is not in this checkout's history (a shallow clone)")
+    lock = hashlib.sha256(paths.LOCK_CPU.read_bytes()).hexdigest()[:12]
+    return builds.once_per_key("previous-main-run", f"{PREVIOUS_MAIN}-{lock}", _previous_run)
+
+
+@pytest.mark.e2e
+def test_a_run_of_the_previous_main_resumes_verifies_and_compares(previous_run, tmp_path, monkeypatch):
+    results = builds.copy(previous_run / "results", tmp_path / "results")
+    cache = builds.copy(previous_run / "cache", tmp_path / "cache")
     (result_file,) = results.glob("tiny/simpo/*/result.json")
     folder = result_file.parent
     assert json.loads(result_file.read_text())["schema"] == "repro.result/1"

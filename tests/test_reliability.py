@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from repro.data import preference
 from repro.errors import ReproError
+from tests import builds
 from tests.conftest import REPRO, run_cli
 
 pytestmark = pytest.mark.e2e  # multi-process training, generation or judging (make test-fast skips it)
@@ -27,9 +28,9 @@ SECRET = "sk-planted-secret-7f3a9c"
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    os.environ["REPRO_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    os.environ["REPRO_QUIET"] = "1"
-    return tmp_path_factory.mktemp("reliability")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REPRO_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield tmp_path_factory.mktemp("reliability")
 
 
 def eval_args(
@@ -65,17 +66,16 @@ def weights(run_root: Path):
     return load_file(path)
 
 
-def test_killed_run_resumes_to_identical_weights(env):
+def test_killed_run_resumes_to_identical_weights(env, tiny_results):
     """kill -9 of the whole process group after checkpoint 16 of 32; the same command resumes.
-    Oracle: an uninterrupted run with the same seed. Tolerance: 1e-6 (fp32, CPU); observed 0."""
+    Oracle: an uninterrupted run with the same seed (the session's, conftest). Tolerance: 1e-6
+    (fp32, CPU); observed 0."""
     args = ["run", "tiny", "--method", "simpo", "--bench", "alpaca_eval2"]
-    run_cli(*args, "--results", str(env / "whole"), check=True)
-
     killed = env / "killed"
     proc = subprocess.Popen(
         [str(REPRO), *args, "--results", str(killed)],
         start_new_session=True,
-        env={**os.environ, "REPRO_TEST_STEP_SLEEP": "0.4"},
+        env={**os.environ, "REPRO_TEST_PAUSE": "train.step=0.4"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -99,7 +99,7 @@ def test_killed_run_resumes_to_identical_weights(env):
     assert metrics["resumed_from"].endswith("checkpoint-16") or metrics["resumed_from"].endswith(
         "checkpoint-24"
     )
-    a, b = weights(env / "whole"), weights(killed)
+    a, b = weights(tiny_results), weights(killed)
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
     steps = [
         h["step"]
@@ -109,26 +109,13 @@ def test_killed_run_resumes_to_identical_weights(env):
     assert steps == sorted(set(steps)) == [5, 10, 15, 20, 25, 30]  # no duplicate, no missing step
 
 
-def test_checkpoints_of_another_config_are_refused(env):
-    out = env / "train-dir"
-    run_cli("train", "tiny", "--method", "simpo", "--max-steps", "8", "--output", str(out), check=True)
-    other = (
-        "train",
-        "tiny",
-        "--method",
-        "simpo",
-        "--max-steps",
-        "8",
-        "--set",
-        "beta=3",
-        "--output",
-        str(out),
-    )
+def test_checkpoints_of_another_config_are_refused(env, tiny_runs):
+    # a copy of the session's `repro train tiny --method simpo` (conftest), checkpoints included
+    out = builds.copy(tiny_runs.runs["simpo"].train, env / "train-dir")
+    other = ("train", "tiny", "--method", "simpo", "--set", "beta=3", "--output", str(out))
     # issue 20, finding 4: the same command again resumed and rewrote metrics.json (train_loss 0.0)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    again = run_cli(
-        "train", "tiny", "--method", "simpo", "--max-steps", "8", "--output", str(out), check=True
-    )
+    again = run_cli("train", "tiny", "--method", "simpo", "--output", str(out), check=True)
     assert "already trained" in again.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     proc = run_cli(*other)  # a finished run of another config: refused before anything is written
@@ -252,13 +239,13 @@ def test_pipeline_counts_every_skip_reason():
         preference.read_jsonl(Path("/nonexistent/rows.jsonl"))
 
 
-def test_killed_judging_continues_from_the_cache(env, tmp_path):
+def test_killed_judging_continues_from_the_cache(env, tmp_path, tiny_runs):
     """kill -9 while judging (concurrency 1, a slow local judge), then the same command: every
-    finished call is served from the cache; at most the one call in flight is paid again."""
+    finished call is served from the cache; at most the one call in flight is paid again.
+    The model judged is the session's SimPO run (conftest), read only."""
     from tests.test_judge import Upstream
 
-    out = tmp_path / "run"
-    run_cli("train", "tiny", "--method", "simpo", "--max-steps", "4", "--output", str(out), check=True)
+    out = tiny_runs.runs["simpo"].train
     upstream = Upstream([], delay=0.4)
     key_env = {**os.environ, "REPRO_JUDGE_KEY": "k"}
     args = eval_args(

@@ -49,7 +49,8 @@ class RecordingProxy:
                     line = conn.recv(4096).split(b"\r\n", 1)[0].decode("latin-1")
                 except OSError:
                     line = "(unreadable request)"
-                self.requests.append(line)
+                if line:  # a connection closed before a byte was sent fetched nothing (a preconnect)
+                    self.requests.append(line)
 
     def close(self) -> None:
         self.server.close()

@@ -14,48 +14,36 @@ import pytest
 
 from repro.errors import ReproError
 from repro.runs.run import safe_child
+from tests import builds
 
 pytestmark = pytest.mark.e2e  # multi-process training, generation or judging (make test-fast skips it)
 
 
 def tiny_loop():
-    """benchmarks/tiny_loop.py as a module (benchmarks/ is not a package)."""
+    """perf/tiny_loop.py as a module (perf/ is not a package)."""
     import importlib.util
 
     from repro import paths
 
-    spec = importlib.util.spec_from_file_location("tiny_loop", paths.ROOT / "benchmarks" / "tiny_loop.py")
+    spec = importlib.util.spec_from_file_location("tiny_loop", paths.ROOT / "perf" / "tiny_loop.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    import os
-
-    os.environ["REPRO_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    os.environ["REPRO_QUIET"] = "1"
-    return tmp_path_factory.mktemp("results")
-
-
 @pytest.mark.parametrize("method", ["simpo", "dpo"])
-def test_tiny_run_beats_its_starting_point_and_resumes(method, results, cli):
-    first = json.loads(
-        cli(
-            "run", "tiny", "--method", method, "--results", str(results), "--format", "json", check=True
-        ).stdout
-    )
+def test_tiny_run_beats_its_starting_point_and_resumes(method, tiny_runs, cli, tmp_path, monkeypatch):
+    first = tiny_runs.runs[method].printed  # the session's run (conftest), as it printed itself
     assert first["complete"] and first["scores"]["ae2_wr"] > 60
     assert first["training"]["held_out_reward_accuracy"] >= 0.9
     run_dir = Path(first["run_dir"])
-    assert run_dir.parent == results / "tiny" / method
+    assert run_dir.parent == tiny_runs.results / "tiny" / method
     for name in ("result.json", "manifest.json", "curves.csv", "curves.png"):
         assert (run_dir / name).exists(), name
     # the synthetic arithmetic set went through the ZeroEval path (generate, result file, score)
     assert first["scores"]["gsm"] is not None and first["scores"]["mmlu"] is not None
     assert (run_dir / "eval" / "gsm" / "model.json").exists()
-    # benchmarks/tiny_loop.py reads its per-stage figures from this very output
+    # perf/tiny_loop.py reads its per-stage figures from this very output
     seconds = tiny_loop().breakdown(first, wall=999.0)
     for stage in ("train", "train.prepare", "train.processes", "train.optimizer_steps", "evaluate",
                   "evaluate.load", "generate", "judge", "score", "other"):  # fmt: skip
@@ -70,6 +58,9 @@ def test_tiny_run_beats_its_starting_point_and_resumes(method, results, cli):
     assert manifest["environment"]["lock"] in ("cpu", "gpu") and "lock_drift" in manifest["environment"]
     assert manifest["tokenizer_checks"]["train"]["status"] == "ok"
     assert manifest["engine"]["zero_stage"] == 3 and manifest["judge"]["kind"] == "rule"
+    # the same command again, on copies of the results and of the cache they ran with: nothing to do
+    results = builds.copy(tiny_runs.results, tmp_path / "results")
+    monkeypatch.setenv("REPRO_CACHE", str(builds.copy(tiny_runs.cache, tmp_path / "cache")))
     again = json.loads(
         cli(
             "run", "tiny", "--method", method, "--results", str(results), "--format", "json", check=True
@@ -82,7 +73,6 @@ def test_tiny_run_beats_its_starting_point_and_resumes(method, results, cli):
 
 
 def test_compare_tiny_runs_against_the_band(tiny_results, cli):
-    # the session's tiny runs (conftest), not this module's: under -n 2 another worker may hold them
     out = json.loads(cli("compare", str(tiny_results), "--format", "json", "--all", check=True).stdout)
     tiny = [r for r in out["rows"] if r["setting"] == "tiny" and r["runs"] and r["band"]]
     assert {r["method"] for r in tiny} == {"simpo", "dpo"} and all(r["status"] == "within" for r in tiny)

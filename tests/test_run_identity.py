@@ -33,14 +33,13 @@ def digest(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    import os
-
-    os.environ["REPRO_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     root = tmp_path_factory.mktemp("x")
     shutil.copy(paths.SETTINGS / "tiny.yaml", root / "mytiny.yaml")
     text = (root / "mytiny.yaml").read_text().replace("name: tiny\n", "name: mytiny\n")
     (root / "mytiny.yaml").write_text(text)
-    return root
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("REPRO_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield root
 
 
 @pytest.fixture(scope="module")
@@ -157,13 +156,13 @@ def test_verify_covers_the_scores_compare_reads(finished, workspace, cli, tmp_pa
 def test_a_rule_judged_cache_never_answers_for_an_endpoint(finished, tmp_path, cli):
     """Issue 20, finding 3: after a rule-judged run, an endpoint-judged evaluation of the same
     model took all 96 judgments from the cache and sent no request."""
-    from repro.evaluation.judge import backends
+    from repro.evaluation.judge import upstream
     from repro.evaluation.judge.gateway import serve
 
     train = Path(finished["run_dir"]) / "train"
     # a real OpenAI-compatible server on 127.0.0.1 (the rule judge behind it, posing as the
     # published judges), counting requests
-    with serve(backends.RuleJudge(), models=PUBLISHED_JUDGES) as (url, server):
+    with serve(upstream.RuleJudge(), models=PUBLISHED_JUDGES) as (url, server):
         proc = cli(
             "eval", str(train / "model"), "--setting", "tiny", "--reference-model", str(train / "init-model"),
             "--bench", "alpaca_eval2,arena_hard,mt_bench", "--judge-url", url, "--judge-key-env", "PATH",
@@ -185,13 +184,13 @@ def test_a_rule_judged_cache_never_answers_for_an_endpoint(finished, tmp_path, c
 def test_a_judge_failing_every_call_leaves_an_incomplete_result(finished, tmp_path, cli, monkeypatch):
     """Issue 20, finding 5: a judge that failed ended in ~890 traceback lines and alpaca-eval's
     `TypeError: type NoneType doesn't define __round__`; now the result is incomplete, counted."""
-    from repro.evaluation.judge import backends
+    from repro.evaluation.judge import upstream
     from repro.evaluation.judge.gateway import JudgeError, serve
 
     def refuses(request):
         """Passes the check before judging (its made-up instruction), then refuses every call."""
         if "What is 2 + 2?" in json.dumps(request):
-            return backends.RuleJudge()(request)
+            return upstream.RuleJudge()(request)
         raise JudgeError("HTTP 400: the server refused", status=400)
 
     train = Path(finished["run_dir"]) / "train"

@@ -10,11 +10,12 @@
    `train.sbatch` for `tiny` with `--gpus 1 --nodes 2`: one CPU process per node, ZeRO-3 over gloo
    across the nodes' network.
    Oracle: the single-node run of the same recipe, `repro train tiny` (2 processes on one
-   machine). Same world size, rank order and batch layout (4 per device x 2 accumulation x 2
-   processes), so the same arithmetic: held-out loss before and after training equal within
-   1e-5 (observed bitwise equal). The traffic on the second node's interface must be at least
-   what ZeRO needs: each of the 32 steps averages every gradient over both ranks, so that node
-   receives at least half the parameters' fp32 bytes per step.
+   machine: the session's run, tests/conftest.py). Same world size, rank order and batch
+   layout (4 per device x 2 accumulation x 2 processes), so the same arithmetic: held-out loss
+   before and after training equal within 1e-5 (observed bitwise equal). The traffic on the
+   second node's interface must be at least what ZeRO needs: each of the 32 steps averages
+   every gradient over both ranks, so that node receives at least half the parameters' fp32
+   bytes per step.
 """
 
 from __future__ import annotations
@@ -138,20 +139,15 @@ def cluster(tmp_path_factory):
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("method", ["simpo", "dpo"])
-def test_two_slurm_nodes_match_one_machine(method, cluster, cli, tmp_path, monkeypatch):
-    monkeypatch.setenv("REPRO_QUIET", "1")
+def test_two_slurm_nodes_match_one_machine(method, cluster, cli, tmp_path, monkeypatch, tiny_runs):
     # DeepSpeed's CPU accelerator JIT-builds an op into torch's extension cache. Keep one per
     # Python environment: environments sharing a home rebuild it over each other's (minutes).
     venv = hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]
     default = Path.home() / ".cache" / "torch_extensions" / f"repro-{venv}"
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", os.environ.get("TORCH_EXTENSIONS_DIR", str(default)))
-    single_dir, multi_dir = tmp_path / "one-machine", tmp_path / "two-nodes"
-    # separate caches: the DPO reference log-probs are computed by each run, not reused
-    monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache-one"))
-    proc = cli("train", "tiny", "--method", method, "--output", str(single_dir))
-    assert proc.returncode == 0, proc.stderr
-    single = json.loads((single_dir / "metrics.json").read_text())
-
+    single = json.loads((tiny_runs.runs[method].train / "metrics.json").read_text())
+    multi_dir = tmp_path / "two-nodes"
+    # a cache of its own: the DPO reference log-probs are computed by this run too, not reused
     monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache-two"))
     cli(
         "train", "tiny", "--method", method, "--gpus", "1", "--nodes", "2", "--launcher", "slurm",
@@ -183,7 +179,10 @@ def test_two_slurm_nodes_match_one_machine(method, cluster, cli, tmp_path, monke
 
 # -- a whole sweep as SLURM jobs, with a preemption ----------------------------------------------
 
-SWEEP_POINTS = [(lr, beta) for lr in ("0.0005", "0.001") for beta in ("2.0", "2.5")]
+# Two points, on the two nodes at once (--max-parallel 2): the recipe's own values, whose oracle
+# is the session's one-process training (tests/conftest.py), and a lower learning rate.
+SWEEP_POINTS = [("0.0005", "2.0"), ("0.001", "2.0")]
+RECIPE_POINT = ("0.001", "2.0")  # recipes/settings/tiny.yaml: SimPO's learning_rate and beta
 
 
 def _steps_logged(log: Path) -> int:
@@ -197,18 +196,18 @@ def requeued(record: dict[str, str]) -> bool:
 
 
 @pytest.mark.e2e
-def test_tiny_sweep_pipeline_survives_preemption(cluster, cli, tmp_path, monkeypatch):
-    """`repro sweep tiny --launcher slurm --submit --max-parallel 2`: four points, train -> generate
+def test_tiny_sweep_pipeline_survives_preemption(cluster, cli, tmp_path, monkeypatch, tiny_one_process):
+    """`repro sweep tiny --launcher slurm --submit --max-parallel 2`: two points, train -> generate
     -> judge and score through real sbatch and afterok dependencies on the two nodes. Element 0
     gets the warning signal in the middle of training (`scancel --batch --signal=USR1`, what
     `--signal=B:USR1@S` delivers before a time limit): it checkpoints, requeues and resumes.
-    Oracle: the same four points trained here with `repro train` (one process, as each array
-    element): held-out losses equal within 1e-5 (resume is bit-identical: observed equal)."""
+    Oracle: the same points trained here with `repro train` (one process, as each array
+    element; the recipe's point is the session's): held-out losses equal within 1e-5 (resume
+    is bit-identical: observed equal)."""
     # the nodes must see the results: not under /tmp (repro refuses node-local folders)
     work = Path.home() / ".cache" / "repro-slurm-test" / tmp_path.name
     work.mkdir(parents=True, exist_ok=True)
     monkeypatch.setenv("PATH", f"{cluster.client_bin(tmp_path / 'bin')}:{os.environ['PATH']}")
-    monkeypatch.setenv("REPRO_QUIET", "1")
     monkeypatch.setenv("REPRO_CACHE", str(work / "cache"))
     venv = hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]
     default = Path.home() / ".cache" / "torch_extensions" / f"repro-{venv}"
@@ -230,9 +229,9 @@ def test_tiny_sweep_pipeline_survives_preemption(cluster, cli, tmp_path, monkeyp
             "squeue", "-h", "-o", "JobId=%i"
         )
 
-        monkeypatch.setenv("REPRO_TEST_STEP_SLEEP", "0.2")  # time to signal a run mid-training
+        monkeypatch.setenv("REPRO_TEST_PAUSE", "train.step=0.2")  # time to signal a run mid-training
         proc = cli(*sweep, "--max-parallel", "2", "--results", str(results), "--format", "json")
-        monkeypatch.delenv("REPRO_TEST_STEP_SLEEP")
+        monkeypatch.delenv("REPRO_TEST_PAUSE")
         assert proc.returncode == 0, proc.stderr
         info = json.loads(proc.stdout)
         jobs = info["jobs"]
@@ -260,10 +259,16 @@ def test_tiny_sweep_pipeline_survives_preemption(cluster, cli, tmp_path, monkeyp
         local = {}
         for lr, beta in SWEEP_POINTS:
             out = tmp_path / f"local-{lr}-{beta}"
-            cli(
-                "train", "tiny", "--method", "simpo", "--gpus", "1", "--set", f"learning_rate={lr}",
-                "--set", f"beta={beta}", "--output", str(out), check=True,
-            )  # fmt: skip
+            if (lr, beta) == RECIPE_POINT:
+                out = tiny_one_process
+                config = json.loads((out / "run.json").read_text())["config"]
+                recipe = (config["learning_rate"], config["hyperparameters"]["beta"])
+                assert recipe == (float(lr), float(beta))
+            else:
+                cli(
+                    "train", "tiny", "--method", "simpo", "--gpus", "1", "--set", f"learning_rate={lr}",
+                    "--set", f"beta={beta}", "--output", str(out), check=True,
+                )  # fmt: skip
             local[(float(lr), float(beta))] = json.loads((out / "metrics.json").read_text())
 
         record = cluster.wait(jobs["judge"], timeout=1500)
@@ -286,16 +291,16 @@ def test_tiny_sweep_pipeline_survives_preemption(cluster, cli, tmp_path, monkeyp
             assert (Path(run["run_dir"]) / "result.json").exists()
         # the sweep's grid, written by the judging job beside the plan
         folder = Path(info["folder"])
-        assert len(json.loads((folder / "grid-tiny-simpo.json").read_text())["points"]) == 4
+        assert len(json.loads((folder / "grid-tiny-simpo.json").read_text())["points"]) == len(SWEEP_POINTS)
         assert (folder / "grid-tiny-simpo-ae2_wr.png").exists()
 
         status = json.loads(cli("status", str(results), "--format", "json", check=True).stdout)
-        assert [r["kind"] for r in status["runs"]] == ["done"] * 4, status
+        assert [r["kind"] for r in status["runs"]] == ["done"] * len(SWEEP_POINTS), status
         assert {r["job"] for r in status["runs"]} == {jobs["judge"]}
         compared = json.loads(cli("compare", str(results), "--format", "json", check=True).stdout)
         tiny_rows = [row for row in compared["rows"] if row["setting"] == "tiny" and row["method"] == "simpo"]
         metric = tiny_rows[0]["metric"]
-        assert sum(row["runs"] for row in tiny_rows if row["metric"] == metric) == 4, compared
+        assert sum(row["runs"] for row in tiny_rows if row["metric"] == metric) == len(SWEEP_POINTS), compared
     finally:
         import shutil
 

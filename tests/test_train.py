@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ import torch
 
 from repro.errors import ReproError
 from repro.train import reference
+from tests import builds
 
 pytestmark = pytest.mark.e2e  # multi-process training, generation or judging (make test-fast skips it)
 
@@ -27,14 +29,23 @@ CURVE_TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    return tmp_path_factory.mktemp("runs")
+def runs(tmp_path_factory, tiny_runs, tiny_one_process):
+    """The module's training folders. The recipe's SimPO and DPO (2 processes) and SimPO on one
+    process are copies of the session's (conftest): the same command would say "already
+    trained". DPO's reference log-probs come along in the module's cache."""
+    root = tmp_path_factory.mktemp("runs")
+    for method in ("simpo", "dpo"):
+        builds.copy(tiny_runs.runs[method].train, root / method)
+    builds.copy(tiny_one_process, root / "simpo-1proc")
+    (root / "cache").mkdir()
+    for cached in tiny_runs.cache.glob("reference-*.pt"):
+        shutil.copy(cached, root / "cache")
+    return root
 
 
 @pytest.fixture(autouse=True)
 def _cache(runs, monkeypatch):
     monkeypatch.setenv("REPRO_CACHE", str(runs / "cache"))
-    monkeypatch.setenv("REPRO_QUIET", "1")
 
 
 def train(cli, runs: Path, name: str, *args: str) -> dict:
@@ -51,6 +62,15 @@ def curve(metrics: dict) -> list[float]:
         for h in metrics["log_history"]
         if "loss" in h and "eval_loss" not in h and "train_loss" not in h
     ]
+
+
+def test_the_copied_trainings_are_what_repro_train_writes(cli, runs):
+    """The module's copies of the session's trainings are, to `repro train`, finished runs of
+    these very commands (the same config): copying them is not a shortcut around training."""
+    for name, args in (("simpo", ()), ("dpo", ()), ("simpo-1proc", ("--gpus", "1"))):
+        method = name.split("-")[0]
+        proc = cli("train", "tiny", "--method", method, *args, "--output", str(runs / name), check=True)
+        assert "already trained" in proc.stderr, name
 
 
 @pytest.mark.parametrize("method", ["simpo", "dpo"])

@@ -105,7 +105,7 @@ def test_a_folder_of_another_config_is_refused(tmp_path):
 
 
 def test_config_options_resolve_as_the_flags_did():
-    from repro.config.options import ConfigOptions
+    from repro.config.config_options import ConfigOptions
     from repro.config.resolution import resolve_names
 
     options = ConfigOptions(overrides=("beta=3",), num_processes=1, max_steps=4, padding_free=True)

@@ -12,7 +12,6 @@ hit across judges, a traceback or a late failure).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -231,9 +230,9 @@ def test_interval_offsets_never_print_minus_zero():
     assert registry.scores({"arena_hard": bounds})["ah_ci"] == [100.0, 100.0]
 
 
-def test_judgment_cache_keeps_judges_apart(tmp_path):
+def test_judgment_cache_keeps_judges_apart(tmp_path, monkeypatch):
     """Finding 3: a rule-judged cache answered every request of an endpoint judge."""
-    from repro.evaluation.judge import backends, client
+    from repro.evaluation.judge import client, upstream
     from repro.evaluation.judge.cache import JudgmentCache
     from repro.evaluation.judge.gateway import serve
     from tests.test_judge import Upstream
@@ -245,13 +244,13 @@ def test_judgment_cache_keeps_judges_apart(tmp_path):
     )
     messages = [{"role": "user", "content": ah_prompt}]
     cache = JudgmentCache(tmp_path / "judgments.sqlite")
-    with serve(backends.RuleJudge(), cache) as (url, gateway):
+    with serve(upstream.RuleJudge(), cache) as (url, gateway):
         assert "[[B>>A]]" in client.chat_function(url, "gpt-4-1106-preview")(messages)
         assert gateway.stats.backend_calls == 1
-    os.environ["REPRO_TEST_TRUST_KEY"] = "sk-x"
+    monkeypatch.setenv("REPRO_TEST_TRUST_KEY", "sk-x")
     up = Upstream([])
     try:
-        endpoint = backends.OpenAIEndpoint(up.url, api_key_env="REPRO_TEST_TRUST_KEY")
+        endpoint = upstream.OpenAIEndpoint(up.url, api_key_env="REPRO_TEST_TRUST_KEY")
         with serve(endpoint, cache) as (url, gateway):
             assert client.chat_function(url, "gpt-4-1106-preview")(messages) == "[[A>B]]"  # the endpoint's
             assert up.calls == 1 and gateway.stats.cache_hits == 0
@@ -263,10 +262,10 @@ def test_judgment_cache_keeps_judges_apart(tmp_path):
         cache.close()
     # an endpoint is known by its model, not its URL (a proxy or another port is the same judge)
     assert (
-        backends.OpenAIEndpoint("http://a/v1", require_key=False).identity
-        == backends.OpenAIEndpoint("http://b/v1", require_key=False).identity
+        upstream.OpenAIEndpoint("http://a/v1", require_key=False).identity
+        == upstream.OpenAIEndpoint("http://b/v1", require_key=False).identity
     )
-    assert backends.OpenAIEndpoint("http://a/v1", model="x", require_key=False).identity["model"] == "x"
+    assert upstream.OpenAIEndpoint("http://a/v1", model="x", require_key=False).identity["model"] == "x"
 
 
 def test_backend_bug_is_a_counted_failure_not_a_traceback():
@@ -285,10 +284,10 @@ def test_backend_bug_is_a_counted_failure_not_a_traceback():
 
 def test_unreachable_judge_fails_fast_after_a_few_requests():
     """Finding 5: an unreachable judge was retried for 3 min 20 s before anything was said."""
-    from repro.evaluation.judge import backends
+    from repro.evaluation.judge import upstream
     from repro.evaluation.judge.gateway import JudgeError
 
-    endpoint = backends.OpenAIEndpoint(
+    endpoint = upstream.OpenAIEndpoint(
         "http://127.0.0.1:9/v1", require_key=False, max_retries=1, backoff=0.01, timeout=1.0
     )
     for _ in range(endpoint.GIVE_UP_AFTER):

@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).parent))
 import zeroeval_cases as cases  # noqa: E402
 
+from repro import paths  # noqa: E402
 from repro.errors import ReproError  # noqa: E402
 from repro.evaluation import zeroeval  # noqa: E402
 from repro.evaluation.scorers import zeroeval as scorer  # noqa: E402
@@ -347,12 +348,13 @@ def test_items_from_local_files_and_a_clear_error_without(tmp_path, monkeypatch)
 
 
 def test_tiny_arithmetic_items_are_well_formed():
+    """The tiny setting's question set (eval/questions/tiny/zeroeval), read as any ZeroEval data."""
+    folder = paths.EVAL / "questions" / "tiny" / "zeroeval"
     for task in TASKS:
-        items = zeroeval.tiny_items(task)
-        zeroeval._check_items(items, task, "tiny")
-        assert len({i["id"] for i in items}) == len(items)
-    item = zeroeval.tiny_items("mmlu-redux")[0]
+        items = zeroeval.load_items(task, data_dir=folder)
+        assert len(items) == 16 and len({i["id"] for i in items}) == len(items)
+    item = zeroeval.load_items("mmlu-redux", data_dir=folder)[0]
     assert len(set(item["choices"])) == 4 and item["correct_answer"] in item["choices"]
-    first = zeroeval.tiny_items("gsm")[0]
+    first = zeroeval.load_items("gsm", data_dir=folder)[0]
     right = {**first, "output": [json.dumps({"reasoning": "add", "answer": first["answer"][2:]})]}
     assert scorer.score_items([right], "gsm").acc == 100.0

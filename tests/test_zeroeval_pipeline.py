@@ -40,7 +40,7 @@ def test_tiny_eval_generates_and_scores_arithmetic(tiny_model, cli, tmp_path):
     record = json.loads(cli(*args, "--output", str(out), "--format", "json", check=True).stdout)
     for bench, task in (("gsm", "gsm"), ("mmlu_redux", "mmlu-redux")):
         result = record["benchmarks"][bench]
-        assert result["total"] == 4 and result["data"] == "tiny synthetic arithmetic"
+        assert result["total"] == 4 and result["data"] == "the setting's question set"
         assert result["bos"]["mode"] == "single" and result["bos"]["bos_count"] == 1
         assert result["decoding"]["mode"] == "greedy" and result["decoding"]["stop_token_ids"] == [3]
         items = json.loads(Path(result["outputs"]).read_text())

@@ -25,8 +25,8 @@ from repro.config.resolution import evaluation_plan
 from repro.config.settings import get_setting
 from repro.errors import ReproError
 from repro.evaluation import benchmarks
+from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
-from repro.evaluation.options import EvalOptions
 from repro.runs import checkpoint
 
 alpaca_app = typer.Typer(help="AlpacaEval 2 through alpaca-eval 0.6.2.", no_args_is_help=True)

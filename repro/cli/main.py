@@ -10,7 +10,6 @@ import typer
 
 from repro import library_warnings
 from repro.cli import (  # noqa: F401  (registers the commands)
-    bench,
     data,
     diagnose,
     env,
@@ -22,6 +21,7 @@ from repro.cli import (  # noqa: F401  (registers the commands)
     recipes,
     run,
     slurm,
+    speed,
     train,
     zeroeval,
 )

@@ -36,12 +36,12 @@ from repro.cli.common import (
     path_argument,
     path_option,
 )
+from repro.config.config_options import ConfigOptions
 from repro.config.methods import SearchGrid, search_grid
-from repro.config.options import ConfigOptions
 from repro.errors import ReproError, UsageError
-from repro.evaluation import benchmarks, generate
+from repro.evaluation import benchmarks, generation
+from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
-from repro.evaluation.options import EvalOptions
 
 BENCH_HELP = "Comma-separated benchmarks (default: the setting's, see eval/generation/SETTING.yaml)."
 BenchOpt = Annotated[str | None, typer.Option("--bench", metavar="LIST", help=BENCH_HELP)]
@@ -126,7 +126,7 @@ def run_cmd(
         concurrency=concurrency,
         refresh=refresh_judgments,
     )
-    generate.check_backend(backend)  # a usage error before anything runs (dry runs too)
+    generation.check_backend(backend)  # a usage error before anything runs (dry runs too)
     if slurm_cli.check_launcher(launcher, submit):
         slurm_cli.launch(
             [(config, {})], results=results, benches=benches, judge=spec, limit=limit, backend=backend,

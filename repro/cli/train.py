@@ -26,7 +26,7 @@ from repro.cli.common import (
     local_or_hub_option,
     path_option,
 )
-from repro.config.options import ConfigOptions
+from repro.config.config_options import ConfigOptions
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError, unknown
 from repro.runs import training

@@ -17,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from repro import records
+from repro import paths, records
 from repro.data.family import Family
 from repro.errors import ReproError
 
@@ -29,11 +29,16 @@ NOT_IN_IDENTITY = (
 
 
 def code_version() -> str:
-    """SHA-256 over repro's Python source: a run made by other code is another run."""
+    """SHA-256 over repro's Python source and the question sets bundled with it (eval/questions,
+    which settings evaluate on as benchmarks read their own data): a run made by other code or
+    on other bundled questions is another run."""
     root = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    questions = paths.EVAL / "questions"
+    for path in sorted(p for p in questions.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(paths.EVAL)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 

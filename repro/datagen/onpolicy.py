@@ -23,24 +23,23 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from repro import hashing, io
+from repro import hashing, io, pauses
 from repro.config.settings import get_setting
 from repro.data import bosguard, preference, tokenizers
 from repro.datagen import reward
 from repro.errors import ReproError
-from repro.evaluation import generate
-from repro.evaluation.generate import Decoding
+from repro.evaluation import generation
+from repro.evaluation.generation.base import Backend
+from repro.evaluation.generation.decoding import Decoding
 from repro.progress import Progress
 
 SEEDS = (13, 21, 42, 79, 100)
 DEFAULT_PROMPTS = "HuggingFaceH4/ultrafeedback_binarized:train_prefs"
-_TEST_SLEEP = float(os.environ.get("REPRO_TEST_STEP_SLEEP", "0"))  # never set in real runs
 
 
 @dataclass
@@ -189,8 +188,7 @@ def generate_seed(
         )
         new = backend.generate(chunk, decoding)
         io.append_jsonl(path, [{"i": start + k, "text": t} for k, t in enumerate(new)])
-        if _TEST_SLEEP:  # kill-and-resume tests: time to kill mid-seed
-            time.sleep(_TEST_SLEEP)
+        pauses.pause("onpolicy.batch")  # kill-and-resume tests only: time to kill mid-seed
         outputs += new
         start += len(chunk)
         if progress:
@@ -258,12 +256,12 @@ def _auto_backend() -> str:
     return "vllm" if torch.cuda.is_available() else "transformers"
 
 
-def _backend(options: Options, tokenizer, add_special_tokens: bool) -> tuple[str, generate.Backend]:
-    """The sampling engine, built by evaluation's chooser (`generate.backend`)."""
+def _backend(options: Options, tokenizer, add_special_tokens: bool) -> tuple[str, Backend]:
+    """The sampling engine, built by evaluation's chooser (`generation.backend`)."""
     name = _auto_backend() if options.backend == "auto" else options.backend
     # Only the transformers backend batches; vLLM is handed the whole set at once.
     kwargs: dict[str, Any] = {"batch_size": options.batch_size} if name == "transformers" else {}
-    engine = generate.backend(
+    engine = generation.backend(
         name, options.model, tokenizer=tokenizer, add_special_tokens=add_special_tokens, **kwargs
     )
     return name, engine

@@ -1,8 +1,8 @@
 """From prompt text to answers on disk: tokenize, guard the BOS, generate what is missing.
 
 Every benchmark's answers go through `Answerer.answers`: the prompts are tokenized once
-(`generate.encode`), the BOS guard checks the ids the engine will see, and generation resumes
-from the benchmark's answer file (`repro.evaluation.answers`), one line per answer as it
+(`generation.base.encode`), the BOS guard checks the ids the engine will see, and generation resumes
+from the benchmark's answer file (`repro.evaluation.answer_log`), one line per answer as it
 completes. The whole set goes to the backend in one call (vLLM and servers batch it).
 
 Prompt BOS, two cases:
@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from repro.data import served_templates
-from repro.evaluation import generate
-from repro.evaluation.answers import AnswerLog, generate_resumable, reuse
-from repro.evaluation.generate import Backend, Decoding
+from repro.evaluation.answer_log import AnswerLog, generate_resumable, reuse
+from repro.evaluation.generation.base import Backend, encode
+from repro.evaluation.generation.bos import check_bos
+from repro.evaluation.generation.decoding import Decoding
 
 
 def fingerprint(model: str) -> str:
@@ -84,11 +85,11 @@ class Answerer:
         if not isinstance(flags, list):
             flags = [flags] * len(prompts)
         ids = [
-            generate.encode(generator.tokenizer, [p], add_special_tokens=f)[0]
+            encode(generator.tokenizer, [p], add_special_tokens=f)[0]
             for p, f in zip(prompts, flags, strict=True)
         ]
         if not self.allow_double_bos:
-            generate.check_bos(generator.tokenizer, ids, expected_bos, what)
+            check_bos(generator.tokenizer, ids, expected_bos, what)
         identity = self.identity(generator, decoding, what)
         if not (self.output / file).exists():
             reuse(self.output / file, [folder / file for folder in self.earlier], identity)

@@ -13,7 +13,7 @@ with `best_of = n = 1`, i.e. width 1, with these rules, reproduced by `Width1` b
    `max_tokens` (or the model length), is *finished*; the best finished sequence is kept.
    The model length: the old engine let a sequence grow to `max_model_len` + 1 tokens; today's
    vLLM takes no prompt of `max_model_len` tokens (prompt + 1 output must fit), so repro ends a
-   beam at `max_model_len` tokens, prompt included, on every backend (`generate.beam1_searches`);
+   beam at `max_model_len` tokens, prompt included, on every backend (`generation.decoding.beam1_searches`);
 3. the best unfinished candidate becomes the running beam, unless the best finished score
    is already at least the running one (`early_stopping=False`: the running beam's
    *current* score is its highest attainable one); no unfinished candidate also stops;

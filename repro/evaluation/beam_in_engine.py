@@ -1,9 +1,10 @@
 """The width-1 beam search inside the vLLM engine, as the old engine ran it: a logits processor.
 
-Why: the one-pass search streamed with `logprobs=2` (`generate.VLLMBackend._streamed_round`)
-makes greedy's number of engine steps, but every step still pays vLLM's log-prob machinery (a
-top-k gather in the sampler, a `Logprob` object per token in the output processor, a streamed
-output per request), about 0.7x of plain greedy on a small model. Here the engine decodes
+Why: the one-pass search streamed with `logprobs=2`
+(`generation.vllm_backend.VLLMBackend._streamed_round`) makes greedy's number of engine steps,
+but every step still pays vLLM's log-prob machinery (a top-k gather in the sampler, a
+`Logprob` object per token in the output processor, a streamed output per request), about
+0.7x of plain greedy on a small model. Here the engine decodes
 greedily without log-probs, and this processor, which sees every step's logits before the
 sampler, runs each request's `beam.Width1` itself:
 

@@ -23,13 +23,13 @@ from repro.config import evalconfig
 from repro.config.resolution import evaluation_plan
 from repro.config.runconfig import EvalPlan
 from repro.errors import ReproError
-from repro.evaluation import answering, benchmarks, generate
-from repro.evaluation.generate import Decoding
+from repro.evaluation import answering, benchmarks, generation
+from repro.evaluation.eval_options import EvalOptions
+from repro.evaluation.generation.decoding import Decoding
 from repro.evaluation.judge import client, identity
 from repro.evaluation.judge.cache import JudgmentCache
 from repro.evaluation.judge.gateway import serve
 from repro.evaluation.judge.spec import Judge
-from repro.evaluation.options import EvalOptions
 from repro.evaluation.records import BenchmarkResult, EvaluationResult
 from repro.progress import Progress
 
@@ -105,7 +105,7 @@ class _OnDemand:
         if attr.startswith("_"):
             raise AttributeError(attr)
         if self._engine is None:
-            self._engine = generate.backend(self.name, self.model_path, tokenizer=self.tokenizer)
+            self._engine = generation.backend(self.name, self.model_path, tokenizer=self.tokenizer)
             self._engine.fingerprint = self.fingerprint
         return getattr(self._engine, attr)
 
@@ -113,9 +113,20 @@ class _OnDemand:
 def _engine(name: str, model_path: str, tokenizer, *, lazy: bool):
     if lazy:
         return _OnDemand(name, model_path, tokenizer)
-    engine = generate.backend(name, model_path, tokenizer=tokenizer)
+    engine = generation.backend(name, model_path, tokenizer=tokenizer)
     engine.fingerprint = answering.fingerprint(model_path)
     return engine
+
+
+def question_set(questions: str) -> Path | None:
+    """The folder of the question set an evaluation plan names: `repro:NAME` is eval/questions/NAME/,
+    bundled with repro; `benchmark` (None): each benchmark's own questions."""
+    if questions == "benchmark":
+        return None
+    folder = paths.EVAL / "questions" / questions.removeprefix("repro:")
+    if not folder.is_dir():
+        raise ReproError(f"question set '{questions}': no folder {folder}")
+    return folder
 
 
 class Evaluation:
@@ -167,7 +178,7 @@ class Evaluation:
             served_templates.lookup(self.chat_template)  # an unknown name fails fast too
         self.output = output
         self.judge = judge
-        self.toy_questions = self.plan.questions == "repro:tiny"
+        self.questions = question_set(self.plan.questions)
         self.tokenizer = tokenizers.load(options.tokenizer or model_path)
         self.family = getattr(target.recipe, "family", None) or family.infer(self.tokenizer)
         self.config = evalconfig.with_family_stops(self.config, self.family.stop_ids(self.tokenizer))
@@ -177,7 +188,7 @@ class Evaluation:
         )
         lazy = self.stage == "judge"
         if options.server:  # the evaluated model comes from the server; a tiny reference model stays local
-            from repro.evaluation.server import ServerBackend
+            from repro.evaluation.generation.server_backend import ServerBackend
 
             self.generator = ServerBackend(
                 options.server, tokenizer=self.tokenizer, key_env=options.server_key_env
@@ -217,6 +228,11 @@ class Evaluation:
 
     def note(self, text: str) -> None:
         self.notes.append(text)
+
+    def question_set(self, entry: str) -> Path | None:
+        """The setting's own question set's `entry` (eval/questions/SET/ENTRY, in the layout of
+        the benchmark's data option), or None: the setting uses each benchmark's own questions."""
+        return self.questions / entry if self.questions else None
 
     def shared_data(self, relative: str) -> Path | None:
         """A file or folder under shared/data, when shared/ is there."""

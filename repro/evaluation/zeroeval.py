@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -229,9 +228,9 @@ def generate(
     max_new_tokens: int | None = None,
     bos: str = "single",
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Generate every item's answer with `generator` (repro.evaluation.generate); returns the ZeroEval
+    """Generate every item's answer with `generator` (repro.evaluation.generation); returns the ZeroEval
     result items and the generation record (decoding, BOS plan)."""
-    from repro.evaluation.generate import Decoding
+    from repro.evaluation.generation.decoding import Decoding
 
     prompts = [prompt(tokenizer, task, item) for item in items]
     plan = bos_plan(tokenizer, prompts, bos)
@@ -258,30 +257,6 @@ def generate(
         engine=engine,
     )
     return records, {"decoding": decoding.__dict__, "bos": plan}
-
-
-# --------------------------------------------------------------------------- tiny
-
-
-def tiny_items(task: str, n: int = 16, seed: int = 11) -> list[dict[str, Any]]:
-    """A small synthetic arithmetic set (generated, never downloaded) in ZeroEval's format,
-    so the tiny setting runs the whole GSM / MMLU-Redux path on a CPU."""
-    scorer.check_task(task)
-    rng = random.Random(seed)
-    items = []
-    for i in range(n):
-        a, b = rng.randint(2, 40), rng.randint(2, 40)
-        question = f"Tom has {a} apples and buys {b} more. How many apples does he have?"
-        total = a + b
-        item: dict[str, Any] = {"id": f"tiny-arithmetic-{task}-#{i}", "question": question}
-        if task == "gsm":
-            item["answer"] = f"# {total}"
-        else:
-            choices = [str(total), str(total + 1), str(total - 1), str(total + 10)]
-            rng.shuffle(choices)
-            item["choices"], item["correct_answer"] = choices, str(total)
-        items.append(item)
-    return items
 
 
 def write_results(path: Path, records: list[dict[str, Any]]) -> Path:

@@ -1,6 +1,6 @@
 """One contender of `repro bench train`, in this process: train, time every step, report.
 
-Run by repro.perf.trainbench as a script (`python -P train_worker.py SPEC.json RESULT.json`)
+Run by repro.perf.train_speed as a script (`python -P train_worker.py SPEC.json RESULT.json`)
 with PYTHONPATH set to the tree under test: the working tree, or a temporary worktree of
 another revision (`--against`). This file always comes from the working tree, so both sides
 build the same model and data and time the same window; from the tree under test it imports

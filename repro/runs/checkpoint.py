@@ -8,9 +8,9 @@ from pathlib import Path
 from repro.config.settings import get_setting
 from repro.data import bosguard
 from repro.errors import ReproError
-from repro.evaluation import benchmarks, generate, runner
+from repro.evaluation import benchmarks, generation, runner
+from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
-from repro.evaluation.options import EvalOptions
 from repro.progress import Progress
 from repro.runs import preflight
 from repro.runs.result import FILE, RunResult
@@ -30,7 +30,7 @@ def evaluate(
     evaluate, refuse a failed BOS check unless allowed, and write the result."""
     target = runner.Target.of_setting(get_setting(setting))
     benches = benchmarks.parse(bench, target.plan)
-    generate.check_backend(options.backend)  # an unknown engine is a usage error, as for repro run
+    generation.check_backend(options.backend)  # an unknown engine is a usage error, as for repro run
     checks = [preflight.writable(output, "--output"), preflight.cache()]
     if benchmarks.judged(benches):
         checks += [preflight.cache(Path(judge.cache).parent, "--judge-cache"), preflight.judge_check(judge)]

@@ -25,8 +25,8 @@ from repro.config import evalconfig
 from repro.config.runconfig import RunConfig
 from repro.data import alpaca_preferences
 from repro.errors import ReproError
-from repro.evaluation import generate
-from repro.evaluation.judge.backends import url_problem
+from repro.evaluation import generation
+from repro.evaluation.judge.upstream import url_problem
 from repro.train import trackers
 from repro.train.launch import cuda_available
 
@@ -225,7 +225,7 @@ def _trackers(config: RunConfig) -> Check:
 
 def backend_check(backend: str) -> Check:
     try:
-        generate.check_backend(backend)
+        generation.check_backend(backend)
     except ReproError as exc:
         return Check("backend", False, str(exc))
     return Check("backend", True, backend)

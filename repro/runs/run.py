@@ -26,8 +26,8 @@ from repro.config import evalconfig
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
 from repro.evaluation import judgecost, runner
+from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
-from repro.evaluation.options import EvalOptions
 from repro.progress import Progress
 from repro.runs import evaluations, plots, preflight, replicates, training, verify
 from repro.runs.result import RunResult

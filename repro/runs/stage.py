@@ -22,8 +22,8 @@ from repro import io
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
 from repro.evaluation import benchmarks
+from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
-from repro.evaluation.options import EvalOptions
 from repro.runs import grid, run
 
 STAGE_FILE = "stage.json"  # in a run's evaluation folder: the pipeline stage working on it

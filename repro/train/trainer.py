@@ -19,6 +19,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
 
+from repro import pauses
 from repro.train import checkpoints, chunked, logprobs, objectives, packing
 from repro.train.logprobs import IGNORE_INDEX, split_pairs
 from repro.train.objectives import Inputs, SequenceLogps
@@ -93,19 +94,10 @@ def forward_logps(
 class ProgressLines(TrainerCallback):
     """One "REPRO_STEP n/total" line per optimizer step on rank 0, for the launcher's progress bar."""
 
-    def __init__(self):
-        import os
-
-        # Test hook for kill-and-resume tests: slow each step down (seconds), never set in real runs.
-        self.sleep = float(os.environ.get("REPRO_TEST_STEP_SLEEP", "0"))
-
     def on_step_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             print(f"REPRO_STEP {state.global_step}/{state.max_steps}", flush=True)
-        if self.sleep:
-            import time
-
-            time.sleep(self.sleep)
+        pauses.pause("train.step")  # kill-and-resume tests only (repro.pauses)
 
 
 class PreferenceTrainer(Trainer):

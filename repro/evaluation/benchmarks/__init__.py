@@ -1,6 +1,7 @@
 """The benchmark registry: one module per benchmark, registered by name.
 
-Built-in benchmarks are the modules of this package; `load_path(FILE_OR_DIR)` imports a
+Built-in benchmarks are the modules of this package, found by listing it (a new one is one new
+file: no list to edit); `load_path(FILE_OR_DIR)` imports a
 user's own (repro eval/run/compare --bench-path), the way lm-evaluation-harness's
 --include_path loads tasks. A plugin module subclasses `Benchmark` and decorates it with
 `@register`; see the README ("Your own benchmark in one file")."""
@@ -23,15 +24,6 @@ from repro.evaluation.benchmarks.base import Benchmark, JudgeAccess, JudgeCost, 
 
 __all__ = ["Benchmark", "JudgeAccess", "JudgeCost", "Metric", "register", "get", "names", "load_path"]
 
-# Built-ins in the order of the published tables' columns (and of compare's rows).
-BUILT_IN = ("alpaca_eval2", "arena_hard", "mt_bench", "gsm", "mmlu_redux")
-_MODULES = {
-    "alpaca_eval2": "alpaca_eval2",
-    "arena_hard": "arena_hard",
-    "mt_bench": "mt_bench",
-    "gsm": "zeroeval_gsm",
-    "mmlu_redux": "zeroeval_mmlu_redux",
-}
 ENV = "REPRO_BENCH_PATH"  # plugin paths (os.pathsep-separated), inherited by jobs a run submits
 _REGISTRY: dict[str, Benchmark] = {}
 # plugin benchmark -> {"path": its file, "sha256": the file's (part of a run's identity)}
@@ -52,7 +44,7 @@ def register(cls: type[Benchmark]) -> type[Benchmark]:
     if not isinstance(cls.name, str) or not cls.name.isidentifier():
         raise ReproError(f"{where}benchmark name {cls.name!r} is not a plain name (letters, digits, _)")
     if cls.name in _REGISTRY and type(_REGISTRY[cls.name]) is not cls:
-        what = "a built-in benchmark" if cls.name in BUILT_IN else "another benchmark"
+        what = "a built-in benchmark" if built_in(_REGISTRY[cls.name]) else "another benchmark"
         raise ReproError(f"{where}benchmark '{cls.name}' clashes with {what} of that name")
     taken = {m.key: b.name for b in _REGISTRY.values() if b.name != cls.name for m in b.metrics}
     for metric in cls.metrics:
@@ -65,11 +57,16 @@ def register(cls: type[Benchmark]) -> type[Benchmark]:
     return cls
 
 
+def built_in(bench: Benchmark) -> bool:
+    """Whether `bench` is one of repro's own (a module of this package), not a plugin."""
+    return type(bench).__module__.startswith(f"{__name__}.")
+
+
 def _built_ins() -> None:
     global _from_env
-    for name in BUILT_IN:
-        if name not in _REGISTRY:
-            importlib.import_module(f"{__name__}.{_MODULES[name]}")
+    for module in sorted(Path(__file__).parent.glob("*.py")):  # each module registers its own
+        if module.stem != "__init__" and f"{__name__}.{module.stem}" not in sys.modules:
+            importlib.import_module(f"{__name__}.{module.stem}")
     if not _from_env:
         _from_env = True
         for entry in filter(None, os.environ.get(ENV, "").split(os.pathsep)):
@@ -155,10 +152,10 @@ def load_plugins(recorded: dict[str, dict[str, str]], *, where: str) -> None:
 
 
 def all() -> list[Benchmark]:  # noqa: A001 - the registry's own vocabulary
-    """Every registered benchmark: the built-ins first, in table order, then plugins."""
+    """Every registered benchmark: those with a `table_order` by it (the built-ins, in the
+    published tables' column order), then the others as they were registered (plugins)."""
     _built_ins()
-    order = {name: i for i, name in enumerate(BUILT_IN)}
-    return sorted(_REGISTRY.values(), key=lambda b: order.get(b.name, len(order)))
+    return sorted(_REGISTRY.values(), key=lambda b: (b.table_order is None, b.table_order or 0))
 
 
 def names() -> list[str]:
@@ -241,7 +238,7 @@ def why_missing(outputs: dict[str, dict], key: str) -> str:
 def default(plan: EvalPlan) -> list[str]:
     """The benchmarks a setting is evaluated on unless --bench says otherwise: its generation
     config's `benches` (gemma2-9b-it adds ZeroEval's GSM and MMLU-Redux), else the judged built-ins."""
-    judged_built_ins = [n for n in BUILT_IN if get(n).judged]
+    judged_built_ins = [b.name for b in all() if built_in(b) and b.judged]
     try:
         return list(evalconfig.generation(plan.generation).get("benches") or judged_built_ins)
     except ReproError:

@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from repro import io, tiny
+from repro import io
 from repro.errors import ReproError
 from repro.evaluation.benchmarks import register
 from repro.evaluation.benchmarks.base import Benchmark, Context, JudgeAccess, JudgeCost, Metric, fmt
-from repro.evaluation.generate import Decoding
+from repro.evaluation.generation.decoding import Decoding
 from repro.evaluation.scorers import alpaca_eval
 
 LC, WR = "ae2_lc", "ae2_wr"  # the headline metrics (the judging diagnosis reads WR)
@@ -22,6 +22,7 @@ LC, WR = "ae2_lc", "ae2_wr"  # the headline metrics (the judging diagnosis reads
 class AlpacaEval2(Benchmark):
     name = "alpaca_eval2"
     title = "AlpacaEval 2"
+    table_order = 1
     judged = True
     published_judge = "gpt-4-1106-preview"
     cost = JudgeCost(
@@ -38,22 +39,21 @@ class AlpacaEval2(Benchmark):
     def run(self, ev: Context, judge: JudgeAccess | None = None) -> dict[str, Any]:
         cfg = ev.config["alpaca_eval"]
         decoding = Decoding.alpaca_eval(cfg, max_new_tokens=ev.max_new_tokens)
-        if ev.toy_questions:
-            instructions = tiny.eval_instructions()[: ev.limit]
-            reference_outputs = None
-        elif cfg.get("instructions") == "heldout":  # a setting trained on AlpacaEval annotations
+        if cfg.get("instructions") == "heldout":  # a setting trained on AlpacaEval annotations
             instructions = ev.heldout_instructions()[: ev.subset("alpaca_eval")]
-            reference_outputs = None
+            records = None
         else:
-            path = ev.options.alpaca_reference or ev.shared_data(
-                "alpaca_eval/reference/gpt4_1106_preview.json"
+            path = (
+                ev.options.alpaca_reference
+                or ev.question_set("alpaca_eval2.json")
+                or ev.shared_data("alpaca_eval/reference/gpt4_1106_preview.json")
             )
             if not path or not Path(path).exists():
                 raise ReproError("AlpacaEval reference outputs not found: pass --alpaca-reference FILE")
-            reference_outputs = json.loads(Path(path).read_text())[: ev.subset("alpaca_eval")]
-            instructions = [r["instruction"] for r in reference_outputs]
-        if ev.baseline == "init-model":  # judged against the starting model's answers
-            reference_outputs = None
+            records = json.loads(Path(path).read_text())[: ev.subset("alpaca_eval")]
+            instructions = [r["instruction"] for r in records]
+        # the baseline's answers: the reference file's, or the starting model's (generated below)
+        reference_outputs = None if ev.baseline == "init-model" else records
         # not str.format: instructions hold braces
         prompts = [cfg["prompt_template"].replace("{instruction}", i) for i in instructions]
         # strings with add_special_tokens, as alpaca-eval 0.6.2 gave them to vLLM

@@ -9,11 +9,11 @@ from typing import Any
 
 import yaml
 
-from repro import io, paths, tiny
+from repro import io, paths
 from repro.errors import ReproError
 from repro.evaluation.benchmarks import register
 from repro.evaluation.benchmarks.base import Benchmark, Context, JudgeAccess, JudgeCost, Metric, fmt
-from repro.evaluation.generate import Decoding
+from repro.evaluation.generation.decoding import Decoding
 from repro.evaluation.scorers import arena_hard
 
 JUDGE_CONFIG = paths.EVAL / "judges" / "arena-hard-v0.1.yaml"
@@ -37,6 +37,7 @@ def answer_records(questions: list[dict], texts: list[str], model_id: str) -> di
 class ArenaHard(Benchmark):
     name = "arena_hard"
     title = "Arena-Hard"
+    table_order = 2
     judged = True
     published_judge = "gpt-4-1106-preview"
     cost = JudgeCost(
@@ -61,20 +62,15 @@ class ArenaHard(Benchmark):
             max_new_tokens=ev.max_new_tokens or cfg["max_tokens"],
             stop_token_ids=cfg.get("stop_token_ids"),
         )
-        if ev.toy_questions:
-            questions = [
-                {"question_id": f"tiny-{i:03d}", "turns": [{"content": q}]}
-                for i, q in enumerate(tiny.eval_instructions()[: ev.limit])
-            ]
-            baseline = None
-        else:
-            data = ev.options.arena_hard_data or ev.shared_data("arena_hard_v0.1")
-            if data is None:
-                raise ReproError("Arena-Hard data not found: pass --arena-hard-data DIR")
-            questions = arena_hard.read_jsonl(data / "question.jsonl")[: ev.subset("arena_hard")]
+        data = (
+            ev.options.arena_hard_data or ev.question_set("arena_hard") or ev.shared_data("arena_hard_v0.1")
+        )
+        if data is None:
+            raise ReproError("Arena-Hard data not found: pass --arena-hard-data DIR")
+        questions = arena_hard.read_jsonl(data / "question.jsonl")[: ev.subset("arena_hard")]
+        baseline = None  # the starting model's answers (generated below), or gpt-4-0314's
+        if ev.baseline != "init-model":
             baseline = {a["question_id"]: a for a in arena_hard.read_jsonl(data / "gpt-4-0314.jsonl")}
-            if ev.baseline == "init-model":  # against the starting model's answers
-                baseline = None
         rendered = [ev.chat_prompt(q["turns"][0]["content"]) for q in questions]
         prompts, flags = [p for p, _ in rendered], [f for _, f in rendered]
         how = dict(add_special_tokens=flags, what="Arena-Hard prompts")

@@ -15,9 +15,14 @@ import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from repro.evaluation.generate import Decoding
+from repro.evaluation.generation.decoding import Decoding
+
+if TYPE_CHECKING:  # types only: the runner's side imports the registry
+    from repro.evaluation.answering import Answerer
+    from repro.evaluation.eval_options import EvalOptions
+    from repro.evaluation.generation.base import Backend
 
 
 @dataclass(frozen=True)
@@ -51,22 +56,28 @@ class JudgeCost:
 
 
 class Context(Protocol):
-    """What the runner offers a benchmark (repro.evaluation.runner.Evaluation): `ask` answers
+    """What the runner offers a benchmark (repro.evaluation.runner.Evaluation), all of it:
+    tests/test_architecture.py checks that a benchmark module uses nothing else. `ask` answers
     single-turn questions through the chat template; `answer` takes prompts as they are; both
     write each answer as it completes (BENCHMARK/answers.jsonl) and resume a killed run."""
 
     limit: int | None
     stage: str  # all | generate | judge
-    toy_questions: bool  # the tiny setting's synthetic questions instead of the real data
     config: dict[str, Any]  # the setting's generation config (eval/generation/NAME.yaml)
+    options: EvalOptions  # the data files and switches given (--arena-hard-data, --zeroeval-bos, ...)
+    baseline: str  # published (each benchmark's reference answers) | init-model (the starting model's)
     model_name: str
     max_new_tokens: int | None
-
-    baseline: str  # published | init-model: whose answers the judged benchmarks compare against
+    tokenizer: Any  # the evaluated model's
+    generator: Backend  # the evaluated model's engine, for what `answer` does not cover
+    answerer: Answerer  # the resumable answer files (MT-Bench's turn-by-turn answers)
 
     def subset(self, section: str) -> int | None: ...
     def heldout_instructions(self) -> list[str]: ...
     def folder(self, benchmark: str) -> Path: ...
+    def question_set(self, entry: str) -> Path | None: ...
+    def shared_data(self, relative: str) -> Path | None: ...
+    def generator_fingerprint(self) -> str | None: ...
     def answer(
         self, benchmark: str, prompts: list[str], decoding: Decoding, *, reference: bool = False, **kw: Any
     ) -> list[str]: ...
@@ -100,6 +111,9 @@ class Benchmark:
 
     name: ClassVar[str]  # the --bench name and the folder of its outputs
     title: ClassVar[str]
+    # Where its columns stand in the published tables, compare's rows and result.json (the
+    # built-ins: 1-5); None: after those, in the order registered (a plugin's default).
+    table_order: ClassVar[int | None] = None
     metrics: ClassVar[tuple[Metric, ...]] = ()
     judged: ClassVar[bool] = False  # needs the judge (and its gateway)
     published_judge: ClassVar[str | None] = None  # who judged the paper's numbers

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from repro import io, tiny
+from repro import io
 from repro.errors import ReproError
 from repro.evaluation.benchmarks import register
 from repro.evaluation.benchmarks.base import Benchmark, Context, JudgeAccess, JudgeCost, Metric, fmt
@@ -18,6 +18,7 @@ from repro.evaluation.scorers import mt_bench
 class MTBench(Benchmark):
     name = "mt_bench"
     title = "MT-Bench"
+    table_order = 3
     judged = True
     published_judge = "gpt-4"
     cost = JudgeCost(
@@ -27,23 +28,14 @@ class MTBench(Benchmark):
 
     def run(self, ev: Context, judge: JudgeAccess | None = None) -> dict[str, Any]:
         judge_model = (judge.model if judge else None) or "gpt-4"
-        if ev.toy_questions:
-            instructions = tiny.eval_instructions()[: ev.limit]
-            # "extraction": FastChat answers it greedily and grades it without a reference
-            questions = [
-                {"question_id": i, "category": "extraction", "turns": [q, "please tell me more ."]}
-                for i, q in enumerate(instructions)
-            ]
-            prompts, references = tiny.TINY_MT_PROMPTS, {}
-        else:
-            data = ev.options.mt_bench_data or ev.shared_data("mt_bench")
-            if not data:
-                raise ReproError(
-                    "MT-Bench data not found: pass --mt-bench-data DIR (FastChat llm_judge/data layout)"
-                )
-            folder = data.parent if (data / "question.jsonl").exists() else data
-            questions, prompts, references = mt_bench.load_data(folder, judge_model)
-            questions = questions[: ev.subset("mt_bench")]
+        data = ev.options.mt_bench_data or ev.question_set("mt_bench") or ev.shared_data("mt_bench")
+        if not data:
+            raise ReproError(
+                "MT-Bench data not found: pass --mt-bench-data DIR (FastChat llm_judge/data layout)"
+            )
+        folder = data.parent if (data / "question.jsonl").exists() else data
+        questions, prompts, references = mt_bench.load_data(folder, judge_model)
+        questions = questions[: ev.subset("mt_bench")]
         max_new_tokens = ev.max_new_tokens or ev.config.get("mt_bench", {}).get("max_new_tokens", 1024)
         with ev.timed("generate"):
             # FastChat's per-category temperatures (its conversation templates are not used: fschat

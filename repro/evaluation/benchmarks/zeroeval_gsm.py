@@ -11,6 +11,7 @@ from repro.evaluation.benchmarks.zeroeval_task import ZeroEvalTask
 class GSM(ZeroEvalTask):
     name = "gsm"
     title = "GSM (ZeroEval)"
+    table_order = 4
     task = "gsm"
     # No stated noise floor for ZeroEval: +-1.0 point of accuracy and +-20 characters of
     # reasoning length (about 5% of the published 341-624), compared as published (whole chars).

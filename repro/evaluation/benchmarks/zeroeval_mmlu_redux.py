@@ -11,6 +11,7 @@ from repro.evaluation.benchmarks.zeroeval_task import ZeroEvalTask
 class MMLURedux(ZeroEvalTask):
     name = "mmlu_redux"
     title = "MMLU-Redux (ZeroEval)"
+    table_order = 5
     task = "mmlu-redux"
     # tolerances as for GSM (repro.evaluation.benchmarks.zeroeval_gsm)
     metrics = (

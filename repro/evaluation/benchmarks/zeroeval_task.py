@@ -29,16 +29,13 @@ class ZeroEvalTask(Benchmark):
         return result
 
     def _run(self, ev: Context) -> dict[str, Any]:
-        if ev.toy_questions:
-            items = zeroeval.tiny_items(self.task)[: ev.limit]
-        else:
-            # a setting may name the items as a file under shared/data (smol: the GSM8K test
-            # questions as ZeroEval's own recorded outputs hold them); --zeroeval-data wins
-            named = (ev.config.get("zeroeval") or {}).get("shared_items", {}).get(self.task)
-            path = ev.shared_data(named) if named and not ev.options.zeroeval_data else None
-            items = zeroeval.load_items(
-                self.task, path, data_dir=ev.options.zeroeval_data, limit=ev.subset("zeroeval")
-            )
+        # a setting may name the items as a file under shared/data (smol: the GSM8K test questions
+        # as ZeroEval's own recorded outputs hold them); --zeroeval-data wins
+        named = (ev.config.get("zeroeval") or {}).get("shared_items", {}).get(self.task)
+        path = ev.shared_data(named) if named and not ev.options.zeroeval_data else None
+        bundled = ev.question_set("zeroeval")
+        data_dir = ev.options.zeroeval_data or bundled
+        items = zeroeval.load_items(self.task, path, data_dir=data_dir, limit=ev.subset("zeroeval"))
         with ev.timed("generate"):
             records, generation = zeroeval.generate(
                 ev.generator,
@@ -59,7 +56,9 @@ class ZeroEvalTask(Benchmark):
         return {
             **score.as_dict(),
             "outputs": str(path),
-            "data": "tiny synthetic arithmetic" if ev.toy_questions else "ZeroEval items",
+            "data": "the setting's question set"
+            if path is None and data_dir and data_dir == bundled
+            else "ZeroEval items",
             "scoring": "ZeroEval 41d0bfd",
             **generation,
             "incomplete": False,

@@ -50,7 +50,7 @@ def command(
         and not any(e.startswith("--compilation-config") for e in extra)
     ):
         # on a CPU, compiling the model takes minutes at start and buys little: eager, as the
-        # generation backend runs it (repro.evaluation.generate)
+        # generation backend runs it (repro.evaluation.generation)
         cmd.append("--enforce-eager")
     return cmd + extra
 

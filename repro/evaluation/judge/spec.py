@@ -9,7 +9,7 @@ from typing import Any
 
 from repro.config.runconfig import EvalPlan
 from repro.errors import ReproError, UsageError, unknown
-from repro.evaluation.judge import backends, identity
+from repro.evaluation.judge import identity, upstream
 
 
 def _default_cache() -> Path:
@@ -37,16 +37,16 @@ class Judge:
         kind = kind or ("endpoint" if kwargs.get("url") else plan.judge)
         if kind not in cls.KINDS:
             raise unknown("judge", kind, cls.KINDS)
-        if kind == "endpoint" and kwargs.get("url") and (problem := backends.url_problem(kwargs["url"])):
+        if kind == "endpoint" and kwargs.get("url") and (problem := upstream.url_problem(kwargs["url"])):
             raise UsageError(problem)
         return cls(kind=kind, **{k: v for k, v in kwargs.items() if v is not None})
 
     def backend(self) -> Any:
         if self.kind == "rule":
-            return backends.RuleJudge()
+            return upstream.RuleJudge()
         if not self.url:
             raise ReproError("no judge: pass --judge-url URL (an OpenAI-compatible endpoint) or --judge rule")
-        return backends.OpenAIEndpoint(
+        return upstream.OpenAIEndpoint(
             self.url,
             model=self.model,
             api_key_env=self.key_env,

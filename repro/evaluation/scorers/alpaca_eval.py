@@ -26,7 +26,7 @@ import yaml
 
 from repro import userpaths
 from repro.errors import ReproError
-from repro.evaluation.judge import backends
+from repro.evaluation.judge import upstream
 from repro.evaluation.judge.cache import JudgmentCache
 from repro.evaluation.judge.gateway import serve
 
@@ -292,7 +292,7 @@ def rescore(
             }
             for a in annotations
         ]
-    replay = backends.Replay(annotations)
+    replay = upstream.Replay(annotations)
     if not replay.by_instruction:
         raise ReproError(f"{annotations_path}: no annotation holds the judge's raw completion")
     result = evaluate(

@@ -1,6 +1,7 @@
 """`repro diagnose`: why a reproduction's number differs from the published one.
 
-The maintainers' chain of checks, each with a verdict (`ok`, `differs`, `unknown` with the
+The maintainers' chain of checks (one module each, registered with `base.in_chain`: a new check
+is one new file), each with a verdict (`ok`, `differs`, `unknown` with the
 reason) and its evidence in numbers: recipe, environment, tokenization, training,
 generation, judging. Every difference is a likely cause with a weight; the causes are listed
 most likely first. A run whose files no longer match its manifest (`repro verify`) says so
@@ -12,29 +13,24 @@ alpaca_eval-format files made elsewhere, with the checks those files allow.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from repro.config.methods import load_methods
 from repro.config.settings import list_settings
 from repro.errors import ReproError, unknown
 from repro.runs import verify
-from repro.runs.diagnosis import environment, generation, inputs, judging, recipe, tokenization, training
-from repro.runs.diagnosis.base import CHECKS, Cause, Check, Diagnosis
+from repro.runs.diagnosis import base, inputs
+from repro.runs.diagnosis.base import Cause, Check, Diagnosis
 
-__all__ = ["CHECKS", "Check", "Diagnosis", "outputs", "run"]
-
-_CHECKS = (
-    recipe.check,
-    environment.check,
-    tokenization.check,
-    training.check,
-    generation.check,
-    judging.check,
-)
+__all__ = ["Check", "Diagnosis", "outputs", "run"]
 
 
 def _chain(found: inputs.Inputs, subject: str) -> Diagnosis:
-    return Diagnosis([check(found) for check in _CHECKS], subject)
+    for module in sorted(Path(__file__).parent.glob("*.py")):  # each check module registers its check
+        if module.stem != "__init__":
+            importlib.import_module(f"{__name__}.{module.stem}")
+    return Diagnosis([check(found) for check in base.chain()], subject)
 
 
 def _owner(name: str) -> str:

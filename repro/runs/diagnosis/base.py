@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -10,7 +11,6 @@ from repro import paths
 from repro.config.validate import read_yaml
 from repro.errors import ReproError
 
-CHECKS = ("recipe", "environment", "tokenization", "training", "generation", "judging")
 STATUSES = ("ok", "differs", "unknown")
 RULES_FILE = paths.EVAL / "diagnose.yaml"
 
@@ -22,6 +22,30 @@ def rules() -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ReproError(f"{RULES_FILE}: expected a mapping")
     return data
+
+
+# The chain of checks, filled by `in_chain` as the check modules are imported (repro.runs.diagnosis
+# imports every module of its package): name -> (position, the check function).
+_CHAIN: dict[str, tuple[int, Callable[[Any], Check]]] = {}
+
+
+def in_chain(name: str, *, order: int) -> Callable[[Callable[[Any], Check]], Callable[[Any], Check]]:
+    """Decorator: the function is the chain's check `name`, run `order`-th (lowest first), in
+    the maintainers' order: recipe, environment, tokenization, training, generation, judging."""
+
+    def register(function: Callable[[Any], Check]) -> Callable[[Any], Check]:
+        taken = {o: n for n, (o, _) in _CHAIN.items() if n != name}
+        if order in taken:
+            raise ReproError(f"diagnosis check '{name}': position {order} is already '{taken[order]}'")
+        _CHAIN[name] = (order, function)
+        return function
+
+    return register
+
+
+def chain() -> list[Callable[[Any], Check]]:
+    """The registered checks, in order."""
+    return [function for _, function in sorted(_CHAIN.values(), key=lambda entry: entry[0])]
 
 
 @dataclass
@@ -78,7 +102,7 @@ class Diagnosis:
         """The verdicts, one line per check, then the likely causes, most likely first."""
         out = [f"diagnosis of {self.subject}"]
         out += [f"! {note}" for note in self.notes]
-        width = max(len(c) for c in CHECKS)
+        width = max((len(c.check) for c in self.checks), default=0)
         out += [f"{c.check:<{width}}  {c.status:<7}  {c.summary}" for c in self.checks]
         causes = self.causes
         if causes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from repro import hashing
-from repro.runs.diagnosis.base import Check, rules, unknown
+from repro.runs.diagnosis.base import Check, in_chain, rules, unknown
 from repro.runs.diagnosis.inputs import Inputs
 from repro.stack import environment, lockfile
 
@@ -17,6 +17,7 @@ def _version(packages: dict[str, str], names: list[str]) -> tuple[str | None, st
     return None, None
 
 
+@in_chain("environment", order=2)
 def check(inputs: Inputs) -> Check:
     env = (inputs.manifest or {}).get("environment")
     if not isinstance(env, dict) or not isinstance(env.get("packages"), dict):

@@ -20,9 +20,9 @@ from repro.config.resolution import evaluation_plan
 from repro.config.settings import get_setting
 from repro.data import tokenizers
 from repro.errors import ReproError
-from repro.evaluation.generate import Decoding
+from repro.evaluation.generation.decoding import Decoding
 from repro.runs import released
-from repro.runs.diagnosis.base import Check, percent, rules, share, unknown
+from repro.runs.diagnosis.base import Check, in_chain, percent, rules, share, unknown
 from repro.runs.diagnosis.inputs import Inputs
 
 
@@ -99,6 +99,7 @@ def _decoding_differences(used: dict[str, Any], expected: dict[str, Any]) -> dic
     }
 
 
+@in_chain("generation", order=5)
 def check(inputs: Inputs) -> Check:
     if not inputs.outputs:
         why = inputs.need("eval/alpaca_eval2/model_outputs.json") or "no AlpacaEval answers"

@@ -15,7 +15,7 @@ from typing import Any
 from repro import userpaths
 from repro.config.validate import read_yaml
 from repro.errors import ReproError, UsageError
-from repro.evaluation.generate import Decoding
+from repro.evaluation.generation.decoding import Decoding
 from repro.evaluation.records import EvaluationResult
 from repro.evaluation.scorers import alpaca_eval
 from repro.runs import released

@@ -18,7 +18,7 @@ from repro.config.settings import get_setting
 from repro.errors import ReproError
 from repro.evaluation.benchmarks.alpaca_eval2 import WR
 from repro.runs import compare, published
-from repro.runs.diagnosis.base import Check, percent, rules, share, unknown
+from repro.runs.diagnosis.base import Check, in_chain, percent, rules, share, unknown
 from repro.runs.diagnosis.inputs import Inputs
 
 
@@ -96,6 +96,7 @@ def _unparsed(inputs: Inputs, evidence: dict[str, Any], result: Check, limit: fl
             )
 
 
+@in_chain("judging", order=6)
 def check(inputs: Inputs) -> Check:
     cfg = rules()
     expected_judge = cfg["judge"]

@@ -10,7 +10,7 @@ from repro.config.methods import get_method
 from repro.config.resolution import resolve
 from repro.config.settings import get_setting, list_settings
 from repro.errors import ReproError
-from repro.runs.diagnosis.base import Check, rules, unknown
+from repro.runs.diagnosis.base import Check, in_chain, rules, unknown
 from repro.runs.diagnosis.inputs import Inputs
 
 # Not recipe values: identity bookkeeping, descriptions, and the code that ran.
@@ -66,6 +66,7 @@ def published_config(config: dict[str, Any]) -> Any:
         return resolve(setting, method)
 
 
+@in_chain("recipe", order=1)
 def check(inputs: Inputs) -> Check:
     if inputs.config is None:
         why = inputs.need("manifest.json") or "no resolved config (results made outside repro)"

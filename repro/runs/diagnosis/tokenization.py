@@ -8,7 +8,7 @@ from repro import hashing
 from repro.config import evalconfig
 from repro.errors import ReproError
 from repro.runs.diagnosis import recipe
-from repro.runs.diagnosis.base import Check, unknown
+from repro.runs.diagnosis.base import Check, in_chain, unknown
 from repro.runs.diagnosis.inputs import Inputs
 
 
@@ -21,6 +21,7 @@ def _recorded(inputs: Inputs) -> dict[str, Any]:
     return {stage: v for stage, v in checks.items() if isinstance(v, dict)}
 
 
+@in_chain("tokenization", order=3)
 def check(inputs: Inputs) -> Check:
     recorded = _recorded(inputs)
     if not recorded:

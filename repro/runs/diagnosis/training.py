@@ -6,7 +6,7 @@ from typing import Any
 
 from repro.errors import ReproError
 from repro.runs import curves
-from repro.runs.diagnosis.base import Check, unknown
+from repro.runs.diagnosis.base import Check, in_chain, unknown
 from repro.runs.diagnosis.inputs import Inputs
 from repro.train.outcome import TrainingOutcome
 
@@ -31,6 +31,7 @@ def _held_out(inputs: Inputs) -> dict[str, Any] | None:
     return {"held_out_reward_accuracy": outcome.held_out_accuracy, "held_out_loss": outcome.held_out_loss}
 
 
+@in_chain("training", order=4)
 def check(inputs: Inputs) -> Check:
     if inputs.run_dir is None:
         return unknown(

@@ -36,7 +36,7 @@ from repro.config.validate import read_yaml
 from repro.errors import ReproError, unknown
 from repro.perf import load, revisions, stats, train_worker
 
-PRESETS = paths.ROOT / "benchmarks" / "train-presets.yaml"
+PRESETS = paths.ROOT / "perf" / "train-presets.yaml"
 WORKER = Path(train_worker.__file__)
 CONTENDERS = (
     "repro-simpo",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU training benchmark (one H100 or H200, under 8 minutes), run from the repository root:
-#   bash benchmarks/gpu_train.sh
+#   bash perf/gpu_train.sh
 # `repro bench train --preset gpu-1b`: a Llama-3.2-1B-shaped random-init model in bf16,
 # ZeRO-3 on one GPU, 30 timed steps per contender; repro and TRL 1.16 in the same run, with
 # tokens/s, peak allocated memory and MFU (LM-head FLOPs counted). Results go to $OUT

@@ -32,13 +32,14 @@ from repro.config.settings import get_setting
 from repro.config.validate import read_yaml
 from repro.data import alpaca_preferences, tokenizers
 from repro.errors import ReproError, unknown
-from repro.evaluation import generate
-from repro.evaluation.generate import Decoding
+from repro.evaluation import generation
+from repro.evaluation.generation import base
+from repro.evaluation.generation.decoding import Decoding
 from repro.models import catalog
-from repro.perf.trainbench import machine
+from repro.perf.train_speed import machine
 from repro.train.launch import TINY_MODEL
 
-PRESETS = paths.ROOT / "benchmarks" / "generate-presets.yaml"
+PRESETS = paths.ROOT / "perf" / "generate-presets.yaml"
 BACKENDS = ("transformers", "vllm")
 
 
@@ -95,7 +96,7 @@ def prepare(preset: Preset, folder: Path) -> tuple[Path, list[list[int]]]:
     texts = [
         template.replace("{instruction}", instructions[i % len(instructions)]) for i in range(preset.prompts)
     ]
-    ids = generate.encode(tokenizers.load(str(model)), texts, add_special_tokens=False)
+    ids = base.encode(tokenizers.load(str(model)), texts, add_special_tokens=False)
     return model, ids
 
 
@@ -140,7 +141,7 @@ def run_backend(
     kwargs: dict[str, Any] = (
         {"batch_size": preset.transformers_batch_size} if backend_name == "transformers" else {}
     )
-    backend = generate.backend(backend_name, str(model), **kwargs)
+    backend = generation.backend(backend_name, str(model), **kwargs)
     result: dict[str, Any] = {
         "backend": backend_name,
         "startup_seconds": time.perf_counter() - start,
@@ -182,7 +183,15 @@ def run(preset: Preset, progress=None) -> dict[str, Any]:
                 progress(k, len(preset.backends), backend)
             out = folder / f"{backend}.json"
             env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-            cmd = [sys.executable, "-m", "repro.perf.genbench", preset.name, backend, str(model), str(folder)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "repro.perf.generation_speed",
+                preset.name,
+                backend,
+                str(model),
+                str(folder),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0 or not out.exists():
                 tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
@@ -231,7 +240,7 @@ def run(preset: Preset, progress=None) -> dict[str, Any]:
 
 
 def _main(argv: list[str]) -> int:
-    """`python -m repro.perf.genbench PRESET BACKEND MODEL FOLDER`: one backend's measurements."""
+    """`python -m repro.perf.generation_speed PRESET BACKEND MODEL FOLDER`: one backend's measurements."""
     preset_name, backend, model, folder = argv
     preset = get_preset(preset_name)
     ids = json.loads((Path(folder) / "prompts.json").read_text())

@@ -1,4 +1,4 @@
-"""Judge backends behind the gateway: a real endpoint, a replay of recorded judgments, a rule judge."""
+"""What answers behind the judge gateway: a real endpoint, a replay of recorded judgments, a rule judge."""
 
 from __future__ import annotations
 

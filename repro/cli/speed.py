@@ -13,7 +13,7 @@ from repro import io, userpaths
 from repro.cli import render
 from repro.cli.common import app, format_option, path_option
 from repro.errors import unknown
-from repro.perf import genbench, revisions, trainbench
+from repro.perf import generation_speed, revisions, train_speed
 
 bench_app = typer.Typer(help="Benchmarks of repro itself against its peers.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -62,7 +62,7 @@ def show(path: Path, report: dict[str, Any], fmt: str, tables: list) -> None:
 @bench_app.command("train")
 def bench_train_cmd(
     preset: Annotated[
-        str, typer.Option("--preset", metavar="NAME", help="A preset of benchmarks/train-presets.yaml.")
+        str, typer.Option("--preset", metavar="NAME", help="A preset of perf/train-presets.yaml.")
     ] = "cpu-small",
     rounds: Annotated[
         int | None,
@@ -92,7 +92,7 @@ def bench_train_cmd(
 ) -> None:
     """Train each contender for the preset's steps in its own process; print tokens/s, memory,
     MFU and ratios (medians over rounds, with their range), and where repro's step time goes."""
-    the_preset = trainbench.get_preset(preset)
+    the_preset = train_speed.get_preset(preset)
     subset = None
     if contenders:
         subset = tuple(c.strip() for c in contenders.split(",") if c.strip())
@@ -102,11 +102,11 @@ def bench_train_cmd(
     if against:
         revisions.resolve(against)  # a bad revision is one line, before any work
     path = report_path(output, "train", preset)
-    trainbench.check_device(the_preset)  # before the progress bar
+    train_speed.check_device(the_preset)  # before the progress bar
     n = rounds or (3 if against else 1)
     report = measure(
         preset,
-        lambda progress: trainbench.run(
+        lambda progress: train_speed.run(
             the_preset, rounds=n, contenders=subset, against=against, progress=progress
         ),
     )
@@ -280,15 +280,15 @@ def _load(result: dict[str, Any]) -> str:
 @bench_app.command("generate")
 def bench_generate_cmd(
     preset: Annotated[
-        str, typer.Option("--preset", help="A preset of benchmarks/generate-presets.yaml.")
+        str, typer.Option("--preset", help="A preset of perf/generate-presets.yaml.")
     ] = "cpu-tiny",
     output: ReportOpt = None,
     fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
     """Generate with each backend in its own process; print tokens/s and the vLLM/transformers ratio."""
-    the_preset = genbench.get_preset(preset)
+    the_preset = generation_speed.get_preset(preset)
     path = report_path(output, "generate", preset)
-    report = measure(preset, lambda progress: genbench.run(the_preset, progress=progress))
+    report = measure(preset, lambda progress: generation_speed.run(the_preset, progress=progress))
     show(path, report, fmt, generate_tables(report))
 
 

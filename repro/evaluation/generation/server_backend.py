@@ -23,7 +23,8 @@ from typing import Any
 
 from repro.errors import ReproError
 from repro.evaluation import beam
-from repro.evaluation.generate import Backend, Decoding, cut_at_stop, prompt_seed, run_beam1
+from repro.evaluation.generation.base import Backend
+from repro.evaluation.generation.decoding import Decoding, cut_at_stop, prompt_seed, run_beam1
 
 
 class ServerBackend(Backend):

@@ -12,7 +12,7 @@ run's own record (`repro run --format json`, its `work_done` stages and their br
 and the load average before and after each run (a figure taken on a busy machine says so).
 Asserts nothing (timings are reported, not tested). Run with the project's venv:
 
-    .venv/bin/python benchmarks/tiny_loop.py [--methods simpo,dpo] [--json]
+    .venv/bin/python perf/tiny_loop.py [--methods simpo,dpo] [--json]
 """
 
 from __future__ import annotations
