@@ -177,8 +177,11 @@ def fabricated(tmp_path):
             "method": "dpo",
             "complete": False,
             "incomplete_benchmarks": ["arena_hard"],
-            "scores": {"ae2_lc": 1.0},
+            "scores": {"ae2_lc": 18.0, "ah": 5.0},
         },
+    )
+    write(
+        tmp_path, "unfinished", {"setting": "llama3-base", "method": "simpo", "complete": False, "scores": {}}
     )
     return tmp_path
 
@@ -191,9 +194,16 @@ def test_compare_statistics_errata_and_skips(fabricated, cli):
     assert lc["status"] == "within" and lc["p_value"] is not None and 0 < lc["p_value"] <= 1
     cpo = rows[("llama3-instruct", "cpo", "ae2_lc")]
     assert cpo["status"] == "outside" and cpo["delta"] == pytest.approx(-2.9) and "KTO row" in cpo["erratum"]
-    assert rows[("llama3-base", "dpo", "ae2_lc")]["status"] == "missing"  # the incomplete run does not count
+    # an incomplete benchmark's cells are left out; the run's complete benchmarks count
+    assert rows[("llama3-base", "dpo", "ah")]["status"] == "missing"
+    assert rows[("llama3-base", "dpo", "ae2_lc")]["runs"] == 1
+    assert rows[("llama3-base", "dpo", "ae2_lc")]["reproduced_mean"] == 18.0
     reasons = {Path(s["path"]).parent.name: s["reason"] for s in out["skipped"]}
-    assert reasons == {"torn": "corrupt JSON", "partial": "incomplete run (arena_hard)"}
+    assert reasons == {
+        "torn": "corrupt JSON",
+        "partial": "incomplete arena_hard: those cells left out",
+        "unfinished": "incomplete run",
+    }
 
 
 def test_compare_formats_plot_and_tolerance(fabricated, cli, tmp_path):

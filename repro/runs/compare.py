@@ -12,8 +12,9 @@ repro uses +-1.0 point for accuracy and +-20 characters for the lengths (about 5
 published 341-624); lengths are compared as published, rounded to whole characters.
 With three or more runs a one-sample t-test (scipy) of the runs against
 the published number is reported. Errata-flagged published cells are marked; published
-cells without a reproduction are listed as missing, never dropped; incomplete or corrupt
-runs are skipped and reported.
+cells without a reproduction are listed as missing, never dropped; corrupt runs are skipped
+and reported, and so are the cells of an incomplete benchmark (a run's complete benchmarks
+still count).
 """
 
 from __future__ import annotations
@@ -174,8 +175,14 @@ def collect(
             skipped.append((str(path), f"partial evaluation (--limit {result.limit}): not averaged"))
             continue
         if not result.complete:
-            skipped.append((str(path), f"incomplete run ({', '.join(result.incomplete_benchmarks)})"))
-            continue
+            if not _complete_benchmarks(result):
+                named = ", ".join(result.incomplete_benchmarks)
+                skipped.append((str(path), f"incomplete run ({named})" if named else "incomplete run"))
+                continue
+            # the complete benchmarks count; the incomplete ones' cells are left out and said
+            skipped.append(
+                (str(path), f"incomplete {', '.join(result.incomplete_benchmarks)}: those cells left out")
+            )
         if problem := _verification(path, unverified):
             skipped.append((str(path), problem))
             continue
@@ -188,6 +195,15 @@ def collect(
         seen[counted] = str(path)
         found.append(run)
     return found, skipped
+
+
+def _complete_benchmarks(result: RunResult) -> list[str]:
+    """The benchmarks of an incomplete run whose scores are whole (a weak judge may leave one
+    benchmark without verdicts and the others complete); none when the run names no culprit."""
+    if not result.incomplete_benchmarks:
+        return []
+    scored = {benchmarks.metric(k)[0].name for k in result.scores if _known(k)}
+    return sorted(scored - set(result.incomplete_benchmarks))
 
 
 def _verification(path: Path, unverified: list[tuple[str, str]]) -> str | None:
@@ -328,7 +344,7 @@ def compare(results_dir: Path, tolerances: dict[str, float] | None = None) -> Co
         group = (run.setting, run.method, run.group)
         for metric, spec in metrics.items():
             value = run.result.metric(metric)
-            if value is None:
+            if value is None or benchmarks.metric(metric)[0].name in run.result.incomplete_benchmarks:
                 continue
             text, is_recipe = labels[group]
             gid = group[2]
