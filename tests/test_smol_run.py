@@ -19,7 +19,6 @@ from __future__ import annotations
 import ast
 import json
 import math
-import os
 import subprocess
 import sys
 
@@ -63,20 +62,14 @@ def run(judge, smol_model, tmp_path_factory):
     from tests.conftest import SMOL_CACHE, run_cli
 
     results = tmp_path_factory.mktemp("smol-results")
-    previous = os.environ.get("REPRO_CACHE")
-    os.environ["REPRO_CACHE"] = str(SMOL_CACHE)  # the imported model lives there
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("REPRO_CACHE", str(SMOL_CACHE))  # the imported model lives there
         proc = run_cli(
             "run", "smol", "--method", "simpo", "--max-steps", "1", "--limit", str(LIMIT),
             "--set", "total_batch_size=4", "--set", "per_device_train_batch_size=2",
             "--set", "gradient_checkpointing=false", "--backend", "vllm", *judge,
             "--results", str(results), timeout=2400,
         )  # fmt: skip
-    finally:
-        if previous is None:
-            os.environ.pop("REPRO_CACHE", None)
-        else:
-            os.environ["REPRO_CACHE"] = previous
     assert proc.returncode == 0, proc.stderr[-4000:]
     found = [p.parent for p in results.rglob("result.json")]
     assert len(found) == 1, found
@@ -155,3 +148,15 @@ def test_diagnose_and_report_of_the_smol_run(run, cli, tmp_path):
     cli("report", str(run.parent.parent.parent.parent), "-o", str(page), check=True)
     html = page.read_text()
     assert "smol" in html and "simpo" in html.lower()
+    from tests.test_report import CHROMIUM, RecordingProxy, chromium, console_errors, page_requests
+
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium)")
+    proxy = RecordingProxy()
+    try:
+        dom = chromium(page, proxy, "--dump-dom")
+    finally:
+        proxy.close()
+    assert dom.returncode == 0 and page_requests(proxy.requests) == [] and console_errors(dom.stderr) == []
+    for check in report["checks"]:  # every check's verdict is on the rendered page
+        assert check["check"] in dom.stdout, check["check"]
