@@ -187,9 +187,13 @@ def test_mt_bench_judging_is_fastchats_own_code_through_repros_gateway():
     from fastchat.llm_judge import common
     from fastchat.model.model_adapter import get_conversation_template
 
-    from repro import tiny
+    from repro import io, paths
     from repro.evaluation.scorers import mt_bench
 
+    # the tiny setting's judge prompts (FastChat's layout), as its MT-Bench reads them
+    prompts = {
+        p["name"]: p for p in io.read_jsonl(paths.ROOT / "eval/questions/tiny/mt_bench/judge_prompts.jsonl")
+    }
     sent: list[list[dict]] = []
 
     def chat(messages):
@@ -198,12 +202,10 @@ def test_mt_bench_judging_is_fastchats_own_code_through_repros_gateway():
 
     question = {"question_id": 1, "category": "writing", "turns": ["Write a haiku.", "Now a limerick."]}
     answer = {"model_id": "m", "choices": [{"index": 0, "turns": ["leaves fall", "there once was"]}]}
-    rows = mt_bench.judge(
-        chat, tiny.TINY_MT_PROMPTS, [question], {1: answer}, {}, "local-judge", concurrency=1
-    )
+    rows = mt_bench.judge(chat, prompts, [question], {1: answer}, {}, "local-judge", concurrency=1)
     assert [r["score"] for r in rows] == [7, -1] and [r["turn"] for r in rows] == [1, 2]
     expected = get_conversation_template("gpt-4")
-    expected.set_system_message(tiny.TINY_MT_PROMPTS["single-v1"]["system_prompt"])
+    expected.set_system_message(prompts["single-v1"]["system_prompt"])
     expected.append_message(expected.roles[0], rows[0]["user_prompt"])
     expected.append_message(expected.roles[1], None)
     assert sent[0] == expected.to_openai_api_messages()
