@@ -20,8 +20,11 @@ for _ in $(seq 600); do  # the flags are printed once the server answers
     kill -0 "$judge" 2>/dev/null || { echo "repro: error: the judge server did not start (log: $log)" >&2; exit 1; }
     sleep 1
 done
+[ -s "$results/smol-judge.flags" ] || { echo "repro: error: the judge server did not answer in 10 minutes (log: $log)" >&2; exit 1; }
 read -r -a flags < "$results/smol-judge.flags"
+data=()  # without shared/: DATA=DIR holds the AlpacaEval annotation files (README)
+[ -n "${DATA:-}" ] && data=(--data "$DATA")
 for method in simpo dpo; do
-    "$repro" run smol --method "$method" --backend vllm "${flags[@]}" --results "$results"
+    "$repro" run smol --method "$method" --backend vllm "${flags[@]}" "${data[@]}" --results "$results"
 done
 "$repro" compare "$results" --plot "$results/compare-smol.png"
