@@ -127,9 +127,10 @@ def run_cmd(
         refresh=refresh_judgments,
     )
     generation.check_backend(backend)  # a usage error before anything runs (dry runs too)
+    eval_options = EvalOptions(backend=backend, limit=limit, zeroeval_data=zeroeval_data)
     if slurm_cli.check_launcher(launcher, submit):
         slurm_cli.launch(
-            [(config, {})], results=results, benches=benches, judge=spec, limit=limit, backend=backend,
+            [(config, {})], results=results, benches=benches, judge=spec, eval_options=eval_options,
             submit=submit, dry_run=dry_run, fmt=fmt, options=slurm_cli.slurm_options(
                 max_parallel=max_parallel, partition=partition, account=account, time_limit=time_limit,
                 qos=qos, constraint=constraint, sbatch_extra=sbatch_extra, judge_on=judge_on, device=device,
@@ -152,7 +153,7 @@ def run_cmd(
             results_root=results,
             benches=benches,
             judge=spec,
-            options=EvalOptions(backend=backend, limit=limit, zeroeval_data=zeroeval_data),
+            options=eval_options,
             progress=bars,
             echo=bars.echo,
             verbose=render.VERBOSE,
@@ -295,7 +296,7 @@ def sweep_cmd(
         spec = Judge.choose(judge, configs[0][0].evaluation, url=judge_url, refresh=refresh_judgments)
         slurm_cli.launch(
             configs, results=results, benches=benchmarks.parse(bench, configs[0][0].evaluation),
-            judge=spec, limit=None, backend="transformers", submit=submit, dry_run=dry_run, fmt=fmt,
+            judge=spec, eval_options=EvalOptions(), submit=submit, dry_run=dry_run, fmt=fmt,
             options=slurm_cli.slurm_options(
                 max_parallel=max_parallel, partition=partition, account=account, time_limit=time_limit,
                 qos=qos, constraint=constraint, sbatch_extra=sbatch_extra, judge_on=judge_on, device=device,

@@ -37,6 +37,7 @@ from repro import filesystems, io, paths
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError, UsageError, unknown
 from repro.evaluation import benchmarks, judgecost
+from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
 from repro.runs import run, training
 from repro.train import launch, preemption
@@ -202,16 +203,18 @@ def build(
     results_root: Path,
     benches: list[str],
     judge: Judge,
-    limit: int | None = None,
-    backend: str = "transformers",
+    options: EvalOptions | None = None,
     site: Site | None = None,
     max_parallel: int | None = None,
     judge_on: str = "node",
     device: str = "cuda",
     signal_seconds: int = 300,
 ) -> Pipeline:
-    """Every job script of the pipeline, in memory: nothing is written."""
+    """Every job script of the pipeline, in memory: nothing is written. `options`: how the
+    evaluation jobs run, whole (their backend and limit also name the runs' folders)."""
     site = site or Site()
+    options = (options or EvalOptions()).absolute()
+    limit = options.limit
     if max_parallel is not None and max_parallel < 1:
         raise UsageError(f"--max-parallel must be at least 1, got {max_parallel}")
     if judge_on not in JUDGE_ON:
@@ -221,7 +224,7 @@ def build(
     if signal_seconds < 1:
         raise UsageError(f"--signal-seconds must be at least 1, got {signal_seconds}")
     site_lines = site.lines()
-    points = points_for(configs, results_root=results_root, limit=limit, backend=backend)
+    points = points_for(configs, results_root=results_root, limit=limit, backend=options.backend)
     folder = run.safe_child(results_root, "slurm", pipeline_id(points, benches, judge, limit))
     batch = points[0].config.batch
     nodes, per_node = batch.num_nodes, batch.num_processes
@@ -292,8 +295,7 @@ def build(
             "cache": str(judge.cache),
             "refresh": judge.refresh,
         },
-        "limit": limit,
-        "backend": backend,
+        "options": options.to_json(),  # the evaluation jobs' EvalOptions, whole
         "device": device,
     }
     per_run = judgecost.for_judge(judge.kind, benches, limit=limit, judge_model=judge.model)
