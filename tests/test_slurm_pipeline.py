@@ -480,7 +480,7 @@ def test_stage_process_stops_on_the_signal_with_the_requeue_code(monkeypatch):
     import os
     import signal
 
-    from repro.runs import slurm, stage
+    from repro.runs import sbatch, stage
 
     def interrupted(plan, index):
         os.kill(os.getpid(), signal.SIGUSR1)
@@ -489,6 +489,6 @@ def test_stage_process_stops_on_the_signal_with_the_requeue_code(monkeypatch):
     monkeypatch.setattr(stage, "generate", interrupted)
     previous = signal.getsignal(signal.SIGUSR1)
     try:
-        assert stage.main(["generate", "plan.json", "0"]) == slurm.REQUEUE_EXIT
+        assert stage.main(["generate", "plan.json", "0"]) == sbatch.REQUEUE_EXIT
     finally:
         signal.signal(signal.SIGUSR1, previous)

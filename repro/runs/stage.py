@@ -5,7 +5,7 @@
 
 The job script passes SLURM's warning signal (USR1) on to this process: it stops where it is
 (answers and judgments written so far stay in their logs and the cache) and exits with
-repro.runs.slurm.REQUEUE_EXIT, and the script requeues the job. Each run's `stage.json` says
+repro.runs.sbatch.REQUEUE_EXIT, and the script requeues the job. Each run's `stage.json` says
 what it is doing, for `repro status`.
 """
 
@@ -129,8 +129,8 @@ def judge(plan_file: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    # deferred: repro.runs.slurm imports torch (through repro.train.preemption)
-    from repro.runs.slurm import REQUEUE_EXIT
+    # deferred: repro.runs.sbatch imports torch (through repro.train.preemption)
+    from repro.runs.sbatch import REQUEUE_EXIT
 
     signal.signal(signal.SIGUSR1, _on_signal)
     try:
