@@ -7,7 +7,7 @@ two ranks, each in a session of its own, outlived `kill -9 -- -PGID` of `repro r
 writing into the run folder while a rerun took its lock.
 
 The kills are real SIGKILLs of the launcher's whole process group, fired from inside the
-checkpoint write (repro.train.checkpoints.failpoint, set by REPRO_TEST_KILL_AT for tests only)
+checkpoint write (repro.pauses.kill_at, set by REPRO_TEST_KILL_AT for tests only)
 at four points: weights written; optimizer written; everything written but not published;
 published but older checkpoints not yet rotated. A checkpoint left half-written by an older
 repro (no trainer_state.json) is planted too.
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from repro import pauses
 from repro.train import checkpoints, lifetime
 from tests.conftest import REPRO, run_cli
 
@@ -48,7 +49,7 @@ def alive(run_file: Path) -> list[int]:
 
 def killed_at(out: Path, point: str) -> str:
     """`repro train` killed with SIGKILL at `point` (PHASE:STEP); the checkpoint it resumed from."""
-    env = {**os.environ, "REPRO_TEST_KILL_AT": point}
+    env = {**os.environ, pauses.KILL_ENV: point}
     proc = subprocess.Popen([str(REPRO), *ARGS, "--output", str(out)], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     assert proc.wait(timeout=900) == -9, f"not killed at {point}"

@@ -381,7 +381,7 @@ def test_bench_train_against_an_unknown_revision_is_one_line(cli):
 def test_bench_memory_segments_get_their_own_peaks():
     """The worker's per-segment peak RSS: 256 MiB touched in one segment shows there and in the
     overall peak, not in the segment after it (the high-water mark is reset between them)."""
-    from repro.perf.train_worker import Memory
+    from repro.perf.step_timing import Memory
 
     memory = Memory()
     if not memory.enabled:

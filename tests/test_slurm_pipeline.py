@@ -13,6 +13,7 @@ import pytest
 
 from repro import io
 from repro.config.resolution import resolve_names
+from repro.errors import ReproError
 from repro.runs import status
 
 PAPER = ("sweep", "llama3-instruct-v0.2", "--method", "simpo", "--grid", "paper", "--launcher", "slurm")
@@ -338,6 +339,60 @@ def test_status_shows_every_state(cli, tmp_path, monkeypatch):
 
 # -- the job scripts' requeue logic, with stand-ins for srun and scontrol ---------------------------
 
+
+def test_the_evaluation_jobs_use_the_options_the_pipeline_was_given(
+    cli, tmp_path, shared_results, monkeypatch
+):
+    """`repro run --launcher slurm --zeroeval-data DIR`: the plan carries the EvalOptions whole
+    (strict JSON), and the generation and judging jobs evaluate with that DIR. Before, the stage
+    jobs built `EvalOptions(backend, limit)` and the folder was silently dropped."""
+    from repro.evaluation.eval_options import EvalOptions
+    from repro.runs import stage
+
+    data = tmp_path / "zeroeval"
+    data.mkdir()
+    proc = cli("run", "tiny", "--method", "simpo", "--gpus", "1", "--judge", "rule", "--launcher", "slurm",
+               "--device", "cpu", "--bench", "gsm", "--zeroeval-data", str(data), "--limit", "3",
+               "--results", str(shared_results), "--format", "json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    plan_file = Path(json.loads(proc.stdout)["folder"]) / "plan.json"
+    recorded = io.read_json(plan_file)["options"]
+    assert recorded["zeroeval_data"] == str(data) and recorded["limit"] == 3
+    with pytest.raises(ReproError, match="options: unknown key 'zeroeval_dir'"):
+        EvalOptions.from_json({**recorded, "zeroeval_dir": str(data)}, where=f"{plan_file} options")
+
+    seen: dict[str, EvalOptions] = {}
+
+    def generate(config, *, options, **_):
+        seen["generate"] = options
+        return {}
+
+    def execute(config, *, options, **_):
+        seen["judge"] = options
+        return {"run_dir": "run"}
+
+    monkeypatch.setattr(stage.run, "generate", generate)
+    monkeypatch.setattr(stage.run, "execute", execute)
+    stage.generate(plan_file, 0)
+    stage.judge(plan_file)
+    assert seen["generate"] == EvalOptions(limit=3, zeroeval_data=data)
+    assert seen["judge"] == EvalOptions(limit=3, zeroeval_data=data, stage="judge")
+
+
+def test_a_plan_resolves_relative_data_folders(tmp_path, monkeypatch):
+    """A SLURM job runs in the pipeline's folder: a relative --zeroeval-data is made absolute."""
+    from repro.evaluation.eval_options import EvalOptions
+    from repro.evaluation.judge.spec import Judge
+    from repro.runs import slurm
+
+    monkeypatch.chdir(tmp_path)
+    config, _ = resolve_names("tiny", "simpo", num_processes=1)
+    pipeline = slurm.build([(config, {})], results_root=tmp_path / "results", benches=["gsm"],
+                           judge=Judge(kind="rule"), device="cpu",
+                           options=EvalOptions(zeroeval_data=Path("data")))  # fmt: skip
+    assert pipeline.plan["options"]["zeroeval_data"] == str(tmp_path / "data")
+
+
 FAKE_SRUN = """#!/bin/bash
 # the training step: its output goes to train.log as the script redirects it
 case "$MODE" in
@@ -425,7 +480,7 @@ def test_stage_process_stops_on_the_signal_with_the_requeue_code(monkeypatch):
     import os
     import signal
 
-    from repro.runs import slurm, stage
+    from repro.runs import sbatch, stage
 
     def interrupted(plan, index):
         os.kill(os.getpid(), signal.SIGUSR1)
@@ -434,6 +489,6 @@ def test_stage_process_stops_on_the_signal_with_the_requeue_code(monkeypatch):
     monkeypatch.setattr(stage, "generate", interrupted)
     previous = signal.getsignal(signal.SIGUSR1)
     try:
-        assert stage.main(["generate", "plan.json", "0"]) == slurm.REQUEUE_EXIT
+        assert stage.main(["generate", "plan.json", "0"]) == sbatch.REQUEUE_EXIT
     finally:
         signal.signal(signal.SIGUSR1, previous)

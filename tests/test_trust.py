@@ -397,3 +397,17 @@ def test_verbose_hands_training_metrics_to_the_terminal(tmp_path):
     seen: list[str] = []
     assert launch.launch(fake, echo=seen.append, verbose=True) == 0
     assert seen == ["{'loss': 0.5, 'epoch': 0.5}"]
+
+
+def test_compare_and_the_recipe_diagnosis_name_a_value_by_one_flattening():
+    """What a run changed (compare's replicates) and what differs from the recipe (diagnose) name a
+    value the same way: one `flatten`, in replicates, that the recipe check imports."""
+    from repro.runs.diagnosis import recipe
+
+    assert recipe.flatten is replicates.flatten
+    nested = {"seed": 1, "hyperparameters": {"beta": 2.0, "loss": {"gamma": 0.5}}, "batch": {}}
+    assert replicates.flatten(nested) == {
+        "seed": 1,
+        "hyperparameters.beta": 2.0,
+        "hyperparameters.loss.gamma": 0.5,
+    }

@@ -1,5 +1,5 @@
 """`repro compare RUN_DIR --curves PUBLISHED.csv`: a run's training curves against a published
-history (the comparison itself is repro.runs.curves; `compare` in cli/run.py delegates here)."""
+history (the comparison itself is repro.runs.curves; `compare` in cli/run_results.py delegates here)."""
 
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ from repro.cli import (  # noqa: F401  (registers the commands)
     published,
     recipes,
     run,
+    run_results,
     slurm,
     speed,
     train,

@@ -1,15 +1,13 @@
-"""`repro run`, `repro sweep`, `repro compare` and `repro verify`."""
+"""`repro run` and `repro sweep` (the local sweep is repro.runs.sweep, the SLURM one repro.runs.slurm)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from repro import userpaths
-from repro.cli import render, sweepgrid
+from repro.cli import render
 from repro.cli import slurm as slurm_cli
 from repro.cli.common import (
     BenchPathOpt,
@@ -33,12 +31,10 @@ from repro.cli.common import (
     app,
     format_option,
     load_bench_paths,
-    path_argument,
     path_option,
 )
 from repro.config.config_options import ConfigOptions
-from repro.config.methods import SearchGrid, search_grid
-from repro.errors import ReproError, UsageError
+from repro.errors import UsageError
 from repro.evaluation import benchmarks, generation
 from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
@@ -48,8 +44,6 @@ BenchOpt = Annotated[str | None, typer.Option("--bench", metavar="LIST", help=BE
 ResultsOpt = Annotated[
     Path, path_option("--results", role="output-dir", help="Results root (one folder per run inside).")
 ]
-# A sweep this large is usually a typo in a grid (or a surprise bill): say so before it starts.
-SWEEP_WARN_POINTS = 100
 
 
 @app.command("run")
@@ -127,9 +121,10 @@ def run_cmd(
         refresh=refresh_judgments,
     )
     generation.check_backend(backend)  # a usage error before anything runs (dry runs too)
+    eval_options = EvalOptions(backend=backend, limit=limit, zeroeval_data=zeroeval_data)
     if slurm_cli.check_launcher(launcher, submit):
         slurm_cli.launch(
-            [(config, {})], results=results, benches=benches, judge=spec, limit=limit, backend=backend,
+            [(config, {})], results=results, benches=benches, judge=spec, eval_options=eval_options,
             submit=submit, dry_run=dry_run, fmt=fmt, options=slurm_cli.slurm_options(
                 max_parallel=max_parallel, partition=partition, account=account, time_limit=time_limit,
                 qos=qos, constraint=constraint, sbatch_extra=sbatch_extra, judge_on=judge_on, device=device,
@@ -152,7 +147,7 @@ def run_cmd(
             results_root=results,
             benches=benches,
             judge=spec,
-            options=EvalOptions(backend=backend, limit=limit, zeroeval_data=zeroeval_data),
+            options=eval_options,
             progress=bars,
             echo=bars.echo,
             verbose=render.VERBOSE,
@@ -267,35 +262,26 @@ def sweep_cmd(
 ) -> None:
     """One run per grid point (learning rate x beta x gamma/beta, or a named --grid), in one table."""
     load_bench_paths(bench_path)
-    from repro.runs import run
+    from repro.runs import sweep
 
     axes = {
         "learning_rate": _grid(lr, "lr"),
         "beta": _grid(beta, "beta"),
         "gamma_beta_ratio": _grid(gamma_beta_ratio, "gamma-beta-ratio"),
     }
-    axes = {k: v for k, v in axes.items() if v}
-    if grid is not None:
-        if axes:
-            raise UsageError("--grid replaces --lr, --beta and --gamma-beta-ratio: give one or the other")
-        the_grid = search_grid(method, grid)
-    elif not axes:
-        raise UsageError("give --grid NAME or at least one of --lr, --beta, --gamma-beta-ratio")
-    else:
-        the_grid = SearchGrid("command line", "command line", axes)
+    the_grid = sweep.grid_of(method, grid, axes)
     points, source = the_grid.points(), the_grid.source
-    if len(points) > SWEEP_WARN_POINTS:
-        shape = f" ({' x '.join(str(len(v)) for v in axes.values())})" if axes else ""
+    if len(points) > sweep.WARN_POINTS:
+        shape = f" ({' x '.join(str(len(v)) for v in axes.values() if v)})" if grid is None else ""
         render.warn(
-            f"{len(points)} grid points{shape}: more than {SWEEP_WARN_POINTS} runs, each trained and judged"
+            f"{len(points)} grid points{shape}: more than {sweep.WARN_POINTS} runs, each trained and judged"
         )
-    options = ConfigOptions(num_processes=gpus, max_steps=max_steps)
-    configs = [(options.with_overrides(values).resolve(setting, method)[0], values) for values in points]
+    configs = sweep.configs(setting, method, points, ConfigOptions(num_processes=gpus, max_steps=max_steps))
     if slurm_cli.check_launcher(launcher, submit):
         spec = Judge.choose(judge, configs[0][0].evaluation, url=judge_url, refresh=refresh_judgments)
         slurm_cli.launch(
             configs, results=results, benches=benchmarks.parse(bench, configs[0][0].evaluation),
-            judge=spec, limit=None, backend="transformers", submit=submit, dry_run=dry_run, fmt=fmt,
+            judge=spec, eval_options=EvalOptions(), submit=submit, dry_run=dry_run, fmt=fmt,
             options=slurm_cli.slurm_options(
                 max_parallel=max_parallel, partition=partition, account=account, time_limit=time_limit,
                 qos=qos, constraint=constraint, sbatch_extra=sbatch_extra, judge_on=judge_on, device=device,
@@ -303,49 +289,16 @@ def sweep_cmd(
             ),
         )  # fmt: skip
         return
-    rows = []
-    plans = []
-    for config, values in configs:
-        spec = Judge.choose(judge, config.evaluation, url=judge_url, refresh=refresh_judgments)
-        benches = benchmarks.parse(bench, config.evaluation)
-        if dry_run:
-            the_plan = run.plan(config, results_root=results, benches=benches, judge=spec)
-            plans.append(the_plan)
-            gamma = config.hyperparameters.get("gamma")
-            rows.append(
-                {
-                    **values,
-                    **({"gamma": gamma} if gamma is not None and "gamma" not in values else {}),
-                    "run_dir": str(the_plan.run_dir),
-                    "optimizer_steps": the_plan.steps.planned,
-                    "judge_calls": the_plan.judge_estimate["total_calls"],
-                    "judge_cost_usd": the_plan.judge_estimate["estimated_cost_usd"],
-                }
-            )
-            continue
-        with render.Bars() as bars:
-            result = run.execute(
-                config, results_root=results, benches=benches, judge=spec, progress=bars, echo=bars.echo
-            )
-        rows.append(
-            {
-                **values,
-                **{k: result["scores"].get(k) for k in benchmarks.headline()},
-                "reward_accuracy": result["training"]["held_out_reward_accuracy"],
-                "run_dir": result["run_dir"],
-            }
-        )
+    done = sweep.run_locally(
+        configs, results_root=results, bench=bench, judge=judge, judge_url=judge_url,
+        refresh=refresh_judgments, dry_run=dry_run, display=render.Bars,
+    )  # fmt: skip
+    rows = done.rows
     if fmt == "json":
         render.print_json({"grid": grid, "source": source, "points": rows} if grid else rows)
         return
     columns = list(rows[0])
-    caption = None
-    if dry_run:
-        total_usd = sum(p.judge_estimate["estimated_cost_usd"] for p in plans)
-        caption = (
-            f"judge: {plans[-1].judge_text}; {len(rows)} runs, about ${total_usd:.2f} of judging in all "
-            "(estimate at gpt-4-1106-preview prices)"
-        )
+    caption = done.cost_caption()
     render.print_table(
         render.table(
             columns,
@@ -354,210 +307,3 @@ def sweep_cmd(
             caption="; ".join(c for c in (f"grid source: {source}" if grid else None, caption) if c) or None,
         )
     )
-
-
-@app.command("compare")
-def compare_cmd(
-    results_dir: Annotated[
-        Path,
-        path_argument("dir", "Folder with repro run results (with --curves: one run or train directory)."),
-    ],
-    against: Annotated[
-        str, typer.Option("--against", metavar="published", help="What to compare with: the paper's tables.")
-    ] = "published",
-    tolerance: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--tolerance", metavar="METRIC=VALUE", help="Allowed difference, e.g. ah=2.0 (repeatable)."
-        ),
-    ] = None,
-    plot: Annotated[
-        Path | None,
-        path_option(
-            "--plot",
-            role="output-file",
-            metavar="FILE|DIR",
-            help="Write a plot (png, svg, pdf): published vs reproduced; a folder gets compare.png.",
-            suffixes=userpaths.IMAGE_SUFFIXES,
-            name_in_dir="compare.png",
-        ),
-    ] = None,
-    show_all: Annotated[
-        bool,
-        typer.Option(
-            "--all", help="Also list every published cell without a run (default: reproduced cells only)."
-        ),
-    ] = False,
-    only_reproduced: Annotated[
-        bool, typer.Option("--only-reproduced", hidden=True, help="The default; kept for old scripts.")
-    ] = False,
-    fail_outside: Annotated[
-        bool,
-        typer.Option(
-            "--fail-outside-tolerance", help="Exit 1 when any reproduced cell is outside tolerance."
-        ),
-    ] = False,
-    curves: Annotated[
-        Path | None,
-        path_option(
-            "--curves", role="file", help="Published training history (W&B CSV export or step,metric CSV)."
-        ),
-    ] = None,
-    metric: Annotated[
-        str | None,
-        typer.Option(
-            "--metric", metavar="LIST", help="With --curves: e.g. rewards/margins,rewards/accuracies,loss"
-        ),
-    ] = None,
-    curve_tolerance: Annotated[
-        str | None,
-        typer.Option("--curve-tolerance", help="X or METRIC=X,... (default: 10% of the published span)."),
-    ] = None,
-    align: Annotated[
-        str, typer.Option("--align", metavar="auto|step|epoch", help="With --curves: how runs line up.")
-    ] = "auto",
-    curve_run: Annotated[
-        str | None,
-        typer.Option("--curve-run", metavar="NAME", help="The W&B run, when the CSV holds several."),
-    ] = None,
-    bench_path: BenchPathOpt = None,
-    fmt: Annotated[
-        str,
-        format_option("table", "markdown", "csv", "json"),
-    ] = "table",
-) -> None:
-    """Diff every reproduced score against the published tables (missing cells listed as missing),
-    or with --curves a run's training curves against a published history."""
-    load_bench_paths(bench_path)  # your own benchmarks' metrics: their tolerances and titles
-    from repro.runs import compare
-
-    if curves is not None:
-        from repro.cli import curves as curve_cli
-
-        curve_cli.show(
-            results_dir,
-            curves,
-            metrics=metric,
-            run_name=curve_run,
-            tolerance=curve_tolerance,
-            align=align,
-            plot=plot,
-            fail_outside=fail_outside,
-            fmt=fmt,
-        )
-        return
-    if against != "published":
-        from repro.errors import unknown
-
-        raise unknown("--against target", against, ["published"])
-    comparison = compare.compare(results_dir, compare.parse_tolerances(tolerance or []))
-    if not any(r.runs for r in comparison.rows):
-        for path, reason in comparison.skipped:
-            render.warn(f"skipped {path}: {reason}")
-        raise ReproError(
-            f"no runs found under {results_dir}"
-            + (f" ({len(comparison.skipped)} result files skipped, see above)" if comparison.skipped else "")
-        )
-    rows = [r for r in comparison.rows if r.runs or show_all]
-    dicts = [r.as_dict() for r in rows]
-    if plot:
-        compare.plot(comparison, plot)
-    columns = [
-        "setting", "method", "variant", "metric", "published", "band", "reproduced_mean", "reproduced_std",
-        "runs", "delta", "status", "p_value", "erratum", "judge_note",
-    ]  # fmt: skip
-    sweeps = sweepgrid.collect(results_dir, plot)  # swept settings: grids, heat maps with --plot
-    if fmt == "json":
-        render.print_json(
-            {
-                "rows": dicts,
-                "skipped": [{"path": p, "reason": r} for p, r in comparison.skipped],
-                "unverified": [{"path": p, "reason": r} for p, r in comparison.unverified],
-                "sweeps": [sweep.as_dict() for sweep in sweeps],
-            }
-        )
-    elif fmt in ("csv", "markdown"):
-        flat = [{**d, "band": f"{d['band'][0]:g}-{d['band'][1]:g}" if d["band"] else None} for d in dicts]
-        writer = render.print_csv if fmt == "csv" else render.print_markdown
-        writer(columns, [[d[c] for c in columns] for d in flat])
-    else:
-        body = []
-        for r in rows:
-            published = (
-                render.number(r.published)
-                if r.published is not None
-                else (f"band {r.band[0]:g}-{r.band[1]:g}" if r.band else "")
-            )
-            body.append(
-                (
-                    r.setting,
-                    r.method,
-                    r.variant or "recipe",
-                    compare.metric_titles()[r.metric],
-                    published + ("*" if r.erratum else ""),
-                    ("" if r.mean is None else f"{r.mean:.2f}") + ("†" if r.as_dict()["judge_note"] else ""),
-                    "" if r.spread is None else f"{r.spread:.2f}",
-                    str(len(r.runs)),
-                    "" if r.delta is None else f"{r.delta:+.2f}",
-                    r.status,
-                )
-            )
-        counts = {s: sum(r.status == s for r in comparison.rows) for s in ("within", "outside", "missing")}
-        hidden = "" if show_all else " (--all lists them)"
-        caption = (
-            f"{counts['within']} within, {counts['outside']} outside, {counts['missing']} published cells "
-            f"without a run{hidden}; * erratum; runs are averaged only over seeds of one configuration"
-        )
-        if any(r.as_dict()["judge_note"] for r in rows):
-            caption += "; † not judged by the published judge (below)"
-        render.print_table(
-            render.table(
-                [
-                    "setting",
-                    "method",
-                    "config",
-                    "metric",
-                    "published",
-                    "reproduced",
-                    "std",
-                    "runs",
-                    "delta",
-                    "status",
-                ],
-                body,
-                title="Reproduced vs published",
-                caption=caption,
-            )  # fmt: skip
-        )
-    if fmt == "table":
-        for d in dicts:
-            if d["judge_note"]:
-                title = compare.metric_titles()[d["metric"]]
-                render.warn(f"{d['setting']} {d['method']} {title}: {d['judge_note']}")
-    if fmt in ("table", "markdown"):
-        sweepgrid.print_all(sweeps, fmt)
-    for path, reason in comparison.skipped:
-        render.warn(f"skipped {path}: {reason}")
-    for path, reason in comparison.unverified:
-        render.warn(f"unverified {path}: {reason}")
-    if fail_outside and comparison.outside():
-        raise ReproError(f"{len(comparison.outside())} reproduced cells are outside tolerance")
-    if plot:
-        sys.stderr.write(f"wrote {plot}\n")
-
-
-@app.command("verify")
-def verify_cmd(
-    run_dir: Annotated[Path, path_argument("dir", "A finished run: results/SETTING/METHOD/RUN-ID.")],
-) -> None:
-    """Re-hash a finished run's files against its manifest; one line per file that differs."""
-    from repro.runs import verify
-
-    found = verify.verify(run_dir)
-    err = render.console(stderr=True)
-    for line in found.problems + [f"note: {n}" for n in found.notes]:
-        err.print(line, markup=False, highlight=False)
-    print(f"manifest.json sha256 {found.manifest_sha256}")
-    if found.problems:
-        raise ReproError(f"{len(found.problems)} of {found.checked} recorded files differ from the manifest")
-    print(f"all {found.checked} files match the manifest")

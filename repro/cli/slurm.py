@@ -11,6 +11,7 @@ import typer
 from repro.cli import render
 from repro.cli.common import app, format_option, path_argument, path_option
 from repro.errors import UsageError, unknown
+from repro.evaluation.eval_options import EvalOptions
 from repro.runs import status
 
 LAUNCHERS = ("local", "slurm")
@@ -97,19 +98,19 @@ def launch(
     results: Path,
     benches: list[str],
     judge,
-    limit: int | None,
-    backend: str,
+    eval_options: EvalOptions,
     submit: bool,
     dry_run: bool,
     fmt: str,
     options: dict[str, Any],
 ) -> None:
-    """Build the pipeline; print it (--dry-run), write it, or write and submit it."""
+    """Build the pipeline; print it (--dry-run), write it, or write and submit it. `eval_options`
+    travel whole to the evaluation jobs; `options` are slurm_options'."""
     # deferred: repro.runs.slurm imports torch (through repro.train.preemption)
     from repro.runs import slurm
 
     pipeline = slurm.build(
-        configs, results_root=results, benches=benches, judge=judge, limit=limit, backend=backend, **options
+        configs, results_root=results, benches=benches, judge=judge, options=eval_options, **options
     )
     if not dry_run:
         if submit:

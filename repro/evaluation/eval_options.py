@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from repro.errors import unknown
+from repro import records
+from repro.errors import ReproError, unknown
 from repro.evaluation.zeroeval import BOS_MODES as ZEROEVAL_BOS
 
 STAGES = ("all", "generate", "judge")
+# The fields that name files or folders: absolute in a SLURM plan, whose jobs run elsewhere.
+PATHS = ("alpaca_reference", "arena_hard_data", "mt_bench_data", "lc_data", "zeroeval_data")
 
 
 @dataclass(frozen=True)
@@ -47,3 +50,22 @@ class EvalOptions:
         names = {f.name for f in dataclasses.fields(cls)}
         chosen = {k: v for k, v in values.items() if k in names and v is not None}
         return cls(**{**chosen, **overrides})
+
+    def absolute(self) -> EvalOptions:
+        """The same options with every file or folder absolute (a SLURM job runs in its own folder)."""
+        return dataclasses.replace(
+            self, **{n: getattr(self, n).resolve() for n in PATHS if getattr(self, n) is not None}
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {k: str(v) if k in PATHS and v is not None else v for k, v in data.items()}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> EvalOptions:
+        """Options as `to_json` wrote them: exactly its keys, or one line naming `where` and the key."""
+        records.exact_keys(data, cls, where)
+        for name in PATHS:
+            if data[name] is not None and not isinstance(data[name], str):
+                raise ReproError(f"{where}: {name} must be a path or null, got {data[name]!r}")
+        return cls(**{k: Path(v) if k in PATHS and v is not None else v for k, v in data.items()})

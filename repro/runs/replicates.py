@@ -27,7 +27,8 @@ INCIDENTAL = ("code_version",)
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"hyperparameters": {"beta": 2}} -> {"hyperparameters.beta": 2}."""
+    """{"hyperparameters": {"beta": 2}} -> {"hyperparameters.beta": 2}: the one flattening of a
+    config, which replicates and the recipe diagnosis both name values by."""
     flat: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"

@@ -11,6 +11,8 @@ One pipeline per `repro run/sweep --launcher slurm`, in RESULTS/slurm/<pipeline-
   `result.json` (or the same command on the login node with --judge-on login);
 - `plan.json` (what each stage job reads), `submitted.json` (the job ids), `logs/`.
 
+The scripts' text comes from repro.runs.sbatch.
+
 Preemption: every job asks for a warning signal (`--signal=B:USR1@SECONDS`) and is
 requeueable. On the signal, training checkpoints and stops (repro.train.preemption), the
 generation and judging processes stop (their answer logs and the judgment cache keep what
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shlex
 import shutil
@@ -33,16 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repro import filesystems, io, paths
+from repro import filesystems, io
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError, UsageError, unknown
 from repro.evaluation import benchmarks, judgecost
+from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
-from repro.runs import run, training
-from repro.train import launch, preemption
+from repro.runs import run, sbatch, training
+from repro.train import launch
 
-REQUEUE_EXIT = 75  # a stage process stopped on the warning signal (EX_TEMPFAIL): requeue it
-MAX_REQUEUES = 20  # a job preempted more often than this stops: something else is wrong
 DEVICES = ("cuda", "cpu")
 JUDGE_ON = ("node", "login")
 _TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
@@ -202,16 +202,18 @@ def build(
     results_root: Path,
     benches: list[str],
     judge: Judge,
-    limit: int | None = None,
-    backend: str = "transformers",
+    options: EvalOptions | None = None,
     site: Site | None = None,
     max_parallel: int | None = None,
     judge_on: str = "node",
     device: str = "cuda",
     signal_seconds: int = 300,
 ) -> Pipeline:
-    """Every job script of the pipeline, in memory: nothing is written."""
+    """Every job script of the pipeline, in memory: nothing is written. `options`: how the
+    evaluation jobs run, whole (their backend and limit also name the runs' folders)."""
     site = site or Site()
+    options = (options or EvalOptions()).absolute()
+    limit = options.limit
     if max_parallel is not None and max_parallel < 1:
         raise UsageError(f"--max-parallel must be at least 1, got {max_parallel}")
     if judge_on not in JUDGE_ON:
@@ -221,7 +223,7 @@ def build(
     if signal_seconds < 1:
         raise UsageError(f"--signal-seconds must be at least 1, got {signal_seconds}")
     site_lines = site.lines()
-    points = points_for(configs, results_root=results_root, limit=limit, backend=backend)
+    points = points_for(configs, results_root=results_root, limit=limit, backend=options.backend)
     folder = run.safe_child(results_root, "slurm", pipeline_id(points, benches, judge, limit))
     batch = points[0].config.batch
     nodes, per_node = batch.num_nodes, batch.num_processes
@@ -233,11 +235,11 @@ def build(
     jobs = [
         Job(
             "train",
-            _script(
+            sbatch.script(
                 "train",
-                resources=_resources(gpu, nodes, per_node),
+                resources=sbatch.resources(gpu, nodes, per_node),
                 array=f"0-{n - 1}{throttle}",
-                body=_train_body(train_dirs, nodes, per_node, gpu),
+                body=sbatch.train_body(train_dirs, nodes, per_node, gpu),
                 **common,
             ),
             n,
@@ -246,11 +248,11 @@ def build(
         ),
         Job(
             "generate",
-            _script(
+            sbatch.script(
                 "generate",
-                resources=_resources(gpu, 1, 1),
+                resources=sbatch.resources(gpu, 1, 1),
                 array=f"0-{n - 1}{throttle}",
-                body=_stage_body("generate", folder, '"$SLURM_ARRAY_TASK_ID"'),
+                body=sbatch.stage_body("generate", folder, '"$SLURM_ARRAY_TASK_ID"'),
                 **common,
             ),
             n,
@@ -262,11 +264,11 @@ def build(
         jobs.append(
             Job(
                 "judge",
-                _script(
+                sbatch.script(
                     "judge",
                     resources=["#SBATCH --cpus-per-task=1"],
                     array=None,
-                    body=_stage_body("judge", folder, ""),
+                    body=sbatch.stage_body("judge", folder, ""),
                     **common,
                 ),  # fmt: skip
                 None,
@@ -292,8 +294,7 @@ def build(
             "cache": str(judge.cache),
             "refresh": judge.refresh,
         },
-        "limit": limit,
-        "backend": backend,
+        "options": options.to_json(),  # the evaluation jobs' EvalOptions, whole
         "device": device,
     }
     per_run = judgecost.for_judge(judge.kind, benches, limit=limit, judge_model=judge.model)
@@ -306,135 +307,6 @@ def build(
         "judge_cost_usd": round(usd, 2),
     }
     return Pipeline(folder, points, jobs, plan, estimate, judge_on)
-
-
-def _resources(gpu: bool, nodes: int, per_node: int) -> list[str]:
-    lines = [f"#SBATCH --nodes={nodes}", "#SBATCH --ntasks-per-node=1"]
-    if gpu:
-        return lines + [f"#SBATCH --gpus-per-node={per_node}", f"#SBATCH --cpus-per-task={8 * per_node}"]
-    return lines + [f"#SBATCH --cpus-per-task={per_node}"]  # one core per CPU process
-
-
-def _script(
-    name: str,
-    *,
-    resources: list[str],
-    array: str | None,
-    body: list[str],
-    site_lines: list[str],
-    signal_seconds: int,
-    folder: Path,
-) -> str:
-    log = f"{folder}/logs/{name}-%A_%a.log" if array else f"{folder}/logs/{name}-%j.log"
-    lines = [
-        "#!/bin/bash",
-        f"#SBATCH --job-name=repro-{name}-{folder.name}",
-        *resources,
-        *([f"#SBATCH --array={array}"] if array else []),
-        f"#SBATCH --output={log}",
-        "#SBATCH --open-mode=append",  # a requeued job adds to its log
-        # the warning signal goes to this shell only; the traps below pass it on
-        f"#SBATCH --signal=B:USR1@{signal_seconds}",
-        "#SBATCH --requeue",
-        *site_lines,
-        "set -uo pipefail",
-        f"cd {shlex.quote(str(folder))}",
-        *(f"export {k}={shlex.quote(v)}" for k, v in _environment().items()),
-        *body,
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _environment() -> dict[str, str]:
-    pythonpath = os.pathsep.join(p for p in (str(paths.ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    return {"PYTHONPATH": pythonpath, "TOKENIZERS_PARALLELISM": "false"}
-
-
-REQUEUE = [
-    "requeue() {  # preempted or at the time limit: back into the queue, unless it keeps happening",
-    f'    if [ "${{SLURM_RESTART_COUNT:-0}}" -ge {MAX_REQUEUES} ]; then',
-    f'        echo "repro: error: stopped by the warning signal {MAX_REQUEUES} times; not requeued again"',
-    "        exit 1",
-    "    fi",
-    '    echo "repro: requeued after the warning signal (restart ${SLURM_RESTART_COUNT:-0})"',
-    '    scontrol requeue "$SLURM_JOB_ID"',
-    "    exit 0",
-    "}",
-]
-
-
-def _wait_lines(pid: str) -> list[str]:
-    """Wait for a background step; a trapped signal interrupts `wait`, so wait again."""
-    return [
-        f"while :; do wait {pid}; rc=$?; kill -0 {pid} 2>/dev/null || break; done",
-    ]
-
-
-def _train_body(train_dirs: list[Path], nodes: int, per_node: int, gpu: bool) -> list[str]:
-    placeholder = "@DIR@"
-    command = launch.command_for(
-        Path(placeholder) / "accelerate.yaml", Path(placeholder) / "run.json", per_node, nodes
-    )
-    launcher, worker = command[:-3], command[-3:]
-    per_node_cmd = (
-        f"exec {shlex.join(launcher)} "
-        '--machine_rank "$SLURM_NODEID" --main_process_ip "$MASTER_ADDR" --main_process_port "$MASTER_PORT" '
-        f"{shlex.join(worker)}"
-    ).replace(placeholder, '"$DIR"')
-    env = (
-        {"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_DEEPSPEED": "true"}
-        if not gpu
-        else {}
-    )
-    return [
-        "RUNS=(",
-        *(f"    {shlex.quote(str(d))}" for d in train_dirs),
-        ")",
-        "DIR=${RUNS[$SLURM_ARRAY_TASK_ID]}",
-        "export DIR",
-        'if [ -f "$DIR/metrics.json" ] && [ -f "$DIR/model/config.json" ]; then',
-        '    echo "repro: $DIR is trained already"; exit 0',
-        "fi",
-        *REQUEUE,
-        f'export {preemption.STOP_FILE_ENV}="$DIR/stop-requested"',
-        f'rm -f "${preemption.STOP_FILE_ENV}" "$DIR/{preemption.MARKER}"',
-        # every rank sees the file after its current step; they checkpoint and stop together
-        'trap \'echo "repro: warning signal: checkpoint, then requeue"; '
-        f'touch "${preemption.STOP_FILE_ENV}"\' USR1',
-        'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
-        "MASTER_PORT=${MASTER_PORT:-$((20000 + SLURM_JOB_ID % 10000))}",
-        "export MASTER_ADDR MASTER_PORT",
-        *(f"export {k}={shlex.quote(v)}" for k, v in env.items()),
-        'echo "repro: training $DIR on $SLURM_JOB_NODELIST (restart ${SLURM_RESTART_COUNT:-0})"',
-        # progress and errors go where `repro status` and a local run keep them
-        'srun --kill-on-bad-exit=1 --cpus-per-task="$SLURM_CPUS_PER_TASK" '
-        f'bash -c {shlex.quote(per_node_cmd)} >> "$DIR/train.log" 2>&1 &',
-        "STEP=$!",
-        *_wait_lines("$STEP"),
-        f'if [ -f "$DIR/{preemption.MARKER}" ]; then requeue; fi',
-        'if [ "$rc" -ne 0 ] || [ ! -f "$DIR/metrics.json" ]; then',
-        '    reason=$(grep -h "repro: error" "$DIR/train.log" | tail -n 1)',
-        '    echo "repro: error: training failed (exit $rc): ${reason:-see $DIR/train.log}"',
-        "    exit $(( rc == 0 ? 1 : rc ))",
-        "fi",
-        'echo "repro: trained $DIR"',
-    ]
-
-
-def _stage_body(stage: str, folder: Path, index: str) -> list[str]:
-    command = (
-        f"{shlex.quote(sys.executable)} -m repro.runs.stage {stage} {shlex.quote(str(folder / 'plan.json'))}"
-    )
-    return [
-        *REQUEUE,
-        f"{command} {index} &",
-        "STAGE=$!",
-        # the stage process answers USR1 by stopping with exit {REQUEUE_EXIT}; its logs keep its work
-        "trap 'kill -USR1 $STAGE 2>/dev/null' USR1",
-        *_wait_lines("$STAGE"),
-        f'if [ "$rc" -eq {REQUEUE_EXIT} ]; then requeue; fi',
-        "exit $rc",
-    ]
 
 
 # -- writing and submitting -------------------------------------------------------------------
@@ -469,10 +341,10 @@ def require_sbatch() -> str:
 def submit(pipeline: Pipeline) -> dict[str, str]:
     """sbatch every job in order with its dependency; the job ids (also in submitted.json).
     When sbatch refuses a job, the ones already submitted are cancelled: all or nothing."""
-    sbatch = require_sbatch()
+    program = require_sbatch()
     ids: dict[str, str] = {}
     for job in pipeline.jobs:
-        args = [sbatch, "--parsable", "--kill-on-invalid-dep=yes"]
+        args = [program, "--parsable", "--kill-on-invalid-dep=yes"]
         if job.after:
             args.append(f"--dependency=afterok:{ids[job.after]}")
         args.append(str(pipeline.folder / f"{job.name}.sbatch"))

@@ -5,12 +5,13 @@
 
 The job script passes SLURM's warning signal (USR1) on to this process: it stops where it is
 (answers and judgments written so far stay in their logs and the cache) and exits with
-repro.runs.slurm.REQUEUE_EXIT, and the script requeues the job. Each run's `stage.json` says
+repro.runs.sbatch.REQUEUE_EXIT, and the script requeues the job. Each run's `stage.json` says
 what it is doing, for `repro status`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -53,6 +54,14 @@ def mark(directory: Path, stage: str, **extra: Any) -> None:
     )
 
 
+def eval_options(plan: dict[str, Any], plan_file: Path) -> EvalOptions:
+    """The evaluation options the pipeline was planned with, whole (a plan written before they
+    were recorded holds only the backend and the limit)."""
+    if "options" not in plan:
+        return EvalOptions(backend=plan["backend"], limit=plan["limit"])
+    return EvalOptions.from_json(plan["options"], where=f"{plan_file} options")
+
+
 def load(plan_file: Path) -> tuple[dict[str, Any], list[RunConfig], Judge]:
     plan = io.read_json(plan_file)
     if not plan:
@@ -61,8 +70,6 @@ def load(plan_file: Path) -> tuple[dict[str, Any], list[RunConfig], Judge]:
     configs = [
         RunConfig.from_json(p["config"], where=f"{plan_file} point {i}") for i, p in enumerate(plan["points"])
     ]
-    import dataclasses
-
     fields = {f.name for f in dataclasses.fields(Judge)}  # describe() may say more than the fields
     judge = {k: v for k, v in plan["judge"].items() if k in fields}
     judge["cache"] = Path(judge["cache"])
@@ -82,7 +89,7 @@ def generate(plan_file: Path, index: int) -> None:
         results_root=results_root,
         benches=plan["benches"],
         judge=judge,
-        options=EvalOptions(backend=plan["backend"], limit=plan["limit"]),
+        options=eval_options(plan, plan_file),
         progress=lambda label, done, total: mark(directory, "generating", done=done, total=total),
     )
     mark(directory, "generated")
@@ -92,6 +99,7 @@ def generate(plan_file: Path, index: int) -> None:
 def judge(plan_file: Path) -> None:
     """Every run of the plan in one process: one judge client, one cache user."""
     plan, configs, the_judge = load(plan_file)
+    judging = dataclasses.replace(eval_options(plan, plan_file), stage="judge")
     failures = []
     for point, config in zip(plan["points"], configs, strict=True):
         directory = Path(point["directory"])
@@ -102,7 +110,7 @@ def judge(plan_file: Path) -> None:
                 results_root=Path(point["root"]).parents[2],
                 benches=plan["benches"],
                 judge=the_judge,
-                options=EvalOptions(backend=plan["backend"], limit=plan["limit"], stage="judge"),
+                options=judging,
             )
         except ReproError as exc:  # one run's failure does not stop the others
             mark(directory, "failed", reason=str(exc))
@@ -121,8 +129,8 @@ def judge(plan_file: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    # deferred: repro.runs.slurm imports torch (through repro.train.preemption)
-    from repro.runs.slurm import REQUEUE_EXIT
+    # deferred: repro.runs.sbatch imports torch (through repro.train.preemption)
+    from repro.runs.sbatch import REQUEUE_EXIT
 
     signal.signal(signal.SIGUSR1, _on_signal)
     try:

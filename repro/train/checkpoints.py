@@ -9,10 +9,8 @@ to `trainer/checkpoint-N/` in one rename (`publish`): a `checkpoint-N/` is compl
 Resuming takes the last complete checkpoint; what a kill left (the staging folder, or a
 checkpoint without its trainer state, written by an older repro) is removed first.
 
-`REPRO_TEST_KILL_AT=PHASE:STEP` (tests only, never set in real runs) kills the whole run with
-SIGKILL at one point of the write of checkpoint STEP: `model` (weights written, nothing else),
-`optimizer` (optimizer written, not the RNG or trainer state), `state` (all written, not yet
-published), `published` (published, older checkpoints not yet rotated).
+Tests kill a run at one point of a checkpoint write through `$REPRO_TEST_KILL_AT`
+(`repro.pauses.kill_at`, the library's one place for test switches).
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 from pathlib import Path
 
 STAGING = ".staging"
@@ -67,11 +64,3 @@ def publish(staged: Path, final: Path) -> None:
     if final.exists():  # an incomplete one of the same step, left by an older repro
         shutil.rmtree(final)
     os.replace(staged, final)
-
-
-def failpoint(phase: str, step: int) -> None:
-    """Tests only: SIGKILL the run (the launcher's process group, then this process) here."""
-    if os.environ.get("REPRO_TEST_KILL_AT") != f"{phase}:{step}":
-        return
-    os.killpg(os.getpgid(os.getppid()), signal.SIGKILL)  # `kill -9 -- -PGID` of the launcher's group
-    os.kill(os.getpid(), signal.SIGKILL)

@@ -185,13 +185,13 @@ class PreferenceTrainer(Trainer):
             super()._save_checkpoint(model, trial)
         finally:
             del self._get_output_dir
-        checkpoints.failpoint("state", self.state.global_step)
+        pauses.kill_at("state", self.state.global_step)  # kill-and-resume tests only
         self.accelerator.wait_for_everyone()  # every rank's shards are written
         if self.args.should_save:
             checkpoints.publish(staging / name, run_dir / name)
             with contextlib.suppress(OSError):
                 staging.rmdir()  # empty now: a staging folder that remains was left by a kill
-            checkpoints.failpoint("published", self.state.global_step)
+            pauses.kill_at("published", self.state.global_step)
             rotate_checkpoints(
                 output_dir=str(run_dir),
                 save_total_limit=self.args.save_total_limit,
@@ -200,11 +200,11 @@ class PreferenceTrainer(Trainer):
         self.accelerator.wait_for_everyone()
 
     def _save_optimizer_and_scheduler(self, output_dir) -> None:
-        checkpoints.failpoint("model", self.state.global_step)  # the weights are written
+        pauses.kill_at("model", self.state.global_step)  # the weights are written
         super()._save_optimizer_and_scheduler(output_dir)
 
     def _save_rng_state(self, output_dir) -> None:
-        checkpoints.failpoint("optimizer", self.state.global_step)  # the optimizer too
+        pauses.kill_at("optimizer", self.state.global_step)  # the optimizer too
         super()._save_rng_state(output_dir)
 
     # -------------------------------------------------------------------- metrics

@@ -12,6 +12,7 @@ from repro.config.settings import get_setting, list_settings
 from repro.errors import ReproError
 from repro.runs.diagnosis.base import Check, in_chain, rules, unknown
 from repro.runs.diagnosis.inputs import Inputs
+from repro.runs.replicates import flatten
 
 # Not recipe values: identity bookkeeping, descriptions, and the code that ran.
 IGNORED = {
@@ -37,17 +38,6 @@ LAYOUT = {
     "batch.world_size",
     "batch.layout",
 }
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def published_config(config: dict[str, Any]) -> Any:
