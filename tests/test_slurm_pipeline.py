@@ -393,6 +393,40 @@ def test_a_plan_resolves_relative_data_folders(tmp_path, monkeypatch):
     assert pipeline.plan["options"]["zeroeval_data"] == str(tmp_path / "data")
 
 
+def test_the_pipeline_folder_covers_every_evaluation_option(tmp_path, monkeypatch):
+    """The pipeline's id hashes its EvalOptions whole: planning again with another --zeroeval-data
+    or --backend gets another folder (before, only the limit counted and plan.json was
+    overwritten); the same options get the same folder, and default options the id they had."""
+    import hashlib
+
+    from repro.evaluation.eval_options import EvalOptions
+    from repro.evaluation.judge.spec import Judge
+    from repro.runs import slurm
+
+    monkeypatch.chdir(tmp_path)
+    config, _ = resolve_names("tiny", "simpo", num_processes=1)
+
+    def folder(**options) -> Path:
+        return slurm.build([(config, {})], results_root=tmp_path / "results", benches=["gsm"],
+                           judge=Judge(kind="rule"), device="cpu",
+                           options=EvalOptions(**options)).folder  # fmt: skip
+
+    plain = folder(limit=3)
+    assert folder(limit=3) == plain
+    assert folder(limit=3, zeroeval_data=Path("data")) == folder(limit=3, zeroeval_data=tmp_path / "data")
+    variants = [folder(limit=3, zeroeval_data=Path("a")), folder(limit=3, zeroeval_data=Path("b")),
+                folder(limit=3, backend="vllm"), folder(limit=3, max_new_tokens=64),
+                folder(limit=3, zeroeval_bos="zeroeval"), folder(limit=4), plain]  # fmt: skip
+    assert len(set(variants)) == len(variants)
+
+    directory = slurm.points_for([(config, {})], results_root=tmp_path / "results", limit=3,
+                                 backend="transformers")[0].directory  # fmt: skip
+    judge = Judge(kind="rule").describe()
+    before = {"runs": [str(directory)], "benches": ["gsm"], "judge": judge, "limit": 3}
+    digest = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:10]
+    assert plain.name == f"tiny-simpo-{digest}"  # a pipeline planned before keeps its folder
+
+
 FAKE_SRUN = """#!/bin/bash
 # the training step: its output goes to train.log as the script redirects it
 case "$MODE" in

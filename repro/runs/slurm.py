@@ -147,13 +147,21 @@ def judge_command(folder: Path) -> str:
     return f"{shlex.quote(sys.executable)} -m repro.runs.stage judge {shlex.quote(str(folder / 'plan.json'))}"
 
 
-def pipeline_id(points: list[Point], benches: list[str], judge: Judge, limit: int | None) -> str:
+def pipeline_id(points: list[Point], benches: list[str], judge: Judge, options: EvalOptions) -> str:
+    """<setting>-<method>-<hash> of everything that changes the pipeline's result: its runs, the
+    benchmarks, the judge and the evaluation options, whole as `plan.json` records them (another
+    --zeroeval-data or --backend is another pipeline, never an overwritten plan). Options left at
+    their defaults but the limit hash as the limit alone did before, so such pipelines keep their folder."""
     first = points[0].config
-    body = json.dumps(
-        {"runs": [str(p.directory) for p in points], "benches": sorted(benches), "judge": judge.describe(),
-         "limit": limit},
-        sort_keys=True,
-    )  # fmt: skip
+    identity: dict[str, Any] = {
+        "runs": [str(p.directory) for p in points],
+        "benches": sorted(benches),
+        "judge": judge.describe(),
+        "limit": options.limit,
+    }
+    if options.to_json() != EvalOptions(limit=options.limit).absolute().to_json():
+        identity["options"] = options.to_json()
+    body = json.dumps(identity, sort_keys=True)
     return f"{first.setting}-{first.method}-{hashlib.sha256(body.encode()).hexdigest()[:10]}"
 
 
@@ -224,7 +232,7 @@ def build(
         raise UsageError(f"--signal-seconds must be at least 1, got {signal_seconds}")
     site_lines = site.lines()
     points = points_for(configs, results_root=results_root, limit=limit, backend=options.backend)
-    folder = run.safe_child(results_root, "slurm", pipeline_id(points, benches, judge, limit))
+    folder = run.safe_child(results_root, "slurm", pipeline_id(points, benches, judge, options))
     batch = points[0].config.batch
     nodes, per_node = batch.num_nodes, batch.num_processes
     gpu = device == "cuda"
