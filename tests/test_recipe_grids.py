@@ -70,6 +70,26 @@ def test_sweep_refuses_an_unknown_grid_or_a_grid_with_axes(cli):
     assert both.returncode == 2 and "--grid replaces" in both.stderr
 
 
+def test_the_command_lines_axes_are_parsed_once_in_the_library():
+    """repro.runs.sweep reads --lr/--beta/--gamma-beta-ratio as given (the CLI only passes them on):
+    comma-separated numbers, empty axes left out, a bad value named by its flag; a grid over 100
+    points gets its warning, with the axes' shape for a command-line grid only."""
+    from repro.runs import sweep
+
+    grid = sweep.grid_of(
+        "simpo", None, {"learning_rate": "1e-6, 2e-6,", "beta": ",", "gamma_beta_ratio": None}
+    )
+    assert grid.axes == {"learning_rate": [1e-6, 2e-6]} and sweep.size_warning(grid) is None
+    with pytest.raises(ReproError, match="^--gamma-beta-ratio expects comma-separated numbers, got 'x'$"):
+        sweep.grid_of("simpo", None, {"learning_rate": "1e-6", "beta": None, "gamma_beta_ratio": "x"})
+    five = ",".join(str(v) for v in range(1, 6))
+    big = sweep.grid_of("simpo", None, {"learning_rate": five, "beta": five, "gamma_beta_ratio": five})
+    assert (
+        sweep.size_warning(big) == "125 grid points (5 x 5 x 5): more than 100 runs, each trained and judged"
+    )
+    assert sweep.size_warning(search_grid("simpo", "paper")) is None  # 48 points
+
+
 def test_a_grid_without_source_is_refused(tmp_path):
     path = tmp_path / "methods.yaml"
     path.write_text(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from repro.cli import render
+from repro.cli import render, result_tables
 from repro.cli.common import (
     BenchPathOpt,
     JudgeKeyEnvOpt,
@@ -24,7 +23,6 @@ from repro.cli.common import (
 from repro.config.resolution import evaluation_plan
 from repro.config.settings import get_setting
 from repro.errors import ReproError
-from repro.evaluation import benchmarks
 from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
 from repro.runs import checkpoint
@@ -35,12 +33,6 @@ mt_app = typer.Typer(help="MT-Bench single-answer grading.", no_args_is_help=Tru
 app.add_typer(alpaca_app, name="alpaca-eval")
 app.add_typer(arena_app, name="arena-hard")
 app.add_typer(mt_app, name="mt-bench")
-
-
-def _fmt(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 @alpaca_app.command("rescore")
@@ -68,15 +60,7 @@ def rescore(
     if fmt == "json":
         render.print_json(result)
         return
-    keys = [*alpaca_eval.COLUMNS, "n_failed", "incomplete"]
-    render.print_table(
-        render.table(
-            ["metric", "value"],
-            [(k, _fmt(result[k])) for k in keys],
-            title=f"AlpacaEval 2 replay: {result['model']}",
-            caption=None if result["lc_available"] else "LC: pass --lc-data (see docs)",
-        )
-    )
+    render.print_table(result_tables.alpaca_table(result, alpaca_eval.COLUMNS))
 
 
 @arena_app.command("score")
@@ -99,40 +83,12 @@ def arena_score(
     from repro.evaluation.scorers import arena_hard
 
     scores, missing = arena_hard.score_files(judgments, answers=answers, weight=weight, rounds=rounds)
-    for model in missing:
-        render.warn(f"{answers / (model + '.jsonl')}: no answer file for {model}; avg tokens left empty")
-    dropped = {m: r["games_without_verdict"] for m, r in scores.items() if r["games_without_verdict"]}
-    if dropped:
-        counts = ", ".join(f"{m} {n}" for m, n in dropped.items())
-        render.warn(f"games without a valid verdict (not counted): {counts}")
+    for line in arena_hard.notes(scores, missing, answers):
+        render.warn(line)
     if fmt == "json":
         render.print_json(scores)
         return
-
-    def ci(r: dict) -> str:
-        if r["score"] is None or r["lower"] is None or r["upper"] is None:
-            return "n/a"
-        return f"({render.signed(r['lower'] - r['score'])}, {render.signed(r['upper'] - r['score'])})"
-
-    rows = [
-        (
-            m,
-            "n/a" if r["score"] is None else f"{r['score']:.1f}",
-            ci(r),
-            _fmt(r["avg_tokens"]),
-            str(r["battles"]),
-            str(r["games_without_verdict"]),
-        )
-        for m, r in sorted(scores.items(), key=lambda x: -(x[1]["score"] or 0))
-    ]
-    render.print_table(
-        render.table(
-            ["model", "score", "95% CI", "avg tokens", "battles", "no verdict"],
-            rows,
-            title="Arena-Hard v0.1 (vs gpt-4-0314)",
-            caption="no verdict: games whose judgment has no valid label (dropped, as show_result.py does)",
-        )
-    )
+    render.print_table(result_tables.arena_table(scores))
 
 
 @mt_app.command("score")
@@ -151,39 +107,12 @@ def mt_score(
     from repro.evaluation.scorers import mt_bench
 
     scores = mt_bench.score(mt_bench.load_judgments(judgments), keep_out_of_range=keep_out_of_range)
-    for model, r in scores.items():
-        if r["n_duplicates"]:
-            render.warn(
-                f"{model}: {r['n_duplicates']} duplicated judgments (same question and turn), "
-                "counted as FastChat counts them"
-            )
-        if r["n_out_of_range"]:
-            render.warn(
-                f"{model}: {r['n_out_of_range']} ratings outside 1-10 counted as failed "
-                "(--keep-out-of-range averages them in, as FastChat does)"
-            )
+    for line in mt_bench.notes(scores):
+        render.warn(line)
     if fmt == "json":
         render.print_json(scores)
         return
-    rows = [
-        (
-            m,
-            _fmt(r["turn_1"]),
-            _fmt(r["turn_2"]),
-            _fmt(r["average"]),
-            str(r["n_counted"]),
-            str(r["n_dropped"]),
-        )
-        for m, r in sorted(scores.items(), key=lambda x: -(x[1]["average"] or 0))
-    ]
-    render.print_table(
-        render.table(
-            ["model", "turn 1", "turn 2", "average", "counted", "failed"],
-            rows,
-            title="MT-Bench (single-answer grading)",
-            caption="failed: no rating found (-1) or a rating outside 1-10; not counted",
-        )
-    )
+    render.print_table(result_tables.mt_bench_table(scores))
 
 
 @app.command("eval")
@@ -320,19 +249,7 @@ def eval_cmd(
     if fmt == "json":
         render.print_json(record.to_json())
         return
-    rows = [
-        (benchmarks.get(name).title, what, value)
-        for name, output_ in record.benchmarks.items()
-        for what, value in benchmarks.get(name).rows(output_)
-    ]
-    incomplete = record.incomplete_benchmarks
-    caption = (
-        f"incomplete: {', '.join(incomplete)} (failed judgments are counted in result.json)"
-        if incomplete
-        else None
-    )
-    render.print_table(
-        render.table(["benchmark", "metric", "value"], rows, title=f"{model} ({setting})", caption=caption)
-    )
-    if not rows:
+    table = result_tables.eval_table(record, title=f"{model} ({setting})")
+    render.print_table(table)
+    if not table.row_count:
         raise ReproError("no benchmark produced a result")

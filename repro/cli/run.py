@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from repro.cli import render
+from repro.cli import render, result_tables
 from repro.cli import slurm as slurm_cli
 from repro.cli.common import (
     BenchPathOpt,
@@ -34,7 +34,6 @@ from repro.cli.common import (
     path_option,
 )
 from repro.config.config_options import ConfigOptions
-from repro.errors import UsageError
 from repro.evaluation import benchmarks, generation
 from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
@@ -139,7 +138,7 @@ def run_cmd(
         if fmt == "json":
             render.print_json(the_plan.to_json())
             return
-        _print_plan(the_plan)
+        render.print_table(result_tables.plan_table(the_plan))
         return
     with render.Bars() as bars:
         result = run.execute(
@@ -155,63 +154,7 @@ def run_cmd(
     if fmt == "json":
         render.print_json(result)
         return
-    rows = [
-        (
-            k,
-            f"blank: {benchmarks.why_missing(result['benchmarks'], k)}"
-            if v is None or (isinstance(v, list) and all(x is None for x in v))
-            else render.number(v)
-            if not isinstance(v, list)
-            else ", ".join(f"{x:.2f}" for x in v if x is not None),
-        )
-        for k, v in result["scores"].items()
-    ]
-    rows += [(f"training {k}", render.number(v)) for k, v in result["training"].items()]
-    rows += [(f"time {w['stage']}", f"{w['seconds']} s") for w in result["work_done"]]
-    if not result["work_done"]:
-        rows.append(("work", "none: every stage was already done for these inputs"))
-    render.print_table(
-        render.table(
-            ["", "value"],
-            rows,
-            title=f"{result['setting']} x {result['method']}: {result['run_dir']}",
-            caption=("partial: " + "; ".join(result["partial_reasons"]) + "; " if result["partial"] else "")
-            + (
-                "complete"
-                if result["complete"]
-                else f"incomplete: {', '.join(result['incomplete_benchmarks'])}"
-            ),
-        )
-    )
-
-
-def _print_plan(plan) -> None:
-    """One line per fact, in words."""
-    batch = plan.config.batch
-    rows = [
-        ("run directory", str(plan.run_dir)),
-        ("optimizer steps", plan.steps.text()),
-        ("batch", batch.describe()),
-        ("processes", f"{batch.num_processes} per node x {batch.num_nodes} nodes"),
-        ("judge", plan.judge_text),
-        ("judge calls", plan.judge_cost_text),
-        ("config hash", plan.config.config_hash),
-        ("train command", plan.train_command),
-        ("partial", render.number(plan.partial)),
-        ("device (this machine)", plan.device),
-    ]
-    rows += [(f"preflight {c.name}", ("ok: " if c.ok else "FAILS: ") + c.message) for c in plan.preflight]
-    title = f"repro run {plan.config.setting} --method {plan.config.method} (dry run)"
-    render.print_table(render.table(["plan", "value"], rows, title=title))
-
-
-def _grid(values: str | None, name: str) -> list[float] | None:
-    if values is None:
-        return None
-    try:
-        return [float(v) for v in values.split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(f"--{name} expects comma-separated numbers, got '{values}'") from None
+    render.print_table(result_tables.run_table(result))
 
 
 @app.command("sweep")
@@ -264,18 +207,11 @@ def sweep_cmd(
     load_bench_paths(bench_path)
     from repro.runs import sweep
 
-    axes = {
-        "learning_rate": _grid(lr, "lr"),
-        "beta": _grid(beta, "beta"),
-        "gamma_beta_ratio": _grid(gamma_beta_ratio, "gamma-beta-ratio"),
-    }
-    the_grid = sweep.grid_of(method, grid, axes)
+    values = {"learning_rate": lr, "beta": beta, "gamma_beta_ratio": gamma_beta_ratio}
+    the_grid = sweep.grid_of(method, grid, values)
+    if warning := sweep.size_warning(the_grid):
+        render.warn(warning)
     points, source = the_grid.points(), the_grid.source
-    if len(points) > sweep.WARN_POINTS:
-        shape = f" ({' x '.join(str(len(v)) for v in axes.values() if v)})" if grid is None else ""
-        render.warn(
-            f"{len(points)} grid points{shape}: more than {sweep.WARN_POINTS} runs, each trained and judged"
-        )
     configs = sweep.configs(setting, method, points, ConfigOptions(num_processes=gpus, max_steps=max_steps))
     if slurm_cli.check_launcher(launcher, submit):
         spec = Judge.choose(judge, configs[0][0].evaluation, url=judge_url, refresh=refresh_judgments)
@@ -297,13 +233,6 @@ def sweep_cmd(
     if fmt == "json":
         render.print_json({"grid": grid, "source": source, "points": rows} if grid else rows)
         return
-    columns = list(rows[0])
-    caption = done.cost_caption()
-    render.print_table(
-        render.table(
-            columns,
-            [[r[c] if isinstance(r[c], str) else render.number(r[c]) for c in columns] for r in rows],
-            title=f"sweep {setting} x {method} ({len(rows)} points)" + (f", grid {grid}" if grid else ""),
-            caption="; ".join(c for c in (f"grid source: {source}" if grid else None, caption) if c) or None,
-        )
-    )
+    title = f"sweep {setting} x {method} ({len(rows)} points)" + (f", grid {grid}" if grid else "")
+    caption = "; ".join(c for c in (f"grid source: {source}" if grid else None, done.cost_caption()) if c)
+    render.print_table(result_tables.sweep_table(rows, title=title, caption=caption or None))

@@ -29,9 +29,14 @@ WARN_POINTS = 100
 Display = Callable[[], contextlib.AbstractContextManager[Any]]
 
 
-def grid_of(method: str, name: str | None, axes: dict[str, list[float]]) -> SearchGrid:
-    """The named grid `name` of `method`, or the grid of `axes` (axis -> values; empty ones left out)."""
-    axes = {k: v for k, v in axes.items() if v}
+# The command line's axes: each run config field and the flag that gives its values.
+AXIS_FLAGS = {"learning_rate": "--lr", "beta": "--beta", "gamma_beta_ratio": "--gamma-beta-ratio"}
+
+
+def grid_of(method: str, name: str | None, values: dict[str, str | None]) -> SearchGrid:
+    """The named grid `name` of `method`, or the grid of the command line's axes: `values` maps
+    each axis of AXIS_FLAGS to its flag's comma-separated numbers (None: not given)."""
+    axes = {axis: parsed for axis, text in values.items() if (parsed := _numbers(text, AXIS_FLAGS[axis]))}
     if name is not None:
         if axes:
             raise UsageError("--grid replaces --lr, --beta and --gamma-beta-ratio: give one or the other")
@@ -39,6 +44,22 @@ def grid_of(method: str, name: str | None, axes: dict[str, list[float]]) -> Sear
     if not axes:
         raise UsageError("give --grid NAME or at least one of --lr, --beta, --gamma-beta-ratio")
     return SearchGrid("command line", "command line", axes)
+
+
+def _numbers(text: str | None, flag: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()] if text is not None else []
+    except ValueError:
+        raise UsageError(f"{flag} expects comma-separated numbers, got '{text}'") from None
+
+
+def size_warning(grid: SearchGrid) -> str | None:
+    """A line to print first when the grid has more than WARN_POINTS points, each trained and judged."""
+    points = len(grid.points())
+    if points <= WARN_POINTS:
+        return None
+    shape = f" ({' x '.join(str(len(v)) for v in grid.axes.values())})" if grid.name == "command line" else ""
+    return f"{points} grid points{shape}: more than {WARN_POINTS} runs, each trained and judged"
 
 
 def configs(

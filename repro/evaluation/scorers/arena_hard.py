@@ -320,3 +320,17 @@ def score_files(
             else:
                 missing.append(model)
     return scores, missing
+
+
+def notes(scores: dict[str, dict[str, Any]], missing: list[str], answers: Path | None) -> list[str]:
+    """What a reader of `score_files`' table should know: models without an answer file, games
+    without a valid verdict."""
+    lines = [
+        f"{Path(answers or '.') / (model + '.jsonl')}: no answer file for {model}; avg tokens left empty"
+        for model in missing
+    ]
+    dropped = {m: r["games_without_verdict"] for m, r in scores.items() if r["games_without_verdict"]}
+    if dropped:
+        counts = ", ".join(f"{m} {n}" for m, n in dropped.items())
+        lines.append(f"games without a valid verdict (not counted): {counts}")
+    return lines

@@ -106,6 +106,23 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def notes(scores: dict[str, dict[str, Any]]) -> list[str]:
+    """What a reader of `score`'s table should know: duplicated judgments, ratings outside 1-10."""
+    lines = []
+    for model, r in scores.items():
+        if r["n_duplicates"]:
+            lines.append(
+                f"{model}: {r['n_duplicates']} duplicated judgments (same question and turn), "
+                "counted as FastChat counts them"
+            )
+        if r["n_out_of_range"]:
+            lines.append(
+                f"{model}: {r['n_out_of_range']} ratings outside 1-10 counted as failed "
+                "(--keep-out-of-range averages them in, as FastChat does)"
+            )
+    return lines
+
+
 # ---------------------------------------------------------------------------- data
 
 

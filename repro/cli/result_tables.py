@@ -1,0 +1,143 @@
+"""The tables people read after `repro run`, `repro sweep`, `repro eval` and the scorers' commands
+(`alpaca-eval rescore`, `arena-hard score`, `mt-bench score`): what each result holds, in rows."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.table import Table
+
+from repro.cli import render
+from repro.evaluation import benchmarks
+
+
+def scorer_number(value: Any) -> str:
+    """A scorer's value: n/a when missing or NaN, 4 decimals for a float."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def run_table(result: dict[str, Any]) -> Table:
+    """A finished `repro run`: each score (or why it is blank), the training, the work done."""
+    rows = [
+        (
+            k,
+            f"blank: {benchmarks.why_missing(result['benchmarks'], k)}"
+            if v is None or (isinstance(v, list) and all(x is None for x in v))
+            else render.number(v)
+            if not isinstance(v, list)
+            else ", ".join(f"{x:.2f}" for x in v if x is not None),
+        )
+        for k, v in result["scores"].items()
+    ]
+    rows += [(f"training {k}", render.number(v)) for k, v in result["training"].items()]
+    rows += [(f"time {w['stage']}", f"{w['seconds']} s") for w in result["work_done"]]
+    if not result["work_done"]:
+        rows.append(("work", "none: every stage was already done for these inputs"))
+    partial = "partial: " + "; ".join(result["partial_reasons"]) + "; " if result["partial"] else ""
+    done = "complete" if result["complete"] else f"incomplete: {', '.join(result['incomplete_benchmarks'])}"
+    title = f"{result['setting']} x {result['method']}: {result['run_dir']}"
+    return render.table(["", "value"], rows, title=title, caption=partial + done)
+
+
+def plan_table(plan) -> Table:
+    """A `repro run --dry-run` plan (repro.runs.run.Plan): one line per fact, in words."""
+    batch = plan.config.batch
+    rows = [
+        ("run directory", str(plan.run_dir)),
+        ("optimizer steps", plan.steps.text()),
+        ("batch", batch.describe()),
+        ("processes", f"{batch.num_processes} per node x {batch.num_nodes} nodes"),
+        ("judge", plan.judge_text),
+        ("judge calls", plan.judge_cost_text),
+        ("config hash", plan.config.config_hash),
+        ("train command", plan.train_command),
+        ("partial", render.number(plan.partial)),
+        ("device (this machine)", plan.device),
+    ]
+    rows += [(f"preflight {c.name}", ("ok: " if c.ok else "FAILS: ") + c.message) for c in plan.preflight]
+    title = f"repro run {plan.config.setting} --method {plan.config.method} (dry run)"
+    return render.table(["plan", "value"], rows, title=title)
+
+
+def sweep_table(rows: list[dict[str, Any]], *, title: str, caption: str | None) -> Table:
+    """A local sweep (repro.runs.sweep.LocalSweep.rows): one row per grid point."""
+    columns = list(rows[0])
+    body = [[r[c] if isinstance(r[c], str) else render.number(r[c]) for c in columns] for r in rows]
+    return render.table(columns, body, title=title, caption=caption)
+
+
+def eval_table(record, *, title: str) -> Table:
+    """A `repro eval` record (repro.evaluation.evaluation.EvaluationResult): each benchmark's rows."""
+    rows = [
+        (benchmarks.get(name).title, what, value)
+        for name, output in record.benchmarks.items()
+        for what, value in benchmarks.get(name).rows(output)
+    ]
+    incomplete = record.incomplete_benchmarks
+    caption = (
+        f"incomplete: {', '.join(incomplete)} (failed judgments are counted in result.json)"
+        if incomplete
+        else None
+    )
+    return render.table(["benchmark", "metric", "value"], rows, title=title, caption=caption)
+
+
+def alpaca_table(result: dict[str, Any], columns: list[str]) -> Table:
+    """An AlpacaEval 2 replay (repro.evaluation.scorers.alpaca_eval.rescore)."""
+    return render.table(
+        ["metric", "value"],
+        [(k, scorer_number(result[k])) for k in [*columns, "n_failed", "incomplete"]],
+        title=f"AlpacaEval 2 replay: {result['model']}",
+        caption=None if result["lc_available"] else "LC: pass --lc-data (see docs)",
+    )
+
+
+def arena_table(scores: dict[str, dict[str, Any]]) -> Table:
+    """Arena-Hard scores per model (repro.evaluation.scorers.arena_hard.score_files), best first."""
+
+    def ci(r: dict[str, Any]) -> str:
+        if r["score"] is None or r["lower"] is None or r["upper"] is None:
+            return "n/a"
+        return f"({render.signed(r['lower'] - r['score'])}, {render.signed(r['upper'] - r['score'])})"
+
+    rows = [
+        (
+            m,
+            "n/a" if r["score"] is None else f"{r['score']:.1f}",
+            ci(r),
+            scorer_number(r["avg_tokens"]),
+            str(r["battles"]),
+            str(r["games_without_verdict"]),
+        )
+        for m, r in sorted(scores.items(), key=lambda x: -(x[1]["score"] or 0))
+    ]
+    return render.table(
+        ["model", "score", "95% CI", "avg tokens", "battles", "no verdict"],
+        rows,
+        title="Arena-Hard v0.1 (vs gpt-4-0314)",
+        caption="no verdict: games whose judgment has no valid label (dropped, as show_result.py does)",
+    )
+
+
+def mt_bench_table(scores: dict[str, dict[str, Any]]) -> Table:
+    """MT-Bench ratings per model (repro.evaluation.scorers.mt_bench.score), best first."""
+    rows = [
+        (
+            m,
+            scorer_number(r["turn_1"]),
+            scorer_number(r["turn_2"]),
+            scorer_number(r["average"]),
+            str(r["n_counted"]),
+            str(r["n_dropped"]),
+        )
+        for m, r in sorted(scores.items(), key=lambda x: -(x[1]["average"] or 0))
+    ]
+    return render.table(
+        ["model", "turn 1", "turn 2", "average", "counted", "failed"],
+        rows,
+        title="MT-Bench (single-answer grading)",
+        caption="failed: no rating found (-1) or a rating outside 1-10; not counted",
+    )
