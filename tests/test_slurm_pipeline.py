@@ -427,6 +427,45 @@ def test_the_pipeline_folder_covers_every_evaluation_option(tmp_path, monkeypatc
     assert plain.name == f"tiny-simpo-{digest}"  # a pipeline planned before keeps its folder
 
 
+def test_run_and_sweep_share_one_declaration_of_the_slurm_options(tmp_path):
+    """repro.cli.slurm.SlurmOptions declares the launcher options once: `run` and `sweep` both list
+    its fields, in its order, and get them back as one SlurmOptions (a sweep's site options reach
+    every script; --submit without --launcher slurm is refused)."""
+    import contextlib
+    import dataclasses
+    import io as text_io
+
+    import typer
+
+    from repro.cli import main
+    from repro.cli import slurm as slurm_cli
+    from repro.cli.common import app
+
+    fields = [f.name for f in dataclasses.fields(slurm_cli.SlurmOptions)]
+    commands = typer.main.get_command(app).commands
+    for name in ("run", "sweep"):
+        params = [p.name for p in commands[name].params]
+        start = params.index("launcher")
+        assert params[start : start + len(fields)] == fields and "slurm" not in params
+
+    def repro(*argv: str) -> tuple[int, str, str]:
+        out, err = text_io.StringIO(), text_io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(argv))
+        return code, out.getvalue(), err.getvalue()
+
+    code, out, err = repro("sweep", "tiny", "--lr", "1e-6,2e-6", "--launcher", "slurm", "--device", "cpu",
+                           "--partition", "p1", "--time", "1:00:00", "--max-parallel", "1", "--dry-run",
+                           "--results", str(tmp_path / "results"), "--format", "json")  # fmt: skip
+    assert code == 0, err
+    scripts = json.loads(out)["scripts"]
+    for script in scripts.values():
+        assert "#SBATCH --partition=p1\n" in script and "#SBATCH --time=1:00:00\n" in script
+    assert "#SBATCH --array=0-1%1\n" in scripts["train"]
+    code, _, err = repro("run", "tiny", "--submit", "--dry-run")
+    assert code == 2 and err == "repro: error: --submit goes with --launcher slurm\n"
+
+
 FAKE_SRUN = """#!/bin/bash
 # the training step: its output goes to train.log as the script redirects it
 case "$MODE" in

@@ -46,6 +46,7 @@ ResultsOpt = Annotated[
 
 
 @app.command("run")
+@slurm_cli.with_slurm_options
 def run_cmd(
     setting: SettingArg,
     method: MethodOpt = "simpo",
@@ -81,18 +82,7 @@ def run_cmd(
     backend: Annotated[
         str, typer.Option("--backend", metavar="transformers|vllm", help="Generation engine.")
     ] = "transformers",
-    launcher: slurm_cli.LauncherOpt = "local",
-    submit: slurm_cli.SubmitOpt = False,
-    max_parallel: slurm_cli.MaxParallelOpt = None,
-    partition: slurm_cli.PartitionOpt = None,
-    account: slurm_cli.AccountOpt = None,
-    time_limit: slurm_cli.TimeOpt = "24:00:00",
-    qos: slurm_cli.QosOpt = None,
-    constraint: slurm_cli.ConstraintOpt = None,
-    sbatch_extra: slurm_cli.SbatchExtraOpt = None,
-    judge_on: slurm_cli.JudgeOnOpt = "node",
-    device: slurm_cli.SlurmDeviceOpt = "cuda",
-    signal_seconds: slurm_cli.SignalOpt = 300,
+    slurm: slurm_cli.SlurmOptions = slurm_cli.SLURM_OPTIONS,  # its fields are the options here
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan: commands, steps, judge calls, cost.")
     ] = False,
@@ -121,15 +111,17 @@ def run_cmd(
     )
     generation.check_backend(backend)  # a usage error before anything runs (dry runs too)
     eval_options = EvalOptions(backend=backend, limit=limit, zeroeval_data=zeroeval_data)
-    if slurm_cli.check_launcher(launcher, submit):
+    if slurm.on_slurm():
         slurm_cli.launch(
-            [(config, {})], results=results, benches=benches, judge=spec, eval_options=eval_options,
-            submit=submit, dry_run=dry_run, fmt=fmt, options=slurm_cli.slurm_options(
-                max_parallel=max_parallel, partition=partition, account=account, time_limit=time_limit,
-                qos=qos, constraint=constraint, sbatch_extra=sbatch_extra, judge_on=judge_on, device=device,
-                signal_seconds=signal_seconds,
-            ),
-        )  # fmt: skip
+            [(config, {})],
+            results=results,
+            benches=benches,
+            judge=spec,
+            eval_options=eval_options,
+            slurm_options=slurm,
+            dry_run=dry_run,
+            fmt=fmt,
+        )
         return
     if dry_run:
         the_plan = run.plan(
@@ -158,6 +150,7 @@ def run_cmd(
 
 
 @app.command("sweep")
+@slurm_cli.with_slurm_options
 def sweep_cmd(
     setting: SettingArg,
     method: MethodOpt = "simpo",
@@ -186,18 +179,7 @@ def sweep_cmd(
     judge_url: JudgeUrlOpt = None,
     refresh_judgments: RefreshJudgmentsOpt = False,
     max_steps: MaxStepsOpt = None,
-    launcher: slurm_cli.LauncherOpt = "local",
-    submit: slurm_cli.SubmitOpt = False,
-    max_parallel: slurm_cli.MaxParallelOpt = None,
-    partition: slurm_cli.PartitionOpt = None,
-    account: slurm_cli.AccountOpt = None,
-    time_limit: slurm_cli.TimeOpt = "24:00:00",
-    qos: slurm_cli.QosOpt = None,
-    constraint: slurm_cli.ConstraintOpt = None,
-    sbatch_extra: slurm_cli.SbatchExtraOpt = None,
-    judge_on: slurm_cli.JudgeOnOpt = "node",
-    device: slurm_cli.SlurmDeviceOpt = "cuda",
-    signal_seconds: slurm_cli.SignalOpt = 300,
+    slurm: slurm_cli.SlurmOptions = slurm_cli.SLURM_OPTIONS,  # its fields are the options here
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the grid, steps and judge cost; run nothing.")
     ] = False,
@@ -213,17 +195,18 @@ def sweep_cmd(
         render.warn(warning)
     points, source = the_grid.points(), the_grid.source
     configs = sweep.configs(setting, method, points, ConfigOptions(num_processes=gpus, max_steps=max_steps))
-    if slurm_cli.check_launcher(launcher, submit):
+    if slurm.on_slurm():
         spec = Judge.choose(judge, configs[0][0].evaluation, url=judge_url, refresh=refresh_judgments)
         slurm_cli.launch(
-            configs, results=results, benches=benchmarks.parse(bench, configs[0][0].evaluation),
-            judge=spec, eval_options=EvalOptions(), submit=submit, dry_run=dry_run, fmt=fmt,
-            options=slurm_cli.slurm_options(
-                max_parallel=max_parallel, partition=partition, account=account, time_limit=time_limit,
-                qos=qos, constraint=constraint, sbatch_extra=sbatch_extra, judge_on=judge_on, device=device,
-                signal_seconds=signal_seconds,
-            ),
-        )  # fmt: skip
+            configs,
+            results=results,
+            benches=benchmarks.parse(bench, configs[0][0].evaluation),
+            judge=spec,
+            eval_options=EvalOptions(),
+            slurm_options=slurm,
+            dry_run=dry_run,
+            fmt=fmt,
+        )
         return
     done = sweep.run_locally(
         configs, results_root=results, bench=bench, judge=judge, judge_url=judge_url,

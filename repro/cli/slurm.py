@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import time
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,42 +60,78 @@ SignalOpt = Annotated[
 ]
 
 
-def slurm_options(
-    *,
-    max_parallel: int | None,
-    partition: str | None,
-    account: str | None,
-    time_limit: str,
-    qos: str | None,
-    constraint: str | None,
-    sbatch_extra: Path | None,
-    judge_on: str,
-    device: str,
-    signal_seconds: int,
-) -> dict[str, Any]:
-    # deferred: repro.runs.slurm imports torch (through repro.train.preemption)
-    from repro.runs import slurm
+@dataclass(frozen=True)
+class SlurmOptions:
+    """The launcher options `repro run` and `repro sweep` share, declared once: `with_slurm_options`
+    gives a command each field as its own option (the annotation is the Typer option)."""
 
-    site = slurm.Site(
-        partition=partition,
-        account=account,
-        time=time_limit,
-        qos=qos,
-        constraint=constraint,
-        extra=slurm.Site.read_extra(sbatch_extra),
-    )
-    return dict(
-        site=site, max_parallel=max_parallel, judge_on=judge_on, device=device, signal_seconds=signal_seconds
-    )
+    launcher: LauncherOpt = "local"
+    submit: SubmitOpt = False
+    max_parallel: MaxParallelOpt = None
+    partition: PartitionOpt = None
+    account: AccountOpt = None
+    time_limit: TimeOpt = "24:00:00"
+    qos: QosOpt = None
+    constraint: ConstraintOpt = None
+    sbatch_extra: SbatchExtraOpt = None
+    judge_on: JudgeOnOpt = "node"
+    device: SlurmDeviceOpt = "cuda"
+    signal_seconds: SignalOpt = 300
+
+    def on_slurm(self) -> bool:
+        """True for the SLURM launcher; --submit alone is refused."""
+        if self.launcher not in LAUNCHERS:
+            raise unknown("launcher", self.launcher, LAUNCHERS)
+        if self.submit and self.launcher != "slurm":
+            raise UsageError("--submit goes with --launcher slurm")
+        return self.launcher == "slurm"
+
+    def build_options(self) -> dict[str, Any]:
+        """repro.runs.slurm.build's keyword arguments for the cluster: the site and the throttle."""
+        # deferred: repro.runs.slurm imports torch (through repro.train.preemption)
+        from repro.runs import slurm
+
+        site = slurm.Site(
+            partition=self.partition,
+            account=self.account,
+            time=self.time_limit,
+            qos=self.qos,
+            constraint=self.constraint,
+            extra=slurm.Site.read_extra(self.sbatch_extra),
+        )
+        return dict(
+            site=site,
+            max_parallel=self.max_parallel,
+            judge_on=self.judge_on,
+            device=self.device,
+            signal_seconds=self.signal_seconds,
+        )
 
 
-def check_launcher(launcher: str, submit: bool) -> bool:
-    """True for the SLURM launcher; --submit alone is refused."""
-    if launcher not in LAUNCHERS:
-        raise unknown("launcher", launcher, LAUNCHERS)
-    if submit and launcher != "slurm":
-        raise UsageError("--submit goes with --launcher slurm")
-    return launcher == "slurm"
+# What a command's `slurm` parameter defaults to; with_slurm_options puts the options in its place.
+SLURM_OPTIONS = SlurmOptions()
+
+
+def with_slurm_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Declare SlurmOptions' fields as `command`'s options, where its `slurm` parameter stands (so
+    `--help` lists them there); `command` gets them back as one SlurmOptions."""
+    hints = typing.get_type_hints(SlurmOptions, include_extras=True)
+    fields = dataclasses.fields(SlurmOptions)
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    own = [inspect.Parameter(f.name, kind, default=f.default, annotation=hints[f.name]) for f in fields]
+    signature = inspect.signature(command, eval_str=True)
+    if "slurm" not in signature.parameters:
+        raise TypeError(f"{command.__name__}: no `slurm` parameter to put the SLURM options in")
+    parameters = [q for p in signature.parameters.values() for q in (own if p.name == "slurm" else [p])]
+
+    @functools.wraps(command)
+    def parsed(**values: Any) -> None:
+        slurm = SlurmOptions(**{f.name: values.pop(f.name) for f in fields})
+        command(**values, slurm=slurm)
+
+    parsed.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    parsed.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
+    return parsed
 
 
 def launch(
@@ -99,18 +141,23 @@ def launch(
     benches: list[str],
     judge,
     eval_options: EvalOptions,
-    submit: bool,
+    slurm_options: SlurmOptions,
     dry_run: bool,
     fmt: str,
-    options: dict[str, Any],
 ) -> None:
-    """Build the pipeline; print it (--dry-run), write it, or write and submit it. `eval_options`
-    travel whole to the evaluation jobs; `options` are slurm_options'."""
+    """Build the pipeline; print it (--dry-run), write it, or write and submit it (--submit).
+    `eval_options` travel whole to the evaluation jobs."""
     # deferred: repro.runs.slurm imports torch (through repro.train.preemption)
     from repro.runs import slurm
 
+    submit = slurm_options.submit
     pipeline = slurm.build(
-        configs, results_root=results, benches=benches, judge=judge, options=eval_options, **options
+        configs,
+        results_root=results,
+        benches=benches,
+        judge=judge,
+        options=eval_options,
+        **slurm_options.build_options(),
     )
     if not dry_run:
         if submit:
