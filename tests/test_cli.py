@@ -42,6 +42,16 @@ def test_show_formats(cli, fmt):
         assert "gemma2-9b-it x simpo" in out and "derived: gamma_beta_ratio x beta" in out
 
 
+@pytest.mark.parametrize("setting", ["tiny", "smol"])
+def test_show_a_setting_that_answers_with_the_models_own_template(cli, setting):
+    """tiny and smol generate Arena-Hard answers with the model's own chat template, not a
+    served one: `show` names it instead of failing on it (it did for smol)."""
+    data = json.loads(cli("show", setting, "--method", "simpo", "--format", "json", check=True).stdout)
+    if setting == "smol":
+        assert data["arena_hard_chat_template"]["name"] == "tokenizer"
+        assert data["learning_rate"] == 6e-5
+
+
 def test_show_gpu_count(cli):
     config = json.loads(
         cli("show", "llama3-instruct-v0.2", "--gpus", "8", "--format", "json", check=True).stdout

@@ -52,6 +52,12 @@ def chat_template(ref: str | None) -> dict[str, Any] | None:
     name = arena.get("chat_template")
     if not name:
         return None
+    if name == "tokenizer":  # the model's own template (smol): no served file to name
+        return {
+            "name": name,
+            "source": arena.get("chat_template_source") or "the model's tokenizer",
+            "text": None,
+        }
     text, source = served_templates.lookup(name)
     info: dict[str, Any] = {"name": name, "source": arena.get("chat_template_source") or source, "text": text}
     for key in ("borrowed_from", "borrowed_reason"):
