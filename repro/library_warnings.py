@@ -16,6 +16,8 @@ KNOWN: tuple[tuple[type[Warning], str, str], ...] = (
      "DeepSpeed 0.18's ZeRO-3 calls them, twice a step on every rank"),
     (UserWarning, "'pin_memory' argument is set as true but no accelerator is found",
      "the Trainer's DataLoader on a CPU-only machine"),
+    (FutureWarning, r"`torch\.distributed\.reduce_op` is deprecated",
+     "vLLM 0.32 touches it when its engine starts in the process (twice per evaluation)"),
 )  # fmt: skip
 
 

@@ -65,6 +65,9 @@ def test_known_library_warnings_are_filtered_and_repros_own_are_not():
             UserWarning,
             stacklevel=1,
         )
+        import torch.distributed
+
+        torch.distributed.reduce_op.SUM  # noqa: B018 (vLLM's engine reads it: torch warns)
         warnings.warn("repro: learning rate above 1e-3", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["repro: learning rate above 1e-3"]
 

@@ -52,7 +52,9 @@ class VLLMBackend(Backend):
         super().__init__(tokenizer or tokenizers.load(model_path), add_special_tokens)
         # vLLM logs to stdout at INFO by default: that would corrupt `--format json` output
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        # and on a CPU its warnings are the engine's own chatter (thread binding, kernels it
+        # falls back from: 35 lines per evaluation of the smol run), nothing a user acts on
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
         try:
             import torch
             import vllm
