@@ -138,6 +138,9 @@ def test_a_blank_cell_says_why():
     assert "pass --lc-data DIR" in benchmarks.why_missing(outputs, "ae2_lc")
     assert "tiktoken's cl100k_base" in benchmarks.why_missing(outputs, "ah_length")
     assert benchmarks.why_missing(outputs, "mt_bench") == "mt_bench was not evaluated"
+    # a judge that answered without ratings (SmolLM2) is not "judgments never came back"
+    unrated = {"mt_bench": {"average": None, "n_dropped": 8, "n_counted": 0, "incomplete": True}}
+    assert benchmarks.why_missing(unrated, "mt_bench") == "8 of 8 judgments without a rating in 1-10"
     from repro.evaluation.scorers import arena_hard
 
     assert "shared/README" not in arena_hard.cl100k.__code__.co_consts.__repr__()

@@ -85,6 +85,12 @@ class MTBench(Benchmark):
     def scores(self, output: dict[str, Any]) -> dict[str, Any]:
         return {"mt_bench": output.get("average")}
 
+    def why_missing(self, output: dict[str, Any], key: str) -> str:
+        dropped, counted = output.get("n_dropped") or 0, output.get("n_counted") or 0
+        if key == "mt_bench" and dropped:  # the judge answered, without a rating FastChat parses
+            return f"{dropped} of {dropped + counted} judgments without a rating in 1-10"
+        return super().why_missing(output, key)
+
     def rows(self, output: dict[str, Any]) -> list[tuple[str, str]]:
         return [
             ("average", fmt(output.get("average"))),
