@@ -126,7 +126,10 @@ def test_the_configured_beam1_decodings_of_every_setting_match(engines, prompt_i
 
     seen = 0
     for setting in list_settings():
-        decoding = Decoding.alpaca_eval(evalconfig.generation(setting)["alpaca_eval"], max_new_tokens=MAX)
+        config = evalconfig.generation(setting)["alpaca_eval"]
+        if config.get("stop_token_ids") == "family":  # its model's own stop tokens (not in the tiny
+            continue  # vocabulary): smol's decoding runs on its real model in tests/test_smol.py
+        decoding = Decoding.alpaca_eval(config, max_new_tokens=MAX)
         if decoding.mode == "sample":
             continue
         ours, theirs = both(engines, prompt_ids[:8], decoding)

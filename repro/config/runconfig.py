@@ -140,11 +140,11 @@ class RunConfig:
         keep = {k: v for k, v in self.to_json(with_hash=False).items() if k not in NOT_IN_IDENTITY}
         # fields added later stay out of the hash where unset, so older runs keep their identity
         if self.family is None:
-            keep.pop("family")
+            keep.pop("family", None)
         else:
             keep["family"] = self.family.identity
         if self.dataset_options is None:
-            keep.pop("dataset_options")
+            keep.pop("dataset_options", None)
         else:
             keep["dataset_options"] = {k: v for k, v in self.dataset_options.items() if k != "source"}
         return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
@@ -162,6 +162,9 @@ class RunConfig:
         data["batch"] = dataclasses.asdict(self.batch)  # the same mapping as ever: the hash is over it
         data["notes"] = list(self.notes)
         data["family"] = self.family.to_json() if self.family else None
+        for optional in ("family", "dataset_options"):  # absent when unset: older run.json files
+            if data[optional] is None:  # are written back byte for byte (they never had them)
+                del data[optional]
         if with_hash:
             data["config_hash"] = self.config_hash
         return data
