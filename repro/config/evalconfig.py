@@ -41,6 +41,11 @@ def with_family_stops(config: dict[str, Any], stop_ids: list[int]) -> dict[str, 
     return out
 
 
+def uses_family_stops(config: dict[str, Any]) -> bool:
+    """Whether a section of the generation config stops on the model family's tokens."""
+    return any(isinstance(s, dict) and s.get("stop_token_ids") == "family" for s in config.values())
+
+
 def chat_template(ref: str | None) -> dict[str, Any] | None:
     """The chat template a setting's Arena-Hard (and MT-Bench) answers are generated with: its
     name, the text (byte for byte the SimPO repo's file), the source, and whether the setting's

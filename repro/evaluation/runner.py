@@ -11,6 +11,7 @@ Arena-Hard and MT-Bench prompts use the setting's served chat template (the SimP
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -147,7 +148,7 @@ class Evaluation:
         serve this one where they were generated the same way (repro.runs.evaluations)."""
         from transformers.utils import logging as hf_logging  # deferred: transformers is heavy
 
-        from repro.data import family, served_templates, tokenizers
+        from repro.data import served_templates, tokenizers
 
         hf_logging.disable_progress_bar()  # one line per error; the CLI reports progress itself
         options = options or EvalOptions()
@@ -180,8 +181,9 @@ class Evaluation:
         self.judge = judge
         self.questions = question_set(self.plan.questions)
         self.tokenizer = tokenizers.load(options.tokenizer or model_path)
-        self.family = getattr(target.recipe, "family", None) or family.infer(self.tokenizer)
-        self.config = evalconfig.with_family_stops(self.config, self.family.stop_ids(self.tokenizer))
+        self.family, family_note = self._family()
+        if evalconfig.uses_family_stops(self.config):  # else a checkpoint of another family
+            self.config = evalconfig.with_family_stops(self.config, self.family.stop_ids(self.tokenizer))
         self.model_name = Path(model_path).name if Path(model_path).exists() else model_path.split("/")[-1]
         self.answerer = answering.Answerer(
             output, allow_double_bos=options.allow_double_bos, earlier=earlier or []
@@ -210,7 +212,7 @@ class Evaluation:
         # start and every judge call; for AlpacaEval, alpaca-eval's whole evaluate(), which
         # also computes its win rate), scoring (Arena-Hard's bootstrap, MT-Bench, ZeroEval)
         self.stage_seconds: dict[str, float] = {"generate": 0.0, "judge": 0.0, "score": 0.0}
-        self.notes: list[str] = []
+        self.notes: list[str] = [family_note] if family_note else []
         self.bos_check = self._bos_check()
 
     # -------------------------------------------------------------- what a benchmark uses
@@ -316,11 +318,35 @@ class Evaluation:
             return text, not self.family.template_writes_bos
         return answering.chat_prompt(self.tokenizer, self.chat_template, messages)
 
+    def _family(self) -> tuple[Any, str | None]:
+        """The model family generation follows: the setting's, unless this checkpoint's tokenizer
+        contradicts it (a checkpoint evaluated under another setting: its own tokenizer's
+        conventions, said in a note), or the one its tokenizer shows when the setting names none.
+        Training refuses a contradiction (repro.data.bosguard); an evaluation of any checkpoint
+        under any setting is allowed, as it always was."""
+        from repro.data import family, preference
+
+        declared = getattr(self.target.recipe, "family", None)
+        if declared is None:
+            return family.infer(self.tokenizer), None
+        preference.Pipeline.for_config(self.tokenizer, self.target.recipe)  # installs its chat template
+        found = family.contradictions(declared, self.tokenizer)
+        if not found:
+            return declared, None
+        note = (
+            f"the setting's model family '{declared.name}' does not describe this checkpoint's "
+            f"tokenizer ({'; '.join(found)}): generation follows the tokenizer's own"
+        )
+        return family.infer(self.tokenizer), note
+
     def _bos_check(self) -> dict[str, Any]:
         """The BOS guard on the generation prompts (and the setting's training format)."""
         from repro.data import bosguard, preference
 
-        pipeline = preference.Pipeline.for_config(self.tokenizer, self.target.recipe)
+        recipe = self.target.recipe
+        if getattr(recipe, "family", None) not in (None, self.family):
+            recipe = dataclasses.replace(recipe, family=self.family)
+        pipeline = preference.Pipeline.for_config(self.tokenizer, recipe)
         return bosguard.as_manifest(bosguard.run(self.tokenizer, pipeline, self.config))
 
     @contextlib.contextmanager

@@ -32,10 +32,10 @@ class ZeroEvalTask(Benchmark):
         # a setting may name the items as a file under shared/data (smol: the GSM8K test questions
         # as ZeroEval's own recorded outputs hold them); --zeroeval-data wins
         named = (ev.config.get("zeroeval") or {}).get("shared_items", {}).get(self.task)
-        path = ev.shared_data(named) if named and not ev.options.zeroeval_data else None
+        items_file = ev.shared_data(named) if named and not ev.options.zeroeval_data else None
         bundled = ev.question_set("zeroeval")
         data_dir = ev.options.zeroeval_data or bundled
-        items = zeroeval.load_items(self.task, path, data_dir=data_dir, limit=ev.subset("zeroeval"))
+        items = zeroeval.load_items(self.task, items_file, data_dir=data_dir, limit=ev.subset("zeroeval"))
         with ev.timed("generate"):
             records, generation = zeroeval.generate(
                 ev.generator,
@@ -57,7 +57,7 @@ class ZeroEvalTask(Benchmark):
             **score.as_dict(),
             "outputs": str(path),
             "data": "the setting's question set"
-            if path is None and data_dir and data_dir == bundled
+            if items_file is None and data_dir and data_dir == bundled
             else "ZeroEval items",
             "scoring": "ZeroEval 41d0bfd",
             **generation,
