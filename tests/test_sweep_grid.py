@@ -99,3 +99,21 @@ def test_the_grid_groups_replicates_as_compare_does(tmp_path):
         "rule-judged": "judge.kind rule",
     }
     assert sweep.as_dict()["left_out"][0]["differs"].startswith("truncated")
+
+
+def test_one_pipelines_points_are_one_grid_whatever_they_share_against_the_recipe(tmp_path):
+    """`repro sweep --launcher slurm --gpus 1 --bench ...`: every point differs from the recipe in
+    its layout and benchmarks, so compare's rule left all of them off and the judging job wrote no
+    grid. The pipeline's own points (`only`) are one sweep; a truncated one still is not a point."""
+    from tests.test_trust import write_run
+
+    shared = ("warmup_ratio=0.2",)  # what every point of this pipeline has and the recipe has not
+    runs = [
+        write_run(tmp_path, "beta10", overrides=shared),
+        write_run(tmp_path, "beta5", overrides=(*shared, "beta=5"), delta=-8.0),
+        write_run(tmp_path, "beta2-two-steps", overrides=(*shared, "beta=2"), max_steps=2, steps=2),
+    ]
+    assert grid.sweeps(tmp_path) == []  # against the recipe, all three are off the grid
+    (sweep,) = grid.sweeps(tmp_path, only={r.resolve() for r in runs})
+    assert sorted(p.values["beta"] for p in sweep.points) == [5.0, 10.0]
+    assert [Path(run).name for run, _ in sweep.left_out] == ["beta2-two-steps"]

@@ -101,10 +101,14 @@ def _hyperparameters(config: dict[str, Any]) -> dict[str, float]:
     return {k: float(values[k]) for k in AXES if isinstance(values.get(k), (int, float))}
 
 
-def off_the_grid(run: compare.Counted) -> str | None:
-    """What keeps a run off its sweep's grid (in compare's words), or None for a grid point."""
+def off_the_grid(run: compare.Counted, *, against_recipe: bool = True) -> str | None:
+    """What keeps a run off its sweep's grid (in compare's words), or None for a grid point.
+    `against_recipe` False: only a truncated training does (the points of one pipeline share
+    whatever sets them apart from the recipe: --gpus 1, --bench, ...)."""
     extent = run.extent or {}
     other = {k: v for k, v in (run.variant or {}).items() if k not in ON_THE_GRID}
+    if not against_recipe:
+        other = {}
     if extent.get("full", True) and not other:
         return None
     return replicates.label(other, extent) or "not the recipe's training"
@@ -112,7 +116,8 @@ def off_the_grid(run: compare.Counted) -> str | None:
 
 def sweeps(results_dir: Path, only: set[Path] | None = None) -> list[Sweep]:
     """Every setting x method under `results_dir` with two or more distinct grid points
-    (`only`: just the runs in these folders, e.g. one pipeline's)."""
+    (`only`: just the runs in these folders, one pipeline's: its points are one sweep by
+    construction, so what they all share against the recipe does not keep them off it)."""
     complete, _ = compare.collect(results_dir)
     groups: dict[tuple[str, str], dict[tuple, Point]] = {}
     left_out: dict[tuple[str, str], list[tuple[str, str]]] = {}
@@ -122,7 +127,7 @@ def sweeps(results_dir: Path, only: set[Path] | None = None) -> list[Sweep]:
         manifest = io.read_json(run.path.parent / "manifest.json")
         if not isinstance(manifest, dict):
             continue  # a hand-made result: no configuration to place it on the grid
-        if (why := off_the_grid(run)) is not None:
+        if (why := off_the_grid(run, against_recipe=only is None)) is not None:
             left_out.setdefault((run.setting, run.method), []).append((str(run.path.parent), why))
             continue
         values = _hyperparameters(manifest.get("config") or {})
