@@ -156,6 +156,11 @@ def test_diagnose_and_report_of_the_smol_run(run, cli, tmp_path):
             }
             assert set(check["evidence"]["differences"]) <= overridden, check
             continue
+        if check["check"] == "judging" and check["status"] == "differs":
+            # SmolLM2 as judge: Arena-Hard/MT-Bench verdicts it fails to give are counted, and said
+            assert set(check["evidence"].get("unparsed") or {}) <= {"arena_hard", "mt_bench"}, check
+            assert "without a" in check["summary"] and "published" not in check["summary"], check
+            continue
         assert check["status"] in ("ok", "unknown"), check
         if check["status"] == "unknown":
             assert check["summary"], check

@@ -73,15 +73,21 @@ def _token_counts(tokenizer_dir: Path | None, texts: list[str]) -> list[int] | N
 
 
 def expected_decoding(
-    setting: str | None, config: dict[str, Any] | None
+    setting: str | None, config: dict[str, Any] | None, tokenizer_dir: Any = None
 ) -> tuple[dict[str, Any] | None, str]:
-    """The decoding the setting's generation config says the published numbers used."""
+    """The decoding the setting's generation config says the published numbers used (for a
+    setting whose stop tokens are its model family's, as this run's tokenizer spells them)."""
     try:
         ref = ((config or {}).get("evaluation") or {}).get("generation")
         if ref is None and setting:
             ref = evaluation_plan(get_setting(setting)).generation
         cfg = evalconfig.generation(ref)["alpaca_eval"]
-    except (ReproError, KeyError, TypeError):
+        if cfg.get("stop_token_ids") == "family" and setting and tokenizer_dir:
+            from repro.data import tokenizers  # deferred: only a family's stops need the tokenizer
+
+            family = get_setting(setting).family
+            cfg = {**cfg, "stop_token_ids": family.stop_ids(tokenizers.load(str(tokenizer_dir)))}
+    except (ReproError, KeyError, TypeError, AttributeError, OSError):
         return None, ""
     decoding = Decoding.alpaca_eval(cfg).__dict__
     decoding.pop("seed", None)
@@ -125,7 +131,7 @@ def check(inputs: Inputs) -> Check:
         if hits:
             evidence["examples"][key] = [outputs[i]["output"][:80] for i in hits]
     # -- the decoding used vs the one the published numbers were produced with
-    expected, described = expected_decoding(inputs.setting, inputs.config)
+    expected, described = expected_decoding(inputs.setting, inputs.config, inputs.tokenizer_dir)
     evidence["decoding"] = {"used": inputs.decoding, "published": expected, "published_effective": described}
     limit = (inputs.decoding or {}).get("max_new_tokens")
     counts = _token_counts(inputs.tokenizer_dir, [o["output"] for o in outputs]) if limit else None

@@ -58,6 +58,17 @@ def _published(setting: str | None, method: str | None) -> dict[str, Any]:
     return {"published_band": list(band)} if band else {}
 
 
+def _baseline(inputs: Inputs) -> str | None:
+    """published | init-model: whose answers the setting's judged benchmarks compare against."""
+    plan = ((inputs.config or {}).get("evaluation") or {}).get("baseline")
+    if plan is None and inputs.setting:
+        try:
+            plan = evaluation_plan(get_setting(inputs.setting)).baseline
+        except ReproError:
+            plan = None
+    return plan
+
+
 def _judge_expected(inputs: Inputs) -> str:
     plan = ((inputs.config or {}).get("evaluation") or {}).get("judge")
     if plan is None and inputs.setting:
@@ -109,7 +120,12 @@ def check(inputs: Inputs) -> Check:
         evidence["setting_judge"] = plan
         if (judge.get("kind") == "rule") != (plan == "rule"):
             result.differs(f"judge '{judge.get('kind')}' where the setting is judged by '{plan}'", 60)
-        elif plan != "rule" and judge.get("model") and judge["model"] != expected_judge["model"]:
+        elif (
+            plan != "rule"
+            and _baseline(inputs) != "init-model"  # against its starting model: no published judge
+            and judge.get("model")
+            and judge["model"] != expected_judge["model"]
+        ):
             result.differs(
                 f"judge model {judge['model']} where the published numbers used {expected_judge['model']}", 60
             )

@@ -50,6 +50,14 @@ def check(inputs: Inputs) -> Check:
         "held_out_loss": loss,
         "steps": held.get("steps"),
     }
+    extent = (inputs.result.training if inputs.result else None) or {}
+    if accuracy is not None and accuracy <= CHANCE and extent.get("full") is False:
+        return unknown(
+            "training",
+            f"training stopped at {extent.get('steps')} of {extent.get('recipe_steps')} steps "
+            f"(--max-steps): too short to say whether it learns (held-out reward accuracy {accuracy:.3f})",
+            **result.evidence,
+        )
     if accuracy is not None and accuracy <= CHANCE:
         result.differs(
             f"training did not learn the preference: held-out reward accuracy {accuracy:.3f} "
