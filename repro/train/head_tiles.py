@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 
 from repro import io, paths
 from repro.errors import ReproError
+from repro.stack import environment
 
 
 @dataclass(frozen=True)
@@ -67,18 +67,8 @@ CACHE_NAME = "head-tiles.json"
 
 def machine_key(device: torch.device) -> str:
     """What the measurement depends on besides the head's shape."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else environment.cpu_name()
     return f"{device.type}|{name}|threads={torch.get_num_threads()}|torch={torch.__version__}"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def choose(hidden_size: int, vocab_size: int, dtype: torch.dtype, device: torch.device, kernel) -> Tile:
