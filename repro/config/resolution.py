@@ -66,7 +66,8 @@ def batch_layout(
     if total % per_step:
         raise ReproError(
             f"total batch {total} is not divisible by per-device {per_device_batch} x "
-            f"{processes} processes x {num_nodes} nodes = {per_step}"
+            f"{processes} processes x {num_nodes} nodes = {per_step} (from --gpus/--nodes, or setting "
+            f"'{setting.name}''s total_batch_size, per_device_train_batch_size and num_processes)"
         )
     return Batch(
         total=total,
