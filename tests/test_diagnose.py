@@ -401,16 +401,17 @@ def test_tokenizer_revision_other_than_the_published_one(tmp_path):
     from repro.config.resolution import resolve
     from repro.config.settings import get_setting
     from repro.runs.diagnosis import inputs, recipe, tokenization
+    from repro.runs.manifest import Manifest
 
     config = resolve(get_setting("llama3-instruct-v0.2"), get_method("simpo"))
     found = inputs.Inputs(setting="llama3-instruct-v0.2", method="simpo", run_dir=tmp_path)
-    found.manifest = {"config": config.replace(tokenizer_revision=None).to_json(),
-                      "tokenizer_checks": {"train": {"status": "ok", "checks": []}}}  # fmt: skip
+    found.manifest = Manifest(config=config.replace(tokenizer_revision=None).to_json(),
+                              tokenizer_checks={"train": {"status": "ok", "checks": []}})  # fmt: skip
     checked = tokenization.check(found)
     assert checked.status == "differs"
     assert checked.causes[0].summary.startswith(
         f"tokenizer revision of the model (main) where the published numbers used {config.tokenizer_revision}"
     )
     assert "tokenizer_revision" in recipe.check(found).evidence["differences"]
-    found.manifest["config"] = config.to_json()
+    found.manifest.config = config.to_json()
     assert tokenization.check(found).status == "ok" and recipe.check(found).status == "ok"

@@ -25,13 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repro import io, paths
-from repro.config.runconfig import RunConfig
+from repro import paths
 from repro.errors import ReproError, UsageError, unknown
 from repro.evaluation import benchmarks
 from repro.evaluation.benchmarks import Metric
 from repro.evaluation.judge import identity
 from repro.runs import published, replicates, verify
+from repro.runs.manifest import FILE as MANIFEST
+from repro.runs.manifest import Manifest
 from repro.runs.result import NotARunResult, RunResult
 from repro.train.outcome import TrainingOutcome
 
@@ -209,7 +210,7 @@ def _complete_benchmarks(result: RunResult) -> list[str]:
 def _verification(path: Path, unverified: list[tuple[str, str]]) -> str | None:
     """Why the run of `path` fails verification of its score files (a reason to skip it), or
     None; a manifest that cannot vouch for the scores adds to `unverified` instead."""
-    if not (path.parent / "manifest.json").exists():
+    if not (path.parent / MANIFEST).exists():
         unverified.append((str(path), "no manifest.json beside it: its scores are unverified"))
         return None
     try:
@@ -229,12 +230,12 @@ def _identity(path: Path, result: RunResult) -> tuple[str | None, dict | None, d
     either have no key (they are pooled by setting and method, as they always were)."""
     if result.replicate_key:
         return result.replicate_key, result.variant, result.training
-    manifest = io.read_json(path.parent / "manifest.json")
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
-        return None, None, None
+    manifest = Manifest.read_or_none(path.parent)
     try:
-        config = RunConfig.from_json(manifest["config"], str(path.parent / "manifest.json"))
+        config = manifest.run_config(str(path.parent / "manifest.json")) if manifest else None
     except ReproError:
+        config = None
+    if config is None:
         return None, None, None
     engines = [p.removeprefix("backend-") for p in path.parts if p.startswith("backend-")]
     engine = engines[-1] if engines else "transformers"

@@ -21,6 +21,7 @@ from typing import Any
 from repro import io
 from repro.evaluation import benchmarks
 from repro.runs import compare, plots, published, replicates
+from repro.runs.manifest import Manifest
 
 AXES = {"learning_rate": "lr", "beta": "beta", "gamma_beta_ratio": "gamma/beta"}
 # what a grid point may differ in from its recipe: the axes, and gamma (gamma/beta x beta)
@@ -124,13 +125,13 @@ def sweeps(results_dir: Path, only: set[Path] | None = None) -> list[Sweep]:
     for run in complete:
         if only is not None and run.path.parent.resolve() not in only:
             continue
-        manifest = io.read_json(run.path.parent / "manifest.json")
-        if not isinstance(manifest, dict):
+        manifest = Manifest.read_or_none(run.path.parent)
+        if manifest is None:
             continue  # a hand-made result: no configuration to place it on the grid
         if (why := off_the_grid(run, against_recipe=only is None)) is not None:
             left_out.setdefault((run.setting, run.method), []).append((str(run.path.parent), why))
             continue
-        values = _hyperparameters(manifest.get("config") or {})
+        values = _hyperparameters(manifest.config or {})
         # replicates are one point (a result without a replicate key: its hyperparameters)
         key = (run.group,) if run.group else tuple(sorted(values.items()))
         point = groups.setdefault((run.setting, run.method), {}).setdefault(key, Point(values))

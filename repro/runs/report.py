@@ -23,6 +23,7 @@ from repro import io
 from repro.errors import ReproError
 from repro.evaluation.records import EvaluationResult
 from repro.runs import compare, diagnosis, plots
+from repro.runs.manifest import Manifest
 from repro.runs.result import FILE, RunResult
 
 STATUS_CLASS = {
@@ -57,22 +58,22 @@ section.run { break-inside: avoid-page; }
 class RunPage:
     path: Path
     result: RunResult | None  # None: an unfinished run (or an unreadable result.json)
-    manifest: dict[str, Any] | None
+    manifest: Manifest | None
     diagnosis: Any
 
     @property
     def label(self) -> str:
-        data = (self.manifest or {}).get("config") or {}
+        data = (self.manifest.config if self.manifest else None) or {}
         if self.result:
             data = {"setting": self.result.setting, "method": self.result.method}
         return f"{data.get('setting', '?')} x {data.get('method', '?')}, run {self.path.name}"
 
     def provenance(self) -> list[tuple[str, str]]:
-        manifest, result = self.manifest or {}, self.result
-        env = manifest.get("environment") or {}
-        config = manifest.get("config") or {}
-        judge = (result.judge if result else None) or manifest.get("judge") or {}
-        history = manifest.get("history") or [{}]
+        manifest, result = self.manifest or Manifest(), self.result
+        env = manifest.environment or {}
+        config = manifest.config or {}
+        judge = (result.judge if result else None) or manifest.judge or {}
+        history = manifest.history or [{}]
         if result:
             state = (
                 "complete" if result.complete else f"incomplete ({', '.join(result.incomplete_benchmarks)})"
@@ -85,7 +86,7 @@ class RunPage:
         return [
             ("folder", str(self.path)),
             ("state", state),
-            ("config hash", str(manifest.get("config_hash") or "")),
+            ("config hash", str(manifest.config_hash or "")),
             ("code version", str(config.get("code_version") or "")[:16]),
             ("git", f"{git.get('commit') or 'unknown'}{' (dirty)' if git.get('dirty') else ''}"),
             ("lock", f"{env.get('lock') or ''} sha256 {env.get('lockfile_sha256') or 'unknown'}"),
@@ -93,7 +94,7 @@ class RunPage:
             (
                 "judge cost spent",
                 judge_cost(
-                    self.path, judge, (result.judge_calls if result else None) or manifest.get("judge_calls")
+                    self.path, judge, (result.judge_calls if result else None) or manifest.judge_calls
                 ),
             ),
         ]
@@ -147,7 +148,7 @@ def collect(results_dir: Path) -> tuple[Any, list[RunPage]]:
             diagnosed = diagnosis.run(path)
         except ReproError as exc:
             diagnosed = exc
-        pages.append(RunPage(path, _result(path / FILE), _dict(path / "manifest.json"), diagnosed))
+        pages.append(RunPage(path, _result(path / FILE), Manifest.read_or_none(path), diagnosed))
     return comparison, pages
 
 
@@ -161,14 +162,6 @@ def _result(path: Path) -> RunResult | None:
         return RunResult.read(path) if path.exists() else None
     except ReproError:
         return None  # the run's diagnosis names the problem
-
-
-def _dict(path: Path) -> dict[str, Any] | None:
-    try:
-        data = io.read_json(path)
-    except (ValueError, OSError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _rows(comparison: Any) -> list[Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import io
+from repro.config.runconfig import RunConfig, RunFile
 from repro.errors import ReproError
 from repro.evaluation import benchmarks, judgecost
 from repro.runs.result import FILE, RunResult
@@ -100,19 +101,25 @@ def collect(results: Path, *, scheduler: bool = True) -> list[RunStatus]:
     )  # fmt: skip
 
 
+def _config(train: Path) -> RunConfig | None:
+    """The config its launcher handed training (train/run.json), or None before it was written."""
+    try:
+        return RunFile.read(train / "run.json").config
+    except ReproError:
+        return None  # not launched yet, or a file another repro wrote: the folder names it
+
+
 def _status(root: Path, jobs: dict[str, Any] | None, states: dict[str, dict[str, str]]) -> RunStatus:
     train = root / "train"
-    config = (io.read_json(train / "run.json") or {}).get("config") or {}
-    setting = config.get("setting") or root.parent.parent.name
-    method = config.get("method") or root.parent.name
-    hp = {**(config.get("hyperparameters") or {}), "learning_rate": config.get("learning_rate")}
+    config = _config(train)
+    hp = {**config.hyperparameters, "learning_rate": config.learning_rate} if config else {}
     status = RunStatus(
         run_dir=str(root),
-        setting=setting,
-        method=method,
+        setting=config.setting if config else root.parent.parent.name,
+        method=config.method if config else root.parent.name,
         point={k: hp[k] for k in POINT_KEYS if isinstance(hp.get(k), (int, float))},
-        seed=config.get("seed"),
-        max_steps=config.get("max_steps"),
+        seed=config.seed if config else None,
+        max_steps=config.max_steps if config else None,
     )
     directory = Path(jobs["directory"]) if jobs and jobs.get("directory") else root
     record = _result(directory / FILE)

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from repro import io
-from repro.config.runconfig import RunConfig
 from repro.errors import ReproError
 from repro.hashing import file_sha256
+from repro.runs.manifest import FILE, Manifest
 
 RERUN = "rerun-"  # eval/rerun-KEY/: a later evaluation's folder (repro.runs.evaluations)
 # What a run produced, relative to its directory, and what its training root holds: every
@@ -68,18 +68,18 @@ def verify(run_dir: Path, *, scores_only: bool = False) -> Verification:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ReproError(f"{run_dir}: not a directory")
-    manifest_path = run_dir / "manifest.json"
-    manifest = io.read_json(manifest_path)
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+    manifest_path = run_dir / FILE
+    manifest = Manifest.read_or_none(run_dir)
+    if manifest is None or manifest.files is None:
         raise ReproError(f"{run_dir}: no manifest.json with recorded file hashes (not a finished run)")
     result = Verification(checked=0, manifest_sha256=file_sha256(manifest_path))
     try:
-        config = RunConfig.from_json(manifest["config"], f"{run_dir}/manifest.json")
-        if config.config_hash != manifest.get("config_hash"):
+        config = manifest.run_config(f"{run_dir}/manifest.json")
+        if config.config_hash != manifest.config_hash:
             result.problems.append("manifest.json: config_hash differs from its config")
-    except (ReproError, KeyError) as exc:
-        result.problems.append(str(exc) if isinstance(exc, ReproError) else "manifest.json: no config")
-    recorded: dict[str, str] = manifest["files"]
+    except ReproError as exc:
+        result.problems.append(str(exc))
+    recorded: dict[str, str] = manifest.files
     if RECORD not in recorded:
         result.notes.append(
             f"{RECORD}: not covered by this manifest (written by an older repro): its scores are unverified"
@@ -94,7 +94,7 @@ def verify(run_dir: Path, *, scores_only: bool = False) -> Verification:
         current = file_hashes(run_dir, root)
         if (run_dir / RECORD).is_file():
             current[RECORD] = file_sha256(run_dir / RECORD)
-        if RECORD not in manifest["files"]:
+        if RECORD not in manifest.files:
             current.pop(RECORD, None)  # said in a note above
         for name in NEWLY_COVERED:
             if name not in recorded and current.pop(name, None) is not None:

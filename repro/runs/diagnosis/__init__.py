@@ -47,7 +47,7 @@ def _owner(name: str) -> str:
 def run(run_dir: Path, *, curves: Path | None = None) -> Diagnosis:
     found = inputs.from_run(Path(run_dir), curves)
     diagnosis = _chain(found, str(run_dir))
-    if found.manifest is None or "files" not in found.manifest:
+    if found.manifest is None or found.manifest.files is None:
         return diagnosis
     try:
         problems = verify.verify(Path(run_dir)).problems

@@ -19,7 +19,7 @@ def _version(packages: dict[str, str], names: list[str]) -> tuple[str | None, st
 
 @in_chain("environment", order=2)
 def check(inputs: Inputs) -> Check:
-    env = (inputs.manifest or {}).get("environment")
+    env = inputs.manifest.environment if inputs.manifest else None
     if not isinstance(env, dict) or not isinstance(env.get("packages"), dict):
         why = inputs.need("manifest.json") or "no environment manifest (results made outside repro)"
         return unknown("environment", f"cannot compare the environment: {why}")

@@ -19,6 +19,8 @@ from repro.evaluation.generation.decoding import Decoding
 from repro.evaluation.records import EvaluationResult
 from repro.evaluation.scorers import alpaca_eval
 from repro.runs import released
+from repro.runs.manifest import FILE as MANIFEST
+from repro.runs.manifest import Manifest
 from repro.runs.result import FILE, RunResult
 
 
@@ -27,7 +29,7 @@ class Inputs:
     setting: str | None = None
     method: str | None = None
     run_dir: Path | None = None
-    manifest: dict[str, Any] | None = None
+    manifest: Manifest | None = None
     result: RunResult | None = None  # result.json (an unfinished run: made from its evaluation)
     evaluation: EvaluationResult | None = None  # eval/evaluation.json: the evaluation's record and key
     outputs: list[dict[str, Any]] | None = None
@@ -48,7 +50,7 @@ class Inputs:
 
     @property
     def config(self) -> dict[str, Any] | None:
-        return (self.manifest or {}).get("config")
+        return self.manifest.config if self.manifest else None
 
     def alpaca_eval(self) -> dict[str, Any] | None:
         return self.result.benchmarks.get("alpaca_eval2") if self.result else None
@@ -83,13 +85,12 @@ def from_run(run_dir: Path, curves: Path | None = None) -> Inputs:
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir}: not a directory")
     inputs = Inputs(run_dir=run_dir, curves_path=curves)
-    inputs.manifest = _json(run_dir / "manifest.json", inputs, "manifest.json")
+    data = _json(run_dir / MANIFEST, inputs, MANIFEST)
+    inputs.manifest = None if data is None else Manifest.from_json(data, str(run_dir / MANIFEST))
     inputs.result = _result(run_dir / FILE, inputs)
     inputs.evaluation = EvaluationResult.read_run_folder(run_dir / "eval")
     if inputs.result is None and inputs.evaluation:  # an unfinished run: its evaluation may have finished
         inputs.result = RunResult.of(inputs.evaluation, model=inputs.evaluation.model)
-    if inputs.manifest is not None and not isinstance(inputs.manifest, dict):
-        raise ReproError(f"{run_dir}: manifest.json is not a JSON object")
     config = inputs.config or {}
     inputs.setting = config.get("setting") or (inputs.result.setting if inputs.result else None)
     inputs.method = config.get("method") or (inputs.result.method if inputs.result else None)

@@ -113,7 +113,8 @@ def check(inputs: Inputs) -> Check:
     expected_judge = cfg["judge"]
     result = Check("judging")
     evidence: dict[str, Any] = {}
-    judge = (inputs.result.judge if inputs.result else None) or (inputs.manifest or {}).get("judge")
+    recorded = inputs.manifest.judge if inputs.manifest else None
+    judge = (inputs.result.judge if inputs.result else None) or recorded
     plan = _judge_expected(inputs)
     if isinstance(judge, dict):
         evidence["judge"] = {k: judge.get(k) for k in ("kind", "model", "url")}

@@ -14,7 +14,7 @@ from repro.runs.diagnosis.inputs import Inputs
 
 def _recorded(inputs: Inputs) -> dict[str, Any]:
     checks = (
-        (inputs.manifest or {}).get("tokenizer_checks")
+        (inputs.manifest.tokenizer_checks if inputs.manifest else None)
         or (inputs.result.bos_check if inputs.result else None)
         or {}
     )
