@@ -93,10 +93,10 @@ def test_a_run_of_the_previous_main_resumes_verifies_and_compares(previous_run, 
     config = RunConfig.from_json(json.loads((folder / "manifest.json").read_text())["config"], "manifest")
     before = _tree_digest(folder)
     judge = Judge(kind="rule", cache=cache / "judgments.sqlite")
-    record = run.execute(
+    done = run.execute(
         config, results_root=results, benches=benchmarks.default(config.evaluation), judge=judge
     )
-    assert record["work_done"] == [] and Path(record["run_dir"]) == folder
+    assert done.work_done == [] and done.run_dir == folder
     assert _tree_digest(folder) == before  # nothing rewritten, nothing added
 
     check = verify.verify(folder)

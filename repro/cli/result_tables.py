@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from repro.cli import render
 from repro.evaluation import benchmarks
+
+if TYPE_CHECKING:  # the run library loads torch's stack lazily; the table only reads the record
+    from repro.runs.run import Executed
 
 
 def scorer_number(value: Any) -> str:
@@ -19,27 +22,28 @@ def scorer_number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def run_table(result: dict[str, Any]) -> Table:
+def run_table(done: Executed) -> Table:
     """A finished `repro run`: each score (or why it is blank), the training, the work done."""
+    result = done.result
     rows = [
         (
             k,
-            f"blank: {benchmarks.why_missing(result['benchmarks'], k)}"
+            f"blank: {benchmarks.why_missing(result.benchmarks, k)}"
             if v is None or (isinstance(v, list) and all(x is None for x in v))
             else render.number(v)
             if not isinstance(v, list)
             else ", ".join(f"{x:.2f}" for x in v if x is not None),
         )
-        for k, v in result["scores"].items()
+        for k, v in result.scores.items()
     ]
-    rows += [(f"training {k}", render.number(v)) for k, v in result["training"].items()]
-    rows += [(f"time {w['stage']}", f"{w['seconds']} s") for w in result["work_done"]]
-    if not result["work_done"]:
+    rows += [(f"training {k}", render.number(v)) for k, v in (result.training or {}).items()]
+    rows += [(f"time {w['stage']}", f"{w['seconds']} s") for w in done.work_done]
+    if not done.work_done:
         rows.append(("work", "none: every stage was already done for these inputs"))
-    partial = "partial: " + "; ".join(result["partial_reasons"]) + "; " if result["partial"] else ""
-    done = "complete" if result["complete"] else f"incomplete: {', '.join(result['incomplete_benchmarks'])}"
-    title = f"{result['setting']} x {result['method']}: {result['run_dir']}"
-    return render.table(["", "value"], rows, title=title, caption=partial + done)
+    partial = "partial: " + "; ".join(result.partial_reasons) + "; " if result.partial else ""
+    state = "complete" if result.complete else f"incomplete: {', '.join(result.incomplete_benchmarks)}"
+    title = f"{result.setting} x {result.method}: {done.run_dir}"
+    return render.table(["", "value"], rows, title=title, caption=partial + state)
 
 
 def plan_table(plan) -> Table:

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import getpass
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
 from repro.progress import Progress
 from repro.runs import evaluations, plots, preflight, replicates, training, verify
+from repro.runs.manifest import Manifest
 from repro.runs.result import RunResult
 from repro.stack import environment
 from repro.train import launch
@@ -238,6 +237,20 @@ def run_lock(directory: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+@dataclass(frozen=True)
+class Executed:
+    """What `execute` did: the run's result, the folder it is in, and this call's work (one
+    entry per stage it ran, with seconds; empty when every stage was already done)."""
+
+    result: RunResult
+    run_dir: Path
+    work_done: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        """result.json's content with where it is and what this call did (`repro run --format json`)."""
+        return {**self.result.to_json(), "run_dir": str(self.run_dir), "work_done": self.work_done}
+
+
 def execute(
     config: RunConfig,
     *,
@@ -248,9 +261,10 @@ def execute(
     progress: Progress | None = None,
     echo: Callable[[str], None] | None = None,
     verbose: bool = False,
-) -> dict[str, Any]:
-    """Run (or resume) every stage; returns the result record. Library logs go to repro.log;
-    `verbose` also hands the training metrics (the Trainer's logged dicts) to `echo`.
+) -> Executed:
+    """Run (or resume) every stage; returns its result, where it is and what this call did.
+    Library logs go to repro.log; `verbose` also hands the training metrics (the Trainer's
+    logged dicts) to `echo`.
     `options`: how the evaluation runs (its backend and limit also name the run's folder)."""
     options = options or EvalOptions()
     directory = run_directory(config, results_root, options.limit, options.backend)
@@ -335,7 +349,7 @@ def _execute(
     progress: Progress | None,
     echo: Callable[[str], None] | None,
     verbose: bool = False,
-) -> dict[str, Any]:
+) -> Executed:
     done_work: list[dict[str, Any]] = []
     train_dir = root / "train"
 
@@ -406,37 +420,20 @@ def _execute(
         variant=kind["variant"],
         bos_check={"train": train_bos, "eval": evaluation.bos_check},
         sources=evaluations.sources(evaluation),
-    ).to_json()
+    )
     if done_work or not (directory / "result.json").exists():
-        manifest = io.read_json(directory / "manifest.json") or {
-            "config": config.to_json(),
-            "config_hash": config.config_hash,
-            "environment": environment.freeze(),
-            "data": outcome.data,
-            "reference": outcome.reference,
-            "engine": outcome.engine,
-            "trackers": outcome.trackers,
-            "weights_sha256": weights,
-            "tokenizer_checks": {"train": train_bos, "eval": evaluation.bos_check},
-            "history": [],
-        }
-        manifest["judge"] = record["judge"]
-        manifest["judge_calls"] = evaluation.judge_calls
-        manifest["history"].append(
-            {
-                "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                "user": getpass.getuser(),
-                "stages": done_work or [{"stage": "record", "seconds": 0}],
-                "code_version": config.code_version,
-                "git": environment.git_state(),
-            }
+        manifest = Manifest.read_or_none(directory) or Manifest.new(
+            config,
+            outcome=outcome,
+            environment=environment.freeze(),
+            weights_sha256=weights,
+            tokenizer_checks={"train": train_bos, "eval": evaluation.bos_check},
         )
-        manifest["files"] = verify.file_hashes(directory, root)
-        manifest["files"][verify.RECORD] = verify.record_sha256(record)  # the scores compare reads
-        io.write_json(directory / "manifest.json", manifest)
-        io.write_json(
-            directory / verify.RECORD, record
-        )  # written last: its presence means the run is complete
-    record["run_dir"] = str(directory)
-    record["work_done"] = done_work
-    return record
+        manifest.judge = record.judge
+        manifest.judge_calls = evaluation.judge_calls
+        manifest.add_session(done_work, code_version=config.code_version, git=environment.git_state())
+        manifest.files = verify.file_hashes(directory, root)
+        manifest.files[verify.RECORD] = verify.record_sha256(record.to_json())  # the scores compare reads
+        manifest.write(directory)
+        record.write(directory / verify.RECORD)  # written last: its presence means the run is complete
+    return Executed(record, directory, done_work)

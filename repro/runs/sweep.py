@@ -117,7 +117,7 @@ def run_locally(
             )
             continue
         with (display or contextlib.nullcontext)() as shown:
-            result = run.execute(
+            done = run.execute(
                 config,
                 results_root=results_root,
                 benches=benches,
@@ -128,9 +128,9 @@ def run_locally(
         sweep.rows.append(
             {
                 **values,
-                **{k: result["scores"].get(k) for k in benchmarks.headline()},
-                "reward_accuracy": result["training"]["held_out_reward_accuracy"],
-                "run_dir": result["run_dir"],
+                **{k: done.result.scores.get(k) for k in benchmarks.headline()},
+                "reward_accuracy": (done.result.training or {}).get("held_out_reward_accuracy"),
+                "run_dir": str(done.run_dir),
             }
         )
     return sweep
