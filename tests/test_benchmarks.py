@@ -67,6 +67,16 @@ PLUGIN_HEAD = "from repro.evaluation.benchmarks import Benchmark, Metric, regist
         (PLUGIN_HEAD + "@register\nclass B(Benchmark):\n    name = 'b2'\n    title = 'B'\n"
          "    metrics = (Metric('ae2_lc', 'mine'),)\n    def run(self, ev, judge=None):\n        return {}\n"
          "    def scores(self, output):\n        return {}\n", "metric 'ae2_lc' is already alpaca_eval2's"),
+        ("from repro.evaluation.benchmarks import DataOption\n" + PLUGIN_HEAD + "@register\n"
+         "class B(Benchmark):\n    name = 'b1'\n    title = 'B'\n"
+         "    data_options = (DataOption('zeroeval_data', 'file', 'mine'),)\n"
+         "    def run(self, ev, judge=None):\n        return {}\n"
+         "    def scores(self, output):\n        return {}\n",
+         "data option 'zeroeval_data' is declared otherwise by another benchmark"),
+        (PLUGIN_HEAD + "@register\nclass B(Benchmark):\n    name = 'b2'\n    title = 'B'\n"
+         "    data_options = ('--my-data',)\n    def run(self, ev, judge=None):\n        return {}\n"
+         "    def scores(self, output):\n        return {}\n",
+         r"'--my-data' is not a DataOption\(name, file\|dir\)"),
         ("x = 1\n", "registers no benchmark"),
         ("def broken(:\n", r"plugin\.py:1: SyntaxError"),
     ],
@@ -87,6 +97,49 @@ def test_a_bad_plugin_on_the_command_line(cli, tmp_path):
     assert out.stderr.strip() == f"repro: error: {path}:1: RuntimeError: my bug"
     missing = cli("compare", str(tmp_path), "--bench-path", str(tmp_path / "nope.py"))
     assert missing.returncode != 0 and len(missing.stderr.splitlines()) == 1 and "nope.py" in missing.stderr
+
+
+def test_a_benchmark_declares_its_data_option_and_the_cli_offers_it(tmp_path):
+    """A benchmark's data option is declared in its own module only: `repro run` and `repro eval`
+    list the flag (here a plugin's, loaded through REPRO_BENCH_PATH as a SLURM job inherits it),
+    check its path while parsing, and the evaluation hands the path to the benchmark by name."""
+    import os
+    import subprocess
+    import sys
+
+    from repro.evaluation.eval_options import EvalOptions
+
+    flags = {o.flag for o in benchmarks.data_options()}
+    built_in = {"--alpaca-reference", "--lc-data", "--arena-hard-data", "--mt-bench-data", "--zeroeval-data"}
+    assert built_in <= flags
+    plugin = write_plugin(tmp_path / "plugin", TOY_DATA_PLUGIN)
+    env = {**os.environ, benchmarks.ENV: str(plugin), "COLUMNS": "200"}
+
+    def repro(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "repro", *args], env=env, capture_output=True, text=True)
+
+    for command in ("run", "eval"):
+        shown = repro(command, "--help").stdout
+        assert "--toy-data DIR" in shown and "Folder of toy questions." in shown
+        assert "--zeroeval-data DIR" in shown
+    bad = repro("eval", str(tmp_path), "--setting", "tiny", "--toy-data", str(tmp_path / "absent"))
+    assert bad.returncode != 0 and len(bad.stderr.splitlines()) == 1 and "--toy-data" in bad.stderr
+    given = EvalOptions(data_paths={"zeroeval_data": tmp_path, "lc_data": None})
+    assert given.data_path("zeroeval_data") == tmp_path and given.data_path("lc_data") is None
+    assert EvalOptions.from_json(given.to_json(), "plan") == given
+
+
+TOY_DATA_PLUGIN = (
+    "from repro.evaluation.benchmarks import DataOption\n" + PLUGIN_HEAD + "@register\n"
+    "class Toy(Benchmark):\n"
+    "    name = 'toy_data_bench'\n"
+    "    title = 'Toy'\n"
+    "    data_options = (DataOption('toy_data', 'dir', 'Folder of toy questions.'),)\n"
+    "    def run(self, ev, judge=None):\n"
+    "        return {'data': str(ev.options.data_path('toy_data'))}\n"
+    "    def scores(self, output):\n"
+    "        return {}\n"
+)
 
 
 @pytest.mark.e2e

@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from repro import io
 from repro.config.resolution import resolve_names
+from repro.config.runconfig import RunFile, RunPaths
 from repro.errors import ReproError
 from repro.runs import status
 
@@ -257,7 +259,10 @@ def _run_folder(results: Path, lr: float, **files: object) -> Path:
     config, _ = resolve_names("tiny", "simpo", overrides=[f"learning_rate={lr:g}"])
     root = results / "tiny" / "simpo" / config.run_id
     (root / "train").mkdir(parents=True)
-    io.write_json(root / "train" / "run.json", {"config": config.to_json()})
+    where = str(root / "train")  # run.json as the launcher writes it (read through RunFile)
+    paths = RunPaths(output_dir=where, deepspeed_config=where, model=where, tokenizer=where, data_dir=where,
+                     cache_dir=where, reference_cache=None)  # fmt: skip
+    io.write_json(root / "train" / "run.json", RunFile(config, paths).to_json())
     for name, content in files.items():
         path = root / name.replace("__", "/")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -358,8 +363,11 @@ def test_the_evaluation_jobs_use_the_options_the_pipeline_was_given(
     plan_file = Path(json.loads(proc.stdout)["folder"]) / "plan.json"
     recorded = io.read_json(plan_file)["options"]
     assert recorded["zeroeval_data"] == str(data) and recorded["limit"] == 3
-    with pytest.raises(ReproError, match="options: unknown key 'zeroeval_dir'"):
-        EvalOptions.from_json({**recorded, "zeroeval_dir": str(data)}, where=f"{plan_file} options")
+    typo = tmp_path / "typo" / "plan.json"
+    typo.parent.mkdir()
+    io.write_json(typo, {**io.read_json(plan_file), "options": {**recorded, "zeroeval_dir": str(data)}})
+    with pytest.raises(ReproError, match="zeroeval_dir"):  # a data option no benchmark declares
+        stage.eval_options(io.read_json(typo), typo)
 
     seen: dict[str, EvalOptions] = {}
 
@@ -369,14 +377,14 @@ def test_the_evaluation_jobs_use_the_options_the_pipeline_was_given(
 
     def execute(config, *, options, **_):
         seen["judge"] = options
-        return {"run_dir": "run"}
+        return SimpleNamespace(run_dir="run")
 
     monkeypatch.setattr(stage.run, "generate", generate)
     monkeypatch.setattr(stage.run, "execute", execute)
     stage.generate(plan_file, 0)
     stage.judge(plan_file)
-    assert seen["generate"] == EvalOptions(limit=3, zeroeval_data=data)
-    assert seen["judge"] == EvalOptions(limit=3, zeroeval_data=data, stage="judge")
+    assert seen["generate"] == EvalOptions(limit=3, data_paths={"zeroeval_data": data})
+    assert seen["judge"] == EvalOptions(limit=3, data_paths={"zeroeval_data": data}, stage="judge")
 
 
 def test_a_plan_resolves_relative_data_folders(tmp_path, monkeypatch):
@@ -389,7 +397,7 @@ def test_a_plan_resolves_relative_data_folders(tmp_path, monkeypatch):
     config, _ = resolve_names("tiny", "simpo", num_processes=1)
     pipeline = slurm.build([(config, {})], results_root=tmp_path / "results", benches=["gsm"],
                            judge=Judge(kind="rule"), device="cpu",
-                           options=EvalOptions(zeroeval_data=Path("data")))  # fmt: skip
+                           options=EvalOptions(data_paths={"zeroeval_data": Path("data")}))  # fmt: skip
     assert pipeline.plan["options"]["zeroeval_data"] == str(tmp_path / "data")
 
 
@@ -406,10 +414,11 @@ def test_the_pipeline_folder_covers_every_evaluation_option(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     config, _ = resolve_names("tiny", "simpo", num_processes=1)
 
-    def folder(**options) -> Path:
+    def folder(zeroeval_data: Path | None = None, **options) -> Path:
+        given = {"zeroeval_data": zeroeval_data} if zeroeval_data else {}
         return slurm.build([(config, {})], results_root=tmp_path / "results", benches=["gsm"],
                            judge=Judge(kind="rule"), device="cpu",
-                           options=EvalOptions(**options)).folder  # fmt: skip
+                           options=EvalOptions(**options, data_paths=given)).folder  # fmt: skip
 
     plain = folder(limit=3)
     assert folder(limit=3) == plain
@@ -425,6 +434,12 @@ def test_the_pipeline_folder_covers_every_evaluation_option(tmp_path, monkeypatc
     before = {"runs": [str(directory)], "benches": ["gsm"], "judge": judge, "limit": 3}
     digest = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:10]
     assert plain.name == f"tiny-simpo-{digest}"  # a pipeline planned before keeps its folder
+    # options as plans recorded them before benchmarks declared their data options: every
+    # built-in one named, null where not given; the same options keep that pipeline's folder
+    old = {**EvalOptions(limit=3).to_json(), "alpaca_reference": None, "arena_hard_data": None,
+           "mt_bench_data": None, "lc_data": None, "zeroeval_data": str(tmp_path / "a")}  # fmt: skip
+    digest = hashlib.sha256(json.dumps({**before, "options": old}, sort_keys=True).encode()).hexdigest()[:10]
+    assert variants[0].name == f"tiny-simpo-{digest}"
 
 
 def test_run_and_sweep_share_one_declaration_of_the_slurm_options(tmp_path):

@@ -9,6 +9,8 @@ bad-input tests can find every path parameter of every command.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -227,3 +229,51 @@ def load_bench_paths(paths: list[Path] | None) -> list[str]:
     from repro.evaluation import benchmarks
 
     return [name for path in paths or [] for name in benchmarks.load_path(path, export=True)]
+
+
+# --------------------------------------------------------------------------- option groups
+
+
+def in_place_of(
+    name: str, own: list[inspect.Parameter], collect: Callable[[dict[str, Any]], Any]
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Decorator: `own` options stand where the command's parameter `name` stands (so `--help`
+    lists them there); the command gets `collect(their values)` as `name`. One declaration of a
+    group of options for every command that takes it (the SLURM options, the data options)."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command, eval_str=True)
+        if name not in signature.parameters:
+            raise TypeError(f"{command.__name__}: no `{name}` parameter to put the options in")
+        parameters = [q for p in signature.parameters.values() for q in (own if p.name == name else [p])]
+
+        @functools.wraps(command)
+        def parsed(**values: Any) -> None:
+            command(**values | {name: collect({p.name: values.pop(p.name) for p in own})})
+
+        parsed.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        parsed.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
+        return parsed
+
+    return decorate
+
+
+def with_data_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Every benchmark's data option (`Benchmark.data_options`: --zeroeval-data, --arena-hard-data,
+    ...) as an option of `command`, where its `data_paths` parameter stands; `command` gets the
+    given ones as {name: path}."""
+    from repro.evaluation import benchmarks
+
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    own = [
+        inspect.Parameter(
+            o.name,
+            kind,
+            default=None,
+            annotation=Annotated[Path | None, path_option(o.flag, role=o.role, help=o.help)],
+        )
+        for o in benchmarks.data_options()
+    ]
+    return in_place_of("data_paths", own, lambda given: {k: v for k, v in given.items() if v is not None})(
+        command
+    )

@@ -19,6 +19,7 @@ from repro.cli.common import (
     local_or_hub_option,
     path_argument,
     path_option,
+    with_data_options,
 )
 from repro.config.resolution import evaluation_plan
 from repro.config.settings import get_setting
@@ -116,6 +117,7 @@ def mt_score(
 
 
 @app.command("eval")
+@with_data_options
 def eval_cmd(
     model: Annotated[str, path_argument("local-or-hub", "Checkpoint directory or hub id.", metavar="MODEL")],
     setting: Annotated[
@@ -194,29 +196,10 @@ def eval_cmd(
         int | None,
         typer.Option("--max-new-tokens", min=1, help="Cap on generated tokens (default: the setting's)."),
     ] = None,
-    alpaca_reference: Annotated[
-        Path | None,
-        path_option("--alpaca-reference", role="file", help="AlpacaEval reference outputs JSON."),
-    ] = None,
-    arena_hard_data: Annotated[
-        Path | None,
-        path_option("--arena-hard-data", role="dir", help="Folder with question.jsonl and gpt-4-0314.jsonl."),
-    ] = None,
-    mt_bench_data: Annotated[
-        Path | None,
-        path_option("--mt-bench-data", role="dir", help="FastChat llm_judge/data folder (MT-Bench)."),
-    ] = None,
-    lc_data: Annotated[
-        Path | None,
-        path_option("--lc-data", role="dir", help="Folder with the length-controlled win rate CSVs."),
-    ] = None,
+    data_paths: dict[str, Path] | None = None,  # each benchmark's data option (with_data_options)
     allow_double_bos: Annotated[
         bool, typer.Option("--allow-double-bos", help="Evaluate even if the BOS check fails.")
     ] = False,
-    zeroeval_data: Annotated[
-        Path | None,
-        path_option("--zeroeval-data", role="dir", help="Folder with ZeroEval's gsm.json / mmlu-redux.json."),
-    ] = None,
     zeroeval_bos: Annotated[
         str,
         typer.Option(

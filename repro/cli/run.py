@@ -32,6 +32,7 @@ from repro.cli.common import (
     format_option,
     load_bench_paths,
     path_option,
+    with_data_options,
 )
 from repro.config.config_options import ConfigOptions
 from repro.evaluation import benchmarks, generation
@@ -47,6 +48,7 @@ ResultsOpt = Annotated[
 
 @app.command("run")
 @slurm_cli.with_slurm_options
+@with_data_options
 def run_cmd(
     setting: SettingArg,
     method: MethodOpt = "simpo",
@@ -74,10 +76,7 @@ def run_cmd(
         int, typer.Option("--concurrency", min=1, metavar="N", help="Judge calls in flight at once.")
     ] = 4,
     refresh_judgments: RefreshJudgmentsOpt = False,
-    zeroeval_data: Annotated[
-        Path | None,
-        path_option("--zeroeval-data", role="dir", help="Folder with gsm.json / mmlu-redux.json."),
-    ] = None,
+    data_paths: dict[str, Path] | None = None,  # each benchmark's data option (with_data_options)
     report_to: ReportToOpt = None,
     backend: Annotated[
         str, typer.Option("--backend", metavar="transformers|vllm", help="Generation engine.")
@@ -110,7 +109,7 @@ def run_cmd(
         refresh=refresh_judgments,
     )
     generation.check_backend(backend)  # a usage error before anything runs (dry runs too)
-    eval_options = EvalOptions(backend=backend, limit=limit, zeroeval_data=zeroeval_data)
+    eval_options = EvalOptions(backend=backend, limit=limit, data_paths=data_paths or {})
     if slurm.on_slurm():
         slurm_cli.launch(
             [(config, {})],
@@ -133,7 +132,7 @@ def run_cmd(
         render.print_table(result_tables.plan_table(the_plan))
         return
     with render.Bars() as bars:
-        result = run.execute(
+        done = run.execute(
             config,
             results_root=results,
             benches=benches,
@@ -144,9 +143,9 @@ def run_cmd(
             verbose=render.VERBOSE,
         )
     if fmt == "json":
-        render.print_json(result)
+        render.print_json(done.to_json())
         return
-    render.print_table(result_tables.run_table(result))
+    render.print_table(result_tables.run_table(done))
 
 
 @app.command("sweep")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 import time
 import typing
@@ -15,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from repro.cli import render
-from repro.cli.common import app, format_option, path_argument, path_option
+from repro.cli.common import app, format_option, in_place_of, path_argument, path_option
 from repro.errors import UsageError, unknown
 from repro.evaluation.eval_options import EvalOptions
 from repro.runs import status
@@ -116,22 +115,12 @@ def with_slurm_options(command: Callable[..., None]) -> Callable[..., None]:
     """Declare SlurmOptions' fields as `command`'s options, where its `slurm` parameter stands (so
     `--help` lists them there); `command` gets them back as one SlurmOptions."""
     hints = typing.get_type_hints(SlurmOptions, include_extras=True)
-    fields = dataclasses.fields(SlurmOptions)
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    own = [inspect.Parameter(f.name, kind, default=f.default, annotation=hints[f.name]) for f in fields]
-    signature = inspect.signature(command, eval_str=True)
-    if "slurm" not in signature.parameters:
-        raise TypeError(f"{command.__name__}: no `slurm` parameter to put the SLURM options in")
-    parameters = [q for p in signature.parameters.values() for q in (own if p.name == "slurm" else [p])]
-
-    @functools.wraps(command)
-    def parsed(**values: Any) -> None:
-        slurm = SlurmOptions(**{f.name: values.pop(f.name) for f in fields})
-        command(**values, slurm=slurm)
-
-    parsed.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    parsed.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
-    return parsed
+    own = [
+        inspect.Parameter(f.name, kind, default=f.default, annotation=hints[f.name])
+        for f in dataclasses.fields(SlurmOptions)
+    ]
+    return in_place_of("slurm", own, lambda values: SlurmOptions(**values))(command)
 
 
 def launch(

@@ -1,20 +1,23 @@
 """How an evaluation runs, apart from what it evaluates and who judges: the generation engine,
-the data files the benchmarks read, caps and switches (`repro eval`'s and `repro run`'s options)."""
+the data files the benchmarks read, caps and switches (`repro eval`'s and `repro run`'s options).
+
+The data files are the benchmarks' own options (`Benchmark.data_options`: --zeroeval-data and
+the like), held by name in `data_paths`; in JSON (a SLURM plan) each given one is a top-level
+key beside the other options. Which names exist is the registry's business (the CLI builds its
+flags from it, repro.runs.stage checks a plan's names against it), not this record's.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repro import records
 from repro.errors import ReproError, unknown
 from repro.evaluation.zeroeval import BOS_MODES as ZEROEVAL_BOS
 
 STAGES = ("all", "generate", "judge")
-# The fields that name files or folders: absolute in a SLURM plan, whose jobs run elsewhere.
-PATHS = ("alpaca_reference", "arena_hard_data", "mt_bench_data", "lc_data", "zeroeval_data")
 
 
 @dataclass(frozen=True)
@@ -31,18 +34,24 @@ class EvalOptions:
     # "generate": answers only (a GPU job); "judge": answers are expected on disk, so the
     # models load only if one is missing (a CPU job); "all": both, in one process.
     stage: str = "all"
-    alpaca_reference: Path | None = None
-    arena_hard_data: Path | None = None
-    mt_bench_data: Path | None = None
-    lc_data: Path | None = None
-    zeroeval_data: Path | None = None
     zeroeval_bos: str = "single"  # single (one BOS) or zeroeval (vLLM's way: may double it)
+    # the benchmarks' data files given (a data option's name -> its path; absent: not given)
+    data_paths: dict[str, Path] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise unknown("evaluation stage", self.stage, STAGES)
         if self.zeroeval_bos not in ZEROEVAL_BOS:
             raise unknown("--zeroeval-bos mode", self.zeroeval_bos, ZEROEVAL_BOS)
+        for name in self.data_paths:
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ReproError(f"data option {name!r} is not a plain name")
+        # None means not given: kept out, so equal options compare equal
+        object.__setattr__(self, "data_paths", {k: Path(v) for k, v in self.data_paths.items() if v})
+
+    def data_path(self, name: str) -> Path | None:
+        """The file or folder given for data option `name` (a benchmark's), or None."""
+        return self.data_paths.get(name)
 
     @classmethod
     def pick(cls, values: dict[str, Any], **overrides: Any) -> EvalOptions:
@@ -53,19 +62,25 @@ class EvalOptions:
 
     def absolute(self) -> EvalOptions:
         """The same options with every file or folder absolute (a SLURM job runs in its own folder)."""
-        return dataclasses.replace(
-            self, **{n: getattr(self, n).resolve() for n in PATHS if getattr(self, n) is not None}
-        )
+        return dataclasses.replace(self, data_paths={k: v.resolve() for k, v in self.data_paths.items()})
 
     def to_json(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {k: str(v) if k in PATHS and v is not None else v for k, v in data.items()}
+        """Every option as a top-level key, each data option given among them."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "data_paths"}
+        return {**data, **{k: str(v) for k, v in self.data_paths.items()}}
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> EvalOptions:
-        """Options as `to_json` wrote them: exactly its keys, or one line naming `where` and the key."""
-        records.exact_keys(data, cls, where)
-        for name in PATHS:
-            if data[name] is not None and not isinstance(data[name], str):
-                raise ReproError(f"{where}: {name} must be a path or null, got {data[name]!r}")
-        return cls(**{k: Path(v) if k in PATHS and v is not None else v for k, v in data.items()})
+        """Options as `to_json` wrote them: its keys, any other key a data option's path (null:
+        not given, as plans of an older repro wrote every built-in one); one line naming `where`."""
+        if not isinstance(data, dict):
+            raise ReproError(f"{where}: expected a mapping, got {type(data).__name__}")
+        fields = [f.name for f in dataclasses.fields(cls) if f.name != "data_paths"]
+        for key in fields:
+            if key not in data:
+                raise ReproError(f"{where}: missing key '{key}'")
+        given = {k: v for k, v in data.items() if k not in fields}
+        for name, value in given.items():
+            if value is not None and not isinstance(value, str):
+                raise ReproError(f"{where}: {name} must be a path or null, got {value!r}")
+        return cls(**{k: data[k] for k in fields}, data_paths={k: Path(v) for k, v in given.items() if v})

@@ -159,8 +159,12 @@ def pipeline_id(points: list[Point], benches: list[str], judge: Judge, options: 
         "judge": judge.describe(),
         "limit": options.limit,
     }
-    if options.to_json() != EvalOptions(limit=options.limit).absolute().to_json():
-        identity["options"] = options.to_json()
+    if options.to_json() != EvalOptions(limit=options.limit).to_json():
+        # every built-in data option named (null: not given), as plans recorded them before
+        # benchmarks declared their own: the same options keep their pipeline's folder
+        built_in = [benchmarks.get(n) for n in benchmarks.names() if not benchmarks.is_plugin(n)]
+        names = {o.name: None for bench in built_in for o in bench.data_options}
+        identity["options"] = {**names, **options.to_json()}
     body = json.dumps(identity, sort_keys=True)
     return f"{first.setting}-{first.method}-{hashlib.sha256(body.encode()).hexdigest()[:10]}"
 

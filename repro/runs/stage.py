@@ -21,7 +21,7 @@ from typing import Any
 
 from repro import io
 from repro.config.runconfig import RunConfig
-from repro.errors import ReproError
+from repro.errors import ReproError, unknown
 from repro.evaluation import benchmarks
 from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
@@ -59,7 +59,12 @@ def eval_options(plan: dict[str, Any], plan_file: Path) -> EvalOptions:
     were recorded holds only the backend and the limit)."""
     if "options" not in plan:
         return EvalOptions(backend=plan["backend"], limit=plan["limit"])
-    return EvalOptions.from_json(plan["options"], where=f"{plan_file} options")
+    options = EvalOptions.from_json(plan["options"], where=f"{plan_file} options")
+    known = [o.name for o in benchmarks.data_options()]  # the plan's plugins are loaded by now
+    for name in options.data_paths:
+        if name not in known:
+            raise unknown(f"data option in {plan_file}", name, tuple(known))
+    return options
 
 
 def load(plan_file: Path) -> tuple[dict[str, Any], list[RunConfig], Judge]:
@@ -105,7 +110,7 @@ def judge(plan_file: Path) -> None:
         directory = Path(point["directory"])
         mark(directory, "judging")
         try:
-            record = run.execute(
+            done = run.execute(
                 config,
                 results_root=Path(point["root"]).parents[2],
                 benches=plan["benches"],
@@ -118,7 +123,7 @@ def judge(plan_file: Path) -> None:
             print(f"repro: error: {directory}: {exc}", flush=True)
             continue
         mark(directory, "done")
-        print(f"repro: scored {record['run_dir']}", flush=True)
+        print(f"repro: scored {done.run_dir}", flush=True)
     if len(configs) > 1:  # the sweep's grid: table and heat maps beside the plan
         folders = {Path(p["directory"]).resolve() for p in plan["points"]}
         for sweep in grid.sweeps(Path(plan["points"][0]["root"]).parents[2], only=folders):

@@ -20,9 +20,11 @@ from repro import hashing
 from repro.config import evalconfig
 from repro.config.runconfig import EvalPlan
 from repro.errors import ReproError, UsageError, unknown
-from repro.evaluation.benchmarks.base import Benchmark, JudgeAccess, JudgeCost, Metric
+from repro.evaluation.benchmarks.base import Benchmark, DataOption, JudgeAccess, JudgeCost, Metric
 
-__all__ = ["Benchmark", "JudgeAccess", "JudgeCost", "Metric", "register", "get", "names", "load_path"]
+__all__ = [
+    "Benchmark", "DataOption", "JudgeAccess", "JudgeCost", "Metric", "register", "get", "names", "load_path",
+]  # fmt: skip
 
 ENV = "REPRO_BENCH_PATH"  # plugin paths (os.pathsep-separated), inherited by jobs a run submits
 _REGISTRY: dict[str, Benchmark] = {}
@@ -30,6 +32,7 @@ _REGISTRY: dict[str, Benchmark] = {}
 _PLUGINS: dict[str, dict[str, str]] = {}
 _loading: Path | None = None  # the plugin file being imported (named in its errors)
 _from_env = False
+ROLES = ("file", "dir")  # what a data option names
 
 
 def register(cls: type[Benchmark]) -> type[Benchmark]:
@@ -46,6 +49,12 @@ def register(cls: type[Benchmark]) -> type[Benchmark]:
     if cls.name in _REGISTRY and type(_REGISTRY[cls.name]) is not cls:
         what = "a built-in benchmark" if built_in(_REGISTRY[cls.name]) else "another benchmark"
         raise ReproError(f"{where}benchmark '{cls.name}' clashes with {what} of that name")
+    declared = {o.name: o for b in _REGISTRY.values() if b.name != cls.name for o in b.data_options}
+    for option in cls.data_options:
+        if not isinstance(option, DataOption) or not option.name.isidentifier() or option.role not in ROLES:
+            raise ReproError(f"{where}benchmark {cls.name}: {option!r} is not a DataOption(name, file|dir)")
+        if declared.get(option.name, option) != option:
+            raise ReproError(f"{where}data option '{option.name}' is declared otherwise by another benchmark")
     taken = {m.key: b.name for b in _REGISTRY.values() if b.name != cls.name for m in b.metrics}
     for metric in cls.metrics:
         if metric.key in taken:
@@ -55,6 +64,16 @@ def register(cls: type[Benchmark]) -> type[Benchmark]:
         sha = hashlib.sha256(_loading.read_bytes()).hexdigest()
         _PLUGINS[cls.name] = {"path": str(_loading), "sha256": sha}
     return cls
+
+
+def data_options() -> list[DataOption]:
+    """Every registered benchmark's data options, once each, in registry order (the CLI's flags)."""
+    _built_ins()
+    found: dict[str, DataOption] = {}
+    for bench in _REGISTRY.values():
+        for option in bench.data_options:
+            found.setdefault(option.name, option)
+    return list(found.values())
 
 
 def built_in(bench: Benchmark) -> bool:

@@ -11,7 +11,15 @@ from typing import Any
 from repro import io
 from repro.errors import ReproError
 from repro.evaluation.benchmarks import register
-from repro.evaluation.benchmarks.base import Benchmark, Context, JudgeAccess, JudgeCost, Metric, fmt
+from repro.evaluation.benchmarks.base import (
+    Benchmark,
+    Context,
+    DataOption,
+    JudgeAccess,
+    JudgeCost,
+    Metric,
+    fmt,
+)  # fmt: skip
 from repro.evaluation.generation.decoding import Decoding
 from repro.evaluation.scorers import alpaca_eval
 
@@ -35,6 +43,10 @@ class AlpacaEval2(Benchmark):
         Metric("ae2_wr_se", "AE2 WR standard error", higher_is_better=None),
         Metric("ae2_length", "AE2 length", higher_is_better=None, published=True, column="AE2 len"),
     )
+    data_options = (
+        DataOption("alpaca_reference", "file", "AlpacaEval reference outputs JSON."),
+        DataOption("lc_data", "dir", "Folder with the length-controlled win rate CSVs."),
+    )
 
     def run(self, ev: Context, judge: JudgeAccess | None = None) -> dict[str, Any]:
         cfg = ev.config["alpaca_eval"]
@@ -44,7 +56,7 @@ class AlpacaEval2(Benchmark):
             records = None
         else:
             path = (
-                ev.options.alpaca_reference
+                ev.options.data_path("alpaca_reference")
                 or ev.question_set("alpaca_eval2.json")
                 or ev.shared_data("alpaca_eval/reference/gpt4_1106_preview.json")
             )
@@ -82,7 +94,7 @@ class AlpacaEval2(Benchmark):
                 judge.backend,
                 name=ev.model_name,
                 cache_path=judge.cache,
-                lc_data=ev.options.lc_data,
+                lc_data=ev.options.data_path("lc_data"),
                 # the rule judge answers in microseconds: alpaca-eval's pool of processes (one
                 # fork per slot) would cost more than it saves; one slot runs in this process
                 concurrency=1 if judge.kind == "rule" else judge.concurrency,

@@ -12,7 +12,15 @@ import yaml
 from repro import io, paths
 from repro.errors import ReproError
 from repro.evaluation.benchmarks import register
-from repro.evaluation.benchmarks.base import Benchmark, Context, JudgeAccess, JudgeCost, Metric, fmt
+from repro.evaluation.benchmarks.base import (
+    Benchmark,
+    Context,
+    DataOption,
+    JudgeAccess,
+    JudgeCost,
+    Metric,
+    fmt,
+)  # fmt: skip
 from repro.evaluation.generation.decoding import Decoding
 from repro.evaluation.scorers import arena_hard
 
@@ -49,6 +57,7 @@ class ArenaHard(Benchmark):
         Metric("ah_ci", "Arena-Hard 95% CI", higher_is_better=None),
         Metric("ah_length", "Arena-Hard tokens", higher_is_better=None, published=True, column="AH len"),
     )
+    data_options = (DataOption("arena_hard_data", "dir", "Folder with question.jsonl and gpt-4-0314.jsonl."),)
 
     def run(self, ev: Context, judge: JudgeAccess | None = None) -> dict[str, Any]:
         config = yaml.safe_load(JUDGE_CONFIG.read_text())
@@ -63,7 +72,9 @@ class ArenaHard(Benchmark):
             stop_token_ids=cfg.get("stop_token_ids"),
         )
         data = (
-            ev.options.arena_hard_data or ev.question_set("arena_hard") or ev.shared_data("arena_hard_v0.1")
+            ev.options.data_path("arena_hard_data")
+            or ev.question_set("arena_hard")
+            or ev.shared_data("arena_hard_v0.1")
         )
         if data is None:
             raise ReproError("Arena-Hard data not found: pass --arena-hard-data DIR")

@@ -44,6 +44,21 @@ class Metric:
 
 
 @dataclass(frozen=True)
+class DataOption:
+    """A file or folder of the benchmark's data a user may point at: `repro run` and `repro eval`
+    get the option `--NAME-WITH-DASHES` from it, and the benchmark reads the path back with
+    `ev.options.data_path(name)` (None: not given). Benchmarks may share one (ZeroEval's tasks)."""
+
+    name: str  # a field-like name, e.g. "zeroeval_data" (the option is --zeroeval-data)
+    role: str  # "file" | "dir": what the CLI checks the path is
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
 class JudgeCost:
     """Judge calls for a full run of a benchmark, with typical token counts (an estimate)."""
 
@@ -122,6 +137,8 @@ class Benchmark:
     # own file. Their bytes join the evaluation's key and the replicate key, so a changed
     # questions file is a new evaluation. None: every file directly beside the plugin.
     inputs: ClassVar[tuple[str, ...] | None] = None
+    # The data options it reads (--zeroeval-data and the like), declared here and nowhere else.
+    data_options: ClassVar[tuple[DataOption, ...]] = ()
 
     def run(self, ev: Context, judge: JudgeAccess | None = None) -> dict[str, Any]:
         """Generate (resumably, through `ev.answer`), judge and score; the benchmark's output.

@@ -10,7 +10,15 @@ from typing import Any
 from repro import io
 from repro.errors import ReproError
 from repro.evaluation.benchmarks import register
-from repro.evaluation.benchmarks.base import Benchmark, Context, JudgeAccess, JudgeCost, Metric, fmt
+from repro.evaluation.benchmarks.base import (
+    Benchmark,
+    Context,
+    DataOption,
+    JudgeAccess,
+    JudgeCost,
+    Metric,
+    fmt,
+)  # fmt: skip
 from repro.evaluation.scorers import mt_bench
 
 
@@ -25,10 +33,12 @@ class MTBench(Benchmark):
         "gpt-4", questions=80, calls=160, input_tokens=1000, output_tokens=300, note="two turns per question"
     )
     metrics = (Metric("mt_bench", "MT-Bench", headline=True),)
+    data_options = (DataOption("mt_bench_data", "dir", "FastChat llm_judge/data folder (MT-Bench)."),)
 
     def run(self, ev: Context, judge: JudgeAccess | None = None) -> dict[str, Any]:
         judge_model = (judge.model if judge else None) or "gpt-4"
-        data = ev.options.mt_bench_data or ev.question_set("mt_bench") or ev.shared_data("mt_bench")
+        given = ev.options.data_path("mt_bench_data")
+        data = given or ev.question_set("mt_bench") or ev.shared_data("mt_bench")
         if not data:
             raise ReproError(
                 "MT-Bench data not found: pass --mt-bench-data DIR (FastChat llm_judge/data layout)"

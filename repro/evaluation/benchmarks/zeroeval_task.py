@@ -7,12 +7,13 @@ from typing import Any, ClassVar
 
 from repro import io
 from repro.evaluation import zeroeval
-from repro.evaluation.benchmarks.base import Benchmark, Context, JudgeAccess, fmt
+from repro.evaluation.benchmarks.base import Benchmark, Context, DataOption, JudgeAccess, fmt
 from repro.evaluation.scorers import zeroeval as scorer
 
 
 class ZeroEvalTask(Benchmark):
     task: ClassVar[str]  # ZeroEval's task name
+    data_options = (DataOption("zeroeval_data", "dir", "Folder with ZeroEval's gsm.json / mmlu-redux.json."),)
 
     def run(self, ev: Context, judge: JudgeAccess | None = None) -> dict[str, Any]:
         """Generate, write ZeroEval's result file, score it. The generating job scores it (no judge
@@ -32,9 +33,10 @@ class ZeroEvalTask(Benchmark):
         # a setting may name the items as a file under shared/data (smol: the GSM8K test questions
         # as ZeroEval's own recorded outputs hold them); --zeroeval-data wins
         named = (ev.config.get("zeroeval") or {}).get("shared_items", {}).get(self.task)
-        items_file = ev.shared_data(named) if named and not ev.options.zeroeval_data else None
+        given = ev.options.data_path("zeroeval_data")
+        items_file = ev.shared_data(named) if named and not given else None
         bundled = ev.question_set("zeroeval")
-        data_dir = ev.options.zeroeval_data or bundled
+        data_dir = given or bundled
         items = zeroeval.load_items(self.task, items_file, data_dir=data_dir, limit=ev.subset("zeroeval"))
         with ev.timed("generate"):
             records, generation = zeroeval.generate(
