@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from repro.config.settings import get_setting
-from repro.data import preference, templates, tokenizers
+from repro.data import preference, tokenizers, training_templates
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "tokenization.json").read_text())
 
@@ -47,7 +47,7 @@ def tokenizer_dirs(shared, tmp_path_factory):
     tokenizers.save(tokenizers.build_llama3(model, post_update=True), root / "llama3-post")
     tokenizers.save(tokenizers.build_mistral(), root / "mistral")
     zephyr = tokenizers.build_mistral()  # zephyr-7b-sft-full: Mistral tokenizer + Zephyr template
-    zephyr.chat_template = templates.ZEPHYR
+    zephyr.chat_template = training_templates.ZEPHYR
     tokenizers.save(zephyr, root / "zephyr")
     # Mistral-Base trains with the Zephyr template of zephyr-7b-sft-full: a recipe naming it
     recipe = (Path(__file__).parent.parent / "recipes" / "settings" / "mistral-base.yaml").read_text()

@@ -17,7 +17,7 @@ import pytest
 from repro import paths
 from repro.config import families
 from repro.config.settings import get_setting, list_settings
-from repro.data import bosguard, preference, templates, tokenizers
+from repro.data import bosguard, preference, tokenizers, training_templates
 from repro.data.family import Family, contradictions, infer
 from repro.errors import ReproError
 
@@ -155,7 +155,7 @@ def test_llama3_and_mistral_declarations_match_their_real_tokenizers(llama3):
         contradictions(families.load("mistral"), _pipeline(mistral, families.load("mistral")).tokenizer) == []
     )
     zephyr = tokenizers.build_mistral()
-    zephyr.chat_template = templates.ZEPHYR
+    zephyr.chat_template = training_templates.ZEPHYR
     assert contradictions(families.load("zephyr"), zephyr) == []
 
 

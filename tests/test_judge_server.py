@@ -49,7 +49,7 @@ def make_judge(folder: Path) -> Path:
     from transformers import PreTrainedTokenizerFast
 
     from repro import tiny
-    from repro.data import templates, tokenizers
+    from repro.data import tokenizers, training_templates
 
     words = [*tokenizers.TINY_WORDS, *(w for w in ("m", "M") if w not in tokenizers.TINY_WORDS)]
     backend = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
@@ -57,7 +57,7 @@ def make_judge(folder: Path) -> Path:
     tok = PreTrainedTokenizerFast(
         tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
     )
-    tok.chat_template = templates.TINY
+    tok.chat_template = training_templates.TINY
     ids = {k: tok.convert_tokens_to_ids(k) for k in ("m", "M")}
     model = tiny.build_model(
         len(tok),

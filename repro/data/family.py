@@ -15,7 +15,7 @@ What a family declares, and why each matters:
 - `bos_opens_turns`: ChatML (SmolLM2): the BOS token `<|im_start|>` also opens every turn, so
   only a sequence's leading run counts as BOS; a turn start is never taken for a second BOS.
 - `eos`, `stop`: the end-of-sequence token and the tokens generation stops at.
-- `chat_template`: "tokenizer" (the checkpoint's own) or a name in repro.data.templates.
+- `chat_template`: "tokenizer" (the checkpoint's own) or a name in repro.data.training_templates.
 - `system_turn`: `insert-empty` (alignment-handbook's maybe_insert_system_message, as the SimPO
   repo trained every published setting) or `as-template` (no turn inserted: a template that
   writes its own default system prompt keeps it, as generation will).

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from repro import io
 from repro.data import family as families
-from repro.data import templates
+from repro.data import training_templates
 from repro.data.family import Family
 from repro.errors import ReproError, unknown
 
@@ -159,7 +159,7 @@ def format_texts(pair: Pair, tokenizer, family: Family) -> tuple[str, str, str]:
     if (
         family.system_turn == "insert-empty"
         and prompt_messages[0]["role"] != "system"
-        and templates.wants_system_message(tokenizer.chat_template)
+        and training_templates.wants_system_message(tokenizer.chat_template)
     ):
         prompt_messages.insert(0, {"role": "system", "content": ""})
     text_prompt = tokenizer.apply_chat_template(prompt_messages, tokenize=False)
@@ -347,7 +347,7 @@ class Pipeline:
             raise ReproError(
                 f"max_prompt_length ({max_prompt_length}) must be below max_length ({max_length})"
             )
-        text, notes = templates.select(chat_template, model_name_or_path)
+        text, notes = training_templates.select(chat_template, model_name_or_path)
         if text is not None:
             tokenizer.chat_template = text
         elif not tokenizer.chat_template:

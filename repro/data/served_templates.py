@@ -13,7 +13,7 @@ Quirks of the originals, reproduced (`NAMED`) and corrected (`CORRECTED`):
   each "\\n" is a backslash and an "n", not a newline, and Jinja prints them. A served
   prompt therefore reads `\\n\\n<|user|>` + newline + question + `</s>\\n\\n\\n<|assistant|>\\n\\n`
   with literal backslash-n's around the tags (the ones inside the quoted strings are real
-  newlines). The corrected template is Zephyr's own (`repro.data.templates.ZEPHYR`).
+  newlines). The corrected template is Zephyr's own (`repro.data.training_templates.ZEPHYR`).
 - `gemma.jinja` (added 2025-02-15, after the paper) raises on a system turn and writes
   `{{ bos_token }}` itself.
 - `llama3.jinja` writes `<|begin_of_text|>` itself: with the post-update Llama 3 tokenizer
@@ -22,7 +22,7 @@ Quirks of the originals, reproduced (`NAMED`) and corrected (`CORRECTED`):
 
 from __future__ import annotations
 
-from repro.data import templates
+from repro.data import training_templates
 from repro.errors import unknown
 
 SOURCE = "SimPO repo eval/arenahard/templates/{file} (HEAD 1b3e8f3, MIT licence)"
@@ -86,13 +86,13 @@ CORRECTED = {"arenahard-mistral-base": "zephyr"}
 
 def lookup(name: str) -> tuple[str, str]:
     """(template text, source) for a served template name, or for a training template's name
-    (repro.data.templates.NAMED, e.g. the tiny setting's, or `zephyr`)."""
+    (repro.data.training_templates.NAMED, e.g. the tiny setting's, or `zephyr`)."""
     if name in NAMED:
         text, file = NAMED[name]
         return text, SOURCE.format(file=file)
-    if name in templates.NAMED:
-        return templates.NAMED[name], f"repro.data.templates.{name}"
-    raise unknown("chat template", name, [*NAMED, *templates.NAMED])
+    if name in training_templates.NAMED:
+        return training_templates.NAMED[name], f"repro.data.training_templates.{name}"
+    raise unknown("chat template", name, [*NAMED, *training_templates.NAMED])
 
 
 def render(tokenizer, name: str, messages: list[dict[str, str]]) -> str:

@@ -24,7 +24,7 @@ import os
 import warnings
 from pathlib import Path
 
-from repro.data import templates
+from repro.data import training_templates
 from repro.errors import ReproError, ReproWarning
 
 LLAMA3_SPECIAL = {
@@ -78,7 +78,7 @@ def build_llama3(model_file: str | os.PathLike, *, post_update: bool = False):
         model_max_length=8192,
         clean_up_tokenization_spaces=True,
     )
-    tokenizer.chat_template = templates.LLAMA3
+    tokenizer.chat_template = training_templates.LLAMA3
     if tokenizer.convert_tokens_to_ids("<|eot_id|>") != 128009:
         raise ReproError(f"{path}: not a Llama 3 BPE file (<|eot_id|> is not 128009)")
     return tokenizer
@@ -140,7 +140,7 @@ def build_tiny():
         unk_token="<unk>",
         model_max_length=512,
     )
-    tokenizer.chat_template = templates.TINY
+    tokenizer.chat_template = training_templates.TINY
     return tokenizer
 
 
