@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from repro.runs import released
+from repro.runs.analysis import released
 
 # The SimPO authors' models on the AlpacaEval leaderboard, and the setting x method each is.
 MODELS = (
@@ -53,7 +53,9 @@ def main(folder: Path) -> None:
         "made_by": "scripts/released_stats.py",
         "models": entries,
     }
-    header = "# The SimPO authors' released AlpacaEval answers, as statistics (repro.runs.released).\n"
+    header = (
+        "# The SimPO authors' released AlpacaEval answers, as statistics (repro.runs.analysis.released).\n"
+    )
     released.INDEX.write_text(header + yaml.safe_dump(index, sort_keys=False, width=100))
 
 

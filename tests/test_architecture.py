@@ -34,8 +34,15 @@ LAYERS: list[set[str]] = [
     {"repro.train"},
     # evaluation: generation backends, benchmarks' scorers, the judge
     {"repro.evaluation"},
-    # pipelines over training and evaluation: on-policy data, the run pipeline and its reports, benchmarks
-    {"repro.datagen", "repro.runs", "repro.perf"},
+    # a finished run's record: result.json, manifest.json, their verification, which runs are replicates
+    {"repro.runs", "repro.runs.results"},
+    # reading runs: compare, the published tables, curves, grids, plots, diagnosis, the report
+    {"repro.runs.analysis"},
+    # pipelines over training and evaluation: on-policy data, the run pipeline (plan, train,
+    # evaluate, record; the local sweep), the speed benchmarks
+    {"repro.datagen", "repro.runs.pipeline", "repro.perf"},
+    # the cluster: the SLURM pipeline, its job scripts and stage jobs, `repro status`
+    {"repro.runs.cluster"},
     # the command line
     {"repro.cli", "repro.__main__"},
 ]  # fmt: skip
@@ -115,7 +122,7 @@ def test_no_module_is_over_500_lines():
 
 
 # Issue 33: the commands that run the pipeline only parse, call the library and render; their logic
-# lives below them (repro.runs, repro.evaluation) or in shared CLI helpers (cli/result_tables.py,
+# lives below them (repro.runs.*, repro.evaluation) or in shared CLI helpers (cli/result_tables.py,
 # cli/slurm.py), so these two modules stay small together.
 PIPELINE_CLI = ("cli/run.py", "cli/evaluation.py")
 MAX_PIPELINE_CLI_LINES = 600
@@ -244,7 +251,7 @@ def test_no_central_list_names_a_built_in_benchmark_or_check():
     listing the package; neither registry names them."""
     registry = (PACKAGE / "evaluation" / "benchmarks" / "__init__.py").read_text()
     assert [n for n in benchmarks.names() if f'"{n}"' in registry or f"'{n}'" in registry] == []
-    folder = PACKAGE / "runs" / "diagnosis"
+    folder = PACKAGE / "runs" / "analysis" / "diagnosis"
     checks = {path.stem for path in folder.glob("*.py")} - {"__init__", "base", "inputs"}
     chain = (folder / "base.py").read_text()
     assert [c for c in checks if f'"{c}"' in chain or f"'{c}'" in chain] == []

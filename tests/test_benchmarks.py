@@ -17,7 +17,7 @@ import pytest
 from repro import paths
 from repro.errors import ReproError
 from repro.evaluation import benchmarks, judgecost
-from repro.runs import compare, published
+from repro.runs.analysis import compare, published
 
 README = paths.ROOT / "README.md"
 
@@ -258,7 +258,7 @@ def test_two_versions_of_a_plugin_are_not_replicates(tmp_path, cli):
     row ('Echo words 18.00 +- 8.49, 2 runs'). A plugin's metric is averaged only over runs of
     the same plugin; the built-in metrics of the same runs still are."""
     from repro import io
-    from repro.runs import verify
+    from repro.runs.results import verify
     from tests.test_trust import write_run
 
     plugin = echo_plugin(tmp_path / "plugin", "echo")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from repro.errors import ReproError
-from repro.runs import curves
+from repro.runs.analysis import curves
 
 RUN_NAME = "gemma-2-9b-it-simpo"
 
@@ -175,7 +175,7 @@ def test_several_wandb_runs_and_bad_requests(run_dir, tmp_path, cli):
 
 
 def test_curves_csv_uses_the_original_trainers_names(tmp_path):
-    from repro.runs import run
+    from repro.runs.pipeline import run
 
     run.curves(log_history(200, 10), tmp_path)
     with open(tmp_path / "curves.csv", newline="") as fh:

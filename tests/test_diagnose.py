@@ -70,7 +70,7 @@ def outputs_args(path: Path, alpaca: Path, *extra: str) -> list[str]:
 
 
 def test_shipped_statistics_match_the_shared_files(alpaca):
-    from repro.runs import released
+    from repro.runs.analysis import released
 
     index = released.index()
     assert index["commit"] == (alpaca / "COMMIT").read_text().split()[0]
@@ -191,8 +191,8 @@ def test_judgments_unparseable(alpaca, relabelled, tmp_path):
 def test_judging_win_rate_and_noise_floor_match_alpaca_eval(alpaca):
     """Oracle: the public leaderboard's win_rate for gemma-2b-it, computed by alpaca-eval from
     these very annotations."""
-    from repro.runs import released
-    from repro.runs.diagnosis import inputs, judging
+    from repro.runs.analysis import released
+    from repro.runs.analysis.diagnosis import inputs, judging
 
     board = released.leaderboard_rows(alpaca / "weighted_alpaca_eval_gpt4_turbo_leaderboard.csv")
     found = inputs.Inputs(setting="llama3-instruct", method="simpo")
@@ -239,7 +239,7 @@ def test_bad_inputs_are_one_line_and_exit_2(alpaca, released_outputs, tmp_path, 
 def _rehash(run_dir: Path) -> None:
     """Record the planted files as the run's own (as a run that produced them would have)."""
     from repro import io
-    from repro.runs import verify
+    from repro.runs.results import verify
 
     manifest = io.read_json(run_dir / "manifest.json")
     manifest["files"] = verify.file_hashes(run_dir, run_dir)
@@ -400,8 +400,8 @@ def test_tokenizer_revision_other_than_the_published_one(tmp_path):
     from repro.config.methods import get_method
     from repro.config.resolution import resolve
     from repro.config.settings import get_setting
-    from repro.runs.diagnosis import inputs, recipe, tokenization
-    from repro.runs.manifest import Manifest
+    from repro.runs.analysis.diagnosis import inputs, recipe, tokenization
+    from repro.runs.results.manifest import Manifest
 
     config = resolve(get_setting("llama3-instruct-v0.2"), get_method("simpo"))
     found = inputs.Inputs(setting="llama3-instruct-v0.2", method="simpo", run_dir=tmp_path)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from repro import io
 from repro.evaluation.records import BenchmarkResult, EvaluationResult
-from repro.runs import diagnosis
-from repro.runs.result import RunResult
+from repro.runs.analysis import diagnosis
+from repro.runs.results.result import RunResult
 
 ENDPOINT = {"kind": "endpoint", "url": "http://127.0.0.1:9/v1", "model": None, "key_env": "OPENAI_API_KEY"}
 NO_VERDICTS = {
@@ -90,7 +90,7 @@ def test_the_generation_summary_says_what_its_evidence_holds(tmp_path):
 def test_the_report_says_what_a_truncated_run_is(tmp_path):
     """Issue 32, 1.7: a --max-steps run was captioned 'partial (--limit None)' and its row had the
     same green 'within' as the recipe's runs."""
-    from repro.runs import report
+    from repro.runs.analysis import report
     from tests.test_trust import write_run
 
     write_run(tmp_path, "seed42", delta=0.2)
@@ -111,7 +111,8 @@ def test_the_report_says_what_a_truncated_run_is(tmp_path):
 def test_every_file_the_report_shows_is_covered_by_the_manifest(tmp_path, cli):
     """Issue 32, 1.8: DPO's curves.png copied over SimPO's verified, and the report showed DPO's
     curves under SimPO."""
-    from repro.runs import plots, report, verify
+    from repro.runs.analysis import plots, report
+    from repro.runs.results import verify
     from tests.test_trust import write_run
 
     runs = {}

@@ -1,10 +1,10 @@
-"""Which benchmarks a rerun evaluates, and what stays (repro.runs.evaluations; issue 32, 2.3).
+"""Which benchmarks a rerun evaluates, and what stays (repro.runs.pipeline.evaluations; issue 32, 2.3).
 The record is written as `repro run` writes it; nothing is generated or judged."""
 
 from __future__ import annotations
 
 from repro.evaluation.records import BenchmarkResult, EvaluationResult
-from repro.runs import evaluations
+from repro.runs.pipeline import evaluations
 
 BASE = {"weights_sha256": "w", "limit": None, "generation_config_sha256": "g", "code_version": "c",
         "backend": "transformers"}  # fmt: skip

@@ -176,7 +176,7 @@ def write_result(root: Path, name: str, judge: dict, value: float) -> None:
 
 
 def test_compare_says_when_a_local_judge_sits_beside_a_published_gpt4_number(tmp_path):
-    from repro.runs import compare
+    from repro.runs.analysis import compare
 
     local_judge = {"kind": "endpoint", "url": "http://127.0.0.1:8000/v1", "model": "qwen", "local": True}
     write_result(tmp_path, "a", local_judge, 40.0)

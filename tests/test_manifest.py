@@ -1,4 +1,4 @@
-"""manifest.json's one reader and writer (repro.runs.manifest): what a run wrote reads back as
+"""manifest.json's one reader and writer (repro.runs.results.manifest): what a run wrote reads back as
 written, an older repro's manifest reads with its missing keys None and its unknown keys kept,
 and bad files are one line."""
 
@@ -10,7 +10,7 @@ import pytest
 
 from repro import io
 from repro.errors import ReproError
-from repro.runs.manifest import FILE, Manifest
+from repro.runs.results.manifest import FILE, Manifest
 
 
 def test_round_trip_keeps_unknown_keys(tmp_path):

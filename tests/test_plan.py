@@ -7,7 +7,7 @@ import pytest
 
 from repro.config.resolution import resolve_names
 from repro.evaluation import judgecost, runner
-from repro.runs import run
+from repro.runs.pipeline import run
 
 PLAN_KEYS = [
     "run_dir", "setting", "method", "config_hash", "processes_per_node", "nodes", "batch",

@@ -23,8 +23,9 @@ from repro import paths
 from repro.config.runconfig import RunConfig
 from repro.evaluation import benchmarks
 from repro.evaluation.judge.spec import Judge
-from repro.runs import run, verify
-from repro.runs.result import RunResult
+from repro.runs.pipeline import run
+from repro.runs.results import verify
+from repro.runs.results.result import RunResult
 from tests import builds
 
 PREVIOUS_MAIN = "f55c782"  # main before the typed records and the benchmark registry
@@ -103,7 +104,7 @@ def test_a_run_of_the_previous_main_resumes_verifies_and_compares(previous_run, 
     assert check.ok, check.problems
     assert RunResult.read(result_file).scores["ae2_wr"] is not None
 
-    from repro.runs import compare
+    from repro.runs.analysis import compare
 
     comparison = compare.compare(results)
     assert not comparison.skipped

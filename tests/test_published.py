@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from repro.runs import published
+from repro.runs.analysis import published
 
 # Row labels of the two 5-column tables: "<setting words> <method>[ v0.2] | <model id> | LC | WR | AH"
 LABEL = re.compile(

@@ -30,7 +30,7 @@ import pytest
 import typer
 
 from repro.cli.main import app, main
-from repro.runs import compare, plots, published
+from repro.runs.analysis import compare, plots, published
 
 REPRO = Path(sys.executable).parent / "repro"  # the entry point, as tests/conftest.py runs it
 

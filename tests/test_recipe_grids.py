@@ -71,10 +71,10 @@ def test_sweep_refuses_an_unknown_grid_or_a_grid_with_axes(cli):
 
 
 def test_the_command_lines_axes_are_parsed_once_in_the_library():
-    """repro.runs.sweep reads --lr/--beta/--gamma-beta-ratio as given (the CLI only passes them on):
+    """repro.runs.pipeline.sweep reads --lr/--beta/--gamma-beta-ratio as given (the CLI only passes them on):
     comma-separated numbers, empty axes left out, a bad value named by its flag; a grid over 100
     points gets its warning, with the axes' shape for a command-line grid only."""
-    from repro.runs import sweep
+    from repro.runs.pipeline import sweep
 
     grid = sweep.grid_of(
         "simpo", None, {"learning_rate": "1e-6, 2e-6,", "beta": ",", "gamma_beta_ratio": None}

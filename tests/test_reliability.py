@@ -130,7 +130,7 @@ def test_checkpoints_of_another_config_are_refused(env, tiny_runs):
 
 def test_one_writer_per_run_directory(env):
     from repro.config.resolution import resolve_names
-    from repro.runs import run
+    from repro.runs.pipeline import run
 
     config, _ = resolve_names("tiny", "simpo")
     directory = run.safe_child(env / "locked", "tiny", "simpo", config.run_id)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from repro.errors import ReproError
-from repro.runs.run import safe_child
+from repro.runs.pipeline.run import safe_child
 from tests import builds
 
 pytestmark = pytest.mark.e2e  # multi-process training, generation or judging (make test-fast skips it)

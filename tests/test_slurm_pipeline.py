@@ -16,7 +16,7 @@ from repro import io
 from repro.config.resolution import resolve_names
 from repro.config.runconfig import RunFile, RunPaths
 from repro.errors import ReproError
-from repro.runs import status
+from repro.runs.cluster import status
 
 PAPER = ("sweep", "llama3-instruct-v0.2", "--method", "simpo", "--grid", "paper", "--launcher", "slurm")
 TINY = ("sweep", "tiny", "--method", "simpo", "--lr", "5e-4,1e-3", "--gpus", "1", "--judge", "rule",
@@ -192,7 +192,8 @@ def test_run_with_the_slurm_launcher_is_a_one_point_pipeline(cli, tmp_path):
         ).stdout  # fmt: skip
     )
     assert set(login["scripts"]) == {"train", "generate"}
-    assert "on the login node" in login["order"][-1] and "repro.runs.stage judge" in login["order"][-1]
+    assert "on the login node" in login["order"][-1]
+    assert "repro.runs.cluster.stage judge" in login["order"][-1]
 
 
 PLUGIN = """from repro.evaluation.benchmarks import Benchmark, Metric, register
@@ -232,15 +233,15 @@ def test_the_jobs_load_a_bench_path_plugin_from_the_plan(cli, tmp_path, shared_r
     assert plan["plugins"] == {"capitals": {"path": str(plugin.resolve()), "sha256": sha}}
 
     env = {k: v for k, v in os.environ.items() if k != "REPRO_BENCH_PATH"}  # an --export=NONE job
-    load = "import sys; from pathlib import Path; from repro.runs import stage; stage.load(Path(sys.argv[1]))"
+    load = "import sys; from pathlib import Path; from repro.runs.cluster import stage; stage.load(Path(sys.argv[1]))"
     names = f"{load}; from repro.evaluation import benchmarks; print(' '.join(benchmarks.names()))"
     out = subprocess.run([sys.executable, "-c", names, str(plan_file)], env=env, capture_output=True,
                          text=True, check=True).stdout  # fmt: skip
     assert out.split()[-1] == "capitals"
 
     def judge_job() -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "repro.runs.stage", "judge", str(plan_file)], env=env,
-                              capture_output=True, text=True)  # fmt: skip
+        return subprocess.run([sys.executable, "-m", "repro.runs.cluster.stage", "judge", str(plan_file)],
+                              env=env, capture_output=True, text=True)  # fmt: skip
 
     plugin.write_text(PLUGIN.replace('"Capitals EM"', '"Capital cities EM"'))
     job = judge_job()
@@ -352,7 +353,7 @@ def test_the_evaluation_jobs_use_the_options_the_pipeline_was_given(
     (strict JSON), and the generation and judging jobs evaluate with that DIR. Before, the stage
     jobs built `EvalOptions(backend, limit)` and the folder was silently dropped."""
     from repro.evaluation.eval_options import EvalOptions
-    from repro.runs import stage
+    from repro.runs.cluster import stage
 
     data = tmp_path / "zeroeval"
     data.mkdir()
@@ -391,7 +392,7 @@ def test_a_plan_resolves_relative_data_folders(tmp_path, monkeypatch):
     """A SLURM job runs in the pipeline's folder: a relative --zeroeval-data is made absolute."""
     from repro.evaluation.eval_options import EvalOptions
     from repro.evaluation.judge.spec import Judge
-    from repro.runs import slurm
+    from repro.runs.cluster import slurm
 
     monkeypatch.chdir(tmp_path)
     config, _ = resolve_names("tiny", "simpo", num_processes=1)
@@ -409,7 +410,7 @@ def test_the_pipeline_folder_covers_every_evaluation_option(tmp_path, monkeypatc
 
     from repro.evaluation.eval_options import EvalOptions
     from repro.evaluation.judge.spec import Judge
-    from repro.runs import slurm
+    from repro.runs.cluster import slurm
 
     monkeypatch.chdir(tmp_path)
     config, _ = resolve_names("tiny", "simpo", num_processes=1)
@@ -496,7 +497,7 @@ esac
 @pytest.fixture
 def train_script(tmp_path):
     from repro.evaluation.judge.spec import Judge
-    from repro.runs import slurm
+    from repro.runs.cluster import slurm
 
     config, _ = resolve_names("tiny", "simpo", num_processes=1)
     pipeline = slurm.build(
@@ -568,7 +569,7 @@ def test_stage_process_stops_on_the_signal_with_the_requeue_code(monkeypatch):
     import os
     import signal
 
-    from repro.runs import sbatch, stage
+    from repro.runs.cluster import sbatch, stage
 
     def interrupted(plan, index):
         os.kill(os.getpid(), signal.SIGUSR1)

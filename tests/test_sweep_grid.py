@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from repro import io
-from repro.runs import grid
+from repro.runs.analysis import grid
 
 # llama3-instruct-v0.2 x simpo is published as AE2 LC 53.7, AE2 WR 47.5, Arena-Hard 36.5
 POINTS = [  # (lr, beta, seed, ae2_lc, ah)

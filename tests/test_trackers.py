@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from repro.config.settings import parse_report_to
-from repro.runs import curves
+from repro.runs.analysis import curves
 from repro.train.outcome import TrainingOutcome
 
 pytestmark = pytest.mark.e2e  # multi-process training, generation or judging (make test-fast skips it)
@@ -146,7 +146,7 @@ def test_no_key_reaches_the_run_directory(trained):
 
 
 def test_trainer_logs_under_the_original_names_and_matches_itself(trained, cli, tmp_path):
-    from repro.runs import run
+    from repro.runs.pipeline import run
 
     out, _ = trained
     first = logged(out)[0]

@@ -1,4 +1,4 @@
-"""The train stage (repro.runs.training) and its typed outcome (metrics.json): one code path for
+"""The train stage (repro.runs.pipeline.training) and its typed outcome (metrics.json): one code path for
 `repro train` and `repro run`, a strict reader that still reads files written before the record
 had a schema."""
 
@@ -67,7 +67,7 @@ def test_repro_train_and_repro_run_share_the_train_stage(tmp_path, monkeypatch):
     from repro.cli.main import main
     from repro.config.resolution import resolve_names
     from repro.evaluation import runner
-    from repro.runs import preflight, run, training
+    from repro.runs.pipeline import preflight, run, training
 
     calls: list[tuple[str, Path]] = []
 
@@ -89,7 +89,7 @@ def test_repro_train_and_repro_run_share_the_train_stage(tmp_path, monkeypatch):
 
 def test_a_folder_of_another_config_is_refused(tmp_path):
     from repro.config.resolution import resolve_names
-    from repro.runs import training
+    from repro.runs.pipeline import training
 
     config, _ = resolve_names("tiny", "simpo", max_steps=2)
     assert training.finished(config, tmp_path / "absent") is None

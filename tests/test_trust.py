@@ -20,8 +20,9 @@ from repro import hashing, io
 from repro.config.resolution import resolve_names
 from repro.evaluation import benchmarks as registry
 from repro.evaluation.records import BenchmarkResult, EvaluationResult
-from repro.runs import published, replicates, verify
-from repro.runs.result import RunResult
+from repro.runs.analysis import published
+from repro.runs.results import replicates, verify
+from repro.runs.results.result import RunResult
 from repro.train.outcome import TrainingOutcome
 
 SETTING, METHOD = "llama3-instruct-v0.2", "simpo"
@@ -209,8 +210,8 @@ def test_tiny_band_reaches_csv(tmp_path, cli):
 
 def test_compare_plot_colours_unpublished_cells_apart():
     """Smaller finding: 'no published value' points were drawn red, the 'outside' colour."""
-    from repro.runs import plots
-    from repro.runs.compare import Row, default_tolerance, metric_titles
+    from repro.runs.analysis import plots
+    from repro.runs.analysis.compare import Row, default_tolerance, metric_titles
 
     rows = [Row("x", "simpo", "gsm", None, runs=[1.0], tolerance=1.0)]
     fig = plots.compare_figure(rows, metric_titles(), default_tolerance())
@@ -346,7 +347,7 @@ def test_bad_input_is_one_line_before_any_work(args, code, message, tmp_path, cl
 
 
 def test_wandb_credentials_accept_offline_key_or_login(tmp_path):
-    from repro.runs import preflight
+    from repro.runs.pipeline import preflight
 
     assert preflight.wandb_credentials({"NETRC": str(tmp_path / "none")}) is not None
     assert preflight.wandb_credentials({"WANDB_MODE": "offline"}) is None
@@ -387,7 +388,7 @@ def test_verbose_hands_training_metrics_to_the_terminal(tmp_path):
     import inspect
     import sys
 
-    from repro.runs import run
+    from repro.runs.pipeline import run
     from repro.train import launch
 
     assert "verbose" in inspect.signature(run.execute).parameters
@@ -402,7 +403,7 @@ def test_verbose_hands_training_metrics_to_the_terminal(tmp_path):
 def test_compare_and_the_recipe_diagnosis_name_a_value_by_one_flattening():
     """What a run changed (compare's replicates) and what differs from the recipe (diagnose) name a
     value the same way: one `flatten`, in replicates, that the recipe check imports."""
-    from repro.runs.diagnosis import recipe
+    from repro.runs.analysis.diagnosis import recipe
 
     assert recipe.flatten is replicates.flatten
     nested = {"seed": 1, "hyperparameters": {"beta": 2.0, "loss": {"gamma": 0.5}}, "batch": {}}

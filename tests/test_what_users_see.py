@@ -92,7 +92,7 @@ def test_start_up_says_what_is_starting(tmp_path):
 
 def test_status_tells_seeds_and_truncated_runs_apart(tmp_path):
     """Full, --max-steps 2 and seed-43 runs all read 'lr=... beta=... g/b=...'."""
-    from repro.runs import status
+    from repro.runs.cluster import status
 
     for name, kwargs in (("00000000aa-seed42", {}), ("00000000bb-seed43", {"overrides": ("seed=43",)}),
                          ("00000000cc-seed42", {"max_steps": 2, "steps": 2})):  # fmt: skip
@@ -106,7 +106,7 @@ def test_status_tells_seeds_and_truncated_runs_apart(tmp_path):
 
 def test_a_seed_is_not_a_diagnosed_cause(results):
     """diagnose called seed=1 a likely cause, and exited 1, for a run compare treats as a replicate."""
-    from repro.runs import diagnosis
+    from repro.runs.analysis import diagnosis
 
     found = diagnosis.run(results / "llama3-instruct-v0.2" / "simpo" / "seed43")
     recipe = next(c for c in found.checks if c.check == "recipe")
@@ -118,7 +118,7 @@ def test_a_seed_is_not_a_diagnosed_cause(results):
 
 def test_the_markdown_report_says_what_it_left_out_and_ends_short(results):
     """It dropped a run that failed verification without a word, and ended with ~20 KB of JSON."""
-    from repro.runs import report
+    from repro.runs.analysis import report
 
     run = results / "llama3-instruct-v0.2" / "simpo" / "seed42"
     data = json.loads((run / "result.json").read_text())
@@ -148,7 +148,7 @@ def test_a_blank_cell_says_why():
 
 def test_compare_plot_labels_are_not_cut():
     """'llama3-instruct-v0.2 / simpo (tru...' hid which configuration a row was."""
-    from repro.runs import plots
+    from repro.runs.analysis import plots
 
     label = plots.row_label("llama3-instruct-v0.2", "simpo", "truncated: 2 of 468 steps; beta 5; gamma 1.5")
     assert "\u2026" not in label and label.replace("\n", " ").endswith(

@@ -1,5 +1,6 @@
 """`repro compare RUN_DIR --curves PUBLISHED.csv`: a run's training curves against a published
-history (the comparison itself is repro.runs.curves; `compare` in cli/run_results.py delegates here)."""
+history (the comparison itself is repro.runs.analysis.curves; `compare` in cli/run_results.py
+delegates here)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from repro.cli import render
 from repro.errors import ReproError
-from repro.runs import curves
+from repro.runs.analysis import curves
 
 
 def _number(value: float | None) -> str:

@@ -1,5 +1,5 @@
 """`repro diagnose` (why a number differs from the published one) and `repro report` (one page
-to attach to an issue). The logic lives in repro.runs.diagnosis and repro.runs.report."""
+to attach to an issue). The logic lives in repro.runs.analysis.diagnosis and repro.runs.analysis.report."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 from repro.cli import render
 from repro.cli.common import app, format_option, path_argument, path_option
 from repro.errors import ReproError, UsageError
-from repro.runs import diagnosis, report
+from repro.runs.analysis import diagnosis, report
 
 
 @app.command("diagnose")

@@ -26,7 +26,7 @@ from repro.config.settings import get_setting
 from repro.errors import ReproError
 from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
-from repro.runs import checkpoint
+from repro.runs.pipeline import checkpoint
 
 alpaca_app = typer.Typer(help="AlpacaEval 2 through alpaca-eval 0.6.2.", no_args_is_help=True)
 arena_app = typer.Typer(help="Arena-Hard v0.1 scoring.", no_args_is_help=True)

@@ -10,7 +10,7 @@ import typer
 from repro.cli import render
 from repro.cli.common import data_app, format_option, local_or_hub_option, path_option
 from repro.datagen import onpolicy
-from repro.runs import preflight
+from repro.runs.pipeline import preflight
 
 
 @data_app.command("on-policy")

@@ -8,7 +8,7 @@ import typer
 
 from repro.cli import render
 from repro.cli.common import app, format_option
-from repro.runs import published
+from repro.runs.analysis import published
 
 
 @app.command("published")

@@ -20,7 +20,7 @@ from repro.errors import unknown
 
 VERBOSE = False  # -v/--verbose: library logs and logged metrics on the terminal
 # Library logs reach the terminal from WARNING up (INFO with --verbose); run directories keep
-# their own full log (repro.runs.run). Installed on the root logger once, so a library's later
+# their own full log (repro.runs.pipeline.run). Installed on the root logger once, so a library's later
 # logging.basicConfig() adds no second handler (alpaca-eval's client logged every HTTP request).
 TERMINAL_LOG = logging.StreamHandler(sys.stderr)
 TERMINAL_LOG.setLevel(logging.WARNING)

@@ -12,7 +12,7 @@ from repro.cli import render
 from repro.evaluation import benchmarks
 
 if TYPE_CHECKING:  # the run library loads torch's stack lazily; the table only reads the record
-    from repro.runs.run import Executed
+    from repro.runs.pipeline.run import Executed
 
 
 def scorer_number(value: Any) -> str:
@@ -47,7 +47,7 @@ def run_table(done: Executed) -> Table:
 
 
 def plan_table(plan) -> Table:
-    """A `repro run --dry-run` plan (repro.runs.run.Plan): one line per fact, in words."""
+    """A `repro run --dry-run` plan (repro.runs.pipeline.run.Plan): one line per fact, in words."""
     batch = plan.config.batch
     rows = [
         ("run directory", str(plan.run_dir)),
@@ -67,7 +67,7 @@ def plan_table(plan) -> Table:
 
 
 def sweep_table(rows: list[dict[str, Any]], *, title: str, caption: str | None) -> Table:
-    """A local sweep (repro.runs.sweep.LocalSweep.rows): one row per grid point."""
+    """A local sweep (repro.runs.pipeline.sweep.LocalSweep.rows): one row per grid point."""
     columns = list(rows[0])
     body = [[r[c] if isinstance(r[c], str) else render.number(r[c]) for c in columns] for r in rows]
     return render.table(columns, body, title=title, caption=caption)

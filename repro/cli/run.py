@@ -1,4 +1,5 @@
-"""`repro run` and `repro sweep` (the local sweep is repro.runs.sweep, the SLURM one repro.runs.slurm)."""
+"""`repro run` and `repro sweep` (the local sweep is repro.runs.pipeline.sweep, the SLURM one
+repro.runs.cluster.slurm)."""
 
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ def run_cmd(
 ) -> None:
     """Train, generate, judge and score SETTING x METHOD; resumable, skipping finished stages."""
     load_bench_paths(bench_path)
-    from repro.runs import run
+    from repro.runs.pipeline import run
 
     options = ConfigOptions(
         overrides=tuple(overrides or ()), num_processes=gpus, num_nodes=nodes, layout=layout,
@@ -186,7 +187,7 @@ def sweep_cmd(
 ) -> None:
     """One run per grid point (learning rate x beta x gamma/beta, or a named --grid), in one table."""
     load_bench_paths(bench_path)
-    from repro.runs import sweep
+    from repro.runs.pipeline import sweep
 
     values = {"learning_rate": lr, "beta": beta, "gamma_beta_ratio": gamma_beta_ratio}
     the_grid = sweep.grid_of(method, grid, values)

@@ -88,7 +88,7 @@ def compare_cmd(
     """Diff every reproduced score against the published tables (missing cells listed as missing),
     or with --curves a run's training curves against a published history."""
     load_bench_paths(bench_path)  # your own benchmarks' metrics: their tolerances and titles
-    from repro.runs import compare
+    from repro.runs.analysis import compare
 
     if curves is not None:
         from repro.cli import curves as curve_cli
@@ -163,7 +163,7 @@ def verify_cmd(
     run_dir: Annotated[Path, path_argument("dir", "A finished run: results/SETTING/METHOD/RUN-ID.")],
 ) -> None:
     """Re-hash a finished run's files against its manifest; one line per file that differs."""
-    from repro.runs import verify
+    from repro.runs.results import verify
 
     found = verify.verify(run_dir)
     err = render.console(stderr=True)
@@ -177,7 +177,7 @@ def verify_cmd(
 
 def _table(comparison, rows: list, show_all: bool):
     """The comparison as a table: one line per shown cell, the counts in its caption."""
-    from repro.runs import compare
+    from repro.runs.analysis import compare
 
     body = []
     for r in rows:

@@ -17,7 +17,7 @@ from repro.cli import render
 from repro.cli.common import app, format_option, in_place_of, path_argument, path_option
 from repro.errors import UsageError, unknown
 from repro.evaluation.eval_options import EvalOptions
-from repro.runs import status
+from repro.runs.cluster import status
 
 LAUNCHERS = ("local", "slurm")
 
@@ -86,9 +86,9 @@ class SlurmOptions:
         return self.launcher == "slurm"
 
     def build_options(self) -> dict[str, Any]:
-        """repro.runs.slurm.build's keyword arguments for the cluster: the site and the throttle."""
-        # deferred: repro.runs.slurm imports torch (through repro.train.preemption)
-        from repro.runs import slurm
+        """repro.runs.cluster.slurm.build's keyword arguments for the cluster: the site and the throttle."""
+        # deferred: repro.runs.cluster.slurm imports torch (through repro.train.preemption)
+        from repro.runs.cluster import slurm
 
         site = slurm.Site(
             partition=self.partition,
@@ -136,8 +136,8 @@ def launch(
 ) -> None:
     """Build the pipeline; print it (--dry-run), write it, or write and submit it (--submit).
     `eval_options` travel whole to the evaluation jobs."""
-    # deferred: repro.runs.slurm imports torch (through repro.train.preemption)
-    from repro.runs import slurm
+    # deferred: repro.runs.cluster.slurm imports torch (through repro.train.preemption)
+    from repro.runs.cluster import slurm
 
     submit = slurm_options.submit
     pipeline = slurm.build(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from repro.cli import render
-from repro.runs import grid
+from repro.runs.analysis import grid
 
 
 def collect(results_dir: Path, plot: Path | None) -> list:

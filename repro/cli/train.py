@@ -29,7 +29,7 @@ from repro.cli.common import (
 from repro.config.config_options import ConfigOptions
 from repro.config.runconfig import RunConfig
 from repro.errors import ReproError, unknown
-from repro.runs import training
+from repro.runs.pipeline import training
 from repro.train import launch
 from repro.train.outcome import TrainingOutcome
 
@@ -109,7 +109,7 @@ def train_cmd(
     )  # fmt: skip
     config, _ = options.resolve(setting, method)
     if not dry_run:
-        from repro.runs import preflight
+        from repro.runs.pipeline import preflight
 
         preflight.require(
             config,
@@ -184,7 +184,7 @@ def _train_here(
     device: str,
     allow_double_bos: bool,
 ) -> None:
-    """The train stage on this machine (repro.runs.training, as `repro run` runs it)."""
+    """The train stage on this machine (repro.runs.pipeline.training, as `repro run` runs it)."""
     console = render.console(stderr=True)
     with render.Bars() as bars:
         trained = training.train(

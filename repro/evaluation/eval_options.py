@@ -4,7 +4,7 @@ the data files the benchmarks read, caps and switches (`repro eval`'s and `repro
 The data files are the benchmarks' own options (`Benchmark.data_options`: --zeroeval-data and
 the like), held by name in `data_paths`; in JSON (a SLURM plan) each given one is a top-level
 key beside the other options. Which names exist is the registry's business (the CLI builds its
-flags from it, repro.runs.stage checks a plan's names against it), not this record's.
+flags from it, repro.runs.cluster.stage checks a plan's names against it), not this record's.
 """
 
 from __future__ import annotations

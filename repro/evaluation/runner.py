@@ -145,7 +145,7 @@ class Evaluation:
         earlier: list[Path] | None = None,
     ):
         """`earlier`: output folders of earlier evaluations of the same model, whose answer files
-        serve this one where they were generated the same way (repro.runs.evaluations)."""
+        serve this one where they were generated the same way (repro.runs.pipeline.evaluations)."""
         from transformers.utils import logging as hf_logging  # deferred: transformers is heavy
 
         from repro.data import served_templates, tokenizers

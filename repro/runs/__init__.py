@@ -1,1 +1,2 @@
-"""runs"""
+"""Runs: their record (results/), reading them (analysis/), making them (pipeline/), and on a
+cluster (cluster/)."""

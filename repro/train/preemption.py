@@ -1,7 +1,7 @@
 """Stop training cleanly when the cluster asks: a checkpoint now, then exit for a requeue.
 
 SLURM sends its warning signal (`#SBATCH --signal=B:USR1@SECONDS`) to the batch shell only;
-the shell answers by creating the run's stop file (repro.runs.slurm writes that trap). Every
+the shell answers by creating the run's stop file (repro.runs.cluster.slurm writes that trap). Every
 rank looks for the file after each optimizer step and the ranks agree through one all-reduce,
 so they all stop after the same step: the Trainer saves a full checkpoint (weights, optimizer,
 RNG and data position) and returns. The worker then writes `preempted.json` instead of a

@@ -24,7 +24,7 @@ def rules() -> dict[str, Any]:
     return data
 
 
-# The chain of checks, filled by `in_chain` as the check modules are imported (repro.runs.diagnosis
+# The chain of checks, filled by `in_chain` as the check modules are imported (repro.runs.analysis.diagnosis
 # imports every module of its package): name -> (position, the check function).
 _CHAIN: dict[str, tuple[int, Callable[[Any], Check]]] = {}
 

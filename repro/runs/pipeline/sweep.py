@@ -1,4 +1,4 @@
-"""The local sweep: one run per grid point, here, in sequence (the SLURM sweep is repro.runs.slurm).
+"""The local sweep: one run per grid point, here, in sequence (the SLURM sweep is repro.runs.cluster.slurm).
 
 `grid_of` picks the grid (a named grid of recipes/methods.yaml, or the command line's axes),
 `configs` resolves each of its points into a run config, and `run_locally` plans or runs them,
@@ -19,7 +19,7 @@ from repro.config.runconfig import RunConfig
 from repro.errors import UsageError
 from repro.evaluation import benchmarks
 from repro.evaluation.judge.spec import Judge
-from repro.runs import run
+from repro.runs.pipeline import run
 
 # A sweep this large is usually a typo in a grid (or a surprise bill): the CLI says so first.
 WARN_POINTS = 100

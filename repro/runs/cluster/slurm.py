@@ -11,7 +11,7 @@ One pipeline per `repro run/sweep --launcher slurm`, in RESULTS/slurm/<pipeline-
   `result.json` (or the same command on the login node with --judge-on login);
 - `plan.json` (what each stage job reads), `submitted.json` (the job ids), `logs/`.
 
-The scripts' text comes from repro.runs.sbatch.
+The scripts' text comes from repro.runs.cluster.sbatch.
 
 Preemption: every job asks for a warning signal (`--signal=B:USR1@SECONDS`) and is
 requeueable. On the signal, training checkpoints and stops (repro.train.preemption), the
@@ -40,7 +40,8 @@ from repro.errors import ReproError, UsageError, unknown
 from repro.evaluation import benchmarks, judgecost
 from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
-from repro.runs import run, sbatch, training
+from repro.runs.cluster import sbatch
+from repro.runs.pipeline import run, training
 from repro.train import launch
 
 DEVICES = ("cuda", "cpu")
@@ -144,7 +145,8 @@ class Pipeline:
 
 
 def judge_command(folder: Path) -> str:
-    return f"{shlex.quote(sys.executable)} -m repro.runs.stage judge {shlex.quote(str(folder / 'plan.json'))}"
+    plan = shlex.quote(str(folder / "plan.json"))
+    return f"{shlex.quote(sys.executable)} -m repro.runs.cluster.stage judge {plan}"
 
 
 def pipeline_id(points: list[Point], benches: list[str], judge: Judge, options: EvalOptions) -> str:

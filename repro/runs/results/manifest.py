@@ -4,7 +4,7 @@ A run's manifest records what produced its result: the resolved config and its h
 frozen environment, the training data's and reference's identity, the engine, the trackers,
 the trained weights' SHA-256, both BOS checks, the judge and its calls, one history entry per
 session that did work, and the SHA-256 of every file the result rests on (`files`, which
-`repro verify` re-hashes). One writer (repro.runs.run) and one reader (`Manifest.read`) for
+`repro verify` re-hashes). One writer (repro.runs.pipeline.run) and one reader (`Manifest.read`) for
 run, verify, compare, grid, status, report and diagnosis.
 
 Manifests of older repros lack some keys: they read with those keys None, and keys this

@@ -21,7 +21,7 @@ from repro import io
 from repro.config.runconfig import RunConfig, RunFile
 from repro.errors import ReproError
 from repro.evaluation import benchmarks, judgecost
-from repro.runs.result import FILE, RunResult
+from repro.runs.results.result import FILE, RunResult
 
 RUN_ID = re.compile(r"^[0-9a-f]{10}-seed\d+$")
 _STEP = re.compile(r"^REPRO_STEP (\d+)/(\d+)$", re.M)

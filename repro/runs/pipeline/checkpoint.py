@@ -12,8 +12,8 @@ from repro.evaluation import benchmarks, generation, runner
 from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
 from repro.progress import Progress
-from repro.runs import preflight
-from repro.runs.result import FILE, RunResult
+from repro.runs.pipeline import preflight
+from repro.runs.results.result import FILE, RunResult
 
 
 def evaluate(

@@ -29,7 +29,7 @@ from typing import Any
 
 from repro.evaluation import benchmarks
 from repro.evaluation.records import EvaluationResult
-from repro.runs.verify import RERUN  # eval/rerun-KEY/: a later evaluation's own folder
+from repro.runs.results.verify import RERUN  # eval/rerun-KEY/: a later evaluation's own folder
 
 BASE = ("weights_sha256", "limit", "generation_config_sha256", "code_version", "backend")
 

@@ -4,7 +4,7 @@ One row per setting x method x metric and group of replicates: the published val
 reproduced mean and spread over the runs that differ only by their seed, the delta, and
 whether it lies within tolerance. Runs of another configuration (an override, a grid point,
 training cut by --max-steps, another judge or engine) are rows of their own, labelled with
-what differs from the recipe (repro.runs.replicates); they are never averaged with the recipe's
+what differs from the recipe (repro.runs.results.replicates); they are never averaged with the recipe's
 runs, and only the recipe's rows count for --fail-outside-tolerance. Default tolerances are
 the maintainers' stated noise floor: +-1.0 point for AlpacaEval 2 and Arena-Hard (SimPO
 issues #21, #68). The Gemma table's ZeroEval columns (GSM, MMLU) have no stated noise floor:
@@ -30,10 +30,11 @@ from repro.errors import ReproError, UsageError, unknown
 from repro.evaluation import benchmarks
 from repro.evaluation.benchmarks import Metric
 from repro.evaluation.judge import identity
-from repro.runs import published, replicates, verify
-from repro.runs.manifest import FILE as MANIFEST
-from repro.runs.manifest import Manifest
-from repro.runs.result import NotARunResult, RunResult
+from repro.runs.analysis import published
+from repro.runs.results import replicates, verify
+from repro.runs.results.manifest import FILE as MANIFEST
+from repro.runs.results.manifest import Manifest
+from repro.runs.results.result import NotARunResult, RunResult
 from repro.train.outcome import TrainingOutcome
 
 
@@ -381,6 +382,6 @@ def compare(results_dir: Path, tolerances: dict[str, float] | None = None) -> Co
 
 def plot(comparison: Comparison, path: Path) -> Path:
     """Published against reproduced, one panel per metric, one row per setting x method."""
-    from repro.runs import plots
+    from repro.runs.analysis import plots
 
     return plots.compare(comparison.rows, metric_titles(), default_tolerance(), path)

@@ -4,7 +4,7 @@ A result says what it is: the model and setting it scores, the published-table m
 (`scores`), every benchmark's full output (`benchmarks`), whether every judgment came back
 (`complete`), and whether it covers only part of each benchmark (`partial`, with `limit`).
 A run also says which runs are its replicates (`replicate_key`: everything but the seed, see
-repro.runs.replicates), what it changed from its recipe (`variant`), and whether it trained as
+repro.runs.results.replicates), what it changed from its recipe (`variant`), and whether it trained as
 long as the recipe says (`training.full`; a run cut by --max-steps is `partial` too, with the
 reason in `partial_reasons`). `repro compare` averages complete replicates only.
 

@@ -3,7 +3,7 @@
 The page holds the comparison with the published tables (tolerance bands, colour-coded), the
 plots (scores against the paper with error bars, each run's training curves) and, per run,
 its provenance (config hash, code version, lock sha256, judge, judge cost spent, partial or
-complete) and its diagnosis (repro.runs.diagnosis). Everything is inline: CSS in a <style>
+complete) and its diagnosis (repro.runs.analysis.diagnosis). Everything is inline: CSS in a <style>
 element, images as data: URIs, the data as JSON in a <script type="application/json">; the
 page loads nothing from anywhere and runs no script. `markdown()` is the same content for a
 GitHub issue (plots left out: an issue cannot hold inline images).
@@ -22,9 +22,9 @@ from typing import Any
 from repro import io
 from repro.errors import ReproError
 from repro.evaluation.records import EvaluationResult
-from repro.runs import compare, diagnosis, plots
-from repro.runs.manifest import Manifest
-from repro.runs.result import FILE, RunResult
+from repro.runs.analysis import compare, diagnosis, plots
+from repro.runs.results.manifest import Manifest
+from repro.runs.results.result import FILE, RunResult
 
 STATUS_CLASS = {
     "within": "ok",
@@ -291,7 +291,7 @@ def _run_html(page: RunPage) -> list[str]:
 
 def _changed(page: RunPage, name: str) -> str | None:
     """Why the run's file `name` does not verify against its manifest (as its diagnosis found
-    it, repro.runs.diagnosis.run), or None."""
+    it, repro.runs.analysis.diagnosis.run), or None."""
     if isinstance(page.diagnosis, Exception):
         return None
     problems = [p for c in page.diagnosis.checks for p in c.evidence.get("verify", [])]

@@ -17,9 +17,9 @@ from repro.config.resolution import evaluation_plan
 from repro.config.settings import get_setting
 from repro.errors import ReproError
 from repro.evaluation.benchmarks.alpaca_eval2 import WR
-from repro.runs import compare, published
-from repro.runs.diagnosis.base import Check, in_chain, percent, rules, share, unknown
-from repro.runs.diagnosis.inputs import Inputs
+from repro.runs.analysis import compare, published
+from repro.runs.analysis.diagnosis.base import Check, in_chain, percent, rules, share, unknown
+from repro.runs.analysis.diagnosis.inputs import Inputs
 
 
 def preference(value: Any) -> float | None:

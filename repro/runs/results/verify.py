@@ -18,9 +18,9 @@ from typing import Any
 from repro import io
 from repro.errors import ReproError
 from repro.hashing import file_sha256
-from repro.runs.manifest import FILE, Manifest
+from repro.runs.results.manifest import FILE, Manifest
 
-RERUN = "rerun-"  # eval/rerun-KEY/: a later evaluation's folder (repro.runs.evaluations)
+RERUN = "rerun-"  # eval/rerun-KEY/: a later evaluation's folder (repro.runs.pipeline.evaluations)
 # What a run produced, relative to its directory, and what its training root holds: every
 # file `repro compare` and `repro report` show (the curves' image too).
 PRODUCED = ("eval/**/*.json", "eval/**/*.jsonl", "curves.csv", "curves.png")

@@ -18,10 +18,10 @@ from repro.errors import ReproError, UsageError
 from repro.evaluation.generation.decoding import Decoding
 from repro.evaluation.records import EvaluationResult
 from repro.evaluation.scorers import alpaca_eval
-from repro.runs import released
-from repro.runs.manifest import FILE as MANIFEST
-from repro.runs.manifest import Manifest
-from repro.runs.result import FILE, RunResult
+from repro.runs.analysis import released
+from repro.runs.results.manifest import FILE as MANIFEST
+from repro.runs.results.manifest import Manifest
+from repro.runs.results.result import FILE, RunResult
 
 
 @dataclass

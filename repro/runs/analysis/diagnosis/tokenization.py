@@ -7,9 +7,9 @@ from typing import Any
 from repro import hashing
 from repro.config import evalconfig
 from repro.errors import ReproError
-from repro.runs.diagnosis import recipe
-from repro.runs.diagnosis.base import Check, in_chain, unknown
-from repro.runs.diagnosis.inputs import Inputs
+from repro.runs.analysis.diagnosis import recipe
+from repro.runs.analysis.diagnosis.base import Check, in_chain, unknown
+from repro.runs.analysis.diagnosis.inputs import Inputs
 
 
 def _recorded(inputs: Inputs) -> dict[str, Any]:

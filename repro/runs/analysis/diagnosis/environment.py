@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from repro import hashing
-from repro.runs.diagnosis.base import Check, in_chain, rules, unknown
-from repro.runs.diagnosis.inputs import Inputs
+from repro.runs.analysis.diagnosis.base import Check, in_chain, rules, unknown
+from repro.runs.analysis.diagnosis.inputs import Inputs
 from repro.stack import environment, lockfile
 
 

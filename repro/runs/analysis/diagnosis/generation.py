@@ -21,9 +21,9 @@ from repro.config.settings import get_setting
 from repro.data import tokenizers
 from repro.errors import ReproError
 from repro.evaluation.generation.decoding import Decoding
-from repro.runs import released
-from repro.runs.diagnosis.base import Check, in_chain, percent, rules, share, unknown
-from repro.runs.diagnosis.inputs import Inputs
+from repro.runs.analysis import released
+from repro.runs.analysis.diagnosis.base import Check, in_chain, percent, rules, share, unknown
+from repro.runs.analysis.diagnosis.inputs import Inputs
 
 
 def _repeats(text: str, min_words: int, distinct: float) -> bool:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from repro.errors import ReproError
-from repro.runs import curves
-from repro.runs.diagnosis.base import Check, in_chain, unknown
-from repro.runs.diagnosis.inputs import Inputs
+from repro.runs.analysis import curves
+from repro.runs.analysis.diagnosis.base import Check, in_chain, unknown
+from repro.runs.analysis.diagnosis.inputs import Inputs
 from repro.train.outcome import TrainingOutcome
 
 CHANCE = 0.5  # held-out reward accuracy of a model that has not learned the preference

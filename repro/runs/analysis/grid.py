@@ -3,7 +3,7 @@ point per benchmark and how it compares with the published number.
 
 A sweep is every complete run of one setting x method whose hyperparameters (learning rate,
 beta, gamma/beta) differ. A point is one group of replicates, as `repro compare`'s table
-groups them (repro.runs.replicates: the same key but the seed), so only seeds are averaged.
+groups them (repro.runs.results.replicates: the same key but the seed), so only seeds are averaged.
 A run that differs from its recipe in anything but the swept hyperparameters (training cut by
 --max-steps, another override, judge or engine) is not a point of the grid: it is listed in
 `left_out` with what differs. The published number is the paper's cell for that setting x
@@ -20,8 +20,9 @@ from typing import Any
 
 from repro import io
 from repro.evaluation import benchmarks
-from repro.runs import compare, plots, published, replicates
-from repro.runs.manifest import Manifest
+from repro.runs.analysis import compare, plots, published
+from repro.runs.results import replicates
+from repro.runs.results.manifest import Manifest
 
 AXES = {"learning_rate": "lr", "beta": "beta", "gamma_beta_ratio": "gamma/beta"}
 # what a grid point may differ in from its recipe: the axes, and gamma (gamma/beta x beta)

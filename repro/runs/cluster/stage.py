@@ -1,11 +1,11 @@
-"""One stage of a SLURM pipeline (repro.runs.slurm), as its job runs it:
+"""One stage of a SLURM pipeline (repro.runs.cluster.slurm), as its job runs it:
 
-    python -m repro.runs.stage generate RESULTS/slurm/ID/plan.json INDEX   # one run's answers
-    python -m repro.runs.stage judge RESULTS/slurm/ID/plan.json            # every run: judge, score
+    python -m repro.runs.cluster.stage generate RESULTS/slurm/ID/plan.json INDEX   # one run's answers
+    python -m repro.runs.cluster.stage judge RESULTS/slurm/ID/plan.json            # every run: judge, score
 
 The job script passes SLURM's warning signal (USR1) on to this process: it stops where it is
 (answers and judgments written so far stay in their logs and the cache) and exits with
-repro.runs.sbatch.REQUEUE_EXIT, and the script requeues the job. Each run's `stage.json` says
+repro.runs.cluster.sbatch.REQUEUE_EXIT, and the script requeues the job. Each run's `stage.json` says
 what it is doing, for `repro status`.
 """
 
@@ -25,7 +25,8 @@ from repro.errors import ReproError, unknown
 from repro.evaluation import benchmarks
 from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
-from repro.runs import grid, run
+from repro.runs.analysis import grid
+from repro.runs.pipeline import run
 
 STAGE_FILE = "stage.json"  # in a run's evaluation folder: the pipeline stage working on it
 
@@ -134,8 +135,8 @@ def judge(plan_file: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    # deferred: repro.runs.sbatch imports torch (through repro.train.preemption)
-    from repro.runs.sbatch import REQUEUE_EXIT
+    # deferred: repro.runs.cluster.sbatch imports torch (through repro.train.preemption)
+    from repro.runs.cluster.sbatch import REQUEUE_EXIT
 
     signal.signal(signal.SIGUSR1, _on_signal)
     try:
@@ -144,7 +145,7 @@ def main(argv: list[str]) -> int:
         elif len(argv) == 2 and argv[0] == "judge":
             judge(Path(argv[1]))
         else:
-            raise ReproError("usage: python -m repro.runs.stage generate PLAN INDEX | judge PLAN")
+            raise ReproError("usage: python -m repro.runs.cluster.stage generate PLAN INDEX | judge PLAN")
     except Preempted:
         print("repro: warning signal: stopped; answers and judgments so far are kept", flush=True)
         return REQUEUE_EXIT

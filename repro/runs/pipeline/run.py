@@ -27,9 +27,11 @@ from repro.evaluation import judgecost, runner
 from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
 from repro.progress import Progress
-from repro.runs import evaluations, plots, preflight, replicates, training, verify
-from repro.runs.manifest import Manifest
-from repro.runs.result import RunResult
+from repro.runs.analysis import plots
+from repro.runs.pipeline import evaluations, preflight, training
+from repro.runs.results import replicates, verify
+from repro.runs.results.manifest import Manifest
+from repro.runs.results.result import RunResult
 from repro.stack import environment
 from repro.train import launch
 
@@ -179,7 +181,7 @@ def curves(log_history: list[dict[str, Any]], directory: Path) -> None:
     export line up column for column."""
     import csv
 
-    from repro.runs import curves as curve_names
+    from repro.runs.analysis import curves as curve_names
 
     keys = ["step", "epoch", *curve_names.TRAINER_KEYS, "train/learning_rate", "train/grad_norm"]
     with open(directory / "curves.csv", "w", newline="") as fh:
@@ -198,7 +200,7 @@ def evaluation_plan(
     judge: Judge,
     options: EvalOptions,
 ) -> evaluations.Plan:
-    """Which benchmarks the evaluation stage evaluates now, and where (repro.runs.evaluations)."""
+    """Which benchmarks the evaluation stage evaluates now, and where (repro.runs.pipeline.evaluations)."""
     base = {
         "weights_sha256": hashing.weights_sha256(train_dir / "model"),
         "limit": options.limit,

@@ -19,9 +19,9 @@ from pathlib import Path
 from repro.config.methods import load_methods
 from repro.config.settings import list_settings
 from repro.errors import ReproError, unknown
-from repro.runs import verify
-from repro.runs.diagnosis import base, inputs
-from repro.runs.diagnosis.base import Cause, Check, Diagnosis
+from repro.runs.analysis.diagnosis import base, inputs
+from repro.runs.analysis.diagnosis.base import Cause, Check, Diagnosis
+from repro.runs.results import verify
 
 __all__ = ["Check", "Diagnosis", "outputs", "run"]
 

@@ -1,9 +1,9 @@
-"""The text of a SLURM pipeline's job scripts (repro.runs.slurm builds the pipeline from them).
+"""The text of a SLURM pipeline's job scripts (repro.runs.cluster.slurm builds the pipeline from them).
 
 Every script asks for a warning signal and is requeueable. Its body runs one stage in the
 background and passes the warning signal on: training checkpoints and stops
 (repro.train.preemption), the generation and judging processes stop with REQUEUE_EXIT
-(repro.runs.stage), and the script requeues the job, at most MAX_REQUEUES times. Any other
+(repro.runs.cluster.stage), and the script requeues the job, at most MAX_REQUEUES times. Any other
 failure exits non-zero and is never requeued.
 """
 
@@ -135,9 +135,8 @@ def train_body(train_dirs: list[Path], nodes: int, per_node: int, gpu: bool) -> 
 
 
 def stage_body(stage: str, folder: Path, index: str) -> list[str]:
-    command = (
-        f"{shlex.quote(sys.executable)} -m repro.runs.stage {stage} {shlex.quote(str(folder / 'plan.json'))}"
-    )
+    plan = shlex.quote(str(folder / "plan.json"))
+    command = f"{shlex.quote(sys.executable)} -m repro.runs.cluster.stage {stage} {plan}"
     return [
         *REQUEUE,
         f"{command} {index} &",

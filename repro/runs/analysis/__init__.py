@@ -1,0 +1,1 @@
+"""Reading runs: compare, published tables, curves, grids, plots, diagnosis, the report."""

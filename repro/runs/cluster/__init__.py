@@ -1,0 +1,1 @@
+"""The SLURM pipeline, its job scripts and stage jobs, and `repro status`."""
