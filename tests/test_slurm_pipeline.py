@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,9 +15,9 @@ import pytest
 
 from repro import io
 from repro.config.resolution import resolve_names
-from repro.config.runconfig import RunFile, RunPaths
 from repro.errors import ReproError
 from repro.runs.cluster import status
+from tests.test_trust import write_run_file
 
 PAPER = ("sweep", "llama3-instruct-v0.2", "--method", "simpo", "--grid", "paper", "--launcher", "slurm")
 TINY = ("sweep", "tiny", "--method", "simpo", "--lr", "5e-4,1e-3", "--gpus", "1", "--judge", "rule",
@@ -25,9 +26,11 @@ TINY = ("sweep", "tiny", "--method", "simpo", "--lr", "5e-4,1e-3", "--gpus", "1"
 
 @pytest.fixture
 def shared_results():
-    """A results folder outside /tmp (repro refuses node-local folders for SLURM runs)."""
-    folder = Path.home() / ".cache" / "repro-test-slurm-pipeline"
-    shutil.rmtree(folder, ignore_errors=True)
+    """A results folder outside /tmp (repro refuses node-local folders for SLURM runs), one per
+    test: tests running side by side (pytest -n 2) never share or delete each other's."""
+    parent = Path.home() / ".cache"
+    parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="repro-test-slurm-pipeline-", dir=parent))
     yield folder / "results"
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -233,7 +236,8 @@ def test_the_jobs_load_a_bench_path_plugin_from_the_plan(cli, tmp_path, shared_r
     assert plan["plugins"] == {"capitals": {"path": str(plugin.resolve()), "sha256": sha}}
 
     env = {k: v for k, v in os.environ.items() if k != "REPRO_BENCH_PATH"}  # an --export=NONE job
-    load = "import sys; from pathlib import Path; from repro.runs.cluster import stage; stage.load(Path(sys.argv[1]))"
+    load = "import sys; from pathlib import Path; from repro.runs.cluster import stage; "
+    load += "stage.load(Path(sys.argv[1]))"
     names = f"{load}; from repro.evaluation import benchmarks; print(' '.join(benchmarks.names()))"
     out = subprocess.run([sys.executable, "-c", names, str(plan_file)], env=env, capture_output=True,
                          text=True, check=True).stdout  # fmt: skip
@@ -260,10 +264,7 @@ def _run_folder(results: Path, lr: float, **files: object) -> Path:
     config, _ = resolve_names("tiny", "simpo", overrides=[f"learning_rate={lr:g}"])
     root = results / "tiny" / "simpo" / config.run_id
     (root / "train").mkdir(parents=True)
-    where = str(root / "train")  # run.json as the launcher writes it (read through RunFile)
-    paths = RunPaths(output_dir=where, deepspeed_config=where, model=where, tokenizer=where, data_dir=where,
-                     cache_dir=where, reference_cache=None)  # fmt: skip
-    io.write_json(root / "train" / "run.json", RunFile(config, paths).to_json())
+    write_run_file(root / "train", config)
     for name, content in files.items():
         path = root / name.replace("__", "/")
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ import pytest
 
 from repro import hashing, io
 from repro.config.resolution import resolve_names
+from repro.config.runconfig import RunConfig, RunFile, RunPaths
 from repro.evaluation import benchmarks as registry
 from repro.evaluation.records import BenchmarkResult, EvaluationResult
 from repro.runs.analysis import published
@@ -62,6 +63,14 @@ def run_record(*, model, setting, method, run_id, seed, benchmarks, judge, limit
         evaluation, model=model, method=method, run_id=run_id, seed=seed, training=training,
         replicate_key=replicate_key, variant=variant,
     ).to_json()  # fmt: skip
+
+
+def write_run_file(train: Path, config: RunConfig) -> None:
+    """train/run.json as the launcher writes it (the paths are the folder itself: nothing reads them)."""
+    where = str(train)
+    paths = RunPaths(output_dir=where, deepspeed_config=where, model=where, tokenizer=where, data_dir=where,
+                     cache_dir=where, reference_cache=None)  # fmt: skip
+    io.write_json(train / "run.json", RunFile(config, paths).to_json())
 
 
 def write_run(

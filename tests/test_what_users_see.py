@@ -13,7 +13,8 @@ import warnings
 import pytest
 
 from repro import io
-from tests.test_trust import write_run
+from repro.config.runconfig import RunConfig
+from tests.test_trust import write_run, write_run_file
 
 
 def widest(text: str) -> int:
@@ -98,7 +99,7 @@ def test_status_tells_seeds_and_truncated_runs_apart(tmp_path):
                          ("00000000cc-seed42", {"max_steps": 2, "steps": 2})):  # fmt: skip
         run = write_run(tmp_path, name, **kwargs)
         manifest = json.loads((run / "manifest.json").read_text())
-        io.write_json(run / "train" / "run.json", {"config": manifest["config"]})
+        write_run_file(run / "train", RunConfig.from_json(manifest["config"], "manifest"))
     points = [s.point_text() for s in status.collect(tmp_path, scheduler=False)]
     assert len(set(points)) == 3, points
     assert any("seed=43" in p for p in points) and any("max-steps=2" in p for p in points)
