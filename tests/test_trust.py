@@ -11,6 +11,7 @@ hit across judges, a traceback or a late failure).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -19,11 +20,12 @@ import pytest
 from repro import hashing, io
 from repro.config.resolution import resolve_names
 from repro.config.runconfig import RunConfig, RunFile, RunPaths
+from repro.errors import ReproError
 from repro.evaluation import benchmarks as registry
 from repro.evaluation.records import BenchmarkResult, EvaluationResult
 from repro.runs.analysis import published
 from repro.runs.results import replicates, verify
-from repro.runs.results.result import RunResult
+from repro.runs.results.result import RunResult, Training
 from repro.train.outcome import TrainingOutcome
 
 SETTING, METHOD = "llama3-instruct-v0.2", "simpo"
@@ -103,13 +105,14 @@ def write_run(
         },
         judge=judge,
         limit=None,
-        training={"steps": steps} if old_format else {"steps": steps, **kind["training"]},
+        training=Training(steps=steps) if old_format else dataclasses.replace(kind["training"], steps=steps),
         replicate_key=None if old_format else kind["replicate_key"],
         variant=None if old_format else kind["variant"],
     )
     if old_format:
         for key in ("replicate_key", "variant", "partial_reasons"):
             record.pop(key)
+        record["training"] = {"steps": steps}  # as the previous main wrote it
         record["schema"] = "repro.result/1"
     directory = root / SETTING / METHOD / name
     files = {} if old_format else {verify.RECORD: verify.record_sha256(record)}
@@ -421,3 +424,25 @@ def test_compare_and_the_recipe_diagnosis_name_a_value_by_one_flattening():
         "hyperparameters.beta": 2.0,
         "hyperparameters.loss.gamma": 0.5,
     }
+
+
+def test_training_is_a_typed_record_read_strictly_for_this_schema(tmp_path):
+    """result.json's `training` reads back as Training: unknown keys are one line for this
+    schema and left out for an older one; a cut training says how far it got."""
+    config, _ = resolve_names("tiny", "simpo", max_steps=2)
+    kind = replicates.describe(config, judge=RULE, backend="transformers", outcome=trained(2, None))
+    record = run_record(
+        model="m", setting="tiny", method="simpo", run_id=config.run_id, seed=42,
+        benchmarks={"alpaca_eval2": {"win_rate": 95.0}}, judge=RULE, limit=None, training=kind["training"],
+        replicate_key=kind["replicate_key"], variant=kind["variant"],
+    )  # fmt: skip
+    keys = ["held_out_reward_accuracy", "held_out_loss", "steps", "recipe_steps", "full"]
+    assert list(record["training"]) == keys  # as result.json has always held them
+    read = RunResult.from_json(record, "result.json")
+    assert read.training == kind["training"] and read.to_json() == record
+    assert read.training.truncation() == f"truncated: 2 of {read.training.recipe_steps} steps"
+    with pytest.raises(ReproError, match="result.json: training: unknown key 'stepz'"):
+        RunResult.from_json({**record, "training": {**record["training"], "stepz": 1}}, "result.json")
+    old = {**record, "schema": "repro.result/1", "training": {"steps": 7, "stepz": 1}}
+    assert RunResult.from_json(old, "old").training == Training(steps=7)
+    assert Training().truncation() is None

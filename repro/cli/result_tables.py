@@ -36,7 +36,8 @@ def run_table(done: Executed) -> Table:
         )
         for k, v in result.scores.items()
     ]
-    rows += [(f"training {k}", render.number(v)) for k, v in (result.training or {}).items()]
+    training = result.training.to_json() if result.training else {}
+    rows += [(f"training {k}", render.number(v)) for k, v in training.items()]
     rows += [(f"time {w['stage']}", f"{w['seconds']} s") for w in done.work_done]
     if not done.work_done:
         rows.append(("work", "none: every stage was already done for these inputs"))

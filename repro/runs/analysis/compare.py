@@ -34,7 +34,7 @@ from repro.runs.analysis import published
 from repro.runs.results import replicates, verify
 from repro.runs.results.manifest import FILE as MANIFEST
 from repro.runs.results.manifest import Manifest
-from repro.runs.results.result import NotARunResult, RunResult
+from repro.runs.results.result import NotARunResult, RunResult, Training
 from repro.train.outcome import TrainingOutcome
 
 
@@ -137,7 +137,7 @@ class Counted:
     result: RunResult
     group: str | None  # the replicate key (None: a hand-made result, pooled by setting and method)
     variant: dict[str, Any] | None
-    extent: dict[str, Any] | None
+    extent: Training | None
 
     @property
     def setting(self) -> str:
@@ -225,7 +225,7 @@ def _verification(path: Path, unverified: list[tuple[str, str]]) -> str | None:
     return None
 
 
-def _identity(path: Path, result: RunResult) -> tuple[str | None, dict | None, dict | None]:
+def _identity(path: Path, result: RunResult) -> tuple[str | None, dict | None, Training | None]:
     """(replicate key, differences from the recipe, training extent) of one result. Results of
     repro before replicate keys are read through their manifest; hand-made results without
     either have no key (they are pooled by setting and method, as they always were)."""

@@ -107,11 +107,11 @@ def off_the_grid(run: compare.Counted, *, against_recipe: bool = True) -> str | 
     """What keeps a run off its sweep's grid (in compare's words), or None for a grid point.
     `against_recipe` False: only a truncated training does (the points of one pipeline share
     whatever sets them apart from the recipe: --gpus 1, --bench, ...)."""
-    extent = run.extent or {}
+    extent = run.extent
     other = {k: v for k, v in (run.variant or {}).items() if k not in ON_THE_GRID}
     if not against_recipe:
         other = {}
-    if extent.get("full", True) and not other:
+    if (extent is None or extent.full) and not other:
         return None
     return replicates.label(other, extent) or "not the recipe's training"
 

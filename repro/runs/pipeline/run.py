@@ -413,11 +413,11 @@ def _execute(
         run_id=config.run_id,
         seed=config.seed,
         judge=judged_by,
-        training={
-            "held_out_reward_accuracy": outcome.held_out_accuracy,
-            "held_out_loss": outcome.held_out_loss,
-            **kind["training"],
-        },
+        training=dataclasses.replace(
+            kind["training"],
+            held_out_reward_accuracy=outcome.held_out_accuracy,
+            held_out_loss=outcome.held_out_loss,
+        ),
         replicate_key=kind["replicate_key"],
         variant=kind["variant"],
         bos_check={"train": train_bos, "eval": evaluation.bos_check},

@@ -20,6 +20,7 @@ from repro.errors import UsageError
 from repro.evaluation import benchmarks
 from repro.evaluation.judge.spec import Judge
 from repro.runs.pipeline import run
+from repro.runs.results.result import Training
 
 # A sweep this large is usually a typo in a grid (or a surprise bill): the CLI says so first.
 WARN_POINTS = 100
@@ -129,7 +130,7 @@ def run_locally(
             {
                 **values,
                 **{k: done.result.scores.get(k) for k in benchmarks.headline()},
-                "reward_accuracy": (done.result.training or {}).get("held_out_reward_accuracy"),
+                "reward_accuracy": (done.result.training or Training()).held_out_reward_accuracy,
                 "run_dir": str(done.run_dir),
             }
         )

@@ -18,6 +18,7 @@ from typing import Any
 from repro.config.resolution import resolve_names
 from repro.config.runconfig import NOT_IN_IDENTITY, RunConfig
 from repro.errors import ReproError
+from repro.runs.results.result import Training
 from repro.train.outcome import TrainingOutcome
 
 # What replicates may differ in: the seed (their point) and what changes no number.
@@ -89,7 +90,7 @@ def epoch_steps(config: RunConfig, train_rows: int | None) -> int | None:
     return max(1, math.ceil(batches / batch.gradient_accumulation_steps)) * math.ceil(config.num_train_epochs)
 
 
-def training_extent(config: RunConfig, outcome: TrainingOutcome | None) -> dict[str, Any]:
+def training_extent(config: RunConfig, outcome: TrainingOutcome | None) -> Training:
     """Steps trained against the recipe's full training; `full` is False when --max-steps cut it.
     Without an outcome (an old run folder without metrics.json) the steps are unknown."""
     steps, kept = (outcome.steps, outcome.train_rows_kept) if outcome else (None, None)
@@ -101,7 +102,7 @@ def training_extent(config: RunConfig, outcome: TrainingOutcome | None) -> dict[
         full = False  # a cap on an unknown length: not the recipe's training as far as we can tell
     else:
         full = config.max_steps >= full_steps
-    return {"steps": steps, "recipe_steps": full_steps, "full": full}
+    return Training(steps=steps, recipe_steps=full_steps, full=full)
 
 
 def describe(
@@ -120,12 +121,11 @@ def describe(
     }
 
 
-def label(variant: dict[str, Any] | None, extent: dict[str, Any] | None) -> str:
+def label(variant: dict[str, Any] | None, extent: Training | None) -> str:
     """A row label: '' for the recipe itself, else what differs, e.g. 'hyperparameters.beta 0.5'."""
     parts = []
-    if extent and not extent.get("full", True):
-        of = f" of {extent['recipe_steps']}" if extent.get("recipe_steps") else ""
-        parts.append(f"truncated: {extent.get('steps')}{of} steps")
+    if extent and (truncated := extent.truncation()):
+        parts.append(truncated)
     for name, values in (variant or {}).items():
         if name == "max_steps" and parts:
             continue  # said by "truncated"

@@ -27,6 +27,42 @@ from repro.errors import ReproError
 from repro.evaluation.records import EvaluationResult
 
 
+@dataclass(frozen=True)
+class Training:
+    """How a run trained (result.json's `training`): its held-out reward accuracy and loss, the
+    optimizer steps it took, the steps its recipe takes over its data, and whether it trained as
+    long as the recipe says (`full` is False when --max-steps cut it)."""
+
+    held_out_reward_accuracy: float | None = None
+    held_out_loss: float | None = None
+    steps: int | None = None
+    recipe_steps: int | None = None  # None: the row count is unknown (an old run folder)
+    full: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any, where: str, *, lenient: bool = False) -> Training | None:
+        """result.json's `training` (null: a checkpoint's evaluation, no training); `lenient`: an
+        older repro's, its missing keys defaulted and keys this one does not know left out."""
+        if data is None:
+            return None
+        if not isinstance(data, dict):
+            raise ReproError(f"{where}: 'training' is not a mapping ({type(data).__name__})")
+        known = [f.name for f in dataclasses.fields(cls)]
+        if not lenient:
+            records.exact_keys(data, cls, f"{where}: training", optional=tuple(known))
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def truncation(self) -> str | None:
+        """'truncated: 2 of 468 steps' when --max-steps cut the training, else None."""
+        if self.full:
+            return None
+        of = f" of {self.recipe_steps}" if self.recipe_steps else ""
+        return f"truncated: {self.steps}{of} steps"
+
+
 class NotARunResult(ReproError):
     """An older repro's eval/result.json: the evaluation record a run is made from, not a run's result."""
 
@@ -44,7 +80,7 @@ class RunResult:
     run_id: str | None
     seed: int | None
     scores: dict[str, Any]
-    training: dict[str, Any] | None
+    training: Training | None  # None: a checkpoint's evaluation (`repro eval`)
     complete: bool
     incomplete_benchmarks: list[str]
     partial: bool
@@ -75,7 +111,7 @@ class RunResult:
         method: str | None = None,
         run_id: str | None = None,
         seed: int | None = None,
-        training: dict[str, Any] | None = None,
+        training: Training | None = None,
         judge: dict[str, Any] | None = None,
         bos_check: dict[str, Any] | None = None,
         replicate_key: str | None = None,
@@ -84,9 +120,9 @@ class RunResult:
     ) -> RunResult:
         limit = evaluation.limit
         reasons = [f"--limit {limit}: the first {limit} questions of each benchmark"] if limit else []
-        if training and training.get("full") is False:
-            of = f" of the recipe's {training['recipe_steps']}" if training.get("recipe_steps") else ""
-            reasons.append(f"training stopped at {training.get('steps')}{of} steps (--max-steps)")
+        if training and not training.full:
+            of = f" of the recipe's {training.recipe_steps}" if training.recipe_steps else ""
+            reasons.append(f"training stopped at {training.steps}{of} steps (--max-steps)")
         return cls(
             model=model,
             setting=evaluation.setting,
@@ -115,7 +151,9 @@ class RunResult:
     # ---------------------------------------------------------------- JSON
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["training"] = self.training.to_json() if self.training else None
+        return data
 
     def write(self, path: Path) -> None:
         io.write_json(path, self.to_json())
@@ -128,7 +166,7 @@ class RunResult:
         if schema == SCHEMA:
             records.exact_keys(data, cls, where, optional=("sources",))  # results before plugin sources
             _check_scores(data["scores"], where)
-            return cls(**data)
+            return cls(**{**data, "training": Training.from_json(data["training"], where)})
         if schema not in OLD_SCHEMAS:
             raise ReproError(f"{where}: unknown result schema {schema!r} (expected {SCHEMA!r})")
         if "key" in data:
@@ -155,6 +193,7 @@ class RunResult:
             "resumed_answers": None, "notes": [], "bos_check": None, "timings_seconds": {}, "sources": {},
         }  # fmt: skip
         values = {**defaults, **{k: v for k, v in data.items() if k in known}}
+        values["training"] = Training.from_json(values["training"], where, lenient=True)
         values["schema"] = data.get("schema") or "none (made by hand or by an older tool)"
         return cls(**values)
 

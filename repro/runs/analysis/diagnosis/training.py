@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from repro.errors import ReproError
 from repro.runs.analysis import curves
 from repro.runs.analysis.diagnosis.base import Check, in_chain, unknown
 from repro.runs.analysis.diagnosis.inputs import Inputs
+from repro.runs.results.result import Training
 from repro.train.outcome import TrainingOutcome
 
 CHANCE = 0.5  # held-out reward accuracy of a model that has not learned the preference
 
 
-def _held_out(inputs: Inputs) -> dict[str, Any] | None:
+def _held_out(inputs: Inputs) -> Training | None:
     training = inputs.result.training if inputs.result else None
-    if isinstance(training, dict) and training.get("held_out_reward_accuracy") is not None:
+    if training is not None and training.held_out_reward_accuracy is not None:
         return training
     if inputs.run_dir is None:
         return None
@@ -28,7 +27,7 @@ def _held_out(inputs: Inputs) -> dict[str, Any] | None:
         return None
     if outcome is None:
         return None
-    return {"held_out_reward_accuracy": outcome.held_out_accuracy, "held_out_loss": outcome.held_out_loss}
+    return Training(held_out_reward_accuracy=outcome.held_out_accuracy, held_out_loss=outcome.held_out_loss)
 
 
 @in_chain("training", order=4)
@@ -44,17 +43,17 @@ def check(inputs: Inputs) -> Check:
     if held is None:
         why = inputs.need("result.json") or "no held-out metrics (train/metrics.json not found)"
         return unknown("training", f"cannot check training: {why}")
-    accuracy, loss = held.get("held_out_reward_accuracy"), held.get("held_out_loss")
+    accuracy, loss = held.held_out_reward_accuracy, held.held_out_loss
     result.evidence = {
         "held_out_reward_accuracy": accuracy,
         "held_out_loss": loss,
-        "steps": held.get("steps"),
+        "steps": held.steps,
     }
-    extent = (inputs.result.training if inputs.result else None) or {}
-    if accuracy is not None and accuracy <= CHANCE and extent.get("full") is False:
+    extent = (inputs.result.training if inputs.result else None) or Training()
+    if accuracy is not None and accuracy <= CHANCE and not extent.full:
         return unknown(
             "training",
-            f"training stopped at {extent.get('steps')} of {extent.get('recipe_steps')} steps "
+            f"training stopped at {extent.steps} of {extent.recipe_steps} steps "
             f"(--max-steps): too short to say whether it learns (held-out reward accuracy {accuracy:.3f})",
             **result.evidence,
         )
