@@ -215,6 +215,21 @@ def test_head_tile_is_measured_once_per_machine_and_shape(monkeypatch, tmp_path)
         head_tiles.choose(16, 999, torch.float32, cpu, chunked.ChunkedHeadLogps)
 
 
+def test_head_tile_is_measured_when_the_first_head_is_an_evaluations(monkeypatch, tmp_path):
+    """The Trainer's evaluation before training runs the first head under no_grad: on a machine
+    whose cache has no tile for the shape yet, the measurement (a backward) still runs and the
+    evaluation goes on. A fresh clone's `make smol` failed there (the cache was always warm here)."""
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path))
+    monkeypatch.setattr(head_tiles, "CANDIDATES", {"cpu": [Tile(8, 64), Tile(32, 128)]})
+    monkeypatch.setattr(head_tiles, "SMALL_HEAD", 16 * 100)
+    model, batch = llama(), padded_batch(seed=5)
+    with torch.no_grad():
+        stats = chunked.sequence_logps(model, batch)
+        full = chunked.sequence_logps(model, batch, chunk=Tile(7, 64))
+    torch.testing.assert_close(stats.sum, full.sum)
+    assert (tmp_path / head_tiles.CACHE_NAME).exists() and not stats.sum.requires_grad
+
+
 def test_head_tile_pick_prefers_the_larger_of_near_equal_tiles():
     timings = {Tile(1024, 4096): 1.01, Tile(256, 1024): 0.99, Tile(256, 2048): 1.0, Tile(1024, 8192): 1.5}
     assert head_tiles.pick(timings) == Tile(1024, 4096)  # within 3% of the fastest: fewer tiles

@@ -153,11 +153,14 @@ def measure(
             torch.cuda.synchronize(device)
         return time.perf_counter() - start
 
-    once(tiles[0])  # warm-up: first-touch of the buffers, kernels' start
-    best = {t: float("inf") for t in tiles}
-    for r in range(REPEATS):
-        for tile in tiles[r % len(tiles) :] + tiles[: r % len(tiles)]:
-            best[tile] = min(best[tile], once(tile))
+    # the first head of a run may be an evaluation's (the Trainer's eval before training runs
+    # under no_grad): the measurement times the backward too, so it turns gradients back on
+    with torch.enable_grad():
+        once(tiles[0])  # warm-up: first-touch of the buffers, kernels' start
+        best = {t: float("inf") for t in tiles}
+        for r in range(REPEATS):
+            for tile in tiles[r % len(tiles) :] + tiles[: r % len(tiles)]:
+                best[tile] = min(best[tile], once(tile))
     return best
 
 
