@@ -158,7 +158,7 @@ def compare_figure(rows: Iterable[Any], metrics: dict[str, str], tolerance: dict
         Line2D([], [], marker="o", ls="", color="tab:green", label="reproduced, within"),
         Line2D([], [], marker="o", ls="", color="tab:red", label="reproduced, outside"),
         Line2D([], [], marker="o", ls="", color="tab:blue", label="reproduced, nothing published"),
-        Patch(color="grey", alpha=0.25, label="tolerance (tiny: band)"),
+        Patch(color="grey", alpha=0.25, label="tolerance, or reference band"),
     ]
     fig.legend(handles=legend, loc="outside lower center", ncol=5, fontsize=8, frameon=False)
     fig.suptitle("repro compare: published vs reproduced (mean over runs, +- std)")
