@@ -328,16 +328,24 @@ def generate(
     options = dataclasses.replace(options, reference_model=reference, stage="generate")
     with run_lock(root), _log_to(directory / "repro.log"):
         stage = evaluation_plan(config, directory, root / "train", benches, judge, options)
-        ev = runner.Evaluation(
-            str(root / "train" / "model"),
-            runner.Target.of_run(config),
-            output=stage.output,  # where the judging job that follows looks for them
-            judge=judge,
-            benches=stage.todo,
-            options=options,
-            earlier=stage.earlier_folders(),
-        )
-        return ev.run(progress=progress).outputs()
+        # its output folder is where the judging job that follows looks for the answers
+        return _evaluation(config, root / "train", stage, judge, options).run(progress=progress).outputs()
+
+
+def _evaluation(
+    config: RunConfig, train_dir: Path, stage: evaluations.Plan, judge: Judge, options: EvalOptions
+) -> runner.Evaluation:
+    """The evaluation of a run's trained model: the benchmarks `stage` has still to do, beside
+    the earlier evaluations it keeps."""
+    return runner.Evaluation(
+        str(train_dir / "model"),
+        runner.Target.of_run(config),
+        output=stage.output,
+        judge=judge,
+        benches=stage.todo,
+        options=options,
+        earlier=stage.earlier_folders(),
+    )
 
 
 def _execute(
@@ -377,15 +385,7 @@ def _execute(
         start = time.time()
         if config.evaluation.baseline == "init-model":
             options = dataclasses.replace(options, reference_model=training.starting_model(train_dir))
-        ev = runner.Evaluation(
-            str(train_dir / "model"),
-            runner.Target.of_run(config),
-            output=stage.output,
-            judge=judge,
-            benches=stage.todo,
-            options=options,
-            earlier=stage.earlier_folders(),
-        )
+        ev = _evaluation(config, train_dir, stage, judge, options)
         loaded = time.time()
         attempt = ev.run(progress=progress)
         if refused := evaluations.not_kept(stage, attempt):
