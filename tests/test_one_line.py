@@ -59,6 +59,27 @@ def test_an_empty_dataset_folder_is_one_line_before_training(tmp_path, cli, monk
     assert not (tmp_path / "r").exists()
 
 
+def test_a_malformed_generation_config_is_one_line_before_training(tmp_path, cli, monkeypatch):
+    """A recipe whose generation config has no 'alpaca_eval' section: preflight only checked that
+    the file was there, so the run trained and then failed in its evaluation."""
+    import yaml
+
+    from repro import paths
+
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))
+    broken = tmp_path / "broken-generation.yaml"
+    broken.write_text("greedy: {temperature: 0}\n")
+    recipe = yaml.safe_load((paths.ROOT / "recipes" / "settings" / "tiny.yaml").read_text())
+    recipe["name"] = "badgen"
+    recipe["evaluation"]["generation"] = str(broken)
+    (tmp_path / "badgen.yaml").write_text(yaml.safe_dump(recipe))
+    proc = cli("run", str(tmp_path / "badgen.yaml"), "--method", "simpo", "--results", str(tmp_path / "r"),
+               timeout=120)  # fmt: skip
+    assert "preflight: generation config:" in one_line(proc)
+    assert "expected an 'alpaca_eval' section" in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
 def test_the_ranks_error_is_said_once(tmp_path):
     """A training failure: every rank's error was echoed, then 'training failed (exit 1)'."""
     import sys

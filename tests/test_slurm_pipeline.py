@@ -145,6 +145,16 @@ def test_bad_input_is_one_line_and_submits_nothing(cli, tmp_path, shared_results
     one_line_error(proc, "sbatch refused the train job: sbatch: error: invalid partition specified: nope")
     assert "nothing was submitted" in proc.stderr and not (tmp_path / "scancel.calls").exists()
     assert not list(shared_results.rglob("submitted.json"))
+    # a tracker that cannot log (W&B without credentials): the login node's preflight says so
+    # before any script or run folder is written, not the training job hours later
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    run_wandb = ("run", "tiny", "--launcher", "slurm", "--device", "cpu", "--judge", "rule",
+                 "--report-to", "wandb")  # fmt: skip
+    fresh = shared_results.with_name("results-wandb")  # the refused partition above left its scripts
+    one_line_error(cli(*run_wandb, "--results", str(fresh)), "report_to wandb: no W&B credentials")
+    assert not fresh.exists()
     # a results folder the compute nodes cannot see
     one_line_error(cli(*TINY, "--results", str(tmp_path / "results")), "under /tmp")
     assert not (tmp_path / "results").exists()

@@ -24,7 +24,12 @@ def locate(ref: str | None) -> Path:
 
 
 def generation(ref: str | None) -> dict[str, Any]:
-    path = locate(ref)
+    """The generation config `ref` names, read and checked."""
+    return read(locate(ref))
+
+
+def read(path: Path) -> dict[str, Any]:
+    """A generation config file, with the one section every setting's evaluation reads."""
     data = read_yaml(path)
     if not isinstance(data, dict) or "alpaca_eval" not in data:
         raise ReproError(f"{path}: expected an 'alpaca_eval' section")

@@ -227,7 +227,9 @@ def prepare(
     "cuda" or "cpu" says where training runs; None: CUDA if this machine has it (an sbatch
     script written on a login node names the compute nodes' device). A failed BOS check (two
     BOS, or a family that contradicts its tokenizer) is one error before the run directory is
-    written, unless `allow_double_bos`.
+    written, unless `allow_double_bos`. What the run needs from this machine (trackers
+    installed, folders writable, the model there) is the caller's preflight
+    (repro.runs.pipeline.preflight), checked once before this is called.
     """
     directory = output_dir.resolve()
     gpu = cuda_available() if device is None else device == "cuda"
@@ -263,8 +265,6 @@ def prepare(
     env = environment(config, directory, gpu)
     # A dry run writes its planned files only where it is told to (never into the output).
     files = (planned_dir or None) if dry_run else directory
-    if not dry_run:
-        trackers.check_installed(config.report_to)  # before anything is written or spawned
     if files is not None:
         files.mkdir(parents=True, exist_ok=True)
         (files / ds_path.name).write_text(json.dumps(deepspeed_json(config, gpu=gpu), indent=2))

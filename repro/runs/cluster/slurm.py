@@ -41,7 +41,7 @@ from repro.evaluation import benchmarks, judgecost
 from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
 from repro.runs.cluster import sbatch
-from repro.runs.pipeline import run, training
+from repro.runs.pipeline import preflight, run, training
 from repro.train import launch
 
 DEVICES = ("cuda", "cpu")
@@ -331,9 +331,11 @@ def write(pipeline: Pipeline, *, device: str | None = None) -> list[Path]:
     judge = pipeline.plan["judge"]
     if judge["kind"] == "endpoint" and not judge["url"]:  # found now, not hours later in the judging job
         raise UsageError("no judge: pass --judge-url URL (an OpenAI-compatible endpoint) or --judge rule")
-    for point in pipeline.points:
-        if training.finished(point.config, point.root / "train") is None:
-            launch.prepare(point.config, point.root / "train", device=device or pipeline.plan["device"])
+    todo = [p for p in pipeline.points if training.finished(p.config, p.root / "train") is None]
+    for point in todo:  # what the login node can check (trackers, folders), before anything is written
+        preflight.require(point.config, results_root=point.root, here=False)
+    for point in todo:
+        launch.prepare(point.config, point.root / "train", device=device or pipeline.plan["device"])
     pipeline.folder.mkdir(parents=True, exist_ok=True)
     (pipeline.folder / "logs").mkdir(exist_ok=True)
     io.write_json(pipeline.folder / "plan.json", pipeline.plan)

@@ -127,8 +127,11 @@ def _device(config: RunConfig) -> Check:
 
 
 def _generation(config: RunConfig) -> Check:
+    """The generation config is there and reads (a malformed one found after training would
+    cost the training)."""
     try:
         path = evalconfig.locate(config.evaluation.generation)
+        evalconfig.read(path)
     except ReproError as exc:
         return Check("generation config", False, str(exc))
     return Check("generation config", True, str(path))
