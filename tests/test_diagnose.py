@@ -400,13 +400,14 @@ def test_tokenizer_revision_other_than_the_published_one(tmp_path):
     from repro.config.methods import get_method
     from repro.config.resolution import resolve
     from repro.config.settings import get_setting
+    from repro.data.bosguard import Report, Stages
     from repro.runs.analysis.diagnosis import inputs, recipe, tokenization
     from repro.runs.results.manifest import Manifest
 
     config = resolve(get_setting("llama3-instruct-v0.2"), get_method("simpo"))
     found = inputs.Inputs(setting="llama3-instruct-v0.2", method="simpo", run_dir=tmp_path)
     found.manifest = Manifest(config=config.replace(tokenizer_revision=None).to_json(),
-                              tokenizer_checks={"train": {"status": "ok", "checks": []}})  # fmt: skip
+                              tokenizer_checks=Stages(train=Report("ok")))  # fmt: skip
     checked = tokenization.check(found)
     assert checked.status == "differs"
     assert checked.causes[0].summary.startswith(
@@ -415,3 +416,40 @@ def test_tokenizer_revision_other_than_the_published_one(tmp_path):
     assert "tokenizer_revision" in recipe.check(found).evidence["differences"]
     found.manifest.config = config.to_json()
     assert tokenization.check(found).status == "ok" and recipe.check(found).status == "ok"
+
+
+TWO_BOS = {
+    "what": "generation (AlpacaEval prompt template)", "first_ids": [1, 1, 9],
+    "first_tokens": ["<s>", "<s>", "a"], "bos_count": 2, "expected": 1, "status": "error",
+    "message": "2 BOS where 1 expected",
+}  # fmt: skip
+TWO_BOS_REPORT = {"status": "error", "checks": [TWO_BOS]}
+
+
+@pytest.mark.parametrize("recorded", [{"eval": TWO_BOS_REPORT}, TWO_BOS_REPORT], ids=["now", "older"])
+def test_a_checkpoints_evaluation_has_its_bos_counted(recorded, tmp_path):
+    """`repro eval` of a checkpoint writes no manifest, and its result held the evaluation's BOS
+    report bare (not under "eval"): the diagnosis read it as no report at all ("cannot count
+    BOS") where it held two BOS. Both layouts are read as the evaluation's report."""
+    from repro.runs.analysis.diagnosis import inputs, tokenization
+    from repro.runs.results.result import RunResult
+
+    data = {"setting": "tiny", "method": None, "scores": {}, "bos_check": recorded}
+    found = inputs.Inputs(setting="tiny", method=None, run_dir=tmp_path)
+    found.result = RunResult.from_json(data, "result.json")
+    checked = tokenization.check(found)
+    assert checked.status == "differs", checked.summary
+    assert checked.causes[0].summary.startswith("two BOS in the generation prompt")
+    assert [c["stage"] for c in checked.evidence["bos"]] == ["eval"]
+
+
+def test_a_malformed_bos_report_is_one_line():
+    from repro.data.bosguard import Report, Stages
+    from repro.errors import ReproError
+
+    report = Report.from_json({"status": "error", "checks": [TWO_BOS]}, "x")
+    assert report.first_error().bos_count == 2 and Report.from_json(report.to_json(), "x") == report
+    assert Stages.from_json(Stages(train=report).to_json(), "x") == Stages(train=report)
+    for bad in ({"status": "fine"}, {"status": "ok", "checks": [{"what": "a"}]}, {"train": 1}, {"other": {}}):
+        with pytest.raises(ReproError, match="^x"):
+            Stages.from_json(bad, "x")

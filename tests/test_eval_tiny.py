@@ -39,7 +39,7 @@ def test_tiny_eval_all_benchmarks_with_a_local_rule_judge(trained, cli, tmp_path
         "json",
     ]
     record = json.loads(cli(*args, "--output", str(tmp_path / "a"), check=True).stdout)
-    assert record["bos_check"]["status"] == "ok"
+    assert list(record["bos_check"]) == ["eval"] and record["bos_check"]["eval"]["status"] == "ok"
     first = record["benchmarks"]
     assert record["schema"] == "repro.result/2" and record["complete"] and not record["partial"]
     assert first["alpaca_eval2"]["win_rate"] > 60 and first["alpaca_eval2"]["incomplete"] is False

@@ -159,7 +159,7 @@ def check_tokenizer(
     pipeline = preference.Pipeline.for_config(tok, the_setting, tokenization)
     checks = bosguard.run(tok, pipeline, evalconfig.generation(evaluation_plan(the_setting).generation))
     if fmt == "json":
-        render.print_json(bosguard.as_manifest(checks))
+        render.print_json(bosguard.Report.of(checks).to_json())
     else:
         render.print_table(
             render.table(

@@ -10,11 +10,13 @@ into the run manifest. Where the published numbers were themselves scored with t
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from repro.data import family as families
 from repro.data.preference import Pair, Pipeline
+from repro.errors import ReproError
 
 PROBE = Pair(
     prompt=[{"role": "user", "content": "What is the capital of France?"}],
@@ -118,8 +120,75 @@ def _family_check(family: families.Family, tokenizer) -> Check:
     return Check("family declaration", ids, tokenizer.convert_ids_to_tokens(ids), bos, bos, status, message)
 
 
-def as_manifest(checks: list[Check]) -> dict[str, Any]:
-    return {"status": worst(checks), "checks": [asdict(c) for c in checks]}
+STATUSES = ("ok", "warning", "error", "skipped")
+
+
+@dataclass(frozen=True)
+class Report:
+    """The guard's outcome for one tokenizer (bos_check.json, and each stage of a result's
+    `bos_check`): the worst status of its checks, the checks, and why it did not run when it
+    was `skipped` (a dry run; a tokenizer the launching machine cannot load)."""
+
+    status: str  # STATUSES
+    checks: tuple[Check, ...] = ()
+    reason: str | None = None
+
+    @classmethod
+    def of(cls, checks: list[Check]) -> Report:
+        return cls(worst(checks), tuple(checks))
+
+    @classmethod
+    def skipped(cls, reason: str) -> Report:
+        return cls("skipped", (), reason)
+
+    def first_error(self) -> Check | None:
+        return next((c for c in self.checks if c.status == "error"), None)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"status": self.status, "checks": [asdict(c) for c in self.checks]}
+        return {**data, "reason": self.reason} if self.reason is not None else data
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> Report:
+        """A recorded report; one line when it is not one."""
+        if not isinstance(data, dict) or data.get("status") not in STATUSES:
+            raise ReproError(f"{where}: not a BOS check report (a status of {', '.join(STATUSES)})")
+        names = [f.name for f in dataclasses.fields(Check)]
+        checks = data.get("checks") or []
+        if not isinstance(checks, list) or not all(
+            isinstance(c, dict) and set(names) <= c.keys() for c in checks
+        ):
+            raise ReproError(f"{where}: a BOS check without {', '.join(names)}")
+        found = tuple(Check(**{n: c[n] for n in names}) for c in checks)
+        return cls(data["status"], found, data.get("reason"))
+
+
+@dataclass(frozen=True)
+class Stages:
+    """A result's BOS reports by stage (result.json's `bos_check`, the manifest's
+    `tokenizer_checks`): the tokenizer a run trained with, and the one its answers were generated
+    with (a checkpoint's `repro eval` has only the latter). Each is checked where it is used: a
+    tokenizer saved with the trained model is loaded again for generation, and a re-saved
+    tokenizer is where a BOS setting is lost or gained (the post-update Llama 3 tokenizer)."""
+
+    train: Report | None = None
+    eval: Report | None = None
+
+    def items(self) -> list[tuple[str, Report]]:
+        return [(name, r) for name, r in (("train", self.train), ("eval", self.eval)) if r is not None]
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: report.to_json() for name, report in self.items()}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> Stages:
+        """{"train": report, "eval": report}; an older `repro eval` result recorded its one
+        report bare (the evaluation's)."""
+        if isinstance(data, dict) and "status" in data:
+            return cls(eval=Report.from_json(data, where))
+        if not isinstance(data, dict) or not set(data) <= {"train", "eval"}:
+            raise ReproError(f"{where}: BOS checks are not a mapping of train and eval reports")
+        return cls(**{k: Report.from_json(v, f"{where}: {k}") for k, v in data.items() if v is not None})
 
 
 def first_error(checks: list[Check]) -> str | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import io, records
+from repro.data import bosguard
 from repro.errors import ReproError
 
 SCHEMA = "repro.evaluation/1"
@@ -45,7 +46,7 @@ class EvaluationResult:
     judge_calls: dict[str, Any] | None = None  # the gateway's counts
     resumed_answers: dict[str, Any] | int | None = None  # answers a killed run had written
     notes: list[str] = field(default_factory=list)
-    bos_check: dict[str, Any] | None = None
+    bos_check: bosguard.Report | None = None  # the evaluated tokenizer's
     timings_seconds: dict[str, float] = field(default_factory=dict)  # per benchmark
     stage_seconds: dict[str, float] = field(default_factory=dict)  # generate / judge / score
     key: dict[str, Any] | None = None  # repro run: the inputs this evaluation was made from
@@ -74,6 +75,7 @@ class EvaluationResult:
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["benchmarks"] = self.outputs()
+        data["bos_check"] = self.bos_check.to_json() if self.bos_check else None
         return data
 
     @classmethod
@@ -87,7 +89,7 @@ class EvaluationResult:
             name: BenchmarkResult(name, output, (data["timings_seconds"] or {}).get(name))
             for name, output in data["benchmarks"].items()
         }
-        return cls(**{**data, "benchmarks": benches})
+        return cls(**{**data, "benchmarks": benches, "bos_check": _bos(data["bos_check"], where)})
 
     def write(self, folder: Path) -> Path:
         path = folder / FILE
@@ -118,7 +120,15 @@ class EvaluationResult:
             judge_calls=old.get("judge_calls"),
             resumed_answers=old.get("resumed_answers"),
             notes=old.get("notes") or [],
-            bos_check=old.get("bos_check"),
+            bos_check=_bos(old.get("bos_check"), str(folder / OLD_FILE)),
             timings_seconds=timings,
             key=old.get("key"),
         )
+
+
+def _bos(data: Any, where: str) -> bosguard.Report | None:
+    """The evaluated tokenizer's BOS report (an older record's run-result layout held it under
+    `eval`)."""
+    if data is None:
+        return None
+    return bosguard.Stages.from_json(data, f"{where}: bos_check").eval

@@ -23,6 +23,7 @@ from repro import paths
 from repro.config import evalconfig
 from repro.config.resolution import evaluation_plan
 from repro.config.runconfig import EvalPlan
+from repro.data import bosguard
 from repro.errors import ReproError
 from repro.evaluation import answering, benchmarks, generation
 from repro.evaluation.eval_options import EvalOptions
@@ -339,15 +340,15 @@ class Evaluation:
         )
         return family.infer(self.tokenizer), note
 
-    def _bos_check(self) -> dict[str, Any]:
+    def _bos_check(self) -> bosguard.Report:
         """The BOS guard on the generation prompts (and the setting's training format)."""
-        from repro.data import bosguard, preference
+        from repro.data import preference
 
         recipe = self.target.recipe
         if getattr(recipe, "family", None) not in (None, self.family):
             recipe = dataclasses.replace(recipe, family=self.family)
         pipeline = preference.Pipeline.for_config(self.tokenizer, recipe)
-        return bosguard.as_manifest(bosguard.run(self.tokenizer, pipeline, self.config))
+        return bosguard.Report.of(bosguard.run(self.tokenizer, pipeline, self.config))
 
     @contextlib.contextmanager
     def _cpu_threads(self) -> Iterator[None]:

@@ -50,7 +50,7 @@ class Run:
     env: dict[str, str]
     num_processes: int
     num_nodes: int
-    bos_check: dict[str, Any]  # repro.data.bosguard report, also written to bos_check.json
+    bos_check: bosguard.Report  # also written to bos_check.json
     planned: Path | None = None  # where a dry run wrote its planned files, when asked to
     gpu: bool = True  # CUDA processes; False: CPU processes (DS_ACCELERATOR=cpu, gloo)
 
@@ -242,13 +242,13 @@ def prepare(
         model = catalog.local_path(model)
     tokenizer_path = tokenizer or model  # the tiny tokenizer loads by name (repro:tiny-llama)
     if dry_run:
-        guard = {"status": "skipped", "reason": "dry run", "checks": []}
+        guard = bosguard.Report.skipped("dry run")
     else:  # before the run directory is written: a refusal leaves nothing behind
         guard = bos_check(config, tokenizer_path)
-        if guard["status"] == "error" and not allow_double_bos:
-            first = next((c for c in guard["checks"] if c["status"] == "error"), {})
-            what, message = first.get("what"), first.get("message")
-            raise ReproError(f"BOS check failed: {what}: {message} (--allow-double-bos trains anyway)")
+        if (first := guard.first_error()) and not allow_double_bos:
+            raise ReproError(
+                f"BOS check failed: {first.what}: {first.message} (--allow-double-bos trains anyway)"
+            )
         directory = writable_directory(output_dir)
     if model == TINY_MODEL:
         if dry_run:
@@ -287,12 +287,12 @@ def prepare(
     if files is not None:
         write_json(files / run_file.name, run.to_json())
     if not dry_run:
-        write_json(directory / "bos_check.json", guard)
+        write_json(directory / "bos_check.json", guard.to_json())
     return Run(directory, run_file, acc_path, ds_path, command, env, batch.num_processes,
                batch.num_nodes, guard, gpu=gpu, planned=files if dry_run else None)  # fmt: skip
 
 
-def bos_check(config: RunConfig, tokenizer_path: str) -> dict[str, Any]:
+def bos_check(config: RunConfig, tokenizer_path: str) -> bosguard.Report:
     """The BOS guard (repro.data.bosguard) for a resolved recipe: the training format and the
     setting's generation prompts, with the run's tokenizer."""
     try:
@@ -300,13 +300,13 @@ def bos_check(config: RunConfig, tokenizer_path: str) -> dict[str, Any]:
             tokenizer_path, revision=config.tokenizer_revision or config.model_revision
         )
     except ReproError as exc:  # e.g. no hub access on the launching machine: recorded, not fatal
-        return {"status": "skipped", "reason": str(exc), "checks": []}
+        return bosguard.Report.skipped(str(exc))
     try:
         generation = evalconfig.generation(config.evaluation.generation)
     except ReproError:
         generation = None
     pipeline = Pipeline.for_config(tokenizer, config, config.tokenization)
-    return bosguard.as_manifest(bosguard.run(tokenizer, pipeline, generation))
+    return bosguard.Report.of(bosguard.run(tokenizer, pipeline, generation))
 
 
 _STEP = re.compile(r"^REPRO_STEP (\d+)/(\d+)$")  # printed by repro.train.trainer.ProgressLines

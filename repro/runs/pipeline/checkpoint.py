@@ -36,7 +36,7 @@ def evaluate(
         checks += [preflight.cache(Path(judge.cache).parent, "--judge-cache"), preflight.judge_check(judge)]
     preflight.require_all(checks)
     ev = runner.Evaluation(model, target, output=output, judge=judge, benches=benches, options=options)
-    if ev.bos_check["status"] == "error" and not options.allow_double_bos:
+    if ev.bos_check.status == "error" and not options.allow_double_bos:
         raise ReproError(f"BOS check failed for {model}: {bosguard.FIX} (or pass --allow-double-bos)")
     result = RunResult.of(ev.run(progress=progress), model=model)
     result.write(output / FILE)

@@ -22,6 +22,7 @@ from typing import Any
 from repro import hashing, io
 from repro.config import evalconfig
 from repro.config.runconfig import RunConfig
+from repro.data.bosguard import Report, Stages
 from repro.errors import ReproError
 from repro.evaluation import judgecost, runner
 from repro.evaluation.eval_options import EvalOptions
@@ -348,6 +349,12 @@ def _evaluation(
     )
 
 
+def _train_bos(train_dir: Path) -> Report | None:
+    """The training's BOS report (bos_check.json; None: a training folder made without one)."""
+    data = io.read_json(train_dir / "bos_check.json")
+    return None if data is None else Report.from_json(data, str(train_dir / "bos_check.json"))
+
+
 def _execute(
     config: RunConfig,
     root: Path,
@@ -405,7 +412,7 @@ def _execute(
 
     judged_by = {**judge.describe(), **evaluation.judge}  # with what the judge said of itself
     kind = replicates.describe(config, judge=judged_by, backend=options.backend, outcome=outcome)
-    train_bos = io.read_json(train_dir / "bos_check.json")
+    bos = Stages(train=_train_bos(train_dir), eval=evaluation.bos_check)
     record = RunResult.of(
         evaluation,
         model=str(train_dir / "model"),
@@ -420,7 +427,7 @@ def _execute(
         ),
         replicate_key=kind["replicate_key"],
         variant=kind["variant"],
-        bos_check={"train": train_bos, "eval": evaluation.bos_check},
+        bos_check=bos,
         sources=evaluations.sources(evaluation),
     )
     if done_work or not (directory / "result.json").exists():
@@ -429,7 +436,7 @@ def _execute(
             outcome=outcome,
             environment=environment.freeze(),
             weights_sha256=weights,
-            tokenizer_checks={"train": train_bos, "eval": evaluation.bos_check},
+            tokenizer_checks=bos,
         )
         manifest.judge = record.judge
         manifest.judge_calls = evaluation.judge_calls

@@ -22,6 +22,7 @@ from typing import Any
 
 from repro import io, records
 from repro.config.runconfig import RunConfig
+from repro.data.bosguard import Stages
 from repro.errors import ReproError
 
 FILE = "manifest.json"
@@ -37,7 +38,7 @@ class Manifest:
     engine: dict[str, Any] | None = None
     trackers: Any = None
     weights_sha256: str | None = None
-    tokenizer_checks: dict[str, Any] | None = None  # {"train": ..., "eval": ...} BOS checks
+    tokenizer_checks: Stages | None = None  # the BOS checks of training and evaluation
     history: list[dict[str, Any]] = field(default_factory=list)
     judge: dict[str, Any] | None = None
     judge_calls: dict[str, Any] | None = None
@@ -55,11 +56,13 @@ class Manifest:
             **{k: v for k, v in data.items() if k in known},
             extra={k: v for k, v in data.items() if k not in known},
         )
-        for name, kind in (("config", dict), ("files", dict), ("history", list), ("tokenizer_checks", dict)):
+        for name, kind in (("config", dict), ("files", dict), ("history", list)):
             value = getattr(manifest, name)
             if value is not None and not isinstance(value, kind):
                 raise ReproError(f"{where}: '{name}' is not a {'mapping' if kind is dict else 'list'}")
         manifest.history = manifest.history or []
+        if (checks := manifest.tokenizer_checks) is not None:
+            manifest.tokenizer_checks = Stages.from_json(checks, f"{where}: tokenizer_checks")
         return manifest
 
     @classmethod
@@ -86,7 +89,7 @@ class Manifest:
 
     @classmethod
     def new(cls, config: RunConfig, *, outcome: Any, environment: dict[str, Any], weights_sha256: str,
-            tokenizer_checks: dict[str, Any]) -> Manifest:  # fmt: skip
+            tokenizer_checks: Stages) -> Manifest:  # fmt: skip
         """A run's first manifest (`outcome`: its repro.train.outcome.TrainOutcome)."""
         return cls(
             config=config.to_json(),
@@ -114,6 +117,7 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        data["tokenizer_checks"] = self.tokenizer_checks.to_json() if self.tokenizer_checks else None
         return {**data, **self.extra}
 
     def write(self, run_dir: Path) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import io, records
+from repro.data.bosguard import Stages
 from repro.errors import ReproError
 from repro.evaluation.records import EvaluationResult
 
@@ -93,7 +94,7 @@ class RunResult:
     judge_calls: dict[str, Any] | None
     resumed_answers: Any
     notes: list[str]
-    bos_check: dict[str, Any] | None
+    bos_check: Stages | None  # the BOS checks of training and of the evaluation
     timings_seconds: dict[str, Any] = field(default_factory=dict)
     # each plugin benchmark's identity (its file and declared inputs, repro.evaluation.benchmarks
     # .sources): compare averages a plugin's metric only over runs of the same plugin
@@ -113,7 +114,7 @@ class RunResult:
         seed: int | None = None,
         training: Training | None = None,
         judge: dict[str, Any] | None = None,
-        bos_check: dict[str, Any] | None = None,
+        bos_check: Stages | None = None,
         replicate_key: str | None = None,
         variant: dict[str, Any] | None = None,
         sources: dict[str, str] | None = None,
@@ -143,7 +144,7 @@ class RunResult:
             judge_calls=evaluation.judge_calls,
             resumed_answers=evaluation.resumed_answers,
             notes=evaluation.notes,
-            bos_check=bos_check if bos_check is not None else evaluation.bos_check,
+            bos_check=bos_check or (Stages(eval=evaluation.bos_check) if evaluation.bos_check else None),
             timings_seconds=evaluation.timings_seconds,
             sources=dict(sources or {}),
         )
@@ -153,6 +154,7 @@ class RunResult:
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["training"] = self.training.to_json() if self.training else None
+        data["bos_check"] = self.bos_check.to_json() if self.bos_check else None
         return data
 
     def write(self, path: Path) -> None:
@@ -166,7 +168,10 @@ class RunResult:
         if schema == SCHEMA:
             records.exact_keys(data, cls, where, optional=("sources",))  # results before plugin sources
             _check_scores(data["scores"], where)
-            return cls(**{**data, "training": Training.from_json(data["training"], where)})
+            return cls(
+                **{**data, "training": Training.from_json(data["training"], where),
+                   "bos_check": _stages(data["bos_check"], where)}
+            )  # fmt: skip
         if schema not in OLD_SCHEMAS:
             raise ReproError(f"{where}: unknown result schema {schema!r} (expected {SCHEMA!r})")
         if "key" in data:
@@ -194,6 +199,7 @@ class RunResult:
         }  # fmt: skip
         values = {**defaults, **{k: v for k, v in data.items() if k in known}}
         values["training"] = Training.from_json(values["training"], where, lenient=True)
+        values["bos_check"] = _stages(values["bos_check"], where)
         values["schema"] = data.get("schema") or "none (made by hand or by an older tool)"
         return cls(**values)
 
@@ -218,3 +224,7 @@ def _check_scores(scores: Any, where: str) -> None:
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
         if value is not None and not numeric and not isinstance(value, list):  # a CI is a list
             raise ReproError(f"{where}: scores.{key} is not a number ({json.dumps(value)[:40]})")
+
+
+def _stages(data: Any, where: str) -> Stages | None:
+    return None if data is None else Stages.from_json(data, f"{where}: bos_check")

@@ -6,19 +6,20 @@ from typing import Any
 
 from repro import hashing
 from repro.config import evalconfig
+from repro.data.bosguard import Report
 from repro.errors import ReproError
 from repro.runs.analysis.diagnosis import recipe
 from repro.runs.analysis.diagnosis.base import Check, in_chain, unknown
 from repro.runs.analysis.diagnosis.inputs import Inputs
 
 
-def _recorded(inputs: Inputs) -> dict[str, Any]:
-    checks = (
-        (inputs.manifest.tokenizer_checks if inputs.manifest else None)
-        or (inputs.result.bos_check if inputs.result else None)
-        or {}
+def _recorded(inputs: Inputs) -> dict[str, Report]:
+    """The recorded BOS reports by stage: the manifest's, else the result's (a checkpoint's
+    `repro eval` writes no manifest)."""
+    stages = (inputs.manifest.tokenizer_checks if inputs.manifest else None) or (
+        inputs.result.bos_check if inputs.result else None
     )
-    return {stage: v for stage, v in checks.items() if isinstance(v, dict)}
+    return dict(stages.items()) if stages else {}
 
 
 @in_chain("tokenization", order=3)
@@ -37,27 +38,24 @@ def check(inputs: Inputs) -> Check:
     counts: list[dict[str, Any]] = []
     seen: set[str] = set()
     # the evaluation's checks are the ones its prompts went in with; training's come first
-    for stage in ("train", "eval"):
-        entry = recorded.get(stage) or {}
-        if entry.get("status") == "skipped":
-            counts.append({"stage": stage, "status": "skipped", "reason": entry.get("reason")})
+    for stage, report in recorded.items():
+        if report.status == "skipped":
+            counts.append({"stage": stage, "status": "skipped", "reason": report.reason})
             continue
-        for c in entry.get("checks") or []:
-            counts.append(
-                {"stage": stage, **{k: c.get(k) for k in ("what", "bos_count", "expected", "status")}}
-            )
-            key = f"{c.get('what')}|{c.get('bos_count')}|{c.get('expected')}"
-            if c.get("status") in ("error", "warning") and key not in seen:
+        for c in report.checks:
+            shown = ("what", "bos_count", "expected", "status")
+            counts.append({"stage": stage, **{k: getattr(c, k) for k in shown}})
+            key = f"{c.what}|{c.bos_count}|{c.expected}"
+            if c.status in ("error", "warning") and key not in seen:
                 seen.add(key)
-                what = str(c.get("what"))
+                what = str(c.what)
                 generation = what.startswith("generation")
-                count, expected = c.get("bos_count"), c.get("expected")
+                count, expected = c.bos_count, c.expected
                 word = {0: "no", 1: "one", 2: "two", 3: "three"}.get(count, str(count))
                 where = "generation prompt" if generation else "training sequences"
                 weight = (90 if generation else 85) if (count or 0) > (expected or 0) else 55
                 result.differs(
-                    f"{word} BOS in the {where} ({what}: {count} where {expected} expected): "
-                    f"{c.get('message', '')}",
+                    f"{word} BOS in the {where} ({what}: {count} where {expected} expected): {c.message}",
                     weight,
                 )
     config = inputs.config or {}
