@@ -32,6 +32,23 @@ def watched_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith(WATCHED)}
 
 
+SLOWEST_FILES = Path(__file__).with_name("slowest_files.csv")
+
+
+def slowest_files() -> dict[str, float]:
+    """tests/slowest_files.csv: a test file's name -> its measured seconds."""
+    lines = [ln for ln in SLOWEST_FILES.read_text().splitlines() if ln and not ln.startswith("#")]
+    return {name: float(seconds) for name, seconds in (ln.split(",") for ln in lines[1:])}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest files first (longest processing time first): under --dist loadfile each worker
+    takes the next file in this order, so the short ones fill the end instead of a long one
+    starting last while the other worker idles. A file's own tests keep their order."""
+    seconds = slowest_files()
+    items.sort(key=lambda item: -seconds.get(item.path.name, 0.0))  # stable: ties keep their order
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _environment_is_restored():
     """After each module: the watched variables are as they were before it (an error names any

@@ -255,3 +255,13 @@ def test_no_central_list_names_a_built_in_benchmark_or_check():
     checks = {path.stem for path in folder.glob("*.py")} - {"__init__", "base", "inputs"}
     chain = (folder / "base.py").read_text()
     assert [c for c in checks if f'"{c}"' in chain or f"'{c}'" in chain] == []
+
+
+def test_the_slowest_files_list_names_files_that_exist():
+    """tests/slowest_files.csv orders the suite (conftest): a renamed or removed file there would
+    silently stop counting."""
+    from tests.conftest import SLOWEST_FILES, slowest_files
+
+    listed = slowest_files()
+    assert listed and all(seconds > 0 for seconds in listed.values())
+    assert [name for name in listed if not (SLOWEST_FILES.parent / name).is_file()] == []
