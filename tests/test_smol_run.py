@@ -68,7 +68,7 @@ def run(judge, smol_model, tmp_path_factory):
         proc = run_cli(
             "run", "smol", "--method", "simpo", "--max-steps", "1", "--limit", str(LIMIT),
             "--set", "total_batch_size=4", "--set", "per_device_train_batch_size=2",
-            "--set", "gradient_checkpointing=false", "--backend", "vllm", *judge,
+            "--set", "gradient_checkpointing=false", "--set", "warmup_ratio=0", "--backend", "vllm", *judge,
             "--results", str(results), timeout=2400,
         )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -95,6 +95,10 @@ def test_alpaca_eval_uses_real_top_logprobs_on_held_out_instructions(run, shared
 
     annotations = json.loads((run / "eval" / "alpaca_eval2" / "annotations.json").read_text())
     assert len(annotations) == LIMIT
+    # the judge must have been asked: an answer equal to the starting model's is scored 1.5
+    # without a call (with the recipe's warmup the one step had a learning rate of 0, and every
+    # answer was the starting model's)
+    assert any(row["output_1"] != row["output_2"] for row in annotations), "the judge was never asked"
     for row in annotations:  # the oracle: the preference recomputed from the server's own log-probs
         if row["output_1"] == row["output_2"]:
             assert float(row["preference"]) == 1.5  # alpaca-eval asks no judge for identical outputs
@@ -153,6 +157,7 @@ def test_diagnose_and_report_of_the_smol_run(run, cli, tmp_path):
                 "batch.gradient_accumulation_steps",  # 4 pairs = 2 per device x 2 processes x 1
                 "gradient_checkpointing",
                 "max_steps",
+                "warmup_ratio",  # the one step trains at the recipe's learning rate, not at 0
             }
             assert set(check["evidence"]["differences"]) <= overridden, check
             continue
