@@ -39,15 +39,15 @@ smol: $(STAMP)
 	$(VENV)/bin/repro env check
 	scripts/smol.sh
 
-# Everything CI runs: the unit tests and parity oracles on both cores, then the end-to-end tier
+# Everything CI runs, in one pytest run: the unit tests and parity oracles, the end-to-end tier
 # and the lock re-resolution, two test files side by side (--dist loadfile: a file's module
 # fixtures, the SLURM cluster among them, stay on one worker; the tiny runs they share are
-# trained once for both, tests/builds.py). Serially the end-to-end tier kept one core busy on
-# average: most of its time is processes starting and waiting. Each tier prints its 25 slowest tests.
+# trained once for both, tests/builds.py). The slowest files start first (tests/slowest_files.csv)
+# and the unit tests' short files fill the cores the end-to-end tests leave waiting on their
+# processes. It prints the 25 slowest tests.
 test: $(STAMP)
 	$(VENV)/bin/ruff check repro tests perf
-	$(VENV)/bin/python -m pytest -q -n 2 -m "not e2e and not network" --durations=25
-	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile -m "e2e or network" --durations=25
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile --durations=25
 
 # The edit loop: parity oracles and unit tests on both cores, without the end-to-end tier
 # (pytest -m e2e) and the registry re-resolution of the locks (pytest -m network).
