@@ -105,9 +105,9 @@ def write_run(
         },
         judge=judge,
         limit=None,
-        training=Training(steps=steps) if old_format else dataclasses.replace(kind["training"], steps=steps),
-        replicate_key=None if old_format else kind["replicate_key"],
-        variant=None if old_format else kind["variant"],
+        training=Training(steps=steps) if old_format else dataclasses.replace(kind.training, steps=steps),
+        replicate_key=None if old_format else kind.replicate_key,
+        variant=None if old_format else kind.variant,
     )
     if old_format:
         for key in ("replicate_key", "variant", "partial_reasons"):
@@ -213,7 +213,7 @@ def test_tiny_band_reaches_csv(tmp_path, cli):
     record = run_record(
         model="m", setting="tiny", method="simpo", run_id=config.run_id, seed=42,
         benchmarks={"alpaca_eval2": {"win_rate": 95.0}}, judge=RULE, limit=None,
-        training=kind["training"], replicate_key=kind["replicate_key"], variant=kind["variant"],
+        training=kind.training, replicate_key=kind.replicate_key, variant=kind.variant,
     )  # fmt: skip
     io.write_json(tmp_path / "tiny" / "simpo" / "r" / "result.json", record)
     rows = cli("compare", str(tmp_path), "--format", "csv", check=True).stdout.splitlines()
@@ -433,16 +433,39 @@ def test_training_is_a_typed_record_read_strictly_for_this_schema(tmp_path):
     kind = replicates.describe(config, judge=RULE, backend="transformers", outcome=trained(2, None))
     record = run_record(
         model="m", setting="tiny", method="simpo", run_id=config.run_id, seed=42,
-        benchmarks={"alpaca_eval2": {"win_rate": 95.0}}, judge=RULE, limit=None, training=kind["training"],
-        replicate_key=kind["replicate_key"], variant=kind["variant"],
+        benchmarks={"alpaca_eval2": {"win_rate": 95.0}}, judge=RULE, limit=None, training=kind.training,
+        replicate_key=kind.replicate_key, variant=kind.variant,
     )  # fmt: skip
     keys = ["held_out_reward_accuracy", "held_out_loss", "steps", "recipe_steps", "full"]
     assert list(record["training"]) == keys  # as result.json has always held them
     read = RunResult.from_json(record, "result.json")
-    assert read.training == kind["training"] and read.to_json() == record
+    assert read.training == kind.training and read.to_json() == record
     assert read.training.truncation() == f"truncated: 2 of {read.training.recipe_steps} steps"
     with pytest.raises(ReproError, match="result.json: training: unknown key 'stepz'"):
         RunResult.from_json({**record, "training": {**record["training"], "stepz": 1}}, "result.json")
     old = {**record, "schema": "repro.result/1", "training": {"steps": 7, "stepz": 1}}
     assert RunResult.from_json(old, "old").training == Training(steps=7)
     assert Training().truncation() is None
+
+
+def test_the_variant_is_a_typed_record_read_strictly(tmp_path):
+    """result.json's `variant` reads back as Differences ({name: {"run", "recipe"}} on disk, as
+    it has always been written); a malformed one is one line, in this schema and an older one."""
+    from repro.runs.results.result import Difference
+
+    config, _ = resolve_names("tiny", "simpo", max_steps=2)
+    kind = replicates.describe(config, judge=RULE, backend="transformers", outcome=trained(2, None))
+    assert kind.variant == {"max_steps": Difference(2, None)}
+    record = run_record(
+        model="m", setting="tiny", method="simpo", run_id=config.run_id, seed=42,
+        benchmarks={"alpaca_eval2": {"win_rate": 95.0}}, judge=RULE, limit=None, training=kind.training,
+        replicate_key=kind.replicate_key, variant=kind.variant,
+    )  # fmt: skip
+    assert record["variant"] == {"max_steps": {"run": 2, "recipe": None}}
+    read = RunResult.from_json(record, "result.json")
+    assert read.variant == kind.variant and read.to_json() == record
+    assert replicates.label(read.variant, read.training) == "truncated: 2 of 32 steps"
+    for schema in ("repro.result/2", "repro.result/1"):
+        for bad in ({"max_steps": 2}, {"max_steps": {"run": 2}}, ["max_steps"]):
+            with pytest.raises(ReproError, match="^result.json: 'variant' is not a mapping"):
+                RunResult.from_json({**record, "schema": schema, "variant": bad}, "result.json")

@@ -34,7 +34,7 @@ from repro.runs.analysis import published
 from repro.runs.results import replicates, verify
 from repro.runs.results.manifest import FILE as MANIFEST
 from repro.runs.results.manifest import Manifest
-from repro.runs.results.result import NotARunResult, RunResult, Training
+from repro.runs.results.result import NotARunResult, RunResult, Training, Variant
 from repro.train.outcome import TrainingOutcome
 
 
@@ -136,7 +136,7 @@ class Counted:
     path: Path
     result: RunResult
     group: str | None  # the replicate key (None: a hand-made result, pooled by setting and method)
-    variant: dict[str, Any] | None
+    variant: Variant | None
     extent: Training | None
 
     @property
@@ -225,7 +225,7 @@ def _verification(path: Path, unverified: list[tuple[str, str]]) -> str | None:
     return None
 
 
-def _identity(path: Path, result: RunResult) -> tuple[str | None, dict | None, Training | None]:
+def _identity(path: Path, result: RunResult) -> tuple[str | None, Variant | None, Training | None]:
     """(replicate key, differences from the recipe, training extent) of one result. Results of
     repro before replicate keys are read through their manifest; hand-made results without
     either have no key (they are pooled by setting and method, as they always were)."""
@@ -247,7 +247,7 @@ def _identity(path: Path, result: RunResult) -> tuple[str | None, dict | None, T
     except ReproError:
         outcome = None  # a damaged metrics.json: the steps are unknown, the grouping stands
     kind = replicates.describe(config, judge=judge, backend=engine, outcome=outcome)
-    return kind["replicate_key"], kind["variant"], kind["training"]
+    return kind.replicate_key, kind.variant, kind.training
 
 
 def _labels(results: list[Counted]) -> dict[tuple[str, str, str | None], tuple[str, bool]]:

@@ -421,12 +421,12 @@ def _execute(
         seed=config.seed,
         judge=judged_by,
         training=dataclasses.replace(
-            kind["training"],
+            kind.training,
             held_out_reward_accuracy=outcome.held_out_accuracy,
             held_out_loss=outcome.held_out_loss,
         ),
-        replicate_key=kind["replicate_key"],
-        variant=kind["variant"],
+        replicate_key=kind.replicate_key,
+        variant=kind.variant,
         bos_check=bos,
         sources=evaluations.sources(evaluation),
     )

@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from repro.config.resolution import resolve_names
 from repro.config.runconfig import NOT_IN_IDENTITY, RunConfig
 from repro.errors import ReproError
-from repro.runs.results.result import Training
+from repro.runs.results.result import Difference, Training, Variant
 from repro.train.outcome import TrainingOutcome
 
 # What replicates may differ in: the seed (their point) and what changes no number.
@@ -63,9 +64,9 @@ def recipe_config(config: RunConfig) -> RunConfig | None:
     return recipe
 
 
-def differences(config: RunConfig, *, judge: dict[str, Any], backend: str) -> dict[str, Any] | None:
-    """{name: {"run": value, "recipe": value}} for each value that is not the recipe's (code
-    version aside); None when the recipe cannot be resolved any more."""
+def differences(config: RunConfig, *, judge: dict[str, Any], backend: str) -> Variant | None:
+    """Each value that is not the recipe's (code version aside), by flattened name; None when
+    the recipe cannot be resolved any more."""
     recipe = recipe_config(config)
     if recipe is None:
         return None
@@ -73,7 +74,7 @@ def differences(config: RunConfig, *, judge: dict[str, Any], backend: str) -> di
     default_judge = {"kind": recipe.evaluation.judge, "model": judge.get("model")}
     theirs = identity(recipe, judge=default_judge, backend="transformers")
     return {
-        name: {"run": ours.get(name), "recipe": theirs.get(name)}
+        name: Difference(ours.get(name), theirs.get(name))
         for name in sorted(set(ours) | set(theirs))
         if name not in INCIDENTAL and ours.get(name) != theirs.get(name)
     }
@@ -105,23 +106,32 @@ def training_extent(config: RunConfig, outcome: TrainingOutcome | None) -> Train
     return Training(steps=steps, recipe_steps=full_steps, full=full)
 
 
+@dataclass(frozen=True)
+class Kind:
+    """What result.json says of a run's kind: its replicate key, what differs from the recipe
+    (None: the recipe cannot be resolved any more), and how far it trained."""
+
+    replicate_key: str
+    variant: Variant | None
+    training: Training
+
+
 def describe(
     config: RunConfig,
     *,
     judge: dict[str, Any],
     backend: str,
     outcome: TrainingOutcome | None,
-) -> dict[str, Any]:
-    """What result.json says of a run's kind: its replicate key, what differs from the recipe,
-    and how far it trained (`repro run` writes it; `repro compare` rebuilds it for old runs)."""
-    return {
-        "replicate_key": key(identity(config, judge=judge, backend=backend)),
-        "variant": differences(config, judge=judge, backend=backend),
-        "training": training_extent(config, outcome),
-    }
+) -> Kind:
+    """A run's kind (`repro run` writes it; `repro compare` rebuilds it for old runs)."""
+    return Kind(
+        replicate_key=key(identity(config, judge=judge, backend=backend)),
+        variant=differences(config, judge=judge, backend=backend),
+        training=training_extent(config, outcome),
+    )
 
 
-def label(variant: dict[str, Any] | None, extent: Training | None) -> str:
+def label(variant: Variant | None, extent: Training | None) -> str:
     """A row label: '' for the recipe itself, else what differs, e.g. 'hyperparameters.beta 0.5'."""
     parts = []
     if extent and (truncated := extent.truncation()):
@@ -130,7 +140,7 @@ def label(variant: dict[str, Any] | None, extent: Training | None) -> str:
         if name == "max_steps" and parts:
             continue  # said by "truncated"
         shown = name.removeprefix("hyperparameters.")  # beta, gamma: the paper's names
-        parts.append(f"{shown} {_short(values['run'])}")
+        parts.append(f"{shown} {_short(values.run)}")
     return "; ".join(parts)
 
 

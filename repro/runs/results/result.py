@@ -64,6 +64,34 @@ class Training:
         return f"truncated: {self.steps}{of} steps"
 
 
+@dataclass(frozen=True)
+class Difference:
+    """One value a run has that its recipe does not (result.json's `variant`, by flattened name)."""
+
+    run: Any
+    recipe: Any
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run": self.run, "recipe": self.recipe}
+
+
+Variant = dict[str, Difference]  # what a run changed from its recipe; {} for the recipe itself
+
+
+def variant_from_json(data: Any, where: str) -> Variant | None:
+    """result.json's `variant` ({name: {"run": value, "recipe": value}}; null: unknown)."""
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) and set(v) == {"run", "recipe"}
+                                             for v in data.values()):  # fmt: skip
+        raise ReproError(f"{where}: 'variant' is not a mapping of names to their run and recipe values")
+    return {name: Difference(v["run"], v["recipe"]) for name, v in data.items()}
+
+
+def variant_to_json(variant: Variant | None) -> dict[str, Any] | None:
+    return None if variant is None else {name: d.to_json() for name, d in variant.items()}
+
+
 class NotARunResult(ReproError):
     """An older repro's eval/result.json: the evaluation record a run is made from, not a run's result."""
 
@@ -88,7 +116,7 @@ class RunResult:
     partial_reasons: list[str]
     limit: int | None
     replicate_key: str | None
-    variant: dict[str, Any] | None
+    variant: Variant | None
     judge: dict[str, Any]
     benchmarks: dict[str, Any]  # each benchmark's output (its module's keys)
     judge_calls: dict[str, Any] | None
@@ -116,7 +144,7 @@ class RunResult:
         judge: dict[str, Any] | None = None,
         bos_check: Stages | None = None,
         replicate_key: str | None = None,
-        variant: dict[str, Any] | None = None,
+        variant: Variant | None = None,
         sources: dict[str, str] | None = None,
     ) -> RunResult:
         limit = evaluation.limit
@@ -155,6 +183,7 @@ class RunResult:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["training"] = self.training.to_json() if self.training else None
         data["bos_check"] = self.bos_check.to_json() if self.bos_check else None
+        data["variant"] = variant_to_json(self.variant)
         return data
 
     def write(self, path: Path) -> None:
@@ -170,7 +199,8 @@ class RunResult:
             _check_scores(data["scores"], where)
             return cls(
                 **{**data, "training": Training.from_json(data["training"], where),
-                   "bos_check": _stages(data["bos_check"], where)}
+                   "bos_check": _stages(data["bos_check"], where),
+                   "variant": variant_from_json(data["variant"], where)}
             )  # fmt: skip
         if schema not in OLD_SCHEMAS:
             raise ReproError(f"{where}: unknown result schema {schema!r} (expected {SCHEMA!r})")
@@ -200,6 +230,7 @@ class RunResult:
         values = {**defaults, **{k: v for k, v in data.items() if k in known}}
         values["training"] = Training.from_json(values["training"], where, lenient=True)
         values["bos_check"] = _stages(values["bos_check"], where)
+        values["variant"] = variant_from_json(values["variant"], where)
         values["schema"] = data.get("schema") or "none (made by hand or by an older tool)"
         return cls(**values)
 
