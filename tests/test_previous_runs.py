@@ -99,6 +99,8 @@ def test_a_run_of_the_previous_main_resumes_verifies_and_compares(previous_run, 
     )
     assert done.work_done == [] and done.run_dir == folder
     assert _tree_digest(folder) == before  # nothing rewritten, nothing added
+    # what it returns is what the old run recorded, not today's re-derivation of it
+    assert done.result == RunResult.read(result_file) and done.result.schema == "repro.result/1"
 
     check = verify.verify(folder)
     assert check.ok, check.problems

@@ -72,7 +72,9 @@ def test_rerun_does_no_work_and_leaves_the_record_byte_identical(finished, works
         "run", str(workspace / "mytiny.yaml"), "--method", "simpo",
         "--results", str(workspace / "results"), "--format", "json", check=True,
     )  # fmt: skip
-    assert json.loads(again.stdout)["work_done"] == []
+    printed = json.loads(again.stdout)
+    assert printed.pop("work_done") == [] and printed.pop("run_dir") == str(run_dir)
+    assert printed == json.loads((run_dir / "result.json").read_text())  # what it recorded, as it is
     assert {name: digest(run_dir / name) for name in before} == before
 
 

@@ -410,6 +410,11 @@ def _execute(
              "benchmarks": stage.todo}
         )  # fmt: skip
 
+    recorded = directory / verify.RECORD
+    if not done_work and recorded.exists():
+        # nothing ran: the run is what it recorded (newer code re-derives nothing from it, and
+        # never shows a number or a label the record does not hold)
+        return Executed(RunResult.read(recorded), directory, done_work)
     judged_by = {**judge.describe(), **evaluation.judge}  # with what the judge said of itself
     kind = replicates.describe(config, judge=judged_by, backend=options.backend, outcome=outcome)
     bos = Stages(train=_train_bos(train_dir), eval=evaluation.bos_check)
@@ -430,19 +435,18 @@ def _execute(
         bos_check=bos,
         sources=evaluations.sources(evaluation),
     )
-    if done_work or not (directory / "result.json").exists():
-        manifest = Manifest.read_or_none(directory) or Manifest.new(
-            config,
-            outcome=outcome,
-            environment=environment.freeze(),
-            weights_sha256=weights,
-            tokenizer_checks=bos,
-        )
-        manifest.judge = record.judge
-        manifest.judge_calls = evaluation.judge_calls
-        manifest.add_session(done_work, code_version=config.code_version, git=environment.git_state())
-        manifest.files = verify.file_hashes(directory, root)
-        manifest.files[verify.RECORD] = verify.record_sha256(record.to_json())  # the scores compare reads
-        manifest.write(directory)
-        record.write(directory / verify.RECORD)  # written last: its presence means the run is complete
+    manifest = Manifest.read_or_none(directory) or Manifest.new(
+        config,
+        outcome=outcome,
+        environment=environment.freeze(),
+        weights_sha256=weights,
+        tokenizer_checks=bos,
+    )
+    manifest.judge = record.judge
+    manifest.judge_calls = evaluation.judge_calls
+    manifest.add_session(done_work, code_version=config.code_version, git=environment.git_state())
+    manifest.files = verify.file_hashes(directory, root)
+    manifest.files[verify.RECORD] = verify.record_sha256(record.to_json())  # the scores compare reads
+    manifest.write(directory)
+    record.write(recorded)  # written last: its presence means the run is complete
     return Executed(record, directory, done_work)
