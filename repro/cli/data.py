@@ -157,9 +157,10 @@ def check_tokenizer(
     revision = the_setting.tokenizer_revision or the_setting.model_revision
     tok = tokenizers.load(model_or_path, revision=revision)
     pipeline = preference.Pipeline.for_config(tok, the_setting, tokenization)
-    checks = bosguard.run(tok, pipeline, evalconfig.generation(evaluation_plan(the_setting).generation))
+    generation = evalconfig.generation(evaluation_plan(the_setting).generation)
+    report = bosguard.Report.of(bosguard.run(tok, pipeline, generation))
     if fmt == "json":
-        render.print_json(bosguard.Report.of(checks).to_json())
+        render.print_json(report.to_json())
     else:
         render.print_table(
             render.table(
@@ -173,12 +174,11 @@ def check_tokenizer(
                         c.status,
                         c.message,
                     )
-                    for c in checks
+                    for c in report.checks
                 ],
                 title=f"BOS check: {model_or_path} with the {the_setting.name} templates",
             )
         )
-    if bosguard.worst(checks) == "error":
-        raise ReproError(
-            f"double BOS or a contradicted family: {bosguard.first_error(checks)}; {bosguard.FIX}"
-        )
+    if first := report.first_error():
+        why = f"{first.what}: {first.message}"
+        raise ReproError(f"double BOS or a contradicted family: {why}; {bosguard.FIX}")

@@ -190,10 +190,10 @@ class Stages:
             raise ReproError(f"{where}: BOS checks are not a mapping of train and eval reports")
         return cls(**{k: Report.from_json(v, f"{where}: {k}") for k, v in data.items() if v is not None})
 
-
-def first_error(checks: list[Check]) -> str | None:
-    """The message of the first failed check (what a refusal says), if any."""
-    return next((f"{c.what}: {c.message}" for c in checks if c.status == "error"), None)
+    @classmethod
+    def recorded(cls, data: Any, where: str) -> Stages | None:
+        """A record's BOS checks, or None where it recorded none (null)."""
+        return None if data is None else cls.from_json(data, where)
 
 
 def worst(checks: list[Check]) -> str:

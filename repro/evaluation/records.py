@@ -129,6 +129,5 @@ class EvaluationResult:
 def _bos(data: Any, where: str) -> bosguard.Report | None:
     """The evaluated tokenizer's BOS report (an older record's run-result layout held it under
     `eval`)."""
-    if data is None:
-        return None
-    return bosguard.Stages.from_json(data, f"{where}: bos_check").eval
+    stages = bosguard.Stages.recorded(data, f"{where}: bos_check")
+    return stages.eval if stages else None

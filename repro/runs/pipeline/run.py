@@ -200,10 +200,12 @@ def evaluation_plan(
     benches: list[str],
     judge: Judge,
     options: EvalOptions,
+    weights: str,
 ) -> evaluations.Plan:
-    """Which benchmarks the evaluation stage evaluates now, and where (repro.runs.pipeline.evaluations)."""
+    """Which benchmarks the evaluation stage evaluates now, and where (repro.runs.pipeline.evaluations).
+    `weights`: the trained model's hashing.weights_sha256 (hashed once by the caller: gigabytes)."""
     base = {
-        "weights_sha256": hashing.weights_sha256(train_dir / "model"),
+        "weights_sha256": weights,
         "limit": options.limit,
         "generation_config_sha256": hashing.file_sha256_or_none(
             evalconfig.locate(config.evaluation.generation)
@@ -328,7 +330,8 @@ def generate(
     )
     options = dataclasses.replace(options, reference_model=reference, stage="generate")
     with run_lock(root), _log_to(directory / "repro.log"):
-        stage = evaluation_plan(config, directory, root / "train", benches, judge, options)
+        weights = hashing.weights_sha256(root / "train" / "model")
+        stage = evaluation_plan(config, directory, root / "train", benches, judge, options, weights)
         # its output folder is where the judging job that follows looks for the answers
         return _evaluation(config, root / "train", stage, judge, options).run(progress=progress).outputs()
 
@@ -385,8 +388,8 @@ def _execute(
         curves(outcome.log_history, root)
 
     # -- generate + judge + score: the benchmarks whose inputs changed, added to the earlier ones
-    stage = evaluation_plan(config, directory, train_dir, benches, judge, options)
-    weights = hashing.weights_sha256(train_dir / "model")  # the manifest records it
+    weights = hashing.weights_sha256(train_dir / "model")  # the evaluation's key and the manifest
+    stage = evaluation_plan(config, directory, train_dir, benches, judge, options, weights)
     evaluation = stage.record
     if stage.todo:
         start = time.time()

@@ -61,8 +61,7 @@ class Manifest:
             if value is not None and not isinstance(value, kind):
                 raise ReproError(f"{where}: '{name}' is not a {'mapping' if kind is dict else 'list'}")
         manifest.history = manifest.history or []
-        if (checks := manifest.tokenizer_checks) is not None:
-            manifest.tokenizer_checks = Stages.from_json(checks, f"{where}: tokenizer_checks")
+        manifest.tokenizer_checks = Stages.recorded(manifest.tokenizer_checks, f"{where}: tokenizer_checks")
         return manifest
 
     @classmethod

@@ -199,7 +199,7 @@ class RunResult:
             _check_scores(data["scores"], where)
             return cls(
                 **{**data, "training": Training.from_json(data["training"], where),
-                   "bos_check": _stages(data["bos_check"], where),
+                   "bos_check": Stages.recorded(data["bos_check"], f"{where}: bos_check"),
                    "variant": variant_from_json(data["variant"], where)}
             )  # fmt: skip
         if schema not in OLD_SCHEMAS:
@@ -229,7 +229,7 @@ class RunResult:
         }  # fmt: skip
         values = {**defaults, **{k: v for k, v in data.items() if k in known}}
         values["training"] = Training.from_json(values["training"], where, lenient=True)
-        values["bos_check"] = _stages(values["bos_check"], where)
+        values["bos_check"] = Stages.recorded(values["bos_check"], f"{where}: bos_check")
         values["variant"] = variant_from_json(values["variant"], where)
         values["schema"] = data.get("schema") or "none (made by hand or by an older tool)"
         return cls(**values)
@@ -255,7 +255,3 @@ def _check_scores(scores: Any, where: str) -> None:
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
         if value is not None and not numeric and not isinstance(value, list):  # a CI is a list
             raise ReproError(f"{where}: scores.{key} is not a number ({json.dumps(value)[:40]})")
-
-
-def _stages(data: Any, where: str) -> Stages | None:
-    return None if data is None else Stages.from_json(data, f"{where}: bos_check")
