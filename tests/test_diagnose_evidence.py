@@ -14,11 +14,12 @@ import json
 from pathlib import Path
 
 from repro import io
+from repro.evaluation.judge.judged_by import JudgedBy
 from repro.evaluation.records import BenchmarkResult, EvaluationResult
 from repro.runs.analysis import diagnosis
 from repro.runs.results.result import RunResult
 
-ENDPOINT = {"kind": "endpoint", "url": "http://127.0.0.1:9/v1", "model": None, "key_env": "OPENAI_API_KEY"}
+ENDPOINT = JudgedBy("endpoint", "http://127.0.0.1:9/v1", None, "OPENAI_API_KEY")
 NO_VERDICTS = {
     "arena_hard": {"score": None, "lower": None, "upper": None, "battles": 0, "avg_tokens": 27,
                    "n_questions": 24, "n_games_without_verdict": 48, "incomplete": True},

@@ -3,6 +3,7 @@ The record is written as `repro run` writes it; nothing is generated or judged."
 
 from __future__ import annotations
 
+from repro.evaluation.judge.judged_by import JudgedBy
 from repro.evaluation.records import BenchmarkResult, EvaluationResult
 from repro.runs.pipeline import evaluations
 
@@ -16,7 +17,7 @@ def recorded(run, outputs: dict, judge: dict = RULE) -> None:
     keys = {n: evaluations.benchmark_key(BASE, judge, n, None) for n in outputs}
     EvaluationResult(
         model="m", setting="tiny", benchmarks={n: BenchmarkResult(n, o) for n, o in outputs.items()},
-        scores={}, judge=judge, limit=None, key={"benchmarks": keys},
+        scores={}, judge=JudgedBy.from_json(judge, "test"), limit=None, key={"benchmarks": keys},
     ).write(run / "eval")  # fmt: skip
 
 
@@ -47,7 +48,8 @@ def test_an_incomplete_output_is_evaluated_again(tmp_path):
 def test_a_record_of_an_older_repro_is_read_per_benchmark(tmp_path):
     EvaluationResult(
         model="m", setting="tiny", benchmarks={"gsm": BenchmarkResult("gsm", {"acc": 1.0})}, scores={},
-        judge=RULE, limit=None, key={**BASE, "weights_sha256": "old", "benches": ["gsm"], "judge": RULE},
+        judge=JudgedBy.from_json(RULE, "test"), limit=None,
+        key={**BASE, "weights_sha256": "old", "benches": ["gsm"], "judge": RULE},
     ).write(tmp_path / "eval")  # fmt: skip
     plan = evaluations.plan(tmp_path, ["gsm"], base=BASE, judge=RULE, legacy_weights="old")
     assert plan.todo == [] and plan.kept == ["gsm"]  # the old weights hash, training_args.bin included

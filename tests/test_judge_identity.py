@@ -21,6 +21,7 @@ from repro.errors import ReproError
 from repro.evaluation import benchmarks
 from repro.evaluation.judge import identity, local
 from repro.evaluation.judge.gateway import chat_response
+from repro.evaluation.judge.judged_by import JudgedBy
 
 TOP_M = [{"token": "M", "logprob": -0.4}, {"token": "m", "logprob": -1.2}]
 
@@ -94,7 +95,7 @@ def test_a_judge_with_logprobs_is_accepted_and_asked_as_alpaca_eval_asks(scripte
     up = scripted(["judge"], with_logprobs)
     ident = identity.probe(up.url, asked=asked("judge", ["alpaca_eval2", "mt_bench"]), key_env="NO_SUCH_KEY")
     said = {"served": {"id": "judge", "object": "model"}, "answered_as": "judge", "fingerprint": None}
-    assert ident == {
+    assert ident.to_json() == {
         "local": True, "served_models": ["judge"], "answered_as": "judge", "logprobs": True,
         "models": {"judge": said},  # what the server said of itself: the judge in the cache's keys
     }  # fmt: skip
@@ -111,7 +112,7 @@ def test_a_judge_with_logprobs_is_accepted_and_asked_as_alpaca_eval_asks(scripte
     )
     # without AlpacaEval 2: the model list, and one token from the model asked for (who answers)
     ident = identity.probe(up.url, asked=asked("judge", ["arena_hard"]), key_env="NO_SUCH_KEY")
-    assert len(up.bodies) == 2 and up.bodies[1]["max_tokens"] == 1 and ident["models"]["judge"] == said
+    assert len(up.bodies) == 2 and up.bodies[1]["max_tokens"] == 1 and ident.of_model("judge") == said
 
 
 @pytest.mark.parametrize(
@@ -161,7 +162,8 @@ def test_an_unreachable_judge_is_one_line():
     ],
 )  # fmt: skip
 def test_published_note_names_a_judge_other_than_the_published_one(judge, metric, note):
-    got = identity.published_note(judge, benchmarks.metric(metric)[0].published_judge)
+    judged_by = JudgedBy.from_json(judge, "here", lenient=True)
+    got = judged_by.published_note(benchmarks.metric(metric)[0].published_judge)
     assert got == note if note is None else note in got
 
 
@@ -204,3 +206,32 @@ def test_judge_serve_dry_run_prints_the_server_and_the_flags(cli):
                  "--max-model-len 8192", "--tensor-parallel-size 2"):  # fmt: skip
         assert part in command
     assert flags == "--judge-url http://127.0.0.1:8123/v1 --judge-model Judge-7B"
+
+
+def test_who_judged_is_a_typed_record_read_strictly(scripted):
+    """Oracle: the layout results have always had (Judge.describe() keys, then what the server
+    said), written literally here; a record written by the previous main has exactly it."""
+    up = scripted(["judge"], with_logprobs)
+    said = identity.probe(up.url, asked=asked("judge", ["alpaca_eval2"]), key_env="NO_SUCH_KEY")
+    judged = JudgedBy("endpoint", up.url, "judge", "OPENAI_API_KEY", said)
+    data = judged.to_json()
+    assert list(data) == ["kind", "url", "model", "key_env", "local", "served_models", "answered_as",
+                          "logprobs", "models"]  # fmt: skip
+    assert JudgedBy.from_json(json.loads(json.dumps(data)), "result.json") == judged
+    rule = {"kind": "rule", "url": None, "model": None, "key_env": "OPENAI_API_KEY"}
+    assert JudgedBy.from_json(rule, "x").to_json() == rule and JudgedBy.from_json(rule, "x").said is None
+    for bad, says in (
+        ({**data, "api_key": "sk-1"}, "unknown key 'api_key'"),
+        ({k: v for k, v in data.items() if k != "served_models"}, "missing key 'served_models'"),
+        ({k: v for k, v in rule.items() if k != "key_env"}, "missing key 'key_env'"),
+        ({**data, "models": {"judge": {"served": None}}}, "'models' is not a mapping"),
+        ({**data, "local": "yes"}, "'local' and 'logprobs' are true or false"),
+        ({**rule, "model": 4}, "'model' is not a name"),
+        ([rule], "not a mapping"),
+    ):
+        with pytest.raises(ReproError, match=says) as caught:
+            JudgedBy.from_json(bad, "result.json")
+        assert str(caught.value).startswith("result.json: judge:") and "\n" not in str(caught.value)
+    # an older or hand-made record: unknown keys left out, nothing at all is an unknown judge
+    assert JudgedBy.from_json({}, "old", lenient=True) is None
+    assert JudgedBy.from_json({"kind": "rule", "note": "x"}, "old", lenient=True) == JudgedBy("rule")

@@ -87,7 +87,7 @@ def test_the_grid_groups_replicates_as_compare_does(tmp_path):
     (sweep,) = grid.sweeps(tmp_path)
     assert sweep.axes == ["beta"]
     by_beta = {p.values["beta"]: p for p in sweep.points}
-    assert sorted(by_beta) == [5.0, 10.0] and ENDPOINT["kind"] == "endpoint"
+    assert sorted(by_beta) == [5.0, 10.0] and ENDPOINT.kind == "endpoint"
     recipe, beta5 = by_beta[10.0], by_beta[5.0]
     assert recipe.score("ae2_lc") == pytest.approx(published_cell("ae2_lc") + 0.1)  # the two seeds
     assert beta5.score("ae2_lc") == pytest.approx(published_cell("ae2_lc") - 8.0)

@@ -22,6 +22,7 @@ from repro.config.resolution import resolve_names
 from repro.config.runconfig import RunConfig, RunFile, RunPaths
 from repro.errors import ReproError
 from repro.evaluation import benchmarks as registry
+from repro.evaluation.judge.judged_by import JudgedBy
 from repro.evaluation.records import BenchmarkResult, EvaluationResult
 from repro.runs.analysis import published
 from repro.runs.results import replicates, verify
@@ -29,15 +30,10 @@ from repro.runs.results.result import RunResult, Training
 from repro.train.outcome import TrainingOutcome
 
 SETTING, METHOD = "llama3-instruct-v0.2", "simpo"
-RULE = {"kind": "rule", "url": None, "model": None, "key_env": "OPENAI_API_KEY"}
+RULE = JudgedBy("rule", None, None, "OPENAI_API_KEY")
 # UltraFeedback (ArmoRM) train rows: 7,485 batches of 2 x 4 processes, / 16 accumulation = 468 steps
 TRAIN_ROWS = 59876
-ENDPOINT = {
-    "kind": "endpoint",
-    "url": "https://api.openai.com/v1",
-    "model": None,
-    "key_env": "OPENAI_API_KEY",
-}
+ENDPOINT = JudgedBy("endpoint", "https://api.openai.com/v1", None, "OPENAI_API_KEY")
 
 
 def published_cell(metric: str) -> float:
@@ -83,7 +79,7 @@ def write_run(
     max_steps: int | None = None,
     steps: int = 468,
     delta: float = 0.0,
-    judge: dict | None = None,
+    judge: JudgedBy | None = None,
     old_format: bool = False,
 ) -> Path:
     """One finished run folder as `repro run` leaves it (result.json, manifest.json); `old_format`:

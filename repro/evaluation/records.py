@@ -14,6 +14,7 @@ from typing import Any
 from repro import io, records
 from repro.data import bosguard
 from repro.errors import ReproError
+from repro.evaluation.judge.judged_by import JudgedBy
 
 SCHEMA = "repro.evaluation/1"
 FILE = "evaluation.json"
@@ -40,7 +41,7 @@ class EvaluationResult:
     setting: str
     benchmarks: dict[str, BenchmarkResult]
     scores: dict[str, Any]  # the published tables' metrics (the benchmarks' `scores`)
-    judge: dict[str, Any]  # who judged, with what the judge said of itself; never a key
+    judge: JudgedBy | None  # who judged, with what the judge said of itself (None: an older record's unknown)
     limit: int | None
     stage: str = "all"
     judge_calls: dict[str, Any] | None = None  # the gateway's counts
@@ -76,6 +77,7 @@ class EvaluationResult:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["benchmarks"] = self.outputs()
         data["bos_check"] = self.bos_check.to_json() if self.bos_check else None
+        data["judge"] = self.judge.to_json() if self.judge else {}
         return data
 
     @classmethod
@@ -89,7 +91,10 @@ class EvaluationResult:
             name: BenchmarkResult(name, output, (data["timings_seconds"] or {}).get(name))
             for name, output in data["benchmarks"].items()
         }
-        return cls(**{**data, "benchmarks": benches, "bos_check": _bos(data["bos_check"], where)})
+        return cls(
+            **{**data, "benchmarks": benches, "bos_check": _bos(data["bos_check"], where),
+               "judge": JudgedBy.from_json(data["judge"], where)}
+        )  # fmt: skip
 
     def write(self, folder: Path) -> Path:
         path = folder / FILE
@@ -115,7 +120,7 @@ class EvaluationResult:
             setting=old.get("setting", ""),
             benchmarks={n: BenchmarkResult(n, o, timings.get(n)) for n, o in old["benchmarks"].items()},
             scores=old.get("scores") or {},
-            judge=old.get("judge") or {},
+            judge=JudgedBy.from_json(old.get("judge"), str(folder / OLD_FILE), lenient=True),
             limit=old.get("limit"),
             judge_calls=old.get("judge_calls"),
             resumed_answers=old.get("resumed_answers"),

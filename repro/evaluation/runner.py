@@ -168,11 +168,12 @@ class Evaluation:
                 b: (benchmarks.get(b).rule, sources.get(b)) for b in judged if _has_rule(benchmarks.get(b))
             }
         # who judges, asked before any model loads or judge call is paid for (one line if wrong)
-        self.judge_identity: dict[str, Any] = {}
+        said = None
         if self.needs_judge and judge.kind == "endpoint":
             asked = {b: judge.model or benchmarks.get(b).published_judge for b in judged}
-            self.judge_identity = identity.probe(judge.url, asked=asked, key_env=judge.key_env)
-            self.backend.learn(self.judge_identity)  # the cache knows the judge by what it said
+            said = identity.probe(judge.url, asked=asked, key_env=judge.key_env)
+            self.backend.learn(said)  # the cache knows the judge by what it said
+        self.judged_by = judge.judged_by(said)
         self.chat_template = options.chat_template or self.config["arena_hard"].get(
             "chat_template", "tokenizer"
         )
@@ -385,7 +386,7 @@ class Evaluation:
                 for name, output in outputs.items()
             },
             scores=benchmarks.scores(outputs),
-            judge={**self.judge.describe(), **self.judge_identity},
+            judge=self.judged_by,
             limit=self.limit,
             stage=self.stage,
             judge_calls=judge_calls,

@@ -8,38 +8,28 @@ a one-token request. A judge that does not serve the model asked for, answers as
 model, or answers without the log-probs the weighted annotator computes its preference
 from, is named in one line (ReproError) before the benchmarks' judge calls.
 
-What the server said of each model (`models`: its `/models` entry without the fields that
+What the server said of each model (`Said.models`: its `/models` entry without the fields that
 change on every call, the name it answered as, and the `system_fingerprint` where the server
-gives one) is the judge's identity in the judgment cache (backends.OpenAIEndpoint.identity_for): two servers
-that answer to the same model name are one judge only when they say the same of themselves.
-
-`published_note()` says when a score was judged by something other than the judge behind
-the published numbers (GPT-4 Turbo for AlpacaEval 2 and Arena-Hard, GPT-4 for MT-Bench),
-so `repro compare` never sets a local judge's score beside a GPT-4 number silently.
+gives one) is the judge's identity in the judgment cache (upstream.OpenAIEndpoint.identity_for):
+two servers that answer to the same model name are one judge only when they say the same of
+themselves. The record of who judged is repro.evaluation.judge.judged_by.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import urllib.error
 import urllib.request
 from typing import Any
-from urllib.parse import urlparse
 
 from repro.errors import ReproError
+from repro.evaluation.judge.judged_by import Said, ServedModel, answered_as, is_local
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}  # noqa: S104 - names, not a bind address
 WEIGHTED_HINT = (
     "AlpacaEval 2's weighted annotator needs `logprobs` with `top_logprobs` 5 on a one-token answer, "
     "with 'm' or 'M' among them (vLLM: `repro judge serve MODEL`)"
 )
-
-
-def is_local(url: str | None) -> bool:
-    """A judge on this machine (a server you run yourself), by its URL's host."""
-    return bool(url) and (urlparse(url).hostname or "") in LOOPBACK
 
 
 def _request(url: str, key_env: str, body: dict[str, Any] | None, timeout: float) -> tuple[int, Any]:
@@ -78,13 +68,6 @@ def weighted_request(model: str) -> dict[str, Any]:
         "logprobs": kwargs["logprobs"],
         "top_logprobs": kwargs["top_logprobs"],
     }
-
-
-def _answered_as(answered: str | None, asked: str) -> bool:
-    # OpenAI answers an alias with its dated name (gpt-4 -> gpt-4-0613, gpt-4-turbo ->
-    # gpt-4-turbo-2024-04-09); gpt-4-1106-preview is not gpt-4
-    dated = re.escape(asked) + r"-\d{4}(-\d{2}-\d{2})?"
-    return answered is not None and (answered == asked or re.fullmatch(dated, answered) is not None)
 
 
 # /models fields that change from one call to the next (vLLM stamps `created` with the time of
@@ -126,7 +109,7 @@ def _ask(
         detail = (data.get("error") or {}).get("message") if isinstance(data, dict) else str(data)
         raise ReproError(f"judge at {url} ({name}) refused {why}: HTTP {status}: {str(detail)[:160]}")
     answered = data.get("model")
-    if not _answered_as(answered, name):
+    if not answered_as(answered, name):
         raise ReproError(
             f"judge at {url} answered as '{answered}', not the '{name}' asked for "
             f"(pass --judge-model {answered} if that is the judge you mean)"
@@ -134,15 +117,15 @@ def _ask(
     return data
 
 
-def probe(url: str, *, asked: dict[str, str], key_env: str, timeout: float = 300.0) -> dict[str, Any]:
+def probe(url: str, *, asked: dict[str, str], key_env: str, timeout: float = 300.0) -> Said:
     """Check an endpoint judge before any judging; returns what it said about itself. `asked`:
     the model each judged benchmark will ask for (--judge-model, or the benchmark's published judge).
 
     Raises ReproError (one line) when it does not serve a model asked for, answers as another
     model, or answers the weighted annotator without usable log-probs. A server without
-    `GET /models` (some proxies) skips that check; the identity then says so."""
+    `GET /models` (some proxies) skips that check; what it said then has no served models."""
     base = url.rstrip("/")
-    identity: dict[str, Any] = {"local": is_local(url), "served_models": None, "answered_as": None}
+    served: list[str] | None = None
     entries: dict[str, Any] = {}
     try:
         status, data = _request(f"{base}/models", key_env, None, timeout=min(timeout, 30.0))
@@ -151,7 +134,6 @@ def probe(url: str, *, asked: dict[str, str], key_env: str, timeout: float = 300
     if status == 200 and isinstance(data, dict) and isinstance(data.get("data"), list):
         served = [m.get("id") for m in data["data"] if isinstance(m, dict)]
         entries = {m.get("id"): served_entry(m) for m in data["data"] if isinstance(m, dict)}
-        identity["served_models"] = served
         missing = sorted({name for name in asked.values() if name not in served})
         if missing:
             hint = (
@@ -160,25 +142,25 @@ def probe(url: str, *, asked: dict[str, str], key_env: str, timeout: float = 300
                 else f"it serves {', '.join(served[:5])}"
             )
             raise ReproError(f"judge at {url} does not serve {', '.join(map(repr, missing))} ({hint})")
-    models: dict[str, dict[str, Any]] = {}
+    models: dict[str, ServedModel] = {}
+    logprobs = False
     weighted = asked.get("alpaca_eval2")
     for name in sorted(set(asked.values()), key=lambda n: n != weighted):  # AlpacaEval's model first
         if name == weighted:
             data = _ask(url, key_env, weighted_request(name), timeout, "AlpacaEval's request")
             _check_logprobs(url, name, data)
-            identity["logprobs"] = True
+            logprobs = True
         else:
             data = _ask(url, key_env, short_request(name), timeout, "a one-token request", required=False)
-        models[name] = {
-            "served": entries.get(name),
-            "answered_as": data.get("model"),
-            "fingerprint": data.get("system_fingerprint"),
-        }
-    if models:
-        first = weighted if weighted in models else next(iter(models))
-        identity["answered_as"] = models[first]["answered_as"]
-        identity["models"] = models
-    return identity
+        models[name] = ServedModel(entries.get(name), data.get("model"), data.get("system_fingerprint"))
+    first = weighted if weighted in models else next(iter(models), None)
+    return Said(
+        local=is_local(url),
+        served_models=served,
+        answered_as=models[first].answered_as if first else None,
+        logprobs=logprobs,
+        models=models or None,
+    )
 
 
 def _check_logprobs(url: str, name: str, data: dict[str, Any]) -> None:
@@ -194,26 +176,3 @@ def _check_logprobs(url: str, name: str, data: dict[str, Any]) -> None:
             f"judge at {url} ({name}) gave neither 'm' nor 'M' among its top log-probs "
             f"({', '.join(map(repr, sorted(tokens, key=str)[:5]))}): {WEIGHTED_HINT}"
         )
-
-
-def label(judge: dict[str, Any] | None) -> str:
-    """The judge in a few words, for tables and notes."""
-    judge = judge or {}
-    if judge.get("kind") == "rule":
-        return "the rule judge"
-    name = judge.get("answered_as") or judge.get("model") or "each benchmark's published judge"
-    where = "a local server" if judge.get("local", is_local(judge.get("url"))) else judge.get("url")
-    return f"{name} at {where}"
-
-
-def published_note(judge: dict[str, Any] | None, wanted: str | None) -> str | None:
-    """Why a score whose published number was judged by `wanted` (None: no judge behind it) was
-    not judged that way, or None when it was (an endpoint that is not on this machine, asking
-    for the published judge's model)."""
-    if wanted is None or not judge:
-        return None
-    local = judge.get("local", is_local(judge.get("url")))
-    model = judge.get("answered_as") or judge.get("model") or wanted
-    if judge.get("kind") == "endpoint" and not local and _answered_as(model, wanted):
-        return None
-    return f"judged by {label(judge)}, not the published {wanted}"

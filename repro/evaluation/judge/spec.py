@@ -9,7 +9,8 @@ from typing import Any
 
 from repro.config.runconfig import EvalPlan
 from repro.errors import ReproError, UsageError, unknown
-from repro.evaluation.judge import identity, upstream
+from repro.evaluation.judge import upstream
+from repro.evaluation.judge.judged_by import JudgedBy, Said, is_local
 
 
 def _default_cache() -> Path:
@@ -51,8 +52,12 @@ class Judge:
             model=self.model,
             api_key_env=self.key_env,
             max_concurrency=self.concurrency,
-            require_key=not identity.is_local(self.url),  # a server you run yourself needs no key
+            require_key=not is_local(self.url),  # a server you run yourself needs no key
         )
 
     def describe(self) -> dict[str, Any]:  # what goes into results: never the key itself
         return {"kind": self.kind, "url": self.url, "model": self.model, "key_env": self.key_env}
+
+    def judged_by(self, said: Said | None = None) -> JudgedBy:
+        """This judge as results record it, with what it said of itself (`said`) where it was asked."""
+        return JudgedBy(self.kind, self.url, self.model, self.key_env, said)

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from repro.evaluation.judge.gateway import JudgeError, chat_response
+from repro.evaluation.judge.judged_by import Said
 
 # ---------------------------------------------------------------------------- endpoint
 
@@ -67,22 +68,22 @@ class OpenAIEndpoint:
         # and by what the server says of that model (`learn`), not by its URL: the same judge
         # behind a proxy or on another port answers the same
         self.identity = {"kind": "endpoint", "model": model}
-        self.probed: dict[str, Any] = {}
+        self.said: Said | None = None
         if require_key and not os.environ.get(api_key_env):
             from repro.errors import ReproError
 
             raise ReproError(f"judge API key missing: set the environment variable {api_key_env}")
 
-    def learn(self, probed: dict[str, Any]) -> None:
+    def learn(self, said: Said) -> None:
         """What the server said of itself at the identity check (repro.evaluation.judge.identity.probe)."""
-        self.probed = probed or {}
+        self.said = said
 
     def identity_for(self, request: dict[str, Any]) -> dict[str, Any]:
         """Who answers `request`: the model it goes to, and what the server said of that model
         (its /models entry, the name it answered as, its fingerprint). Two servers under one
         model name that describe themselves differently never answer for each other."""
         model = self.model or request.get("model")
-        said = (self.probed.get("models") or {}).get(model) if model else None
+        said = self.said.of_model(model) if self.said and model else None
         return {**self.identity, "server": said}
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:

@@ -29,7 +29,6 @@ from repro import paths
 from repro.errors import ReproError, UsageError, unknown
 from repro.evaluation import benchmarks
 from repro.evaluation.benchmarks import Metric
-from repro.evaluation.judge import identity
 from repro.runs.analysis import published
 from repro.runs.results import replicates, verify
 from repro.runs.results.manifest import FILE as MANIFEST
@@ -240,13 +239,12 @@ def _identity(path: Path, result: RunResult) -> tuple[str | None, Variant | None
         return None, None, None
     engines = [p.removeprefix("backend-") for p in path.parts if p.startswith("backend-")]
     engine = engines[-1] if engines else "transformers"
-    judge = result.judge if isinstance(result.judge, dict) else {}
     root = next((d for d in (path.parent, *path.parents) if (d / "train").is_dir()), path.parent)
     try:
         outcome = TrainingOutcome.read(root / "train")
     except ReproError:
         outcome = None  # a damaged metrics.json: the steps are unknown, the grouping stands
-    kind = replicates.describe(config, judge=judge, backend=engine, outcome=outcome)
+    kind = replicates.describe(config, judge=result.judge, backend=engine, outcome=outcome)
     return kind.replicate_key, kind.variant, kind.training
 
 
@@ -371,7 +369,7 @@ def compare(results_dir: Path, tolerances: dict[str, float] | None = None) -> Co
             row.variant = text
             row.runs.append(round(value, spec.decimals) if spec.decimals is not None else value)
             wanted = benchmarks.metric(metric)[0].published_judge
-            if note := identity.published_note(run.result.judge, wanted):
+            if run.result.judge and (note := run.result.judge.published_note(wanted)):
                 row.judge_notes.append(note)
     ordered = sorted(
         [*rows.values(), *grouped.values()],

@@ -21,6 +21,7 @@ from typing import Any
 
 from repro import io
 from repro.errors import ReproError
+from repro.evaluation.judge.judged_by import JudgedBy
 from repro.evaluation.records import EvaluationResult
 from repro.runs.analysis import compare, diagnosis, plots
 from repro.runs.results.manifest import Manifest
@@ -72,7 +73,7 @@ class RunPage:
         manifest, result = self.manifest or Manifest(), self.result
         env = manifest.environment or {}
         config = manifest.config or {}
-        judge = (result.judge if result else None) or manifest.judge or {}
+        judge = (result.judge if result else None) or manifest.judge
         history = manifest.history or [{}]
         if result:
             state = (
@@ -90,7 +91,7 @@ class RunPage:
             ("code version", str(config.get("code_version") or "")[:16]),
             ("git", f"{git.get('commit') or 'unknown'}{' (dirty)' if git.get('dirty') else ''}"),
             ("lock", f"{env.get('lock') or ''} sha256 {env.get('lockfile_sha256') or 'unknown'}"),
-            ("judge", ", ".join(f"{k} {v}" for k, v in judge.items() if v and k != "key_env") or "unknown"),
+            ("judge", judge.label() if judge else "unknown"),
             (
                 "judge cost spent",
                 judge_cost(
@@ -100,7 +101,7 @@ class RunPage:
         ]
 
 
-def judge_cost(run_dir: Path, judge: dict[str, Any], calls: dict[str, Any] | None) -> str:
+def judge_cost(run_dir: Path, judge: JudgedBy | None, calls: dict[str, Any] | None) -> str:
     """What judging cost: nothing for the local rule judge; else AlpacaEval's recorded
     price_per_example summed over its annotations (cache hits cost nothing)."""
     count = (
@@ -108,7 +109,7 @@ def judge_cost(run_dir: Path, judge: dict[str, Any], calls: dict[str, Any] | Non
         if not calls
         else f" ({calls.get('backend_calls', 0)} calls, {calls.get('cache_hits', 0)} from the cache)"
     )
-    if judge.get("kind") == "rule":
+    if judge and judge.kind == "rule":
         return "$0 (local rule judge)" + count
     record = EvaluationResult.read_run_folder(run_dir / "eval")  # where its AlpacaEval files are
     folder = record.folder("alpaca_eval2") if record else "eval/alpaca_eval2"

@@ -214,7 +214,7 @@ def _result(path: Path) -> RunResult | None:
 
 def _judge_cost(record: RunResult) -> float | None:
     """Calls that reached the judge (cache hits are free) at the estimate's price per call."""
-    if (record.judge or {}).get("kind") == "rule":
+    if record.judge and record.judge.kind == "rule":
         return 0.0
     calls = (record.judge_calls or {}).get("backend_calls")
     if calls is None:

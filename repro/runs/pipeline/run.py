@@ -418,7 +418,7 @@ def _execute(
         # nothing ran: the run is what it recorded (newer code re-derives nothing from it, and
         # never shows a number or a label the record does not hold)
         return Executed(RunResult.read(recorded), directory, done_work)
-    judged_by = {**judge.describe(), **evaluation.judge}  # with what the judge said of itself
+    judged_by = evaluation.judge or judge.judged_by()  # with what the judge said of itself
     kind = replicates.describe(config, judge=judged_by, backend=options.backend, outcome=outcome)
     bos = Stages(train=_train_bos(train_dir), eval=evaluation.bos_check)
     record = RunResult.of(

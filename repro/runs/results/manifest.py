@@ -24,6 +24,7 @@ from repro import io, records
 from repro.config.runconfig import RunConfig
 from repro.data.bosguard import Stages
 from repro.errors import ReproError
+from repro.evaluation.judge.judged_by import JudgedBy
 
 FILE = "manifest.json"
 
@@ -40,7 +41,7 @@ class Manifest:
     weights_sha256: str | None = None
     tokenizer_checks: Stages | None = None  # the BOS checks of training and evaluation
     history: list[dict[str, Any]] = field(default_factory=list)
-    judge: dict[str, Any] | None = None
+    judge: JudgedBy | None = None
     judge_calls: dict[str, Any] | None = None
     files: dict[str, str] | None = None  # relative path -> SHA-256 (None: not a finished run)
     extra: dict[str, Any] = field(default_factory=dict)  # keys of another repro, kept as read
@@ -62,6 +63,7 @@ class Manifest:
                 raise ReproError(f"{where}: '{name}' is not a {'mapping' if kind is dict else 'list'}")
         manifest.history = manifest.history or []
         manifest.tokenizer_checks = Stages.recorded(manifest.tokenizer_checks, f"{where}: tokenizer_checks")
+        manifest.judge = JudgedBy.from_json(data.get("judge"), where, lenient=True)
         return manifest
 
     @classmethod
@@ -117,6 +119,7 @@ class Manifest:
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
         data["tokenizer_checks"] = self.tokenizer_checks.to_json() if self.tokenizer_checks else None
+        data["judge"] = self.judge.to_json() if self.judge else None
         return {**data, **self.extra}
 
     def write(self, run_dir: Path) -> None:

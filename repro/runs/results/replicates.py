@@ -19,6 +19,7 @@ from typing import Any
 from repro.config.resolution import resolve_names
 from repro.config.runconfig import NOT_IN_IDENTITY, RunConfig
 from repro.errors import ReproError
+from repro.evaluation.judge.judged_by import JudgedBy
 from repro.runs.results.result import Difference, Training, Variant
 from repro.train.outcome import TrainingOutcome
 
@@ -41,10 +42,11 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def identity(config: RunConfig, *, judge: dict[str, Any], backend: str) -> dict[str, Any]:
-    """Everything that decides a run's scores but the seed, flattened."""
+def identity(config: RunConfig, *, judge: JudgedBy | None, backend: str) -> dict[str, Any]:
+    """Everything that decides a run's scores but the seed, flattened (`judge` None: unknown)."""
     data = {k: v for k, v in config.to_json(with_hash=False).items() if k not in NOT_COMPARED}
-    judged_by = {k: judge.get(k) for k in ("kind", "model")}  # as the judgment cache knows a judge
+    # as the judgment cache knows a judge
+    judged_by = {"kind": judge.kind, "model": judge.model} if judge else {"kind": None, "model": None}
     return flatten({**data, "judge": judged_by, "backend": backend})
 
 
@@ -64,14 +66,14 @@ def recipe_config(config: RunConfig) -> RunConfig | None:
     return recipe
 
 
-def differences(config: RunConfig, *, judge: dict[str, Any], backend: str) -> Variant | None:
+def differences(config: RunConfig, *, judge: JudgedBy | None, backend: str) -> Variant | None:
     """Each value that is not the recipe's (code version aside), by flattened name; None when
     the recipe cannot be resolved any more."""
     recipe = recipe_config(config)
     if recipe is None:
         return None
     ours = identity(config, judge=judge, backend=backend)
-    default_judge = {"kind": recipe.evaluation.judge, "model": judge.get("model")}
+    default_judge = JudgedBy(recipe.evaluation.judge, model=judge.model if judge else None)
     theirs = identity(recipe, judge=default_judge, backend="transformers")
     return {
         name: Difference(ours.get(name), theirs.get(name))
@@ -119,7 +121,7 @@ class Kind:
 def describe(
     config: RunConfig,
     *,
-    judge: dict[str, Any],
+    judge: JudgedBy | None,
     backend: str,
     outcome: TrainingOutcome | None,
 ) -> Kind:

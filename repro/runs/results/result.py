@@ -25,6 +25,7 @@ from typing import Any
 from repro import io, records
 from repro.data.bosguard import Stages
 from repro.errors import ReproError
+from repro.evaluation.judge.judged_by import JudgedBy
 from repro.evaluation.records import EvaluationResult
 
 
@@ -117,7 +118,7 @@ class RunResult:
     limit: int | None
     replicate_key: str | None
     variant: Variant | None
-    judge: dict[str, Any]
+    judge: JudgedBy | None  # None: an older or hand-made result that does not say
     benchmarks: dict[str, Any]  # each benchmark's output (its module's keys)
     judge_calls: dict[str, Any] | None
     resumed_answers: Any
@@ -141,7 +142,7 @@ class RunResult:
         run_id: str | None = None,
         seed: int | None = None,
         training: Training | None = None,
-        judge: dict[str, Any] | None = None,
+        judge: JudgedBy | None = None,
         bos_check: Stages | None = None,
         replicate_key: str | None = None,
         variant: Variant | None = None,
@@ -184,6 +185,7 @@ class RunResult:
         data["training"] = self.training.to_json() if self.training else None
         data["bos_check"] = self.bos_check.to_json() if self.bos_check else None
         data["variant"] = variant_to_json(self.variant)
+        data["judge"] = self.judge.to_json() if self.judge else {}
         return data
 
     def write(self, path: Path) -> None:
@@ -200,7 +202,8 @@ class RunResult:
             return cls(
                 **{**data, "training": Training.from_json(data["training"], where),
                    "bos_check": Stages.recorded(data["bos_check"], f"{where}: bos_check"),
-                   "variant": variant_from_json(data["variant"], where)}
+                   "variant": variant_from_json(data["variant"], where),
+                   "judge": JudgedBy.from_json(data["judge"], where)}
             )  # fmt: skip
         if schema not in OLD_SCHEMAS:
             raise ReproError(f"{where}: unknown result schema {schema!r} (expected {SCHEMA!r})")
@@ -231,6 +234,7 @@ class RunResult:
         values["training"] = Training.from_json(values["training"], where, lenient=True)
         values["bos_check"] = Stages.recorded(values["bos_check"], f"{where}: bos_check")
         values["variant"] = variant_from_json(values["variant"], where)
+        values["judge"] = JudgedBy.from_json(values["judge"], where, lenient=True)
         values["schema"] = data.get("schema") or "none (made by hand or by an older tool)"
         return cls(**values)
 

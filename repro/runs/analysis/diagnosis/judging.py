@@ -116,19 +116,19 @@ def check(inputs: Inputs) -> Check:
     recorded = inputs.manifest.judge if inputs.manifest else None
     judge = (inputs.result.judge if inputs.result else None) or recorded
     plan = _judge_expected(inputs)
-    if isinstance(judge, dict):
-        evidence["judge"] = {k: judge.get(k) for k in ("kind", "model", "url")}
+    if judge is not None:
+        evidence["judge"] = {"kind": judge.kind, "model": judge.model, "url": judge.url}
         evidence["setting_judge"] = plan
-        if (judge.get("kind") == "rule") != (plan == "rule"):
-            result.differs(f"judge '{judge.get('kind')}' where the setting is judged by '{plan}'", 60)
+        if (judge.kind == "rule") != (plan == "rule"):
+            result.differs(f"judge '{judge.kind}' where the setting is judged by '{plan}'", 60)
         elif (
             plan != "rule"
             and _baseline(inputs) != "init-model"  # against its starting model: no published judge
-            and judge.get("model")
-            and judge["model"] != expected_judge["model"]
+            and judge.model
+            and judge.model != expected_judge["model"]
         ):
             result.differs(
-                f"judge model {judge['model']} where the published numbers used {expected_judge['model']}", 60
+                f"judge model {judge.model} where the published numbers used {expected_judge['model']}", 60
             )
     ae = inputs.alpaca_eval() or {}
     calls = ae.get("judge_calls") or (inputs.result.judge_calls if inputs.result else None)
