@@ -284,6 +284,30 @@ class CountingJudge:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
 
+def test_a_new_cache_waits_for_another_process_that_holds_the_file(tmp_path):
+    """Opening a cache sets its journal mode, which SQLite refuses at once ("database is locked",
+    its busy timeout unused) while another connection holds the file: judging processes started
+    together on a new cache failed that way (test_judging_processes_share_one_cache, seen once in
+    a full suite run). Here the other connection is a held write transaction, released after
+    half a second; the cache waits for it."""
+    import sqlite3
+
+    path = tmp_path / "judgments.sqlite"
+    holder = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO other VALUES (1)")
+    release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        cache = JudgmentCache(path)
+    finally:
+        release.join()
+        holder.close()
+    assert cache.journal_mode == "WAL" and cache.get("anything") is None
+    cache.close()
+
+
 def test_judging_processes_share_one_cache(key, tmp_path):
     """Four processes, each with its own gateway and four threads, judge the same 30 questions in
     different orders against one cache file. Every judgment is paid once (the judge sees each

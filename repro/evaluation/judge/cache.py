@@ -63,7 +63,7 @@ class JudgmentCache:
         # autocommit: every transaction below is explicit (BEGIN IMMEDIATE takes the write lock)
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=60, isolation_level=None)
         self.journal_mode = journal_mode_for(self.path)
-        self._db.execute(f"PRAGMA journal_mode={self.journal_mode}")
+        self._set_journal_mode()
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS judgments (key TEXT PRIMARY KEY, model TEXT, request TEXT, "
             "response TEXT, created REAL, judge TEXT)"
@@ -81,6 +81,23 @@ class JudgmentCache:
             except sqlite3.OperationalError as exc:
                 if "duplicate column" not in str(exc):
                     raise
+
+    def _set_journal_mode(self, wait: float = 60.0) -> None:
+        """Set the journal mode, waiting for other processes that open the same new file. SQLite
+        answers a journal-mode change that meets another connection's lock with "database is
+        locked" at once, without its busy timeout: several judging processes started together
+        on a new cache failed there (tests/test_judge.py)."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                (mode,) = self._db.execute("PRAGMA journal_mode").fetchone()
+                if mode.lower() != self.journal_mode.lower():  # WAL persists in the file
+                    self._db.execute(f"PRAGMA journal_mode={self.journal_mode}")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01 + 0.04 * (uuid.uuid4().int % 100) / 100)  # apart from the others
 
     def get(self, key: str, *, newer_than: float | None = None) -> dict[str, Any] | None:
         """The stored judgment of `key` (`newer_than`: only one stored at or after that time)."""
