@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 from pathlib import Path
 
 # The repository root (repro is installed editable from a checkout). REPRO_HOME overrides it.
@@ -34,3 +36,17 @@ def shared_dir() -> Path | None:
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
     return None
+
+
+def torch_extensions_dir() -> str:
+    """Where DeepSpeed's JIT-built ops go: one folder per Python environment.
+
+    DeepSpeed's CPU accelerator builds an op (shm comm) at every process group start into
+    torch's extension cache, shared by every environment in a home (~/.cache/torch_extensions/
+    py311_cpu). Two environments rebuild it over each other's (sources at other paths), which
+    costs each run minutes on 2 cores; in its own folder it is built once and then loaded (0.5 s).
+    Training and `repro bench train` both use it. The user's TORCH_EXTENSIONS_DIR wins."""
+    if os.environ.get("TORCH_EXTENSIONS_DIR"):
+        return os.environ["TORCH_EXTENSIONS_DIR"]
+    venv = hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]
+    return str(Path.home() / ".cache" / "torch_extensions" / f"repro-{venv}")

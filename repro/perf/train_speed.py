@@ -148,6 +148,9 @@ def _environment(tree: Path) -> dict[str, str]:
         # glibc: serve allocations over 1 MiB by mmap, so freed tensors go back to the OS and
         # peak RSS tracks live memory, not the allocator's cache. The same for every contender.
         "MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_", "1048576"),
+        # DeepSpeed's JIT-built op where training keeps it: built once per environment, not
+        # rebuilt over another environment's in the shared default folder (ZeRO-3 presets)
+        "TORCH_EXTENSIONS_DIR": paths.torch_extensions_dir(),
     }
 
 

@@ -10,7 +10,6 @@ the same ZeRO-3 path runs on CPU processes (gloo).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -163,20 +162,6 @@ def command_for(accelerate_config: Path, run_file: Path, num_processes: int, num
     ]
 
 
-def torch_extensions_dir() -> str:
-    """Where DeepSpeed's JIT-built ops go: one folder per Python environment.
-
-    DeepSpeed's CPU accelerator builds an op (shm comm) at every process group start into
-    torch's extension cache, shared by every environment in a home (~/.cache/torch_extensions/
-    py311_cpu). Two environments rebuild it over each other's (sources at other paths), which
-    costs each run minutes on 2 cores; in its own folder it is built once and then loaded (0.5 s).
-    The user's TORCH_EXTENSIONS_DIR wins."""
-    if os.environ.get("TORCH_EXTENSIONS_DIR"):
-        return os.environ["TORCH_EXTENSIONS_DIR"]
-    venv = hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]
-    return str(Path.home() / ".cache" / "torch_extensions" / f"repro-{venv}")
-
-
 def environment(config: RunConfig, directory: Path, gpu: bool) -> dict[str, str]:
     """What the training processes run with, beside the user's environment."""
     # repro's root first, keeping whatever the user's PYTHONPATH already holds
@@ -184,7 +169,7 @@ def environment(config: RunConfig, directory: Path, gpu: bool) -> dict[str, str]
     env = {
         "TOKENIZERS_PARALLELISM": "false",
         "PYTHONPATH": pythonpath,
-        "TORCH_EXTENSIONS_DIR": torch_extensions_dir(),
+        "TORCH_EXTENSIONS_DIR": paths.torch_extensions_dir(),
     }
     env.update(trackers.environment(config.report_to, directory, dict(os.environ)))
     if not gpu:
