@@ -87,6 +87,10 @@ def test_tiny_zero3_two_processes_learns(method, cli, runs):
         assert metrics["reference"]["key"]
     first = next(h for h in metrics["log_history"] if "grad_norm" in h)
     assert first["grad_norm"] > 0
+    # the trained weights' held-out metrics are the Trainer's own evaluation at the last step, not
+    # a second pass over the same weights (which logged a second entry at that step)
+    at_last = [h for h in metrics["log_history"] if "eval_loss" in h and h["step"] == metrics["steps"]]
+    assert len(at_last) == 1 and after == {k: v for k, v in at_last[0].items() if k != "step"}
 
 
 def test_saved_model_is_consolidated_and_trained(cli, runs):
