@@ -7,9 +7,16 @@ from collections.abc import Iterable
 
 
 class ReproError(Exception):
-    """An error caused by the user's input or environment, shown as one line (no traceback)."""
+    """An error caused by the user's input or environment, shown as one line (no traceback).
+
+    A message that quotes the user's text (a key, a value, a file's line) could carry a line
+    break into it: line breaks are written as \\n, so the error stays one line whatever it quotes."""
 
     exit_code = 1
+
+    def __init__(self, message: object = "", *args: object):
+        text = message if not isinstance(message, str) else message.replace("\r", "\\r").replace("\n", "\\n")
+        super().__init__(text, *args)
 
 
 class UsageError(ReproError):

@@ -7,7 +7,7 @@ import json
 import warnings
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from repro import paths
@@ -64,6 +64,9 @@ def loads_or_fails_in_one_line(build, names: list[str]) -> None:
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(key=st.sampled_from(sorted(BASE) + ["max_lenght", "methods"]), value=values)
+# found by this test: a key holding a line break was quoted raw, an error of two lines
+@example(key="evaluation", value={"\n": None})
+@example(key="methods", value={"sim\npo": {}})
 def test_mutated_setting_loads_or_fails_cleanly(key, value):
     data = dict(BASE)
     data[key] = value
