@@ -55,8 +55,9 @@ class Judge:
             require_key=not is_local(self.url),  # a server you run yourself needs no key
         )
 
-    def describe(self) -> dict[str, Any]:  # what goes into results: never the key itself
-        return {"kind": self.kind, "url": self.url, "model": self.model, "key_env": self.key_env}
+    def describe(self) -> dict[str, Any]:
+        """The judge asked for, as plans and evaluation keys hold it (never the key itself)."""
+        return self.judged_by().to_json()
 
     def judged_by(self, said: Said | None = None) -> JudgedBy:
         """This judge as results record it, with what it said of itself (`said`) where it was asked."""
