@@ -235,3 +235,31 @@ def test_who_judged_is_a_typed_record_read_strictly(scripted):
     # an older or hand-made record: unknown keys left out, nothing at all is an unknown judge
     assert JudgedBy.from_json({}, "old", lenient=True) is None
     assert JudgedBy.from_json({"kind": "rule", "note": "x"}, "old", lenient=True) == JudgedBy("rule")
+
+
+def test_the_report_never_prices_judging_at_nan(tmp_path):
+    """alpaca-eval records price_per_example NaN for a model it has no price for (any judge you
+    serve yourself); the report said "$nan". Oracle: the prices written here, summed by hand."""
+    from repro.runs.analysis.report import judge_cost
+
+    folder = tmp_path / "eval" / "alpaca_eval2"
+    folder.mkdir(parents=True)
+    calls = {"backend_calls": 10, "cache_hits": 1}
+
+    def priced(*prices):
+        (folder / "annotations.json").write_text(json.dumps([{"price_per_example": p} for p in prices]))
+
+    priced(float("nan"), float("nan"))
+    local = JudgedBy("endpoint", "http://127.0.0.1:8000/v1", "smollm2-judge", "OPENAI_API_KEY")
+    counted = " (10 calls, 1 from the cache)"
+    assert judge_cost(tmp_path, local, calls) == (
+        "$0 in API fees (a judge on this machine: smollm2-judge at a local server)" + counted
+    )
+    remote = JudgedBy("endpoint", "https://judge.example/v1", "qwen", "OPENAI_API_KEY")
+    assert (
+        judge_cost(tmp_path, remote, calls)
+        == "unknown (no price recorded per judgment) (10 calls, 1 from the cache)"
+    )
+    priced(0.01, float("nan"), "0.02", None)
+    assert judge_cost(tmp_path, remote, None) == "$0.03 on AlpacaEval (recorded per judgment)"
+    assert judge_cost(tmp_path, JudgedBy("rule"), None) == "$0 (local rule judge)"

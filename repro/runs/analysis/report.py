@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import html as _html
+import math
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -102,8 +103,9 @@ class RunPage:
 
 
 def judge_cost(run_dir: Path, judge: JudgedBy | None, calls: dict[str, Any] | None) -> str:
-    """What judging cost: nothing for the local rule judge; else AlpacaEval's recorded
-    price_per_example summed over its annotations (cache hits cost nothing)."""
+    """What judging cost: nothing for the local rule judge or a judge on this machine (no API
+    fees); else AlpacaEval's recorded price_per_example summed over its annotations (cache hits
+    cost nothing). alpaca-eval records NaN for a model it has no price for: unknown, never $nan."""
     count = (
         ""
         if not calls
@@ -111,22 +113,25 @@ def judge_cost(run_dir: Path, judge: JudgedBy | None, calls: dict[str, Any] | No
     )
     if judge and judge.kind == "rule":
         return "$0 (local rule judge)" + count
+    if judge and judge.local:
+        return f"$0 in API fees (a judge on this machine: {judge.label()}){count}"
     record = EvaluationResult.read_run_folder(run_dir / "eval")  # where its AlpacaEval files are
     folder = record.folder("alpaca_eval2") if record else "eval/alpaca_eval2"
     annotations = io.read_json(run_dir / folder / "annotations.json")
     if isinstance(annotations, list):
         prices = [a.get("price_per_example") for a in annotations if isinstance(a, dict)]
-        total = sum(float(p) for p in prices if isinstance(p, (int, float, str)) and _is_number(p))
-        return f"${total:.2f} on AlpacaEval (recorded per judgment){count}"
+        known = [float(p) for p in prices if isinstance(p, (int, float, str)) and _is_price(p)]
+        if known:
+            return f"${sum(known):.2f} on AlpacaEval (recorded per judgment){count}"
+        return f"unknown (no price recorded per judgment){count}"
     return "unknown" + count
 
 
-def _is_number(value: Any) -> bool:
+def _is_price(value: Any) -> bool:
     try:
-        float(value)
+        return math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
-    return True
 
 
 def find_runs(results_dir: Path) -> list[Path]:
