@@ -130,15 +130,40 @@ def build_model(vocab_size: int, *, seed: int = 0, hidden_size: int = 64, layers
 
 def save_policy(folder: Path, *, seed: int = 0) -> Path:
     """The tiny model and its tokenizer, saved where transformers loads them (a local "hub id")."""
+    return save_weights(save_tokenizer(folder), seed=seed)
+
+
+def save_tokenizer(folder: Path) -> Path:
+    """The tiny tokenizer alone, where the tiny model goes: all a BOS check needs. `repro train`
+    writes only this; the training process adds the weights (save_weights), so the command
+    itself never imports transformers' model code (about 5 s of CPU a run on 2 cores)."""
     folder = Path(folder)
-    if not (folder / "config.json").exists():
-        tokenizer = tokenizers.build_tiny()
-        model = build_model(len(tokenizer), seed=seed)
-        model.config.bos_token_id = tokenizer.bos_token_id
-        model.config.eos_token_id = tokenizer.eos_token_id
-        model.config.pad_token_id = tokenizer.pad_token_id
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
+    if not (folder / "tokenizer_config.json").exists():
+        tokenizers.build_tiny().save_pretrained(folder)
+    return folder
+
+
+def save_weights(folder: Path, *, seed: int = 0) -> Path:
+    """The tiny model's config and weights (seeded random init) beside its tokenizer. Written
+    in a staging folder and moved in with config.json last: a process killed half-way leaves
+    no config.json, and the next call writes them again."""
+    import shutil
+
+    folder = Path(folder)
+    if (folder / "config.json").exists():
+        return folder
+    tokenizer = tokenizers.build_tiny()
+    model = build_model(len(tokenizer), seed=seed)
+    model.config.bos_token_id = tokenizer.bos_token_id
+    model.config.eos_token_id = tokenizer.eos_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    staging = folder.with_name(folder.name + ".weights-staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sorted(staging.iterdir(), key=lambda p: p.name == "config.json"):
+        path.replace(folder / path.name)
+    staging.rmdir()
     return folder
 
 

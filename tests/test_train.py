@@ -93,6 +93,25 @@ def test_tiny_zero3_two_processes_learns(method, cli, runs):
     assert len(at_last) == 1 and after == {k: v for k, v in at_last[0].items() if k != "step"}
 
 
+def test_the_starting_weights_are_the_seeded_tiny_model(runs, tmp_path):
+    """`repro train tiny` writes the tokenizer and the training process the weights (rank 0,
+    before ZeRO-3 is set up): they are, tensor for tensor, the tiny model built in one plain
+    process with the run's seed (repro.tiny.save_policy), and the tokenizer files are its."""
+    from safetensors.torch import load_file
+
+    from repro import tiny
+
+    seed = json.loads((runs / "simpo" / "run.json").read_text())["config"]["seed"]
+    expected = tiny.save_policy(tmp_path / "built", seed=seed)
+    written = runs / "simpo" / "init-model"
+    ours, theirs = load_file(written / "model.safetensors"), load_file(expected / "model.safetensors")
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        assert (written / name).read_bytes() == (expected / name).read_bytes(), name
+    assert not list(runs.glob("simpo/*staging*"))  # the staging folder is gone
+
+
 def test_saved_model_is_consolidated_and_trained(cli, runs):
     from transformers import AutoModelForCausalLM
 

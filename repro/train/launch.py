@@ -55,11 +55,17 @@ class Run:
 
 
 def cuda_available() -> bool:
-    try:  # deferred: torch takes about 2 s to import, and an install may lack it
+    """Whether this machine's torch sees a CUDA device. A CPU build ("2.13.0+cpu") never does,
+    and its version says so without importing torch (about 2.5 s of CPU on 2 cores)."""
+    from importlib import metadata
+
+    try:
+        if metadata.version("torch").endswith("+cpu"):
+            return False
         import torch
 
         return torch.cuda.is_available()
-    except ImportError:  # pragma: no cover
+    except (ImportError, metadata.PackageNotFoundError):  # pragma: no cover
         return False
 
 
@@ -117,8 +123,10 @@ def accelerate_yaml(ds_path: Path, num_processes: int, num_nodes: int, port: int
 
 
 def _materialize_tiny(config: RunConfig, directory: Path) -> tuple[str, str, Path]:
-    """Build the tiny model and tokenizer and the synthetic data into the run directory."""
-    model_dir = tiny.save_policy(directory / "init-model", seed=config.seed)
+    """The tiny tokenizer and the synthetic data into the run directory. The model's weights
+    are the training process's to write (repro.train.worker.materialize_tiny): it imports
+    transformers' model code anyway, and this process then need not."""
+    model_dir = tiny.save_tokenizer(directory / "init-model")
     data_dir = directory / "data"
     if config.dataset == TINY_DATA and not (data_dir / "train.jsonl").exists():
         tiny.write_dataset(data_dir, seed=config.seed)

@@ -76,6 +76,20 @@ def fix_cpu_deepspeed_state() -> None:
         state.backend = dist.get_backend()
 
 
+def materialize_tiny(run: RunFile) -> None:
+    """The tiny model's weights (seeded random init) where `repro train` left its tokenizer:
+    rank 0 writes them once, before TrainingArguments registers ZeRO-3 (so they are built as
+    a plain model, as they always were), and every rank waits for them."""
+    from repro import tiny
+    from repro.train.launch import TINY_MODEL
+
+    if run.config.model_name_or_path != TINY_MODEL:
+        return
+    if trainer_is_main():
+        tiny.save_weights(Path(run.paths.model), seed=run.config.seed)
+    PartialState().wait_for_everyone()
+
+
 PHASES = 5  # the start-up before the first step, as the launcher's progress shows it
 
 
@@ -281,6 +295,7 @@ def main(run_file: str) -> int:
     lifetime.hold_workers_lock(out_dir)  # the next launcher waits for this process to be gone
     resume = checkpoint_to_resume(out_dir / "trainer", config.config_hash)
     fix_cpu_deepspeed_state()
+    materialize_tiny(run)
     args = training_arguments(run, resume)
     tokenizer = tokenizers.load(
         run.paths.tokenizer, revision=config.tokenizer_revision or config.model_revision
