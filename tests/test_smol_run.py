@@ -58,17 +58,26 @@ def judge(smol_model, tmp_path_factory):
             proc.wait()
 
 
+# The held-out loss is computed before and after training, each a forward pass over every test
+# pair (a minute of the run's CPU for the setting's 16 on 2 cores): 4 test pairs for this short
+# run. The instructions held out for evaluation and the training pairs do not depend on it.
+TEST_PAIRS = 4
+
+
 @pytest.fixture(scope="module")
 def run(judge, smol_model, tmp_path_factory):
+    from repro.config.settings import get_setting
     from tests.conftest import SMOL_CACHE, run_cli
 
+    options = {**get_setting("smol").dataset_options, "test_pairs": TEST_PAIRS}
     results = tmp_path_factory.mktemp("smol-results")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("REPRO_CACHE", str(SMOL_CACHE))  # the imported model lives there
         proc = run_cli(
             "run", "smol", "--method", "simpo", "--max-steps", "1", "--limit", str(LIMIT),
             "--set", "total_batch_size=4", "--set", "per_device_train_batch_size=2",
-            "--set", "gradient_checkpointing=false", "--set", "warmup_ratio=0", "--backend", "vllm", *judge,
+            "--set", "gradient_checkpointing=false", "--set", "warmup_ratio=0",
+            "--set", f"dataset_options={json.dumps(options)}", "--backend", "vllm", *judge,
             "--results", str(results), timeout=2400,
         )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -120,6 +129,7 @@ def test_alpaca_eval_uses_real_top_logprobs_on_held_out_instructions(run, shared
     run_dir = next(d for d in run.parents if (d / "train").is_dir())  # a --limit result sits deeper
     train = [json.loads(line)["prompt"] for line in (run_dir / "train" / "data" / "train.jsonl").open()]
     assert not set(heldout) & set(train)  # no evaluated instruction was trained on
+    assert len((run_dir / "train" / "data" / "test.jsonl").read_text().splitlines()) == TEST_PAIRS
     reference = json.loads((run / "eval" / "alpaca_eval2" / "reference_outputs.json").read_text())
     assert {r["generator"] for r in reference} == {"reference"}  # the starting checkpoint's answers
 
@@ -158,6 +168,7 @@ def test_diagnose_and_report_of_the_smol_run(run, cli, tmp_path):
                 "gradient_checkpointing",
                 "max_steps",
                 "warmup_ratio",  # the one step trains at the recipe's learning rate, not at 0
+                "dataset_options.test_pairs",  # TEST_PAIRS held-out pairs
             }
             assert set(check["evidence"]["differences"]) <= overridden, check
             continue
