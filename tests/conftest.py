@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,9 @@ if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
     os.environ["GOMP_SPINCOUNT"] = "1000"
 
 from repro import paths  # noqa: E402
-from tests import builds  # noqa: E402
+from tests import builds, warm_cli  # noqa: E402
 
-REPRO = Path(sys.executable).parent / "repro"
+REPRO = warm_cli.REPRO
 
 # What a test or fixture sets in the environment it must restore (monkeypatch, or
 # pytest.MonkeyPatch.context() in a module or session fixture): a variable left behind changes
@@ -89,12 +88,21 @@ def shared() -> Path:
     return found
 
 
-def run_cli(*args: str, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the installed `repro` entry point, as a user would. On a timeout its whole process
-    group goes (the accelerate launcher and training workers too), not only `repro`."""
+def run_cli(
+    *args: str, check: bool = False, timeout: float = 600, fresh: bool = False
+) -> subprocess.CompletedProcess:
+    """Run the installed `repro` entry point, as a user would: in a process forked from a warm
+    one (tests/warm_cli.py), or a fresh process (`fresh`, or REPRO_TEST_FRESH_CLI=1). On a
+    timeout its whole process group goes (the accelerate launcher and training workers too)."""
     import signal
 
     env = {**os.environ, "COLUMNS": "200"}
+    server = None if fresh else warm_cli.server_for(env)
+    if server is not None:
+        proc = server.run(list(args), env, os.getcwd(), timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"repro {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+        return proc
     with subprocess.Popen(
         [str(REPRO), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         start_new_session=True,

@@ -81,15 +81,20 @@ def _quiet_accelerator_detection() -> None:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
-def main(argv: list[str] | None = None) -> int:
-    _quiet_accelerator_detection()
+def prepare_process() -> None:
+    """What every `repro` process sets before a command imports its libraries."""
     import os
 
+    _quiet_accelerator_detection()
     # Libraries' own tqdm bars (alpaca-eval's batches and chunks) would interleave with repro's
     # bars, with or without --verbose (which adds library logs and training metrics, not bars).
     os.environ.setdefault("TQDM_DISABLE", "1")
     warnings.showwarning = _warn
     library_warnings.silence()  # the libraries' known ones, once; repro's own stay
+
+
+def main(argv: list[str] | None = None) -> int:
+    prepare_process()
     try:
         # a command that ends with typer.Exit(code) (diagnose: 1 = something differs) returns it here
         code = app(args=argv, standalone_mode=False)
