@@ -2,18 +2,20 @@
 
 A `repro run` or `repro eval` of the tiny model spends about 8 CPU-seconds importing torch,
 transformers and repro before it does any work, and the suite runs a few hundred commands. Each
-test process (each xdist worker) therefore keeps one warm server: it imports repro's CLI, sets
-up the process as `repro.cli.main` does, imports the libraries the commands load, and then
-forks one child per command. The child is a new process as the user's would be: its own
-session (killed as a group on a timeout), working directory, environment, standard streams and
-exit status; it runs the installed entry point's `main` and exits through the interpreter's
-normal shutdown (atexit handlers run, streams are flushed).
+test process (each xdist worker) therefore keeps a warm server for its environment: it imports
+repro's CLI, sets up the process as `repro.cli.main.prepare_process` does, imports the libraries
+the commands load, and then forks one child per command. The child is a new process as the
+user's would be: its own session (killed as a group on a timeout), working directory,
+environment, standard streams, random state and exit status. It runs the installed entry
+point's `main` and exits as the interpreter does (threads joined, atexit handlers run, streams
+flushed), without tearing down the modules it was handed.
 
 What a fork cannot give is a different environment at import time. A command whose environment
 differs from the server's in anything but the variables below, which repro and its libraries
 read only when they run, goes to a fresh process instead, as does every command when
 `REPRO_TEST_FRESH_CLI=1` (the whole suite through real entry points; slower, same tests).
-Tests about the process itself (what it imports, how it starts) use a fresh one explicitly.
+Tests about the process itself (what it imports, how it starts) ask `run_cli` for a fresh one.
+tests/test_warm_cli.py holds forked commands to fresh ones.
 """
 
 from __future__ import annotations
