@@ -79,6 +79,7 @@ def test_a_forked_command_does_what_a_fresh_one_does(server, args, tmp_path, mon
 def test_a_runtime_variable_reaches_the_forked_command(server, tmp_path, monkeypatch):
     """COLUMNS is read when a command draws a table: a server started with 200 hands each
     command its own width."""
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))  # no model fetched in between
     said = {}
     for columns in ("200", "60"):
         monkeypatch.setenv("COLUMNS", columns)
