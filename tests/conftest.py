@@ -94,15 +94,20 @@ def run_cli(
     """Run the installed `repro` entry point, as a user would: in a process forked from a warm
     one (tests/warm_cli.py), or a fresh process (`fresh`, or REPRO_TEST_FRESH_CLI=1). On a
     timeout its whole process group goes (the accelerate launcher and training workers too)."""
-    import signal
-
     env = {**os.environ, "COLUMNS": "200"}
     server = None if fresh else warm_cli.server_for(env)
     if server is not None:
         proc = server.run(list(args), env, os.getcwd(), timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"repro {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
-        return proc
+    else:
+        proc = _run_fresh(list(args), env, timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"repro {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+def _run_fresh(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    import signal
+
     with subprocess.Popen(
         [str(REPRO), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         start_new_session=True,
@@ -113,10 +118,7 @@ def run_cli(
             os.killpg(child.pid, signal.SIGKILL)
             child.communicate()
             raise
-    proc = subprocess.CompletedProcess(child.args, child.returncode, out, err)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"repro {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
-    return proc
+    return subprocess.CompletedProcess(child.args, child.returncode, out, err)
 
 
 @pytest.fixture
