@@ -394,9 +394,10 @@ def test_bench_train_against_an_unknown_revision_is_one_line(cli):
     assert "no-such-revision-35" in proc.stderr
 
 
-# Run in a process of its own, as the bench's contenders are: a pytest worker that has already
-# allocated and freed hundreds of MiB (vLLM, trainings) may serve the block from pages that are
-# still resident, and then no segment's peak moves (seen once in a full run: both 1.64 GB).
+# Run in a process of its own, as the bench's contenders are. Inside a pytest worker that had run
+# other tests, both segments once read the same peak (1.64 GB): what the worker's allocator holds
+# from earlier tests decides whether the block raises the peak and whether freeing it lowers RSS.
+# The cause was not reproduced outside the suite (an in-process vLLM engine before it does not).
 SEGMENTS = """
 import json, torch
 from repro.perf.step_timing import Memory
