@@ -7,6 +7,7 @@ note on a machine without an accelerator."""
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 # (category, regular expression matched at the start of the message, why it is not the user's)
@@ -21,7 +22,16 @@ KNOWN: tuple[tuple[type[Warning], str, str], ...] = (
 )  # fmt: skip
 
 
+# Loggers whose warnings are the same kind of note, logged instead of warned: (logger, why).
+KNOWN_LOGGERS: tuple[tuple[str, str], ...] = (
+    ("torch._library.triton", "'Triton not available': a CPU build of torch has no Triton, and vLLM's CPU "
+     "engine asks for it as it starts (once per engine)"),
+)  # fmt: skip
+
+
 def silence() -> None:
     """Install the filters (idempotent: warnings.filterwarnings replaces an equal filter)."""
     for category, message, _why in KNOWN:
         warnings.filterwarnings("ignore", message=message, category=category)
+    for name, _why in KNOWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)

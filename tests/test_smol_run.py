@@ -84,6 +84,7 @@ def run(judge, smol_model, tmp_path_factory):
     found = [p.parent for p in results.rglob("result.json")]
     assert len(found) == 1, found
     PRINTED["run"] = proc.stdout  # what `repro run` printed (read below; the run folder stays as written)
+    PRINTED["stderr"] = proc.stderr
     return found[0]
 
 
@@ -155,6 +156,14 @@ def test_answers_hold_no_template_token_and_bos_checks_pass(run):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["tokenizer_checks"]["train"]["status"] == "ok"
     assert manifest["tokenizer_checks"]["eval"]["status"] == "ok"
+
+
+def test_the_engines_chatter_stays_out_of_what_the_run_prints(run):
+    """vLLM starts two engines here (the starting checkpoint's answers and the trained model's):
+    neither draws its checkpoint-loading bar or logs that a CPU build of torch has no Triton."""
+    printed = PRINTED["stderr"]
+    assert "Loading safetensors checkpoint shards" not in printed, printed[-2000:]
+    assert "Triton not available" not in printed, printed[-2000:]
 
 
 def test_diagnose_and_report_of_the_smol_run(run, cli, tmp_path):

@@ -87,6 +87,7 @@ class VLLMBackend(Backend):
             logprobs_mode="processed_logprobs",
             # the one-pass beam1: in the engine where its worker runs here, else streamed
             logits_processors=[beam_in_engine.Width1InEngine, TemperatureScale],
+            use_tqdm_on_load=False,  # a bar per engine for a one-file checkpoint, above repro's own bars
         )
         # True: the one-pass beam1 runs inside the engine (beam_in_engine); False: streamed
         self.beam1_in_engine = beam_in_engine.created_since(mark)
