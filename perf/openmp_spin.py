@@ -37,9 +37,9 @@ QUESTIONS = (
 # One case: the engine as repro's vLLM backend starts it on a CPU, 4 greedy answers of exactly
 # --tokens tokens (ignore_eos: every case does the same work); prints the generation seconds.
 GENERATE = """
-import json, os, sys, time
-os.environ.update(VLLM_CPU_KVCACHE_SPACE="1", VLLM_ENABLE_V1_MULTIPROCESSING="0",
-                  VLLM_CPU_NUM_OF_RESERVED_CPU="0", VLLM_LOGGING_LEVEL="ERROR")
+import json, sys, time
+from repro.evaluation.generation.vllm_backend import engine_environment
+engine_environment(on_gpu=False)
 import vllm
 model, tokens, questions = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 llm = vllm.LLM(model=model, enforce_eager=True, max_model_len=2048, seed=0)

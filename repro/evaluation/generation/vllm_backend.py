@@ -26,6 +26,23 @@ from repro.evaluation.generation.decoding import (
 )
 
 
+def engine_environment(on_gpu: bool) -> None:
+    """The variables vLLM reads, set where the user has not set them: the engine as repro runs
+    it (perf/openmp_spin.py times the same engine)."""
+    # vLLM logs to stdout at INFO by default: that would corrupt `--format json` output
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+    # and on a CPU its warnings are the engine's own chatter (thread binding, kernels it
+    # falls back from: 35 lines per evaluation of the smol run), nothing a user acts on
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's CPU default takes far more
+    if not on_gpu:  # the engine in this process: starts in seconds instead of a minute, no spawn
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0":
+            # vLLM's CPU worker keeps a core for a scheduler process; in this process there is
+            # none, and on 2 cores that core is half the machine
+            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+
+
 class VLLMBackend(Backend):
     """A vLLM engine in this process: the whole set is submitted at once, answers are handed
     on as they finish. `dtype="auto"` means the checkpoint's own dtype (float32 on a CPU when
@@ -50,13 +67,11 @@ class VLLMBackend(Backend):
         from repro.data import tokenizers
 
         super().__init__(tokenizer or tokenizers.load(model_path), add_special_tokens)
-        # vLLM logs to stdout at INFO by default: that would corrupt `--format json` output
-        os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
-        # and on a CPU its warnings are the engine's own chatter (thread binding, kernels it
-        # falls back from: 35 lines per evaluation of the smol run), nothing a user acts on
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+        import torch
+
+        on_gpu = torch.cuda.is_available()
+        engine_environment(on_gpu)  # read by vLLM when it is imported and when the engine starts
         try:
-            import torch
             import vllm
         except ImportError:
             raise ReproError(
@@ -67,14 +82,6 @@ class VLLMBackend(Backend):
         from repro.evaluation import beam_in_engine
         from repro.evaluation.temperature_scale import TemperatureScale
 
-        on_gpu = torch.cuda.is_available()
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's CPU default takes far more
-        if not on_gpu:  # the engine in this process: starts in seconds instead of a minute, no spawn
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-            if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0":
-                # vLLM's CPU worker keeps a core for a scheduler process; in this process there is
-                # none, and on 2 cores that core is half the machine
-                os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         mark = beam_in_engine.created()
         self.llm = vllm.LLM(
             model=model_path,
