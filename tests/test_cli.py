@@ -91,6 +91,7 @@ def test_usage_errors_are_one_line_exit_2(cli, args, needle):
     ("args", "needle"),
     [
         (["show", "llama3-base", "--set", "beta=-1"], "must be above 0"),
+        (["show", "tiny", "--set", "num_train_epochs=0"], "num_train_epochs: must be above 0, got 0"),
         (["show", "llama3-base", "--gpus", "3"], "not divisible"),
         (["show", "/nonexistent/recipe.yaml"], "no such file"),
     ],

@@ -113,7 +113,6 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "num_processes": (1, None),
     "per_device_eval_batch_size": (1, None),
     "warmup_ratio": (0.0, 1.0),
-    "num_train_epochs": (0.0, None),
     "eval_steps": (1, None),
     "logging_steps": (1, None),
     "seed": (0, None),
@@ -121,6 +120,8 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "baseline_learning_rate": (0.0, None),
     "checkpoint_steps": (1, None),
 }
+# Exclusive minimums: 0 epochs trains no step, and the run would score the starting model.
+_ABOVE: dict[str, float] = {"num_train_epochs": 0.0}
 _CHOICES: dict[str, tuple[str, ...]] = {
     "truncation_mode": ("keep_end", "keep_start"),
     "attn_implementation": ("eager", "sdpa", "flash_attention_2"),
@@ -166,6 +167,8 @@ def parse_setting(data: Any, where: str, methods: dict[str, Method]) -> Setting:
         value = coerce(data[name], hints[name], f"{where}: {name}")
         if name in _RANGES and value is not None:
             check_range(value, *_RANGES[name], f"{where}: {name}")
+        if name in _ABOVE and value is not None and value <= _ABOVE[name]:
+            raise ReproError(f"{where}: {name}: must be above {_ABOVE[name]:g}, got {value:g}")
         check_choice(value, _CHOICES.get(name), f"{where}: {name}")
         values[name] = value
     if values["max_prompt_length"] >= values["max_length"]:
