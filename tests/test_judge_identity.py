@@ -208,6 +208,25 @@ def test_judge_serve_dry_run_prints_the_server_and_the_flags(cli):
     assert flags == "--judge-url http://127.0.0.1:8123/v1 --judge-model Judge-7B"
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("/no/such/checkpoint",), "/no/such/checkpoint: no such folder, and not a Hugging Face model id"),
+        (("{file}",), "not a folder (MODEL"),
+        (("org/Judge-7B", "--", "--model", "other"), "--model is set by repro judge serve"),
+        (("org/Judge-7B", "--", "--served-model-name=x"), "--served-model-name is set by repro judge serve"),
+    ],
+)  # fmt: skip
+def test_judge_serve_refuses_a_missing_model_or_a_flag_it_sets_before_starting(cli, tmp_path, args, message):
+    """The server used to start and fail in its log ("Found duplicate keys --model"; no folder)."""
+    (tmp_path / "weights.bin").write_text("x")
+    args = tuple(a.replace("{file}", str(tmp_path / "weights.bin")) for a in args)
+    proc = cli("judge", "serve", "--port", "8124", "--log", str(tmp_path / "serve.log"), *args)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "serve.log").exists()  # refused before anything started
+
+
 def test_who_judged_is_a_typed_record_read_strictly(scripted):
     """Oracle: the layout results have always had (Judge.describe() keys, then what the server
     said), written literally here; a record written by the previous main has exactly it."""

