@@ -76,6 +76,8 @@ def test_show_gpu_count(cli):
         (["env", "chek"], "did you mean 'check'"),
         (["env", "diff", "--against", "conda"], "valid: paper"),
         (["show", "llama3-base", "--gpus", "many"], "--gpus"),
+        (["show", "llama3-base", "simpo"], "(simpo) (did you mean '--method simpo'?)"),
+        (["compare", "results", "simpo"], "unexpected extra argument(s) (simpo)\n"),
     ],
 )
 def test_usage_errors_are_one_line_exit_2(cli, args, needle):

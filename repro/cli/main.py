@@ -59,7 +59,20 @@ def _usage_message(exc: Exception) -> str:
     if isinstance(exc, _UsageError) and ctx is not None and "No such command" in message:
         word = message.split("'")[1] if "'" in message else ""
         return str(unknown(f"command for '{ctx.command_path}'", word, getattr(ctx.command, "commands", {})))
+    if ctx is not None and message.startswith("Got unexpected extra argument"):
+        return " ".join(message.split()) + _as_method_option(ctx, message)
     return " ".join(message.split())
+
+
+def _as_method_option(ctx: click.Context, message: str) -> str:
+    """`repro show tiny simpo`: the method given where --method belongs is named as the fix."""
+    from repro.config.methods import load_methods
+
+    options = {o for p in ctx.command.params for o in getattr(p, "opts", [])}
+    extra = message.rsplit("(", 1)[-1].rstrip(")").split()
+    if "--method" in options and len(extra) == 1 and extra[0].lower() in load_methods():
+        return f" (did you mean '--method {extra[0]}'?)"
+    return ""
 
 
 def _one_line(message: str) -> str:
