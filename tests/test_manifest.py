@@ -46,6 +46,7 @@ def test_a_session_is_one_history_entry(tmp_path):
         ("[1, 2]", "not a JSON object"),
         ('{"config": [1]}', "'config' is not a mapping"),
         ('{"files": "x"}', "'files' is not a mapping"),
+        ('{"files": {"result.json": 5}}', r"files\['result.json'\] is not a SHA-256 string"),
         ('{"history": {}}', "'history' is not a list"),
         ("{not json", "corrupt JSON"),
     ],
@@ -64,3 +65,16 @@ def test_missing_manifest(tmp_path):
         Manifest.read(tmp_path)
     with pytest.raises(ReproError, match="no config"):
         Manifest().run_config("here")
+
+
+def test_verify_says_why_a_manifest_cannot_be_read(tmp_path):
+    """`repro verify` called a corrupt manifest "not a finished run", and a hash that was not a
+    string ended in a TypeError."""
+    from repro.runs.results import verify
+
+    with pytest.raises(ReproError, match="no manifest.json with recorded file hashes"):
+        verify.verify(tmp_path)
+    for content, message in (("{not json", "corrupt JSON"), ('{"files": {"a": null}}', "is not a SHA-256")):
+        (tmp_path / FILE).write_text(content)
+        with pytest.raises(ReproError, match=message):
+            verify.verify(tmp_path)

@@ -61,6 +61,9 @@ class Manifest:
             value = getattr(manifest, name)
             if value is not None and not isinstance(value, kind):
                 raise ReproError(f"{where}: '{name}' is not a {'mapping' if kind is dict else 'list'}")
+        if manifest.files and not all(isinstance(v, str) for v in manifest.files.values()):
+            bad = next(k for k, v in manifest.files.items() if not isinstance(v, str))
+            raise ReproError(f"{where}: files['{bad}'] is not a SHA-256 string")
         manifest.history = manifest.history or []
         manifest.tokenizer_checks = Stages.recorded(manifest.tokenizer_checks, f"{where}: tokenizer_checks")
         manifest.judge = JudgedBy.from_json(data.get("judge"), where, lenient=True)

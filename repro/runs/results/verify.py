@@ -69,7 +69,8 @@ def verify(run_dir: Path, *, scores_only: bool = False) -> Verification:
     if not run_dir.is_dir():
         raise ReproError(f"{run_dir}: not a directory")
     manifest_path = run_dir / FILE
-    manifest = Manifest.read_or_none(run_dir)
+    # a manifest that is there but cannot be read says why; only a missing one is "not finished"
+    manifest = Manifest.read(run_dir) if manifest_path.exists() else None
     if manifest is None or manifest.files is None:
         raise ReproError(f"{run_dir}: no manifest.json with recorded file hashes (not a finished run)")
     result = Verification(checked=0, manifest_sha256=file_sha256(manifest_path))
