@@ -94,6 +94,9 @@ def test_usage_errors_are_one_line_exit_2(cli, args, needle):
     [
         (["show", "llama3-base", "--set", "beta=-1"], "must be above 0"),
         (["show", "tiny", "--set", "num_train_epochs=0"], "num_train_epochs: must be above 0, got 0"),
+        (["show", "tiny", "--method", "ipo", "--set", "tau=0"], "ipo.tau: must be above 0"),  # 1/(2 tau)
+        (["show", "tiny", "--method", "rdpo", "--set", "alpha=-1"], "alpha: -1.0 is below the minimum 0"),
+        (["show", "tiny", "--set", "train_rows=-5"], "train_rows: -5 is below the minimum 1"),
         (["show", "llama3-base", "--gpus", "3"], "not divisible"),
         (["show", "/nonexistent/recipe.yaml"], "no such file"),
     ],

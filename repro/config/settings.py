@@ -119,6 +119,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "data_shuffle_seed": (0, None),
     "baseline_learning_rate": (0.0, None),
     "checkpoint_steps": (1, None),
+    "train_rows": (1, None),
 }
 # Exclusive minimums: 0 epochs trains no step, and the run would score the starting model.
 _ABOVE: dict[str, float] = {"num_train_epochs": 0.0}
