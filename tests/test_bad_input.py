@@ -462,3 +462,39 @@ def test_arena_hard_any_judgment_lines_score_or_fail_cleanly(rows, tmp_path):
     except ReproError:
         return
     json.loads(io.dumps(scores))
+
+
+def test_rescore_refuses_files_that_would_change_the_row_silently(cli, tmp_path):
+    """A second model's judgments, a repeated instruction or a reference without some of the
+    instructions used to be averaged in or dropped by alpaca-eval's merge, and an empty
+    reference ended in an IndexError; LC files without alpaca-eval's columns in a KeyError
+    after the judging. Each is now one line before anything is judged."""
+    rows = [
+        {"instruction": f"q{i}", "output_1": "r", "output_2": "a", "generator_2": "m", "raw_completion": {}}
+        for i in range(3)
+    ]
+    files = {
+        "two.json": [*rows[:2], {**rows[2], "generator_2": "other"}],
+        "dup.json": [*rows, rows[0]],
+        "good.json": rows,
+        "ref.json": [{"instruction": "q0", "output": "ref"}],
+        "empty.json": [],
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_text(json.dumps(data))
+    lc = tmp_path / "lc"
+    lc.mkdir()
+    (lc / "df_gamed.csv").write_text("a,b\n1,2\n")
+    (lc / "instruction_difficulty.csv").write_text("index,instruction_difficulty\n0,0.5\n")
+    cases = [
+        (["two.json"], "judgments of 2 models (m, other): rescore one at a time"),
+        (["dup.json"], "instruction judged twice: 'q0'"),
+        (["good.json", "--reference", "{tmp}/ref.json"], "2 of the 3 annotated instructions have no"),
+        (["good.json", "--reference", "{tmp}/empty.json"], "expected a non-empty JSON list"),
+        (["good.json", "--lc-data", "{tmp}/lc"], "df_gamed.csv: no column model, index"),
+    ]
+    for args, message in cases:
+        args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+        proc = cli("alpaca-eval", "rescore", str(tmp_path / args[0]), *args[1:])
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

@@ -33,6 +33,10 @@ from repro.evaluation.judge.gateway import serve
 ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
 N_INSTRUCTIONS = 805
 LC_FILES = ("df_gamed.csv", "instruction_difficulty.csv")
+# The columns alpaca-eval 0.6.2's length-controlled win rate reads from df_gamed.csv
+# (metrics/glm_winrate.py); instruction_difficulty.csv is an index and one value column.
+LC_GAMED_COLUMNS = ("model", "index", "instruction_difficulty", "preference", "std_delta_len",
+                    "not_gamed_baseline")  # fmt: skip
 COLUMNS = (
     "win_rate",
     "standard_error",
@@ -97,6 +101,7 @@ def find_lc_data(lc_data: Path | None) -> Path | None:
         missing = [f for f in LC_FILES if not (Path(lc_data) / f).exists()]
         if missing:
             raise ReproError(f"{lc_data}: missing {', '.join(missing)} (length-controlled win rate data)")
+        _check_lc_columns(Path(lc_data))
         return Path(lc_data)
     try:
         from huggingface_hub import hf_hub_download
@@ -108,6 +113,22 @@ def find_lc_data(lc_data: Path | None) -> Path | None:
     except Exception:  # noqa: BLE001 - not cached: LC is reported as unavailable
         return None
     return paths[0].parent if paths[0].parent == paths[1].parent else None
+
+
+def _check_lc_columns(folder: Path) -> None:
+    """The header of each LC file, read before any judging (alpaca-eval fails at the end)."""
+    import csv
+
+    for name, needed, least in (("df_gamed.csv", LC_GAMED_COLUMNS, 0), ("instruction_difficulty.csv", (), 2)):
+        try:
+            with open(folder / name, newline="", encoding="utf-8") as fh:
+                header = next(csv.reader(fh), [])
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise ReproError(f"{folder / name}: cannot be read as CSV ({exc})") from None
+        if missing := [c for c in needed if c not in header]:
+            raise ReproError(f"{folder / name}: no column {', '.join(missing)} (length-controlled data)")
+        if len(header) < least:
+            raise ReproError(f"{folder / name}: expected an index and a difficulty column, got {header}")
 
 
 @contextlib.contextmanager
@@ -256,6 +277,20 @@ def load_annotations(path: Path, needed: frozenset[str] = REPLAYED) -> list[dict
     return data
 
 
+def one_model_once_per_instruction(annotations: list[dict[str, Any]], path: Path) -> None:
+    """What one leaderboard row scores: one model, each instruction judged once (a second
+    model's judgments, or a repeated one, would be averaged into the row)."""
+    models = sorted({str(a.get("generator_2")) for a in annotations})
+    if len(models) > 1:
+        names = ", ".join(models[:3])
+        raise ReproError(f"{path}: judgments of {len(models)} models ({names}): rescore one at a time")
+    seen: set[Any] = set()
+    for a in annotations:
+        if a["instruction"] in seen:
+            raise ReproError(f"{path}: instruction judged twice: {str(a['instruction'])[:60]!r}")
+        seen.add(a["instruction"])
+
+
 def rescore(
     annotations_path: Path,
     *,
@@ -266,6 +301,7 @@ def rescore(
 ) -> dict[str, Any]:
     """Replay an annotations file's raw judge completions through alpaca-eval's full judging path."""
     annotations = load_annotations(annotations_path)
+    one_model_once_per_instruction(annotations, annotations_path)
     name = annotations[0]["generator_2"]
     model_outputs = [
         {
@@ -278,10 +314,20 @@ def rescore(
     ]
     if reference is not None:
         reference_outputs = userpaths.read_json(reference, "reference outputs")
-        if not isinstance(reference_outputs, list) or not all(
-            isinstance(r, dict) and isinstance(r.get("output"), str) for r in reference_outputs
+        if (
+            not isinstance(reference_outputs, list)
+            or not reference_outputs
+            or not all(isinstance(r, dict) and isinstance(r.get("output"), str) for r in reference_outputs)
         ):
-            raise ReproError(f"{reference}: expected a JSON list of {{instruction, output}} objects")
+            raise ReproError(f"{reference}: expected a non-empty JSON list of {{instruction, output}}")
+        # alpaca-eval pairs the outputs by instruction: a judgment without its reference would
+        # drop out of the win rate without a word
+        referenced = {r.get("instruction") for r in reference_outputs}
+        if unmatched := [a["instruction"] for a in annotations if a["instruction"] not in referenced]:
+            raise ReproError(
+                f"{reference}: {len(unmatched)} of the {len(annotations)} annotated instructions have no "
+                f"reference output (first: {str(unmatched[0])[:60]!r})"
+            )
     else:
         reference_outputs = [
             {

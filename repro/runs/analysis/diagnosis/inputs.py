@@ -143,7 +143,9 @@ def read_outputs(path: Path) -> list[dict[str, Any]]:
 
 def read_annotations(path: Path) -> list[dict[str, Any]]:
     """An alpaca_eval annotations.json as the judging check reads it (instruction, preference)."""
-    return alpaca_eval.load_annotations(path, needed=frozenset({"instruction", "preference"}))
+    annotations = alpaca_eval.load_annotations(path, needed=frozenset({"instruction", "preference"}))
+    alpaca_eval.one_model_once_per_instruction(annotations, path)
+    return annotations
 
 
 def from_files(
