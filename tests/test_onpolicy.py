@@ -214,6 +214,11 @@ def test_bad_inputs_are_one_line_errors(workspace, cli, tmp_path):
     assert no_recipe.returncode != 0 and "on_policy" in no_recipe.stderr
     seeds = cli(*args(workspace, tmp_path / "o3", "--samples", "5"))
     assert seeds.returncode != 0 and "--seeds" in seeds.stderr
+    (tmp_path / "o4" / "work").mkdir(parents=True)
+    (tmp_path / "o4" / "work" / "options.json").write_text("{")  # a write cut short
+    torn = cli(*args(workspace, tmp_path / "o4"))
+    assert torn.returncode == 1 and torn.stderr.count("\n") == 1, torn.stderr  # was a JSONDecodeError
+    assert "options.json: unreadable (not a JSON object)" in torn.stderr
 
 
 def test_paper_settings_name_their_generation_recipe():

@@ -272,7 +272,12 @@ def check_resume(options: Options, work: Path) -> None:
     path = work / "options.json"
     identity = options.identity()
     if path.exists():
-        previous = json.loads(path.read_text())
+        previous = io.read_json(path)
+        if not isinstance(previous, dict):
+            raise ReproError(
+                f"{path}: unreadable (not a JSON object): {options.output} cannot be resumed; "
+                "choose another --output or delete it"
+            )
         diff = sorted(k for k in identity if previous.get(k) != identity[k])
         if diff:
             raise ReproError(
@@ -280,7 +285,7 @@ def check_resume(options: Options, work: Path) -> None:
                 "choose another --output or delete it"
             )
     else:
-        path.write_text(json.dumps(identity, indent=2))
+        io.write_json(path, identity)  # atomic: a killed start leaves no torn file
 
 
 def run(options: Options, progress: Progress | None = None) -> dict[str, Any]:
