@@ -97,6 +97,7 @@ def test_usage_errors_are_one_line_exit_2(cli, args, needle):
         (["show", "tiny", "--method", "ipo", "--set", "tau=0"], "ipo.tau: must be above 0"),  # 1/(2 tau)
         (["show", "tiny", "--method", "rdpo", "--set", "alpha=-1"], "alpha: -1.0 is below the minimum 0"),
         (["show", "tiny", "--set", "train_rows=-5"], "train_rows: -5 is below the minimum 1"),
+        (["show", "tiny", "--set", "chat_template=lama3"], "unknown chat template 'lama3'"),
         (["show", "llama3-base", "--gpus", "3"], "not divisible"),
         (["show", "/nonexistent/recipe.yaml"], "no such file"),
     ],

@@ -18,6 +18,7 @@ from repro.config import families, handbook
 from repro.config.methods import Method, check_hyperparameters, get_method, load_methods
 from repro.config.runconfig import EvalPlan
 from repro.config.validate import check_choice, check_keys, check_range, coerce, read_yaml
+from repro.data import training_templates
 from repro.data.family import Family
 from repro.errors import ReproError, UsageError, unknown
 
@@ -199,6 +200,10 @@ def parse_setting(data: Any, where: str, methods: dict[str, Method]) -> Setting:
     if not values.get("chat_template"):
         family = values.get("family")
         values["chat_template"] = family.chat_template if family else "tokenizer"
+    try:  # a name that is no template would pass every plan and fail in the training ranks
+        training_templates.lookup(values["chat_template"])
+    except ReproError as exc:
+        raise type(exc)(f"{where}: {exc}") from None
     return Setting(**values, source=where)
 
 
