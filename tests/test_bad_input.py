@@ -329,6 +329,27 @@ def test_arena_hard_missing_answers_and_dropped_verdicts(tmp_path):
     assert code == 0 and "no verdict" in out
 
 
+def test_arena_hard_counts_missing_games_and_refuses_a_question_judged_twice(tmp_path):
+    """Oracle: hand count. A judgment holds two games; one with a single game or none used to
+    drop the missing games from the battles without counting them, and a question judged twice
+    was counted twice (as show_result.py would)."""
+    golden = Path(__file__).parent / "golden" / "arena_hard" / "model-x.jsonl"
+    rows = [json.loads(line) for line in golden.read_text().splitlines() if line]
+    _, out, _ = run_inprocess(["arena-hard", "score", str(golden), "--format", "json"])
+    before = json.loads(out)["model-x"]
+    cut = [{**rows[0], "games": rows[0]["games"][:1]}, {**rows[1], "games": []}, *rows[2:]]
+    path = tmp_path / "model-x.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in cut) + "\n")
+    code, out, _ = run_inprocess(["arena-hard", "score", str(path), "--format", "json"])
+    after = json.loads(out)["model-x"]
+    removed = [rows[0]["games"][1], *rows[1]["games"]]
+    already = sum(g.get("score") not in ("A>>B", "A>B", "A=B", "B>A", "B>>A") for g in removed)
+    assert code == 0 and after["games_without_verdict"] - before["games_without_verdict"] == 3 - already
+    assert after["battles"] < before["battles"]
+    path.write_text("\n".join(json.dumps(r) for r in [*rows, rows[5]]) + "\n")
+    assert_one_line_error(["arena-hard", "score", str(path)], f"question {rows[5]['question_id']} of")
+
+
 def test_compare_skips_malformed_runs_and_goes_on(tmp_path):
     good = {"setting": "llama3-instruct", "method": "simpo", "complete": True, "scores": {"ae2_lc": 44.0}}
     bad = {

@@ -123,7 +123,7 @@ def arena_table(scores: dict[str, dict[str, Any]]) -> Table:
         ["model", "score", "95% CI", "avg tokens", "battles", "no verdict"],
         rows,
         title="Arena-Hard v0.1 (vs gpt-4-0314)",
-        caption="no verdict: games whose judgment has no valid label (dropped, as show_result.py does)",
+        caption="no verdict: games without a valid label, or missing from their judgment (not counted)",
     )
 
 

@@ -69,10 +69,12 @@ def battles_from_judgments(
     index, outcome = [], []
     dropped = dict.fromkeys(models, 0)
     value = {"win": 1.0, "loss": 0.0, "tie": 0.5}
+    played = 1 if first_game_only else 2
     for m, model in enumerate(models):
         for row in judgments[model]:
-            games = row.get("games") or []
-            for g, game in enumerate(games[: 1 if first_game_only else 2], start=1):
+            games = (row.get("games") or [])[:played]
+            dropped[model] += played - len(games)  # a game that is not there has no verdict either
+            for g, game in enumerate(games, start=1):
                 results = game_battles(game.get("score") if isinstance(game, dict) else None, g, weight)
                 dropped[model] += not results
                 for result in results:
@@ -160,7 +162,14 @@ def load_judgments(paths: list[Path]) -> dict[str, list[dict[str, Any]]]:
         model = rows[0].get("model", file.stem)
         if not isinstance(model, str):
             raise ReproError(f"{file}: model {json.dumps(model)} is not a name")
-        judgments.setdefault(model, []).extend(rows)
+        judged = judgments.setdefault(model, [])
+        seen = {r.get("question_id") for r in judged}
+        for n, row in enumerate(rows, 1):
+            # show_result.py would count a question judged twice twice
+            if (question := row.get("question_id")) is not None and question in seen:
+                raise ReproError(f"{file}: judgment {n}: question {question} of {model} is judged twice")
+            seen.add(question)
+        judged.extend(rows)
     return judgments
 
 
