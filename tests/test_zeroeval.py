@@ -190,7 +190,7 @@ def test_what_upstream_crashes_on_is_decided(tmp_path, cli):
     assert (score.acc, score.reason_length) == (100.0, 0.0)
     # nothing parses (upstream: ZeroDivisionError): reason_length None, with a note
     path = tmp_path / "silent-model.json"
-    path.write_text(json.dumps([cases.gsm_item("x", "I do not know.", "# 4")] * 3))
+    path.write_text(json.dumps([cases.gsm_item(f"x{i}", "I do not know.", "# 4") for i in range(3)]))
     rows = json.loads(cli("zeroeval", "score", str(path), "--task", "gsm", "-f", "json", check=True).stdout)
     assert (
         rows[0]["reason_length"] is None
@@ -214,6 +214,9 @@ def test_bad_input_is_one_line(tmp_path, cli):
             json.dumps([{"id": 1, "output": ['{"answer": "C"}'], "choices": ["x"], "correct_answer": "y"}]),
             "'y' is not one of the choices",
         ),
+        # a GSM file scored as MMLU-Redux read 0%, every item "unanswered"
+        (json.dumps([{"id": 1, "output": ['{"answer": "4"}'], "answer": "4"}]), "need 'choices'"),
+        (json.dumps([{"id": 1, "output": ["x"], "choices": ["a"], "correct_answer": "a"}] * 2), "twice"),
     ):
         bad.write_text(content)
         proc = cli("zeroeval", "score", str(bad), "--task", "mmlu-redux")

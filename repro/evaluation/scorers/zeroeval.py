@@ -264,26 +264,33 @@ def score_items(
         raise ReproError(f"{model}: no items to score")
     correct = unanswered = 0
     lengths: list[int] = []
+    ids: set[Any] = set()
     for index, item in enumerate(items):
         where = f"{model} item {index} ({item.get('id', 'no id')})"
         if "output" not in item:
             raise ReproError(f"{where}: no 'output' (not a ZeroEval result item)")
+        if "id" in item:  # an item twice would count twice
+            if str(item["id"]) in ids:
+                raise ReproError(f"{where}: id {item['id']} appears twice")
+            ids.add(str(item["id"]))
+        # the reference is checked before the answer is parsed: a file of the other task would
+        # otherwise score 0% with every item "unanswered"
         fields = parse_output(output_text(item))
         if task == "gsm":
-            if "answer" not in fields:
-                unanswered += 1
-                continue
             reference = item.get("answer")
             if not isinstance(reference, str):
                 raise ReproError(f"{where}: GSM items need the reference 'answer' as a string")
-            correct += gsm_correct(fields["answer"], reference)
-        else:
-            if mmlu_unanswered(fields):
+            if "answer" not in fields:
                 unanswered += 1
                 continue
+            correct += gsm_correct(fields["answer"], reference)
+        else:
             choices, truth = item.get("choices"), item.get("correct_answer")
             if not isinstance(choices, list) or truth is None:
                 raise ReproError(f"{where}: MMLU-Redux items need 'choices' and 'correct_answer'")
+            if mmlu_unanswered(fields):
+                unanswered += 1
+                continue
             try:
                 letter = reference_letter(choices, truth)
             except ReproError as exc:
