@@ -465,3 +465,30 @@ def test_the_variant_is_a_typed_record_read_strictly(tmp_path):
         for bad in ({"max_steps": 2}, {"max_steps": {"run": 2}}, ["max_steps"]):
             with pytest.raises(ReproError, match="^result.json: 'variant' is not a mapping"):
                 RunResult.from_json({**record, "schema": schema, "variant": bad}, "result.json")
+
+
+def test_status_shows_a_result_that_is_unreadable_or_does_not_match_its_manifest(tiny_runs, tmp_path):
+    """`repro status` read a truncated result.json as "trained, waiting to generate" and showed a
+    changed score as done; compare skipped the same runs. Oracle: `repro verify`'s verdict on
+    the same files."""
+    import builds
+
+    from repro.runs.cluster import status
+
+    run = tiny_runs.runs["simpo"].run_dir
+    rows = {}
+    for name, change in (("kept", None), ("changed", "ah"), ("truncated", "cut")):
+        dest = builds.copy(run, tmp_path / name / "tiny" / "simpo" / run.name)
+        record = dest / "result.json"
+        if change == "ah":
+            data = json.loads(record.read_text())
+            data["scores"]["ah"] = 42.0
+            record.write_text(json.dumps(data))
+        elif change == "cut":
+            record.write_text(record.read_text()[:100])
+        (row,) = status.collect(tmp_path / name, scheduler=False)
+        rows[name] = row
+        assert bool(verify.verify(dest).problems) == (change is not None)
+    assert rows["kept"].kind == "done" and rows["kept"].stage == "done"
+    assert rows["changed"].kind == "unverified" and "result.json: changed" in rows["changed"].stage
+    assert rows["truncated"].kind == "unreadable" and "corrupt JSON" in rows["truncated"].stage

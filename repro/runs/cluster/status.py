@@ -21,6 +21,7 @@ from repro import io
 from repro.config.runconfig import RunConfig, RunFile
 from repro.errors import ReproError
 from repro.evaluation import benchmarks, judgecost
+from repro.runs.results import verify
 from repro.runs.results.result import FILE, RunResult
 
 RUN_ID = re.compile(r"^[0-9a-f]{10}-seed\d+$")
@@ -38,7 +39,7 @@ class RunStatus:
     seed: int | None = None
     max_steps: int | None = None  # --max-steps: training cut short of the recipe's
     kind: str = "not started"  # not started | queued | training | preempted | trained | generating |
-    #                             generated | judging | done | failed
+    #                             generated | judging | done | failed | unverified | unreadable
     stage: str = "not started"  # the kind in words: "training step 12 of 32", "failed: reason"
     job: str | None = None
     job_state: str | None = None
@@ -122,14 +123,22 @@ def _status(root: Path, jobs: dict[str, Any] | None, states: dict[str, dict[str,
         max_steps=config.max_steps if config else None,
     )
     directory = Path(jobs["directory"]) if jobs and jobs.get("directory") else root
-    record = _result(directory / FILE)
-    if record is None and directory == root:  # a local run of another flavour (partial, vLLM)
-        record = next(filter(None, (_result(p) for p in sorted(root.glob(f"*/{FILE}")))), None)
+    found = [directory / FILE]
+    if directory == root:  # a local run of another flavour (partial, vLLM)
+        found += sorted(root.glob(f"*/{FILE}"))
+    read = [(path, *_result(path)) for path in found if path.exists()]
+    # the first readable result; else why the first one there cannot be read
+    path, record, problem = next((r for r in read if r[1]), read[0] if read else (None, None, None))
     stage = io.read_json(directory / "stage.json") or {}
-    if record is not None:
+    if problem is not None:
+        # a result that is there but cannot be read is no stage of the pipeline
+        status.kind, status.stage = "unreadable", f"result unreadable: {problem}"
+    elif record is not None:
         status.kind, status.stage = "done", "done"
         status.scores = {k: record.scores[k] for k in benchmarks.headline() if k in record.scores}
         status.judge_cost_usd = _judge_cost(record)
+        if path is not None and (unverified := _unverified(path)):
+            status.kind, status.stage = "unverified", f"done, scores unverified: {unverified}"
     else:
         _stage_from_files(status, train, stage)
     current = _current_job(status.kind, jobs)
@@ -137,7 +146,7 @@ def _status(root: Path, jobs: dict[str, Any] | None, states: dict[str, dict[str,
         status.job = current
         state = states.get(current, {})
         status.job_state = state.get("state")
-        if status.kind != "done":
+        if status.kind not in ("done", "unverified", "unreadable"):  # its files say more than the job
             _apply_job_state(status, state, current, jobs)
     return status
 
@@ -205,11 +214,22 @@ def _reason_from_logs(folder: Path, job: str) -> str | None:
     return None
 
 
-def _result(path: Path) -> RunResult | None:
+def _result(path: Path) -> tuple[RunResult | None, str | None]:
+    """The result, or why the file that is there cannot be read."""
     try:
-        return RunResult.read(path) if path.exists() else None
-    except ReproError:
+        return RunResult.read(path), None
+    except ReproError as exc:
+        return None, str(exc)
+
+
+def _unverified(path: Path) -> str | None:
+    """Why the score files beside a result do not match its manifest, as `repro compare`
+    checks them before it skips a run (None: they match, or no manifest records them)."""
+    try:
+        problems = verify.verify(path.parent, scores_only=True).problems
+    except ReproError:  # no manifest, or one without hashes: compare warns and keeps the run
         return None
+    return "; ".join(problems) or None
 
 
 def _judge_cost(record: RunResult) -> float | None:

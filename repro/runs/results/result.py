@@ -259,3 +259,5 @@ def _check_scores(scores: Any, where: str) -> None:
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
         if value is not None and not numeric and not isinstance(value, list):  # a CI is a list
             raise ReproError(f"{where}: scores.{key} is not a number ({json.dumps(value)[:40]})")
+        if numeric and not math.isfinite(value):  # json reads NaN and Infinity; no score is either
+            raise ReproError(f"{where}: scores.{key} is not a finite number ({value})")
