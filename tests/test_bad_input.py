@@ -356,6 +356,7 @@ def test_compare_skips_malformed_runs_and_goes_on(tmp_path):
         "list-scores": {**good, "scores": [1, 2]},
         "text-score": {**good, "scores": {"ah": "high"}},
         "numeric-setting": {**good, "setting": 3},
+        "nan-score": {**good, "scores": {"ae2_lc": float("nan")}},  # json writes NaN; its row vanished
     }
     for name, data in {"good": good, **bad}.items():
         (tmp_path / name).mkdir()
@@ -367,8 +368,9 @@ def test_compare_skips_malformed_runs_and_goes_on(tmp_path):
     skipped = {Path(s["path"]).parent.name: s["reason"] for s in json.loads(out)["skipped"]}
     assert set(skipped) == {*bad, "garbage"} and "'scores' is not a mapping" in skipped["list-scores"]
     lines = err.splitlines()
-    assert len(lines) == 5 and all(x.startswith("repro: warning: skipped") for x in lines[:4])
-    assert lines[4].startswith("repro: warning: unverified") and "no manifest.json" in lines[4]
+    assert "scores.ae2_lc is not a finite number" in skipped["nan-score"]
+    assert len(lines) == 6 and all(x.startswith("repro: warning: skipped") for x in lines[:5])
+    assert lines[5].startswith("repro: warning: unverified") and "no manifest.json" in lines[5]
     assert [r["reproduced_mean"] for r in json.loads(out)["rows"]] == [44.0]
 
 
