@@ -77,6 +77,7 @@ def test_show_gpu_count(cli):
         (["env", "diff", "--against", "conda"], "valid: paper"),
         (["show", "llama3-base", "--gpus", "many"], "--gpus"),
         (["show", "llama3-base", "simpo"], "(simpo) (did you mean '--method simpo'?)"),
+        (["sweep", "tiny", "--method", "simpo", "--lr", "1e-4,0.0001", "--dry-run"], "to the same run"),
         (["compare", "results", "simpo"], "unexpected extra argument(s) (simpo)\n"),
     ],
 )

@@ -66,8 +66,21 @@ def size_warning(grid: SearchGrid) -> str | None:
 def configs(
     setting: str, method: str, points: list[dict[str, float]], options: ConfigOptions
 ) -> list[tuple[RunConfig, dict[str, float]]]:
-    """Each grid point's run config, with the point's values."""
-    return [(options.with_overrides(values).resolve(setting, method)[0], values) for values in points]
+    """Each grid point's run config, with the point's values; two points of one run (a value
+    given twice) are refused, here and on SLURM alike."""
+    resolved = [(options.with_overrides(values).resolve(setting, method)[0], values) for values in points]
+    seen: dict[str, dict[str, float]] = {}
+    for config, values in resolved:
+        if (earlier := seen.setdefault(config.run_id, values)) is not values:
+            raise UsageError(
+                f"grid points {_values(earlier)} and {_values(values)} resolve to the same run "
+                f"({config.run_id}): they would overwrite each other; give each value once"
+            )
+    return resolved
+
+
+def _values(values: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in values.items()) or "(recipe values)"
 
 
 @dataclass
