@@ -335,6 +335,8 @@ def test_all_judgments_failed_is_an_incomplete_alpaca_eval_result():
         (("train", "tiny", "--report-to", "tensorboard,wandb", "--output", "{tmp}/w"), 1,
          "no W&B credentials"),
         (("show", "tiny", "--set", "beta=0"), 1, "must be above 0"),
+        (("run", "tiny", "--set", "dataset=/nonexistent/ds", "--results", "{tmp}/x"), 1,
+         "preflight: dataset: dataset path /nonexistent/ds does not exist"),
         (("show", "{tmp}"), 2, "is a directory, not a recipe"),
         (("eval", "{tmp}", "--setting", "tiny", "--judge-url", "http://127.0.0.1:9/v1",
           "--output", "{tmp}/e"), 1, "does not answer"),

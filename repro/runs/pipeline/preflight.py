@@ -96,6 +96,8 @@ def _dataset(config: RunConfig) -> Check:
     folder), as repro.data.preference.load_rows reads them; a hub id is the hub's to answer."""
     source = config.dataset
     folder = Path(source).expanduser()
+    if source.startswith(("/", "./", "../", "~")) and not folder.exists():
+        return Check("dataset", False, f"dataset path {source} does not exist")  # as the model's
     if source.startswith("repro:") or not folder.is_dir():
         return Check("dataset", True, source)
     for split in (config.train_split, config.test_split):
