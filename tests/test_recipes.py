@@ -267,3 +267,15 @@ def test_yaml_1e_minus_6_is_a_float(tmp_path, methods):
     )
     config = resolve(get_setting(str(write(tmp_path, text)), methods), methods["simpo"]).to_json()
     assert config["learning_rate"] == 1e-3
+
+
+def test_a_key_given_twice_in_a_recipe_is_refused(cli, tmp_path):
+    """YAML keeps the last of two equal keys: a recipe with `seed: 42` and then `seed: 7`
+    trained seed 7 without a word."""
+    text = (paths.SETTINGS / "tiny.yaml").read_text()
+    assert re.search(r"^seed: 42$", text, re.M)
+    recipe = tmp_path / "twice.yaml"
+    recipe.write_text(text + "seed: 7\n")
+    proc = cli("show", str(recipe), "--method", "simpo")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "invalid YAML at line" in proc.stderr and "key 'seed' given twice" in proc.stderr

@@ -92,7 +92,27 @@ def check_keys(data: dict, allowed: typing.Iterable[str], where: str) -> None:
 
 
 # libyaml when PyYAML was built with it (same documents, parsed several times faster)
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _LOADER(_BASE_LOADER):  # noqa: N801 - named as the loader it was
+    """The safe loader, refusing a key given twice in one mapping: YAML keeps the last one, so
+    `seed: 42` then `seed: 7` in a recipe would silently train seed 7."""
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001, ANN201 - PyYAML's signature
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key is PyYAML's own error to raise
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 _PARSED: dict[tuple[str, int, int], Any] = {}
 
 
