@@ -71,6 +71,7 @@ def test_show_gpu_count(cli):
             "unknown format 'jsn': valid: json, table, yaml",
         ),
         (["show", "llama3-base", "--set", "bta=2"], "unknown key 'bta' (did you mean 'beta'?)"),
+        (["show", "llama3-base", "--set", "beta=2", "--set", "beta=3"], "--set beta given twice (2 and 3)"),
         (["show", "llama3-base", "--layout", "paper"], "unknown layout 'paper'"),
         (["published", "--method", "simpoo"], "did you mean 'simpo'"),
         (["env", "chek"], "did you mean 'check'"),

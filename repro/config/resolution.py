@@ -91,6 +91,8 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
+        if key.strip() in overrides and overrides[key.strip()] != value:  # the last would win unseen
+            raise UsageError(f"--set {key.strip()} given twice ({overrides[key.strip()]} and {value})")
         overrides[key.strip()] = value
     return overrides
 
