@@ -28,6 +28,8 @@ def results(tmp_path):
         (("report", "{results}", "-o", "/proc/report.html"), "/proc/report.html: cannot be written"),
         (("report", "{empty}", "--format", "markdown"), "no runs found under"),
         (("report", "{empty}", "-o", "{empty}/r.html"), "no runs found under"),
+        (("report", "{results}", "-o", "{empty}/r.pdf"), "the html report goes to a .html or .htm file"),
+        (("report", "{results}", "-f", "markdown", "-o", "{empty}/r.html"), "report goes to a .md or"),
     ],
 )  # fmt: skip
 def test_outputs_and_folders(args, says, results, tmp_path, cli):

@@ -97,6 +97,9 @@ def report_cmd(
     the plots, and per run its provenance and diagnosis (HTML, or Markdown for a GitHub issue)."""
     if fmt == "html" and output is None:
         raise UsageError("an HTML report needs -o FILE (Markdown goes to stdout without it)")
+    suffixes = {"html": (".html", ".htm"), "markdown": (".md", ".markdown")}
+    if output is not None and output.suffix.lower() not in suffixes[fmt]:
+        raise UsageError(f"-o {output}: the {fmt} report goes to a {' or '.join(suffixes[fmt])} file")
     text = report.html(results_dir) if fmt == "html" else report.markdown(results_dir)
     if output is None:
         print(text, end="")

@@ -113,6 +113,8 @@ class _LOADER(_BASE_LOADER):  # noqa: N801 - named as the loader it was
                 )
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+
 _PARSED: dict[tuple[str, int, int], Any] = {}
 
 
