@@ -78,6 +78,7 @@ def test_show_gpu_count(cli):
         (["env", "diff", "--against", "conda"], "valid: paper"),
         (["show", "llama3-base", "--gpus", "many"], "--gpus"),
         (["show", "llama3-base", "simpo"], "(simpo) (did you mean '--method simpo'?)"),
+        (["diagnose"], "give a run folder or --outputs FILE (with --setting and --method), one is needed"),
         (["sweep", "tiny", "--method", "simpo", "--lr", "1e-4,0.0001", "--dry-run"], "to the same run"),
         (["compare", "results", "simpo"], "unexpected extra argument(s) (simpo)\n"),
     ],

@@ -54,7 +54,8 @@ def diagnose_cmd(
     generation and judging, each ok / differs / unknown with its evidence, then the likely causes.
     Exit 0 when nothing differs, 1 when something does, 2 on bad input."""
     if (run_dir is None) == (outputs is None):
-        raise UsageError("give a run folder or --outputs FILE (with --setting and --method), not both")
+        which = "not both" if run_dir is not None else "one is needed"
+        raise UsageError(f"give a run folder or --outputs FILE (with --setting and --method), {which}")
     # exit 1 means "something differs": every input problem is a usage error (exit 2)
     try:
         if outputs is not None:
