@@ -214,6 +214,13 @@ def test_bad_inputs_are_one_line_errors(workspace, cli, tmp_path):
     assert no_recipe.returncode != 0 and "on_policy" in no_recipe.stderr
     seeds = cli(*args(workspace, tmp_path / "o3", "--samples", "5"))
     assert seeds.returncode != 0 and "--seeds" in seeds.stderr
+    policy_as_rm = [
+        a if a != str(workspace / "rm") else str(workspace / "policy")
+        for a in args(workspace, tmp_path / "o5")
+    ]
+    lm = cli(*policy_as_rm)  # a causal LM loads as a classifier with a random head: noise rewards
+    assert lm.returncode == 1 and lm.stderr.count("\n") == 1, lm.stderr
+    assert "is not a reward model: score.weight not in its weights" in lm.stderr
     (tmp_path / "o4" / "work").mkdir(parents=True)
     (tmp_path / "o4" / "work" / "options.json").write_text("{")  # a write cut short
     torn = cli(*args(workspace, tmp_path / "o4"))

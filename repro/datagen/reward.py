@@ -8,12 +8,17 @@ read at each row's last real token, where the one-at-a-time pass reads it (teste
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from repro import io
 from repro.errors import ReproError
 from repro.progress import Progress
+
+
+def _no_load_report(record: logging.LogRecord) -> bool:
+    return "LOAD REPORT" not in record.getMessage()
 
 
 class RewardModel:
@@ -27,13 +32,25 @@ class RewardModel:
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        # transformers' multi-line load report would precede the one line below (a filter, not a
+        # level: a raised level makes transformers check tensor-parallel plans and log those)
+        report = logging.getLogger("transformers.modeling_utils")
+        report.addFilter(_no_load_report)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-            self.model = AutoModelForSequenceClassification.from_pretrained(
-                path, dtype=dtype, trust_remote_code=trust_remote_code
+            self.model, loading = AutoModelForSequenceClassification.from_pretrained(
+                path, dtype=dtype, trust_remote_code=trust_remote_code, output_loading_info=True
             )
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: mismatched head sizes
             raise ReproError(f"cannot load reward model '{path}': {str(exc).splitlines()[0]}") from None
+        finally:
+            report.removeFilter(_no_load_report)
+        if missing := sorted(loading.get("missing_keys") or []):
+            # a language model loads as a classifier with a freshly drawn head: its rewards are noise
+            raise ReproError(
+                f"'{path}' is not a reward model: {', '.join(missing[:2])} not in its weights "
+                "(a head transformers would initialize at random)"
+            )
         self.model.to(self.device).eval()
         # The model finds each row's last real token from its pad id. Without one, a stand-in
         # (often EOS, which the chat template itself contains) could move that position, so
