@@ -214,6 +214,8 @@ def test_bad_inputs_are_one_line_errors(workspace, cli, tmp_path):
     assert no_recipe.returncode != 0 and "on_policy" in no_recipe.stderr
     seeds = cli(*args(workspace, tmp_path / "o3", "--samples", "5"))
     assert seeds.returncode != 0 and "--seeds" in seeds.stderr
+    nan = cli(*args(workspace, tmp_path / "o6", "--min-margin", "nan"))
+    assert nan.returncode == 1 and "--min-margin must be a finite number" in nan.stderr
     policy_as_rm = [
         a if a != str(workspace / "rm") else str(workspace / "policy")
         for a in args(workspace, tmp_path / "o5")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -294,6 +295,8 @@ def run(options: Options, progress: Progress | None = None) -> dict[str, Any]:
         raise ReproError("--seeds needs at least two distinct seeds (one sample each)")
     if not 0.0 <= options.test_fraction < 1.0:
         raise ReproError(f"--test-fraction must be in [0, 1), not {options.test_fraction}")
+    if not math.isfinite(options.min_margin):  # every comparison with nan is False: nothing dropped
+        raise ReproError(f"--min-margin must be a finite number, not {options.min_margin}")
     work = options.output / "work"
     work.mkdir(parents=True, exist_ok=True)
     check_resume(options, work)
