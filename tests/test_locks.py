@@ -59,27 +59,34 @@ def need_uv() -> None:
 
 
 def test_parse_reads_pins_hashes_and_annotations_as_pip_does():
+    aa, bb, cc = (f"sha256:{c * 64}" for c in "abc")
     text = (
         "# optional: flash-attn==2.8.3.post2 built from source\n"
         "# a comment that ends with a backslash does not continue \\\n"
         "foo==1.0 ; python_version >= '3.11' \\\n"
-        "    --hash=sha256:aa \\\n"
-        "    --hash=sha256:bb\n"
+        f"    --hash={aa} \\\n"
+        f"    --hash={bb}\n"
         "    # via\n"
         "    #   viadot\n"
         "    #   -r env/requirements.in\n"
-        "Bar_Baz==2+cpu --hash=sha256:cc\n"
+        f"Bar_Baz==2+cpu --hash={cc}\n"
         "    # via foo\n"
     )
     lock = lockfile.parse(text, Path("lock.txt"))
-    assert lock.pins["foo"] == lockfile.Pin(
-        "foo", "1.0", ["sha256:aa", "sha256:bb"], ["viadot", "-r env/requirements.in"]
-    )
-    assert lock.pins["bar-baz"] == lockfile.Pin("bar-baz", "2+cpu", ["sha256:cc"], ["foo"])
+    assert lock.pins["foo"] == lockfile.Pin("foo", "1.0", [aa, bb], ["viadot", "-r env/requirements.in"])
+    assert lock.pins["bar-baz"] == lockfile.Pin("bar-baz", "2+cpu", [cc], ["foo"])
     assert lock.optional == {"flash-attn": ("2.8.3.post2", "built from source")}
     for bad in ("bar>=2", "bar==2 baz", "bar==2 --hash="):
         with pytest.raises(ReproError, match="lock.txt:1: not a 'package==version' pin"):
             lockfile.parse(bad + "\n", Path("lock.txt"))
+    # a hash pip would refuse, and a package pinned twice (the check used to read the last pin)
+    with pytest.raises(ReproError, match="lock.txt:1: 'sha256:zz' is not a sha256:<64 hex digits> hash"):
+        lockfile.parse("bar==2 --hash=sha256:zz\n", Path("lock.txt"))
+    with pytest.raises(ReproError, match=r"lock.txt:2: bar is pinned twice \(1, 2\)"):
+        lockfile.parse(f"bar==1 --hash={aa}\nbar==2 --hash={bb}\n", Path("lock.txt"))
+    # one pin per environment marker is how a lock serves two Pythons
+    two = f"bar==1 ; python_version < '3.12' --hash={aa}\nbar==2 ; python_version >= '3.12' --hash={bb}\n"
+    assert lockfile.parse(two, Path("lock.txt")).pins["bar"].version == "2"
 
 
 @pytest.mark.parametrize("name", ["cpu", "gpu"])

@@ -95,8 +95,12 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
+_HASH = re.compile(r"sha256:[0-9a-f]{64}")
+
+
 def parse(text: str, path: Path) -> Lock:
     pins: dict[str, Pin] = {}
+    marked: set[str] = set()  # pinned under an environment marker: one pin per environment
     optional: dict[str, tuple[str, str]] = {}
     last: Pin | None = None
     in_via = False
@@ -125,11 +129,21 @@ def parse(text: str, path: Path) -> Lock:
         if content.startswith("-"):  # an option line (--find-links ...): not a pin
             continue
         requirement, *hashes = (part.strip() for part in content.split("--hash="))
-        requirement = requirement.split(";", 1)[0].strip()  # an environment marker, if any
+        requirement, marker, _ = requirement.partition(";")  # an environment marker, if any
+        requirement = requirement.strip()
         name, sep, version = requirement.partition("==")
         if not sep or not name or not version or " " in requirement or not all(hashes):
             raise ReproError(f"{path}:{number}: not a 'package==version' pin: '{content}'")
+        if bad := next((h for h in hashes if not _HASH.fullmatch(h)), None):
+            raise ReproError(f"{path}:{number}: '{bad}' is not a sha256:<64 hex digits> hash")
         last = Pin(normalize(name), version, hashes)
+        if last.name in pins and not marker and last.name not in marked:
+            # two pins without markers: pip would refuse the file, and the check saw only one
+            raise ReproError(
+                f"{path}:{number}: {last.name} is pinned twice ({pins[last.name].version}, {version})"
+            )
+        if marker:
+            marked.add(last.name)
         pins[last.name] = last
     return Lock(path, pins, optional)
 
