@@ -279,3 +279,14 @@ def test_a_key_given_twice_in_a_recipe_is_refused(cli, tmp_path):
     proc = cli("show", str(recipe), "--method", "simpo")
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert "invalid YAML at line" in proc.stderr and "key 'seed' given twice" in proc.stderr
+
+
+def test_a_method_source_for_no_method_is_refused(cli, tmp_path):
+    """method_sources said where a method's values come from; a misspelled method was ignored."""
+    text = (paths.SETTINGS / "llama3-instruct.yaml").read_text()
+    assert "\nmethod_sources:\n" in text
+    recipe = tmp_path / "typo.yaml"
+    recipe.write_text(text.replace("\nmethod_sources:\n", '\nmethod_sources:\n  simpoo: "a typo"\n'))
+    proc = cli("show", str(recipe), "--method", "simpo")
+    assert proc.returncode != 0 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "method_sources: unknown method 'simpoo'" in proc.stderr and "did you mean 'simpo'" in proc.stderr

@@ -178,6 +178,11 @@ def parse_setting(data: Any, where: str, methods: dict[str, Method]) -> Setting:
             f"{where}: max_prompt_length ({values['max_prompt_length']}) must be below "
             f"max_length ({values['max_length']})"
         )
+    for method_name in values.get("method_sources") or {}:  # a source of a method that is not one
+        try:
+            get_method(str(method_name), methods)
+        except ReproError as exc:
+            raise type(exc)(f"{where}: method_sources: {exc}") from None
     for method_name, hps in values.get("methods", {}).items():
         method = get_method(str(method_name), methods)
         if not isinstance(hps, dict):
