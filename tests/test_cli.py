@@ -79,6 +79,7 @@ def test_show_gpu_count(cli):
         (["show", "llama3-base", "--gpus", "many"], "--gpus"),
         (["show", "llama3-base", "simpo"], "(simpo) (did you mean '--method simpo'?)"),
         (["diagnose"], "give a run folder or --outputs FILE (with --setting and --method), one is needed"),
+        (["run", "tiny", "--judge-model", "gpt-4", "--dry-run"], "--judge-model names an endpoint judge"),
         (["sweep", "tiny", "--method", "simpo", "--lr", "1e-4,0.0001", "--dry-run"], "to the same run"),
         (["compare", "results", "simpo"], "unexpected extra argument(s) (simpo)\n"),
     ],
