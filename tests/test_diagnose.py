@@ -221,6 +221,9 @@ def test_bad_inputs_are_one_line_and_exit_2(alpaca, released_outputs, tmp_path, 
     )
     proc = cli("diagnose", "--outputs", str(outputs), "--setting", "llama3-instruct")
     assert proc.returncode == 2 and "--method" in proc.stderr
+    # a path that is not there is bad input too (exit 1 would read as "something differs")
+    proc = cli(*["diagnose", *outputs_args(outputs, alpaca, "--annotations", str(tmp_path / "none.json"))])
+    assert proc.returncode == 2 and "none.json: no such file (--annotations)" in proc.stderr
     # annotations of other answers (gemma-2b-it's) cannot speak for these
     other_annotations = alpaca / "annotations" / "gemma-2b-it.json"
     proc = cli(*["diagnose", *outputs_args(outputs, alpaca, "--annotations", str(other_annotations))])

@@ -19,7 +19,7 @@ import typer
 
 from repro import userpaths
 from repro.cli import render
-from repro.errors import unknown
+from repro.errors import ReproError, UsageError, unknown
 
 app = typer.Typer(
     name="repro",
@@ -72,16 +72,28 @@ def _param_name(param: typer.CallbackParam | None) -> str:
     return longest if longest.startswith("-") else (param.name or "path").upper()
 
 
-def _checker(role: str, **options: Any) -> Callable[..., Any]:
+def _checker(role: str, usage_error: bool = False, **options: Any) -> Callable[..., Any]:
+    """The path check of `role`; `usage_error`: a failed check exits 2, for a command whose
+    exit 1 means something else (`repro diagnose`: "something differs")."""
     check = ROLES[role][1]
+
+    def checked(value: Any, what: str) -> Any:
+        try:
+            return check(value, what, **options)
+        except UsageError:
+            raise
+        except ReproError as exc:
+            if usage_error:
+                raise UsageError(str(exc)) from None
+            raise
 
     def callback(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
         if value is None or ctx.resilient_parsing:
             return value
         what = _param_name(param)
         if isinstance(value, (list, tuple)):
-            return [check(v, what, **options) for v in value]
-        return check(value, what, **options)
+            return [checked(v, what) for v in value]
+        return checked(value, what)
 
     callback.role = role  # type: ignore[attr-defined]  (read by tests/test_bad_input.py)
     return callback
@@ -92,16 +104,20 @@ def local_or_hub_option(*names: str, help: str, metavar: str = "DIR|ID", **optio
     return path_option(*names, role="local-or-hub", help=help, metavar=metavar, **options)
 
 
-def path_argument(role: str, help: str, *, metavar: str | None = None, **options: Any) -> Any:
+def path_argument(
+    role: str, help: str, *, metavar: str | None = None, usage_error: bool = False, **options: Any
+) -> Any:
     """A positional path with `role` (see ROLES); `options` go to the check."""
-    return typer.Argument(help=help, metavar=metavar or ROLES[role][0], callback=_checker(role, **options))
+    callback = _checker(role, usage_error, **options)
+    return typer.Argument(help=help, metavar=metavar or ROLES[role][0], callback=callback)
 
 
-def path_option(*names: str, role: str, help: str, metavar: str | None = None, **options: Any) -> Any:
+def path_option(
+    *names: str, role: str, help: str, metavar: str | None = None, usage_error: bool = False, **options: Any
+) -> Any:
     """An option path with `role` (see ROLES); `options` go to the check (e.g. suffixes)."""
-    return typer.Option(
-        *names, help=help, metavar=metavar or ROLES[role][0], callback=_checker(role, **options)
-    )
+    callback = _checker(role, usage_error, **options)
+    return typer.Option(*names, help=help, metavar=metavar or ROLES[role][0], callback=callback)
 
 
 # --------------------------------------------------------------------------- formats

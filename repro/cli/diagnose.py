@@ -18,12 +18,17 @@ from repro.runs.analysis import diagnosis, report
 def diagnose_cmd(
     run_dir: Annotated[
         Path | None,
-        path_argument("dir", "A run folder, finished or partial (results/SETTING/METHOD/ID)."),
+        path_argument(
+            "dir", "A run folder, finished or partial (results/SETTING/METHOD/ID).", usage_error=True
+        ),
     ] = None,
     outputs: Annotated[
         Path | None,
         path_option(
-            "--outputs", role="file", help="Results made elsewhere: an alpaca_eval model_outputs.json."
+            "--outputs",
+            role="file",
+            usage_error=True,
+            help="Results made elsewhere: an alpaca_eval model_outputs.json.",
         ),
     ] = None,
     setting: Annotated[
@@ -36,16 +41,29 @@ def diagnose_cmd(
     ] = None,
     annotations: Annotated[
         Path | None,
-        path_option("--annotations", role="file", help="With --outputs: alpaca_eval annotations.json."),
+        path_option(
+            "--annotations",
+            role="file",
+            usage_error=True,
+            help="With --outputs: alpaca_eval annotations.json.",
+        ),
     ] = None,
     leaderboard: Annotated[
         Path | None,
-        path_option("--leaderboard", role="file", help="With --outputs: an alpaca_eval leaderboard CSV."),
+        path_option(
+            "--leaderboard",
+            role="file",
+            usage_error=True,
+            help="With --outputs: an alpaca_eval leaderboard CSV.",
+        ),
     ] = None,
     curves: Annotated[
         Path | None,
         path_option(
-            "--curves", role="file", help="A released run's training curves (W&B export or step,metric CSV)."
+            "--curves",
+            role="file",
+            usage_error=True,
+            help="A released run's training curves (W&B export or step,metric CSV).",
         ),
     ] = None,
     fmt: Annotated[str, format_option("text", "json")] = "text",
