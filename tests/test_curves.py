@@ -188,3 +188,16 @@ def test_curves_csv_uses_the_original_trainers_names(tmp_path):
     with pytest.raises(ReproError, match="no step column"):
         (tmp_path / "x.csv").write_text("a,b\n1,2\n")
         curves.read_published(tmp_path / "x.csv")
+
+
+def test_cells_that_are_not_numbers_are_counted_in_a_note(tmp_path):
+    """A text cell in a published CSV was skipped without a word; an empty cell or NaN (W&B's
+    gaps between logged steps) is no value and no note."""
+    published = tmp_path / "mixed.csv"
+    published.write_text("step,train/loss,train/rewards/margins\n5,abc,0.1\n10,0.5,\nx,0.4,0.2\n15,nan,0.3\n")
+    history = curves.read_published(published)
+    assert history.notes == ["skipped 2 cells that are not numbers (first: row 1 train/loss 'abc')"]
+    assert [s for s, _, _ in history.points["train/loss"]] == [10.0]
+    plain = tmp_path / "plain.csv"
+    plain.write_text("step,train/loss\n5,0.6\n10,\n")
+    assert curves.read_published(plain).notes == []

@@ -121,9 +121,12 @@ def _float(text: Any) -> float | None:
 
 def _from_rows(label: str, rows: list[dict[str, Any]], x_column: str = "step") -> History:
     points: dict[str, list[tuple[float, float, float | None]]] = {}
-    for row in rows:
+    not_numbers: list[str] = []  # cells that hold text: skipped, and said (an empty one is no value)
+    for n, row in enumerate(rows, 1):
         step = _float(row.get("step"))
         if step is None:
+            if _is_text(row.get("step")):
+                not_numbers.append(f"row {n} step {row.get('step')!r}")
             continue
         epoch = _float(row.get("epoch"))
         for key, raw in row.items():
@@ -132,9 +135,19 @@ def _from_rows(label: str, rows: list[dict[str, Any]], x_column: str = "step") -
             value = _float(raw)
             if value is not None:
                 points.setdefault(canonical(key), []).append((step, value, epoch))
+            elif _is_text(raw):
+                not_numbers.append(f"row {n} {key} {raw!r}")
     for pts in points.values():
         pts.sort(key=lambda p: p[0])
-    return History(label, points, x_column)
+    many = f"{len(not_numbers)} cells that are not numbers"
+    what = "1 cell that is not a number" if len(not_numbers) == 1 else many
+    notes = [f"skipped {what} (first: {not_numbers[0]})"] if not_numbers else []
+    return History(label, points, x_column, notes)
+
+
+def _is_text(raw: Any) -> bool:
+    """A cell that holds something other than a number, an empty cell or NaN (W&B's gap)."""
+    return isinstance(raw, str) and raw.strip().lower() not in ("", "nan") and _float(raw) is None
 
 
 def read_run(path: Path) -> History:
