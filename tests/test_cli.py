@@ -82,6 +82,7 @@ def test_show_gpu_count(cli):
         (["run", "tiny", "--judge-model", "gpt-4", "--dry-run"], "--judge-model names an endpoint judge"),
         (["sweep", "tiny", "--method", "simpo", "--lr", "1e-4,0.0001", "--dry-run"], "to the same run"),
         (["compare", "results", "simpo"], "unexpected extra argument(s) (simpo)\n"),
+        (["compare", ".", "--metric", "loss"], "--metric: only with --curves"),  # it was ignored
     ],
 )
 def test_usage_errors_are_one_line_exit_2(cli, args, needle):

@@ -12,7 +12,7 @@ import typer
 from repro import userpaths
 from repro.cli import render, sweepgrid
 from repro.cli.common import BenchPathOpt, app, format_option, load_bench_paths, path_argument, path_option
-from repro.errors import ReproError
+from repro.errors import ReproError, UsageError
 
 
 @app.command("compare")
@@ -105,6 +105,10 @@ def compare_cmd(
             fmt=fmt,
         )
         return
+    curve_only = {"--metric": metric, "--curve-tolerance": curve_tolerance, "--curve-run": curve_run,
+                  "--align": None if align == "auto" else align}  # fmt: skip
+    if given := [flag for flag, value in curve_only.items() if value is not None]:
+        raise UsageError(f"{', '.join(given)}: only with --curves (a run's training curves)")
     if against != "published":
         from repro.errors import unknown
 
