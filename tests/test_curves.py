@@ -201,3 +201,5 @@ def test_cells_that_are_not_numbers_are_counted_in_a_note(tmp_path):
     plain = tmp_path / "plain.csv"
     plain.write_text("step,train/loss\n5,0.6\n10,\n")
     assert curves.read_published(plain).notes == []
+    with pytest.raises(ReproError, match="holds no W&B run columns"):  # --curve-run was ignored
+        curves.read_published(plain, "run-a")

@@ -196,6 +196,10 @@ def read_published(path: Path, run_name: str | None = None) -> History:
         metrics = {c: c.rpartition(" - ")[2] for c in wandb if c.rpartition(" - ")[0] == chosen}
         label = chosen
     else:
+        if run_name is not None:  # a plain CSV is one history: the name would pick nothing
+            raise ReproError(
+                f"{path} holds no W&B run columns ('RUN - metric'): --curve-run {run_name} picks none"
+            )
         skip = {step_column, epoch_column, "Wall time", "_runtime", "_timestamp"}
         metrics = {c: c for c in columns if c not in skip and not c.endswith(("__MIN", "__MAX"))}
     rows = [
