@@ -265,3 +265,35 @@ def test_a_config_written_before_batch_was_typed_keeps_its_hash():
     bad = {**golden, "batch": {**golden["batch"], "extra": 1}}
     with pytest.raises(ReproError, match="batch: unknown key 'extra'"):
         RunConfig.from_json(bad, "golden run config")
+
+
+def test_eval_never_writes_over_a_run_or_another_models_result(tiny_runs, tmp_path, cli):
+    """`repro eval -o RUN_DIR` rewrote a finished run's result.json (verify then failed), and
+    `-o` a folder of another model's evaluation replaced its scores. Both are refused before
+    any model loads; the same model's folder is evaluated again, as before."""
+    import shutil
+
+    from repro.runs.results import verify
+
+    run = tiny_runs.runs["simpo"].run_dir
+    copied = shutil.copytree(run, tmp_path / "run", symlinks=True)
+    model = str(copied / "train" / "model")
+    args = (
+        "--setting",
+        "tiny",
+        "--bench",
+        "gsm",
+        "--limit",
+        "1",
+        "--reference-model",
+        str(copied / "train" / "init-model"),
+    )
+    into_run = cli("eval", model, *args, "-o", str(copied))
+    assert into_run.returncode == 1 and into_run.stderr.count("\n") == 1, into_run.stderr
+    assert "holds a repro run (manifest.json)" in into_run.stderr and not verify.verify(copied).problems
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(copied / "result.json", other / "result.json")  # an evaluation of the trained model
+    into_other = cli("eval", str(copied / "train" / "init-model"), *args, "-o", str(other))
+    assert into_other.returncode == 1 and "holds the result of another model" in into_other.stderr
+    assert (other / "result.json").read_bytes() == (copied / "result.json").read_bytes()

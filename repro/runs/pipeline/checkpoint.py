@@ -13,7 +13,30 @@ from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
 from repro.progress import Progress
 from repro.runs.pipeline import preflight
+from repro.runs.results import manifest
 from repro.runs.results.result import FILE, RunResult
+
+
+def _refuse_others_work(output: Path, model: str) -> None:
+    """`--output` may be this model's earlier evaluation (evaluated again), never a `repro run`
+    folder (a finished run is never altered) nor another model's result, whose answers and
+    scores the evaluation would overwrite."""
+    if (output / manifest.FILE).exists():
+        raise ReproError(f"{output} holds a repro run (manifest.json): evaluate into another --output")
+    if not (output / FILE).exists():
+        return
+    try:
+        earlier = RunResult.read(output / FILE).model
+    except ReproError:
+        earlier = None  # unreadable: nothing in it can be lost
+    if earlier is not None and not _same_model(earlier, model):
+        raise ReproError(f"{output} holds the result of another model ({earlier}): choose another --output")
+
+
+def _same_model(a: str, b: str) -> bool:
+    """Two names of one model: the same folder however it is written, or the same hub id."""
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return pa.resolve() == pb.resolve() if pa.exists() and pb.exists() else a == b
 
 
 def evaluate(
@@ -28,6 +51,7 @@ def evaluate(
 ) -> RunResult:
     """Check what can fail before any model loads (benchmarks, engine, output folder, judge),
     evaluate, refuse a failed BOS check unless allowed, and write the result."""
+    _refuse_others_work(output, model)
     target = runner.Target.of_setting(get_setting(setting))
     benches = benchmarks.parse(bench, target.plan)
     generation.check_backend(options.backend)  # an unknown engine is a usage error, as for repro run
