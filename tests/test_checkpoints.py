@@ -87,6 +87,12 @@ def test_a_run_killed_inside_a_checkpoint_write_resumes_from_the_last_complete_o
     assert steps == sorted(set(steps)) == [5, 10, 15, 20]  # no step lost or logged twice
     assert [p.name for p in checkpoints.leftovers(trainer)] == []
     assert (out / "model" / "model.safetensors").exists()
+    # each killed attempt's log is kept beside the last one's (a resume used to write over it)
+    earlier = sorted(out.glob("train.log.*"), key=lambda p: int(p.suffix[1:]))
+    assert [p.name for p in earlier] == [f"train.log.{n}" for n in range(1, 5)]
+    assert (
+        "REPRO_RESUMED_FROM none" in earlier[0].read_text() and "REPRO_RESUMED_FROM" in earlier[3].read_text()
+    )
 
 
 def test_last_complete_skips_what_a_kill_left(tmp_path):

@@ -287,3 +287,17 @@ def test_killed_judging_continues_from_the_cache(env, tmp_path, tiny_runs):
     assert upstream.calls <= 12 + 1 + 2
     judged = before - 1  # the killed evaluation's judge calls, its identity check aside
     assert record["judge_calls"]["cache_hits"] >= judged - 1
+
+
+def test_training_refuses_a_folder_of_other_files(tmp_path, cli):
+    """`repro train tiny -o DIR` into a folder of the user's own files trained there and wrote
+    over a train.log of theirs. A folder that holds only what a killed start leaves is resumed."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "train.log").write_text("USER LOG\n")
+    (folder / "notes.txt").write_text("keep\n")
+    proc = cli("train", "tiny", "--output", str(folder), timeout=120)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "holds files that are not a repro training (notes.txt)" in proc.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "train.log"]
+    assert (folder / "train.log").read_text() == "USER LOG\n"

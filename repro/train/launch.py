@@ -306,6 +306,17 @@ _STEP = re.compile(r"^REPRO_STEP (\d+)/(\d+)$")  # printed by repro.train.traine
 _PHASE = re.compile(r"^REPRO_PHASE (\d+)/(\d+) (.*)$")  # printed by repro.train.worker.phase
 
 
+def _keep_earlier_log(path: Path) -> None:
+    """An earlier launch's log (a killed or preempted attempt this one resumes) moves to
+    PATH.1, PATH.2, ...: what it said stays readable, and PATH is this launch's alone."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    n = 1
+    while path.with_name(f"{path.name}.{n}").exists():
+        n += 1
+    path.rename(path.with_name(f"{path.name}.{n}"))
+
+
 def launch(
     run: Run,
     *,
@@ -324,6 +335,7 @@ def launch(
     env = {**os.environ, **run.env}
     log_path = log_file or run.directory / "train.log"
     lifetime.wait_for_workers(run.directory)  # ranks of a killed earlier launch are gone first
+    _keep_earlier_log(Path(log_path))
     # the launcher dies with this process (and its ranks with it: repro.train.lifetime)
     command = [sys.executable, "-m", "repro.train.lifetime", *run.command]
     with open(log_path, "w", encoding="utf-8") as log:

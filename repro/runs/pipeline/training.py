@@ -37,6 +37,13 @@ def starting_model(directory: Path) -> str:
     return RunFile.read(directory / "run.json").paths.model
 
 
+# What a training folder holds before its run.json is written (a start killed early leaves these).
+TRAINING_NAMES = {
+    "run.json", "train.log", "accelerate.yaml", "deepspeed.json", "bos_check.json", "data", "model",
+    "init-model", "trainer", "metrics.json", ".workers.lock", "tensorboard", "preempted.json",
+}  # fmt: skip
+
+
 def finished(config: RunConfig, directory: Path) -> TrainingOutcome | None:
     """The outcome of a finished training of exactly `config` in `directory`, or None.
 
@@ -47,6 +54,18 @@ def finished(config: RunConfig, directory: Path) -> TrainingOutcome | None:
     directory = Path(directory)
     if not directory.is_dir():
         return None
+    if not (directory / "run.json").exists() and (
+        foreign := sorted(
+            p.name
+            for p in directory.iterdir()
+            if p.name not in TRAINING_NAMES and not p.name.startswith("train.log.")
+        )
+    ):
+        # not a training folder, nor one a killed start left: training would write over its files
+        raise ReproError(
+            f"{directory} holds files that are not a repro training ({', '.join(foreign[:3])}); "
+            "choose another output directory"
+        )
     outcome = TrainingOutcome.read(directory)
     previous = read_json(directory / "run.json") or {}
     same = (previous.get("config") or {}).get("config_hash") == config.config_hash
