@@ -115,3 +115,15 @@ def test_refresh_judgments_is_an_option_of_run_and_sweep(command, cli, tmp_path)
     proc = cli(*command, "--refresh-judgments", "--dry-run", "--results", str(tmp_path / "r"))
     assert proc.returncode == 0, proc.stderr
     assert "--refresh-judgments" in cli("eval", "--help").stdout
+
+
+def test_a_file_that_is_no_cache_is_one_line(tmp_path):
+    """A junk file at the cache's path ended every evaluation in sqlite3.DatabaseError."""
+    from repro.errors import ReproError
+    from repro.evaluation.judge.cache import JudgmentCache
+
+    junk = tmp_path / "judgments.sqlite"
+    junk.write_text("junk\n" * 200)
+    with pytest.raises(ReproError, match="judgments.sqlite: not a judgment cache .file is not a database."):
+        JudgmentCache(junk)
+    assert junk.read_text() == "junk\n" * 200  # left as it was

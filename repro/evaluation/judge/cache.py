@@ -29,6 +29,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from repro.errors import ReproError
+
 # Request fields that do not change the answer and must not split the cache.
 _IGNORED = ("stream", "user", "timeout")
 _HOLDER = "SELECT host, pid, since FROM claims WHERE key = ?"
@@ -63,11 +65,19 @@ class JudgmentCache:
         # autocommit: every transaction below is explicit (BEGIN IMMEDIATE takes the write lock)
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=60, isolation_level=None)
         self.journal_mode = journal_mode_for(self.path)
-        self._set_journal_mode()
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS judgments (key TEXT PRIMARY KEY, model TEXT, request TEXT, "
-            "response TEXT, created REAL, judge TEXT)"
-        )
+        try:
+            self._set_journal_mode()
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS judgments (key TEXT PRIMARY KEY, model TEXT, request TEXT, "
+                "response TEXT, created REAL, judge TEXT)"
+            )
+        except sqlite3.DatabaseError as exc:  # "file is not a database": another file at the path
+            if isinstance(exc, sqlite3.OperationalError):
+                raise
+            self._db.close()
+            raise ReproError(
+                f"{self.path}: not a judgment cache ({exc}); move it away or give --judge-cache another file"
+            ) from None
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT, host TEXT, pid INTEGER, "
             "since REAL)"
