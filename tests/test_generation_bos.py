@@ -87,3 +87,17 @@ def test_served_llama3_template_gives_one_bos_with_either_tokenizer(llama3):
         assert text.startswith("<|begin_of_text|>") and add_special_tokens is False
         ids = encode(tok, [text], add_special_tokens=add_special_tokens)[0]
         assert bosguard.leading(ids, tok.bos_token_id) == 1
+
+
+def test_a_model_folder_without_weights_is_one_line(tmp_path):
+    """`repro eval` of a folder holding a config and a tokenizer but no weights ended in
+    transformers' OSError traceback."""
+    from repro import tiny
+    from repro.errors import ReproError
+    from repro.evaluation import generation
+
+    folder = tiny.save_policy(tmp_path / "model")
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    with pytest.raises(ReproError, match="cannot load model .*no file named model.safetensors"):
+        generation.backend("transformers", str(folder))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from repro import pauses
+from repro.errors import ReproError
 from repro.evaluation import beam
 from repro.evaluation.generation.base import Backend, model_dtype
 from repro.evaluation.generation.decoding import (
@@ -41,7 +42,11 @@ class TransformersBackend(Backend):
         super().__init__(tokenizer or tokenizers.load(model_path), add_special_tokens)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         loaded = model_dtype(model_path, dtype, self.device)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=loaded).to(self.device).eval()
+        try:
+            model = AutoModelForCausalLM.from_pretrained(model_path, dtype=loaded)
+        except OSError as exc:  # a folder without weights, a hub id not in the cache
+            raise ReproError(f"cannot load model '{model_path}': {str(exc).splitlines()[0]}") from None
+        self.model = model.to(self.device).eval()
         self.batch_size = batch_size
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id  # get_tokenizer's rule
