@@ -97,3 +97,12 @@ def test_the_ranks_error_is_said_once(tmp_path):
     seen: list[str] = []
     assert launch.launch(run, echo=seen.append, errors=errors) == 1
     assert errors == ["repro: error: cannot load dataset X"] and seen == []
+
+
+def test_models_fetch_into_a_cache_that_is_a_file_is_one_line(tmp_path, cli, monkeypatch):
+    """REPRO_CACHE=FILE repro models fetch: NotADirectoryError's traceback."""
+    cache = tmp_path / "cache-file"
+    cache.write_text("not a folder\n")
+    monkeypatch.setenv("REPRO_CACHE", str(cache))
+    proc = cli("models", "fetch", "smollm2-135m-instruct")
+    assert f"{cache}: cannot hold models (Not a directory)" in one_line(proc)

@@ -114,7 +114,12 @@ def fetch(entry: BuiltIn, *, wheel: Path | None = None, echo: Callable[[str], No
     wheel file already on disk (checked like a download)."""
     if is_ready(entry):
         return entry.folder
-    entry.folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        entry.folder.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # REPRO_CACHE is a file, or a folder that cannot be written
+        raise ReproError(
+            f"{paths.cache_root()}: cannot hold models ({exc.strerror}); set REPRO_CACHE to a writable folder"
+        ) from None
     with _locked(entry.folder.parent / f".{entry.name}.lock"):
         if is_ready(entry):  # another process imported it while this one waited
             return entry.folder
