@@ -83,6 +83,9 @@ def test_show_gpu_count(cli):
         (["sweep", "tiny", "--method", "simpo", "--lr", "1e-4,0.0001", "--dry-run"], "to the same run"),
         (["compare", "results", "simpo"], "unexpected extra argument(s) (simpo)\n"),
         (["compare", ".", "--metric", "loss"], "--metric: only with --curves"),  # it was ignored
+        (["run", "tiny", "--partition", "gpu", "--time", "1:00:00", "--dry-run"], "--time go with"),
+        (["train", "tiny", "--partition", "gpu", "--dry-run"], "--partition goes with --launcher slurm"),
+        (["train", "tiny", "--planned-files", "/tmp/repro-no-such-dir"], "--planned-files goes with"),
     ],
 )
 def test_usage_errors_are_one_line_exit_2(cli, args, needle):

@@ -81,9 +81,21 @@ class SlurmOptions:
         """True for the SLURM launcher; --submit alone is refused."""
         if self.launcher not in LAUNCHERS:
             raise unknown("launcher", self.launcher, LAUNCHERS)
-        if self.submit and self.launcher != "slurm":
-            raise UsageError("--submit goes with --launcher slurm")
+        if self.launcher != "slurm" and (given := self._slurm_only_given()):
+            verb = "goes" if len(given) == 1 else "go"
+            raise UsageError(f"{', '.join(given)} {verb} with --launcher slurm")  # else ignored unseen
         return self.launcher == "slurm"
+
+    def _slurm_only_given(self) -> list[str]:
+        """The SLURM options set to anything but their defaults, by flag."""
+        hints = typing.get_type_hints(type(self), include_extras=True)
+        given = []
+        for field in dataclasses.fields(self):
+            if field.name == "launcher" or getattr(self, field.name) == field.default:
+                continue
+            option = hints[field.name].__metadata__[0]  # typer keeps an Annotated option's first name here
+            given.append(option.default if isinstance(option.default, str) else field.name)
+        return given
 
     def build_options(self) -> dict[str, Any]:
         """repro.runs.cluster.slurm.build's keyword arguments for the cluster: the site and the throttle."""

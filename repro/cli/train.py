@@ -28,7 +28,7 @@ from repro.cli.common import (
 )
 from repro.config.config_options import ConfigOptions
 from repro.config.runconfig import RunConfig
-from repro.errors import ReproError, unknown
+from repro.errors import ReproError, UsageError, unknown
 from repro.runs.pipeline import training
 from repro.train import launch
 from repro.train.outcome import TrainingOutcome
@@ -99,6 +99,10 @@ def train_cmd(
         raise unknown("launcher", launcher, LAUNCHERS)
     if device not in DEVICES:
         raise unknown("device", device, DEVICES)
+    if partition is not None and launcher != "slurm":  # it would be ignored unseen
+        raise UsageError("--partition goes with --launcher slurm")
+    if planned_files is not None and not dry_run:
+        raise UsageError("--planned-files goes with --dry-run (a real launch writes its files into --output)")
     if device == "cuda" and launcher == "local" and not dry_run and not launch.cuda_available():
         raise ReproError("--device cuda: this machine has no CUDA device (--launcher slurm for GPU nodes)")
     options = ConfigOptions(
