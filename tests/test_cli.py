@@ -85,6 +85,8 @@ def test_show_gpu_count(cli):
         (["compare", ".", "--metric", "loss"], "--metric: only with --curves"),  # it was ignored
         (["run", "tiny", "--partition", "gpu", "--time", "1:00:00", "--dry-run"], "--time go with"),
         (["train", "tiny", "--partition", "gpu", "--dry-run"], "--partition goes with --launcher slurm"),
+        (["run", "tiny", "--judge-key-env", "MY_KEY", "--dry-run"], "--judge-key-env names an endpoint"),
+        (["compare", ".", "--tolerance", "ah=1", "--tolerance", "ah=2"], "--tolerance ah given twice"),
         (["train", "tiny", "--planned-files", "/tmp/repro-no-such-dir"], "--planned-files goes with"),
     ],
 )

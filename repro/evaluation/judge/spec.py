@@ -40,8 +40,11 @@ class Judge:
             raise unknown("judge", kind, cls.KINDS)
         if kind == "endpoint" and kwargs.get("url") and (problem := upstream.url_problem(kwargs["url"])):
             raise UsageError(problem)
-        if kind == "rule" and (given := [f for f in ("url", "model") if kwargs.get(f)]):
-            flags = " and ".join(f"--judge-{f}" for f in given)
+        endpoint_only = {"url": None, "model": None, "key_env": cls.key_env}  # their defaults
+        if kind == "rule" and (
+            given := [f for f, d in endpoint_only.items() if kwargs.get(f) not in (None, d)]
+        ):
+            flags = " and ".join(f"--judge-{f.replace('_', '-')}" for f in given)
             verb = "name" if len(given) > 1 else "names"
             raise UsageError(f"{flags} {verb} an endpoint judge; the judge here is the local rule judge")
         return cls(kind=kind, **{k: v for k, v in kwargs.items() if v is not None})

@@ -291,6 +291,8 @@ def parse_tolerances(items: list[str]) -> dict[str, float]:
         key, _, value = item.partition("=")
         if key not in compared():
             raise unknown("tolerance metric", key, compared())
+        if key in tolerances:  # the last would win unseen
+            raise UsageError(f"--tolerance {key} given twice")
         try:
             tolerances[key] = float(value)
         except ValueError:
