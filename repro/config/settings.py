@@ -34,6 +34,8 @@ def parse_report_to(value: Any) -> list[str]:
     names = [str(i).strip() for i in items if str(i).strip()]
     if names == ["none"]:
         return []
+    if "none" in names:
+        raise UsageError(f"report_to: 'none' cannot be combined with trackers ({', '.join(names)})")
     for name in names:
         if name not in TRACKERS:
             raise unknown("tracker (report_to)", name, (*TRACKERS, "none"))
