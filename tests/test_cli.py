@@ -87,6 +87,8 @@ def test_show_gpu_count(cli):
         (["train", "tiny", "--partition", "gpu", "--dry-run"], "--partition goes with --launcher slurm"),
         (["run", "tiny", "--judge-key-env", "MY_KEY", "--dry-run"], "--judge-key-env names an endpoint"),
         (["compare", ".", "--tolerance", "ah=1", "--tolerance", "ah=2"], "--tolerance ah given twice"),
+        (["bench", "train", "--preset", "cpu-small", "--contenders", ","], "names no contender"),
+        (["bench", "train", "--preset", "cpu-small", "--contenders", "repro-simpo,repro-simpo"], "twice"),
         (["train", "tiny", "--report-to", "wandb,none", "--dry-run"], "'none' cannot be combined"),
         (["train", "tiny", "--planned-files", "/tmp/repro-no-such-dir"], "--planned-files goes with"),
     ],

@@ -12,7 +12,7 @@ import typer
 from repro import io, userpaths
 from repro.cli import render
 from repro.cli.common import app, format_option, path_option
-from repro.errors import unknown
+from repro.errors import UsageError, unknown
 from repro.perf import generation_speed, revisions, train_speed
 
 bench_app = typer.Typer(help="Benchmarks of repro itself against its peers.", no_args_is_help=True)
@@ -96,6 +96,10 @@ def bench_train_cmd(
     subset = None
     if contenders:
         subset = tuple(c.strip() for c in contenders.split(",") if c.strip())
+        if not subset:  # an empty subset would run every contender
+            raise UsageError(f"--contenders '{contenders}' names no contender")
+        if len(set(subset)) < len(subset):  # one named twice would be timed twice under one name
+            raise UsageError(f"--contenders names a contender twice ({contenders})")
         for c in subset:
             if c not in the_preset.contenders:
                 raise unknown(f"contender of preset {preset}", c, the_preset.contenders)
