@@ -166,6 +166,12 @@ def test_bad_input_is_one_line_and_submits_nothing(cli, tmp_path, shared_results
     # a time limit SLURM would refuse; --submit without the SLURM launcher
     one_line_error(cli(*TINY, "--dry-run", "--time", "soon"), "--time 'soon'", 2)
     one_line_error(cli("run", "tiny", "--submit"), "--submit goes with --launcher slurm", 2)
+    # minutes past 59; a warning signal no earlier than the start; a path sbatch's lines cannot hold
+    one_line_error(cli(*TINY, "--dry-run", "--time", "25:99:00"), "minutes and seconds run to 59", 2)
+    proc = cli(*TINY, "--dry-run", "--time", "1:00:00", "--signal-seconds", "3600")
+    one_line_error(proc, "--signal-seconds 3600 is not shorter than --time 1:00:00", 2)
+    spaced = shared_results.with_name("results with spaces")
+    one_line_error(cli(*TINY, "--dry-run", "--results", str(spaced)), "path holds spaces", 2)
 
 
 @pytest.mark.e2e

@@ -78,6 +78,8 @@ class Site:
     def lines(self) -> list[str]:
         if not _TIME.match(self.time):
             raise UsageError(f"--time '{self.time}': expected SLURM's [DAYS-]HH:MM:SS, e.g. 24:00:00")
+        if any(int(field) > 59 for field in self.time.rpartition("-")[2].split(":")[1:]):
+            raise UsageError(f"--time '{self.time}': minutes and seconds run to 59")
         options = {
             "partition": self.partition,
             "account": self.account,
@@ -237,6 +239,13 @@ def build(
     if signal_seconds < 1:
         raise UsageError(f"--signal-seconds must be at least 1, got {signal_seconds}")
     site_lines = site.lines()
+    if 0 < site.hours() * 3600 <= signal_seconds:  # the warning would come at the start: requeue at once
+        raise UsageError(f"--signal-seconds {signal_seconds} is not shorter than --time {site.time}")
+    if any(ch.isspace() for ch in str(Path(results_root).absolute())):
+        # the #SBATCH --output lines and the printed commands cannot carry it
+        raise UsageError(
+            f"--results '{results_root}': a folder whose path holds spaces cannot go into SLURM's scripts"
+        )
     points = points_for(configs, results_root=results_root, limit=limit, backend=options.backend)
     folder = run.safe_child(results_root, "slurm", pipeline_id(points, benches, judge, options))
     batch = points[0].config.batch
