@@ -120,6 +120,14 @@ def test_checkpoints_of_another_config_are_refused(env, tiny_runs):
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     proc = run_cli(*other)  # a finished run of another config: refused before anything is written
     assert proc.returncode == 1 and "holds a finished run of another config" in proc.stderr
+    # the same config by other code: said so (it read "another config" after any edit of repro)
+    record = json.loads((out / "run.json").read_text())
+    kept = (out / "run.json").read_text()
+    record["config"] |= {"code_version": "older", "config_hash": "0" * 64}
+    (out / "run.json").write_text(json.dumps(record))
+    proc = run_cli("train", "tiny", "--method", "simpo", "--output", str(out))
+    assert proc.returncode == 1 and "config trained by other code (code_version older)" in proc.stderr
+    (out / "run.json").write_text(kept)
     # an interrupted run of another config (checkpoints, no model yet): the worker will not resume it
     shutil.rmtree(out / "model")
     (out / "metrics.json").unlink()

@@ -70,12 +70,21 @@ def finished(config: RunConfig, directory: Path) -> TrainingOutcome | None:
     previous = read_json(directory / "run.json") or {}
     same = (previous.get("config") or {}).get("config_hash") == config.config_hash
     if not same and ((directory / "model").exists() or outcome is not None):
-        raise ReproError(
-            f"{directory} holds a finished run of another config; choose another output directory"
-        )
+        raise ReproError(f"{directory} holds a finished run of {_other(previous.get('config'), config)}; "
+                         "choose another output directory")  # fmt: skip
     if same and outcome and (directory / "model" / "config.json").exists():
         return outcome
     return None
+
+
+def _other(recorded: object, config: RunConfig) -> str:
+    """How the recorded config differs from `config`, where only the code that trains differs."""
+    ours = config.to_json()
+    if isinstance(recorded, dict) and recorded.get("code_version") != ours.get("code_version"):
+        rest = {k for k in ours.keys() | recorded.keys() if recorded.get(k) != ours.get(k)}
+        if rest <= {"code_version", "config_hash"}:
+            return f"the same config trained by other code (code_version {recorded.get('code_version')})"
+    return "another config"
 
 
 def train(
