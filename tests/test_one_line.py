@@ -106,3 +106,12 @@ def test_models_fetch_into_a_cache_that_is_a_file_is_one_line(tmp_path, cli, mon
     monkeypatch.setenv("REPRO_CACHE", str(cache))
     proc = cli("models", "fetch", "smollm2-135m-instruct")
     assert f"{cache}: cannot hold models (Not a directory)" in one_line(proc)
+
+
+def test_an_empty_model_folder_says_it_is_empty(tmp_path, cli):
+    """transformers' answer was a paragraph on sentencepiece and tiktoken, its line breaks escaped."""
+    (tmp_path / "empty").mkdir()
+    empty = str(tmp_path / "empty")
+    output = str(tmp_path / "e")
+    for args in (("check-tokenizer", empty, "-s", "tiny"), ("eval", empty, "-s", "tiny", "-o", output)):
+        assert f"cannot load tokenizer '{tmp_path / 'empty'}': the folder is empty" in one_line(cli(*args))

@@ -191,6 +191,8 @@ def load(name_or_path: str, *, revision: str = "main", trust_remote_code: bool =
 
         if Path(name_or_path).is_dir():
             revision = "main"
+            if not any(Path(name_or_path).iterdir()):  # transformers says a paragraph on sentencepiece
+                raise ReproError(f"cannot load tokenizer '{name_or_path}': the folder is empty")
         try:
             revision = resolve_revision(name_or_path, revision)
         except ReproError as exc:
@@ -202,8 +204,10 @@ def load(name_or_path: str, *, revision: str = "main", trust_remote_code: bool =
         except OSError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ReproError(f"cannot load tokenizer '{name_or_path}': {first}") from None
-        except ValueError as exc:
-            raise ReproError(f"cannot load tokenizer '{name_or_path}': {exc}") from None
+        except ValueError as exc:  # its text may span lines: one line of it
+            raise ReproError(
+                f"cannot load tokenizer '{name_or_path}': {' '.join(str(exc).split())}"
+            ) from None
     return adjust(tokenizer)
 
 
