@@ -77,7 +77,8 @@ def test_a_run_killed_inside_a_checkpoint_write_resumes_from_the_last_complete_o
     # what an older repro left when killed mid-write: a checkpoint without its trainer state
     shutil.copytree(trainer / "checkpoint-16", trainer / "checkpoint-20")
     (trainer / "checkpoint-20" / "trainer_state.json").unlink()
-    run_cli(*ARGS, "--output", str(out), check=True)
+    done = run_cli(*ARGS, "--output", str(out), check=True)
+    assert "done: 24 steps (8 after resuming at 16) in " in " ".join(done.stderr.split())  # this launch
     metrics = json.loads((out / "metrics.json").read_text())
     assert Path(metrics["resumed_from"]).name == "checkpoint-16"
     log = (out / "train.log").read_text()

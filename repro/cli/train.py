@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 from typing import Annotated
@@ -212,8 +213,13 @@ def _train_here(
     def value(x: float | None) -> float:
         return nan if x is None else x
 
+    # a resumed training's seconds are this launch's: say which steps they cover
+    resumed = re.fullmatch(r"checkpoint-(\d+)", Path(out.resumed_from).name) if out.resumed_from else None
+    steps = f"{out.steps} steps" + (
+        f" ({out.steps - int(resumed[1])} after resuming at {resumed[1]})" if resumed else ""
+    )
     console.print(
-        f"done: {out.steps} steps in {out.train_seconds} s, {out.world_size} processes; "
+        f"done: {steps} in {out.train_seconds} s, {out.world_size} processes; "
         f"held-out reward accuracy {value(out.accuracy_before):.3f} -> {value(out.held_out_accuracy):.3f}, "
         f"eval loss {value(out.loss_before):.4f} -> {value(out.held_out_loss):.4f}; "
         f"{trained.directory / 'metrics.json'}"
