@@ -125,6 +125,8 @@ def test_a_judge_with_logprobs_is_accepted_and_asked_as_alpaca_eval_asks(scripte
         (["a", "b"], with_logprobs, None, "does not serve 'gpt-4-1106-preview' (it serves a, b)"),
         (["judge"], lambda b: chat_response(b["model"], "x", logprobs=[{"token": "x", "top_logprobs": [
             {"token": "x", "logprob": -0.1}]}]), "judge", "neither 'm' nor 'M' among its top log-probs"),
+        # it read "refused ...: HTTP 200"
+        (["judge"], lambda b: ["not", "an object"], "judge", "with no JSON object: ['not', 'an object']"),
     ],
 )  # fmt: skip
 def test_a_judge_that_cannot_serve_the_weighted_annotator_is_one_line(

@@ -107,6 +107,10 @@ def _ask(
         if not required and status < 500:
             return {}
         detail = (data.get("error") or {}).get("message") if isinstance(data, dict) else str(data)
+        if status == 200:  # it answered, with a body that is no JSON object
+            raise ReproError(
+                f"judge at {url} ({name}) answered {why} with no JSON object: {str(detail)[:160]}"
+            )
         raise ReproError(f"judge at {url} ({name}) refused {why}: HTTP {status}: {str(detail)[:160]}")
     answered = data.get("model")
     if not answered_as(answered, name):
