@@ -41,7 +41,7 @@ from repro.evaluation import benchmarks, judgecost
 from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
 from repro.runs.cluster import sbatch
-from repro.runs.pipeline import preflight, run, training
+from repro.runs.pipeline import preflight, run, sweep, training
 from repro.train import launch
 
 DEVICES = ("cuda", "cpu")
@@ -191,25 +191,15 @@ def points_for(
     backend: str,
 ) -> list[Point]:
     """The pipeline's runs; two points that would share a run folder are refused."""
+    sweep.check_distinct(configs)
     points: list[Point] = []
-    seen: dict[Path, dict[str, float]] = {}
     for config, values in configs:
         root = run.safe_child(results_root, config.setting, config.method, config.run_id)
         directory = run.run_directory(config, results_root, limit, backend)
-        if root in seen:
-            raise UsageError(
-                f"grid points {_values(seen[root])} and {_values(values)} resolve to the same run "
-                f"({root.name}): they would overwrite each other"
-            )
-        seen[root] = values
         points.append(Point(config, values, root, directory))
     if not points:
         raise UsageError("the sweep has no grid points")
     return points
-
-
-def _values(values: dict[str, float]) -> str:
-    return ", ".join(f"{k}={v:g}" for k, v in values.items()) or "(recipe values)"
 
 
 def build(

@@ -69,14 +69,21 @@ def configs(
     """Each grid point's run config, with the point's values; two points of one run (a value
     given twice) are refused, here and on SLURM alike."""
     resolved = [(options.with_overrides(values).resolve(setting, method)[0], values) for values in points]
-    seen: dict[str, dict[str, float]] = {}
-    for config, values in resolved:
-        if (earlier := seen.setdefault(config.run_id, values)) is not values:
+    check_distinct(resolved)
+    return resolved
+
+
+def check_distinct(configs: list[tuple[RunConfig, dict[str, float]]]) -> None:
+    """Two grid points that resolve to one run (a value given twice) are refused: one run
+    folder, two writers."""
+    seen: dict[tuple[str, str, str], dict[str, float]] = {}
+    for config, values in configs:
+        key = (config.setting, config.method, config.run_id)
+        if (earlier := seen.setdefault(key, values)) is not values:
             raise UsageError(
                 f"grid points {_values(earlier)} and {_values(values)} resolve to the same run "
                 f"({config.run_id}): they would overwrite each other; give each value once"
             )
-    return resolved
 
 
 def _values(values: dict[str, float]) -> str:
