@@ -85,6 +85,9 @@ def test_show_gpu_count(cli):
         (["compare", ".", "--metric", "loss"], "--metric: only with --curves"),  # it was ignored
         (["run", "tiny", "--partition", "gpu", "--time", "1:00:00", "--dry-run"], "--time go with"),
         (["train", "tiny", "--partition", "gpu", "--dry-run"], "--partition goes with --launcher slurm"),
+        (["train", "tiny", "--account", "lab", "--dry-run"], "--account goes with --launcher slurm"),
+        (["train", "tiny", "--launcher", "slurm", "--time", "1:99:00", "--dry-run"], "run to 59"),
+        (["train", "tiny", "--launcher", "slurrm", "--dry-run"], "did you mean 'slurm'"),
         (["run", "tiny", "--judge-key-env", "MY_KEY", "--dry-run"], "--judge-key-env names an endpoint"),
         (["compare", ".", "--tolerance", "ah=1", "--tolerance", "ah=2"], "--tolerance ah given twice"),
         (["bench", "train", "--preset", "cpu-small", "--contenders", ","], "names no contender"),

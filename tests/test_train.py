@@ -213,6 +213,8 @@ def test_dry_run_plans_paper_setting(gpus, cli, tmp_path):
 
 def test_slurm_script_for_two_nodes(cli, tmp_path):
     out = tmp_path / "slurm"
+    extra = tmp_path / "site.sbatch"
+    extra.write_text("# this cluster's own lines\n#SBATCH --mem=0\n")
     proc = cli(
         "train",
         "llama3-instruct-v0.2",
@@ -228,10 +230,15 @@ def test_slurm_script_for_two_nodes(cli, tmp_path):
         "slurm",
         "--device",
         "cuda",
+        *("--partition", "h100", "--account", "lab", "--time", "2-00:00:00", "--qos", "high"),
+        *("--sbatch-extra", str(extra)),
         check=True,
     )
     script = (out / "train.sbatch").read_text()
     assert "#SBATCH --nodes=2" in script and "#SBATCH --gpus-per-node=8" in script
+    # the site's lines, as every job of `repro run --launcher slurm` gets them
+    for line in ("--time=2-00:00:00", "--partition=h100", "--account=lab", "--qos=high", "--mem=0"):
+        assert f"#SBATCH {line}\n" in script, line
     assert "--num_processes 16 --num_machines 2" in script and '--machine_rank "$SLURM_NODEID"' in script
     assert json.loads((out / "deepspeed.json").read_text())["gradient_accumulation_steps"] == 4
     assert "sbatch" in proc.stderr

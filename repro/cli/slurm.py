@@ -26,7 +26,7 @@ LauncherOpt = Annotated[
     typer.Option(
         "--launcher",
         metavar="local|slurm",
-        help="local: here, in sequence; slurm: every stage as SLURM jobs.",
+        help="local: on this machine; slurm: as SLURM jobs (sbatch scripts).",
     ),
 ]
 SubmitOpt = Annotated[bool, typer.Option("--submit", help="With --launcher slurm: sbatch the jobs.")]
@@ -61,8 +61,9 @@ SignalOpt = Annotated[
 
 @dataclass(frozen=True)
 class SlurmOptions:
-    """The launcher options `repro run` and `repro sweep` share, declared once: `with_slurm_options`
-    gives a command each field as its own option (the annotation is the Typer option)."""
+    """The launcher options `repro run`, `repro sweep` and `repro train` share, declared once:
+    `with_slurm_options` gives a command each field (or the fields it names) as its own option
+    (the annotation is the Typer option)."""
 
     launcher: LauncherOpt = "local"
     submit: SubmitOpt = False
@@ -97,12 +98,12 @@ class SlurmOptions:
             given.append(option.default if isinstance(option.default, str) else field.name)
         return given
 
-    def build_options(self) -> dict[str, Any]:
-        """repro.runs.cluster.slurm.build's keyword arguments for the cluster: the site and the throttle."""
+    def site(self):
+        """The cluster's #SBATCH lines for every job (repro.runs.cluster.slurm.Site)."""
         # deferred: repro.runs.cluster.slurm imports torch (through repro.train.preemption)
         from repro.runs.cluster import slurm
 
-        site = slurm.Site(
+        return slurm.Site(
             partition=self.partition,
             account=self.account,
             time=self.time_limit,
@@ -110,8 +111,11 @@ class SlurmOptions:
             constraint=self.constraint,
             extra=slurm.Site.read_extra(self.sbatch_extra),
         )
+
+    def build_options(self) -> dict[str, Any]:
+        """repro.runs.cluster.slurm.build's keyword arguments for the cluster: the site and the throttle."""
         return dict(
-            site=site,
+            site=self.site(),
             max_parallel=self.max_parallel,
             judge_on=self.judge_on,
             device=self.device,
@@ -123,16 +127,25 @@ class SlurmOptions:
 SLURM_OPTIONS = SlurmOptions()
 
 
-def with_slurm_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Declare SlurmOptions' fields as `command`'s options, where its `slurm` parameter stands (so
-    `--help` lists them there); `command` gets them back as one SlurmOptions."""
+# The options that say where a job runs, the same for every job: what `repro train` takes.
+SITE_FIELDS = ("launcher", "partition", "account", "time_limit", "qos", "constraint", "sbatch_extra")
+
+
+def with_slurm_options(
+    command: Callable[..., None] | None = None, *, only: tuple[str, ...] | None = None
+) -> Callable[..., Any]:
+    """Declare SlurmOptions' fields (`only` these, if given) as `command`'s options, where its
+    `slurm` parameter stands (so `--help` lists them there); `command` gets them back as one
+    SlurmOptions, the fields it does not take at their defaults."""
     hints = typing.get_type_hints(SlurmOptions, include_extras=True)
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     own = [
         inspect.Parameter(f.name, kind, default=f.default, annotation=hints[f.name])
         for f in dataclasses.fields(SlurmOptions)
+        if only is None or f.name in only
     ]
-    return in_place_of("slurm", own, lambda values: SlurmOptions(**values))(command)
+    decorate = in_place_of("slurm", own, lambda values: SlurmOptions(**values))
+    return decorate if command is None else decorate(command)
 
 
 def launch(

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from repro.cli import render
+from repro.cli import slurm as slurm_cli
 from repro.cli.common import (
     DataOpt,
     DatasetOpt,
@@ -34,11 +35,11 @@ from repro.runs.pipeline import training
 from repro.train import launch
 from repro.train.outcome import TrainingOutcome
 
-LAUNCHERS = ("local", "slurm")
 DEVICES = ("auto", "cuda", "cpu")
 
 
 @app.command("train")
+@slurm_cli.with_slurm_options(only=slurm_cli.SITE_FIELDS)
 def train_cmd(
     setting: SettingArg,
     method: MethodOpt = "simpo",
@@ -64,13 +65,7 @@ def train_cmd(
             "--reference-cache", role="output-file", help="Reference log-prob cache (created if absent)."
         ),
     ] = None,
-    launcher: Annotated[
-        str,
-        typer.Option("--launcher", metavar="local|slurm", help="local, or slurm (writes an sbatch script)."),
-    ] = "local",
-    partition: Annotated[
-        str | None, typer.Option("--partition", metavar="NAME", help="SLURM partition.")
-    ] = None,
+    slurm: slurm_cli.SlurmOptions = slurm_cli.SLURM_OPTIONS,  # --launcher and the site's options
     device: Annotated[
         str,
         typer.Option(
@@ -96,12 +91,10 @@ def train_cmd(
     report_to: ReportToOpt = None,
 ) -> None:
     """Train SETTING x METHOD; writes OUTPUT/model (consolidated weights) and OUTPUT/metrics.json."""
-    if launcher not in LAUNCHERS:
-        raise unknown("launcher", launcher, LAUNCHERS)
+    launcher = "slurm" if slurm.on_slurm() else "local"  # SLURM's options without it: refused
     if device not in DEVICES:
         raise unknown("device", device, DEVICES)
-    if partition is not None and launcher != "slurm":  # it would be ignored unseen
-        raise UsageError("--partition goes with --launcher slurm")
+    site = slurm.site().lines() if launcher == "slurm" else []  # a bad --time: refused before any work
     if planned_files is not None and not dry_run:
         raise UsageError("--planned-files goes with --dry-run (a real launch writes its files into --output)")
     if device == "cuda" and launcher == "local" and not dry_run and not launch.cuda_available():
@@ -143,9 +136,7 @@ def train_cmd(
     console = render.console(stderr=True)
     console.print(_layout(config, run.directory))
     if launcher == "slurm":
-        text = launch.slurm_script(
-            run, nodes=nodes, processes_per_node=config.batch.num_processes, partition=partition
-        )
+        text = launch.slurm_script(run, nodes=nodes, processes_per_node=config.batch.num_processes, site=site)
         where = "GPU nodes" if run.gpu else "CPU nodes (DS_ACCELERATOR=cpu, gloo; --device cuda for GPUs)"
         if dry_run:  # the script it would write, and nothing written (--planned-files: there)
             print(text, end="")

@@ -17,7 +17,7 @@ import shlex
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -369,10 +369,11 @@ def slurm_script(
     *,
     nodes: int,
     processes_per_node: int,
-    partition: str | None = None,
-    time_limit: str = "24:00:00",
+    site: Sequence[str] = ("#SBATCH --time=24:00:00",),
 ) -> str:
     """An sbatch script: one task per node, each running `accelerate launch` with its machine rank.
+    `site`: the cluster's own #SBATCH lines (time limit, partition, account, ...), as every job
+    of `repro run --launcher slurm` gets them.
 
     The rendezvous (torch's static one) lives on the allocation's first node. MASTER_ADDR and
     MASTER_PORT are computed and exported by the batch shell, so srun hands them to every task;
@@ -398,9 +399,7 @@ def slurm_script(
         lines.append(f"#SBATCH --cpus-per-task={8 * processes_per_node}")
     else:  # one core per training process (OMP_NUM_THREADS=1)
         lines.append(f"#SBATCH --cpus-per-task={processes_per_node}")
-    lines += [f"#SBATCH --time={time_limit}", f"#SBATCH --output={run.directory}/slurm-%j.log"]
-    if partition:
-        lines.append(f"#SBATCH --partition={partition}")
+    lines += [*site, f"#SBATCH --output={run.directory}/slurm-%j.log"]
     lines += [
         "set -euo pipefail",
         "# The first node hosts the rendezvous; a port from the job id lets jobs share a node.",
