@@ -52,6 +52,20 @@ def test_show_a_setting_that_answers_with_the_models_own_template(cli, setting):
         assert data["learning_rate"] == 6e-5
 
 
+def test_the_config_options_mean_the_same_in_every_command(cli, tmp_path):
+    """--gpus, --nodes, --layout and --set are declared once (repro.cli.common.with_config_options):
+    `show`, `run --dry-run` and `train --dry-run` resolve the same flags to the same config."""
+    flags = ["llama3-instruct-v0.2", "--method", "dpo", "--gpus", "4", "--nodes", "2"]
+    flags += ["--layout", "paper-time", "--set", "beta=0.05"]
+    shown = json.loads(cli("show", *flags, "--format", "json", check=True).stdout)
+    planned = json.loads(cli("run", *flags, "--dry-run", "--format", "json", check=True).stdout)
+    cli("train", *flags, "--dry-run", "--planned-files", str(tmp_path / "p"), check=True)
+    trained = json.loads((tmp_path / "p" / "run.json").read_text())["config"]
+    assert shown["batch"]["num_nodes"] == 2 and shown["batch"]["layout"] == "paper-time"
+    assert shown["hyperparameters"]["beta"] == 0.05
+    assert shown["config_hash"] == planned["config_hash"] == trained["config_hash"]
+
+
 def test_show_gpu_count(cli):
     config = json.loads(
         cli("show", "llama3-instruct-v0.2", "--gpus", "8", "--format", "json", check=True).stdout

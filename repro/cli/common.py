@@ -19,6 +19,7 @@ import typer
 
 from repro import userpaths
 from repro.cli import render
+from repro.config.config_options import ConfigOptions
 from repro.errors import ReproError, UsageError, unknown
 
 app = typer.Typer(
@@ -293,3 +294,50 @@ def with_data_options(command: Callable[..., None]) -> Callable[..., None]:
     return in_place_of("data_paths", own, lambda given: {k: v for k, v in given.items() if v is not None})(
         command
     )
+
+
+# What a command's `options` parameter defaults to; with_config_options puts the options in its place.
+CONFIG_OPTIONS = ConfigOptions()
+
+
+def _config_flags() -> dict[str, tuple[Any, Any]]:
+    """ConfigOptions' fields as options, in --help's order: {field: (annotation, default)}."""
+    return {
+        "num_processes": (GpusOpt, None),
+        "num_nodes": (NodesOpt, 1),
+        "layout": (LayoutOpt, "current"),
+        "overrides": (OverridesOpt, None),
+        "dataset": (DatasetOpt, None),
+        "data_source": (DataOpt, None),
+        "padding_free": (PaddingFreeOpt, None),
+        "tokenization": (TokenizationOpt, "simpo"),
+        "max_steps": (MaxStepsOpt, None),
+        "report_to": (ReportToOpt, None),
+    }
+
+
+def with_config_options(
+    command: Callable[..., None] | None = None, *, only: tuple[str, ...] | None = None
+) -> Callable[..., Any]:
+    """The options that shape a run's config (--gpus, --set, --max-steps, ...; `only` these, if
+    given) as `command`'s options, where its `options` parameter stands; `command` gets them as
+    one ConfigOptions, declared here once for `repro run`, `train`, `sweep` and `show`."""
+    flags = _config_flags()
+    if only is not None and (unknown_fields := set(only) - set(flags)):
+        raise TypeError(f"no config options {sorted(unknown_fields)}")
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    own = [
+        inspect.Parameter(name, kind, default=default, annotation=annotation)
+        for name, (annotation, default) in flags.items()
+        if only is None or name in only
+    ]
+
+    def collect(values: dict[str, Any]) -> ConfigOptions:
+        if "overrides" in values:  # repeatable: a list, or None when not given
+            values["overrides"] = tuple(values["overrides"] or ())
+        if values.get("data_source") is not None:
+            values["data_source"] = str(values["data_source"])
+        return ConfigOptions(**values)
+
+    decorate = in_place_of("options", own, collect)
+    return decorate if command is None else decorate(command)

@@ -6,17 +6,16 @@ from typing import Annotated
 
 from repro.cli import render
 from repro.cli.common import (
-    GpusOpt,
-    LayoutOpt,
+    CONFIG_OPTIONS,
     MethodOpt,
-    NodesOpt,
-    OverridesOpt,
     SettingArg,
     app,
     format_option,
+    with_config_options,
 )
 from repro.config import evalconfig
-from repro.config.resolution import overview, resolve_names
+from repro.config.config_options import ConfigOptions
+from repro.config.resolution import overview
 
 
 @app.command("recipes")
@@ -43,19 +42,15 @@ def recipes_cmd(fmt: Annotated[str, format_option("table", "json", "yaml")] = "t
 
 
 @app.command("show")
+@with_config_options(only=("num_processes", "num_nodes", "layout", "overrides"))
 def show_cmd(
     setting: SettingArg,
     method: MethodOpt = "simpo",
     fmt: Annotated[str, format_option("table", "yaml", "json")] = "table",
-    gpus: GpusOpt = None,
-    nodes: NodesOpt = 1,
-    layout: LayoutOpt = "current",
-    overrides: OverridesOpt = None,
+    options: ConfigOptions = CONFIG_OPTIONS,  # --gpus, --nodes, --layout and --set
 ) -> None:
     """The fully resolved config of SETTING x METHOD, with derived values and sources."""
-    config, _ = resolve_names(
-        setting, method, overrides=overrides, num_processes=gpus, num_nodes=nodes, layout=layout
-    )
+    config, _ = options.resolve(setting, method)
 
     data = config.to_json()
     if template := evalconfig.chat_template(config.evaluation.generation):  # generation: not in the hash

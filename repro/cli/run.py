@@ -11,28 +11,20 @@ import typer
 from repro.cli import render, result_tables
 from repro.cli import slurm as slurm_cli
 from repro.cli.common import (
+    CONFIG_OPTIONS,
     BenchPathOpt,
-    DataOpt,
-    DatasetOpt,
-    GpusOpt,
     JudgeKeyEnvOpt,
     JudgeModelOpt,
     JudgeOpt,
     JudgeUrlOpt,
-    LayoutOpt,
-    MaxStepsOpt,
     MethodOpt,
-    NodesOpt,
-    OverridesOpt,
-    PaddingFreeOpt,
     RefreshJudgmentsOpt,
-    ReportToOpt,
     SettingArg,
-    TokenizationOpt,
     app,
     format_option,
     load_bench_paths,
     path_option,
+    with_config_options,
     with_data_options,
 )
 from repro.config.config_options import ConfigOptions
@@ -49,6 +41,7 @@ ResultsOpt = Annotated[
 
 @app.command("run")
 @slurm_cli.with_slurm_options
+@with_config_options
 @with_data_options
 def run_cmd(
     setting: SettingArg,
@@ -56,15 +49,7 @@ def run_cmd(
     results: ResultsOpt = Path("results"),
     bench: BenchOpt = None,
     bench_path: BenchPathOpt = None,
-    gpus: GpusOpt = None,
-    nodes: NodesOpt = 1,
-    layout: LayoutOpt = "current",
-    overrides: OverridesOpt = None,
-    dataset: DatasetOpt = None,
-    data: DataOpt = None,
-    padding_free: PaddingFreeOpt = None,
-    tokenization: TokenizationOpt = "simpo",
-    max_steps: MaxStepsOpt = None,
+    options: ConfigOptions = CONFIG_OPTIONS,  # its fields are the options here
     limit: Annotated[
         int | None,
         typer.Option("--limit", min=1, metavar="N", help="Only the first N questions per benchmark."),
@@ -78,7 +63,6 @@ def run_cmd(
     ] = 4,
     refresh_judgments: RefreshJudgmentsOpt = False,
     data_paths: dict[str, Path] | None = None,  # each benchmark's data option (with_data_options)
-    report_to: ReportToOpt = None,
     backend: Annotated[
         str, typer.Option("--backend", metavar="transformers|vllm", help="Generation engine.")
     ] = "transformers",
@@ -92,12 +76,6 @@ def run_cmd(
     load_bench_paths(bench_path)
     from repro.runs.pipeline import run
 
-    options = ConfigOptions(
-        overrides=tuple(overrides or ()), num_processes=gpus, num_nodes=nodes, layout=layout,
-        padding_free=padding_free, dataset=dataset, data_source=str(data) if data else None,
-        tokenization=tokenization, max_steps=max_steps,
-        report_to=report_to,
-    )  # fmt: skip
     config, _ = options.resolve(setting, method)
     benches = benchmarks.parse(bench, config.evaluation)
     spec = Judge.choose(
@@ -151,6 +129,7 @@ def run_cmd(
 
 @app.command("sweep")
 @slurm_cli.with_slurm_options
+@with_config_options(only=("num_processes", "max_steps"))
 def sweep_cmd(
     setting: SettingArg,
     method: MethodOpt = "simpo",
@@ -174,11 +153,10 @@ def sweep_cmd(
     results: ResultsOpt = Path("results"),
     bench: BenchOpt = None,
     bench_path: BenchPathOpt = None,
-    gpus: GpusOpt = None,
+    options: ConfigOptions = CONFIG_OPTIONS,  # --gpus and --max-steps
     judge: JudgeOpt = None,
     judge_url: JudgeUrlOpt = None,
     refresh_judgments: RefreshJudgmentsOpt = False,
-    max_steps: MaxStepsOpt = None,
     slurm: slurm_cli.SlurmOptions = slurm_cli.SLURM_OPTIONS,  # its fields are the options here
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the grid, steps and judge cost; run nothing.")
@@ -194,7 +172,7 @@ def sweep_cmd(
     if warning := sweep.size_warning(the_grid):
         render.warn(warning)
     points, source = the_grid.points(), the_grid.source
-    configs = sweep.configs(setting, method, points, ConfigOptions(num_processes=gpus, max_steps=max_steps))
+    configs = sweep.configs(setting, method, points, options)
     if slurm.on_slurm():
         spec = Judge.choose(judge, configs[0][0].evaluation, url=judge_url, refresh=refresh_judgments)
         slurm_cli.launch(

@@ -12,21 +12,13 @@ import typer
 from repro.cli import render
 from repro.cli import slurm as slurm_cli
 from repro.cli.common import (
-    DataOpt,
-    DatasetOpt,
-    GpusOpt,
-    LayoutOpt,
-    MaxStepsOpt,
+    CONFIG_OPTIONS,
     MethodOpt,
-    NodesOpt,
-    OverridesOpt,
-    PaddingFreeOpt,
-    ReportToOpt,
     SettingArg,
-    TokenizationOpt,
     app,
     local_or_hub_option,
     path_option,
+    with_config_options,
 )
 from repro.config.config_options import ConfigOptions
 from repro.config.runconfig import RunConfig
@@ -40,25 +32,18 @@ DEVICES = ("auto", "cuda", "cpu")
 
 @app.command("train")
 @slurm_cli.with_slurm_options(only=slurm_cli.SITE_FIELDS)
+@with_config_options
 def train_cmd(
     setting: SettingArg,
     method: MethodOpt = "simpo",
     output: Annotated[Path, path_option("--output", "-o", role="output-dir", help="Run directory.")] = Path(
         "out/train"
     ),
-    gpus: GpusOpt = None,
-    nodes: NodesOpt = 1,
-    layout: LayoutOpt = "current",
-    overrides: OverridesOpt = None,
-    dataset: DatasetOpt = None,
-    data: DataOpt = None,
-    padding_free: PaddingFreeOpt = None,
-    tokenization: TokenizationOpt = "simpo",
+    options: ConfigOptions = CONFIG_OPTIONS,  # its fields are the options here
     tokenizer: Annotated[
         str | None,
         local_or_hub_option("--tokenizer", help="Tokenizer directory or hub id (default: the model's)."),
     ] = None,
-    max_steps: MaxStepsOpt = None,
     reference_cache: Annotated[
         Path | None,
         path_option(
@@ -88,7 +73,6 @@ def train_cmd(
     allow_double_bos: Annotated[
         bool, typer.Option("--allow-double-bos", help="Train even if the BOS check fails.")
     ] = False,
-    report_to: ReportToOpt = None,
 ) -> None:
     """Train SETTING x METHOD; writes OUTPUT/model (consolidated weights) and OUTPUT/metrics.json."""
     launcher = "slurm" if slurm.on_slurm() else "local"  # SLURM's options without it: refused
@@ -99,12 +83,6 @@ def train_cmd(
         raise UsageError("--planned-files goes with --dry-run (a real launch writes its files into --output)")
     if device == "cuda" and launcher == "local" and not dry_run and not launch.cuda_available():
         raise ReproError("--device cuda: this machine has no CUDA device (--launcher slurm for GPU nodes)")
-    options = ConfigOptions(
-        overrides=tuple(overrides or ()), num_processes=gpus, num_nodes=nodes, layout=layout,
-        padding_free=padding_free, dataset=dataset, data_source=str(data) if data else None,
-        tokenization=tokenization, max_steps=max_steps,
-        report_to=report_to,
-    )  # fmt: skip
     config, _ = options.resolve(setting, method)
     if not dry_run:
         from repro.runs.pipeline import preflight
@@ -136,7 +114,9 @@ def train_cmd(
     console = render.console(stderr=True)
     console.print(_layout(config, run.directory))
     if launcher == "slurm":
-        text = launch.slurm_script(run, nodes=nodes, processes_per_node=config.batch.num_processes, site=site)
+        text = launch.slurm_script(
+            run, nodes=config.batch.num_nodes, processes_per_node=config.batch.num_processes, site=site
+        )
         where = "GPU nodes" if run.gpu else "CPU nodes (DS_ACCELERATOR=cpu, gloo; --device cuda for GPUs)"
         if dry_run:  # the script it would write, and nothing written (--planned-files: there)
             print(text, end="")
