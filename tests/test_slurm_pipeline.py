@@ -97,6 +97,10 @@ def test_site_options_reach_every_job(cli, tmp_path):
     gpus = int(data["scripts"]["train"].split("--gpus-per-node=")[1].split("\n")[0])
     assert data["estimate"]["gpu_hours_reserved"] == 48 * 48 * gpus  # runs x --time x GPUs, an upper bound
 
+    # --time 0 is SLURM's "no limit": no bound, said as such (it read "CPU nodes")
+    text = cli(*PAPER, "--dry-run", "--results", str(tmp_path / "r"), "--time", "0", check=True).stdout
+    assert "GPU nodes without a time limit (--time 0)" in text and "CPU nodes" not in text
+
 
 @pytest.mark.e2e
 def test_submission_order_and_dependencies(cli, tmp_path, shared_results, monkeypatch):

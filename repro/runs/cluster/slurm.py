@@ -312,9 +312,11 @@ def build(
     }
     per_run = judgecost.for_judge(judge.kind, benches, limit=limit, judge_model=judge.model)
     usd = per_run["estimated_cost_usd"] * n
+    hours = site.hours()
     estimate = {
         "runs": n,
-        "gpu_hours_reserved": round(n * site.hours() * nodes * per_node, 1) if gpu else 0.0,
+        # --time 0 is SLURM's "no limit": no bound to give (None), not zero GPU-hours
+        "gpu_hours_reserved": (round(n * hours * nodes * per_node, 1) if hours else None) if gpu else 0.0,
         "gpu_hours_note": "upper bound: runs x nodes x GPUs per node x --time (training only)",
         "judge_calls": per_run["total_calls"] * n,
         "judge_cost_usd": round(usd, 2),
@@ -394,9 +396,10 @@ def estimate_text(estimate: dict[str, Any]) -> str:
         else "local rule judge, no cost"
     )
     hours = estimate["gpu_hours_reserved"]
-    gpu = (
-        f"at most {hours:,.0f} GPU-hours of training reserved ({estimate['gpu_hours_note']})"
-        if hours
-        else "CPU nodes"
-    )
+    if hours is None:
+        gpu = "GPU nodes without a time limit (--time 0): no bound on the GPU-hours"
+    elif hours:
+        gpu = f"at most {hours:,.0f} GPU-hours of training reserved ({estimate['gpu_hours_note']})"
+    else:
+        gpu = "CPU nodes"
     return f"{estimate['runs']} runs; {gpu}; {judge}"
