@@ -251,6 +251,28 @@ def test_user_recipe_in_repro_format(tmp_path, methods):
         get_setting(str(write(tmp_path, text + "methods: [\n")), methods)
 
 
+def test_a_recipes_relative_paths_stay_relative_to_it_under_set(tmp_path, methods, monkeypatch):
+    """A recipe file's relative dataset and generation config are read beside the file, with a
+    setting-level --set too (it re-read them against the current folder: another dataset)."""
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    text = (
+        (paths.SETTINGS / "tiny.yaml")
+        .read_text()
+        .replace('dataset: "repro:synthetic-preferences"', "dataset: ./my-data")
+    )
+    text = text.replace("generation: tiny ", "generation: ./gen.yaml ")
+    recipe = write(folder, text)
+    monkeypatch.chdir(tmp_path)  # elsewhere
+    plain = resolve(get_setting(str(recipe), methods), methods["simpo"])
+    varied = resolve(get_setting(str(recipe), methods), methods["simpo"], overrides={"seed": 1})
+    for config in (plain, varied):
+        assert config.dataset == str(folder / "my-data")
+        assert config.evaluation.generation == str(folder / "gen.yaml")
+        assert config.recipe_file == str(recipe)
+    assert varied.seed == 1
+
+
 def test_handbook_absolute_gamma_becomes_a_ratio(tmp_path, methods, shared):
     """Paper-time configs (release 586e5e3) gave an absolute gamma: 1.4 with beta 2.5."""
     text = (shared / "reference/simpo-repo/training_configs/llama-3-8b-instruct-simpo.yaml").read_text()

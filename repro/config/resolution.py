@@ -121,8 +121,9 @@ def resolve(
     if setting_overrides:
         data = {f: getattr(setting, f) for f in SETTING_FIELDS}
         data.update(setting_overrides)
+        source = setting.source or ""  # the recipe file: its relative paths stay relative to it
         setting = parse_setting(data, f"{setting.name} (with --set)", load_methods())
-        setting = dataclasses.replace(setting, source=setting.source or "")
+        setting = dataclasses.replace(setting, source=source)
 
     # Method hyperparameters: method default < setting value < user override.
     hyper: dict[str, Any] = {"log_probs": method.log_probs}
