@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from repro import hashing, io
-from repro.config.resolution import resolve_names
+from repro import hashing, io, paths
+from repro.config.resolution import resolve_names, with_recipe_differences
 from repro.config.runconfig import RunConfig, RunFile, RunPaths
 from repro.errors import ReproError
 from repro.evaluation import benchmarks as registry
@@ -26,7 +26,7 @@ from repro.evaluation.judge.judged_by import JudgedBy
 from repro.evaluation.records import BenchmarkResult, EvaluationResult
 from repro.runs.analysis import published
 from repro.runs.results import replicates, verify
-from repro.runs.results.result import RunResult, Training
+from repro.runs.results.result import Difference, RunResult, Training
 from repro.train.outcome import TrainingOutcome
 
 SETTING, METHOD = "llama3-instruct-v0.2", "simpo"
@@ -412,10 +412,11 @@ def test_verbose_hands_training_metrics_to_the_terminal(tmp_path):
 
 def test_compare_and_the_recipe_diagnosis_name_a_value_by_one_flattening():
     """What a run changed (compare's replicates) and what differs from the recipe (diagnose) name a
-    value the same way: one `flatten`, in replicates, that the recipe check imports."""
+    value the same way: one `flatten`, beside the run config, that both import."""
+    from repro.config import runconfig
     from repro.runs.analysis.diagnosis import recipe
 
-    assert recipe.flatten is replicates.flatten
+    assert recipe.flatten is replicates.flatten is runconfig.flatten
     nested = {"seed": 1, "hyperparameters": {"beta": 2.0, "loss": {"gamma": 0.5}}, "batch": {}}
     assert replicates.flatten(nested) == {
         "seed": 1,
@@ -444,6 +445,34 @@ def test_training_is_a_typed_record_read_strictly_for_this_schema(tmp_path):
     old = {**record, "schema": "repro.result/1", "training": {"steps": 7, "stepz": 1}}
     assert RunResult.from_json(old, "old").training == Training(steps=7)
     assert Training().truncation() is None
+
+
+def test_what_a_run_changed_is_found_once_from_the_recipe_it_was_resolved_from(tmp_path, monkeypatch):
+    """The differences from the recipe are found when the config is resolved, from the same
+    reading of the recipe: the recipe file edited while the run trains, or the run finished from
+    another folder, changes nothing. A config of an older repro (no record) gets them from its
+    recipe as it is now, a recipe named relative to the checkout included. Oracle: the recipe's
+    values written in the test."""
+    recipe = tmp_path / "mine.yaml"
+    text = (paths.ROOT / "recipes" / "settings" / "tiny.yaml").read_text()
+    recipe.write_text(text)
+    config, _ = resolve_names(str(recipe), "simpo", overrides=["max_length=96"], max_steps=2)
+    changed = {"max_length": Difference(96, 64), "max_steps": Difference(2, None)}
+    assert replicates.differences(config, judge=RULE, backend="transformers") == changed
+    recipe.write_text(text.replace("max_length: 64", "max_length: 96"))  # edited while it trains
+    monkeypatch.chdir(tmp_path)
+    kind = replicates.describe(config, judge=RULE, backend="vllm", outcome=None)
+    assert kind.variant == {**changed, "backend": Difference("vllm", "transformers")}
+
+    older = config.replace(recipe_differences=None)  # as an older repro recorded it
+    assert replicates.differences(older, judge=RULE, backend="transformers") is None
+    now = with_recipe_differences(older)  # the recipe as it is now says max_length 96
+    assert replicates.differences(now, judge=RULE, backend="transformers") == {
+        "max_steps": Difference(2, None)
+    }
+    builtin, _ = resolve_names("tiny", "simpo", max_steps=2)
+    assert builtin.recipe_file == "recipes/settings/tiny.yaml"  # relative to the checkout, not to here
+    assert with_recipe_differences(builtin.replace(recipe_differences=None)) == builtin
 
 
 def test_the_variant_is_a_typed_record_read_strictly(tmp_path):

@@ -70,6 +70,11 @@ def show_cmd(
                 value = f"{value['name']} ({value['source']})"
             if key == "batch":
                 value = f"{config.batch.describe()} ({config.batch.layout})"
+            if key == "recipe_differences":  # what the flags changed
+                changed = [
+                    f"{k} {render.number(v[0])} (recipe {render.number(v[1])})" for k, v in value.items()
+                ]
+                value = "; ".join(changed) or "none: the recipe as it is"
             rows.append((key, render.number(value), sources.get(key, "")))
         notes = "\n".join(f"note: {n}" for n in config.notes) or None
         render.print_table(

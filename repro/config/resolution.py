@@ -289,11 +289,14 @@ def resolve_names(
     max_steps: int | None = None,
     report_to: str | None = None,
 ) -> tuple[RunConfig, Method]:
-    """resolve() from what users type: a setting name or recipe file, a method name, --set pairs."""
+    """resolve() from what users type: a setting name or recipe file, a method name, --set pairs.
+    The config records what differs from the recipe alone (`recipe_differences`), found from the
+    same reading of the recipe."""
     methods = load_methods()
     the_method = get_method(method, methods)
+    the_setting = setting if isinstance(setting, Setting) else get_setting(setting, methods)
     config = resolve(
-        setting if isinstance(setting, Setting) else get_setting(setting, methods),
+        the_setting,
         the_method,
         overrides=parse_overrides(overrides or []),
         num_processes=num_processes,
@@ -316,7 +319,25 @@ def resolve_names(
             dataset_options=None,  # the setting's way of building its dataset no longer applies
             notes=(*config.notes, f"dataset replaced by --dataset {dataset}"),
         )
-    return config, the_method
+    recipe = resolve(the_setting, the_method)
+    return config.replace(recipe_differences=config.differences_from(recipe)), the_method
+
+
+def with_recipe_differences(config: RunConfig) -> RunConfig:
+    """A config recorded by an older repro (no `recipe_differences`), with them found from its
+    recipe as it is now: the recipe file it names (relative ones under the repro checkout), else
+    its setting's name. Unchanged when the recipe cannot be resolved any more."""
+    if config.recipe_differences is not None:
+        return config
+    source = Path(config.recipe_file) if config.recipe_file else None
+    if source is not None and not source.is_absolute():
+        source = paths.ROOT / source  # recipe_file is kept relative to the checkout (_relative)
+    where = str(source) if source is not None and source.exists() else config.setting
+    try:
+        recipe, _ = resolve_names(where, config.method)
+    except ReproError:
+        return config
+    return config.replace(recipe_differences=config.differences_from(recipe))
 
 
 def overview() -> list[dict[str, Any]]:

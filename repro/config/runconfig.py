@@ -25,7 +25,23 @@ from repro.errors import ReproError
 # report_to: where metrics are also sent (W&B, TensorBoard) changes no weight and no score.
 NOT_IN_IDENTITY = (
     "title", "method_title", "loss", "recipe_file", "sources", "notes", "checkpoint_steps", "report_to",
+    "recipe_differences",
 )  # fmt: skip
+# Values every run of newer code differs in from its recipe's: not a difference worth naming.
+INCIDENTAL = ("code_version",)
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"hyperparameters": {"beta": 2}} -> {"hyperparameters.beta": 2}: the one flattening of a
+    config, which replicates, the recipe differences and the recipe diagnosis name values by."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
 
 
 def code_version() -> str:
@@ -133,6 +149,10 @@ class RunConfig:
     # How a dataset repro builds itself is made (repro.data.alpaca_preferences.Binarization), with
     # the sources' digest (in the identity) and their folder (`source`, not in it). None: a file dataset.
     dataset_options: dict[str, Any] | None = None
+    # What differs from the setting x method as its recipe alone gives it, by flattened name:
+    # {name: [this run's value, the recipe's]}; found once, when the config is resolved, from the
+    # same reading of the recipe (not in the identity). None: resolved by an older repro.
+    recipe_differences: dict[str, list[Any]] | None = None
 
     @cached_property
     def config_hash(self) -> str:
@@ -149,6 +169,21 @@ class RunConfig:
             keep["dataset_options"] = {k: v for k, v in self.dataset_options.items() if k != "source"}
         return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
 
+    def identity_values(self) -> dict[str, Any]:
+        """Every value that decides this run's scores but the seed, flattened (what replicates
+        share and what a variant of its recipe names)."""
+        skip = ("seed", "config_hash", "recipe_differences", *NOT_IN_IDENTITY)
+        return flatten({k: v for k, v in self.to_json(with_hash=False).items() if k not in skip})
+
+    def differences_from(self, recipe: RunConfig) -> dict[str, list[Any]]:
+        """{name: [ours, the recipe's]} for each value that is not the recipe's (code version aside)."""
+        ours, theirs = self.identity_values(), recipe.identity_values()
+        return {
+            name: [ours.get(name), theirs.get(name)]
+            for name in sorted(ours.keys() | theirs.keys())
+            if name not in INCIDENTAL and ours.get(name) != theirs.get(name)
+        }
+
     @property
     def run_id(self) -> str:
         return f"{self.config_hash[:10]}-seed{self.seed}"
@@ -162,8 +197,8 @@ class RunConfig:
         data["batch"] = dataclasses.asdict(self.batch)  # the same mapping as ever: the hash is over it
         data["notes"] = list(self.notes)
         data["family"] = self.family.to_json() if self.family else None
-        for optional in ("family", "dataset_options"):  # absent when unset: older run.json files
-            if data[optional] is None:  # are written back byte for byte (they never had them)
+        for optional in ("family", "dataset_options", "recipe_differences"):  # absent when unset: older
+            if data[optional] is None:  # run.json files are written back byte for byte (they never had them)
                 del data[optional]
         if with_hash:
             data["config_hash"] = self.config_hash

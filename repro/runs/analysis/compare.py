@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import paths
+from repro.config.resolution import with_recipe_differences
 from repro.errors import ReproError, UsageError, unknown
 from repro.evaluation import benchmarks
 from repro.evaluation.benchmarks import Metric
@@ -244,6 +245,7 @@ def _identity(path: Path, result: RunResult) -> tuple[str | None, Variant | None
         outcome = TrainingOutcome.read(root / "train")
     except ReproError:
         outcome = None  # a damaged metrics.json: the steps are unknown, the grouping stands
+    config = with_recipe_differences(config)  # an older run: from its recipe as it is now
     kind = replicates.describe(config, judge=result.judge, backend=engine, outcome=outcome)
     return kind.replicate_key, kind.variant, kind.training
 

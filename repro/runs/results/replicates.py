@@ -13,73 +13,39 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from repro.config.resolution import resolve_names
-from repro.config.runconfig import NOT_IN_IDENTITY, RunConfig
-from repro.errors import ReproError
+from repro.config.runconfig import RunConfig, flatten
 from repro.evaluation.judge.judged_by import JudgedBy
 from repro.runs.results.result import Difference, Training, Variant
 from repro.train.outcome import TrainingOutcome
 
-# What replicates may differ in: the seed (their point) and what changes no number.
-NOT_COMPARED = ("seed", "config_hash", *NOT_IN_IDENTITY)
-# Values that every run of newer code differs in: named only when two groups differ by nothing else.
-INCIDENTAL = ("code_version",)
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"hyperparameters": {"beta": 2}} -> {"hyperparameters.beta": 2}: the one flattening of a
-    config, which replicates and the recipe diagnosis both name values by."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
 
 def identity(config: RunConfig, *, judge: JudgedBy | None, backend: str) -> dict[str, Any]:
     """Everything that decides a run's scores but the seed, flattened (`judge` None: unknown)."""
-    data = {k: v for k, v in config.to_json(with_hash=False).items() if k not in NOT_COMPARED}
     # as the judgment cache knows a judge
     judged_by = {"kind": judge.kind, "model": judge.model} if judge else {"kind": None, "model": None}
-    return flatten({**data, "judge": judged_by, "backend": backend})
+    return {**config.identity_values(), **flatten({"judge": judged_by, "backend": backend})}
 
 
 def key(flat: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def recipe_config(config: RunConfig) -> RunConfig | None:
-    """The same setting x method as its recipe gives it (no overrides), or None when the recipe
-    file is gone."""
-    source = config.recipe_file
-    where = source if source and Path(source).exists() else config.setting
-    try:
-        recipe, _ = resolve_names(where, config.method)
-    except ReproError:
-        return None
-    return recipe
-
-
 def differences(config: RunConfig, *, judge: JudgedBy | None, backend: str) -> Variant | None:
-    """Each value that is not the recipe's (code version aside), by flattened name; None when
-    the recipe cannot be resolved any more."""
-    recipe = recipe_config(config)
-    if recipe is None:
+    """Each value that is not the recipe's (code version aside), by flattened name: the config's
+    own record of them (found when it was resolved), with the judge and the engine; None when
+    the config has no such record (repro.config.resolution.with_recipe_differences finds them
+    for an older run's config, where its recipe still resolves)."""
+    if config.recipe_differences is None:
         return None
-    ours = identity(config, judge=judge, backend=backend)
-    default_judge = JudgedBy(recipe.evaluation.judge, model=judge.model if judge else None)
-    theirs = identity(recipe, judge=default_judge, backend="transformers")
-    return {
-        name: Difference(ours.get(name), theirs.get(name))
-        for name in sorted(set(ours) | set(theirs))
-        if name not in INCIDENTAL and ours.get(name) != theirs.get(name)
-    }
+    found = {name: Difference(*values) for name, values in config.recipe_differences.items()}
+    # the recipe is judged by its own setting's judge, through transformers
+    recipe_judge = found.get("evaluation.judge", Difference(None, config.evaluation.judge)).recipe
+    ours = {"judge.kind": judge.kind if judge else None, "backend": backend}
+    theirs = {"judge.kind": recipe_judge, "backend": "transformers"}
+    found |= {name: Difference(ours[name], theirs[name]) for name in ours if ours[name] != theirs[name]}
+    return dict(sorted(found.items()))
 
 
 def epoch_steps(config: RunConfig, train_rows: int | None) -> int | None:

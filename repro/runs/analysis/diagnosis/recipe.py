@@ -8,11 +8,11 @@ from typing import Any
 from repro import paths
 from repro.config.methods import get_method
 from repro.config.resolution import resolve
+from repro.config.runconfig import flatten
 from repro.config.settings import get_setting, list_settings
 from repro.errors import ReproError
 from repro.runs.analysis.diagnosis.base import Check, in_chain, rules, unknown
 from repro.runs.analysis.diagnosis.inputs import Inputs
-from repro.runs.results.replicates import flatten
 
 # Not recipe values: identity bookkeeping, descriptions, and the code that ran.
 IGNORED = {
@@ -29,7 +29,7 @@ IGNORED = {
 }
 # Values a run may change without changing what it reproduces: another seed is a replicate
 # (`repro compare` averages it with the recipe's runs), said in the summary, never a cause.
-REPLICATE = {"seed"}  # repro.runs.results.replicates.NOT_COMPARED: all a replicate changes
+REPLICATE = {"seed"}  # RunConfig.identity_values leaves out the seed: all a replicate changes
 LAYOUT = {
     "batch.per_device",
     "batch.gradient_accumulation_steps",
