@@ -374,6 +374,44 @@ def test_compare_skips_malformed_runs_and_goes_on(tmp_path):
     assert [r["reproduced_mean"] for r in json.loads(out)["rows"]] == [44.0]
 
 
+def test_a_score_outside_its_metric_range_is_refused_when_read(tmp_path):
+    """A hand-edited win rate of 1e9 was compared (only "unverified"); each metric's range is
+    data beside its definition (Metric.bounds), and the scores without one take any number."""
+    from repro.runs.cluster import status
+
+    run = {"setting": "llama3-instruct", "method": "simpo", "complete": True}
+    # the ends of every range, and numbers far beyond any range for the scores that have none
+    legit = {"ae2_lc": 0.0, "ae2_wr": 100.0, "ae2_wr_se": 1e3, "ae2_length": 1e6, "ah": 100,
+             "ah_ci": [0.0, 100.0], "ah_length": 1e6, "mt_bench": 1.0, "gsm": 0.0, "gsm_length": 1e6,
+             "mmlu": 100.0, "mmlu_length": 0.0}  # fmt: skip
+    bad = {
+        "huge-win-rate": ({"ae2_wr": 1e9}, "scores.ae2_wr is 1e+09, outside AE2 WR's range 0 to 100"),
+        "negative-lc": ({"ae2_lc": -0.5}, "scores.ae2_lc is -0.5, outside AE2 LC's range 0 to 100"),
+        "arena-hard": ({"ah": 100.5}, "scores.ah is 100.5, outside Arena-Hard's range 0 to 100"),
+        "mt-bench-zero": ({"mt_bench": 0}, "scores.mt_bench is 0, outside MT-Bench's range 1 to 10"),
+        "mt-bench-eleven": ({"mt_bench": 11.0}, "scores.mt_bench is 11, outside MT-Bench's range 1 to 10"),
+        "gsm": ({"gsm": 101}, "scores.gsm is 101, outside GSM's range 0 to 100"),
+        "mmlu": ({"mmlu": -1}, "scores.mmlu is -1, outside MMLU's range 0 to 100"),
+    }
+    for name, scores in {"legit": legit, **{n: s for n, (s, _) in bad.items()}}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_text(json.dumps({**run, "scores": scores}))
+    code, out, err = run_inprocess(["compare", str(tmp_path), "--format", "json", "--only-reproduced"])
+    assert code == 0, err
+    skipped = {Path(s["path"]).parent.name: s["reason"] for s in json.loads(out)["skipped"]}
+    assert skipped == {name: needle for name, (_, needle) in bad.items()}
+    assert sum(line.startswith("repro: warning: skipped") for line in err.splitlines()) == len(bad)
+    published = ("ae2_lc", "ae2_wr", "ah", "gsm", "gsm_length", "mmlu", "mmlu_length")  # compare's rows
+    rows = {r["metric"]: r["reproduced_mean"] for r in json.loads(out)["rows"]}
+    assert rows == {k: legit[k] for k in published}
+    # `repro status` reads it through the same reader: unreadable, with the reason
+    folder = tmp_path / "status" / "llama3-instruct" / "simpo" / "0123456789-seed42"
+    folder.mkdir(parents=True)
+    (tmp_path / "huge-win-rate" / "result.json").rename(folder / "result.json")
+    (row,) = status.collect(tmp_path / "status", scheduler=False)
+    assert row.kind == "unreadable" and "outside AE2 WR's range 0 to 100" in row.stage
+
+
 def test_plot_into_a_folder_writes_and_prints_the_real_path(tmp_path):
     (tmp_path / "runs" / "r").mkdir(parents=True)
     one = {"setting": "llama3-instruct", "method": "simpo", "complete": True, "scores": {"ae2_lc": 44.0}}

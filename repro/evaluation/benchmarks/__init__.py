@@ -20,10 +20,11 @@ from repro import hashing
 from repro.config import evalconfig
 from repro.config.runconfig import EvalPlan
 from repro.errors import ReproError, UsageError, unknown
-from repro.evaluation.benchmarks.base import Benchmark, DataOption, JudgeAccess, JudgeCost, Metric
+from repro.evaluation.benchmarks.base import PERCENT, Benchmark, DataOption, JudgeAccess, JudgeCost, Metric
 
 __all__ = [
-    "Benchmark", "DataOption", "JudgeAccess", "JudgeCost", "Metric", "register", "get", "names", "load_path",
+    "Benchmark", "DataOption", "JudgeAccess", "JudgeCost", "Metric", "PERCENT", "register", "get", "names",
+    "load_path",
 ]  # fmt: skip
 
 ENV = "REPRO_BENCH_PATH"  # plugin paths (os.pathsep-separated), inherited by jobs a run submits
@@ -59,6 +60,9 @@ def register(cls: type[Benchmark]) -> type[Benchmark]:
     for metric in cls.metrics:
         if metric.key in taken:
             raise ReproError(f"{where}metric '{metric.key}' is already {taken[metric.key]}'s")
+        low, high = metric.bounds or (0, 0)
+        if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and low <= high):
+            raise ReproError(f"{where}metric '{metric.key}': bounds {metric.bounds!r} are not (low, high)")
     _REGISTRY[cls.name] = cls()
     if _loading is not None:
         sha = hashlib.sha256(_loading.read_bytes()).hexdigest()

@@ -12,6 +12,7 @@ from repro import io
 from repro.errors import ReproError
 from repro.evaluation.benchmarks import register
 from repro.evaluation.benchmarks.base import (
+    PERCENT,
     Benchmark,
     Context,
     DataOption,
@@ -38,8 +39,8 @@ class AlpacaEval2(Benchmark):
         note="one call per instruction (max_tokens 1, log-probs)",
     )  # fmt: skip
     metrics = (
-        Metric(LC, "AE2 LC", tolerance=1.0, published=True, headline=True),
-        Metric(WR, "AE2 WR", tolerance=1.0, published=True, headline=True),
+        Metric(LC, "AE2 LC", tolerance=1.0, bounds=PERCENT, published=True, headline=True),
+        Metric(WR, "AE2 WR", tolerance=1.0, bounds=PERCENT, published=True, headline=True),
         Metric("ae2_wr_se", "AE2 WR standard error", higher_is_better=None),
         Metric("ae2_length", "AE2 length", higher_is_better=None, published=True, column="AE2 len"),
     )

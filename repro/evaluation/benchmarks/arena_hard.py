@@ -13,6 +13,7 @@ from repro import io, paths
 from repro.errors import ReproError
 from repro.evaluation.benchmarks import register
 from repro.evaluation.benchmarks.base import (
+    PERCENT,
     Benchmark,
     Context,
     DataOption,
@@ -53,7 +54,7 @@ class ArenaHard(Benchmark):
         note="two games per question; a game without a verdict costs one more call",
     )  # fmt: skip
     metrics = (
-        Metric("ah", "Arena-Hard", tolerance=1.0, published=True, column="AH", headline=True),
+        Metric("ah", "Arena-Hard", tolerance=1.0, bounds=PERCENT, published=True, column="AH", headline=True),
         Metric("ah_ci", "Arena-Hard 95% CI", higher_is_better=None),
         Metric("ah_length", "Arena-Hard tokens", higher_is_better=None, published=True, column="AH len"),
     )

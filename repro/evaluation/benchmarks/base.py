@@ -25,6 +25,9 @@ if TYPE_CHECKING:  # types only: the runner's side imports the registry
     from repro.evaluation.generation.base import Backend
 
 
+PERCENT = (0.0, 100.0)  # a win rate or an accuracy
+
+
 @dataclass(frozen=True)
 class Metric:
     """One number a benchmark puts in result.json's `scores`."""
@@ -33,6 +36,9 @@ class Metric:
     title: str  # as compare and plots label it
     higher_is_better: bool | None = True  # None: no direction (a length)
     tolerance: float | None = None  # compare's default +-; None: not compared with the paper
+    # the values it can take, both ends included (PERCENT for a win rate or an accuracy): a
+    # result.json holding another is refused when read; None: any finite number (a length, a count)
+    bounds: tuple[float, float] | None = None
     decimals: int | None = None  # the published table's rounding (lengths: whole characters)
     published: bool = False  # a column of results/published/scores.csv
     column: str | None = None  # the published table's short header (default: title)

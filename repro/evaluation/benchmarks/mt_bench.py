@@ -32,7 +32,8 @@ class MTBench(Benchmark):
     cost = JudgeCost(
         "gpt-4", questions=80, calls=160, input_tokens=1000, output_tokens=300, note="two turns per question"
     )
-    metrics = (Metric("mt_bench", "MT-Bench", headline=True),)
+    # the mean of the judge's 1-10 ratings (a rating outside them counts as failed)
+    metrics = (Metric("mt_bench", "MT-Bench", bounds=(1.0, 10.0), headline=True),)
     data_options = (DataOption("mt_bench_data", "dir", "FastChat llm_judge/data folder (MT-Bench)."),)
 
     def run(self, ev: Context, judge: JudgeAccess | None = None) -> dict[str, Any]:

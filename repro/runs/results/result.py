@@ -10,7 +10,8 @@ reason in `partial_reasons`). `repro compare` averages complete replicates only.
 
 `RunResult.read` is strict for this schema; a result.json of an older repro (repro.result/1) or
 one made by hand (setting, method, scores, complete) is read with its missing keys defaulted,
-after a check of the keys compare uses.
+after a check of the keys compare uses. Every score is a finite number, within its metric's
+bounds where it has them (a win rate or an accuracy 0-100, MT-Bench 1-10: `Metric.bounds`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from repro import io, records
 from repro.data.bosguard import Stages
 from repro.errors import ReproError
+from repro.evaluation import benchmarks
 from repro.evaluation.judge.judged_by import JudgedBy
 from repro.evaluation.records import EvaluationResult
 
@@ -255,9 +257,14 @@ class RunResult:
 def _check_scores(scores: Any, where: str) -> None:
     if not isinstance(scores, dict):
         raise ReproError(f"{where}: 'scores' is not a mapping ({type(scores).__name__})")
+    ranges = {m.key: (m.title, m.bounds) for _, m in benchmarks.metrics() if m.bounds is not None}
     for key, value in scores.items():
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
         if value is not None and not numeric and not isinstance(value, list):  # a CI is a list
             raise ReproError(f"{where}: scores.{key} is not a number ({json.dumps(value)[:40]})")
         if numeric and not math.isfinite(value):  # json reads NaN and Infinity; no score is either
             raise ReproError(f"{where}: scores.{key} is not a finite number ({value})")
+        title, bounds = ranges.get(key, (key, None))
+        if numeric and bounds and not bounds[0] <= value <= bounds[1]:  # a win rate of 1e9 (Metric.bounds)
+            outside = f"outside {title}'s range {bounds[0]:g} to {bounds[1]:g}"
+            raise ReproError(f"{where}: scores.{key} is {value:g}, {outside}")
