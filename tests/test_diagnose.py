@@ -236,6 +236,44 @@ def test_bad_inputs_are_one_line_and_exit_2(alpaca, released_outputs, tmp_path, 
     )
 
 
+@pytest.mark.parametrize(
+    ("manifest", "why"),
+    [
+        ('{"config": {', "manifest.json: corrupt JSON"),
+        ("[]", "manifest.json: not a JSON object"),
+        ('{"files": 3}', "manifest.json: 'files' is not a mapping"),
+        ('{"files": {"result.json": 5}}', "manifest.json: files['result.json'] is not a SHA-256 string"),
+    ],
+    ids=["not-json", "a-list", "files-not-a-mapping", "a-hash-not-a-string"],
+)
+def test_a_manifest_that_cannot_be_read_fails_verify_first(manifest, why, tmp_path, cli):
+    """A manifest that is not JSON showed `unknown` checks and exit 0; one of the wrong shape
+    exited 2 as bad input. Both are a run whose record cannot be checked: said first, exit 1,
+    as for a tampered run (`repro verify` fails on both)."""
+    run = tmp_path / "llama3-instruct" / "simpo" / "run"
+    run.mkdir(parents=True)
+    result = {"setting": "llama3-instruct", "method": "simpo", "complete": True, "scores": {"ae2_lc": 40.0}}
+    (run / "result.json").write_text(json.dumps(result))
+    (run / "manifest.json").write_text(manifest)
+    assert why in cli("verify", str(run)).stderr
+    proc = cli("diagnose", str(run))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.splitlines()[1] == (
+        f"! repro verify fails: the manifest cannot be read ({why}); "
+        "nothing the run recorded can be checked against it"
+    )
+    code, out = diagnose(str(run))
+    assert code == 1 and first_cause(out) == {
+        "check": "recipe",
+        "summary": f"tampered run (repro verify fails): {why}",
+    }
+    assert check(out, "recipe")["status"] == "differs" and check(out, "recipe")["evidence"]["verify"] == [why]
+    # only a manifest that is not there makes a partial run (unknown, exit 0)
+    (run / "manifest.json").unlink()
+    code, out = diagnose(str(run))
+    assert code == 0 and "manifest.json (not found)" in check(out, "recipe")["summary"]
+
+
 # --------------------------------------------------------------------------- the tiny run
 
 

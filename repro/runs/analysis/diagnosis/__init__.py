@@ -5,7 +5,9 @@ is one new file), each with a verdict (`ok`, `differs`, `unknown` with the
 reason) and its evidence in numbers: recipe, environment, tokenization, training,
 generation, judging. Every difference is a likely cause with a weight; the causes are listed
 most likely first. A run whose files no longer match its manifest (`repro verify`) says so
-before anything else: the tampered files become the first causes.
+before anything else: the tampered files become the first causes. A manifest that is there
+but cannot be read (not JSON, or not a manifest's shape) fails verify the same way: said
+first, the first cause, exit 1; a run without one is partial (its checks say `unknown`).
 
 `run(RUN_DIR)` diagnoses a repro run (finished or partial); `outputs(FILE, ...)` diagnoses
 alpaca_eval-format files made elsewhere, with the checks those files allow.
@@ -22,6 +24,7 @@ from repro.errors import ReproError, unknown
 from repro.runs.analysis.diagnosis import base, inputs
 from repro.runs.analysis.diagnosis.base import Cause, Check, Diagnosis
 from repro.runs.results import verify
+from repro.runs.results.manifest import FILE as MANIFEST
 
 __all__ = ["Check", "Diagnosis", "outputs", "run"]
 
@@ -45,25 +48,35 @@ def _owner(name: str) -> str:
 
 
 def run(run_dir: Path, *, curves: Path | None = None) -> Diagnosis:
-    found = inputs.from_run(Path(run_dir), curves)
+    run_dir = Path(run_dir)
+    found = inputs.from_run(run_dir, curves)
     diagnosis = _chain(found, str(run_dir))
-    if found.manifest is None or found.manifest.files is None:
+    # no manifest (a partial run), or one without file hashes: nothing to verify; a manifest
+    # that is there but cannot be read (not JSON, or not a manifest) fails verify
+    if not (run_dir / MANIFEST).exists() or (found.manifest is not None and found.manifest.files is None):
         return diagnosis
     try:
-        problems = verify.verify(Path(run_dir)).problems
+        problems = verify.verify(run_dir).problems
     except ReproError as exc:
-        problems = [str(exc)]
-    if problems:
+        problems = [str(exc).removeprefix(f"{run_dir}/")]
+    if not problems:
+        return diagnosis
+    if found.manifest is None:
+        diagnosis.notes.append(
+            f"repro verify fails: the manifest cannot be read ({problems[0]}); "
+            "nothing the run recorded can be checked against it"
+        )
+    else:
         diagnosis.notes.append(
             f"repro verify fails: {len(problems)} file(s) differ from the manifest; "
             "the evidence below may not be what the run produced"
         )
-        by_check = {c.check: c for c in diagnosis.checks}
-        for problem in problems:
-            owner = by_check[_owner(problem)]
-            owner.status = "differs"
-            owner.evidence.setdefault("verify", []).append(problem)
-            owner.causes.append(Cause(owner.check, f"tampered run (repro verify fails): {problem}", 1000))
+    by_check = {c.check: c for c in diagnosis.checks}
+    for problem in problems:
+        owner = by_check[_owner(problem)]
+        owner.status = "differs"
+        owner.evidence.setdefault("verify", []).append(problem)
+        owner.causes.append(Cause(owner.check, f"tampered run (repro verify fails): {problem}", 1000))
     return diagnosis
 
 

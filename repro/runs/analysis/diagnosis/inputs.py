@@ -68,6 +68,20 @@ def _result(path: Path, inputs: Inputs) -> RunResult | None:
         return None
 
 
+def _manifest(run_dir: Path, inputs: Inputs) -> Manifest | None:
+    """manifest.json through its one reader; missing or unreadable (not JSON, or not a
+    manifest's shape alike) is recorded, not raised: `run` then says that verify fails."""
+    path = run_dir / MANIFEST
+    if not path.exists():
+        inputs.missing[MANIFEST] = "not found"
+        return None
+    try:
+        return Manifest.read(run_dir)
+    except ReproError as exc:
+        inputs.missing[MANIFEST] = f"unreadable: {str(exc).removeprefix(f'{path}: ')}"
+        return None
+
+
 def _json(path: Path, inputs: Inputs, label: str) -> Any:
     if not path.exists():
         inputs.missing[label] = "not found"
@@ -85,8 +99,7 @@ def from_run(run_dir: Path, curves: Path | None = None) -> Inputs:
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir}: not a directory")
     inputs = Inputs(run_dir=run_dir, curves_path=curves)
-    data = _json(run_dir / MANIFEST, inputs, MANIFEST)
-    inputs.manifest = None if data is None else Manifest.from_json(data, str(run_dir / MANIFEST))
+    inputs.manifest = _manifest(run_dir, inputs)
     inputs.result = _result(run_dir / FILE, inputs)
     inputs.evaluation = EvaluationResult.read_run_folder(run_dir / "eval")
     if inputs.result is None and inputs.evaluation:  # an unfinished run: its evaluation may have finished
@@ -94,7 +107,7 @@ def from_run(run_dir: Path, curves: Path | None = None) -> Inputs:
     config = inputs.config or {}
     inputs.setting = config.get("setting") or (inputs.result.setting if inputs.result else None)
     inputs.method = config.get("method") or (inputs.result.method if inputs.result else None)
-    nothing = not inputs.setting and not inputs.manifest and not inputs.result
+    nothing = not inputs.setting and not (run_dir / MANIFEST).exists() and not inputs.result
     if nothing and not (run_dir / "train").is_dir() and not (run_dir / "eval").is_dir():
         raise UsageError(
             f"{run_dir}: not a repro run folder (no manifest.json, result.json, train/ or eval/)"
