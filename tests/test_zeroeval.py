@@ -217,7 +217,17 @@ def test_bad_input_is_one_line(tmp_path, cli):
         # a GSM file scored as MMLU-Redux read 0%, every item "unanswered"
         (json.dumps([{"id": 1, "output": ['{"answer": "4"}'], "answer": "4"}]), "need 'choices'"),
         (json.dumps([{"id": 1, "output": ["x"], "choices": ["a"], "correct_answer": "a"}] * 2), "twice"),
-    ):
+        # an output that is no text was counted as unanswered: it is no generation at all
+        (json.dumps([{"id": "q7", "output": 42, "choices": ["a"], "correct_answer": "a"}]),
+         "item 0 (q7): 'output' is 42, not a string or a list of strings"),
+        (json.dumps([{"id": 1, "output": ["x"], "choices": ["a"], "correct_answer": "a"},
+                     {"id": 2, "output": [3.5], "choices": ["a"], "correct_answer": "a"}]),
+         "item 1 (2): 'output' is [3.5], not a string or a list of strings"),
+        (json.dumps([{"id": 1, "output": None, "choices": ["a"], "correct_answer": "a"}]),
+         "'output' is null"),
+        (json.dumps([{"id": 1, "output": {"answer": "a"}, "choices": ["a"], "correct_answer": "a"}]),
+         "'output' is {\"answer\": \"a\"}, not a string"),
+    ):  # fmt: skip
         bad.write_text(content)
         proc = cli("zeroeval", "score", str(bad), "--task", "mmlu-redux")
         assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and needle in proc.stderr, proc.stderr

@@ -36,7 +36,8 @@ Where upstream crashes or is unsafe, repro decides (documented, tested):
 - A reasoning that is null (upstream: TypeError) has length 0; a number, its text length.
 - A file where no item parses (upstream: ZeroDivisionError) has reason_length None and a
   note. An output given as a plain string (upstream takes its first character) is used
-  whole; an empty output list counts as no answer.
+  whole; an empty output list counts as no answer. An output that is neither a string nor a
+  list of strings (a number, an object, null; upstream: TypeError) is one line naming the item.
 """
 
 from __future__ import annotations
@@ -215,13 +216,14 @@ def reasoning_length(value: Any) -> int:
 
 
 def output_text(item: dict[str, Any]) -> str:
-    """The generation of one item: output[0] (ZeroEval's one-element list) or a plain string."""
+    """The generation of one item: output[0] (ZeroEval's list of strings) or a plain string.
+    Anything else (a number, an object, null, a list holding one) is no generation: an error."""
     output = item.get("output")
     if isinstance(output, str):
         return output
-    if isinstance(output, list):
-        return str(output[0]) if output and output[0] is not None else ""
-    return ""
+    if isinstance(output, list) and all(isinstance(o, str) for o in output):
+        return output[0] if output else ""
+    raise ReproError(f"'output' is {json.dumps(output)[:40]}, not a string or a list of strings")
 
 
 # --------------------------------------------------------------------------- per file
@@ -275,7 +277,11 @@ def score_items(
             ids.add(str(item["id"]))
         # the reference is checked before the answer is parsed: a file of the other task would
         # otherwise score 0% with every item "unanswered"
-        fields = parse_output(output_text(item))
+        try:
+            text = output_text(item)
+        except ReproError as exc:
+            raise ReproError(f"{where}: {exc}") from None
+        fields = parse_output(text)
         if task == "gsm":
             reference = item.get("answer")
             if not isinstance(reference, str):
