@@ -53,3 +53,22 @@ def test_a_record_of_an_older_repro_is_read_per_benchmark(tmp_path):
     ).write(tmp_path / "eval")  # fmt: skip
     plan = evaluations.plan(tmp_path, ["gsm"], base=BASE, judge=RULE, legacy_weights="old")
     assert plan.todo == [] and plan.kept == ["gsm"]  # the old weights hash, training_args.bin included
+
+
+def test_a_kept_output_that_the_limit_cut_keeps_the_result_partial(tmp_path):
+    """The record's `limit` is --limit where it left questions out; an output it cut that is kept
+    beside a new one it did not cut (a rerun with the same --limit) keeps the merged result partial."""
+    limited = {**BASE, "limit": 20}
+    keys = {"alpaca_eval2": evaluations.benchmark_key(limited, RULE, "alpaca_eval2", None)}
+    cut = {"alpaca_eval2": BenchmarkResult("alpaca_eval2", {"win_rate": 90.0})}  # 24 instructions: cut
+    EvaluationResult(
+        model="m", setting="tiny", benchmarks=cut, scores={}, judge=JudgedBy.from_json(RULE, "test"),
+        limit=20, key={"benchmarks": keys},
+    ).write(tmp_path / "eval")  # fmt: skip
+    plan = evaluations.plan(tmp_path, ["alpaca_eval2", "gsm"], base=limited, judge=RULE)
+    assert plan.todo == ["gsm"] and plan.kept == ["alpaca_eval2"]
+    new = EvaluationResult(
+        model="m", setting="tiny", benchmarks={"gsm": BenchmarkResult("gsm", {"acc": 1.0})}, scores={},
+        judge=JudgedBy.from_json(RULE, "test"), limit=None,  # GSM's 16 items: --limit 20 cut none
+    )  # fmt: skip
+    assert evaluations.merge(plan, new).limit == 20

@@ -60,6 +60,28 @@ def test_tiny_eval_generates_and_scores_arithmetic(tiny_model, cli, tmp_path):
     assert bad.returncode == 2 and "unknown format 'twice'" not in bad.stderr and "twice" in bad.stderr
 
 
+def test_a_judging_stage_that_takes_the_generated_score_knows_what_the_limit_cut(tiny_model, tmp_path):
+    """A SLURM judging job takes ZeroEval's score from the generating job (scored-by-generation.json)
+    without loading the items: how many there were travels with it, so --limit 16 on the tiny
+    setting's 16 GSM items is a whole result in both stages, and --limit 4 a partial one."""
+    from repro.evaluation.eval_options import EvalOptions
+    from repro.evaluation.judge.spec import Judge
+    from repro.runs.pipeline import checkpoint
+
+    for limit, partial in ((16, False), (4, True)):
+        out, written = tmp_path / f"limit{limit}", []
+        for stage in ("generate", "judge"):
+            options = EvalOptions(limit=limit, stage=stage)
+            result = checkpoint.evaluate(
+                str(tiny_model), "tiny", output=out, bench="gsm", judge=Judge(kind="rule"), options=options
+            )
+            assert (result.partial, result.limit) == (partial, limit if partial else None), (limit, stage)
+            written.append(Path(result.benchmarks["gsm"]["outputs"]).stat().st_mtime_ns)
+        assert written[0] == written[1]  # the judging stage generated nothing
+        stored = json.loads((out / "gsm" / "scored-by-generation.json").read_text())
+        assert stored["items"] == 16 and stored["result"]["total"] == limit
+
+
 def test_gemma_setting_reads_local_items_or_says_where_to_put_them(tiny_model, cli, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     base = ["eval", str(tiny_model), "--setting", "gemma2-9b-it", "--bench", "gsm", "--max-new-tokens", "4"]

@@ -42,7 +42,7 @@ class EvaluationResult:
     benchmarks: dict[str, BenchmarkResult]
     scores: dict[str, Any]  # the published tables' metrics (the benchmarks' `scores`)
     judge: JudgedBy | None  # who judged, with what the judge said of itself (None: an older record's unknown)
-    limit: int | None
+    limit: int | None  # --limit N where it left questions out of a benchmark (None: it left none out)
     stage: str = "all"
     judge_calls: dict[str, Any] | None = None  # the gateway's counts
     resumed_answers: dict[str, Any] | int | None = None  # answers a killed run had written

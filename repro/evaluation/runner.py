@@ -215,6 +215,10 @@ class Evaluation:
         # also computes its win rate), scoring (Arena-Hard's bootstrap, MT-Bench, ZeroEval)
         self.stage_seconds: dict[str, float] = {"generate": 0.0, "judge": 0.0, "score": 0.0}
         self.notes: list[str] = [family_note] if family_note else []
+        # whether --limit left questions out, by benchmark (`subset`); a benchmark that never
+        # said how many it has counts as cut: its result is partial
+        self.limit_cut: dict[str, bool] = {}
+        self.running: str | None = None  # the benchmark whose `run` is under way
         self.bos_check = self._bos_check()
 
     # -------------------------------------------------------------- what a benchmark uses
@@ -248,10 +252,17 @@ class Evaluation:
         """`published` (each benchmark's reference answers) or `init-model` (the starting model's)."""
         return self.plan.baseline
 
-    def subset(self, section: str) -> int | None:
+    def subset(self, section: str, available: int | None = None) -> int | None:
         """How many of a benchmark's questions this evaluation answers: the setting's own subset
-        (`questions: N` in its generation config's section), cut further by --limit."""
-        sizes = [n for n in ((self.config.get(section) or {}).get("questions"), self.limit) if n is not None]
+        (`questions: N` in its generation config's section), cut further by --limit. `available`:
+        how many questions the benchmark has, so that the result is partial only where --limit
+        left some out (without it, and without a subset of the setting's, --limit counts as cutting)."""
+        own = (self.config.get(section) or {}).get("questions")
+        if self.limit is not None and self.running is not None:
+            whole = [n for n in (own, available) if n is not None]
+            cut = not whole or min(whole) > self.limit
+            self.limit_cut[self.running] = self.limit_cut.get(self.running, False) or cut
+        sizes = [n for n in (own, self.limit) if n is not None]
         return min(sizes) if sizes else None
 
     def heldout_instructions(self) -> list[str]:
@@ -378,6 +389,10 @@ class Evaluation:
     def run(self, progress: Progress | None = None) -> EvaluationResult:
         with self._cpu_threads():
             outputs, judge_calls = self._run(progress)
+        # partial only where --limit left questions out of some benchmark
+        cut = self.limit is not None and any(self.limit_cut.get(name, True) for name in outputs)
+        if self.limit is not None and not cut:
+            self.notes.append(f"--limit {self.limit} left no question out: no benchmark has more")
         return EvaluationResult(
             model=self.model_name,
             setting=self.name,
@@ -387,7 +402,7 @@ class Evaluation:
             },
             scores=benchmarks.scores(outputs),
             judge=self.judged_by,
-            limit=self.limit,
+            limit=self.limit if cut else None,
             stage=self.stage,
             judge_calls=judge_calls,
             resumed_answers=self.answerer.resumed or None,
@@ -401,6 +416,7 @@ class Evaluation:
         """One benchmark's output. A plugin's own error, or scores it does not declare, is one
         line naming its file, before the next benchmark starts (its answers stay on disk)."""
         start = time.time()
+        self.running = name
         try:
             output = benchmarks.get(name).run(self, judge)
         except ReproError:
@@ -411,6 +427,7 @@ class Evaluation:
             where = benchmarks.source_file(name)
             raise ReproError(f"{where}: benchmark '{name}' failed: {type(exc).__name__}: {exc}") from None
         finally:
+            self.running = None
             self.timings[name] = round(time.time() - start, 2)
         if not isinstance(output, dict):
             raise ReproError(f"{benchmarks.source_file(name)}: benchmark '{name}' run() returned no mapping")

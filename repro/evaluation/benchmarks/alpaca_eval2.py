@@ -53,7 +53,8 @@ class AlpacaEval2(Benchmark):
         cfg = ev.config["alpaca_eval"]
         decoding = Decoding.alpaca_eval(cfg, max_new_tokens=ev.max_new_tokens)
         if cfg.get("instructions") == "heldout":  # a setting trained on AlpacaEval annotations
-            instructions = ev.heldout_instructions()[: ev.subset("alpaca_eval")]
+            heldout = ev.heldout_instructions()
+            instructions = heldout[: ev.subset("alpaca_eval", len(heldout))]
             records = None
         else:
             path = (
@@ -63,7 +64,8 @@ class AlpacaEval2(Benchmark):
             )
             if not path or not Path(path).exists():
                 raise ReproError("AlpacaEval reference outputs not found: pass --alpaca-reference FILE")
-            records = json.loads(Path(path).read_text())[: ev.subset("alpaca_eval")]
+            records = json.loads(Path(path).read_text())
+            records = records[: ev.subset("alpaca_eval", len(records))]
             instructions = [r["instruction"] for r in records]
         # the baseline's answers: the reference file's, or the starting model's (generated below)
         reference_outputs = None if ev.baseline == "init-model" else records

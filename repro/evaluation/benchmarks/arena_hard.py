@@ -79,7 +79,8 @@ class ArenaHard(Benchmark):
         )
         if data is None:
             raise ReproError("Arena-Hard data not found: pass --arena-hard-data DIR")
-        questions = arena_hard.read_jsonl(data / "question.jsonl")[: ev.subset("arena_hard")]
+        questions = arena_hard.read_jsonl(data / "question.jsonl")
+        questions = questions[: ev.subset("arena_hard", len(questions))]
         baseline = None  # the starting model's answers (generated below), or gpt-4-0314's
         if ev.baseline != "init-model":
             baseline = {a["question_id"]: a for a in arena_hard.read_jsonl(data / "gpt-4-0314.jsonl")}

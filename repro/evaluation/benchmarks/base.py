@@ -82,7 +82,7 @@ class Context(Protocol):
     single-turn questions through the chat template; `answer` takes prompts as they are; both
     write each answer as it completes (BENCHMARK/answers.jsonl) and resume a killed run."""
 
-    limit: int | None
+    limit: int | None  # --limit N (cutting with `subset(section, available)` says whether it cut)
     stage: str  # all | generate | judge
     config: dict[str, Any]  # the setting's generation config (eval/generation/NAME.yaml)
     options: EvalOptions  # the data files and switches given (--arena-hard-data, --zeroeval-bos, ...)
@@ -93,7 +93,7 @@ class Context(Protocol):
     generator: Backend  # the evaluated model's engine, for what `answer` does not cover
     answerer: Answerer  # the resumable answer files (MT-Bench's turn-by-turn answers)
 
-    def subset(self, section: str) -> int | None: ...
+    def subset(self, section: str, available: int | None = None) -> int | None: ...
     def heldout_instructions(self) -> list[str]: ...
     def folder(self, benchmark: str) -> Path: ...
     def question_set(self, entry: str) -> Path | None: ...

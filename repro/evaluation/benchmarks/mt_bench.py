@@ -46,7 +46,7 @@ class MTBench(Benchmark):
             )
         folder = data.parent if (data / "question.jsonl").exists() else data
         questions, prompts, references = mt_bench.load_data(folder, judge_model)
-        questions = questions[: ev.subset("mt_bench")]
+        questions = questions[: ev.subset("mt_bench", len(questions))]
         max_new_tokens = ev.max_new_tokens or ev.config.get("mt_bench", {}).get("max_new_tokens", 1024)
         with ev.timed("generate"):
             # FastChat's per-category temperatures (its conversation templates are not used: fschat

@@ -23,13 +23,15 @@ class ZeroEvalTask(Benchmark):
         identity = {"model": ev.generator_fingerprint(), "limit": ev.limit}
         stored = io.read_json(record)
         if stored and stored.get("identity") == identity and identity["model"]:
+            ev.subset("zeroeval", stored.get("items"))  # whether --limit left items out, as generated
             return stored["result"]
-        result = self._run(ev)
+        result, items = self._run(ev)
         if ev.stage == "generate":
-            io.write_json(record, {"identity": identity, "result": result})
+            io.write_json(record, {"identity": identity, "result": result, "items": items})
         return result
 
-    def _run(self, ev: Context) -> dict[str, Any]:
+    def _run(self, ev: Context) -> tuple[dict[str, Any], int]:
+        """The output, and how many items the task has (before --limit)."""
         # a setting may name the items as a file under shared/data (smol: the GSM8K test questions
         # as ZeroEval's own recorded outputs hold them); --zeroeval-data wins
         named = (ev.config.get("zeroeval") or {}).get("shared_items", {}).get(self.task)
@@ -37,7 +39,9 @@ class ZeroEvalTask(Benchmark):
         items_file = ev.shared_data(named) if named and not given else None
         bundled = ev.question_set("zeroeval")
         data_dir = given or bundled
-        items = zeroeval.load_items(self.task, items_file, data_dir=data_dir, limit=ev.subset("zeroeval"))
+        items = zeroeval.load_items(self.task, items_file, data_dir=data_dir)
+        available = len(items)
+        items = items[: ev.subset("zeroeval", available)]
         with ev.timed("generate"):
             records, generation = zeroeval.generate(
                 ev.generator,
@@ -64,7 +68,7 @@ class ZeroEvalTask(Benchmark):
             "scoring": "ZeroEval 41d0bfd",
             **generation,
             "incomplete": False,
-        }
+        }, available
 
     def scores(self, output: dict[str, Any]) -> dict[str, Any]:
         accuracy, length = (m.key for m in self.metrics)

@@ -152,6 +152,8 @@ def merge(plan: Plan, new: EvaluationResult) -> EvaluationResult:
         benchmarks=merged,
         scores={**unloaded, **benchmarks.scores(outputs)},
         judge=new.judge if judged_now else record.judge,
+        # kept outputs have this --limit too (their key): one that it cut keeps the result partial
+        limit=new.limit if new.limit is not None else record.limit,
         notes=[*record.notes, *new.notes],
         timings_seconds={**{n: record.timings_seconds.get(n) for n in kept}, **new.timings_seconds},
         key={"benchmarks": {**{n: plan.keys[n] for n in kept}, **keys}},
