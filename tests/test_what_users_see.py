@@ -156,3 +156,52 @@ def test_compare_plot_labels_are_not_cut():
         "(truncated: 2 of 468 steps; beta 5; gamma 1.5)"
     )
     assert all(len(line) <= plots.LABEL_CHARS for line in label.splitlines())
+
+
+def test_the_eval_and_run_tables_count_the_failed_judgments():
+    """result.json counted the judgments that failed; `repro eval` said only "incomplete:
+    alpaca_eval2 (failed judgments are counted in result.json)" and `repro run` only the names."""
+    from io import StringIO
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from repro.cli import result_tables
+    from repro.evaluation.records import BenchmarkResult, EvaluationResult
+    from repro.runs.pipeline.run import Executed
+    from repro.runs.results.result import RunResult
+
+    outputs = {
+        "alpaca_eval2": {"win_rate": 40.0, "length_controlled_winrate": None, "avg_length": 900,
+                         "n_total": 21, "expected_total": 24, "n_failed": 3, "incomplete": True},
+        "arena_hard": {"score": 50.0, "lower": 45.0, "upper": 55.0, "avg_tokens": 300, "n_questions": 24,
+                       "n_games_without_verdict": 0, "incomplete": False},
+        "mt_bench": {"average": 5.0, "turn_1": 5.0, "turn_2": 5.0, "n_counted": 47, "n_dropped": 1,
+                     "incomplete": True},
+        "gsm": {"acc": 50.0, "no_answer": 0.0, "reason_length": 30.0, "total": 16, "incomplete": False},
+    }  # fmt: skip
+
+    def shown(table) -> str:
+        text = StringIO()
+        Console(file=text, width=200).print(table)
+        return " ".join(text.getvalue().split())
+
+    def record(outputs: dict) -> EvaluationResult:
+        from repro.evaluation import benchmarks
+
+        return EvaluationResult(
+            model="m", setting="tiny", benchmarks={n: BenchmarkResult(n, o) for n, o in outputs.items()},
+            scores=benchmarks.scores(outputs), judge=None, limit=None,
+        )  # fmt: skip
+
+    said = "incomplete: alpaca_eval2 (3 failed judgments), mt_bench (1 failed judgment)"
+    checkpoint = RunResult.of(record(outputs), model="m")  # what `repro eval` prints
+    assert said in shown(result_tables.eval_table(checkpoint, title="m (tiny)"))
+    run = Executed(RunResult.of(record(outputs), model="m", method="simpo"), Path("results/run"), [])
+    assert said in shown(result_tables.run_table(run))
+    # every judgment back: nothing said, and `repro run` says complete
+    whole = {n: {**o, "n_failed": 0, "n_dropped": 0, "incomplete": False} for n, o in outputs.items()}
+    checkpoint = RunResult.of(record(whole), model="m")
+    assert "failed judgment" not in shown(result_tables.eval_table(checkpoint, title="m (tiny)"))
+    run = Executed(RunResult.of(record(whole), model="m", method="simpo"), Path("results/run"), [])
+    assert shown(result_tables.run_table(run)).endswith("complete")

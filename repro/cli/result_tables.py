@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 from repro.cli import render
+from repro.errors import ReproError
 from repro.evaluation import benchmarks
 
 if TYPE_CHECKING:  # the run library loads torch's stack lazily; the table only reads the record
     from repro.runs.pipeline.run import Executed
+    from repro.runs.results.result import RunResult
 
 
 def scorer_number(value: Any) -> str:
@@ -42,7 +44,9 @@ def run_table(done: Executed) -> Table:
     if not done.work_done:
         rows.append(("work", "none: every stage was already done for these inputs"))
     partial = "partial: " + "; ".join(result.partial_reasons) + "; " if result.partial else ""
-    state = "complete" if result.complete else f"incomplete: {', '.join(result.incomplete_benchmarks)}"
+    state = incomplete_caption(result.benchmarks, result.incomplete_benchmarks) or (
+        "complete" if result.complete else "incomplete"
+    )
     title = f"{result.setting} x {result.method}: {done.run_dir}"
     return render.table(["", "value"], rows, title=title, caption=partial + state)
 
@@ -74,20 +78,40 @@ def sweep_table(rows: list[dict[str, Any]], *, title: str, caption: str | None) 
     return render.table(columns, body, title=title, caption=caption)
 
 
-def eval_table(record, *, title: str) -> Table:
-    """A `repro eval` record (repro.evaluation.evaluation.EvaluationResult): each benchmark's rows."""
+def eval_table(record: RunResult, *, title: str) -> Table:
+    """A `repro eval` result (repro.runs.results.result.RunResult): each benchmark's rows, and a
+    caption naming what did not come back."""
     rows = [
         (benchmarks.get(name).title, what, value)
         for name, output in record.benchmarks.items()
         for what, value in benchmarks.get(name).rows(output)
     ]
-    incomplete = record.incomplete_benchmarks
-    caption = (
-        f"incomplete: {', '.join(incomplete)} (failed judgments are counted in result.json)"
-        if incomplete
-        else None
-    )
+    caption = incomplete_caption(record.benchmarks, record.incomplete_benchmarks)
     return render.table(["benchmark", "metric", "value"], rows, title=title, caption=caption)
+
+
+def incomplete_caption(outputs: dict[str, Any], incomplete: list[str]) -> str | None:
+    """What did not come back: 'incomplete: alpaca_eval2 (3 failed judgments), arena_hard', each
+    incomplete benchmark with the judgments that failed where its output counts them (and a
+    complete one with failed judgments too); None when every judgment came back."""
+
+    def failed(name: str) -> int:
+        output = outputs.get(name)
+        try:
+            count = benchmarks.get(name).failed_judgments(output) if isinstance(output, dict) else None
+        except ReproError:  # a plugin that is not loaded now
+            return 0
+        return count if isinstance(count, int) and count > 0 else 0
+
+    def named(name: str) -> str:
+        n = failed(name)
+        return f"{name} ({n} failed judgment{'' if n == 1 else 's'})" if n else name
+
+    also = [named(n) for n in outputs if n not in incomplete and failed(n)]
+    if not incomplete and not also:
+        return None
+    state = f"incomplete: {', '.join(map(named, incomplete))}" if incomplete else "complete"
+    return "; ".join([state, *also])
 
 
 def alpaca_table(result: dict[str, Any], columns: list[str]) -> Table:

@@ -116,6 +116,9 @@ class AlpacaEval2(Benchmark):
             "ae2_length": output.get("avg_length"),
         }
 
+    def failed_judgments(self, output: dict[str, Any]) -> int | None:
+        return output.get("n_failed")  # annotations without a preference
+
     def why_missing(self, output: dict[str, Any], key: str) -> str:
         if key == LC and output.get("lc_available") is False:
             return "no length-controlled data: pass --lc-data DIR (df_gamed.csv, instruction_difficulty.csv)"

@@ -142,6 +142,9 @@ class ArenaHard(Benchmark):
             "ah_length": output.get("avg_tokens"),
         }
 
+    def failed_judgments(self, output: dict[str, Any]) -> int | None:
+        return output.get("n_games_without_verdict")  # games without a verdict, or missing
+
     def why_missing(self, output: dict[str, Any], key: str) -> str:
         if key == "ah_length" and output.get("avg_tokens") is None:
             return "token lengths need tiktoken's cl100k_base, not cached offline (TIKTOKEN_CACHE_DIR)"

@@ -162,6 +162,12 @@ class Benchmark:
             return "incomplete: some judgments never came back"
         return "not computed"
 
+    def failed_judgments(self, output: dict[str, Any]) -> int | None:
+        """How many of its judgments failed (no verdict, no rating, no answer from the judge), as
+        its output counts them; None: not judged, or not counted. `repro eval` and `repro run`
+        show the count beside an incomplete benchmark."""
+        return None
+
     def rule(self, messages: list[dict[str, Any]]) -> str | None:
         """How the tiny setting's rule judge (`--judge rule`, no model) answers this benchmark's
         judge prompt: its text, or None for a prompt that is not this benchmark's. The rule

@@ -96,6 +96,9 @@ class MTBench(Benchmark):
     def scores(self, output: dict[str, Any]) -> dict[str, Any]:
         return {"mt_bench": output.get("average")}
 
+    def failed_judgments(self, output: dict[str, Any]) -> int | None:
+        return output.get("n_dropped")  # judgments without a rating in 1-10
+
     def why_missing(self, output: dict[str, Any], key: str) -> str:
         dropped, counted = output.get("n_dropped") or 0, output.get("n_counted") or 0
         if key == "mt_bench" and dropped:  # the judge answered, without a rating FastChat parses
