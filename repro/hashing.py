@@ -41,6 +41,20 @@ def file_sha256_or_none(path: str | os.PathLike) -> str | None:
         return None
 
 
+def path_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, or of a folder's files (each one's path inside it and bytes, in
+    path order): what a file or folder given as data holds, wherever it is."""
+    target = Path(path)
+    if not target.is_dir():
+        return file_sha256(target)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in target.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(target)).encode() + b"\0")
+        _update(digest, file)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
 def weight_files(folder: Path) -> list[Path]:
     """The files of a model folder that hold its weights: the safetensors files when there are
     any (a model saved by transformers has one format), else the PyTorch pickles that are not

@@ -72,3 +72,40 @@ def test_a_kept_output_that_the_limit_cut_keeps_the_result_partial(tmp_path):
         judge=JudgedBy.from_json(RULE, "test"), limit=None,  # GSM's 16 items: --limit 20 cut none
     )  # fmt: skip
     assert evaluations.merge(plan, new).limit == 20
+
+
+def test_the_data_given_for_a_benchmark_is_part_of_its_key(tmp_path):
+    """`repro run tiny --zeroeval-data DIR` on a finished run said every stage was done and kept
+    GSM and MMLU scored on the setting's own items; so did a changed file in DIR."""
+    recorded(tmp_path, {"alpaca_eval2": {"win_rate": 90.0}, "gsm": {"acc": 1.0}, "mmlu_redux": {"acc": 1.0}})
+    items = tmp_path / "items"
+    items.mkdir()
+    (items / "gsm.json").write_text('[{"id": "1", "question": "1+1?", "answer": "# 2"}]')
+    given = evaluations.data_identity({"zeroeval_data": items})
+    benches = ["alpaca_eval2", "gsm", "mmlu_redux"]
+    plan = evaluations.plan(tmp_path, benches, base=BASE, judge=RULE, data=given)
+    assert plan.todo == ["gsm", "mmlu_redux"] and plan.kept == ["alpaca_eval2"]  # AlpacaEval reads none
+    assert plan.wanted["gsm"]["data"] == given and "data" not in plan.wanted["alpaca_eval2"]
+    assert evaluations.plan(tmp_path, benches, base=BASE, judge=RULE).todo == []  # none given: as recorded
+    (items / "gsm.json").write_text('[{"id": "1", "question": "2+2?", "answer": "# 4"}]')
+    assert evaluations.data_identity({"zeroeval_data": items}) != given  # the content, not the path
+    moved = items.rename(tmp_path / "moved")
+    assert evaluations.data_identity({"zeroeval_data": moved}) == evaluations.data_identity(
+        {"zeroeval_data": moved.resolve()}
+    )
+
+
+def test_repro_run_keys_its_evaluation_with_the_data_options_given(tmp_path):
+    from repro.config.resolution import resolve_names
+    from repro.evaluation.eval_options import EvalOptions
+    from repro.evaluation.judge.spec import Judge
+    from repro.runs.pipeline import run
+
+    config, _ = resolve_names("tiny", "simpo")
+    (tmp_path / "train" / "model").mkdir(parents=True)
+    (tmp_path / "items.json").write_text("[]")
+    options = EvalOptions(data_paths={"alpaca_reference": tmp_path / "items.json"})
+    stage = run.evaluation_plan(config, tmp_path, tmp_path / "train", ["alpaca_eval2", "gsm"],
+                                Judge(kind="rule"), options, "w")  # fmt: skip
+    assert stage.wanted["alpaca_eval2"]["data"] == evaluations.data_identity(options.data_paths)
+    assert "data" not in stage.wanted["gsm"]

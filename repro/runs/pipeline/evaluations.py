@@ -2,12 +2,14 @@
 and how the new outputs add to the earlier ones.
 
 Each benchmark of a run has its own key: the weights, `--limit`, the generation config, the
-code, the engine, the judge (for a judged benchmark) and the plugin's identity (for a
-`--bench-path` benchmark). A rerun evaluates only the benchmarks asked for whose key changed
-or whose output is incomplete (all of them with --refresh-judgments); the earlier outputs
-whose key still holds stay in the result, so `--bench alpaca_eval2,mine` on a finished run
-adds `mine` and keeps Arena-Hard, MT-Bench, GSM and MMLU. A judged benchmark of another judge
-than this evaluation's is dropped: one result names one judge.
+code, the engine, the judge (for a judged benchmark), the plugin's identity (for a
+`--bench-path` benchmark) and the content of each data file or folder given for it
+(`--zeroeval-data`, `--alpaca-reference`, ...: its sha256, under `data`). A rerun evaluates
+only the benchmarks asked for whose key changed or whose output is incomplete (all of them
+with --refresh-judgments); the earlier outputs whose key still holds stay in the result, so
+`--bench alpaca_eval2,mine` on a finished run adds `mine` and keeps Arena-Hard, MT-Bench, GSM
+and MMLU. A judged benchmark of another judge than this evaluation's is dropped: one result
+names one judge.
 
 The first evaluation writes into `eval/`; a later one into `eval/rerun-KEY/` (KEY: a hash of
 what it evaluates, so a killed re-evaluation resumes in the same folder), and the record
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repro import hashing
 from repro.evaluation import benchmarks
 from repro.evaluation.records import EvaluationResult
 from repro.runs.results.verify import RERUN  # eval/rerun-KEY/: a later evaluation's own folder
@@ -35,15 +38,30 @@ BASE = ("weights_sha256", "limit", "generation_config_sha256", "code_version", "
 
 
 def benchmark_key(
-    base: dict[str, Any], judge: dict[str, Any], name: str, plugin: str | None
+    base: dict[str, Any],
+    judge: dict[str, Any],
+    name: str,
+    plugin: str | None,
+    data: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """What one benchmark's output depends on."""
+    """What one benchmark's output depends on. `data`: the sha256 of each data option given (by
+    option name); the benchmark's own options join its key, and only when given, so a key
+    recorded without them still holds for a run that gives none."""
+    bench = benchmarks.get(name)
     key = {k: base.get(k) for k in BASE}
-    if benchmarks.get(name).judged:
+    if bench.judged:
         key["judge"] = judge
     if plugin is not None:
         key["plugin"] = plugin
+    given = {o.name: (data or {})[o.name] for o in bench.data_options if o.name in (data or {})}
+    if given:
+        key["data"] = given
     return key
+
+
+def data_identity(paths: dict[str, Path]) -> dict[str, str]:
+    """The sha256 of each data file or folder given (a data option's name -> its path)."""
+    return {name: hashing.path_sha256(path) for name, path in sorted(paths.items())}
 
 
 def recorded_keys(
@@ -112,11 +130,13 @@ def plan(
     judge: dict[str, Any],
     legacy_weights: str | None = None,
     refresh: bool = False,
+    data: dict[str, str] | None = None,
 ) -> Plan:
+    """`data`: the sha256 of each data option given (`data_identity`)."""
     record = EvaluationResult.read_run_folder(directory / "eval")
     keys = recorded_keys(record, base["weights_sha256"], legacy_weights)
     sources = benchmarks.sources(benches)
-    wanted = {b: benchmark_key(base, judge, b, sources.get(b)) for b in benches}
+    wanted = {b: benchmark_key(base, judge, b, sources.get(b), data) for b in benches}
     out = Plan(directory, record, wanted, keys)
     done = record.benchmarks if record else {}
     for name in benches:

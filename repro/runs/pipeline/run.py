@@ -220,6 +220,7 @@ def evaluation_plan(
         judge=judge.describe(),
         legacy_weights=hashing.legacy_weights_sha256(train_dir / "model"),
         refresh=judge.refresh,
+        data=evaluations.data_identity(options.data_paths),
     )
 
 
