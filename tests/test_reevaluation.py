@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,39 @@ def test_a_failed_re_evaluation_keeps_the_earlier_complete_result(results, cli):
     )
     out = json.loads(cli("compare", str(results), "--format", "json", check=True).stdout)
     assert not [s for s in out["skipped"] if "simpo" in s["path"]]  # still compared
+
+
+# `repro run` in a process that dies (as under kill -9) when it is about to write result.json:
+# the evaluation's record and the manifest are written, the run's result is not.
+KILLED_BEFORE_RESULT = """
+import os, sys
+from repro.runs.results import result
+write = result.RunResult.write
+def die(self, path, *args, **kwargs):
+    if os.path.basename(str(path)) == "result.json":
+        os._exit(137)
+    return write(self, path, *args, **kwargs)
+result.RunResult.write = die
+from repro.cli import main
+sys.argv = ["repro", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_rerun_killed_before_its_result_is_written_is_recorded_by_the_next(results, tmp_path, cli):
+    """A finished run evaluated again (a new benchmark) and killed between its manifest and its
+    result.json kept the earlier result.json: the next rerun found every stage done and showed the
+    earlier scores, without the new benchmark, and `repro verify` and `compare` failed the run."""
+    (run,) = (results / "tiny" / "simpo").iterdir()
+    plugin = echo_plugin(tmp_path / "plugin", "echo")
+    args = ["run", "tiny", "--method", "simpo", "--results", str(results), "--bench", "alpaca_eval2,echo",
+            "--bench-path", str(plugin)]  # fmt: skip
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_BEFORE_RESULT, *args], capture_output=True, text=True, timeout=600
+    )
+    assert killed.returncode == 137, killed.stderr[-2000:]
+    again = json.loads(cli(*args, "--format", "json", check=True).stdout)
+    assert again["work_done"] == []  # the evaluation was done: only the result is written
+    assert again["scores"].get("echo_words") is not None and again["complete"]
+    assert cli("verify", str(run)).returncode == 0
+    assert json.loads((run / "result.json").read_text())["scores"] == again["scores"]

@@ -359,6 +359,13 @@ def _train_bos(train_dir: Path) -> Report | None:
     return None if data is None else Report.from_json(data, str(train_dir / "bos_check.json"))
 
 
+def _unrecord(recorded: Path) -> None:
+    """An earlier result.json goes before a file it rests on changes (the evaluation's record, the
+    manifest): a run killed before its new one is written then has none, and the next rerun
+    writes it from the records, rather than finding every stage done and showing the old one."""
+    recorded.unlink(missing_ok=True)
+
+
 def _execute(
     config: RunConfig,
     root: Path,
@@ -373,6 +380,7 @@ def _execute(
 ) -> Executed:
     done_work: list[dict[str, Any]] = []
     train_dir = root / "train"
+    recorded = directory / verify.RECORD
 
     # -- train (skipped when a finished run of this exact config is there)
     if options.stage == "judge" and training.finished(config, train_dir) is None:
@@ -382,6 +390,7 @@ def _execute(
     trained = training.train(config, train_dir, progress=progress, echo=echo, verbose=verbose)
     outcome = trained.outcome
     if trained.launched:
+        _unrecord(recorded)
         done_work.append(
             {"stage": "train", "seconds": round(time.time() - start, 1), "breakdown": trained.seconds}
         )
@@ -403,6 +412,7 @@ def _execute(
             attempt.with_key({"benchmarks": {b: stage.wanted[b] for b in stage.todo}}).write(stage.output)
             raise ReproError(f"{directory}: {refused}")
         evaluation = evaluations.merge(stage, attempt)
+        _unrecord(recorded)
         evaluation.write(directory / "eval")
         # model and tokenizer loads with the BOS check, then each stage over every benchmark
         breakdown = {
@@ -414,7 +424,6 @@ def _execute(
              "benchmarks": stage.todo}
         )  # fmt: skip
 
-    recorded = directory / verify.RECORD
     if not done_work and recorded.exists():
         # nothing ran: the run is what it recorded (newer code re-derives nothing from it, and
         # never shows a number or a label the record does not hold)
