@@ -312,3 +312,34 @@ def test_a_method_source_for_no_method_is_refused(cli, tmp_path):
     proc = cli("show", str(recipe), "--method", "simpo")
     assert proc.returncode != 0 and proc.stderr.count("\n") == 1, proc.stderr
     assert "method_sources: unknown method 'simpoo'" in proc.stderr and "did you mean 'simpo'" in proc.stderr
+
+
+def test_a_local_datasets_content_is_part_of_the_run_identity(tmp_path):
+    """`repro run tiny --dataset DIR` after DIR's rows changed (chosen and rejected swapped) found
+    the run done under the same id and reported the model trained on the earlier rows."""
+    from repro.config.resolution import resolve_names
+    from repro.config.runconfig import RunConfig
+
+    data = tmp_path / "data"
+    data.mkdir()
+    row = {"prompt": "p", "chosen": [{"role": "assistant", "content": "a"}],
+           "rejected": [{"role": "assistant", "content": "b"}]}  # fmt: skip
+    for split in ("train", "test"):
+        (data / f"{split}.jsonl").write_text(json.dumps(row) + "\n")
+    first, _ = resolve_names("tiny", "simpo", dataset=str(data))
+    assert resolve_names("tiny", "simpo", dataset=str(data))[0].run_id == first.run_id
+    (data / "notes.md").write_text("not a split")  # what training does not read: the same run
+    assert resolve_names("tiny", "simpo", dataset=str(data))[0].run_id == first.run_id
+    swapped = {**row, "chosen": row["rejected"], "rejected": row["chosen"]}
+    (data / "train.jsonl").write_text(json.dumps(swapped) + "\n")
+    changed, _ = resolve_names("tiny", "simpo", dataset=str(data))
+    assert changed.run_id != first.run_id
+    assert RunConfig.from_json(changed.to_json()).config_hash == changed.config_hash
+    # a recipe naming the folder, relative to itself, the same
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text((paths.SETTINGS / "tiny.yaml").read_text().replace(
+        'dataset: "repro:synthetic-preferences"', "dataset: ./data"))  # fmt: skip
+    assert resolve_names(str(recipe), "simpo")[0].dataset_sha256 == changed.dataset_sha256
+    # the bundled data and hub ids keep the identity they had
+    assert resolve_names("tiny", "simpo")[0].dataset_sha256 is None
+    assert "dataset_sha256" not in resolve_names("tiny", "simpo")[0].to_json()

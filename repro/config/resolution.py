@@ -29,7 +29,7 @@ from repro.config.settings import (
 )
 from repro.config.validate import check_choice, check_keys, coerce
 from repro.data import alpaca_preferences
-from repro.data.preference import TOKENIZATIONS
+from repro.data.preference import TOKENIZATIONS, local_sha256
 from repro.errors import ReproError, UsageError, unknown
 
 # How a setting's batch is laid out on GPUs: as the setting says, or as the paper's runs were.
@@ -174,6 +174,7 @@ def resolve(
             f"{setting.max_length - setting.max_prompt_length} tokens (the original's rule)"
         )
 
+    dataset = dataset_location(setting.dataset, setting.source)
     return RunConfig(
         setting=setting.name,
         title=setting.title,
@@ -189,7 +190,8 @@ def resolve(
         chat_template=setting.chat_template,
         family=setting.family,
         dataset_options=built_dataset_options(setting, data_source),
-        dataset=dataset_location(setting.dataset, setting.source),
+        dataset=dataset,
+        dataset_sha256=local_sha256(dataset, (setting.train_split, setting.test_split)),
         train_split=setting.train_split,
         test_split=setting.test_split,
         data_shuffle_seed=setting.data_shuffle_seed,
@@ -316,6 +318,7 @@ def resolve_names(
             raise ReproError("--data builds the setting's dataset; --dataset replaces it: give one of them")
         config = config.replace(
             dataset=dataset,
+            dataset_sha256=local_sha256(dataset, (config.train_split, config.test_split)),
             dataset_options=None,  # the setting's way of building its dataset no longer applies
             notes=(*config.notes, f"dataset replaced by --dataset {dataset}"),
         )

@@ -149,6 +149,9 @@ class RunConfig:
     # How a dataset repro builds itself is made (repro.data.alpaca_preferences.Binarization), with
     # the sources' digest (in the identity) and their folder (`source`, not in it). None: a file dataset.
     dataset_options: dict[str, Any] | None = None
+    # The SHA-256 of a local dataset folder's splits (repro.data.preference.local_sha256), so that
+    # other data behind the same path is another run. None: a hub id or a dataset repro builds.
+    dataset_sha256: str | None = None
     # What differs from the setting x method as its recipe alone gives it, by flattened name:
     # {name: [this run's value, the recipe's]}; found once, when the config is resolved, from the
     # same reading of the recipe (not in the identity). None: resolved by an older repro.
@@ -163,6 +166,8 @@ class RunConfig:
             keep.pop("family", None)
         else:
             keep["family"] = self.family.identity
+        if self.dataset_sha256 is None:
+            keep.pop("dataset_sha256", None)
         if self.dataset_options is None:
             keep.pop("dataset_options", None)
         else:
@@ -197,8 +202,9 @@ class RunConfig:
         data["batch"] = dataclasses.asdict(self.batch)  # the same mapping as ever: the hash is over it
         data["notes"] = list(self.notes)
         data["family"] = self.family.to_json() if self.family else None
-        for optional in ("family", "dataset_options", "recipe_differences"):  # absent when unset: older
-            if data[optional] is None:  # run.json files are written back byte for byte (they never had them)
+        # absent when unset: older run.json files are written back byte for byte (they never had them)
+        for optional in ("family", "dataset_options", "dataset_sha256", "recipe_differences"):
+            if data[optional] is None:
                 del data[optional]
         if with_hash:
             data["config_hash"] = self.config_hash

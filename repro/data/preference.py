@@ -130,6 +130,26 @@ def read_jsonl(path: Path) -> list[Any]:
 # ---------------------------------------------------------------------------- formatting
 
 
+def local_sha256(source: str, splits: tuple[str, ...]) -> str | None:
+    """SHA-256 of what `load_rows` reads from a local dataset folder for `splits` (SPLIT.jsonl, or
+    the saved split's folder), or None when `source` is no local folder (a hub id, a built
+    dataset, a path that is not there)."""
+    import hashlib
+
+    from repro import hashing
+
+    folder = Path(source)
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for split in splits:
+        file = folder / f"{split}.jsonl"
+        target = file if file.exists() else folder / split
+        found = hashing.path_sha256(target) if target.exists() else None
+        digest.update(f"{split}\0{found}\0".encode())
+    return digest.hexdigest()
+
+
 def load_rows(source: str, split: str, data_dir: Path | None = None) -> list[Any]:
     """Rows of one split: DATA_DIR/SPLIT.jsonl (the tiny setting's), a folder of SPLIT.jsonl or
     of saved splits (load_from_disk), or a hub dataset (datasets.load_dataset)."""
