@@ -277,6 +277,40 @@ def test_judgment_cache_keeps_judges_apart(tmp_path, monkeypatch):
     assert upstream.OpenAIEndpoint("http://a/v1", model="x", require_key=False).identity["model"] == "x"
 
 
+def test_the_rule_judges_cache_is_its_codes(tmp_path):
+    """A verdict the rule judge of another repro cached (the judgment cache is the machine's) was
+    served to this one: with repro.tiny.judge_score changed, `repro eval` of the tiny model kept
+    its Arena-Hard and MT-Bench scores as the old rule gave them."""
+    from repro.evaluation.judge import client, upstream
+    from repro.evaluation.judge.cache import JudgmentCache
+    from repro.evaluation.judge.gateway import chat_response, serve
+
+    class OlderRule:  # the rule judge as a repro before this one was known to the cache
+        identity = {"kind": "rule", "judge": "repro.tiny.judge_score"}
+
+        def __call__(self, request):
+            return chat_response(request["model"], "[[A>>B]]")
+
+    ah_prompt = (
+        "<|User Prompt|>\nwhat is the cat ?\n\n<|The Start of Assistant A's Answer|>\nno .\n"
+        "<|The End of Assistant A's Answer|>\n\n<|The Start of Assistant B's Answer|>\n"
+        "sure , the cat is good .\n<|The End of Assistant B's Answer|>"
+    )
+    messages = [{"role": "user", "content": ah_prompt}]
+    cache = JudgmentCache(tmp_path / "judgments.sqlite")
+    try:
+        with serve(OlderRule(), cache) as (url, _):
+            assert client.chat_function(url, "gpt-4-1106-preview")(messages) == "[[A>>B]]"
+        with serve(upstream.RuleJudge(), cache) as (url, gateway):
+            assert "[[B>>A]]" in client.chat_function(url, "gpt-4-1106-preview")(messages)  # its own rule
+            assert gateway.stats.cache_hits == 0 and gateway.stats.backend_calls == 1
+        with serve(upstream.RuleJudge(), cache) as (url, gateway):  # its own verdict is cached for it
+            assert "[[B>>A]]" in client.chat_function(url, "gpt-4-1106-preview")(messages)
+            assert gateway.stats.cache_hits == 1
+    finally:
+        cache.close()
+
+
 def test_backend_bug_is_a_counted_failure_not_a_traceback():
     """Finding 5: 'unknown url type' escaped the gateway's handler thread as ~890 traceback lines."""
     from repro.evaluation.judge import client

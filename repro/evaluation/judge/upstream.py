@@ -253,6 +253,19 @@ def _token(token: str, logprob: float) -> dict[str, Any]:
     return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
 
 
+def _rule_code() -> str:
+    """SHA-256 of the code the rule judge answers with: repro.tiny (its rule) and this module
+    (how it reads each benchmark's prompt and writes its verdict). Verdicts cached from another
+    version of either are another judge's (the cache is shared by every run on the machine)."""
+    from pathlib import Path
+
+    from repro import hashing
+
+    here = Path(__file__).resolve()
+    files = (here.parents[2] / "tiny.py", here)
+    return hashlib.sha256("".join(hashing.file_sha256(f) for f in files).encode()).hexdigest()
+
+
 class RuleJudge:
     """A deterministic judge for the tiny setting: repro.tiny.judge_score decides, in each
     benchmark's own answer format (alpaca-eval m/M log-probs, Arena-Hard [[A>B]] verdicts,
@@ -260,7 +273,7 @@ class RuleJudge:
     evaluated (Benchmark.rule: {name: (rule, the plugin's identity)}); a prompt none of them
     answers is refused (HTTP 400), as a real judge cannot follow a format it was never given."""
 
-    identity = {"kind": "rule", "judge": "repro.tiny.judge_score"}
+    identity = {"kind": "rule", "judge": "repro.tiny.judge_score", "code": _rule_code()}
 
     def __init__(self, rules: dict[str, tuple[Any, str | None]] | None = None):
         self.rules = dict(rules or {})
