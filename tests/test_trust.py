@@ -509,6 +509,32 @@ def test_what_a_run_changed_is_found_once_from_the_recipe_it_was_resolved_from(t
     assert with_recipe_differences(builtin.replace(recipe_differences=None)) == builtin
 
 
+def test_runs_evaluated_on_other_data_are_no_replicates():
+    """Two seeds are replicates only if their benchmarks were evaluated alike: the same data
+    files (--alpaca-reference, --zeroeval-data, ...), generation config, plugin and cut. compare
+    averaged a seed evaluated on 4 AlpacaEval instructions with one evaluated on 24. Each seed's
+    own weights stay out of the key. Oracle: the evaluation keys written here."""
+    config, _ = resolve_names("tiny", "simpo")
+
+    def key_of(weights: str, reference: str, generation: str = "g1") -> str:
+        bench = {"weights_sha256": weights, "limit": None, "code_version": "c", "backend": "transformers",
+                 "generation_config_sha256": generation, "judge": {"kind": "rule"},
+                 "data": {"alpaca_reference": reference}}  # fmt: skip
+        evaluated = {"alpaca_eval2": bench}
+        kind = replicates.describe(
+            config, judge=RULE, backend="transformers", outcome=None, evaluated=evaluated
+        )
+        return kind.replicate_key
+
+    assert key_of("seed42", "ref-a") == key_of("seed43", "ref-a")  # replicates: another seed's weights
+    assert key_of("seed42", "ref-a") != key_of("seed43", "ref-b")  # other reference answers
+    assert key_of("seed42", "ref-a") != key_of("seed43", "ref-a", generation="g2")  # other decoding
+    unknown = replicates.describe(config, judge=RULE, backend="transformers", outcome=None)
+    assert unknown.replicate_key == replicates.key(
+        replicates.identity(config, judge=RULE, backend="transformers")
+    )
+
+
 def test_the_variant_is_a_typed_record_read_strictly(tmp_path):
     """result.json's `variant` reads back as Differences ({name: {"run", "recipe"}} on disk, as
     it has always been written); a malformed one is one line, in this schema and an older one."""

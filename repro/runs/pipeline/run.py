@@ -429,7 +429,10 @@ def _execute(
         # never shows a number or a label the record does not hold)
         return Executed(RunResult.read(recorded), directory, done_work)
     judged_by = evaluation.judge or judge.judged_by()  # with what the judge said of itself
-    kind = replicates.describe(config, judge=judged_by, backend=options.backend, outcome=outcome)
+    evaluated = (evaluation.key or {}).get("benchmarks")  # what each benchmark was evaluated on
+    kind = replicates.describe(
+        config, judge=judged_by, backend=options.backend, outcome=outcome, evaluated=evaluated
+    )
     bos = Stages(train=_train_bos(train_dir), eval=evaluation.bos_check)
     record = RunResult.of(
         evaluation,

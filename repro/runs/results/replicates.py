@@ -20,12 +20,29 @@ from repro.evaluation.judge.judged_by import JudgedBy
 from repro.runs.results.result import Difference, Training, Variant
 from repro.train.outcome import TrainingOutcome
 
+# What of each benchmark's evaluation key (repro.runs.pipeline.evaluations.benchmark_key) decides
+# its numbers beyond the config, the judge and the engine: the questions' cut, the generation
+# config's content, a plugin's code and the data files given. Not the weights: each seed has its own.
+EVALUATED = ("limit", "generation_config_sha256", "plugin", "data")
 
-def identity(config: RunConfig, *, judge: JudgedBy | None, backend: str) -> dict[str, Any]:
-    """Everything that decides a run's scores but the seed, flattened (`judge` None: unknown)."""
+
+def identity(
+    config: RunConfig,
+    *,
+    judge: JudgedBy | None,
+    backend: str,
+    evaluated: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Everything that decides a run's scores but the seed, flattened (`judge` None: unknown).
+    `evaluated`: each benchmark's evaluation key (None: an older record's, unknown)."""
     # as the judgment cache knows a judge
     judged_by = {"kind": judge.kind, "model": judge.model} if judge else {"kind": None, "model": None}
-    return {**config.identity_values(), **flatten({"judge": judged_by, "backend": backend})}
+    inputs = {
+        name: {k: v for k, v in bench_key.items() if k in EVALUATED}
+        for name, bench_key in sorted((evaluated or {}).items())
+    }
+    extra = {"evaluated": inputs} if inputs else {}
+    return {**config.identity_values(), **flatten({"judge": judged_by, "backend": backend, **extra})}
 
 
 def key(flat: dict[str, Any]) -> str:
@@ -90,10 +107,13 @@ def describe(
     judge: JudgedBy | None,
     backend: str,
     outcome: TrainingOutcome | None,
+    evaluated: dict[str, dict[str, Any]] | None = None,
 ) -> Kind:
-    """A run's kind (`repro run` writes it; `repro compare` rebuilds it for old runs)."""
+    """A run's kind (`repro run` writes it; `repro compare` rebuilds it for old runs).
+    `evaluated`: each benchmark's evaluation key, so that runs evaluated on other data, another
+    generation config or another plugin are no replicates (None: unknown, an older record)."""
     return Kind(
-        replicate_key=key(identity(config, judge=judge, backend=backend)),
+        replicate_key=key(identity(config, judge=judge, backend=backend, evaluated=evaluated)),
         variant=differences(config, judge=judge, backend=backend),
         training=training_extent(config, outcome),
     )
