@@ -121,6 +121,29 @@ def test_identity_covers_max_steps_tokenization_and_code(workspace):
     assert full.replace(sources={}, notes=("x",)).run_id == full.run_id  # descriptions only
 
 
+def test_the_judge_settings_and_prompts_under_eval_are_code(tmp_path, monkeypatch):
+    """Editing the Arena-Hard judge's settings (eval/judges: prompt, temperature) or ZeroEval's
+    prompts changed scores but no identity: a rerun kept the earlier judgments' scores. They are
+    part of the code version now, as the bundled questions are; the published tables and costs
+    are not."""
+    from repro import paths
+    from repro.config import runconfig
+
+    copy = tmp_path / "eval"
+    shutil.copytree(paths.EVAL, copy)
+    monkeypatch.setattr(paths, "EVAL", copy)
+    before = runconfig.code_version()
+    for edited in ("judges/arena-hard-v0.1.yaml", "zeroeval/zeroeval.yaml", "questions/tiny/README"):
+        (copy / edited).parent.mkdir(parents=True, exist_ok=True)
+        with open(copy / edited, "a") as fh:
+            fh.write("\n# edited\n")
+        assert runconfig.code_version() != before, edited
+        before = runconfig.code_version()
+    with open(copy / "costs.yaml", "a") as fh:  # what calls cost changes no score
+        fh.write("\n# edited\n")
+    assert runconfig.code_version() == before
+
+
 def test_verify_names_an_edited_answer(finished, cli):
     run_dir = Path(finished["run_dir"])
     ok = cli("verify", str(run_dir), check=True)

@@ -44,17 +44,22 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+# What of eval/ the evaluation reads as part of its code: the bundled question sets (settings
+# evaluate on them as benchmarks read their own data), the Arena-Hard judge's settings (prompt,
+# temperature, attempts) and ZeroEval's prompts. Generation configs are keyed on their own.
+CODE_DATA = ("questions", "judges", "zeroeval")
+
+
 def code_version() -> str:
-    """SHA-256 over repro's Python source and the question sets bundled with it (eval/questions,
-    which settings evaluate on as benchmarks read their own data): a run made by other code or
-    on other bundled questions is another run."""
+    """SHA-256 over repro's Python source and the files of eval/ it reads as code (CODE_DATA): a
+    run made by other code, on other bundled questions or with other judge settings is another run."""
     root = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    questions = paths.EVAL / "questions"
-    for path in sorted(p for p in questions.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(paths.EVAL)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for folder in CODE_DATA:
+        for path in sorted(p for p in (paths.EVAL / folder).rglob("*") if p.is_file()):
+            digest.update(str(path.relative_to(paths.EVAL)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
