@@ -90,10 +90,10 @@ class Setting:
         100  # resumable checkpoints (the original saved none); not part of the config hash
     )
     # Chosen and rejected sequences packed into one row without padding (repro.train.trainer.PairCollator).
-    # Same losses as padded rows; the original padded. Not part of the config hash.
+    # Same losses as padded rows; the original padded. In the config hash (other arithmetic order).
     padding_free: bool = False
     # Log-probs through the LM head in chunks (repro.train.chunked); false: full logits, as the
-    # original computed them (repro.train.logprobs). Same values within 1e-5; not in the config hash.
+    # original computed them (repro.train.logprobs). Same values within 1e-5; in the config hash.
     chunked_logprobs: bool = True
     # How a dataset that repro builds itself is made (repro:alpaca-eval-preferences: the keys of
     # repro.data.alpaca_preferences.Binarization). In the run's identity.
