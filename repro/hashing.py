@@ -5,6 +5,7 @@ virtual environment exists."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -72,6 +73,36 @@ def weights_sha256(model_dir: str | os.PathLike) -> str:
     if not files:
         raise ReproError(f"{folder}: no weight files to hash for the reference model")
     return _digest(files)
+
+
+# Files beside a model's weights that change what it computes or how its text is tokenized:
+# its config, tokenizer, chat template and generation defaults (not a trainer's state).
+MODEL_FILE_SUFFIXES = (".json", ".model", ".txt", ".jinja", ".tiktoken")
+NOT_MODEL_FILES = ("trainer_state.json",)
+
+
+def model_sha256(model_dir: str | os.PathLike) -> str | None:
+    """SHA-256 of what a local model folder holds for training: its weights (weight_files) and
+    its config, tokenizer and chat-template files (names and bytes); None when it holds no
+    weights. Hashed once per process while none of those files changes: a sweep resolves the
+    same starting model once per grid point, and weights are gigabytes."""
+    folder = Path(model_dir)
+    weights = weight_files(folder)
+    if not weights:
+        return None
+    others = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix in MODEL_FILE_SUFFIXES and p.name not in NOT_MODEL_FILES
+    ]
+    files = sorted([*weights, *others])
+    signature = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _model_digest(str(folder.resolve()), signature)
+
+
+@functools.lru_cache(maxsize=8)
+def _model_digest(folder: str, signature: tuple[tuple[str, int, int], ...]) -> str:
+    return _digest([Path(folder) / name for name, _, _ in signature])
 
 
 def legacy_weights_sha256(model_dir: str | os.PathLike) -> str | None:

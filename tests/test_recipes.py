@@ -343,3 +343,35 @@ def test_a_local_datasets_content_is_part_of_the_run_identity(tmp_path):
     # the bundled data and hub ids keep the identity they had
     assert resolve_names("tiny", "simpo")[0].dataset_sha256 is None
     assert "dataset_sha256" not in resolve_names("tiny", "simpo")[0].to_json()
+
+
+def test_a_local_starting_models_content_is_part_of_the_run_identity(tmp_path):
+    """`repro run tiny --set model_name_or_path=DIR` after other weights were copied into DIR
+    found the run done under the same id and reported the model trained from the earlier ones.
+    The weights, config and tokenizer files count; a trainer's state and other files do not."""
+    from repro.config.resolution import resolve_names
+    from repro.config.runconfig import RunConfig
+
+    model = tmp_path / "sft"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights one")
+    (model / "config.json").write_text("{}")
+
+    def resolved() -> RunConfig:
+        return resolve_names("tiny", "simpo", overrides=[f"model_name_or_path={model}"])[0]
+
+    first = resolved()
+    assert first.model_sha256 is not None and resolved().run_id == first.run_id
+    (model / "trainer_state.json").write_text("{}")  # what training does not read: the same run
+    (model / "README.md").write_text("notes")
+    assert resolved().run_id == first.run_id
+    (model / "model.safetensors").write_bytes(b"weights two")  # other weights, same path
+    weights = resolved()
+    assert weights.run_id != first.run_id
+    (model / "tokenizer_config.json").write_text('{"chat_template": "other"}')
+    assert resolved().run_id != weights.run_id
+    assert RunConfig.from_json(weights.to_json()).config_hash == weights.config_hash
+    assert resolved().recipe_differences["model_sha256"][1] is None  # the recipe's model is built
+    # a model repro builds, and a hub id, keep the identity they had
+    assert resolve_names("tiny", "simpo")[0].model_sha256 is None
+    assert "model_sha256" not in resolve_names("llama3-instruct-v0.2", "simpo")[0].to_json()

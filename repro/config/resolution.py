@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from repro import paths
+from repro import hashing, paths
 from repro.config.methods import Method, check_hyperparameters, get_method, load_methods
 from repro.config.runconfig import Batch, EvalPlan, RunConfig, code_version
 from repro.config.settings import (
@@ -183,6 +183,7 @@ def resolve(
         loss=method.formula,
         reference_model=method.reference_model,
         model_name_or_path=setting.model_name_or_path,
+        model_sha256=local_model_sha256(setting.model_name_or_path),
         model_revision=setting.model_revision,
         tokenizer_revision=setting.tokenizer_revision,
         torch_dtype=setting.torch_dtype,
@@ -224,6 +225,13 @@ def resolve(
         sources=sources,
         notes=tuple(notes),
     )
+
+
+def local_model_sha256(model: str) -> str | None:
+    """The hash of a starting model given as a local folder (repro.hashing.model_sha256), so that
+    other weights behind the same path are another run; None for a hub id or a repro: model."""
+    folder = Path(model).expanduser()
+    return hashing.model_sha256(folder) if not model.startswith("repro:") and folder.is_dir() else None
 
 
 def evaluation_plan(setting: Setting) -> EvalPlan:

@@ -157,6 +157,10 @@ class RunConfig:
     # The SHA-256 of a local dataset folder's splits (repro.data.preference.local_sha256), so that
     # other data behind the same path is another run. None: a hub id or a dataset repro builds.
     dataset_sha256: str | None = None
+    # The SHA-256 of a local starting model's folder (repro.hashing.model_sha256: weights, config,
+    # tokenizer), so that other weights behind the same path are another run. None: a hub id (its
+    # model_revision names it) or a model repro builds or fetches by its pinned hash.
+    model_sha256: str | None = None
     # What differs from the setting x method as its recipe alone gives it, by flattened name:
     # {name: [this run's value, the recipe's]}; found once, when the config is resolved, from the
     # same reading of the recipe (not in the identity). None: resolved by an older repro.
@@ -171,8 +175,9 @@ class RunConfig:
             keep.pop("family", None)
         else:
             keep["family"] = self.family.identity
-        if self.dataset_sha256 is None:
-            keep.pop("dataset_sha256", None)
+        for added in ("dataset_sha256", "model_sha256"):  # older runs: never had them
+            if getattr(self, added) is None:
+                keep.pop(added, None)
         if self.dataset_options is None:
             keep.pop("dataset_options", None)
         else:
@@ -208,7 +213,7 @@ class RunConfig:
         data["notes"] = list(self.notes)
         data["family"] = self.family.to_json() if self.family else None
         # absent when unset: older run.json files are written back byte for byte (they never had them)
-        for optional in ("family", "dataset_options", "dataset_sha256", "recipe_differences"):
+        for optional in ("family", "dataset_options", "dataset_sha256", "model_sha256", "recipe_differences"):
             if data[optional] is None:
                 del data[optional]
         if with_hash:
