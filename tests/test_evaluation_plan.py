@@ -74,6 +74,39 @@ def test_a_kept_output_that_the_limit_cut_keeps_the_result_partial(tmp_path):
     assert evaluations.merge(plan, new).limit == 20
 
 
+def test_a_result_that_keeps_earlier_judgments_counts_their_calls(tmp_path):
+    """Adding a benchmark to a judged run replaced the manifest's judge calls with the new
+    session's (null for an unjudged benchmark, the new calls alone for a judged one); `repro
+    status` and the report read them. Oracle: the counts written here, added by hand."""
+    keys = {"alpaca_eval2": evaluations.benchmark_key(BASE, RULE, "alpaca_eval2", None)}
+    earlier = {
+        "requests": 96,
+        "cache_hits": 0,
+        "backend_calls": 96,
+        "unparsed": 1,
+        "failures": {"timeout": 2},
+    }
+    EvaluationResult(
+        model="m", setting="tiny", benchmarks={"alpaca_eval2": BenchmarkResult("alpaca_eval2", {"w": 1})},
+        scores={}, judge=JudgedBy.from_json(RULE, "test"), limit=None, key={"benchmarks": keys},
+        judge_calls=earlier,
+    ).write(tmp_path / "eval")  # fmt: skip
+    plan = evaluations.plan(tmp_path, ["alpaca_eval2", "gsm", "arena_hard"], base=BASE, judge=RULE)
+    assert plan.kept == ["alpaca_eval2"]
+
+    def new(calls):
+        return EvaluationResult(model="m", setting="tiny", benchmarks={"gsm": BenchmarkResult("gsm", {})},
+                                scores={}, judge=JudgedBy.from_json(RULE, "test"), limit=None,
+                                judge_calls=calls)  # fmt: skip
+
+    assert evaluations.merge(plan, new(None)).judge_calls == earlier  # an unjudged benchmark added
+    more = {"requests": 10, "cache_hits": 4, "backend_calls": 6, "unparsed": 0, "failures": {"http 500": 1}}
+    assert evaluations.merge(plan, new(more)).judge_calls == {
+        "requests": 106, "cache_hits": 4, "backend_calls": 102, "unparsed": 1,
+        "failures": {"http 500": 1, "timeout": 2},
+    }  # fmt: skip
+
+
 def test_the_data_given_for_a_benchmark_is_part_of_its_key(tmp_path):
     """`repro run tiny --zeroeval-data DIR` on a finished run said every stage was done and kept
     GSM and MMLU scored on the setting's own items; so did a changed file in DIR."""

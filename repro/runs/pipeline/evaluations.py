@@ -172,6 +172,7 @@ def merge(plan: Plan, new: EvaluationResult) -> EvaluationResult:
         benchmarks=merged,
         scores={**unloaded, **benchmarks.scores(outputs)},
         judge=new.judge if judged_now else record.judge,
+        judge_calls=add_calls(record.judge_calls, new.judge_calls),  # the kept judgments' calls too
         # kept outputs have this --limit too (their key): one that it cut keeps the result partial
         limit=new.limit if new.limit is not None else record.limit,
         notes=[*record.notes, *new.notes],
@@ -179,6 +180,25 @@ def merge(plan: Plan, new: EvaluationResult) -> EvaluationResult:
         key={"benchmarks": {**{n: plan.keys[n] for n in kept}, **keys}},
         folders={**{n: record.folder(n) for n in kept}, **folders},
     )
+
+
+def add_calls(earlier: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The judge gateway's counts of two sessions added (requests, cache hits, calls, failures by
+    kind): a result that keeps earlier judgments beside new ones was judged by both sessions."""
+    if not earlier or not new:
+        return new or earlier
+    total: dict[str, Any] = {}
+    for name in sorted(earlier.keys() | new.keys()):
+        a, b = earlier.get(name), new.get(name)
+        if isinstance(a, dict) or isinstance(b, dict):
+            total[name] = {
+                k: (a or {}).get(k, 0) + (b or {}).get(k, 0) for k in sorted({*(a or {}), *(b or {})})
+            }
+        elif isinstance(a, int | float) and isinstance(b, int | float):
+            total[name] = a + b
+        else:
+            total[name] = b if b is not None else a
+    return total
 
 
 def not_kept(plan: Plan, new: EvaluationResult) -> str | None:
