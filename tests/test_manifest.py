@@ -38,6 +38,12 @@ def test_a_session_is_one_history_entry(tmp_path):
     manifest.add_session([{"stage": "evaluate", "seconds": 2.0}], code_version="v1", git={})
     assert [h["stages"][0]["stage"] for h in manifest.history] == ["record", "evaluate"]
     assert all(h["when"] and h["user"] for h in manifest.history)
+    # a later session's environment is recorded where it is not the first one's
+    manifest.environment = {"packages": {"torch": "2.13.0"}}
+    manifest.add_session([], code_version="v2", git={}, environment={"packages": {"torch": "2.13.0"}})
+    manifest.add_session([], code_version="v2", git={}, environment={"packages": {"torch": "2.14.0"}})
+    assert "environment" not in manifest.history[2]
+    assert manifest.history[3]["environment"] == {"packages": {"torch": "2.14.0"}}
 
 
 @pytest.mark.parametrize(

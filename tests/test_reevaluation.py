@@ -53,6 +53,8 @@ def test_new_benchmarks_add_to_the_earlier_ones(results, tmp_path, cli):
         assert after["scores"][key] == before["scores"][key], key
     assert after["scores"]["echo_words"] is not None and after["complete"]
     assert cli("verify", str(run)).returncode == 0
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["tokenizer_checks"] == json.loads((run / "result.json").read_text())["bos_check"]
     rows = json.loads(cli("compare", str(results), "--bench-path", str(plugin), "--format", "json",
                           check=True).stdout)["rows"]  # fmt: skip
     ours = {r["metric"] for r in rows if r["method"] == "simpo" and r["runs"]}

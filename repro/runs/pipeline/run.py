@@ -451,16 +451,20 @@ def _execute(
         bos_check=bos,
         sources=evaluations.sources(evaluation),
     )
+    frozen = environment.freeze()
     manifest = Manifest.read_or_none(directory) or Manifest.new(
         config,
         outcome=outcome,
-        environment=environment.freeze(),
+        environment=frozen,
         weights_sha256=weights,
         tokenizer_checks=bos,
     )
+    manifest.tokenizer_checks = bos  # this evaluation's checks, as result.json records them
     manifest.judge = record.judge
     manifest.judge_calls = evaluation.judge_calls
-    manifest.add_session(done_work, code_version=config.code_version, git=environment.git_state())
+    manifest.add_session(
+        done_work, code_version=config.code_version, git=environment.git_state(), environment=frozen
+    )
     manifest.files = verify.file_hashes(directory, root)
     manifest.files[verify.RECORD] = verify.record_sha256(record.to_json())  # the scores compare reads
     manifest.write(directory)

@@ -107,17 +107,27 @@ class Manifest:
             tokenizer_checks=tokenizer_checks,
         )
 
-    def add_session(self, stages: list[dict[str, Any]], *, code_version: str, git: dict[str, Any]) -> None:
-        """One history entry for the work this session did (or a bare re-record)."""
-        self.history.append(
-            {
-                "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                "user": getpass.getuser(),
-                "stages": stages or [{"stage": "record", "seconds": 0}],
-                "code_version": code_version,
-                "git": git,
-            }
-        )
+    def add_session(
+        self,
+        stages: list[dict[str, Any]],
+        *,
+        code_version: str,
+        git: dict[str, Any],
+        environment: dict[str, Any] | None = None,
+    ) -> None:
+        """One history entry for the work this session did (or a bare re-record). `environment`:
+        this session's (repro.stack.environment.freeze()), recorded in the entry where it is not
+        the one the manifest was first written in, so a later evaluation's packages are known."""
+        entry = {
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "user": getpass.getuser(),
+            "stages": stages or [{"stage": "record", "seconds": 0}],
+            "code_version": code_version,
+            "git": git,
+        }
+        if environment is not None and environment != self.environment:
+            entry["environment"] = environment
+        self.history.append(entry)
 
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
