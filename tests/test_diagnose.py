@@ -439,7 +439,7 @@ def test_tokenizer_revision_other_than_the_published_one(tmp_path):
     """A Llama 3 run on the post-update tokenizer (the model's own revision) is named, though its
     recorded BOS checks passed; the recipe check lists the changed value as well."""
     from repro.config.methods import get_method
-    from repro.config.resolution import resolve
+    from repro.config.resolution import resolve, resolve_names
     from repro.config.settings import get_setting
     from repro.data.bosguard import Report, Stages
     from repro.runs.analysis.diagnosis import inputs, recipe, tokenization
@@ -455,6 +455,13 @@ def test_tokenizer_revision_other_than_the_published_one(tmp_path):
         f"tokenizer revision of the model (main) where the published numbers used {config.tokenizer_revision}"
     )
     assert "tokenizer_revision" in recipe.check(found).evidence["differences"]
+    # what a run changed, as its config records it, is compared value by value, never as itself
+    overridden, _ = resolve_names("llama3-instruct-v0.2", "simpo", overrides=["beta=3"])
+    found.manifest = Manifest(config=overridden.to_json(), tokenizer_checks=Stages(train=Report("ok")))
+    assert set(recipe.check(found).evidence["differences"]) == {
+        "hyperparameters.beta",
+        "hyperparameters.gamma",
+    }
     found.manifest.config = config.to_json()
     assert tokenization.check(found).status == "ok" and recipe.check(found).status == "ok"
 
