@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro.config.runconfig import RunConfig, RunFile
+from repro.config.runconfig import NOT_IN_IDENTITY, RunConfig, RunFile
 from repro.errors import ReproError
 from repro.progress import Progress
 from repro.train import launch
@@ -82,7 +82,7 @@ def _other(recorded: object, config: RunConfig) -> str:
     ours = config.to_json()
     if isinstance(recorded, dict) and recorded.get("code_version") != ours.get("code_version"):
         rest = {k for k in ours.keys() | recorded.keys() if recorded.get(k) != ours.get(k)}
-        if rest <= {"code_version", "config_hash"}:
+        if rest - set(NOT_IN_IDENTITY) <= {"code_version", "config_hash"}:  # descriptions aside
             return f"the same config trained by other code (code_version {recorded.get('code_version')})"
     return "another config"
 
