@@ -31,6 +31,15 @@ from repro.train.outcome import TrainingOutcome
 
 SETTING, METHOD = "llama3-instruct-v0.2", "simpo"
 RULE = JudgedBy("rule", None, None, "OPENAI_API_KEY")
+# An Arena-Hard judging request, as the judge receives it.
+AH_MESSAGES = [
+    {
+        "role": "user",
+        "content": "<|User Prompt|>\nwhat is the cat ?\n\n<|The Start of Assistant A's Answer|>\nno .\n"
+        "<|The End of Assistant A's Answer|>\n\n<|The Start of Assistant B's Answer|>\n"
+        "sure , the cat is good .\n<|The End of Assistant B's Answer|>",
+    }
+]
 # UltraFeedback (ArmoRM) train rows: 7,485 batches of 2 x 4 processes, / 16 accumulation = 468 steps
 TRAIN_ROWS = 59876
 ENDPOINT = JudgedBy("endpoint", "https://api.openai.com/v1", None, "OPENAI_API_KEY")
@@ -246,12 +255,7 @@ def test_judgment_cache_keeps_judges_apart(tmp_path, monkeypatch):
     from repro.evaluation.judge.gateway import serve
     from tests.test_judge import Upstream
 
-    ah_prompt = (
-        "<|User Prompt|>\nwhat is the cat ?\n\n<|The Start of Assistant A's Answer|>\nno .\n"
-        "<|The End of Assistant A's Answer|>\n\n<|The Start of Assistant B's Answer|>\n"
-        "sure , the cat is good .\n<|The End of Assistant B's Answer|>"
-    )
-    messages = [{"role": "user", "content": ah_prompt}]
+    messages = AH_MESSAGES
     cache = JudgmentCache(tmp_path / "judgments.sqlite")
     with serve(upstream.RuleJudge(), cache) as (url, gateway):
         assert "[[B>>A]]" in client.chat_function(url, "gpt-4-1106-preview")(messages)
@@ -291,12 +295,7 @@ def test_the_rule_judges_cache_is_its_codes(tmp_path):
         def __call__(self, request):
             return chat_response(request["model"], "[[A>>B]]")
 
-    ah_prompt = (
-        "<|User Prompt|>\nwhat is the cat ?\n\n<|The Start of Assistant A's Answer|>\nno .\n"
-        "<|The End of Assistant A's Answer|>\n\n<|The Start of Assistant B's Answer|>\n"
-        "sure , the cat is good .\n<|The End of Assistant B's Answer|>"
-    )
-    messages = [{"role": "user", "content": ah_prompt}]
+    messages = AH_MESSAGES
     cache = JudgmentCache(tmp_path / "judgments.sqlite")
     try:
         with serve(OlderRule(), cache) as (url, _):

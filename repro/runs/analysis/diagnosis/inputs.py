@@ -8,9 +8,10 @@ the checks that need it say `unknown` with that name. Bad user input for the out
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from repro import userpaths
 from repro.config.validate import read_yaml
@@ -56,29 +57,20 @@ class Inputs:
         return self.result.benchmarks.get("alpaca_eval2") if self.result else None
 
 
-def _result(path: Path, inputs: Inputs) -> RunResult | None:
-    """result.json through its one reader; missing or unreadable is recorded, not raised."""
-    if not path.exists():
-        inputs.missing[FILE] = "not found"
-        return None
-    try:
-        return RunResult.read(path)
-    except ReproError as exc:
-        inputs.missing[FILE] = f"unreadable: {str(exc).removeprefix(f'{path}: ')}"
-        return None
+T = TypeVar("T")
 
 
-def _manifest(run_dir: Path, inputs: Inputs) -> Manifest | None:
-    """manifest.json through its one reader; missing or unreadable (not JSON, or not a
-    manifest's shape alike) is recorded, not raised: `run` then says that verify fails."""
-    path = run_dir / MANIFEST
+def _recorded(path: Path, label: str, read: Callable[[], T], inputs: Inputs) -> T | None:
+    """A run's file through its one reader (result.json, manifest.json); missing or unreadable
+    (not JSON, or not the record's shape alike) is recorded under `label`, not raised: `run`
+    then says what is missing, or that verify fails."""
     if not path.exists():
-        inputs.missing[MANIFEST] = "not found"
+        inputs.missing[label] = "not found"
         return None
     try:
-        return Manifest.read(run_dir)
+        return read()
     except ReproError as exc:
-        inputs.missing[MANIFEST] = f"unreadable: {str(exc).removeprefix(f'{path}: ')}"
+        inputs.missing[label] = f"unreadable: {str(exc).removeprefix(f'{path}: ')}"
         return None
 
 
@@ -99,8 +91,8 @@ def from_run(run_dir: Path, curves: Path | None = None) -> Inputs:
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir}: not a directory")
     inputs = Inputs(run_dir=run_dir, curves_path=curves)
-    inputs.manifest = _manifest(run_dir, inputs)
-    inputs.result = _result(run_dir / FILE, inputs)
+    inputs.manifest = _recorded(run_dir / MANIFEST, MANIFEST, lambda: Manifest.read(run_dir), inputs)
+    inputs.result = _recorded(run_dir / FILE, FILE, lambda: RunResult.read(run_dir / FILE), inputs)
     inputs.evaluation = EvaluationResult.read_run_folder(run_dir / "eval")
     if inputs.result is None and inputs.evaluation:  # an unfinished run: its evaluation may have finished
         inputs.result = RunResult.of(inputs.evaluation, model=inputs.evaluation.model)
