@@ -80,6 +80,13 @@ def test_a_judging_stage_that_takes_the_generated_score_knows_what_the_limit_cut
         assert written[0] == written[1]  # the judging stage generated nothing
         stored = json.loads((out / "gsm" / "scored-by-generation.json").read_text())
         assert stored["items"] == 16 and stored["result"]["total"] == limit
+    # a judging stage asked for answers made another way (vLLM's BOS) does not take the stored score
+    out = tmp_path / "limit4"
+    options = EvalOptions(limit=4, stage="judge", zeroeval_bos="zeroeval")
+    other = checkpoint.evaluate(
+        str(tiny_model), "tiny", output=out, bench="gsm", judge=Judge(kind="rule"), options=options
+    )
+    assert other.benchmarks["gsm"]["bos"]["mode"] == "zeroeval"
 
 
 def test_gemma_setting_reads_local_items_or_says_where_to_put_them(tiny_model, cli, tmp_path, monkeypatch):

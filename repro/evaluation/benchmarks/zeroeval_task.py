@@ -17,10 +17,15 @@ class ZeroEvalTask(Benchmark):
 
     def run(self, ev: Context, judge: JudgeAccess | None = None) -> dict[str, Any]:
         """Generate, write ZeroEval's result file, score it. The generating job scores it (no judge
-        needed); a judging job then takes that score (same model, same limit) instead of
-        generating again on a CPU node."""
+        needed); a judging job then takes that score (same model, limit, BOS mode and token cap)
+        instead of generating again on a CPU node."""
         record = ev.folder(self.name) / "scored-by-generation.json"
         identity = {"model": ev.generator_fingerprint(), "limit": ev.limit}
+        # how the answers were made, where not the default (older records hold neither)
+        if ev.options.zeroeval_bos != "single":
+            identity["zeroeval_bos"] = ev.options.zeroeval_bos
+        if ev.max_new_tokens is not None:
+            identity["max_new_tokens"] = ev.max_new_tokens
         stored = io.read_json(record)
         if stored and stored.get("identity") == identity and identity["model"]:
             ev.subset("zeroeval", stored.get("items"))  # whether --limit left items out, as generated
