@@ -84,8 +84,7 @@ NOT_MODEL_FILES = ("trainer_state.json",)
 def model_sha256(model_dir: str | os.PathLike) -> str | None:
     """SHA-256 of what a local model folder holds for training: its weights (weight_files) and
     its config, tokenizer and chat-template files (names and bytes); None when it holds no
-    weights. Hashed once per process while none of those files changes: a sweep resolves the
-    same starting model once per grid point, and weights are gigabytes."""
+    weights."""
     folder = Path(model_dir)
     weights = weight_files(folder)
     if not weights:
@@ -95,14 +94,26 @@ def model_sha256(model_dir: str | os.PathLike) -> str | None:
         for p in folder.iterdir()
         if p.is_file() and p.suffix in MODEL_FILE_SUFFIXES and p.name not in NOT_MODEL_FILES
     ]
-    files = sorted([*weights, *others])
-    signature = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    return _model_digest(str(folder.resolve()), signature)
+    return files_sha256(folder, sorted([*weights, *others]))
+
+
+def files_sha256(folder: Path, files: list[Path]) -> str:
+    """SHA-256 over `files` below `folder` (each one's path inside it and bytes, in the order
+    given), hashed once per process while none of them changes (size and modification time):
+    a sweep resolves the same local model or dataset once per grid point, and weights are
+    gigabytes."""
+    signature = tuple((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _files_digest(str(Path(folder).resolve()), signature)
 
 
 @functools.lru_cache(maxsize=8)
-def _model_digest(folder: str, signature: tuple[tuple[str, int, int], ...]) -> str:
-    return _digest([Path(folder) / name for name, _, _ in signature])
+def _files_digest(folder: str, signature: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for name, _, _ in signature:
+        digest.update(name.encode() + b"\0")
+        _update(digest, Path(folder) / name)
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def legacy_weights_sha256(model_dir: str | os.PathLike) -> str | None:

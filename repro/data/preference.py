@@ -21,7 +21,6 @@ Tokenization modes:
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,28 +134,16 @@ def local_sha256(source: str, splits: tuple[str, ...]) -> str | None:
     """SHA-256 of what `load_rows` reads from a local dataset folder for `splits` (SPLIT.jsonl, or
     the saved split's folder), or None when `source` is no local folder (a hub id, a built
     dataset, a path that is not there)."""
+    from repro import hashing
+
     folder = Path(source)
     if not folder.is_dir():
         return None
-    # a sweep resolves one dataset once per point: hash it once while no file in it changes
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    signature = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    return _local_sha256(folder.resolve(), tuple(splits), signature)
-
-
-@functools.lru_cache(maxsize=8)
-def _local_sha256(folder: Path, splits: tuple[str, ...], signature: tuple[Any, ...]) -> str:
-    import hashlib
-
-    from repro import hashing
-
-    digest = hashlib.sha256()
+    files: list[Path] = []
     for split in splits:
-        file = folder / f"{split}.jsonl"
-        target = file if file.exists() else folder / split
-        found = hashing.path_sha256(target) if target.exists() else None
-        digest.update(f"{split}\0{found}\0".encode())
-    return digest.hexdigest()
+        file, saved = folder / f"{split}.jsonl", folder / split
+        files += [file] if file.is_file() else sorted(p for p in saved.rglob("*") if p.is_file())
+    return hashing.files_sha256(folder, files)
 
 
 def load_rows(source: str, split: str, data_dir: Path | None = None) -> list[Any]:
