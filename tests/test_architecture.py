@@ -20,9 +20,9 @@ PACKAGE = paths.ROOT / "repro"
 # above. A name stands for the module and everything under it.
 LAYERS: list[set[str]] = [
     # foundations: one-line errors, where things are, JSON files, strict records, progress, hashes,
-    # user paths, the tests' pauses
+    # user paths, the tests' pauses, hub commits
     {"repro", "repro.errors", "repro.paths", "repro.io", "repro.records", "repro.progress", "repro.hashing",
-     "repro.userpaths", "repro.filesystems", "repro.pauses"},
+     "repro.userpaths", "repro.filesystems", "repro.pauses", "repro.hub"},
     # data: preference pairs, tokenizers, chat templates, the BOS guard; the toy setting built on them
     {"repro.data", "repro.tiny"},
     # config: methods, settings, their resolution into the typed run config, generation configs

@@ -53,15 +53,21 @@ def run_table(done: Executed) -> Table:
 
 def plan_table(plan) -> Table:
     """A `repro run --dry-run` plan (repro.runs.pipeline.run.Plan): one line per fact, in words."""
-    batch = plan.config.batch
+    config, batch = plan.config, plan.config.batch
+
+    def at(name: str, commit: str | None) -> str:
+        return f"{name} at commit {commit}" if commit else name
+
     rows = [
         ("run directory", str(plan.run_dir)),
+        ("model", at(config.model_name_or_path, config.model_commit)),
+        ("dataset", at(config.dataset, config.dataset_commit)),
         ("optimizer steps", plan.steps.text()),
         ("batch", batch.describe()),
         ("processes", f"{batch.num_processes} per node x {batch.num_nodes} nodes"),
         ("judge", plan.judge_text),
         ("judge calls", plan.judge_cost_text),
-        ("config hash", plan.config.config_hash),
+        ("config hash", config.config_hash),
         ("train command", plan.train_command),
         ("partial", render.number(plan.partial)),
         ("device (this machine)", plan.device),

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from repro import hashing, paths
+from repro import hashing, hub, paths
 from repro.config.methods import Method, check_hyperparameters, get_method, load_methods
 from repro.config.runconfig import Batch, EvalPlan, RunConfig, code_version
 from repro.config.settings import (
@@ -234,6 +234,11 @@ def local_model_sha256(model: str) -> str | None:
     return hashing.model_sha256(folder) if not model.startswith("repro:") and folder.is_dir() else None
 
 
+def hub_commit(name: str, revision: str, kind: str) -> str | None:
+    """The commit a hub model or dataset is at (repro.hub.commit); None for anything else."""
+    return hub.commit(name, revision, kind) if hub.is_hub_id(name) else None
+
+
 def evaluation_plan(setting: Setting) -> EvalPlan:
     """The setting's plan with its generation config as an absolute path when the recipe gave a
     relative one, so the plan means the same wherever the run is read."""
@@ -298,10 +303,11 @@ def resolve_names(
     tokenization: str = "simpo",
     max_steps: int | None = None,
     report_to: str | None = None,
+    pin: bool = True,
 ) -> tuple[RunConfig, Method]:
     """resolve() from what users type: a setting name or recipe file, a method name, --set pairs.
     The config records what differs from the recipe alone (`recipe_differences`), found from the
-    same reading of the recipe."""
+    same reading of the recipe, and (`pin`) the hub commits its model and dataset are at now."""
     methods = load_methods()
     the_method = get_method(method, methods)
     the_setting = setting if isinstance(setting, Setting) else get_setting(setting, methods)
@@ -330,6 +336,11 @@ def resolve_names(
             dataset_options=None,  # the setting's way of building its dataset no longer applies
             notes=(*config.notes, f"dataset replaced by --dataset {dataset}"),
         )
+    if pin:  # what the user runs is pinned; reading recipes needs no hub
+        config = config.replace(
+            model_commit=hub_commit(config.model_name_or_path, config.model_revision, "model"),
+            dataset_commit=hub_commit(config.dataset, "main", "dataset"),
+        )
     recipe = resolve(the_setting, the_method)
     return config.replace(recipe_differences=config.differences_from(recipe)), the_method
 
@@ -345,7 +356,7 @@ def with_recipe_differences(config: RunConfig) -> RunConfig:
         source = paths.ROOT / source  # recipe_file is kept relative to the checkout (_relative)
     where = str(source) if source is not None and source.exists() else config.setting
     try:
-        recipe, _ = resolve_names(where, config.method)
+        recipe, _ = resolve_names(where, config.method, pin=False)  # commits are incidental
     except ReproError:
         return config
     return config.replace(recipe_differences=config.differences_from(recipe))

@@ -27,8 +27,12 @@ NOT_IN_IDENTITY = (
     "title", "method_title", "loss", "recipe_file", "sources", "notes", "checkpoint_steps", "report_to",
     "recipe_differences",
 )  # fmt: skip
+# Identity values added after runs were recorded: left out of the hash (and run.json) where unset,
+# so that those runs keep their identity.
+ADDED_LATER = ("dataset_sha256", "model_sha256", "model_commit", "dataset_commit")
 # Values every run of newer code differs in from its recipe's: not a difference worth naming.
-INCIDENTAL = ("code_version",)
+# The hub commits are what the recipe's revision (`main`) was at: no recipe value of their own.
+INCIDENTAL = ("code_version", "model_commit", "dataset_commit")
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -161,6 +165,12 @@ class RunConfig:
     # tokenizer), so that other weights behind the same path are another run. None: a hub id (its
     # model_revision names it) or a model repro builds or fetches by its pinned hash.
     model_sha256: str | None = None
+    # The hub commit a hub model's `model_revision`, and a hub dataset's head, resolved to when the
+    # config was resolved (repro.hub.commit), so that a repository moving upstream is another run;
+    # training loads that commit. None: a local or built-in one, a hub one not in an offline cache,
+    # or a run of an older repro.
+    model_commit: str | None = None
+    dataset_commit: str | None = None
     # What differs from the setting x method as its recipe alone gives it, by flattened name:
     # {name: [this run's value, the recipe's]}; found once, when the config is resolved, from the
     # same reading of the recipe (not in the identity). None: resolved by an older repro.
@@ -175,7 +185,7 @@ class RunConfig:
             keep.pop("family", None)
         else:
             keep["family"] = self.family.identity
-        for added in ("dataset_sha256", "model_sha256"):  # older runs: never had them
+        for added in ADDED_LATER:  # older runs: never had them
             if getattr(self, added) is None:
                 keep.pop(added, None)
         if self.dataset_options is None:
@@ -200,6 +210,16 @@ class RunConfig:
         }
 
     @property
+    def model_hub_revision(self) -> str:
+        """What the hub loads the starting model at: the commit resolved, else the recipe's revision."""
+        return self.model_commit or self.model_revision
+
+    @property
+    def tokenizer_hub_revision(self) -> str:
+        """The tokenizer's own revision where it has one (Llama 3's pre-update), else the model's."""
+        return self.tokenizer_revision or self.model_hub_revision
+
+    @property
     def run_id(self) -> str:
         return f"{self.config_hash[:10]}-seed{self.seed}"
 
@@ -213,7 +233,7 @@ class RunConfig:
         data["notes"] = list(self.notes)
         data["family"] = self.family.to_json() if self.family else None
         # absent when unset: older run.json files are written back byte for byte (they never had them)
-        for optional in ("family", "dataset_options", "dataset_sha256", "model_sha256", "recipe_differences"):
+        for optional in ("family", "dataset_options", *ADDED_LATER, "recipe_differences"):
             if data[optional] is None:
                 del data[optional]
         if with_hash:

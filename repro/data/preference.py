@@ -146,9 +146,12 @@ def local_sha256(source: str, splits: tuple[str, ...]) -> str | None:
     return hashing.files_sha256(folder, files)
 
 
-def load_rows(source: str, split: str, data_dir: Path | None = None) -> list[Any]:
+def load_rows(
+    source: str, split: str, data_dir: Path | None = None, *, revision: str | None = None
+) -> list[Any]:
     """Rows of one split: DATA_DIR/SPLIT.jsonl (the tiny setting's), a folder of SPLIT.jsonl or
-    of saved splits (load_from_disk), or a hub dataset (datasets.load_dataset)."""
+    of saved splits (load_from_disk), or a hub dataset (datasets.load_dataset) at `revision`
+    (the commit the run's identity holds; None: the dataset's head)."""
     if data_dir is not None and (data_dir / f"{split}.jsonl").exists():
         return read_jsonl(data_dir / f"{split}.jsonl")
     folder = Path(source)
@@ -160,7 +163,7 @@ def load_rows(source: str, split: str, data_dir: Path | None = None) -> list[Any
     try:
         if folder.is_dir():  # alignment-handbook: load_from_disk(path/split) fallback
             return list(datasets.load_from_disk(str(folder / split)))
-        return list(datasets.load_dataset(source, split=split))
+        return list(datasets.load_dataset(source, split=split, revision=revision))
     except Exception as exc:  # noqa: BLE001 - any loader failure is the user's data source
         raise ReproError(f"cannot load dataset '{source}' split '{split}': {exc}".splitlines()[0]) from None
 

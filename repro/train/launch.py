@@ -289,9 +289,7 @@ def bos_check(config: RunConfig, tokenizer_path: str) -> bosguard.Report:
     """The BOS guard (repro.data.bosguard) for a resolved recipe: the training format and the
     setting's generation prompts, with the run's tokenizer."""
     try:
-        tokenizer = tokenizers.load(
-            tokenizer_path, revision=config.tokenizer_revision or config.model_revision
-        )
+        tokenizer = tokenizers.load(tokenizer_path, revision=config.tokenizer_hub_revision)
     except ReproError as exc:  # e.g. no hub access on the launching machine: recorded, not fatal
         return bosguard.Report.skipped(str(exc))
     try:

@@ -182,7 +182,9 @@ def tokenized_splits(run: RunFile, tokenizer) -> tuple[dict[str, list[dict]], di
     mismatched = get_method(config.method).mismatched_pairs  # recipes/methods.yaml's trait
     splits, stats = {}, {}
     for name, split in (("train", config.train_split), ("eval", config.test_split)):
-        rows = preference.load_rows(config.dataset, split, Path(run.paths.data_dir))
+        rows = preference.load_rows(
+            config.dataset, split, Path(run.paths.data_dir), revision=config.dataset_commit
+        )
         splits[name], stats[name] = tokenize_split(
             pipeline, shuffled(rows, config.data_shuffle_seed), mismatched_pairs=mismatched
         )
@@ -198,7 +200,10 @@ def load_model(run: RunFile):
     if attention == "flash_attention_2" and not torch.cuda.is_available():
         attention = "sdpa"
     model = AutoModelForCausalLM.from_pretrained(
-        run.paths.model, dtype=dtype.get(config.torch_dtype or "float32"), attn_implementation=attention
+        run.paths.model,
+        revision=config.model_hub_revision,  # a local folder ignores it
+        dtype=dtype.get(config.torch_dtype or "float32"),
+        attn_implementation=attention,
     )
     model.config.use_cache = False
     return model
@@ -297,9 +302,7 @@ def main(run_file: str) -> int:
     fix_cpu_deepspeed_state()
     materialize_tiny(run)
     args = training_arguments(run, resume)
-    tokenizer = tokenizers.load(
-        run.paths.tokenizer, revision=config.tokenizer_revision or config.model_revision
-    )
+    tokenizer = tokenizers.load(run.paths.tokenizer, revision=config.tokenizer_hub_revision)
     phase(2, "tokenizing the data")
     splits, data_stats = tokenized_splits(run, tokenizer)
     phase(3, "loading the model (ZeRO-3 partitions it)")

@@ -60,7 +60,7 @@ def _model(config: RunConfig) -> Check:
         try:  # deferred: only an offline check reads the hub's cache
             from huggingface_hub import try_to_load_from_cache
 
-            cached = try_to_load_from_cache(model, "config.json", revision=config.model_revision)
+            cached = try_to_load_from_cache(model, "config.json", revision=config.model_hub_revision)
         except Exception:  # noqa: BLE001  (an unusable cache is the same answer: not available)
             cached = None
         if not isinstance(cached, str):

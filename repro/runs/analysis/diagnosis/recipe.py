@@ -8,15 +8,15 @@ from typing import Any
 from repro import paths
 from repro.config.methods import get_method
 from repro.config.resolution import resolve
-from repro.config.runconfig import NOT_IN_IDENTITY, flatten
+from repro.config.runconfig import INCIDENTAL, NOT_IN_IDENTITY, flatten
 from repro.config.settings import get_setting, list_settings
 from repro.errors import ReproError
 from repro.runs.analysis.diagnosis.base import Check, in_chain, rules, unknown
 from repro.runs.analysis.diagnosis.inputs import Inputs
 
 # Not recipe values: what the identity leaves out (descriptions, the differences from the recipe
-# found at resolution, checkpointing, trackers), its hash, and the code that ran.
-IGNORED = {*NOT_IN_IDENTITY, "config_hash", "code_version"}
+# found at resolution, checkpointing, trackers), its hash, the code that ran and the hub commits.
+IGNORED = {*NOT_IN_IDENTITY, "config_hash", *INCIDENTAL}
 # Values a run may change without changing what it reproduces: another seed is a replicate
 # (`repro compare` averages it with the recipe's runs), said in the summary, never a cause.
 REPLICATE = {"seed"}  # RunConfig.identity_values leaves out the seed: all a replicate changes

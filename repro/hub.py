@@ -1,0 +1,68 @@
+"""Which commit a Hugging Face Hub name means. A recipe names a moving target (`model_revision:
+main`, a dataset at its head); a run's identity holds the commit it resolved to, and training
+loads that commit, so a repository that moves upstream is another run, never the same one
+trained on other weights or rows."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+
+from repro.errors import ReproError
+
+COMMIT = re.compile(r"[0-9a-f]{40}")
+KINDS = ("model", "dataset")
+
+
+def is_hub_id(name: str) -> bool:
+    """An `org/name` id that is no local path and no repro: built-in (what the hub resolves)."""
+    if name.startswith(("repro:", "/", "./", "../", "~")) or Path(name).expanduser().exists():
+        return False
+    return name.count("/") == 1
+
+
+def offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it: the cache is all there is."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@functools.cache
+def commit(repo: str, revision: str, kind: str = "model") -> str | None:
+    """The commit `revision` (a branch, a tag or a commit) of a hub repository is at now: asked of
+    the hub, or, offline, read from the local cache (None when the cache has no such ref: the run
+    then cannot load it either, which its preflight says). Once per process per name."""
+    if kind not in KINDS:
+        raise ValueError(kind)
+    if COMMIT.fullmatch(revision):
+        return revision
+    if offline():
+        return cached_commit(repo, revision, kind)
+    try:  # deferred: only a hub name online asks the hub
+        from huggingface_hub import HfApi
+
+        info = HfApi().repo_info(repo, revision=revision, repo_type=kind, timeout=30)
+    except Exception as exc:  # noqa: BLE001 - any hub failure is one line for the user
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        raise ReproError(
+            f"cannot resolve {kind} {repo} at '{revision}' on the Hugging Face Hub "
+            f"({type(exc).__name__}{': ' + reason[:160] if reason else ''}); pin a commit, or set "
+            "HF_HUB_OFFLINE=1 to use the copy in the local cache"
+        ) from None
+    if not isinstance(info.sha, str) or not COMMIT.fullmatch(info.sha):
+        raise ReproError(f"the Hugging Face Hub gave no commit for {kind} {repo} at '{revision}'")
+    return info.sha
+
+
+def cached_commit(repo: str, revision: str, kind: str = "model") -> str | None:
+    """The commit the local hub cache holds for `revision` (its refs/REVISION file), as
+    huggingface_hub's cache layout stores it; None when it holds none."""
+    from huggingface_hub import constants  # the cache folder as transformers and datasets read it
+
+    ref = Path(constants.HF_HUB_CACHE) / f"{kind}s--{repo.replace('/', '--')}" / "refs" / revision
+    try:
+        text = ref.read_text().strip()
+    except OSError:
+        return None
+    return text if COMMIT.fullmatch(text) else None

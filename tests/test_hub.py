@@ -1,0 +1,151 @@
+"""A hub model or dataset named by a moving revision (`main`) is the commit it resolved to: the
+run's identity holds that commit, and training loads it.
+
+Before this, a hub repository that moved upstream under `model_revision: main` kept the run's id,
+so `repro run` reused a run trained on the old weights and reported it as this one; and training
+never passed `model_revision` to the model loader, so a pinned revision still trained on `main`.
+
+Oracles: huggingface_hub's own cache layout (refs/REVISION holds a commit, snapshots/COMMIT/ its
+files), written here as huggingface_hub writes it and read by transformers itself; and, online,
+a real HTTP server on 127.0.0.1 answering the hub's repo-info API, which the real HfApi client
+reaches through HF_ENDPOINT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+MODEL, DATASET = "meta-llama/Meta-Llama-3-8B-Instruct", "princeton-nlp/llama3-ultrafeedback-armorm"
+A, B, C, D = ("a" * 40), ("b" * 40), ("c" * 40), ("d" * 40)
+
+
+def pin(cache: Path, kind: str, repo: str, commit: str | None, revision: str = "main") -> None:
+    """What huggingface_hub leaves in its cache after a download of `revision` at `commit`."""
+    ref = cache / f"{kind}s--{repo.replace('/', '--')}" / "refs" / revision
+    if commit is None:
+        ref.unlink(missing_ok=True)
+        return
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    ref.write_text(commit)
+
+
+def show(cli, *args: str) -> dict:
+    proc = cli("show", "llama3-instruct-v0.2", "--format", "json", *args)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_a_hub_model_that_moves_under_main_is_another_run(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+
+    uncached = show(cli)  # nothing cached: nothing to pin, and the identity of older runs
+    assert "model_commit" not in uncached and "dataset_commit" not in uncached
+
+    pin(tmp_path, "model", MODEL, A)
+    pin(tmp_path, "dataset", DATASET, B)
+    first = show(cli)
+    assert (first["model_commit"], first["dataset_commit"]) == (A, B)
+    assert first["config_hash"] != uncached["config_hash"]
+
+    pin(tmp_path, "model", MODEL, C)  # upstream moved, and the cache followed it
+    moved = show(cli)
+    assert moved["model_commit"] == C
+    assert moved["config_hash"] not in (first["config_hash"], uncached["config_hash"])
+    assert "model_commit" not in moved["recipe_differences"]  # what `main` was: no recipe change
+
+    pinned = show(cli, "--set", f"model_revision={D}")  # a commit is its own pin: no lookup
+    assert pinned["model_commit"] == D
+
+
+class HubAPI(BaseHTTPRequestHandler):
+    """GET /api/{models,datasets}/ORG/NAME/revision/REV, as the hub answers it: the repo's id and
+    the commit REV is at; 404 for a repository it does not hold."""
+
+    commits = {("models", MODEL, "main"): A, ("datasets", DATASET, "main"): B}
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        parts = self.path.split("?")[0].strip("/").split("/")
+        key = (parts[1], "/".join(parts[2:4]), parts[5]) if len(parts) == 6 and parts[0] == "api" else None
+        sha = self.commits.get(key) if key else None
+        body = json.dumps({"id": key[1], "sha": sha} if sha else {"error": "Repository not found"})
+        self.send_response(200 if sha else 404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def hub_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HubAPI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_online_the_hub_says_which_commit_and_a_failure_is_one_line(cli, hub_server, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", hub_server)
+    config = show(cli)
+    assert (config["model_commit"], config["dataset_commit"]) == (A, B)
+
+    proc = cli("show", "llama3-instruct-v0.2", "--set", "model_name_or_path=nobody/nothing")
+    assert proc.returncode != 0
+    [line] = proc.stderr.strip().splitlines()
+    assert "cannot resolve model nobody/nothing at 'main' on the Hugging Face Hub" in line
+    assert "Traceback" not in proc.stderr
+
+
+LOAD = """
+import sys, torch
+from repro.config.resolution import resolve_names
+from repro.config.runconfig import RunFile, RunPaths
+from repro.train.worker import load_model
+
+config, _ = resolve_names("tiny", "simpo", overrides=["model_name_or_path=org/tiny"])
+commits = [config.model_commit]  # what the cache's refs/main says
+paths = RunPaths(output_dir="x", deepspeed_config="x", model="org/tiny", tokenizer="org/tiny",
+                 data_dir="x", cache_dir="x", reference_cache=None)
+for commit in commits + [sys.argv[1]]:
+    model = load_model(RunFile(config.replace(model_commit=commit), paths))
+    print(commit, float(model.lm_head.weight.sum()))
+"""
+
+
+def test_training_loads_the_commit_the_identity_holds(tmp_path):
+    """Two commits of one hub model in the cache, refs/main at the second: the resolved config
+    names the second, and the training loader loads whichever commit the config holds."""
+    from repro import tiny
+    from repro.data import tokenizers
+
+    tok = tokenizers.build_tiny()
+    sums = {}
+    for commit, seed in ((A, 0), (B, 1)):
+        folder = tmp_path / "models--org--tiny" / "snapshots" / commit
+        model = tiny.build_model(len(tok), seed=seed)
+        model.save_pretrained(folder)
+        tok.save_pretrained(folder)
+        sums[commit] = float(model.lm_head.weight.detach().sum())
+    assert sums[A] != sums[B]
+    pin(tmp_path, "model", "org/tiny", B)
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD, A], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = dict(line.split() for line in proc.stdout.splitlines())
+    assert list(loaded) == [B, A]  # resolved to refs/main's commit; then the one the config names
+    for commit, total in loaded.items():
+        assert float(total) == pytest.approx(sums[commit], rel=1e-6)
