@@ -55,3 +55,23 @@ def test_the_rule_judge_costs_nothing_and_an_endpoint_is_priced():
     endpoint = judgecost.for_judge("endpoint", ["alpaca_eval2", "gsm"])
     assert (rule["total_calls"], rule["estimated_cost_usd"]) == (0, 0.0)
     assert endpoint == judgecost.estimate(["alpaca_eval2", "gsm"]) and endpoint["total_calls"] == 805
+
+
+def test_the_plan_table_names_the_model_and_says_when_a_limit_makes_a_result_partial(tmp_path):
+    """A dry run cannot know which benchmarks --limit cuts (a result is partial only where it
+    leaves questions out: repro.evaluation.runner.Evaluation.subset), so it says the rule rather
+    than `partial: yes`; and it names the starting model and the dataset it would train on."""
+    from repro.cli.result_tables import plan_table
+
+    config, _ = resolve_names("tiny", "simpo", max_steps=5)
+    judge = runner.Judge.choose(None, config.evaluation)
+
+    def rows(limit):
+        plan = run.plan(config, results_root=tmp_path, benches=["alpaca_eval2"], judge=judge, limit=limit)
+        table = plan_table(plan)
+        return {str(k): str(v) for k, v in zip(table.columns[0]._cells, table.columns[1]._cells, strict=True)}
+
+    limited, whole = rows(1000), rows(None)
+    assert limited["partial"] == "where --limit leaves a benchmark's questions out"
+    assert whole["partial"] == "no"
+    assert (whole["model"], whole["dataset"]) == ("repro:tiny-llama", config.dataset)

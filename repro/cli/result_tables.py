@@ -69,7 +69,8 @@ def plan_table(plan) -> Table:
         ("judge calls", plan.judge_cost_text),
         ("config hash", config.config_hash),
         ("train command", plan.train_command),
-        ("partial", render.number(plan.partial)),
+        # --limit makes a result partial only where it leaves a benchmark's questions out
+        ("partial", "where --limit leaves a benchmark's questions out" if plan.partial else "no"),
         ("device (this machine)", plan.device),
     ]
     rows += [(f"preflight {c.name}", ("ok: " if c.ok else "FAILS: ") + c.message) for c in plan.preflight]
