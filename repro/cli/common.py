@@ -177,6 +177,14 @@ SettingArg = Annotated[
     str,
     typer.Argument(metavar="SETTING", help="A setting name (see `repro recipes`) or a recipe YAML file."),
 ]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        metavar="transformers|vllm",
+        help="Generation engine (default: the one the setting's generation config names, else transformers).",
+    ),
+]
 MethodOpt = Annotated[
     str,
     typer.Option(

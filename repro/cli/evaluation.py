@@ -9,6 +9,7 @@ import typer
 
 from repro.cli import render, result_tables
 from repro.cli.common import (
+    BackendOpt,
     BenchPathOpt,
     JudgeKeyEnvOpt,
     JudgeModelOpt,
@@ -21,9 +22,11 @@ from repro.cli.common import (
     path_option,
     with_data_options,
 )
+from repro.config import evalconfig
 from repro.config.resolution import evaluation_plan
 from repro.config.settings import get_setting
 from repro.errors import ReproError
+from repro.evaluation import generation
 from repro.evaluation.eval_options import EvalOptions
 from repro.evaluation.judge.spec import Judge
 from repro.runs.pipeline import checkpoint
@@ -166,9 +169,7 @@ def eval_cmd(
         str | None,
         local_or_hub_option("--tokenizer", help="Tokenizer directory or hub id (default: MODEL's)."),
     ] = None,
-    backend: Annotated[
-        str, typer.Option("--backend", metavar="transformers|vllm", help="Generation backend.")
-    ] = "transformers",
+    backend: BackendOpt = None,
     server: Annotated[
         str | None,
         typer.Option(
@@ -214,9 +215,10 @@ def eval_cmd(
 ) -> None:
     """Evaluate a checkpoint with SETTING's templates and decoding; writes OUTPUT/result.json."""
     load_bench_paths(bench_path)
+    plan = evaluation_plan(get_setting(setting))
     spec = Judge.choose(
         judge,
-        evaluation_plan(get_setting(setting)),
+        plan,
         url=judge_url,
         model=judge_model,
         key_env=judge_key_env,
@@ -224,6 +226,7 @@ def eval_cmd(
         cache=judge_cache,
         refresh=refresh_judgments,
     )
+    backend = generation.check_backend(backend or evalconfig.engine(plan.generation))
     options = EvalOptions.pick(locals())
     with render.Bars() as bars:
         record = checkpoint.evaluate(

@@ -12,6 +12,7 @@ from repro.cli import render, result_tables
 from repro.cli import slurm as slurm_cli
 from repro.cli.common import (
     CONFIG_OPTIONS,
+    BackendOpt,
     BenchPathOpt,
     JudgeKeyEnvOpt,
     JudgeModelOpt,
@@ -27,6 +28,7 @@ from repro.cli.common import (
     with_config_options,
     with_data_options,
 )
+from repro.config import evalconfig
 from repro.config.config_options import ConfigOptions
 from repro.evaluation import benchmarks, generation
 from repro.evaluation.eval_options import EvalOptions
@@ -63,9 +65,7 @@ def run_cmd(
     ] = 4,
     refresh_judgments: RefreshJudgmentsOpt = False,
     data_paths: dict[str, Path] | None = None,  # each benchmark's data option (with_data_options)
-    backend: Annotated[
-        str, typer.Option("--backend", metavar="transformers|vllm", help="Generation engine.")
-    ] = "transformers",
+    backend: BackendOpt = None,
     slurm: slurm_cli.SlurmOptions = slurm_cli.SLURM_OPTIONS,  # its fields are the options here
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan: commands, steps, judge calls, cost.")
@@ -87,7 +87,7 @@ def run_cmd(
         concurrency=concurrency,
         refresh=refresh_judgments,
     )
-    generation.check_backend(backend)  # a usage error before anything runs (dry runs too)
+    backend = generation.check_backend(backend or evalconfig.engine(config.evaluation.generation))
     eval_options = EvalOptions(backend=backend, limit=limit, data_paths=data_paths or {})
     if slurm.on_slurm():
         slurm_cli.launch(

@@ -36,6 +36,19 @@ def read(path: Path) -> dict[str, Any]:
     return data
 
 
+DEFAULT_ENGINE = "transformers"
+
+
+def engine(ref: str | None) -> str:
+    """The generation engine a setting's numbers were made with (`backend:` in its generation
+    config; transformers where it names none): `--backend`'s default, and what `repro compare`
+    holds a run's engine against. A config that cannot be read names none."""
+    try:
+        return str(generation(ref).get("backend") or DEFAULT_ENGINE)
+    except ReproError:
+        return DEFAULT_ENGINE
+
+
 def with_family_stops(config: dict[str, Any], stop_ids: list[int]) -> dict[str, Any]:
     """The generation config with every `stop_token_ids: family` replaced by the model family's
     stop tokens as ids (repro.data.family.Family.stop_ids); other sections as they are."""
