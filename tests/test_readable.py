@@ -135,6 +135,11 @@ def test_compare_plot_text_never_overlaps(tmp_path):
     assert not overlaps, overlaps[:5]
     path = compare.plot(comparison, tmp_path / "compare.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+    titles = compare.metric_titles()
+    axes = {ax.get_title(): ax.get_xlabel() for ax in fig.axes if ax.get_title()}
+    assert axes[titles["ae2_wr"]] == "score (points)"  # a length is no score (the smol report's GSM)
+    assert axes.get(titles["gsm_length"], "length") == "length"
+    assert plots.axis_label("gsm_length") == "length" and plots.axis_label("ae2_length") == "length"
 
 
 def test_curves_name_the_run_and_the_axes(tmp_path):

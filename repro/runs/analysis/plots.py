@@ -101,6 +101,15 @@ def curves(log_history: Sequence[dict[str, Any]], path: Path, *, title: str) -> 
 STATUS_COLORS = {"within": "tab:green", "outside": "tab:red"}  # any other status: tab:blue
 
 
+def axis_label(metric: str) -> str:
+    """A compare panel's axis: a score in points, or a length (a metric with no direction:
+    repro.evaluation.benchmarks.base.Metric), never a length called a score."""
+    from repro.evaluation import benchmarks  # deferred: the registry loads every benchmark module
+
+    found = {m.key: m for _, m in benchmarks.metrics()}.get(metric)
+    return "length" if found is not None and found.higher_is_better is None else "score (points)"
+
+
 def compare_figure(rows: Iterable[Any], metrics: dict[str, str], tolerance: dict[str, float]):
     """One panel per metric, one row per setting/method with a run: published (hollow) vs
     reproduced (filled, +- spread), green within tolerance, red outside, blue where nothing is
@@ -138,7 +147,7 @@ def compare_figure(rows: Iterable[Any], metrics: dict[str, str], tolerance: dict
                 ax.plot(r.published, y, "o", mfc="white", mec="black", ms=6)
             ax.errorbar(r.mean, y, xerr=r.spread or 0, fmt="o", color=color, ms=5, capsize=3)
         ax.set_title(metrics[metric])
-        ax.set_xlabel("score (points)")
+        ax.set_xlabel(axis_label(metric))
         ax.set_xlim(left=0)  # win rates and scores: the axis starts at 0
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.grid(axis="x", alpha=0.3)
