@@ -235,8 +235,11 @@ def local_model_sha256(model: str) -> str | None:
 
 
 def hub_commit(name: str, revision: str, kind: str) -> str | None:
-    """The commit a hub model or dataset is at (repro.hub.commit); None for anything else."""
-    return hub.commit(name, revision, kind) if hub.is_hub_id(name) else None
+    """The commit a hub model or dataset is at (repro.hub.commit); None for anything else, and for
+    a revision that is a commit already (it is its own pin: runs recorded so keep their ids)."""
+    if not hub.is_hub_id(name) or hub.COMMIT.fullmatch(revision):
+        return None
+    return hub.commit(name, revision, kind)
 
 
 def evaluation_plan(setting: Setting) -> EvalPlan:
