@@ -66,3 +66,35 @@ def cached_commit(repo: str, revision: str, kind: str = "model") -> str | None:
     except OSError:
         return None
     return text if COMMIT.fullmatch(text) else None
+
+
+# What a loader reads of a model repository besides its weights: configs, tokenizer files, chat
+# templates and remote code (a reward model such as ArmoRM brings its own class).
+LOADER_FILES = ("*.json", "*.txt", "*.model", "*.py", "*.tiktoken", "*.jinja")
+
+
+def snapshot(repo: str, revision: str) -> Path:
+    """The local folder of a hub model at `revision` (a commit, for a run's pin): downloaded with
+    what transformers and vLLM read (one format of weights: safetensors where the repository has
+    them, as both loaders prefer), or, offline, the cache's snapshot. Whatever loads it then loads
+    exactly that commit, by path."""
+    from huggingface_hub import HfApi, snapshot_download
+
+    if offline():
+        try:
+            return Path(snapshot_download(repo, revision=revision, local_files_only=True))
+        except Exception:  # noqa: BLE001 - not in the cache, whatever huggingface_hub calls it
+            raise ReproError(
+                f"model {repo} at '{revision}' is not in the Hugging Face cache and the Hub is "
+                f"offline (HF_HUB_OFFLINE=1): download it first "
+                f"(huggingface-cli download {repo} --revision {revision})"
+            ) from None
+    try:
+        files = HfApi().list_repo_files(repo, revision=revision)
+        weights = ["*.safetensors"] if any(f.endswith(".safetensors") for f in files) else ["*.bin"]
+        return Path(snapshot_download(repo, revision=revision, allow_patterns=[*LOADER_FILES, *weights]))
+    except Exception as exc:  # noqa: BLE001 - any hub failure is one line for the user
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ReproError(
+            f"cannot get model {repo} at '{revision}' from the Hugging Face Hub: {reason}"
+        ) from None

@@ -149,3 +149,37 @@ def test_training_loads_the_commit_the_identity_holds(tmp_path):
     assert list(loaded) == [B, A]  # resolved to refs/main's commit; then the one the config names
     for commit, total in loaded.items():
         assert float(total) == pytest.approx(sums[commit], rel=1e-6)
+
+
+def test_the_starting_model_baseline_is_the_commit_the_run_trained_from(tmp_path, monkeypatch):
+    """A setting judged against its starting model (`baseline: init-model`) generates the
+    baseline's answers from the model the run started from: for a hub model, that commit's folder
+    in the cache, not whatever refs/main says now (before: the hub name, so `main`)."""
+    from huggingface_hub import constants
+
+    from repro.config.resolution import resolve_names
+    from repro.config.runconfig import RunFile, RunPaths
+    from repro.errors import ReproError
+    from repro.runs.pipeline import training
+
+    for commit in (A, B):
+        folder = tmp_path / "models--org--tiny" / "snapshots" / commit
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+    pin(tmp_path, "model", "org/tiny", B)  # upstream moved after the run started from A
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+
+    config, _ = resolve_names("tiny", "simpo", overrides=["model_name_or_path=org/tiny"], pin=False)
+    paths = RunPaths(output_dir="x", deepspeed_config="x", model="org/tiny", tokenizer="org/tiny",
+                     data_dir="x", cache_dir="x", reference_cache=None)  # fmt: skip
+    train = tmp_path / "train"
+    train.mkdir()
+    for commit in (A, C):
+        run = RunFile(config.replace(model_commit=commit), paths)
+        (train / "run.json").write_text(json.dumps(run.to_json()))
+        if commit == A:
+            assert training.starting_model(train) == str(tmp_path / "models--org--tiny" / "snapshots" / A)
+        else:  # a commit the cache does not hold: one line, not main's weights
+            with pytest.raises(ReproError, match=f"org/tiny at '{C}' is not in the Hugging Face cache"):
+                training.starting_model(train)

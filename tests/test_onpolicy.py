@@ -286,3 +286,50 @@ def test_prompts_with_a_templated_bos_get_exactly_one(workspace):
     texts, add_special, report = onpolicy.format_prompts(tok, ["what is the cat ?"])
     assert add_special is False and report["bos_count"] == 1 and report["status"] == "ok"
     shutil.rmtree(workspace / "unused", ignore_errors=True)
+
+
+def test_a_model_is_the_version_it_started_from(workspace, cli, tmp_path, monkeypatch):
+    """A hub id is loaded at the commit `main` is at when the run starts, and recorded; a rerun on
+    the same output after the repository moved upstream, or after a local folder's weights
+    changed, is refused in one line rather than mixing samples of two models. Oracle:
+    huggingface_hub's cache layout (refs/main, snapshots/COMMIT/), as in tests/test_hub.py, and
+    the weights' hash of the snapshot folder the commit names."""
+    from repro import hashing
+    from tests.test_hub import pin
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    first, second = "a" * 40, "b" * 40
+    for commit, seed in ((first, 0), (second, 7)):
+        tiny.save_policy(tmp_path / "hub" / "models--org--policy" / "snapshots" / commit, seed=seed)
+    pin(tmp_path / "hub", "model", "org/policy", first)
+
+    def sample(model: str, output: Path):
+        small = ["--limit", "3", "--seeds", "13,21", "--test-fraction", "0"]
+        given = args(workspace, output)
+        given[given.index(str(workspace / "policy"))] = model
+        return cli(*given, *small, "--format", "json")
+
+    made = sample("org/policy", tmp_path / "hub-out")
+    assert made.returncode == 0, made.stderr[-2000:]
+    manifest = json.loads(made.stdout)
+    assert manifest["model"] == "org/policy" and manifest["commits"]["model"] == first
+    folder = tmp_path / "hub" / "models--org--policy" / "snapshots" / first
+    assert manifest["weights_sha256"]["model"] == hashing.weights_sha256(folder)
+
+    pin(tmp_path / "hub", "model", "org/policy", second)  # upstream moved, and the cache followed
+    moved = sample("org/policy", tmp_path / "hub-out")
+    assert moved.returncode == 1 and moved.stderr.count("\n") == 1, moved.stderr
+    assert "was started from other weights of the model" in moved.stderr
+
+    local = tmp_path / "policy"
+    shutil.copytree(workspace / "policy", local)
+    assert sample(str(local), tmp_path / "local-out").returncode == 0
+    (local / "config.json").unlink()  # retrained in place between a kill and the rerun
+    tiny.save_weights(local, seed=3)
+    changed = sample(str(local), tmp_path / "local-out")
+    assert changed.returncode == 1 and "other weights of the model" in changed.stderr, changed.stderr
+
+    gone = sample("org/nothing", tmp_path / "o")
+    assert gone.returncode == 1 and gone.stderr.count("\n") == 1, gone.stderr
+    assert "org/nothing at 'main' is not in the Hugging Face cache" in gone.stderr

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from repro import hashing, io, pauses
+from repro import hashing, hub, io, pauses
 from repro.config.settings import get_setting
 from repro.data import bosguard, preference, tokenizers
 from repro.datagen import reward
@@ -268,10 +268,35 @@ def _backend(options: Options, tokenizer, add_special_tokens: bool) -> tuple[str
     return name, engine
 
 
-def check_resume(options: Options, work: Path) -> None:
-    """A directory holding another configuration's work is refused, not mixed."""
+@dataclass(frozen=True)
+class Pinned:
+    """A model as this run loads it: its name, the folder it loads from, and which version that
+    is (a hub id's commit; a local folder's hash: weights, config and tokenizer)."""
+
+    name: str
+    folder: str
+    commit: str | None
+
+    @property
+    def version(self) -> str | None:
+        return self.commit or hashing.model_sha256(self.folder)
+
+
+def pinned(name: str) -> Pinned:
+    """A hub id is the commit `main` is at when the run starts, loaded from that commit's folder:
+    a run resumed after the repository moved upstream is refused, not sampled from two models."""
+    if not hub.is_hub_id(name):
+        return Pinned(name, name, None)
+    commit = hub.commit(name, "main")  # offline and not cached: None, and snapshot says so
+    return Pinned(name, str(hub.snapshot(name, commit or "main")), commit)
+
+
+def check_resume(options: Options, work: Path, versions: dict[str, str | None] | None = None) -> None:
+    """A directory holding another configuration's work is refused, not mixed: other options, or
+    other weights behind the same model names (`versions`, see Pinned; a directory started by an
+    older repro recorded none, and is not held to them)."""
     path = work / "options.json"
-    identity = options.identity()
+    identity = options.identity() | ({"versions": versions} if versions is not None else {})
     if path.exists():
         previous = io.read_json(path)
         if not isinstance(previous, dict):
@@ -279,7 +304,17 @@ def check_resume(options: Options, work: Path) -> None:
                 f"{path}: unreadable (not a JSON object): {options.output} cannot be resumed; "
                 "choose another --output or delete it"
             )
-        diff = sorted(k for k in identity if previous.get(k) != identity[k])
+        diff = sorted(k for k in options.identity() if previous.get(k) != identity[k])
+        started = previous.get("versions")
+        if versions is not None and started is not None:
+            started = started if isinstance(started, dict) else {}  # unreadable: not the same
+            moved = [k.replace("_", " ") for k in versions if started.get(k) != versions[k]]
+            if moved and not diff:
+                raise ReproError(
+                    f"{options.output} was started from other weights of the {' and the '.join(moved)} "
+                    "(another hub commit, or a local folder that changed); choose another --output or "
+                    "delete it"
+                )
         if diff:
             raise ReproError(
                 f"{options.output} holds a run with other options ({', '.join(diff)} differ); "
@@ -299,15 +334,17 @@ def run(options: Options, progress: Progress | None = None) -> dict[str, Any]:
         raise ReproError(f"--min-margin must be a finite number, not {options.min_margin}")
     work = options.output / "work"
     work.mkdir(parents=True, exist_ok=True)
-    check_resume(options, work)
+    model, reward_model = pinned(options.model), pinned(options.reward_model)
+    check_resume(options, work, versions={"model": model.version, "reward_model": reward_model.version})
     started = time.time()
     _quiet_library_bars()
-    for what, name in (("model", options.model), ("reward model", options.reward_model)):
+    for what, name in (("model", model.folder), ("reward model", reward_model.folder)):
         preflight(what, name, options.trust_remote_code)  # before hours of sampling, not after
+    options = dataclasses.replace(options, model=model.folder)  # what the sampling engine loads
 
     prompts, prompt_stats = load_prompts(options.prompts, options.limit)
     (work / "prompts.json").write_text(json.dumps(prompts))
-    tokenizer = tokenizers.load(options.model)
+    tokenizer = tokenizers.load(model.folder)
     texts, add_special, bos = format_prompts(tokenizer, prompts, options.allow_double_bos)
 
     backend_name, backend = None, None
@@ -327,7 +364,7 @@ def run(options: Options, progress: Progress | None = None) -> dict[str, Any]:
     if not rows:
         raise ReproError("every prompt's samples were identical: nothing to binarize")
 
-    rm = reward.RewardModel(options.reward_model, trust_remote_code=options.trust_remote_code)
+    rm = reward.RewardModel(reward_model.folder, trust_remote_code=options.trust_remote_code)
     scores = reward.score_all(rm, rows, options.rm_batch_size, work / "scores.jsonl", progress)
     rm_batch = options.rm_batch_size if rm.batched else 1
     del rm
@@ -337,12 +374,14 @@ def run(options: Options, progress: Progress | None = None) -> dict[str, Any]:
     sizes = write_dataset(pairs, options.output, options.test_fraction, options.split_seed)
 
     manifest = {
-        "model": options.model,
-        "reward_model": options.reward_model,
+        "model": model.name,
+        "reward_model": reward_model.name,
         "weights_sha256": {
-            "model": _weights_sha(options.model),
-            "reward_model": _weights_sha(options.reward_model),
+            "model": _weights_sha(model.folder),
+            "reward_model": _weights_sha(reward_model.folder),
         },
+        # the hub commit each was loaded at (None: a local folder, its weights' hash above says it)
+        "commits": {"model": model.commit, "reward_model": reward_model.commit},
         "prompts": prompt_stats,
         "sampling": {
             "temperature": options.temperature,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from repro import hub
 from repro.config.runconfig import NOT_IN_IDENTITY, RunConfig, RunFile
 from repro.errors import ReproError
 from repro.progress import Progress
@@ -33,8 +34,13 @@ class Trained:
 def starting_model(directory: Path) -> str:
     """The checkpoint a training run started from (its run.json's model): the baseline of a
     setting judged against its starting model (the tiny model built in the run, a built-in
-    model's imported folder, a local or hub checkpoint)."""
-    return RunFile.read(directory / "run.json").paths.model
+    model's imported folder, a local or hub checkpoint). A hub model is its folder at the commit
+    the run trained from (the identity's pin): the baseline is the model the run started from,
+    not whatever `main` is now."""
+    run = RunFile.read(directory / "run.json")
+    if hub.is_hub_id(run.paths.model):
+        return str(hub.snapshot(run.paths.model, run.config.model_hub_revision))
+    return run.paths.model
 
 
 # What a training folder holds before its run.json is written (a start killed early leaves these).
