@@ -25,6 +25,7 @@ import pytest
 
 from repro import tiny
 from repro.datagen import onpolicy
+from repro.datagen import prompts as prompt_set
 from repro.datagen.reward import RewardModel
 
 pytestmark = pytest.mark.e2e  # multi-process training, generation or judging (make test-fast skips it)
@@ -253,7 +254,7 @@ def test_binarize_collect_and_prompt_rules():
         min_margin=0.1,
     )
     assert below == 1 and len(pairs) == 1 and pairs[0]["chosen"][1]["content"] == "v"
-    prompts, stats = onpolicy.unique_prompts(
+    prompts, stats = prompt_set.unique_prompts(
         [
             {"prompt": "b"},
             {"prompt": "a"},
@@ -263,11 +264,11 @@ def test_binarize_collect_and_prompt_rules():
         ]
     )
     assert prompts == ["a", "b", "c"] and stats == {"rows": 5, "unusable": 1, "duplicates": 1}
-    assert onpolicy.parse_source("HuggingFaceH4/ultrafeedback_binarized:train_prefs") == (
+    assert prompt_set.parse_source("HuggingFaceH4/ultrafeedback_binarized:train_prefs") == (
         "HuggingFaceH4/ultrafeedback_binarized",
         "train_prefs",
     )
-    assert onpolicy.parse_source("some/dataset") == ("some/dataset", "train_prefs")
+    assert prompt_set.parse_source("some/dataset") == ("some/dataset", "train_prefs")
     assert onpolicy.batch_seed(13, 0) != onpolicy.batch_seed(13, 4) != onpolicy.batch_seed(21, 4)
 
 
@@ -283,7 +284,7 @@ def test_prompts_with_a_templated_bos_get_exactly_one(workspace):
         single="<bos> $A", special_tokens=[("<bos>", tok.bos_token_id)]
     )
     assert list(tok("<bos> hi")["input_ids"][:2]) == [tok.bos_token_id] * 2
-    texts, add_special, report = onpolicy.format_prompts(tok, ["what is the cat ?"])
+    texts, add_special, report = prompt_set.format_for(tok, ["what is the cat ?"])
     assert add_special is False and report["bos_count"] == 1 and report["status"] == "ok"
     shutil.rmtree(workspace / "unused", ignore_errors=True)
 
