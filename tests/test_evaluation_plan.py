@@ -142,3 +142,50 @@ def test_repro_run_keys_its_evaluation_with_the_data_options_given(tmp_path):
                                 Judge(kind="rule"), options, "w")  # fmt: skip
     assert stage.wanted["alpaca_eval2"]["data"] == evaluations.data_identity(options.data_paths)
     assert "data" not in stage.wanted["gsm"]
+
+
+def test_a_run_reads_its_generation_config_once(tmp_path, monkeypatch):
+    """The preflight, the BOS check, the evaluation's key, the prompts and the engine take the
+    generation config from one reading: a file edited while the run trains changes none of them
+    in this run, and the key's hash is of the bytes whose content is used. Before, each of them
+    located and read the file again (7 readings in a `repro run`): a key could name content that
+    no answer was generated with. Oracle: hashlib over the file's bytes as they were."""
+    import dataclasses
+    import hashlib
+    import shutil
+
+    from repro import paths
+    from repro.config import evalconfig
+    from repro.config.resolution import resolve_names
+    from repro.evaluation import benchmarks
+    from repro.evaluation.eval_options import EvalOptions
+    from repro.evaluation.judge.spec import Judge
+    from repro.runs.pipeline import preflight, run
+    from repro.train import launch
+
+    copy = tmp_path / "gen.yaml"
+    shutil.copy(paths.GENERATION / "tiny.yaml", copy)
+    before = hashlib.sha256(copy.read_bytes()).hexdigest()
+    tiny, _ = resolve_names("tiny", "simpo")
+    config = tiny.replace(evaluation=dataclasses.replace(tiny.evaluation, generation=str(copy)))
+    readings = []
+    load = evalconfig.load
+    monkeypatch.setattr(evalconfig, "load", lambda ref: readings.append(ref) or load(ref))
+
+    checks = preflight.checks(config, judge=Judge(kind="rule"), results_root=tmp_path, backend="transformers")
+    assert any(c.name == "generation config" and c.ok for c in checks)
+    copy.write_text(copy.read_text().replace("max_new_tokens: 24", "max_new_tokens: 7") + "backend: vllm\n")
+
+    assert launch.bos_check(config, "repro:tiny").status == "ok"
+    (tmp_path / "train" / "model").mkdir(parents=True)
+    stage = run.evaluation_plan(config, tmp_path, tmp_path / "train", ["alpaca_eval2"],
+                                Judge(kind="rule"), EvalOptions(), "w")  # fmt: skip
+    assert stage.wanted["alpaca_eval2"]["generation_config_sha256"] == before
+    assert config.evaluation.generation_file.data["alpaca_eval"]["max_new_tokens"] == 24
+    assert evalconfig.engine(config.evaluation) == "transformers"
+    assert benchmarks.default(config.evaluation)
+    assert readings == [str(copy)]
+
+    fresh = tiny.replace(evaluation=dataclasses.replace(tiny.evaluation, generation=str(copy)))
+    assert fresh.evaluation.generation_file.sha256 != before  # the next process reads the edit
+    assert evalconfig.engine(fresh.evaluation) == "vllm"

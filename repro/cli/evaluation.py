@@ -226,7 +226,7 @@ def eval_cmd(
         cache=judge_cache,
         refresh=refresh_judgments,
     )
-    backend = generation.check_backend(backend or evalconfig.engine(plan.generation))
+    backend = generation.check_backend(backend or evalconfig.engine(plan))
     options = EvalOptions.pick(locals())
     with render.Bars() as bars:
         record = checkpoint.evaluate(

@@ -87,7 +87,7 @@ def run_cmd(
         concurrency=concurrency,
         refresh=refresh_judgments,
     )
-    backend = generation.check_backend(backend or evalconfig.engine(config.evaluation.generation))
+    backend = generation.check_backend(backend or evalconfig.engine(config.evaluation))
     eval_options = EvalOptions(backend=backend, limit=limit, data_paths=data_paths or {})
     if slurm.on_slurm():
         slurm_cli.launch(

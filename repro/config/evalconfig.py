@@ -3,11 +3,13 @@ decoding for each benchmark, as the published numbers were produced."""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from repro import paths
-from repro.config.validate import read_yaml
+from repro.config.validate import parse_yaml, read_yaml
 from repro.data import served_templates
 from repro.errors import ReproError
 
@@ -30,7 +32,10 @@ def generation(ref: str | None) -> dict[str, Any]:
 
 def read(path: Path) -> dict[str, Any]:
     """A generation config file, with the one section every setting's evaluation reads."""
-    data = read_yaml(path)
+    return _checked(read_yaml(path), path)
+
+
+def _checked(data: Any, path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or "alpaca_eval" not in data:
         raise ReproError(f"{path}: expected an 'alpaca_eval' section")
     return data
@@ -39,12 +44,42 @@ def read(path: Path) -> dict[str, Any]:
 DEFAULT_ENGINE = "transformers"
 
 
-def engine(ref: str | None) -> str:
-    """The generation engine a setting's numbers were made with (`backend:` in its generation
-    config; transformers where it names none): `--backend`'s default, and what `repro compare`
-    holds a run's engine against. A config that cannot be read names none."""
+@dataclass(frozen=True)
+class GenerationFile:
+    """A run's generation config as read once (repro.config.runconfig.EvalPlan.generation_file),
+    for everything in the process that uses it: the preflight, the BOS check, the evaluation's
+    key, the prompts and decoding, the engine and the default benchmarks. The hash is of the
+    bytes whose content is used, so the key says what generated the answers."""
+
+    path: Path
+    sha256: str
+    data: dict[str, Any]
+
+    @property
+    def engine(self) -> str:
+        """The engine the setting's numbers were made with (`backend:`; transformers where none)."""
+        return str(self.data.get("backend") or DEFAULT_ENGINE)
+
+
+def load(ref: str | None) -> GenerationFile:
+    """The generation config `ref` names: located, read, hashed and checked."""
+    path = locate(ref)
     try:
-        return str(generation(ref).get("backend") or DEFAULT_ENGINE)
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except OSError as exc:
+        raise ReproError(f"{path}: {exc.strerror or 'unreadable'}") from None
+    except UnicodeDecodeError:
+        raise ReproError(f"{path}: not a UTF-8 text file") from None
+    return GenerationFile(path, hashlib.sha256(raw).hexdigest(), _checked(parse_yaml(text, path), path))
+
+
+def engine(plan: Any) -> str:
+    """The generation engine a setting's numbers were made with, for an EvalPlan: `--backend`'s
+    default, and what `repro compare` holds a run's engine against. A config that cannot be read
+    names none (the preflight says why it cannot be read)."""
+    try:
+        return plan.generation_file.engine
     except ReproError:
         return DEFAULT_ENGINE
 

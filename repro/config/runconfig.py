@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import paths, records
+from repro.config import evalconfig
 from repro.data.family import Family
 from repro.errors import ReproError
 
@@ -85,6 +86,12 @@ class EvalPlan:
 
     CHOICES = {"judge": ("endpoint", "rule"), "baseline": ("published", "init-model"),
                "questions": ("benchmark", "repro:tiny")}  # fmt: skip
+
+    @cached_property
+    def generation_file(self) -> evalconfig.GenerationFile:
+        """The generation config, read once in this process for all who use it (a file edited
+        while a run trains is the next process's, never half this one's)."""
+        return evalconfig.load(self.generation)
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,21 @@ class _LOADER(_BASE_LOADER):  # noqa: N801 - named as the loader it was
 _PARSED: dict[tuple[str, int, int], Any] = {}
 
 
+def parse_yaml(text: str, where: Path | str) -> Any:
+    """YAML text read from `where`; invalid YAML is one line naming the file and the line."""
+    try:
+        return yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader)
+    except yaml.YAMLError as exc:
+        raise ReproError(_invalid(where, exc)) from None
+
+
+def _invalid(where: Path | str, exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    at = f" at line {mark.line + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or "invalid YAML"
+    return f"{where}: invalid YAML{at}: {problem}"
+
+
 def read_yaml(path: Path) -> Any:
     """The parsed file; a file read before and unchanged since (same mtime and size) is not
     parsed again (a sweep resolves every grid point from the same recipes). Callers get a copy."""
@@ -135,7 +150,4 @@ def read_yaml(path: Path) -> Any:
     except UnicodeDecodeError:
         raise ReproError(f"{path}: not a UTF-8 text file") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ReproError(f"{path}: invalid YAML{at}: {problem}") from None
+        raise ReproError(_invalid(path, exc)) from None

@@ -11,6 +11,7 @@ Arena-Hard and MT-Bench prompts use the setting's served chat template (the SimP
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import time
 from collections.abc import Iterator
@@ -157,7 +158,7 @@ class Evaluation:
         self.max_new_tokens = options.max_new_tokens
         self.target, self.name, self.plan = target, target.name, target.plan
         self.benches = [benchmarks.get(b).name for b in benches]
-        self.config = evalconfig.generation(self.plan.generation)
+        self.config = copy.deepcopy(self.plan.generation_file.data)  # a benchmark's to change
         # before any model loads: a missing judge or key fails fast (ZeroEval needs no judge)
         judged = benchmarks.judged(self.benches)
         self.needs_judge = self.stage != "generate" and bool(judged)

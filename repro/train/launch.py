@@ -25,7 +25,6 @@ from typing import Any
 import yaml
 
 from repro import paths, tiny
-from repro.config import evalconfig
 from repro.config.runconfig import RunConfig, RunFile, RunPaths
 from repro.data import alpaca_preferences, bosguard, tokenizers
 from repro.data.preference import Pipeline
@@ -293,7 +292,7 @@ def bos_check(config: RunConfig, tokenizer_path: str) -> bosguard.Report:
     except ReproError as exc:  # e.g. no hub access on the launching machine: recorded, not fatal
         return bosguard.Report.skipped(str(exc))
     try:
-        generation = evalconfig.generation(config.evaluation.generation)
+        generation = config.evaluation.generation_file.data
     except ReproError:
         generation = None
     pipeline = Pipeline.for_config(tokenizer, config, config.tokenization)

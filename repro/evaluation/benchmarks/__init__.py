@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 from repro import hashing
-from repro.config import evalconfig
 from repro.config.runconfig import EvalPlan
 from repro.errors import ReproError, UsageError, unknown
 from repro.evaluation.benchmarks.base import PERCENT, Benchmark, DataOption, JudgeAccess, JudgeCost, Metric
@@ -263,7 +262,7 @@ def default(plan: EvalPlan) -> list[str]:
     config's `benches` (gemma2-9b-it adds ZeroEval's GSM and MMLU-Redux), else the judged built-ins."""
     judged_built_ins = [b.name for b in all() if built_in(b) and b.judged]
     try:
-        return list(evalconfig.generation(plan.generation).get("benches") or judged_built_ins)
+        return list(plan.generation_file.data.get("benches") or judged_built_ins)
     except ReproError:
         return judged_built_ins
 

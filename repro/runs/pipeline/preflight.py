@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from repro import paths
-from repro.config import evalconfig
 from repro.config.runconfig import RunConfig
 from repro.data import alpaca_preferences
 from repro.errors import ReproError
@@ -132,8 +131,7 @@ def _generation(config: RunConfig) -> Check:
     """The generation config is there and reads (a malformed one found after training would
     cost the training)."""
     try:
-        path = evalconfig.locate(config.evaluation.generation)
-        evalconfig.read(path)
+        path = config.evaluation.generation_file.path
     except ReproError as exc:
         return Check("generation config", False, str(exc))
     return Check("generation config", True, str(path))

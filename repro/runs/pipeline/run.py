@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from repro import hashing, io
-from repro.config import evalconfig
 from repro.config.runconfig import RunConfig
 from repro.data.bosguard import Report, Stages
 from repro.errors import ReproError
@@ -207,9 +206,7 @@ def evaluation_plan(
     base = {
         "weights_sha256": weights,
         "limit": options.limit,
-        "generation_config_sha256": hashing.file_sha256_or_none(
-            evalconfig.locate(config.evaluation.generation)
-        ),
+        "generation_config_sha256": config.evaluation.generation_file.sha256,
         "code_version": config.code_version,
         "backend": options.backend,
     }

@@ -62,7 +62,7 @@ def differences(config: RunConfig, *, judge: JudgedBy | None, backend: str) -> V
     # config names (smol's band was measured with vLLM; the paper's settings: transformers)
     recipe_judge = found.get("evaluation.judge", Difference(None, config.evaluation.judge)).recipe
     ours = {"judge.kind": judge.kind if judge else None, "backend": backend}
-    theirs = {"judge.kind": recipe_judge, "backend": evalconfig.engine(config.evaluation.generation)}
+    theirs = {"judge.kind": recipe_judge, "backend": evalconfig.engine(config.evaluation)}
     found |= {name: Difference(ours[name], theirs[name]) for name in ours if ours[name] != theirs[name]}
     return dict(sorted(found.items()))
 
