@@ -183,3 +183,93 @@ def test_the_starting_model_baseline_is_the_commit_the_run_trained_from(tmp_path
         else:  # a commit the cache does not hold: one line, not main's weights
             with pytest.raises(ReproError, match=f"org/tiny at '{C}' is not in the Hugging Face cache"):
                 training.starting_model(train)
+
+
+class HubFiles(BaseHTTPRequestHandler):
+    """The part of the hub a download reads, for one repository at one commit: the file listing
+    (GET /api/models/REPO/tree/REV) and each file (HEAD and GET /REPO/resolve/REV/PATH, with the
+    commit and ETag headers huggingface_hub reads). `files`: path -> bytes."""
+
+    repo, commit, files = "org/tiny", A, {}
+
+    def _file(self) -> bytes | None:
+        prefix = f"/{self.repo}/resolve/{self.commit}/"
+        path = self.path.split("?")[0]
+        return self.files.get(path[len(prefix) :]) if path.startswith(prefix) else None
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str], *, head: bool = False) -> None:
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's name
+        self.do_GET(head=True)
+
+    def do_GET(self, head: bool = False) -> None:  # noqa: N802 - http.server's name
+        import hashlib
+
+        if self.path.split("?")[0] == f"/api/models/{self.repo}/tree/{self.commit}":
+            listing = [
+                {"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                for p, b in sorted(self.files.items())
+            ]
+            return self._send(200, json.dumps(listing).encode(), {"Content-Type": "application/json"})
+        body = self._file()
+        if body is None:
+            missing = {"X-Error-Code": "EntryNotFound"}
+            return self._send(404, b'{"error": "Entry not found"}', missing, head=head)
+        etag = f'"{hashlib.sha1(body).hexdigest()}"'
+        self._send(200, body, {"X-Repo-Commit": self.commit, "ETag": etag}, head=head)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+SNAPSHOT = """
+import sys
+from repro import hub
+from repro.errors import ReproError
+try:
+    print(hub.snapshot("org/tiny", sys.argv[1]))
+except ReproError as exc:
+    sys.exit(str(exc))
+"""
+
+
+def test_online_a_commit_is_downloaded_with_one_weight_format(tmp_path):
+    """Online, `hub.snapshot` lists the repository at the commit and downloads what a loader reads
+    with one weight format (safetensors where there are any, as transformers and vLLM prefer: a
+    repository with both would otherwise be fetched twice). Oracle: a real HTTP server on
+    127.0.0.1 answering huggingface_hub's own client (listing, HEAD and GET of each file), and
+    the weights' hash of the folder the files came from."""
+    from repro import hashing, tiny
+
+    source = tiny.save_policy(tmp_path / "source")
+    files = {p.name: p.read_bytes() for p in source.iterdir() if p.is_file()}
+    files["pytorch_model.bin"] = b"the same weights in another format"
+    handler = type("Repo", (HubFiles,), {"files": files})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_HUB_CACHE": str(tmp_path / "cache"),
+           "HF_ENDPOINT": endpoint, "HF_HUB_DISABLE_XET": "1"}  # fmt: skip
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", SNAPSHOT, A], env=env, capture_output=True, text=True, timeout=300
+        )
+        missing = subprocess.run(
+            [sys.executable, "-c", SNAPSHOT, B], env=env, capture_output=True, text=True, timeout=300
+        )
+    finally:
+        server.shutdown()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    folder = Path(proc.stdout.strip())
+    assert folder == tmp_path / "cache" / "models--org--tiny" / "snapshots" / A
+    assert "model.safetensors" in {p.name for p in folder.iterdir()}
+    assert not (folder / "pytorch_model.bin").exists()
+    assert hashing.weights_sha256(folder) == hashing.weights_sha256(source)
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1, missing.stderr
+    assert f"cannot get model org/tiny at '{B}' from the Hugging Face Hub" in missing.stderr
