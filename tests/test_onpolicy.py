@@ -296,6 +296,7 @@ def test_a_model_is_the_version_it_started_from(workspace, cli, tmp_path, monkey
     huggingface_hub's cache layout (refs/main, snapshots/COMMIT/), as in tests/test_hub.py, and
     the weights' hash of the snapshot folder the commit names."""
     from repro import hashing
+    from repro.errors import ReproError
     from tests.test_hub import pin
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -323,13 +324,21 @@ def test_a_model_is_the_version_it_started_from(workspace, cli, tmp_path, monkey
     assert moved.returncode == 1 and moved.stderr.count("\n") == 1, moved.stderr
     assert "was started from other weights of the model" in moved.stderr
 
-    local = tmp_path / "policy"
+    local = tmp_path / "policy"  # a local folder: its version is the hash of what it holds
     shutil.copytree(workspace / "policy", local)
-    assert sample(str(local), tmp_path / "local-out").returncode == 0
+    options = onpolicy.Options(model=str(local), reward_model=str(workspace / "rm"), output=tmp_path / "l")
+
+    def start() -> None:
+        versions = {"model": onpolicy.pinned(str(local)).version, "reward_model": "rm"}
+        onpolicy.check_resume(options, tmp_path / "l", versions=versions)
+
+    (tmp_path / "l").mkdir()
+    start()
+    start()  # the same weights: resumed
     (local / "config.json").unlink()  # retrained in place between a kill and the rerun
     tiny.save_weights(local, seed=3)
-    changed = sample(str(local), tmp_path / "local-out")
-    assert changed.returncode == 1 and "other weights of the model" in changed.stderr, changed.stderr
+    with pytest.raises(ReproError, match="was started from other weights of the model"):
+        start()
 
     gone = sample("org/nothing", tmp_path / "o")
     assert gone.returncode == 1 and gone.stderr.count("\n") == 1, gone.stderr
