@@ -8,8 +8,10 @@ from __future__ import annotations
 import functools
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
+from repro import hashing
 from repro.errors import ReproError
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -98,3 +100,28 @@ def snapshot(repo: str, revision: str) -> Path:
         raise ReproError(
             f"cannot get model {repo} at '{revision}' from the Hugging Face Hub: {reason}"
         ) from None
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """A model as this process loads it: the name it was given, the folder it loads from, and
+    which version that is (a hub id's commit; a local folder's hash of its weights, config and
+    tokenizer)."""
+
+    name: str
+    folder: str
+    commit: str | None
+
+    @property
+    def version(self) -> str | None:
+        return self.commit or hashing.model_sha256(self.folder)
+
+
+def pinned(name: str) -> Pinned:
+    """A hub id is the commit `main` is at now, loaded from that commit's folder: what is loaded
+    is what is recorded, and a repository that moves upstream is another version. A local folder
+    or repro: name is itself."""
+    if not is_hub_id(name):
+        return Pinned(name, name, None)
+    at = commit(name, "main")  # offline and not cached: None, and snapshot says so
+    return Pinned(name, str(snapshot(name, at or "main")), at)

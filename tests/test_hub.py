@@ -273,3 +273,35 @@ def test_online_a_commit_is_downloaded_with_one_weight_format(tmp_path):
     assert hashing.weights_sha256(folder) == hashing.weights_sha256(source)
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1, missing.stderr
     assert f"cannot get model org/tiny at '{B}' from the Hugging Face Hub" in missing.stderr
+
+
+@pytest.mark.e2e
+def test_a_released_checkpoint_is_evaluated_at_a_commit_and_says_which(cli, tmp_path, monkeypatch):
+    """`repro eval ORG/NAME` loads the commit `main` is at and records it (`model_commit`); the
+    same output evaluated again after the repository moved generates the new commit's answers.
+    Before, a hub model's answers were keyed by its name: the second evaluation took the first
+    commit's answers for the new one's, and neither result said which commit it scored."""
+    from repro import tiny
+
+    for commit, seed in ((A, 0), (B, 7)):
+        tiny.save_policy(tmp_path / "hub" / "models--org--tiny" / "snapshots" / commit, seed=seed)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "eval"
+    baseline = tiny.save_policy(tmp_path / "baseline")
+    args = ["eval", "org/tiny", "--setting", "tiny", "--bench", "alpaca_eval2", "--limit", "4",
+            "--judge", "rule", "--reference-model", str(baseline), "--judge-cache",
+            str(tmp_path / "judgments.sqlite"), "--output", str(out), "--format", "json"]  # fmt: skip
+
+    answers = {}
+    for commit in (A, B):
+        pin(tmp_path / "hub", "model", "org/tiny", commit)
+        proc = cli(*args)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        result = json.loads((out / "result.json").read_text())
+        assert (result["model"], result["model_commit"]) == ("org/tiny", commit)
+        outputs = json.loads((out / "alpaca_eval2" / "model_outputs.json").read_text())
+        assert {o["generator"] for o in outputs} == {"tiny"}  # the model's name, not its folder's
+        answers[commit] = [o["output"] for o in outputs]
+    assert answers[A] != answers[B]  # the second commit's own answers

@@ -295,7 +295,7 @@ def test_a_model_is_the_version_it_started_from(workspace, cli, tmp_path, monkey
     changed, is refused in one line rather than mixing samples of two models. Oracle:
     huggingface_hub's cache layout (refs/main, snapshots/COMMIT/), as in tests/test_hub.py, and
     the weights' hash of the snapshot folder the commit names."""
-    from repro import hashing
+    from repro import hashing, hub
     from repro.errors import ReproError
     from tests.test_hub import pin
 
@@ -329,7 +329,7 @@ def test_a_model_is_the_version_it_started_from(workspace, cli, tmp_path, monkey
     options = onpolicy.Options(model=str(local), reward_model=str(workspace / "rm"), output=tmp_path / "l")
 
     def start() -> None:
-        versions = {"model": onpolicy.pinned(str(local)).version, "reward_model": "rm"}
+        versions = {"model": hub.pinned(str(local)).version, "reward_model": "rm"}
         onpolicy.check_resume(options, tmp_path / "l", versions=versions)
 
     (tmp_path / "l").mkdir()

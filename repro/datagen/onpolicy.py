@@ -180,32 +180,9 @@ def _backend(options: Options, tokenizer, add_special_tokens: bool) -> tuple[str
     return name, engine
 
 
-@dataclass(frozen=True)
-class Pinned:
-    """A model as this run loads it: its name, the folder it loads from, and which version that
-    is (a hub id's commit; a local folder's hash: weights, config and tokenizer)."""
-
-    name: str
-    folder: str
-    commit: str | None
-
-    @property
-    def version(self) -> str | None:
-        return self.commit or hashing.model_sha256(self.folder)
-
-
-def pinned(name: str) -> Pinned:
-    """A hub id is the commit `main` is at when the run starts, loaded from that commit's folder:
-    a run resumed after the repository moved upstream is refused, not sampled from two models."""
-    if not hub.is_hub_id(name):
-        return Pinned(name, name, None)
-    commit = hub.commit(name, "main")  # offline and not cached: None, and snapshot says so
-    return Pinned(name, str(hub.snapshot(name, commit or "main")), commit)
-
-
 def check_resume(options: Options, work: Path, versions: dict[str, str | None] | None = None) -> None:
     """A directory holding another configuration's work is refused, not mixed: other options, or
-    other weights behind the same model names (`versions`, see Pinned; a directory started by an
+    other weights behind the same model names (`versions`, see repro.hub.Pinned; a directory started by an
     older repro recorded none, and is not held to them)."""
     path = work / "options.json"
     identity = options.identity() | ({"versions": versions} if versions is not None else {})
@@ -246,7 +223,7 @@ def run(options: Options, progress: Progress | None = None) -> dict[str, Any]:
         raise ReproError(f"--min-margin must be a finite number, not {options.min_margin}")
     work = options.output / "work"
     work.mkdir(parents=True, exist_ok=True)
-    model, reward_model = pinned(options.model), pinned(options.reward_model)
+    model, reward_model = hub.pinned(options.model), hub.pinned(options.reward_model)
     check_resume(options, work, versions={"model": model.version, "reward_model": reward_model.version})
     started = time.time()
     _quiet_library_bars()

@@ -145,9 +145,12 @@ class Evaluation:
         benches: list[str],
         options: EvalOptions | None = None,
         earlier: list[Path] | None = None,
+        name: str | None = None,
     ):
         """`earlier`: output folders of earlier evaluations of the same model, whose answer files
-        serve this one where they were generated the same way (repro.runs.pipeline.evaluations)."""
+        serve this one where they were generated the same way (repro.runs.pipeline.evaluations).
+        `name`: the model's name in answers and scores (default: its folder's, or a hub id's last
+        part; a hub commit's folder is named by the commit, so its caller names it)."""
         from transformers.utils import logging as hf_logging  # deferred: transformers is heavy
 
         from repro.data import served_templates, tokenizers
@@ -187,7 +190,9 @@ class Evaluation:
         self.family, family_note = self._family()
         if evalconfig.uses_family_stops(self.config):  # else a checkpoint of another family
             self.config = evalconfig.with_family_stops(self.config, self.family.stop_ids(self.tokenizer))
-        self.model_name = Path(model_path).name if Path(model_path).exists() else model_path.split("/")[-1]
+        self.model_name = name or (
+            Path(model_path).name if Path(model_path).exists() else model_path.split("/")[-1]
+        )
         self.answerer = answering.Answerer(
             output, allow_double_bos=options.allow_double_bos, earlier=earlier or []
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from repro import hub
 from repro.config.settings import get_setting
 from repro.data import bosguard
 from repro.errors import ReproError
@@ -59,9 +60,15 @@ def evaluate(
     if benchmarks.judged(benches):
         checks += [preflight.cache(Path(judge.cache).parent, "--judge-cache"), preflight.judge_check(judge)]
     preflight.require_all(checks)
-    ev = runner.Evaluation(model, target, output=output, judge=judge, benches=benches, options=options)
+    # a hub id: the commit `main` is at now, loaded from its folder and recorded, so answers kept
+    # from an evaluation of another commit are not taken for this one's
+    loaded = hub.pinned(model)
+    name = model.split("/")[-1] if loaded.commit else None
+    ev = runner.Evaluation(
+        loaded.folder, target, output=output, judge=judge, benches=benches, options=options, name=name
+    )
     if ev.bos_check.status == "error" and not options.allow_double_bos:
         raise ReproError(f"BOS check failed for {model}: {bosguard.FIX} (or pass --allow-double-bos)")
-    result = RunResult.of(ev.run(progress=progress), model=model)
+    result = RunResult.of(ev.run(progress=progress), model=model, model_commit=loaded.commit)
     result.write(output / FILE)
     return result

@@ -130,6 +130,9 @@ class RunResult:
     # each plugin benchmark's identity (its file and declared inputs, repro.evaluation.benchmarks
     # .sources): compare averages a plugin's metric only over runs of the same plugin
     sources: dict[str, str] = field(default_factory=dict)
+    # the hub commit a `repro eval` of a hub id loaded (None: a local model, or a run, whose
+    # config holds its starting model's commit); absent from result.json when None
+    model_commit: str | None = None
     schema: str = SCHEMA
 
     # ---------------------------------------------------------------- made from an evaluation
@@ -149,6 +152,7 @@ class RunResult:
         replicate_key: str | None = None,
         variant: Variant | None = None,
         sources: dict[str, str] | None = None,
+        model_commit: str | None = None,
     ) -> RunResult:
         limit = evaluation.limit
         reasons = [f"--limit {limit}: the first {limit} questions of each benchmark"] if limit else []
@@ -178,6 +182,7 @@ class RunResult:
             bos_check=bos_check or (Stages(eval=evaluation.bos_check) if evaluation.bos_check else None),
             timings_seconds=evaluation.timings_seconds,
             sources=dict(sources or {}),
+            model_commit=model_commit,
         )
 
     # ---------------------------------------------------------------- JSON
@@ -188,6 +193,8 @@ class RunResult:
         data["bos_check"] = self.bos_check.to_json() if self.bos_check else None
         data["variant"] = variant_to_json(self.variant)
         data["judge"] = self.judge.to_json() if self.judge else {}
+        if self.model_commit is None:  # as results before it: every run, a local model's eval
+            del data["model_commit"]
         return data
 
     def write(self, path: Path) -> None:
@@ -199,7 +206,10 @@ class RunResult:
             raise ReproError(f"{where}: not a repro run result (a {type(data).__name__})")
         schema = data.get("schema")
         if schema == SCHEMA:
-            records.exact_keys(data, cls, where, optional=("sources",))  # results before plugin sources
+            # results before plugin sources; model_commit: only a hub model's evaluation has one
+            records.exact_keys(data, cls, where, optional=("sources", "model_commit"))
+            if not isinstance(data.get("model_commit"), (str, type(None))):
+                raise ReproError(f"{where}: 'model_commit' is not a commit")
             _check_scores(data["scores"], where)
             return cls(
                 **{**data, "training": Training.from_json(data["training"], where),
@@ -231,6 +241,7 @@ class RunResult:
             "incomplete_benchmarks": [], "partial": False, "partial_reasons": [], "limit": None,
             "replicate_key": None, "variant": None, "judge": {}, "benchmarks": {}, "judge_calls": None,
             "resumed_answers": None, "notes": [], "bos_check": None, "timings_seconds": {}, "sources": {},
+            "model_commit": None,
         }  # fmt: skip
         values = {**defaults, **{k: v for k, v in data.items() if k in known}}
         values["training"] = Training.from_json(values["training"], where, lenient=True)
