@@ -278,7 +278,8 @@ def test_online_a_commit_is_downloaded_with_one_weight_format(tmp_path):
 @pytest.mark.e2e
 def test_a_released_checkpoint_is_evaluated_at_a_commit_and_says_which(cli, tmp_path, monkeypatch):
     """`repro eval ORG/NAME` loads the commit `main` is at and records it (`model_commit`); the
-    same output evaluated again after the repository moved generates the new commit's answers.
+    same output evaluated again after the repository moved generates the new commit's answers,
+    and a hub `--reference-model` likewise (here the same repository: model and baseline agree).
     Before, a hub model's answers were keyed by its name: the second evaluation took the first
     commit's answers for the new one's, and neither result said which commit it scored."""
     from repro import tiny
@@ -289,9 +290,8 @@ def test_a_released_checkpoint_is_evaluated_at_a_commit_and_says_which(cli, tmp_
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "eval"
-    baseline = tiny.save_policy(tmp_path / "baseline")
     args = ["eval", "org/tiny", "--setting", "tiny", "--bench", "alpaca_eval2", "--limit", "4",
-            "--judge", "rule", "--reference-model", str(baseline), "--judge-cache",
+            "--judge", "rule", "--reference-model", "org/tiny", "--judge-cache",
             str(tmp_path / "judgments.sqlite"), "--output", str(out), "--format", "json"]  # fmt: skip
 
     answers = {}
@@ -303,5 +303,7 @@ def test_a_released_checkpoint_is_evaluated_at_a_commit_and_says_which(cli, tmp_
         assert (result["model"], result["model_commit"]) == ("org/tiny", commit)
         outputs = json.loads((out / "alpaca_eval2" / "model_outputs.json").read_text())
         assert {o["generator"] for o in outputs} == {"tiny"}  # the model's name, not its folder's
-        answers[commit] = [o["output"] for o in outputs]
-    assert answers[A] != answers[B]  # the second commit's own answers
+        baseline = json.loads((out / "alpaca_eval2" / "reference_outputs.json").read_text())
+        answers[commit] = [o["output"] for o in outputs], [o["output"] for o in baseline]
+        assert answers[commit][0] == answers[commit][1]  # the baseline is the same commit's model
+    assert answers[A] != answers[B]  # the second commit's own answers, and its own baseline's

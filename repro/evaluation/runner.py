@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from repro import paths
+from repro import hub, paths
 from repro.config import evalconfig
 from repro.config.resolution import evaluation_plan
 from repro.config.runconfig import EvalPlan
@@ -206,11 +206,10 @@ class Evaluation:
         else:
             self.generator = _engine(options.backend, model_path, self.tokenizer, lazy=lazy)
         self.reference_generator = None
-        if options.reference_model:
-            reference_tokenizer = tokenizers.load(options.tokenizer or options.reference_model)
-            self.reference_generator = _engine(
-                options.backend, options.reference_model, reference_tokenizer, lazy=lazy
-            )
+        if options.reference_model:  # a hub id: its commit's folder, so answers key by its weights
+            reference = hub.pinned(options.reference_model).folder
+            reference_tokenizer = tokenizers.load(options.tokenizer or reference)
+            self.reference_generator = _engine(options.backend, reference, reference_tokenizer, lazy=lazy)
         if self.plan.baseline == "init-model" and self.reference_generator is None and self.needs_judge:
             raise ReproError(
                 f"setting '{self.name}' compares against its starting model: pass --reference-model PATH"
