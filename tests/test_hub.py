@@ -279,7 +279,8 @@ def test_online_a_commit_is_downloaded_with_one_weight_format(tmp_path):
 def test_a_released_checkpoint_is_evaluated_at_a_commit_and_says_which(cli, tmp_path, monkeypatch):
     """`repro eval ORG/NAME` loads the commit `main` is at and records it (`model_commit`); the
     same output evaluated again after the repository moved generates the new commit's answers,
-    and a hub `--reference-model` likewise (here the same repository: model and baseline agree).
+    and a hub `--reference-model` likewise (here the same repository: model and baseline agree),
+    recorded as `baseline_model` and `baseline_commit` where a benchmark scored against it.
     Before, a hub model's answers were keyed by its name: the second evaluation took the first
     commit's answers for the new one's, and neither result said which commit it scored."""
     from repro import tiny
@@ -301,9 +302,17 @@ def test_a_released_checkpoint_is_evaluated_at_a_commit_and_says_which(cli, tmp_
         assert proc.returncode == 0, proc.stderr[-2000:]
         result = json.loads((out / "result.json").read_text())
         assert (result["model"], result["model_commit"]) == ("org/tiny", commit)
+        assert (result["baseline_model"], result["baseline_commit"]) == ("org/tiny", commit)
         outputs = json.loads((out / "alpaca_eval2" / "model_outputs.json").read_text())
         assert {o["generator"] for o in outputs} == {"tiny"}  # the model's name, not its folder's
         baseline = json.loads((out / "alpaca_eval2" / "reference_outputs.json").read_text())
         answers[commit] = [o["output"] for o in outputs], [o["output"] for o in baseline]
         assert answers[commit][0] == answers[commit][1]  # the baseline is the same commit's model
     assert answers[A] != answers[B]  # the second commit's own answers, and its own baseline's
+
+    # MT-Bench grades each answer alone: no baseline answered, none recorded
+    mt = tmp_path / "mt"
+    proc = cli(*[{"alpaca_eval2": "mt_bench", str(out): str(mt)}.get(a, a) for a in args])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((mt / "result.json").read_text())
+    assert "baseline_model" not in result and "baseline_commit" not in result

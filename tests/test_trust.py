@@ -480,6 +480,24 @@ def test_training_is_a_typed_record_read_strictly_for_this_schema(tmp_path):
     assert Training().truncation() is None
 
 
+def test_a_checkpoints_hub_commit_and_baseline_model_are_read_strictly_and_absent_when_none():
+    """`model_commit`, `baseline_model` and `baseline_commit` (a `repro eval` of a hub model or
+    against a model's answers) read back as written; a result without them (a run's, every result
+    before them) is written back without them; one that is not a name is one line."""
+    record = run_record(
+        model="m", setting="tiny", method=None, run_id=None, seed=None,
+        benchmarks={"alpaca_eval2": {"win_rate": 55.0}}, judge=RULE, limit=None,
+    )  # fmt: skip
+    assert not {"model_commit", "baseline_model", "baseline_commit"} & set(record)
+    assert RunResult.from_json(record, "result.json").to_json() == record
+    named = {**record, "model_commit": "a" * 40, "baseline_model": "org/base", "baseline_commit": "b" * 40}
+    read = RunResult.from_json(named, "result.json")
+    assert (read.model_commit, read.baseline_model, read.baseline_commit) == ("a" * 40, "org/base", "b" * 40)
+    assert read.to_json() == named
+    with pytest.raises(ReproError, match="^result.json: 'baseline_commit' is not a name or a commit$"):
+        RunResult.from_json({**named, "baseline_commit": 7}, "result.json")
+
+
 def test_the_engine_a_setting_was_measured_with_is_its_recipes(cli, tmp_path):
     """smol's reference band was measured with vLLM (`backend: vllm` in eval/generation/smol.yaml):
     `make smol`'s runs are the recipe's, not "within, but not the recipe's run"; a smol run

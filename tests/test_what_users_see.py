@@ -196,12 +196,16 @@ def test_the_eval_and_run_tables_count_the_failed_judgments():
 
     said = "incomplete: alpaca_eval2 (3 failed judgments), mt_bench (1 failed judgment)"
     checkpoint = RunResult.of(record(outputs), model="m")  # what `repro eval` prints
-    assert said in shown(result_tables.eval_table(checkpoint, title="m (tiny)"))
+    assert said in shown(result_tables.eval_table(checkpoint))
     run = Executed(RunResult.of(record(outputs), model="m", method="simpo"), Path("results/run"), [])
     assert said in shown(result_tables.run_table(run))
     # every judgment back: nothing said, and `repro run` says complete
     whole = {n: {**o, "n_failed": 0, "n_dropped": 0, "incomplete": False} for n, o in outputs.items()}
     checkpoint = RunResult.of(record(whole), model="m")
-    assert "failed judgment" not in shown(result_tables.eval_table(checkpoint, title="m (tiny)"))
+    assert "failed judgment" not in shown(result_tables.eval_table(checkpoint))
+    # the model at its hub commit, the setting, and the baseline model its win rates are against
+    hub = RunResult.of(record(whole), model="org/m", model_commit="a" * 40, baseline_model="base/")
+    title = f"org/m at commit {'a' * 40} (tiny), against base/ "
+    assert shown(result_tables.eval_table(hub)).startswith(title)
     run = Executed(RunResult.of(record(whole), model="m", method="simpo"), Path("results/run"), [])
     assert shown(result_tables.run_table(run)).endswith("complete")

@@ -235,7 +235,7 @@ def eval_cmd(
     if fmt == "json":
         render.print_json(record.to_json())
         return
-    table = result_tables.eval_table(record, title=f"{model} ({setting})")
+    table = result_tables.eval_table(record)
     render.print_table(table)
     if not table.row_count:
         raise ReproError("no benchmark produced a result")

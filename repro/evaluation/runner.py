@@ -206,6 +206,7 @@ class Evaluation:
         else:
             self.generator = _engine(options.backend, model_path, self.tokenizer, lazy=lazy)
         self.reference_generator = None
+        self.baseline_answered = False  # whether a benchmark scored against the baseline model's answers
         if options.reference_model:  # a hub id: its commit's folder, so answers key by its weights
             reference = hub.pinned(options.reference_model).folder
             reference_tokenizer = tokenizers.load(options.tokenizer or reference)
@@ -306,6 +307,7 @@ class Evaluation:
         generator = self.reference_generator if reference else self.generator
         if generator is None:
             raise ReproError(f"{benchmark}: no baseline model to answer with: pass --reference-model PATH")
+        self.baseline_answered = self.baseline_answered or reference
         with self.timed("generate"):
             return self.answerer.answers(
                 file,

@@ -3,6 +3,7 @@ and decoding, and write OUTPUT/result.json."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from repro import hub
@@ -64,11 +65,25 @@ def evaluate(
     # from an evaluation of another commit are not taken for this one's
     loaded = hub.pinned(model)
     name = model.split("/")[-1] if loaded.commit else None
+    # the baseline model too (--reference-model, an init-model setting's): pinned once, loaded
+    # from that folder and, where a benchmark scored against its answers, recorded
+    baseline = hub.pinned(options.reference_model) if options.reference_model else None
+    if baseline:
+        options = dataclasses.replace(options, reference_model=baseline.folder)
     ev = runner.Evaluation(
         loaded.folder, target, output=output, judge=judge, benches=benches, options=options, name=name
     )
     if ev.bos_check.status == "error" and not options.allow_double_bos:
         raise ReproError(f"BOS check failed for {model}: {bosguard.FIX} (or pass --allow-double-bos)")
-    result = RunResult.of(ev.run(progress=progress), model=model, model_commit=loaded.commit)
+    evaluation = ev.run(progress=progress)
+    # not where no benchmark scored against its answers (a published baseline; MT-Bench alone)
+    against = baseline if ev.baseline_answered else None
+    result = RunResult.of(
+        evaluation,
+        model=model,
+        model_commit=loaded.commit,
+        baseline_model=against.name if against else None,
+        baseline_commit=against.commit if against else None,
+    )
     result.write(output / FILE)
     return result

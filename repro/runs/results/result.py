@@ -102,6 +102,9 @@ class NotARunResult(ReproError):
 SCHEMA = "repro.result/2"
 OLD_SCHEMAS = (None, "repro.result/1")  # read leniently (missing keys defaulted)
 FILE = "result.json"
+# only a `repro eval` of a hub model (model_commit) or against a model's answers (baseline_*)
+# has them: absent otherwise, so every other result reads and writes as before they were added
+OPTIONAL = ("model_commit", "baseline_model", "baseline_commit")
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,11 @@ class RunResult:
     # the hub commit a `repro eval` of a hub id loaded (None: a local model, or a run, whose
     # config holds its starting model's commit); absent from result.json when None
     model_commit: str | None = None
+    # a `repro eval` against a model's answers (an init-model baseline, --reference-model): that
+    # model as given and its hub commit (None: a local folder); absent from result.json when None
+    # (a run's baseline is its starting model, which its config names)
+    baseline_model: str | None = None
+    baseline_commit: str | None = None
     schema: str = SCHEMA
 
     # ---------------------------------------------------------------- made from an evaluation
@@ -153,6 +161,8 @@ class RunResult:
         variant: Variant | None = None,
         sources: dict[str, str] | None = None,
         model_commit: str | None = None,
+        baseline_model: str | None = None,
+        baseline_commit: str | None = None,
     ) -> RunResult:
         limit = evaluation.limit
         reasons = [f"--limit {limit}: the first {limit} questions of each benchmark"] if limit else []
@@ -183,6 +193,8 @@ class RunResult:
             timings_seconds=evaluation.timings_seconds,
             sources=dict(sources or {}),
             model_commit=model_commit,
+            baseline_model=baseline_model,
+            baseline_commit=baseline_commit,
         )
 
     # ---------------------------------------------------------------- JSON
@@ -193,8 +205,9 @@ class RunResult:
         data["bos_check"] = self.bos_check.to_json() if self.bos_check else None
         data["variant"] = variant_to_json(self.variant)
         data["judge"] = self.judge.to_json() if self.judge else {}
-        if self.model_commit is None:  # as results before it: every run, a local model's eval
-            del data["model_commit"]
+        for optional in OPTIONAL:  # absent when None, as in results before them
+            if data[optional] is None:
+                del data[optional]
         return data
 
     def write(self, path: Path) -> None:
@@ -206,10 +219,11 @@ class RunResult:
             raise ReproError(f"{where}: not a repro run result (a {type(data).__name__})")
         schema = data.get("schema")
         if schema == SCHEMA:
-            # results before plugin sources; model_commit: only a hub model's evaluation has one
-            records.exact_keys(data, cls, where, optional=("sources", "model_commit"))
-            if not isinstance(data.get("model_commit"), (str, type(None))):
-                raise ReproError(f"{where}: 'model_commit' is not a commit")
+            # results before plugin sources; the OPTIONAL keys: only some evaluations have them
+            records.exact_keys(data, cls, where, optional=("sources", *OPTIONAL))
+            for name in OPTIONAL:
+                if not isinstance(data.get(name), (str, type(None))):
+                    raise ReproError(f"{where}: '{name}' is not a name or a commit")
             _check_scores(data["scores"], where)
             return cls(
                 **{**data, "training": Training.from_json(data["training"], where),
@@ -241,7 +255,7 @@ class RunResult:
             "incomplete_benchmarks": [], "partial": False, "partial_reasons": [], "limit": None,
             "replicate_key": None, "variant": None, "judge": {}, "benchmarks": {}, "judge_calls": None,
             "resumed_answers": None, "notes": [], "bos_check": None, "timings_seconds": {}, "sources": {},
-            "model_commit": None,
+            "model_commit": None, "baseline_model": None, "baseline_commit": None,
         }  # fmt: skip
         values = {**defaults, **{k: v for k, v in data.items() if k in known}}
         values["training"] = Training.from_json(values["training"], where, lenient=True)
