@@ -117,11 +117,15 @@ class Pinned:
         return self.commit or hashing.model_sha256(self.folder)
 
 
-def pinned(name: str) -> Pinned:
-    """A hub id is the commit `main` is at now, loaded from that commit's folder: what is loaded
-    is what is recorded, and a repository that moves upstream is another version. A local folder
-    or repro: name is itself."""
+def pinned(name: str, revision: str | None = None) -> Pinned:
+    """A hub id is the commit `revision` (a branch, tag or commit; default `main`) is at now,
+    loaded from that commit's folder: what is loaded is what is recorded, and a repository that
+    moves upstream is another version. A local folder or repro: name is itself (and has no
+    revision to choose)."""
     if not is_hub_id(name):
+        if revision is not None:
+            raise ReproError(f"--revision {revision}: {name} is no hub model id (a local folder is itself)")
         return Pinned(name, name, None)
-    at = commit(name, "main")  # offline and not cached: None, and snapshot says so
-    return Pinned(name, str(snapshot(name, at or "main")), at)
+    revision = revision or "main"
+    at = commit(name, revision)  # offline and not cached: None, and snapshot says so
+    return Pinned(name, str(snapshot(name, at or revision)), at)

@@ -280,7 +280,8 @@ def test_a_released_checkpoint_is_evaluated_at_a_commit_and_says_which(cli, tmp_
     """`repro eval ORG/NAME` loads the commit `main` is at and records it (`model_commit`); the
     same output evaluated again after the repository moved generates the new commit's answers,
     and a hub `--reference-model` likewise (here the same repository: model and baseline agree),
-    recorded as `baseline_model` and `baseline_commit` where a benchmark scored against it.
+    recorded as `baseline_model` and `baseline_commit` where a benchmark scored against it;
+    `--revision` evaluates an earlier commit (a local folder has none to choose: one line).
     Before, a hub model's answers were keyed by its name: the second evaluation took the first
     commit's answers for the new one's, and neither result said which commit it scored."""
     from repro import tiny
@@ -309,6 +310,20 @@ def test_a_released_checkpoint_is_evaluated_at_a_commit_and_says_which(cli, tmp_
         answers[commit] = [o["output"] for o in outputs], [o["output"] for o in baseline]
         assert answers[commit][0] == answers[commit][1]  # the baseline is the same commit's model
     assert answers[A] != answers[B]  # the second commit's own answers, and its own baseline's
+
+    # --revision: an earlier commit after main moved on, evaluated again at that commit
+    proc = cli(*args, "--revision", A)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((out / "result.json").read_text())["model_commit"] == A
+    outputs = json.loads((out / "alpaca_eval2" / "model_outputs.json").read_text())
+    assert [o["output"] for o in outputs] == answers[A][0]
+    for model, revision, said in (
+        (str(tmp_path / "hub" / "models--org--tiny" / "snapshots" / A), "v1", "is no hub model id"),
+        ("org/tiny", "c" * 40, "is not in the Hugging Face cache"),
+    ):
+        bad = {"org/tiny": model, str(out): str(tmp_path / "bad")}
+        proc = cli(*[bad.get(a, a) for a in args], "--revision", revision)
+        assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and said in proc.stderr, proc.stderr
 
     # MT-Bench grades each answer alone: no baseline answered, none recorded
     mt = tmp_path / "mt"

@@ -126,6 +126,10 @@ def eval_cmd(
     setting: Annotated[
         str, typer.Option("--setting", "-s", metavar="NAME", help="Whose templates and decoding to use.")
     ],
+    revision: Annotated[
+        str | None,
+        typer.Option("--revision", metavar="REV", help="Hub model's branch, tag or commit (default: main)."),
+    ] = None,
     bench: Annotated[
         str | None,
         typer.Option(
@@ -230,8 +234,9 @@ def eval_cmd(
     options = EvalOptions.pick(locals())
     with render.Bars() as bars:
         record = checkpoint.evaluate(
-            model, setting, output=output, bench=bench, judge=spec, options=options, progress=bars
-        )
+            model, setting, output=output, bench=bench, judge=spec, options=options, revision=revision,
+            progress=bars,
+        )  # fmt: skip
     if fmt == "json":
         render.print_json(record.to_json())
         return

@@ -49,10 +49,12 @@ def evaluate(
     bench: str | None,
     judge: Judge,
     options: EvalOptions,
+    revision: str | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
     """Check what can fail before any model loads (benchmarks, engine, output folder, judge),
-    evaluate, refuse a failed BOS check unless allowed, and write the result."""
+    evaluate, refuse a failed BOS check unless allowed, and write the result. `revision`: a hub
+    model's branch, tag or commit (default: main)."""
     _refuse_others_work(output, model)
     target = runner.Target.of_setting(get_setting(setting))
     benches = benchmarks.parse(bench, target.plan)
@@ -61,9 +63,9 @@ def evaluate(
     if benchmarks.judged(benches):
         checks += [preflight.cache(Path(judge.cache).parent, "--judge-cache"), preflight.judge_check(judge)]
     preflight.require_all(checks)
-    # a hub id: the commit `main` is at now, loaded from its folder and recorded, so answers kept
-    # from an evaluation of another commit are not taken for this one's
-    loaded = hub.pinned(model)
+    # a hub id: the commit `main` (or --revision) is at now, loaded from its folder and recorded,
+    # so answers kept from an evaluation of another commit are not taken for this one's
+    loaded = hub.pinned(model, revision)
     name = model.split("/")[-1] if loaded.commit else None
     # the baseline model too (--reference-model, an init-model setting's): pinned once, loaded
     # from that folder and, where a benchmark scored against its answers, recorded
