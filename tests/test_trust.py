@@ -167,6 +167,51 @@ def test_compare_pools_only_seed_replicates(mixed, cli):
     assert "truncated: 2 of 468 steps" in table and "recipe" in table
 
 
+def test_a_released_checkpoints_evaluation_is_compared_with_the_row_that_lists_it(tmp_path, cli):
+    """`repro eval` of a checkpoint the authors released (scores.csv's model_id, from the seed
+    README) is compared with the published row that lists it, as a row of its own beside the
+    published cell: labelled with its commit, evaluations of one commit by one judge pooled, never
+    pooled with trained runs and never gating --fail-outside-tolerance. Under another setting, or of
+    a model no row lists, it is skipped with the reason. Before, every `repro eval` was skipped."""
+    model = "princeton-nlp/Llama-3-Instruct-8B-SimPO-v0.2"  # the seed's v0.2 SimPO row
+
+    def evaluated(folder: Path, model: str, setting: str, delta: float, commit: str | None = None) -> None:
+        lc, wr = published_cell("ae2_lc") + delta, published_cell("ae2_wr") + delta
+        record = run_record(
+            model=model, setting=setting, method=None, run_id=None, seed=None, judge=ENDPOINT, limit=None,
+            benchmarks={"alpaca_eval2": {"length_controlled_winrate": lc, "win_rate": wr}},
+        )  # fmt: skip
+        io.write_json(folder / "result.json", {**record, "model_commit": commit} if commit else record)
+
+    results = tmp_path / "results"
+    evaluated(results / "released", model, SETTING, -0.6, "a" * 40)
+    evaluated(results / "released-again", model.lower(), SETTING, -0.2, "a" * 40)  # hub ids: case-blind
+    evaluated(results / "v0.1-setting", model, "llama3-instruct", 0.0)
+    evaluated(results / "local", "/ckpt/simpo", SETTING, 0.0)
+    write_run(results, "trained", delta=3.0)
+    out = json.loads(cli("compare", str(results), "--format", "json").stdout)
+    rows = {
+        (r["variant"], r["metric"]): r
+        for r in out["rows"]
+        if (r["setting"], r["method"]) == (SETTING, METHOD)
+    }
+    released = rows[("released checkpoint at aaaaaaaa", "ae2_lc")]
+    assert (released["runs"], released["recipe"], released["status"]) == (2, False, "within")
+    assert released["reproduced_mean"] == pytest.approx(published_cell("ae2_lc") - 0.4)
+    assert released["published"] == published_cell("ae2_lc")
+    trained = rows[("", "ae2_lc")]
+    assert (trained["runs"], trained["recipe"], trained["status"]) == (1, True, "outside")
+    skipped = {Path(s["path"]).parent.name: s["reason"] for s in out["skipped"]}
+    assert skipped["v0.1-setting"].endswith("the published tables list it under llama3-instruct-v0.2")
+    assert "the published tables do not list" in skipped["local"]
+    # the trained run alone gates: it is within, and the released checkpoint outside fails nothing
+    gate = tmp_path / "gate"
+    write_run(gate, "trained", delta=0.2)
+    evaluated(gate / "released", model, SETTING, -3.0)
+    table = cli("compare", str(gate), "--fail-outside-tolerance", check=True).stdout
+    assert "released checkpoint" in table and "outside" in table
+
+
 def test_result_says_when_training_was_cut(mixed):
     """Finding 1, second part: the 2-step run's result said complete, not partial."""
     data = json.loads((mixed / SETTING / METHOD / "two-steps" / "result.json").read_text())

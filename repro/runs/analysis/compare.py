@@ -14,7 +14,9 @@ With three or more runs a one-sample t-test (scipy) of the runs against
 the published number is reported. Errata-flagged published cells are marked; published
 cells without a reproduction are listed as missing, never dropped; corrupt runs are skipped
 and reported, and so are the cells of an incomplete benchmark (a run's complete benchmarks
-still count).
+still count). A `repro eval` of a checkpoint the authors released (the published row's
+model_id) is a row of its own beside that row's cells, labelled "released checkpoint" with its
+commit: what the evaluation alone reproduces, apart from training.
 """
 
 from __future__ import annotations
@@ -138,6 +140,8 @@ class Counted:
     group: str | None  # the replicate key (None: a hand-made result, pooled by setting and method)
     variant: Variant | None
     extent: Training | None
+    # a `repro eval` of a checkpoint the authors released: the method its published row lists it under
+    released: str | None = None
 
     @property
     def setting(self) -> str:
@@ -145,7 +149,7 @@ class Counted:
 
     @property
     def method(self) -> str:
-        return self.result.method or ""
+        return self.result.method or self.released or ""
 
 
 def collect(
@@ -156,6 +160,7 @@ def collect(
     vouch for its scores is counted but listed in `unverified`."""
     found, skipped = [], []
     unverified = [] if unverified is None else unverified
+    table = published.load()
     seen: dict[tuple, str] = {}
     root = Path(results_dir)
     if not root.exists():
@@ -170,8 +175,9 @@ def collect(
         except ReproError as exc:
             skipped.append((str(path), str(exc).removeprefix(f"{path}: ")))
             continue
-        if not result.method:
-            skipped.append((str(path), "a `repro eval` of a checkpoint: no method to compare it under"))
+        released = None if result.method else published.released_as(table, result.setting, result.model)
+        if not result.method and not released:
+            skipped.append((str(path), _not_released(table, result)))
             continue
         if result.limit:
             skipped.append((str(path), f"partial evaluation (--limit {result.limit}): not averaged"))
@@ -188,7 +194,10 @@ def collect(
         if problem := _verification(path, unverified):
             skipped.append((str(path), problem))
             continue
-        run = Counted(path, result, *_identity(path, result))
+        if released:
+            run = _released(path, result, released)
+        else:
+            run = Counted(path, result, *_identity(path, result))
         # the same trained model evaluated the same way twice (e.g. a copy of a run folder)
         counted = (result.setting, result.method, result.run_id, run.group)
         if result.run_id and counted in seen:
@@ -197,6 +206,25 @@ def collect(
         seen[counted] = str(path)
         found.append(run)
     return found, skipped
+
+
+def _not_released(table: list[published.Row], result: RunResult) -> str:
+    """Why a `repro eval` result has no published row to be compared with."""
+    if settings := published.settings_releasing(table, result.model):
+        return (
+            f"a `repro eval` of {result.model} under setting {result.setting}: the published tables "
+            f"list it under {', '.join(settings)}"
+        )
+    return "a `repro eval` of a checkpoint the published tables do not list: no method to compare it under"
+
+
+def _released(path: Path, result: RunResult, method: str) -> Counted:
+    """A released checkpoint's evaluation: its own rows beside the published cell (never pooled
+    with trained reproductions, never gating --fail-outside-tolerance), its evaluations of the same
+    commit by the same judge pooled."""
+    judge = result.judge.name if result.judge else None
+    group = f"released {result.model.lower()} {result.model_commit} {judge}"
+    return Counted(path, result, group, None, None, released=method)
 
 
 def _complete_benchmarks(result: RunResult) -> list[str]:
@@ -255,6 +283,11 @@ def _labels(results: list[Counted]) -> dict[tuple[str, str, str | None], tuple[s
     recipe read the same (e.g. made by two versions of repro) are told apart by their key."""
     labels: dict[tuple[str, str, str | None], tuple[str, bool]] = {}
     for r in results:
+        if r.released:
+            commit = r.result.model_commit
+            text = f"released checkpoint{f' at {commit[:8]}' if commit else ''}"
+            labels[(r.setting, r.method, r.group)] = (text, False)
+            continue
         text = replicates.label(r.variant, r.extent)
         labels[(r.setting, r.method, r.group)] = (text, text == "")
     by_text: dict[tuple[str, str, str], list[tuple[str, str, str | None]]] = {}

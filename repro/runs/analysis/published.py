@@ -123,3 +123,17 @@ def lookup(rows: list[Row], setting: str, method: str, metric: str) -> float | N
         if row.setting == setting and row.method == method:
             return row.scores.get(metric)
     return None
+
+
+def released_as(rows: list[Row], setting: str, model: str) -> str | None:
+    """The method a published row of `setting` lists the hub checkpoint `model` under (the
+    authors' released models, scores.csv's model_id; hub ids compare case-blind), or None."""
+    for row in rows:
+        if row.setting == setting and row.model_id.lower() == model.lower():
+            return row.method
+    return None
+
+
+def settings_releasing(rows: list[Row], model: str) -> list[str]:
+    """The settings whose published rows list the hub checkpoint `model`."""
+    return sorted({r.setting for r in rows if r.model_id.lower() == model.lower()})
