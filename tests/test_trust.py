@@ -175,10 +175,11 @@ def test_a_released_checkpoints_evaluation_is_compared_with_the_row_that_lists_i
     a model no row lists, it is skipped with the reason. Before, every `repro eval` was skipped."""
     model = "princeton-nlp/Llama-3-Instruct-8B-SimPO-v0.2"  # the seed's v0.2 SimPO row
 
-    def evaluated(folder: Path, model: str, setting: str, delta: float, commit: str | None = None) -> None:
+    def evaluated(folder: Path, model: str, setting: str, delta: float, commit: str | None = None,
+                  judge: JudgedBy = ENDPOINT) -> None:  # fmt: skip
         lc, wr = published_cell("ae2_lc") + delta, published_cell("ae2_wr") + delta
         record = run_record(
-            model=model, setting=setting, method=None, run_id=None, seed=None, judge=ENDPOINT, limit=None,
+            model=model, setting=setting, method=None, run_id=None, seed=None, judge=judge, limit=None,
             benchmarks={"alpaca_eval2": {"length_controlled_winrate": lc, "win_rate": wr}},
         )  # fmt: skip
         io.write_json(folder / "result.json", {**record, "model_commit": commit} if commit else record)
@@ -210,6 +211,12 @@ def test_a_released_checkpoints_evaluation_is_compared_with_the_row_that_lists_i
     evaluated(gate / "released", model, SETTING, -3.0)
     table = cli("compare", str(gate), "--fail-outside-tolerance", check=True).stdout
     assert "released checkpoint" in table and "outside" in table
+    # the same checkpoint judged by another judge: a row of its own, never averaged with the first
+    evaluated(gate / "rule-judged", model, SETTING, 10.0, judge=RULE)
+    out = json.loads(cli("compare", str(gate), "--format", "json").stdout)
+    released = [r for r in out["rows"] if r["metric"] == "ae2_lc" and r["variant"].startswith("released")]
+    assert len(released) == 2 and {r["runs"] for r in released} == {1}
+    assert len({r["variant"] for r in released}) == 2
 
 
 def test_result_says_when_training_was_cut(mixed):

@@ -22,6 +22,7 @@ commit: what the evaluation alone reproduces, apart from training.
 from __future__ import annotations
 
 import csv
+import hashlib
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,8 +223,8 @@ def _released(path: Path, result: RunResult, method: str) -> Counted:
     """A released checkpoint's evaluation: its own rows beside the published cell (never pooled
     with trained reproductions, never gating --fail-outside-tolerance), its evaluations of the same
     commit by the same judge pooled."""
-    judge = result.judge.name if result.judge else None
-    group = f"released {result.model.lower()} {result.model_commit} {judge}"
+    judge = result.judge.label() if result.judge else None  # which model, and where
+    group = hashlib.sha256(f"{result.model.lower()}\0{result.model_commit}\0{judge}".encode()).hexdigest()
     return Counted(path, result, group, None, None, released=method)
 
 
