@@ -113,6 +113,40 @@ def test_released_answers_cut_short(alpaca, released_outputs, tmp_path):
     assert check(out, "generation")["evidence"]["released"]["median_ratio"] == pytest.approx(0.3, abs=0.01)
 
 
+def test_a_repro_eval_of_the_released_checkpoint_is_held_to_its_released_answers(released_outputs, tmp_path):
+    """`repro diagnose OUTPUT` of a `repro eval` of a released checkpoint (a result.json with no
+    method, its benchmarks' files in the folder itself): the answers are read where `repro eval`
+    writes them and held to the authors' released answers of the method the published row lists
+    that checkpoint under (scores.csv: princeton-nlp/Llama-3-Instruct-8B-SimPO, llama3-instruct,
+    simpo); the training check says there is none to check. Before, the generation and judging
+    checks looked for eval/alpaca_eval2/ and said unknown. Oracle: the real released answers,
+    each cut to 30% (median length ratio 0.3)."""
+    from repro.evaluation.judge.judged_by import JudgedBy
+    from repro.evaluation.records import BenchmarkResult, EvaluationResult
+    from repro.runs.results.result import RunResult
+
+    cut = [{**o, "output": o["output"][: len(o["output"]) * 3 // 10]} for o in released_outputs]
+    folder = tmp_path / "eval-released"
+    (folder / "alpaca_eval2").mkdir(parents=True)
+    write(folder / "alpaca_eval2" / "model_outputs.json", cut)
+    output = {"length_controlled_winrate": 20.0, "win_rate": 15.0}
+    evaluation = EvaluationResult(
+        model="Llama-3-Instruct-8B-SimPO", setting="llama3-instruct", limit=None,
+        judge=JudgedBy("endpoint", "https://api.openai.com/v1", None, "OPENAI_API_KEY"),
+        benchmarks={"alpaca_eval2": BenchmarkResult("alpaca_eval2", output)}, scores={"ae2_lc": 20.0},
+    )  # fmt: skip
+    RunResult.of(evaluation, model="princeton-nlp/Llama-3-Instruct-8B-SimPO").write(folder / "result.json")
+    code, out = diagnose(str(folder))
+    assert code == 1
+    cause = first_cause(out)
+    assert cause["check"] == "generation" and cause["summary"].startswith("answers cut short")
+    assert check(out, "generation")["evidence"]["released"]["median_ratio"] == pytest.approx(0.3, abs=0.01)
+    assert (
+        check(out, "training")["summary"]
+        == "no training to check: a `repro eval` of a checkpoint trained elsewhere"
+    )
+
+
 @pytest.mark.parametrize(
     ("prefix", "named"),
     [

@@ -19,7 +19,7 @@ from repro.errors import ReproError, UsageError
 from repro.evaluation.generation.decoding import Decoding
 from repro.evaluation.records import EvaluationResult
 from repro.evaluation.scorers import alpaca_eval
-from repro.runs.analysis import released
+from repro.runs.analysis import published, released
 from repro.runs.results.manifest import FILE as MANIFEST
 from repro.runs.results.manifest import Manifest
 from repro.runs.results.result import FILE, RunResult
@@ -42,6 +42,7 @@ class Inputs:
     curves_path: Path | None = None
     decoding: dict[str, Any] | None = None  # the decoding the answers were generated with
     tokenizer_dir: Path | None = None  # for token counts (a run's trained model folder)
+    checkpoint: bool = False  # a `repro eval` output: a checkpoint trained elsewhere, evaluated here
     missing: dict[str, str] = field(default_factory=dict)  # file -> why
 
     def need(self, *names: str) -> str | None:
@@ -99,6 +100,14 @@ def from_run(run_dir: Path, curves: Path | None = None) -> Inputs:
     config = inputs.config or {}
     inputs.setting = config.get("setting") or (inputs.result.setting if inputs.result else None)
     inputs.method = config.get("method") or (inputs.result.method if inputs.result else None)
+    # a `repro eval` output (a checkpoint's result.json, no run around it): its benchmarks' files
+    # lie in the folder itself, and a checkpoint the authors released is held to the released
+    # answers of the method its published row lists it under
+    checkpoint = inputs.result is not None and not inputs.result.method and inputs.manifest is None
+    inputs.checkpoint = checkpoint = checkpoint and not (run_dir / "eval").is_dir()
+    if checkpoint:
+        inputs.missing[MANIFEST] = "a `repro eval` of a checkpoint writes none"
+        inputs.method = published.released_as(published.load(), inputs.result.setting, inputs.result.model)
     nothing = not inputs.setting and not (run_dir / MANIFEST).exists() and not inputs.result
     if nothing and not (run_dir / "train").is_dir() and not (run_dir / "eval").is_dir():
         raise UsageError(
@@ -106,7 +115,8 @@ def from_run(run_dir: Path, curves: Path | None = None) -> Inputs:
         )
     # AlpacaEval's answers and judgments as the evaluation that result.json names wrote them:
     # files an earlier evaluation left on disk are not evidence for this result
-    folder = inputs.evaluation.folder("alpaca_eval2") if inputs.evaluation else "eval/alpaca_eval2"
+    folder = "eval/alpaca_eval2" if not checkpoint else "alpaca_eval2"
+    folder = inputs.evaluation.folder("alpaca_eval2") if inputs.evaluation else folder
     if inputs.result is not None and "alpaca_eval2" not in inputs.result.benchmarks:
         for name in ("model_outputs.json", "annotations.json"):
             inputs.missing[f"eval/alpaca_eval2/{name}"] = (

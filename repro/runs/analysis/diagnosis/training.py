@@ -38,6 +38,8 @@ def check(inputs: Inputs) -> Check:
             "no training to check: results made elsewhere hold only answers "
             "(evaluate the released checkpoint with `repro eval` to separate training from evaluation)",
         )
+    if inputs.checkpoint:
+        return unknown("training", "no training to check: a `repro eval` of a checkpoint trained elsewhere")
     held = _held_out(inputs)
     result = Check("training")
     if held is None:
