@@ -25,6 +25,11 @@ def is_hub_id(name: str) -> bool:
     return name.count("/") == 1
 
 
+def at(name: str, commit: str | None) -> str:
+    """A model as a table or report names it: 'org/name at commit C', or the name alone."""
+    return f"{name} at commit {commit}" if commit else name
+
+
 def offline() -> bool:
     """HF_HUB_OFFLINE as huggingface_hub reads it: the cache is all there is."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")

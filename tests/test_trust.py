@@ -205,6 +205,16 @@ def test_a_released_checkpoints_evaluation_is_compared_with_the_row_that_lists_i
     skipped = {Path(s["path"]).parent.name: s["reason"] for s in out["skipped"]}
     assert skipped["v0.1-setting"].endswith("the published tables list it under llama3-instruct-v0.2")
     assert "the published tables do not list" in skipped["local"]
+    # the report: the row says what it is, and the page names the checkpoint and its commit, not a
+    # run's hashes it does not have; the judging cost is read where `repro eval` wrote it
+    priced = [{"instruction": "q", "preference": 1.0, "price_per_example": 0.01}] * 3
+    io.write_json(results / "released" / "alpaca_eval2" / "annotations.json", priced)
+    report = cli("report", str(results), "--format", "markdown", check=True).stdout
+    assert "| ⚠️ within: the released checkpoint, evaluated here |" in report
+    assert f"### {SETTING}: checkpoint {model}, folder released" in report
+    assert f"- model: `{model} at commit {'a' * 40}`" in report
+    page = report.split("folder released", 1)[1].split("###", 1)[0]
+    assert "config hash" not in page and "- judge cost spent: `$0.03 on AlpacaEval" in page
     # the trained run alone gates: it is within, and the released checkpoint outside fails nothing
     gate = tmp_path / "gate"
     write_run(gate, "trained", delta=0.2)

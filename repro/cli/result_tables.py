@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
+from repro import hub
 from repro.cli import render
 from repro.errors import ReproError
 from repro.evaluation import benchmarks
@@ -51,18 +52,14 @@ def run_table(done: Executed) -> Table:
     return render.table(["", "value"], rows, title=title, caption=partial + state)
 
 
-def _at(name: str, commit: str | None) -> str:
-    return f"{name} at commit {commit}" if commit else name
-
-
 def plan_table(plan) -> Table:
     """A `repro run --dry-run` plan (repro.runs.pipeline.run.Plan): one line per fact, in words."""
     config, batch = plan.config, plan.config.batch
 
     rows = [
         ("run directory", str(plan.run_dir)),
-        ("model", _at(config.model_name_or_path, config.model_commit)),
-        ("dataset", _at(config.dataset, config.dataset_commit)),
+        ("model", hub.at(config.model_name_or_path, config.model_commit)),
+        ("dataset", hub.at(config.dataset, config.dataset_commit)),
         ("optimizer steps", plan.steps.text()),
         ("batch", batch.describe()),
         ("processes", f"{batch.num_processes} per node x {batch.num_nodes} nodes"),
@@ -90,9 +87,9 @@ def eval_table(record: RunResult) -> Table:
     """A `repro eval` result (repro.runs.results.result.RunResult): each benchmark's rows under
     the model (and its hub commit), the setting and the baseline model scored against, and a
     caption naming what did not come back."""
-    title = f"{_at(record.model, record.model_commit)} ({record.setting})"
+    title = f"{hub.at(record.model, record.model_commit)} ({record.setting})"
     if record.baseline_model:
-        title += f", against {_at(record.baseline_model, record.baseline_commit)}"
+        title += f", against {hub.at(record.baseline_model, record.baseline_commit)}"
     rows = [
         (benchmarks.get(name).title, what, value)
         for name, output in record.benchmarks.items()

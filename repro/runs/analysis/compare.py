@@ -66,6 +66,7 @@ class Row:
     band: tuple[float, float] | None = None
     variant: str = ""  # what differs from the recipe ('' for the recipe's own runs)
     recipe: bool = True  # the recipe's configuration (only these rows gate --fail-outside-tolerance)
+    released: bool = False  # a released checkpoint's evaluation (`repro eval`), not a training of ours
     judge_notes: list[str] = field(default_factory=list)  # runs not judged as the published number was
 
     @property
@@ -402,7 +403,7 @@ def compare(results_dir: Path, tolerances: dict[str, float] | None = None) -> Co
                 if row is None:
                     row = grouped[(*cell, gid)] = Row(
                         *cell, template.published, tolerance=template.tolerance, erratum=template.erratum,
-                        band=template.band, variant=text, recipe=is_recipe,
+                        band=template.band, variant=text, recipe=is_recipe, released=bool(run.released),
                     )  # fmt: skip
             row.variant = text
             row.runs.append(round(value, spec.decimals) if spec.decimals is not None else value)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from repro import io
+from repro import hub, io
 from repro.errors import ReproError
 from repro.evaluation.judge.judged_by import JudgedBy
 from repro.evaluation.records import EvaluationResult
@@ -68,6 +68,8 @@ class RunPage:
         data = (self.manifest.config if self.manifest else None) or {}
         if self.result:
             data = {"setting": self.result.setting, "method": self.result.method}
+            if not self.result.method:  # a `repro eval` of a checkpoint
+                return f"{self.result.setting}: checkpoint {self.result.model}, folder {self.path.name}"
         return f"{data.get('setting', '?')} x {data.get('method', '?')}, run {self.path.name}"
 
     def provenance(self) -> list[tuple[str, str]]:
@@ -85,13 +87,21 @@ class RunPage:
         else:
             state = "unfinished (no result.json)"
         git = (history[-1].get("git") or {}) if history else {}
+        if result and not result.method and self.manifest is None:  # a `repro eval`: no run around it
+            run = [("model", hub.at(result.model, result.model_commit))]
+            if result.baseline_model:
+                run.append(("baseline model", hub.at(result.baseline_model, result.baseline_commit)))
+        else:
+            run = [
+                ("config hash", str(manifest.config_hash or "")),
+                ("code version", str(config.get("code_version") or "")[:16]),
+                ("git", f"{git.get('commit') or 'unknown'}{' (dirty)' if git.get('dirty') else ''}"),
+                ("lock", f"{env.get('lock') or ''} sha256 {env.get('lockfile_sha256') or 'unknown'}"),
+            ]
         return [
             ("folder", str(self.path)),
             ("state", state),
-            ("config hash", str(manifest.config_hash or "")),
-            ("code version", str(config.get("code_version") or "")[:16]),
-            ("git", f"{git.get('commit') or 'unknown'}{' (dirty)' if git.get('dirty') else ''}"),
-            ("lock", f"{env.get('lock') or ''} sha256 {env.get('lockfile_sha256') or 'unknown'}"),
+            *run,
             ("judge", judge.label() if judge else "unknown"),
             (
                 "judge cost spent",
@@ -116,7 +126,12 @@ def judge_cost(run_dir: Path, judge: JudgedBy | None, calls: dict[str, Any] | No
     if judge and judge.local:
         return f"$0 in API fees (a judge on this machine: {judge.label()}){count}"
     record = EvaluationResult.read_run_folder(run_dir / "eval")  # where its AlpacaEval files are
-    folder = record.folder("alpaca_eval2") if record else "eval/alpaca_eval2"
+    if record:
+        folder = record.folder("alpaca_eval2")
+    elif (run_dir / "alpaca_eval2").is_dir() and not (run_dir / "eval").is_dir():
+        folder = "alpaca_eval2"  # a `repro eval` output: its benchmarks' files lie in it
+    else:
+        folder = "eval/alpaca_eval2"
     annotations = io.read_json(run_dir / folder / "annotations.json")
     if isinstance(annotations, list):
         prices = [a.get("price_per_example") for a in annotations if isinstance(a, dict)]
@@ -187,6 +202,8 @@ def _status(row: Any) -> str:
     says so: being within tolerance does not make it a reproduction."""
     if row.recipe or row.status not in ("within", "outside"):
         return row.status
+    if getattr(row, "released", False):
+        return f"{row.status}: the released checkpoint, evaluated here"
     return f"{row.status}, but not the recipe's run"
 
 
