@@ -177,8 +177,8 @@ def collect(
         except ReproError as exc:
             skipped.append((str(path), str(exc).removeprefix(f"{path}: ")))
             continue
-        released = None if result.method else published.released_as(table, result.setting, result.model)
-        if not result.method and not released:
+        released = result.of_checkpoint and published.released_as(table, result.setting, result.model)
+        if result.of_checkpoint and not released:
             skipped.append((str(path), _not_released(table, result)))
             continue
         if result.limit:

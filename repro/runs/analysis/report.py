@@ -68,7 +68,7 @@ class RunPage:
         data = (self.manifest.config if self.manifest else None) or {}
         if self.result:
             data = {"setting": self.result.setting, "method": self.result.method}
-            if not self.result.method:  # a `repro eval` of a checkpoint
+            if self.result.of_checkpoint:
                 return f"{self.result.setting}: checkpoint {self.result.model}, folder {self.path.name}"
         return f"{data.get('setting', '?')} x {data.get('method', '?')}, run {self.path.name}"
 
@@ -87,7 +87,7 @@ class RunPage:
         else:
             state = "unfinished (no result.json)"
         git = (history[-1].get("git") or {}) if history else {}
-        if result and not result.method and self.manifest is None:  # a `repro eval`: no run around it
+        if result and result.of_checkpoint and self.manifest is None:  # no run around it
             run = [("model", hub.at(result.model, result.model_commit))]
             if result.baseline_model:
                 run.append(("baseline model", hub.at(result.baseline_model, result.baseline_commit)))

@@ -267,6 +267,11 @@ class RunResult:
 
     # ---------------------------------------------------------------- what compare asks
 
+    @property
+    def of_checkpoint(self) -> bool:
+        """A `repro eval` of a checkpoint (no method: nothing was trained here)."""
+        return not self.method
+
     def metric(self, key: str) -> float | None:
         """A numeric score (None when absent or not a number)."""
         value = self.scores.get(key)

@@ -103,7 +103,7 @@ def from_run(run_dir: Path, curves: Path | None = None) -> Inputs:
     # a `repro eval` output (a checkpoint's result.json, no run around it): its benchmarks' files
     # lie in the folder itself, and a checkpoint the authors released is held to the released
     # answers of the method its published row lists it under
-    checkpoint = inputs.result is not None and not inputs.result.method and inputs.manifest is None
+    checkpoint = inputs.result is not None and inputs.result.of_checkpoint and inputs.manifest is None
     inputs.checkpoint = checkpoint = checkpoint and not (run_dir / "eval").is_dir()
     if checkpoint:
         inputs.missing[MANIFEST] = "a `repro eval` of a checkpoint writes none"
