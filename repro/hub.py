@@ -75,6 +75,15 @@ def cached_commit(repo: str, revision: str, kind: str = "model") -> str | None:
     return text if COMMIT.fullmatch(text) else None
 
 
+def cached_snapshot(repo: str, commit: str, kind: str = "model") -> Path | None:
+    """The local cache's folder of a hub repository at `commit`, as huggingface_hub lays it out
+    (snapshots/COMMIT); None when the cache holds none. Asks nothing of the hub."""
+    from huggingface_hub import constants
+
+    folder = Path(constants.HF_HUB_CACHE) / f"{kind}s--{repo.replace('/', '--')}" / "snapshots" / commit
+    return folder if COMMIT.fullmatch(commit) and folder.is_dir() else None
+
+
 # What a loader reads of a model repository besides its weights: configs, tokenizer files, chat
 # templates and remote code (a reward model such as ArmoRM brings its own class).
 LOADER_FILES = ("*.json", "*.txt", "*.model", "*.py", "*.tiktoken", "*.jinja")

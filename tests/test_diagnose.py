@@ -535,3 +535,57 @@ def test_a_malformed_bos_report_is_one_line():
     for bad in ({"status": "fine"}, {"status": "ok", "checks": [{"what": "a"}]}, {"train": 1}, {"other": {}}):
         with pytest.raises(ReproError, match="^x"):
             Stages.from_json(bad, "x")
+
+
+@pytest.mark.parametrize("where", ["folder", "hub cache", "nowhere"])
+def test_a_checkpoint_stopping_on_its_familys_tokens_is_held_to_them(
+    where, smol_model, tmp_path, monkeypatch
+):
+    """`repro eval` of a smol checkpoint answers with the smol setting's decoding, whose stop
+    tokens are the family's (`stop_token_ids: family`, <|im_end|>) spelled as the model's ids.
+    The diagnosis resolved them only from a run's train/model, so of a checkpoint it reported
+    "decoding is not the published one: stop_token_ids [2] (published family)" for answers made
+    exactly as published. The checkpoint's own tokenizer spells them: the evaluated folder, or a
+    hub model's commit in the local hub cache; where neither is here the stops are not compared,
+    and the evidence says so. Oracle: SmolLM2's tokenizer's own id for <|im_end|>."""
+    import huggingface_hub.constants
+    from transformers import AutoTokenizer
+
+    from repro.config import evalconfig
+    from repro.evaluation.generation.decoding import Decoding
+    from repro.evaluation.judge.judged_by import JudgedBy
+    from repro.evaluation.records import BenchmarkResult, EvaluationResult
+    from repro.runs.analysis.diagnosis import generation, inputs
+    from repro.runs.results.result import RunResult
+
+    im_end = AutoTokenizer.from_pretrained(smol_model).convert_tokens_to_ids("<|im_end|>")
+    smol = evalconfig.generation("smol")["alpaca_eval"]
+    used = vars(Decoding.alpaca_eval({**smol, "stop_token_ids": [im_end]}))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    if where == "hub cache":
+        (cache / "models--HuggingFaceTB--SmolLM2-135M-Instruct" / "snapshots").mkdir(parents=True)
+        (cache / "models--HuggingFaceTB--SmolLM2-135M-Instruct" / "snapshots" / commit).symlink_to(smol_model)
+    model = str(smol_model) if where == "folder" else "HuggingFaceTB/SmolLM2-135M-Instruct"
+    folder = tmp_path / "eval-smol"
+    (folder / "alpaca_eval2").mkdir(parents=True)
+    answers = [{"instruction": f"Name a colour ({i}).", "output": "Blue, as the sky."} for i in range(8)]
+    write(folder / "alpaca_eval2" / "model_outputs.json", answers)
+    evaluation = EvaluationResult(
+        model=model, setting="smol", limit=None, judge=JudgedBy("rule", None, None, None),
+        scores={"ae2_wr": 50.0},
+        benchmarks={"alpaca_eval2": BenchmarkResult("alpaca_eval2", {"win_rate": 50.0, "decoding": used})},
+    )  # fmt: skip
+    commit_of = None if where == "folder" else commit
+    RunResult.of(evaluation, model=model, model_commit=commit_of).write(folder / "result.json")
+
+    checked = generation.check(inputs.from_run(folder))
+    decoding = checked.evidence["decoding"]
+    assert not [c.summary for c in checked.causes if c.summary.startswith("decoding")], checked.summary
+    if where == "nowhere":
+        assert decoding["published"]["stop_token_ids"] == "family"
+        assert decoding["note"].startswith("stop tokens not compared")
+        assert "decoding as published (its stop tokens not compared" in checked.summary
+    else:
+        assert decoding["published"]["stop_token_ids"] == [im_end] and "note" not in decoding

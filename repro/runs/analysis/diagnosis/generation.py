@@ -95,7 +95,9 @@ def expected_decoding(
 
 
 def _decoding_differences(used: dict[str, Any], expected: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    keys = ["mode", "max_new_tokens", "stop_token_ids"]
+    keys = ["mode", "max_new_tokens"]
+    if expected.get("stop_token_ids") != "family":  # a family's stops, with no tokenizer to spell them
+        keys.append("stop_token_ids")
     if expected.get("mode") != "greedy":
         keys += ["temperature", "top_p"]
     return {
@@ -142,6 +144,11 @@ def check(inputs: Inputs) -> Check:
     if inputs.decoding and expected:
         diff = _decoding_differences(inputs.decoding, expected)
         evidence["decoding"]["differences"] = diff
+        if expected.get("stop_token_ids") == "family":
+            evidence["decoding"]["note"] = (
+                "stop tokens not compared: the setting stops on its model family's tokens, and the "
+                "model's tokenizer that spells them as ids is not here"
+            )
         cut = diff.pop("max_new_tokens", None)
         if (
             cut
@@ -201,6 +208,8 @@ def check(inputs: Inputs) -> Check:
                 f"(median per instruction {r['median_ratio']:.2f})"
             )
         decoding = "decoding as published" if inputs.decoding and expected else "decoding not recorded"
+        if "note" in evidence["decoding"] and inputs.decoding and expected:
+            decoding += " (its stop tokens not compared: no tokenizer here)"
         limit_share = f", {percent(at_limit)} at the token limit" if at_limit is not None else ""
         inside = shares.get("contains_special") or 0
         if inside > margin:  # said as found: without released answers there is nothing to hold it to

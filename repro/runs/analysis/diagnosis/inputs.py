@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from repro import userpaths
+from repro import hub, userpaths
 from repro.config.validate import read_yaml
 from repro.errors import ReproError, UsageError
 from repro.evaluation.generation.decoding import Decoding
@@ -41,7 +41,7 @@ class Inputs:
     leaderboard_path: str | None = None
     curves_path: Path | None = None
     decoding: dict[str, Any] | None = None  # the decoding the answers were generated with
-    tokenizer_dir: Path | None = None  # for token counts (a run's trained model folder)
+    tokenizer_dir: Path | None = None  # token counts, family stops: the trained or evaluated model
     checkpoint: bool = False  # a `repro eval` output: a checkpoint trained elsewhere, evaluated here
     missing: dict[str, str] = field(default_factory=dict)  # file -> why
 
@@ -136,11 +136,24 @@ def from_run(run_dir: Path, curves: Path | None = None) -> Inputs:
             inputs.annotations = annotations
             inputs.annotations_path = str(run_dir / folder / "annotations.json")
     inputs.decoding = (inputs.alpaca_eval() or {}).get("decoding")
-    root = next((d for d in (run_dir, *run_dir.parents) if (d / "train").is_dir()), run_dir)
-    model = root / "train" / "model"
-    if (model / "tokenizer_config.json").exists():
-        inputs.tokenizer_dir = model
+    if checkpoint:
+        inputs.tokenizer_dir = _checkpoint_tokenizer(inputs.result)
+    else:
+        root = next((d for d in (run_dir, *run_dir.parents) if (d / "train").is_dir()), run_dir)
+        model = root / "train" / "model"
+        if (model / "tokenizer_config.json").exists():
+            inputs.tokenizer_dir = model
     return inputs
+
+
+def _checkpoint_tokenizer(result: RunResult) -> Path | None:
+    """The tokenizer a `repro eval` answered with: the evaluated folder, or a hub model's commit
+    as the local cache holds it (diagnose downloads nothing). None when neither is here."""
+    if hub.is_hub_id(result.model):
+        folder = hub.cached_snapshot(result.model, result.model_commit) if result.model_commit else None
+    else:
+        folder = Path(result.model).expanduser()
+    return folder if folder is not None and (folder / "tokenizer_config.json").is_file() else None
 
 
 def read_outputs(path: Path) -> list[dict[str, Any]]:
