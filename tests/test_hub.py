@@ -331,3 +331,47 @@ def test_a_released_checkpoint_is_evaluated_at_a_commit_and_says_which(cli, tmp_
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((mt / "result.json").read_text())
     assert "baseline_model" not in result and "baseline_commit" not in result
+
+
+def test_an_offline_run_whose_hub_dataset_is_not_cached_stops_at_preflight(cli, tmp_path, monkeypatch):
+    """Offline (HF_HUB_OFFLINE=1), a hub model the cache lacks failed preflight, but a hub dataset
+    the cache lacks passed it ("a hub id is the hub's to answer"): the run was identified without
+    the dataset's commit and failed in the training processes, after spawning them and loading the
+    model. Now preflight names it, and passes once the hub cache holds the pinned commit, or the
+    datasets library's own cache holds a copy. Oracle: huggingface_hub's and datasets' cache
+    layouts (refs/main + snapshots/COMMIT; HF_DATASETS_CACHE/ORG___NAME)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    pin(tmp_path / "hub", "model", MODEL, A)
+    (tmp_path / "hub" / f"models--{MODEL.replace('/', '--')}" / "snapshots" / A).mkdir(parents=True)
+    (tmp_path / "hub" / f"models--{MODEL.replace('/', '--')}" / "snapshots" / A / "config.json").write_text(
+        "{}"
+    )
+
+    def dataset_check() -> str:
+        args = ("run", "llama3-instruct-v0.2", "--method", "simpo", "--dry-run", "--format", "json")
+        proc = cli(*args, "--results", str(tmp_path / "results"))
+        assert proc.returncode == 0, proc.stderr
+        plan = json.loads(proc.stdout)
+        assert plan["preflight"]["model"].startswith("ok: "), plan["preflight"]
+        return plan["preflight"]["dataset"]
+
+    missing = dataset_check()
+    assert missing.startswith(f"FAILS: {DATASET} is not in the Hugging Face cache and the Hub is offline")
+    assert f"huggingface-cli download --repo-type dataset {DATASET}" in missing
+    pin(tmp_path / "hub", "dataset", DATASET, B)  # a ref without the commit's files: still missing
+    assert dataset_check().startswith("FAILS: ")
+    (tmp_path / "hub" / f"datasets--{DATASET.replace('/', '--')}" / "snapshots" / B).mkdir(parents=True)
+    assert dataset_check() == f"ok: {DATASET}"
+    pin(tmp_path / "hub", "dataset", DATASET, None)
+    (tmp_path / "datasets" / DATASET.replace("/", "___")).mkdir(parents=True)  # prepared by datasets
+    assert dataset_check() == f"ok: {DATASET}"
+
+    (tmp_path / "datasets" / DATASET.replace("/", "___")).rmdir()
+    run = cli("run", "llama3-instruct-v0.2", "--method", "simpo", "--results", str(tmp_path / "r2"))
+    assert run.returncode == 1 and run.stderr.strip().count("\n") == 0, run.stderr
+    assert run.stderr.startswith(
+        f"repro: error: preflight: dataset: {DATASET} is not in the Hugging Face cache"
+    )
+    assert not (tmp_path / "r2").exists() or not any((tmp_path / "r2").rglob("run.json"))  # nothing launched
