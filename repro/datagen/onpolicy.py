@@ -314,7 +314,8 @@ def preflight(what: str, name: str, trust_remote_code: bool) -> None:
 
 
 def _weights_sha(name: str) -> str | None:
-    """SHA-256 of a local model directory's weights (hub ids: None; their revision pins them)."""
+    """SHA-256 of the weights a model was loaded from: a local folder's, or a hub model's commit
+    folder in the cache (None: no folder, nothing loaded from disk here)."""
     return hashing.weights_sha256(name) if Path(name).is_dir() else None
 
 
