@@ -173,7 +173,8 @@ def test_the_eval_and_run_tables_count_the_failed_judgments():
 
     outputs = {
         "alpaca_eval2": {"win_rate": 40.0, "length_controlled_winrate": None, "avg_length": 900,
-                         "n_total": 21, "expected_total": 24, "n_failed": 3, "incomplete": True},
+                         "n_total": 21, "expected_total": 24, "n_failed": 3, "incomplete": True,
+                         "lc_available": False},
         "arena_hard": {"score": 50.0, "lower": 45.0, "upper": 55.0, "avg_tokens": 300, "n_questions": 24,
                        "n_games_without_verdict": 0, "incomplete": False},
         "mt_bench": {"average": 5.0, "turn_1": 5.0, "turn_2": 5.0, "n_counted": 47, "n_dropped": 1,
@@ -197,6 +198,14 @@ def test_the_eval_and_run_tables_count_the_failed_judgments():
     said = "incomplete: alpaca_eval2 (3 failed judgments), mt_bench (1 failed judgment)"
     checkpoint = RunResult.of(record(outputs), model="m")  # what `repro eval` prints
     assert said in shown(result_tables.eval_table(checkpoint))
+    # a blank score says why, as `repro run`'s table does (it showed a bare n/a)
+    lc = "ae2_lc: no length-controlled data: pass --lc-data DIR"
+    assert lc in shown(result_tables.eval_table(checkpoint))
+    with_lc = {
+        **outputs,
+        "alpaca_eval2": {**outputs["alpaca_eval2"], "length_controlled_winrate": 41.0, "lc_available": True},
+    }
+    assert "ae2_lc" not in shown(result_tables.eval_table(RunResult.of(record(with_lc), model="m")))
     run = Executed(RunResult.of(record(outputs), model="m", method="simpo"), Path("results/run"), [])
     assert said in shown(result_tables.run_table(run))
     # every judgment back: nothing said, and `repro run` says complete
