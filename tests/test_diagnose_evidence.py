@@ -133,3 +133,34 @@ def test_every_file_the_report_shows_is_covered_by_the_manifest(tmp_path, cli):
     page = report.html_page(tmp_path / "results")
     assert page.count('class="curves"') == 1  # DPO's own; SimPO's copy is not shown
     assert "training curves not shown: curves.png: changed" in page
+
+
+def test_each_run_on_the_report_shows_its_own_scores_and_why_one_is_blank(tmp_path):
+    """The report showed a run's scores only through the comparison table (pooled, and only for
+    runs compare counts): a `repro eval` of a checkpoint no published row lists, or a partial run,
+    had its provenance and diagnosis on the page but not one of its numbers. Each run now lists
+    result.json's scores, a blank one with the reason its benchmark gives (as `repro run` prints
+    it). Oracle: the values written into result.json."""
+    from repro.runs.analysis import report
+    from tests.test_trust import run_record, write_run
+
+    results = tmp_path / "results"
+    trained = write_run(results, "seed42", delta=0.2)
+    record = run_record(
+        model="/ckpt/smol", setting="smol", method=None, run_id=None, seed=None, judge=ENDPOINT, limit=3,
+        benchmarks={"alpaca_eval2": {"length_controlled_winrate": None, "win_rate": 37.5, "avg_length": 551,
+                                     "n_total": 3, "lc_available": False},
+                    "mt_bench": NO_VERDICTS["mt_bench"]},
+    )  # fmt: skip
+    io.write_json(results / "eval-smol" / "result.json", record)
+    lc = "blank: no length-controlled data: pass --lc-data DIR"
+    mt = "blank: 48 of 48 judgments without a rating in 1-10"
+    page = report.html_page(results)
+    section = page.split("checkpoint /ckpt/smol", 1)[1].split('<section class="run">', 1)[0]
+    assert '<tr data-score="ae2_wr"><td>ae2_wr</td><td class="num">37.50</td></tr>' in section
+    assert f'<tr data-score="ae2_lc"><td>ae2_lc</td><td>{lc}' in section
+    assert f'<tr data-score="mt_bench"><td>mt_bench</td><td>{mt}</td></tr>' in section
+    published = json.loads((trained / "result.json").read_text())["scores"]["ae2_lc"]
+    assert f'<tr data-score="ae2_lc"><td>ae2_lc</td><td class="num">{published:.2f}</td></tr>' in page
+    text = report.markdown(results)
+    assert "| ae2_wr | 37.50 |" in text and f"| ae2_lc | {lc}" in text and f"| mt_bench | {mt} |" in text

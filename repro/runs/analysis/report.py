@@ -3,7 +3,8 @@
 The page holds the comparison with the published tables (tolerance bands, colour-coded), the
 plots (scores against the paper with error bars, each run's training curves) and, per run,
 its provenance (config hash, code version, lock sha256, judge, judge cost spent, partial or
-complete) and its diagnosis (repro.runs.analysis.diagnosis). Everything is inline: CSS in a <style>
+complete), its own scores (each, or why it is blank: a run compare leaves out still shows what
+it measured) and its diagnosis (repro.runs.analysis.diagnosis). Everything is inline: CSS in a <style>
 element, images as data: URIs, the data as JSON in a <script type="application/json">; the
 page loads nothing from anywhere and runs no script. `markdown()` is the same content for a
 GitHub issue (plots left out: an issue cannot hold inline images).
@@ -22,6 +23,7 @@ from typing import Any
 
 from repro import hub, io
 from repro.errors import ReproError
+from repro.evaluation import benchmarks
 from repro.evaluation.judge.judged_by import JudgedBy
 from repro.evaluation.records import EvaluationResult
 from repro.runs.analysis import compare, diagnosis, plots
@@ -47,7 +49,7 @@ table { border-collapse: collapse; margin: 0.6em 0 1.2em; width: 100%; }
 th, td { border: 1px solid #d0d7de; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .ok { background: #dafbe1; } .bad { background: #ffebe9; } .none { background: #f6f8fa; color: #57606a; }
-.variant { background: #fff8c5; }
+.variant { background: #fff8c5; } table.scores { width: auto; min-width: 30%; }
 .meta { color: #57606a; } img { max-width: 100%; border: 1px solid #d0d7de; margin: 0.4em 0; }
 ol.causes li { margin: 0.2em 0; } code { font-size: 0.92em; }
 section.run { break-inside: avoid-page; }
@@ -110,6 +112,24 @@ class RunPage:
                 ),
             ),
         ]
+
+    def scores(self) -> list[tuple[str, str]]:
+        """result.json's scores as it names them, each with its value or why it is blank (none
+        for an unfinished run)."""
+        if self.result is None:
+            return []
+        return [(k, _score(v) or f"blank: {benchmarks.why_missing(self.result.benchmarks, k)}")
+                for k, v in self.result.scores.items()]  # fmt: skip
+
+
+def _score(value: Any) -> str | None:
+    """A score as the page shows it (two decimals; a pair as a range); None when blank."""
+    if isinstance(value, list):
+        shown = [_score(v) for v in value]
+        return None if all(v is None for v in shown) else ", ".join(v or "n/a" for v in shown)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
 def judge_cost(run_dir: Path, judge: JudgedBy | None, calls: dict[str, Any] | None) -> str:
@@ -281,6 +301,12 @@ def _run_html(page: RunPage) -> list[str]:
     out = [f'<section class="run"><h3>{e(page.label)}</h3><table class="provenance"><tbody>']
     out += [f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in page.provenance()]
     out.append("</tbody></table>")
+    if scores := page.scores():
+        out.append('<table class="scores"><thead><tr><th>score</th><th>value</th></tr></thead><tbody>')
+        for k, v in scores:  # a blank's reason reads as text, a number lines up on the right
+            cell = "<td>" if v.startswith("blank:") else '<td class="num">'
+            out.append(f'<tr data-score="{e(k)}"><td>{e(k)}</td>{cell}{e(v)}</td></tr>')
+        out.append("</tbody></table>")
     curves = page.path / "curves.png"
     if curves.is_file() and (problem := _changed(page, "curves.png")):
         out.append(f'<p class="bad">training curves not shown: {e(problem)} (repro verify)</p>')
@@ -323,12 +349,10 @@ def _changed(page: RunPage, name: str) -> str | None:
 
 def markdown(results_dir: Path) -> str:
     comparison, pages = collect(results_dir)
-    out = [
-        f"## Reproduction report: `{results_dir}`",
-        "",
-        "| setting | method | metric | published (tolerance) | reproduced | std | runs | delta | status |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    out = [f"## Reproduction report: `{results_dir}`", ""]
+    if _rows(comparison):
+        columns = ["setting", "method", "metric", "published (tolerance)", "reproduced", "std", "runs"]
+        out += ["| " + " | ".join([*columns, "delta", "status"]) + " |", "|---" * 9 + "|"]
     mark = {"within": "✅ within", "outside": "❌ outside"}
     for r in _rows(comparison):
         status = mark.get(r.status, r.status) if r.recipe else f"⚠️ {_status(r)}"
@@ -338,13 +362,16 @@ def markdown(results_dir: Path) -> str:
             f"{_fmt(r.spread)} | {len(r.runs)} | {_fmt(r.delta, '+.2f')} | {status} |"
         )
     if not _rows(comparison):
-        out.append("\nNo complete run to compare.")
+        out.append("No complete run to compare.")
     if comparison.skipped:  # a run left out of the table says why (it failed verification, ...)
         out += ["", "Left out of the comparison:", ""]
         out += [f"- `{path}`: {reason}" for path, reason in comparison.skipped]
     for page in pages:
         out += ["", f"### {page.label}", ""]
         out += [f"- {k}: `{v}`" for k, v in page.provenance()]
+        if scores := page.scores():
+            out += ["", "| score | value |", "|---|---|"]
+            out += [f"| {k} | {v.replace('|', '/')} |" for k, v in scores]
         diagnosed = page.diagnosis
         if isinstance(diagnosed, Exception):
             out += ["", f"diagnosis failed: {diagnosed}"]
