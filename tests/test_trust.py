@@ -215,6 +215,10 @@ def test_a_released_checkpoints_evaluation_is_compared_with_the_row_that_lists_i
     assert f"- model: `{model} at commit {'a' * 40}`" in report
     page = report.split("folder released", 1)[1].split("###", 1)[0]
     assert "config hash" not in page and "- judge cost spent: `$0.03 on AlpacaEval" in page
+    # verify says what the folder is, not "not a finished run": `repro eval` records no hashes
+    unverifiable = cli("verify", str(results / "released"))
+    assert unverifiable.returncode == 1 and unverifiable.stderr.count("\n") == 1
+    assert "a `repro eval` of a checkpoint: it records no file hashes" in unverifiable.stderr
     # the trained run alone gates: it is within, and the released checkpoint outside fails nothing
     gate = tmp_path / "gate"
     write_run(gate, "trained", delta=0.2)

@@ -19,6 +19,7 @@ from repro import io
 from repro.errors import ReproError
 from repro.hashing import file_sha256
 from repro.runs.results.manifest import FILE, Manifest
+from repro.runs.results.result import RunResult
 
 RERUN = "rerun-"  # eval/rerun-KEY/: a later evaluation's folder (repro.runs.pipeline.evaluations)
 # What a run produced, relative to its directory, and what its training root holds: every
@@ -71,6 +72,10 @@ def verify(run_dir: Path, *, scores_only: bool = False) -> Verification:
     manifest_path = run_dir / FILE
     # a manifest that is there but cannot be read says why; only a missing one is "not finished"
     manifest = Manifest.read(run_dir) if manifest_path.exists() else None
+    if manifest is None and _of_checkpoint(run_dir):
+        raise ReproError(
+            f"{run_dir}: a `repro eval` of a checkpoint: it records no file hashes (manifest.json) to verify"
+        )
     if manifest is None or manifest.files is None:
         raise ReproError(f"{run_dir}: no manifest.json with recorded file hashes (not a finished run)")
     result = Verification(checked=0, manifest_sha256=file_sha256(manifest_path))
@@ -118,3 +123,11 @@ def verify(run_dir: Path, *, scores_only: bool = False) -> Verification:
             f"{a}/: an evaluation attempt that is not part of the result" for a in sorted(attempts)
         ]
     return result
+
+
+def _of_checkpoint(folder: Path) -> bool:
+    """Whether the folder holds a `repro eval` result (no method: nothing trained here)."""
+    try:
+        return RunResult.read(folder / RECORD).of_checkpoint
+    except (ReproError, OSError):
+        return False
