@@ -218,3 +218,30 @@ def test_the_eval_and_run_tables_count_the_failed_judgments():
     assert shown(result_tables.eval_table(hub)).startswith(title)
     run = Executed(RunResult.of(record(whole), model="m", method="simpo"), Path("results/run"), [])
     assert shown(result_tables.run_table(run)).endswith("complete")
+
+
+def test_a_long_title_or_caption_widens_the_table_instead_of_folding_it():
+    """`repro eval` of a model under a long path with a blank score printed a 38-column table: the
+    path folded over four lines and the caption (why a score is blank) over seven. A table now
+    takes the width its title or caption asks, up to the terminal's."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from repro.cli import render
+
+    title = "/root/.cache/repro/models/smollm2-135m-instruct (smol), against /root/.cache/repro/models/base"
+    caption = (
+        "ae2_lc: no length-controlled data: pass --lc-data DIR (df_gamed.csv, instruction_difficulty.csv)"
+    )
+    for width in (80, 100, 200):
+        text = StringIO()
+        Console(file=text, width=width).print(
+            render.table(["benchmark", "value"], [("AE2", "n/a")], title, caption)
+        )
+        lines = text.getvalue().splitlines()
+        assert max(map(len, lines)) == min(len(caption), width), (width, lines)
+        assert len(lines) <= 5 + 2 * (width < len(caption)), lines  # title, header, rule, row, caption
+    narrow = StringIO()
+    Console(file=narrow, width=80).print(render.table(["a", "b"], [("1", "2")]))
+    assert max(map(len, narrow.getvalue().splitlines())) < 10  # no title: as narrow as its data

@@ -79,16 +79,22 @@ def signed(value: float, decimals: int = 1) -> str:
     return f"{shown:+.{decimals}f}"
 
 
+MAX_WIDTH = 120  # the widest a title or caption stretches a table (the terminal caps it first)
+
+
 def table(
     columns: Sequence[str],
     rows: Iterable[Sequence[Any]],
     title: str | None = None,
     caption: str | None = None,
 ) -> Table:
-    # no outer or inner vertical rules: at 80 columns every character goes to the data
+    # no outer or inner vertical rules: at 80 columns every character goes to the data; a long
+    # title or caption (a model's path, the reasons a score is blank) widens the table up to the
+    # terminal rather than folding into a narrow column of words
+    wide = max(len(title or ""), len(caption or ""))
     out = Table(
         title=title, caption=caption, show_lines=False, header_style="bold", box=box.SIMPLE_HEAD,
-        show_edge=False, pad_edge=False, padding=(0, 0),
+        show_edge=False, pad_edge=False, padding=(0, 0), min_width=min(wide, MAX_WIDTH) or None,
     )  # fmt: skip
     for column in columns:
         out.add_column(column, overflow="fold")
