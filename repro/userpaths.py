@@ -67,7 +67,10 @@ def local_or_hub(
         if path.is_dir() or (path.is_file() and path.suffix in file_suffixes):
             return value
         kinds = "a folder" + "".join(f" or a {s} file" for s in file_suffixes)
-        raise ReproError(f"{value}: is a file, expected {kinds} or a hub id ({what})")
+        gguf = f"; a GGUF file is imported first: repro models import {value} -o DIR" * (
+            path.suffix == ".gguf"
+        )
+        raise ReproError(f"{value}: is a file, expected {kinds} or a hub id ({what}){gguf}")
     if name.startswith(("/", ".", "~")) or (file_suffixes and path.suffix in file_suffixes):
         raise ReproError(f"{value}: no such file or directory ({what})")
     return value

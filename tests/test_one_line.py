@@ -115,3 +115,37 @@ def test_an_empty_model_folder_says_it_is_empty(tmp_path, cli):
     output = str(tmp_path / "e")
     for args in (("check-tokenizer", empty, "-s", "tiny"), ("eval", empty, "-s", "tiny", "-o", output)):
         assert f"cannot load tokenizer '{tmp_path / 'empty'}': the folder is empty" in one_line(cli(*args))
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("eval", "{folder}", "--setting", "tiny"),
+         "preflight: model: {folder} (MODEL) is no model folder (no config.json)"),
+        (("eval", "{gguf}", "--setting", "tiny"),
+         "{gguf}: is a file, expected a folder or a hub id (MODEL); a GGUF file is imported first: "
+         "repro models import {gguf} -o DIR"),
+        (("eval", "{model}", "--setting", "tiny", "--reference-model", "{folder}"),
+         "preflight: reference model: {folder} (--reference-model) is no model folder"),
+        (("run", "tiny", "--set", "model_name_or_path={folder}"),
+         "preflight: model: {folder} is no model folder"),
+        (("run", "tiny", "--set", "model_name_or_path={gguf}"),
+         "preflight: model: {gguf} is a GGUF file: import it first (repro models import {gguf} -o DIR)"),
+    ],
+)  # fmt: skip
+def test_a_local_path_that_is_no_model_is_one_line_before_any_load(args, says, tmp_path, cli, monkeypatch):
+    """`repro eval FOLDER` of a folder that holds no model (a results folder, the folder above the
+    checkpoint) loaded it and ended in the tokenizer library's "Couldn't instantiate the backend
+    tokenizer ... You need to have sentencepiece or tiktoken installed"; `repro run` took such a
+    folder, or a GGUF file, as its model and failed once loading it. Each is now one line saying
+    what the path is and what to give instead, before anything loads or is written."""
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))
+    where = {"folder": tmp_path / "results", "gguf": tmp_path / "model.gguf", "model": tmp_path / "model"}
+    where["folder"].mkdir()
+    where["gguf"].write_bytes(b"GGUF")
+    where["model"].mkdir()
+    (where["model"] / "config.json").write_text("{}")
+    given = [a.format(**where) for a in args]
+    proc = cli(*given, "--output" if args[0] == "eval" else "--results", str(tmp_path / "out"), timeout=120)
+    assert says.format(**where) in one_line(proc)
+    assert not (tmp_path / "out").exists()

@@ -47,12 +47,31 @@ def parameters_from_name(model: str) -> float | None:
     return float(match[1]) if match else None
 
 
+def local_model(name: str, what: str = "model", option: str = "") -> Check | None:
+    """A local path given as a model is a folder transformers loads (with its config.json); a
+    GGUF file is imported first. None when `name` is no existing local path."""
+    path = Path(name).expanduser()
+    if name.startswith("repro:") or not path.exists():
+        return None
+    given = f"{name}{f' ({option})' if option else ''}"
+    if path.is_file() and path.suffix == ".gguf":
+        return Check(
+            what, False, f"{given} is a GGUF file: import it first (repro models import {name} -o DIR)"
+        )
+    if not (path / "config.json").is_file():
+        return Check(
+            what, False, f"{given} is no model folder (no config.json): give a folder saved by "
+            "save_pretrained, or a hub id",
+        )  # fmt: skip
+    return Check(what, True, f"{name} (local)")
+
+
 def _model(config: RunConfig) -> Check:
     model = config.model_name_or_path
     if model.startswith("repro:"):
         return Check("model", True, f"{model} (built locally)")
-    if Path(model).expanduser().exists():
-        return Check("model", True, f"{model} (local)")
+    if (local := local_model(model)) is not None:
+        return local
     if model.startswith(("/", "./", "../", "~")):
         return Check("model", False, f"model path {model} does not exist")
     if os.environ.get("HF_HUB_OFFLINE") == "1":
