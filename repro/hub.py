@@ -84,6 +84,20 @@ def cached_snapshot(repo: str, commit: str, kind: str = "model") -> Path | None:
     return folder if COMMIT.fullmatch(commit) and folder.is_dir() else None
 
 
+def loadable_offline(dataset: str, commit: str | None) -> bool:
+    """Whether `datasets.load_dataset` can load a dataset as things stand: anything but a hub
+    dataset while offline can be; offline, a hub dataset needs the hub cache to hold the commit
+    the run pinned (offline, the pin is the cache's refs/main, so None means none is there), or
+    the datasets library's own cache a copy it prepared earlier."""
+    if not is_hub_id(dataset) or not offline():
+        return True
+    if commit is not None and cached_snapshot(dataset, commit, "dataset") is not None:
+        return True
+    import datasets  # deferred: about 1 s, and only an offline hub dataset asks
+
+    return (Path(datasets.config.HF_DATASETS_CACHE) / dataset.replace("/", "___")).is_dir()
+
+
 # What a loader reads of a model repository besides its weights: configs, tokenizer files, chat
 # templates and remote code (a reward model such as ArmoRM brings its own class).
 LOADER_FILES = ("*.json", "*.txt", "*.model", "*.py", "*.tiktoken", "*.jinja")

@@ -116,7 +116,7 @@ def _dataset(config: RunConfig) -> Check:
     folder = Path(source).expanduser()
     if source.startswith(("/", "./", "../", "~")) and not folder.exists():
         return Check("dataset", False, f"dataset path {source} does not exist")  # as the model's
-    if hub.is_hub_id(source) and hub.offline() and not _dataset_cached(source, config.dataset_commit):
+    if not hub.loadable_offline(source, config.dataset_commit):
         return Check(
             "dataset",
             False,
@@ -132,17 +132,6 @@ def _dataset(config: RunConfig) -> Check:
                 "dataset", False, f"{source}: no {split}.jsonl and no saved '{split}' split folder in it"
             )
     return Check("dataset", True, f"{source} (local)")
-
-
-def _dataset_cached(name: str, commit: str | None) -> bool:
-    """Whether an offline `datasets.load_dataset` can find a hub dataset: the hub cache holds the
-    commit the run pinned (offline, the pin is the cache's refs/main, so None means none is
-    there), or the datasets library's own cache holds a copy it prepared earlier."""
-    if commit is not None and hub.cached_snapshot(name, commit, "dataset") is not None:
-        return True
-    import datasets  # deferred: about 1 s, and only an offline hub dataset asks
-
-    return (Path(datasets.config.HF_DATASETS_CACHE) / name.replace("/", "___")).is_dir()
 
 
 def _device(config: RunConfig) -> Check:
