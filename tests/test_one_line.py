@@ -113,8 +113,11 @@ def test_an_empty_model_folder_says_it_is_empty(tmp_path, cli):
     (tmp_path / "empty").mkdir()
     empty = str(tmp_path / "empty")
     output = str(tmp_path / "e")
-    for args in (("check-tokenizer", empty, "-s", "tiny"), ("eval", empty, "-s", "tiny", "-o", output)):
-        assert f"cannot load tokenizer '{tmp_path / 'empty'}': the folder is empty" in one_line(cli(*args))
+    said = f"cannot load tokenizer '{empty}': the folder is empty"
+    assert said in one_line(cli("check-tokenizer", empty, "-s", "tiny"))
+    # `repro eval` says so in its preflight, before it loads anything
+    said = f"preflight: model: {empty} (MODEL) is an empty folder"
+    assert said in one_line(cli("eval", empty, "-s", "tiny", "-o", output))
 
 
 @pytest.mark.parametrize(
@@ -142,6 +145,7 @@ def test_a_local_path_that_is_no_model_is_one_line_before_any_load(args, says, t
     monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))
     where = {"folder": tmp_path / "results", "gguf": tmp_path / "model.gguf", "model": tmp_path / "model"}
     where["folder"].mkdir()
+    (where["folder"] / "result.json").write_text("{}")  # a results folder, not the checkpoint in it
     where["gguf"].write_bytes(b"GGUF")
     where["model"].mkdir()
     (where["model"] / "config.json").write_text("{}")

@@ -448,6 +448,7 @@ def test_bad_input_is_one_line_before_any_work(args, code, message, tmp_path, cl
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc from `wandb login`
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    (tmp_path / "config.json").write_text("{}")  # `eval {tmp}`: a model folder as far as preflight reads
     proc = cli(*(a.replace("{tmp}", str(tmp_path)) for a in args), timeout=120)
     assert proc.returncode == code, proc.stderr
     assert message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr

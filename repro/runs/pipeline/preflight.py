@@ -58,6 +58,10 @@ def local_model(name: str, what: str = "model", option: str = "") -> Check | Non
         return Check(
             what, False, f"{given} is a GGUF file: import it first (repro models import {name} -o DIR)"
         )
+    if path.is_dir() and not any(path.iterdir()):
+        return Check(
+            what, False, f"{given} is an empty folder: give a folder saved by save_pretrained, or a hub id"
+        )
     if not (path / "config.json").is_file():
         return Check(
             what, False, f"{given} is no model folder (no config.json): give a folder saved by "
