@@ -28,7 +28,7 @@ def scorer_number(value: Any) -> str:
 def run_table(done: Executed) -> Table:
     """A finished `repro run`: each score (or why it is blank), the training, the work done."""
     result = done.result
-    blank = _blank(result.scores)
+    blank = result.blank_scores
     rows = [
         (
             k,
@@ -96,15 +96,10 @@ def eval_table(record: RunResult) -> Table:
         for name, output in record.benchmarks.items()
         for what, value in benchmarks.get(name).rows(output)
     ]
-    blank = [f"{k}: {benchmarks.why_missing(record.benchmarks, k)}" for k in _blank(record.scores)]
+    blank = [f"{k}: {benchmarks.why_missing(record.benchmarks, k)}" for k in record.blank_scores]
     said = [incomplete_caption(record.benchmarks, record.incomplete_benchmarks), *blank]
     caption = "; ".join(s for s in said if s) or None
     return render.table(["benchmark", "metric", "value"], rows, title=title, caption=caption)
-
-
-def _blank(scores: dict[str, Any]) -> list[str]:
-    """The scores with no value (None, or a list of Nones), as `repro run`'s table marks blank."""
-    return [k for k, v in scores.items() if v is None or (isinstance(v, list) and all(x is None for x in v))]
 
 
 def incomplete_caption(outputs: dict[str, Any], incomplete: list[str]) -> str | None:

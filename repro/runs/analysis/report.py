@@ -118,17 +118,17 @@ class RunPage:
         for an unfinished run)."""
         if self.result is None:
             return []
-        return [(k, _score(v) or f"blank: {benchmarks.why_missing(self.result.benchmarks, k)}")
+        blank, why = self.result.blank_scores, benchmarks.why_missing
+        return [(k, f"blank: {why(self.result.benchmarks, k)}" if k in blank else _score(v))
                 for k, v in self.result.scores.items()]  # fmt: skip
 
 
-def _score(value: Any) -> str | None:
-    """A score as the page shows it (two decimals; a pair as a range); None when blank."""
+def _score(value: Any) -> str:
+    """A score as the page shows it: two decimals for a float, a pair joined by a comma."""
     if isinstance(value, list):
-        shown = [_score(v) for v in value]
-        return None if all(v is None for v in shown) else ", ".join(v or "n/a" for v in shown)
+        return ", ".join(_score(v) for v in value)
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
+        return "n/a"
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 

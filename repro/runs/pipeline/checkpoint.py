@@ -60,10 +60,10 @@ def evaluate(
     benches = benchmarks.parse(bench, target.plan)
     generation.check_backend(options.backend)  # an unknown engine is a usage error, as for repro run
     checks = [preflight.writable(output, "--output"), preflight.cache()]
-    checks += [c for c in (preflight.local_model(model, "model", "MODEL"),) if c is not None]
-    if options.reference_model:
-        found = preflight.local_model(options.reference_model, "reference model", "--reference-model")
-        checks += [found] if found is not None else []
+    given = [(model, "model", "MODEL"), (options.reference_model, "reference model", "--reference-model")]
+    for name, what, option in given:
+        if name and (found := preflight.local_model(name, what, option)) is not None:
+            checks.append(found)
     if benchmarks.judged(benches):
         checks += [preflight.cache(Path(judge.cache).parent, "--judge-cache"), preflight.judge_check(judge)]
     preflight.require_all(checks)

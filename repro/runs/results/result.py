@@ -272,6 +272,20 @@ class RunResult:
         """A `repro eval` of a checkpoint (no method: nothing was trained here)."""
         return not self.method
 
+    @property
+    def blank_scores(self) -> list[str]:
+        """The scores with no value (None or NaN, or a pair of them): what a table marks blank,
+        with the reason its benchmark gives."""
+
+        def blank(v: Any) -> bool:
+            return v is None or (isinstance(v, float) and math.isnan(v))
+
+        return [
+            k
+            for k, v in self.scores.items()
+            if blank(v) or (isinstance(v, list) and all(blank(x) for x in v))
+        ]
+
     def metric(self, key: str) -> float | None:
         """A numeric score (None when absent or not a number)."""
         value = self.scores.get(key)
