@@ -11,6 +11,7 @@ The real-server path (vLLM) is tests/test_judge_server.py.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -208,6 +209,33 @@ def test_judge_serve_dry_run_prints_the_server_and_the_flags(cli):
                  "--max-model-len 8192", "--tensor-parallel-size 2"):  # fmt: skip
         assert part in command
     assert flags == "--judge-url http://127.0.0.1:8123/v1 --judge-model Judge-7B"
+
+
+@pytest.mark.parametrize(("cores", "reserved"), [(2, "0"), (3, "0"), (4, None), (64, None)])
+def test_a_served_judge_on_a_small_cpu_machine_keeps_no_core_for_its_api_server(monkeypatch, cores, reserved):
+    """vLLM's CPU worker keeps a core for the API server: half of a 2-core machine (judging 1.65x
+    slower, perf/judge_serve_cores.py). What repro sets is what the dry run prints; the user's
+    own value wins."""
+    monkeypatch.setattr(local, "_cpu", lambda: True)
+    monkeypatch.setattr(local.os, "cpu_count", lambda: cores)
+    monkeypatch.delenv("VLLM_CPU_NUM_OF_RESERVED_CPU", raising=False)
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    assert local.added_environment().get("VLLM_CPU_NUM_OF_RESERVED_CPU") == reserved
+    assert local.environment()["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    monkeypatch.setenv("VLLM_CPU_NUM_OF_RESERVED_CPU", "1")
+    assert "VLLM_CPU_NUM_OF_RESERVED_CPU" not in local.added_environment()
+    assert local.environment()["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "1"
+    monkeypatch.setattr(local, "_cpu", lambda: False)  # on a GPU vLLM's defaults stand
+    assert local.added_environment() == {}
+
+
+def test_judge_serve_dry_run_shows_the_variables_it_sets(cli, monkeypatch):
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    monkeypatch.delenv("VLLM_CPU_NUM_OF_RESERVED_CPU", raising=False)
+    proc = cli("judge", "serve", "org/Judge-7B", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    expected = "VLLM_CPU_KVCACHE_SPACE=1 " + ("VLLM_CPU_NUM_OF_RESERVED_CPU=0 " if os.cpu_count() < 4 else "")
+    assert proc.stdout.startswith(expected) and proc.stdout.split()[len(expected.split())].endswith("python")
 
 
 @pytest.mark.parametrize(

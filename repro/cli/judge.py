@@ -46,8 +46,8 @@ def serve_cmd(
     and `repro run` once it answers; stop it with Ctrl-C. Options after `--` go to vLLM."""
     cmd = local.command(model, port=port, name=name, max_model_len=max_model_len, extra=list(ctx.args))
     flags = local.flags(port, model, name)
-    if dry_run:
-        print(shlex.join(cmd))
+    if dry_run:  # with the variables repro sets, as it would start it
+        print(shlex.join([f"{k}={v}" for k, v in local.added_environment().items()] + cmd))
         print(flags)
         return
     log_path = log or Path(f"judge-serve-{port}.log")

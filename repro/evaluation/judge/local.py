@@ -101,13 +101,27 @@ def flags(port: int, model: str, name: str | None = None, host: str = "127.0.0.1
     return f"--judge-url {url(port, host)} --judge-model {served_name(model, name)}"
 
 
+# Below this many cores the server's engine gets every core: vLLM's CPU worker keeps one for
+# its API server, which waits on requests most of the time; on 2 cores that is half the machine
+# (4 judgments of 256 tokens on 2 cores: 43 s and 87 CPU-s instead of 74 s and 137,
+# perf/judge_serve_cores.py).
+SHARE_CORES_BELOW = 4
+
+
+def added_environment() -> dict[str, str]:
+    """What repro sets for vLLM on a CPU where the user has not: a 1 GiB KV cache, as repro's
+    generation backend runs it, and on a small machine no core kept for the API server."""
+    if not _cpu():
+        return {}
+    added = {"VLLM_CPU_KVCACHE_SPACE": "1"}
+    if (os.cpu_count() or 1) < SHARE_CORES_BELOW:
+        added["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
+    return {k: v for k, v in added.items() if k not in os.environ}
+
+
 def environment() -> dict[str, str]:
-    """vLLM on a CPU: its engine in this process and a 1 GiB KV cache, as repro's generation
-    backend runs it (the user's values win)."""
-    env = dict(os.environ)
-    if _cpu():
-        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    return env
+    """The server's environment: the user's, with `added_environment()`."""
+    return {**os.environ, **added_environment()}
 
 
 def ready(base_url: str) -> bool:
