@@ -130,6 +130,10 @@ def test_an_empty_model_folder_says_it_is_empty(tmp_path, cli):
          "repro models import {gguf} -o DIR"),
         (("eval", "{model}", "--setting", "tiny", "--reference-model", "{folder}"),
          "preflight: reference model: {folder} (--reference-model) is no model folder"),
+        # a setting judged against its starting model's answers: said before MODEL loads (it
+        # was said once the model and its generation engine had loaded: 50 s for SmolLM2)
+        (("eval", "{model}", "--setting", "tiny", "--bench", "alpaca_eval2"),
+         "setting 'tiny' compares against its starting model: pass --reference-model PATH"),
         (("run", "tiny", "--set", "model_name_or_path={folder}"),
          "preflight: model: {folder} is no model folder"),
         (("run", "tiny", "--set", "model_name_or_path={gguf}"),

@@ -56,6 +56,15 @@ class Target:
     def of_setting(cls, setting: Any) -> Target:
         return cls(setting.name, evaluation_plan(setting), setting)
 
+    def check_reference(self, benches: list[str], options: EvalOptions) -> None:
+        """A setting judged against its starting model's answers needs that model: without
+        --reference-model, one line before any model loads or any judge is asked."""
+        judging = options.stage != "generate" and bool(benchmarks.judged(benches))
+        if self.plan.baseline == "init-model" and not options.reference_model and judging:
+            raise ReproError(
+                f"setting '{self.name}' compares against its starting model: pass --reference-model PATH"
+            )
+
 
 @dataclass
 class _JudgeAccess:
@@ -161,6 +170,7 @@ class Evaluation:
         self.max_new_tokens = options.max_new_tokens
         self.target, self.name, self.plan = target, target.name, target.plan
         self.benches = [benchmarks.get(b).name for b in benches]
+        target.check_reference(self.benches, options)
         self.config = copy.deepcopy(self.plan.generation_file.data)  # a benchmark's to change
         # before any model loads: a missing judge or key fails fast (ZeroEval needs no judge)
         judged = benchmarks.judged(self.benches)
@@ -211,10 +221,6 @@ class Evaluation:
             reference = hub.pinned(options.reference_model).folder
             reference_tokenizer = tokenizers.load(options.tokenizer or reference)
             self.reference_generator = _engine(options.backend, reference, reference_tokenizer, lazy=lazy)
-        if self.plan.baseline == "init-model" and self.reference_generator is None and self.needs_judge:
-            raise ReproError(
-                f"setting '{self.name}' compares against its starting model: pass --reference-model PATH"
-            )
         self.timings: dict[str, float] = {}
         # seconds by stage over every benchmark: generating answers, judging (the gateway's
         # start and every judge call; for AlpacaEval, alpaca-eval's whole evaluate(), which

@@ -67,6 +67,7 @@ def evaluate(
     if benchmarks.judged(benches):
         checks += [preflight.cache(Path(judge.cache).parent, "--judge-cache"), preflight.judge_check(judge)]
     preflight.require_all(checks)
+    target.check_reference(benches, options)  # before a hub model downloads or any loads
     # a hub id: the commit `main` (or --revision) is at now, loaded from its folder and recorded,
     # so answers kept from an evaluation of another commit are not taken for this one's
     loaded = hub.pinned(model, revision)
