@@ -255,3 +255,49 @@ def test_eval_prompt_templates_are_byte_exact(shared):
     ]:
         ours = evalconfig.generation(setting)["alpaca_eval"]["prompt_template"]
         assert ours.encode() == (templates / filename).read_bytes(), setting
+
+
+# `repro data preview SETTING` without --input: the setting's own training rows, as stored. It
+# needed --input, so it could not show what a setting trains on. Oracle: the rows each setting's
+# data is made from, written out and previewed with --input: the tiny setting's generator
+# (repro.tiny.make_pairs at the recipe's seed), the smol setting's binarization of the real
+# AlpacaEval annotations in shared/ (alpaca_preferences.binarize, the setting's options), both
+# tokenized by the same command. Tolerance: exact.
+def _preview(cli, *args: str) -> tuple[list, str]:
+    proc = cli("data", "preview", *args, "--format", "json", check=True)
+    return json.loads(proc.stdout), proc.stderr
+
+
+def test_preview_of_the_tiny_settings_own_rows(cli, tmp_path):
+    from repro import tiny
+    from repro.config.resolution import resolve_names
+
+    seed = resolve_names("tiny", "simpo", pin=False)[0].seed
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps(r) + "\n" for r in tiny.make_pairs(3, seed)))
+    ours, said = _preview(cli, "tiny", "--limit", "3")
+    assert ours == _preview(cli, "tiny", "--input", str(rows))[0] and len(ours) == 3
+    assert "repro:synthetic-preferences (train split): 3 of 3 rows tokenized (simpo)" in said
+
+
+@pytest.mark.e2e  # the real SmolLM2 tokenizer, and the binarization of the annotations in shared/
+def test_preview_of_the_smol_settings_own_rows(cli, tmp_path, shared, smol_model, monkeypatch):
+    from repro.data import alpaca_preferences
+    from tests.conftest import SMOL_CACHE
+
+    monkeypatch.setenv("REPRO_CACHE", str(SMOL_CACHE))  # the imported model lives there
+    options = get_setting("smol").dataset_options or {}
+    train = alpaca_preferences.binarize(
+        shared / "data" / "alpaca_eval", alpaca_preferences.Binarization(**options)
+    )[0]
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps(r) + "\n" for r in train[:2]))
+    ours, said = _preview(cli, "smol", "--limit", "2")  # its model named repro:smollm2-135m-instruct
+    assert ours == _preview(cli, "smol", "--input", str(rows))[0] and len(ours) == 2
+    assert "repro:alpaca-eval-preferences (train split): 2 of 2 rows tokenized" in said
+
+
+def test_preview_of_a_hub_dataset_not_cached_offline_is_one_line(cli, tokenizer_dirs):
+    proc = cli("data", "preview", "llama3-instruct-v0.2", "--tokenizer", str(tokenizer_dirs / "llama3-pre"))
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "cannot load dataset 'princeton-nlp/llama3-ultrafeedback-armorm' split 'train'" in proc.stderr

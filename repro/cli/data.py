@@ -19,10 +19,12 @@ from repro.cli.common import (
     path_option,
 )
 from repro.config import evalconfig
-from repro.config.resolution import evaluation_plan
+from repro.config.resolution import evaluation_plan, resolve_names
 from repro.config.settings import get_setting
 from repro.data import bosguard, preference, tokenizers
 from repro.errors import ReproError
+from repro.models import catalog
+from repro.train import launch
 
 TokenizerOpt = Annotated[
     str | None,
@@ -39,7 +41,9 @@ def pipeline_for(
 ):
     setting = get_setting(setting_name)
     revision = setting.tokenizer_revision or setting.model_revision
-    tokenizer = tokenizers.load(tokenizer_path or setting.model_name_or_path, revision=revision)
+    # a built-in model (repro:NAME) is its imported folder, fetched the first time as a run does
+    model = catalog.local_path(setting.model_name_or_path)
+    tokenizer = tokenizers.load(tokenizer_path or model, revision=revision)
     pipeline = preference.Pipeline.for_config(
         tokenizer, setting, tokenization, max_length=max_length, max_prompt_length=max_prompt_length
     )
@@ -73,9 +77,14 @@ def _summary(stats, pipeline) -> str:
 def preview(
     setting: SettingArg,
     input_file: Annotated[
-        Path,
-        path_option("--input", "-i", role="file", help="Preference rows (JSON lines, UltraFeedback layout)."),
-    ],
+        Path | None,
+        path_option(
+            "--input",
+            "-i",
+            role="file",
+            help="Preference rows (JSON lines, UltraFeedback layout; default: the setting's training split).",
+        ),
+    ] = None,
     tokenizer: TokenizerOpt = None,
     tokenization: TokenizationOpt = "simpo",
     max_length: Annotated[
@@ -93,15 +102,23 @@ def preview(
     ] = None,
     fmt: Annotated[str, format_option("table", "json")] = "table",
 ) -> None:
-    """Print, per row, exactly the token ids and labels training will consume."""
+    """Print, per row, exactly the token ids and labels training will consume: the first rows
+    of --input, or of the setting's own training split as stored (before the run shuffles it)."""
     _, tok, pipeline = pipeline_for(setting, tokenizer, tokenization, max_length, max_prompt_length)
-    rows = preference.read_jsonl(input_file)[:limit]
+    if input_file is None:
+        config, _ = resolve_names(setting, "simpo", pin=False)
+        source = f"{config.dataset} ({config.train_split} split)"
+        rows = launch.training_rows(config, config.train_split)[:limit]
+    else:
+        source = str(input_file)
+        rows = preference.read_jsonl(input_file)[:limit]
     if not rows:
-        raise ReproError(f"{input_file}: no rows (empty file)")
+        raise ReproError(f"{source}: no rows (empty file)")
     results, stats = pipeline.run(rows)
     line = _summary(stats, pipeline)
     if not results:
-        raise ReproError(f"{input_file}: no valid rows: {line}")
+        raise ReproError(f"{source}: no valid rows: {line}")
+    line = line if input_file else f"{source}: {line}"
     if fmt == "json":
         render.print_json([r.as_dict() for r in results])
     else:

@@ -17,6 +17,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ import yaml
 from repro import paths, tiny
 from repro.config.runconfig import RunConfig, RunFile, RunPaths
 from repro.data import alpaca_preferences, bosguard, tokenizers
-from repro.data.preference import Pipeline
+from repro.data.preference import Pipeline, load_rows
 from repro.errors import ReproError
 from repro.io import read_json, write_json
 from repro.models import catalog
@@ -148,6 +149,21 @@ def build_dataset(config: RunConfig, data_dir: Path) -> None:
     if record and record.get("sources_sha256") == sha and record.get("config") == dataclasses.asdict(wanted):
         return
     alpaca_preferences.write(Path(source), data_dir, wanted)
+
+
+def training_rows(config: RunConfig, split: str) -> list[Any]:
+    """The rows of `split` that a run of `config` reads, as stored: the tiny setting's synthetic
+    pairs and the smol setting's binarized annotations built as `prepare` builds them (in a
+    temporary folder), any other dataset read where the run reads it (a folder, or a hub
+    dataset at the commit `config` pins)."""
+    if config.dataset not in (TINY_DATA, alpaca_preferences.NAME):
+        return load_rows(config.dataset, split, revision=config.dataset_commit)
+    with tempfile.TemporaryDirectory(prefix="repro-rows-") as tmp:
+        if config.dataset == TINY_DATA:
+            tiny.write_dataset(Path(tmp), seed=config.seed)
+        else:
+            build_dataset(config, Path(tmp))
+        return load_rows(config.dataset, split, Path(tmp))
 
 
 def command_for(accelerate_config: Path, run_file: Path, num_processes: int, num_nodes: int) -> list[str]:
