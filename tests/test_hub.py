@@ -107,6 +107,24 @@ def test_online_the_hub_says_which_commit_and_a_failure_is_one_line(cli, hub_ser
     assert "Traceback" not in proc.stderr
 
 
+def test_an_unreachable_hub_asked_for_a_tokenizer_revision_is_one_line(cli, tmp_path, monkeypatch):
+    """The pre-update Llama 3 tokenizer is "the commit before 339ce92d": the hub is asked for the
+    history. With the hub unreachable its client retried 5 times and logged each try and request:
+    20 lines over 15 s before the one that said what failed."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: every request is refused
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed}")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"chosen": [], "rejected": []}) + "\n")
+    proc = cli("data", "preview", "llama3-instruct-v0.2", "--input", str(rows), timeout=300)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"cannot list the commits of {MODEL}: ConnectError" in proc.stderr
+
+
 LOAD = """
 import sys, torch
 from repro.config.resolution import resolve_names

@@ -20,6 +20,7 @@ writes it and `load()` warns when a SentencePiece tokenizer comes up non-legacy.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -155,12 +156,19 @@ def resolve_revision(repo: str, revision: str) -> str:
     sha = revision[len(PARENT_OF) :]
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         raise ReproError(f"tokenizer revision '{revision}' of {repo} needs the hub (HF_HUB_OFFLINE is set)")
+    # the hub client retries a failed request 5 times (15 s), logging a warning and the request
+    # each time: 20 lines before the one that says what failed
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)
     try:  # deferred: only a parent-of: revision asks the hub
         from huggingface_hub import HfApi
 
         commits = [c.commit_id for c in HfApi().list_repo_commits(repo)]  # newest first
     except Exception as exc:  # noqa: BLE001 - any hub failure is one line for the user
         raise ReproError(f"cannot list the commits of {repo}: {type(exc).__name__}") from None
+    finally:
+        hub_log.setLevel(level)
     return parent_commit(commits, sha, repo)
 
 
