@@ -278,6 +278,13 @@ def test_preview_of_the_tiny_settings_own_rows(cli, tmp_path):
     ours, said = _preview(cli, "tiny", "--limit", "3")
     assert ours == _preview(cli, "tiny", "--input", str(rows))[0] and len(ours) == 3
     assert "repro:synthetic-preferences (train split): 3 of 3 rows tokenized (simpo)" in said
+    # --dataset: another dataset's training split, read where a run given it reads it
+    folder = tiny.write_dataset(tmp_path / "other", train=4, test=2, seed=seed + 1)
+    other, said = _preview(cli, "tiny", "--dataset", str(folder))
+    assert other == _preview(cli, "tiny", "--input", str(folder / "train.jsonl"))[0] and other[:3] != ours
+    assert f"{folder} (train split): 4 of 4 rows tokenized" in said
+    proc = cli("data", "preview", "tiny", "--input", str(rows), "--dataset", str(folder))
+    assert proc.returncode == 2 and "not both" in proc.stderr and proc.stderr.count("\n") == 1
 
 
 @pytest.mark.e2e  # the real SmolLM2 tokenizer, and the binarization of the annotations in shared/

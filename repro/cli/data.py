@@ -9,6 +9,8 @@ import typer
 
 from repro.cli import render
 from repro.cli.common import (
+    DataOpt,
+    DatasetOpt,
     SettingArg,
     TokenizationOpt,
     app,
@@ -22,7 +24,7 @@ from repro.config import evalconfig
 from repro.config.resolution import evaluation_plan, resolve_names
 from repro.config.settings import get_setting
 from repro.data import bosguard, preference, tokenizers
-from repro.errors import ReproError
+from repro.errors import ReproError, UsageError
 from repro.models import catalog
 from repro.train import launch
 
@@ -85,6 +87,8 @@ def preview(
             help="Preference rows (JSON lines, UltraFeedback layout; default: the setting's training split).",
         ),
     ] = None,
+    dataset: DatasetOpt = None,
+    data_source: DataOpt = None,
     tokenizer: TokenizerOpt = None,
     tokenization: TokenizationOpt = "simpo",
     max_length: Annotated[
@@ -105,8 +109,11 @@ def preview(
     """Print, per row, exactly the token ids and labels training will consume: the first rows
     of --input, or of the setting's own training split as stored (before the run shuffles it)."""
     _, tok, pipeline = pipeline_for(setting, tokenizer, tokenization, max_length, max_prompt_length)
+    if input_file is not None and (dataset or data_source):
+        raise UsageError("--input is the rows to show: give it, or --dataset / --data, not both")
     if input_file is None:
-        config, _ = resolve_names(setting, "simpo", pin=False)
+        source_dir = str(data_source) if data_source else None
+        config, _ = resolve_names(setting, "simpo", dataset=dataset, data_source=source_dir, pin=False)
         source = f"{config.dataset} ({config.train_split} split)"
         rows = launch.training_rows(config, config.train_split)[:limit]
     else:
