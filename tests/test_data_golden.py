@@ -304,6 +304,21 @@ def test_preview_of_the_smol_settings_own_rows(cli, tmp_path, shared, smol_model
     assert "repro:alpaca-eval-preferences (train split): 2 of 2 rows tokenized" in said
 
 
+@pytest.mark.e2e  # the real SmolLM2 tokenizer
+def test_check_tokenizer_of_a_built_in_model_by_its_name(cli, smol_model, monkeypatch):
+    """`repro check-tokenizer repro:smollm2-135m-instruct` handed the name to the hub client
+    ("Repo id must use alphanumeric chars"); it is the imported folder's tokenizer, as checked there."""
+    from tests.conftest import SMOL_CACHE
+
+    monkeypatch.setenv("REPRO_CACHE", str(SMOL_CACHE))
+    checks = {}
+    for name in ("repro:smollm2-135m-instruct", str(smol_model)):
+        proc = cli("check-tokenizer", name, "--setting", "smol", "--format", "json", check=True)
+        checks[name] = json.loads(proc.stdout)
+    assert checks["repro:smollm2-135m-instruct"] == checks[str(smol_model)]
+    assert checks[str(smol_model)]["status"] == "ok", checks
+
+
 def test_preview_of_a_hub_dataset_not_cached_offline_is_one_line(cli, tokenizer_dirs):
     proc = cli("data", "preview", "llama3-instruct-v0.2", "--tokenizer", str(tokenizer_dirs / "llama3-pre"))
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr

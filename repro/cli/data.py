@@ -43,13 +43,17 @@ def pipeline_for(
 ):
     setting = get_setting(setting_name)
     revision = setting.tokenizer_revision or setting.model_revision
-    # a built-in model (repro:NAME) is its imported folder, fetched the first time as a run does
-    model = catalog.local_path(setting.model_name_or_path)
-    tokenizer = tokenizers.load(tokenizer_path or model, revision=revision)
+    tokenizer = _tokenizer(tokenizer_path or setting.model_name_or_path, revision)
     pipeline = preference.Pipeline.for_config(
         tokenizer, setting, tokenization, max_length=max_length, max_prompt_length=max_prompt_length
     )
     return setting, tokenizer, pipeline
+
+
+def _tokenizer(name: str, revision: str | None):
+    """A tokenizer by folder or hub id; a built-in model (repro:NAME) is its imported folder,
+    fetched the first time as a run fetches it."""
+    return tokenizers.load(catalog.local_path(name), revision=revision)
 
 
 def _pieces(tokenizer, ids: list[int]) -> str:
@@ -161,7 +165,10 @@ def preview(
 @app.command("check-tokenizer")
 def check_tokenizer(
     model_or_path: Annotated[
-        str, path_argument("local-or-hub", "Tokenizer directory or hub id.", metavar="TOKENIZER")
+        str,
+        path_argument(
+            "local-or-hub", "Tokenizer directory, hub id or built-in model (repro:NAME).", metavar="TOKENIZER"
+        ),
     ],
     setting: Annotated[
         str | None,
@@ -179,7 +186,7 @@ def check_tokenizer(
     name = setting or "llama3-instruct-v0.2"
     the_setting = get_setting(name)
     revision = the_setting.tokenizer_revision or the_setting.model_revision
-    tok = tokenizers.load(model_or_path, revision=revision)
+    tok = _tokenizer(model_or_path, revision)
     pipeline = preference.Pipeline.for_config(tok, the_setting, tokenization)
     generation = evalconfig.generation(evaluation_plan(the_setting).generation)
     report = bosguard.Report.of(bosguard.run(tok, pipeline, generation))
