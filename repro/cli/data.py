@@ -112,9 +112,9 @@ def preview(
 ) -> None:
     """Print, per row, exactly the token ids and labels training will consume: the first rows
     of --input, or of the setting's own training split as stored (before the run shuffles it)."""
-    _, tok, pipeline = pipeline_for(setting, tokenizer, tokenization, max_length, max_prompt_length)
-    if input_file is not None and (dataset or data_source):
+    if input_file is not None and (dataset or data_source):  # said before the tokenizer loads
         raise UsageError("--input is the rows to show: give it, or --dataset / --data, not both")
+    _, tok, pipeline = pipeline_for(setting, tokenizer, tokenization, max_length, max_prompt_length)
     if input_file is None:
         source_dir = str(data_source) if data_source else None
         config, _ = resolve_names(setting, "simpo", dataset=dataset, data_source=source_dir, pin=False)
